@@ -1,0 +1,25 @@
+//! Buoy's public API, group `buoy.io`, version `v1alpha1`: the `VirtualIP` and `UpstreamPool`
+//! custom resources, their validation (the same in a cluster and in standalone mode), CRD
+//! generation and the loader for YAML manifests.
+
+pub mod crdgen;
+pub mod duration;
+pub mod manifest;
+pub mod names;
+pub mod reference;
+pub mod structural;
+pub mod upstreampool;
+pub mod validation;
+pub mod virtualip;
+
+pub use duration::Duration;
+pub use upstreampool::*;
+pub use validation::{FieldError, ValidationErrors};
+pub use virtualip::*;
+
+/// The API group of Buoy's resources.
+pub const GROUP: &str = "buoy.io";
+/// The API version of Buoy's resources.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "buoy.io/v1alpha1";

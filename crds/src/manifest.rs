@@ -1,0 +1,204 @@
+//! Reading Buoy objects from YAML manifests (the same files users `kubectl apply`): multi-document
+//! streams of VirtualIP, UpstreamPool and Secret (for VRRPv2 passwords in standalone mode).
+//! Every error names the file, the document and the field.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{API_VERSION, FieldError, UpstreamPool, VirtualIP, validation::validate_value};
+
+/// One object read from a manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    VirtualIP(Box<VirtualIP>),
+    UpstreamPool(Box<UpstreamPool>),
+    Secret(Box<Secret>),
+}
+
+/// An object and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located {
+    pub file: PathBuf,
+    /// 1-based index of the YAML document in the file.
+    pub document: usize,
+    pub object: Object,
+}
+
+/// Why a document was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub document: usize,
+    /// `VirtualIP default/web`, when known.
+    pub object: Option<String>,
+    pub error: FieldError,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file.display(), self.document)?;
+        if let Some(o) = &self.object {
+            write!(f, " ({o})")?;
+        }
+        write!(f, ": {}", self.error)
+    }
+}
+
+/// Parses and validates every document of `text` (read from `file`). Returns the objects, or every
+/// error found (documents are checked independently so one run shows all mistakes).
+pub fn parse(file: &Path, text: &str) -> Result<Vec<Located>, Vec<ManifestError>> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let fail = |object: Option<String>, path: &str, message: String| ManifestError {
+            file: file.to_path_buf(),
+            document,
+            object,
+            error: FieldError::new(path, message),
+        };
+        let value = match Value::deserialize(doc) {
+            Ok(Value::Null) => continue, // an empty document, e.g. after a trailing `---`
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(fail(None, "", format!("invalid YAML: {e}")));
+                // The stream cannot be resynchronised after a syntax error.
+                break;
+            }
+        };
+        match parse_object(&value) {
+            Ok(object) => objects.push(Located {
+                file: file.to_path_buf(),
+                document,
+                object,
+            }),
+            Err(errs) => {
+                let label = describe(&value);
+                errors.extend(errs.into_iter().map(|e| ManifestError {
+                    file: file.to_path_buf(),
+                    document,
+                    object: label.clone(),
+                    error: e,
+                }));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads files and directories (every `*.yaml` / `*.yml` inside, sorted), like `kubectl apply -f`.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for path in expand(paths, &mut errors) {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match parse(&path, &text) {
+                Ok(found) => objects.extend(found),
+                Err(e) => errors.extend(e),
+            },
+            Err(e) => errors.push(ManifestError {
+                file: path.clone(),
+                document: 0,
+                object: None,
+                error: FieldError::new("", format!("cannot read: {e}")),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+fn expand(paths: &[PathBuf], errors: &mut Vec<ManifestError>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.is_file()
+                                && matches!(
+                                    p.extension().and_then(|e| e.to_str()),
+                                    Some("yaml" | "yml")
+                                )
+                        })
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => errors.push(ManifestError {
+                    file: path.clone(),
+                    document: 0,
+                    object: None,
+                    error: FieldError::new("", format!("cannot read directory: {e}")),
+                }),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+}
+
+fn describe(value: &Value) -> Option<String> {
+    let kind = value.get("kind")?.as_str()?;
+    let meta = value.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    Some(format!("{kind} {ns}/{name}"))
+}
+
+fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    match (api_version, kind) {
+        (API_VERSION, "VirtualIP") => {
+            validate_value::<VirtualIP>(value).map_err(|e| e.0)?;
+            typed(value).map(|v| Object::VirtualIP(Box::new(v)))
+        }
+        (API_VERSION, "UpstreamPool") => {
+            validate_value::<UpstreamPool>(value).map_err(|e| e.0)?;
+            typed(value).map(|v| Object::UpstreamPool(Box::new(v)))
+        }
+        ("v1", "Secret") => typed(value).map(|v| Object::Secret(Box::new(v))),
+        ("", _) => Err(vec![FieldError::new(
+            "apiVersion",
+            "Required value".to_string(),
+        )]),
+        (_, "") => Err(vec![FieldError::new("kind", "Required value".to_string())]),
+        (a, k) => Err(vec![FieldError::new(
+            "kind",
+            format!(
+                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, v1 Secret"
+            ),
+        )]),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Vec<FieldError>> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| vec![FieldError::new("", format!("cannot decode: {e}"))])
+}

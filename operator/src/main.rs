@@ -1,0 +1,56 @@
+//! `buoy-operator`: the cluster side of Buoy.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "buoy-operator",
+    version,
+    about = "Buoy operator: turns VirtualIPs and UpstreamPools into node agents, allocations and status"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions of VirtualIP and UpstreamPool (generated from the Rust types).
+    Crds {
+        /// Write one file per CRD into each of these directories instead of printing.
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dirs: Vec<PathBuf>,
+        /// Print the Markdown API reference instead of the CRDs.
+        #[arg(long, conflicts_with = "out_dirs")]
+        reference: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Crds {
+            out_dirs,
+            reference,
+        } => {
+            if reference {
+                print!("{}", buoy_crds::reference::markdown());
+            } else if out_dirs.is_empty() {
+                print!("{}", buoy_crds::crdgen::all_yaml()?);
+            } else {
+                for dir in &out_dirs {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    for crd in buoy_crds::crdgen::crds() {
+                        let path = dir.join(buoy_crds::crdgen::file_name(&crd));
+                        std::fs::write(&path, buoy_crds::crdgen::to_yaml(&crd)?)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
