@@ -79,10 +79,12 @@ fn rows(path: &str, schema: &Value, required: bool, out: &mut String) {
     let ty = known
         .map(String::from)
         .unwrap_or_else(|| type_label(schema));
-    let default = schema
-        .get("default")
-        .map(|d| format!("`{}`", d.to_string().replace('|', "\\|")))
-        .unwrap_or_default();
+    let default = match schema.get("default") {
+        // Object defaults are the sum of their fields' defaults, listed on those rows.
+        Some(Value::Object(_)) => "(per field)".to_string(),
+        Some(d) => format!("`{}`", d.to_string().replace('|', "\\|")),
+        None => String::new(),
+    };
     let mut description = schema
         .get("description")
         .and_then(Value::as_str)
@@ -188,11 +190,18 @@ fn type_label(schema: &Value) -> String {
                 .join(", ")
         ));
     }
-    match (schema.get("minimum"), schema.get("maximum")) {
-        (Some(a), Some(b)) => constraints.push(format!("{a}..{b}")),
-        (Some(a), None) => constraints.push(format!("≥ {a}")),
-        (None, Some(b)) => constraints.push(format!("≤ {b}")),
-        _ => {}
+    let num = |v: &Value| match v.as_f64() {
+        Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
+        _ => v.to_string(),
+    };
+    // An enum already says everything a range would.
+    if schema.get("enum").is_none() {
+        match (schema.get("minimum"), schema.get("maximum")) {
+            (Some(a), Some(b)) => constraints.push(format!("{}..{}", num(a), num(b))),
+            (Some(a), None) => constraints.push(format!("≥ {}", num(a))),
+            (None, Some(b)) => constraints.push(format!("≤ {}", num(b))),
+            _ => {}
+        }
     }
     match (schema.get("minItems"), schema.get("maxItems")) {
         (Some(a), Some(b)) => constraints.push(format!("{a}..{b} items")),

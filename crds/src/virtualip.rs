@@ -41,8 +41,8 @@ use crate::{
 #[x_kube(validation = Rule::new("!has(self.track) || !has(self.track.upstreams) || size(self.listeners) > 0").message("track.upstreams needs at least one listener whose backends can be tracked").field_path(".track.upstreams"))]
 pub struct VirtualIPSpec {
     /// The virtual addresses: 1 to 16, all IPv4 or all IPv6, each optionally with a prefix length
-    /// (`192.168.60.88/24`, `fd00::88/64`). Without a prefix, the prefix of the interface's
-    /// connected subnet that holds the address is used (keepalived: `virtual_ipaddress`).
+    /// (`192.168.60.88/24`, `fd00::88/64`). Without a prefix the address is bound as /32 (/128),
+    /// as keepalived does (keepalived: `virtual_ipaddress`).
     #[schemars(length(min = 1, max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub addresses: Vec<VipAddress>,

@@ -1,0 +1,63 @@
+//! `buoy-agent check` accepts the examples and rejects bad files with file, document and path,
+//! like `nginx -t`.
+
+use std::process::Command;
+
+fn check(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run buoy-agent");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn accepts_the_seed_example() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
+    let (ok, stdout, stderr) = check(&["--config", dir]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "configuration OK: 1 VirtualIP(s), 1 UpstreamPool(s), 1 Secret(s)"
+    );
+}
+
+#[test]
+fn rejects_a_bad_file_with_every_error_located() {
+    let dir = std::env::temp_dir().join(format!("buoy-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: web}\nspec:\n  addresses: [192.168.60.88, fd00::1]\n  vrrp: {version: 2, advertisementInterval: 1s}\n").unwrap();
+    let (ok, stdout, stderr) = check(&["--config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    let f = file.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: {f}: document 1 (VirtualIP default/web): spec.addresses: all addresses must be of one family (all IPv4 or all IPv6)"
+            ),
+            format!(
+                "error: {f}: document 1 (VirtualIP default/web): spec.vrrp.version: VRRP version 2 supports IPv4 only; use version 3 for IPv6 addresses"
+            ),
+            "configuration invalid: 2 error(s)".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let (ok, _, stderr) = check(&["--config", "/nonexistent/buoy.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: /nonexistent/buoy.yaml: document 0: cannot read: No such file"),
+        "{stderr}"
+    );
+}
