@@ -1,0 +1,3 @@
+//! The Buoy node agent: VRRP elections, VIP binding and announcement, and (soon) the proxy.
+
+pub mod vrrp;

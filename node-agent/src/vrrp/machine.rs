@@ -1,0 +1,642 @@
+//! The RFC 5798 state machine, sans IO: it is fed events with the current time and answers with
+//! actions (send an advert, bind or release the VIP, announce it). It owns no socket and no timer;
+//! the IO shell asks [`Machine::poll_timeout`] when to call [`Machine::handle_timeout`].
+//!
+//! Beyond the RFC:
+//! - a Fault state (interface down, or a tracked condition with weight 0): no adverts, no VIP;
+//! - graceful resignation with make-before-break: a master that stops sends priority 0 (so a
+//!   backup takes over after its skew time, not after Master_Down_Interval) but keeps the VIP,
+//!   and answering, until it hears the new master's advert, so no new connection is lost;
+//! - keepalived's `preempt_delay`: after start or recovery, wait before preempting.
+
+use std::{net::IpAddr, time::Duration};
+
+use super::packet::Version;
+
+/// Time since an arbitrary epoch, supplied by the caller (the shell's monotonic clock, or a
+/// simulation's virtual clock).
+pub type Time = Duration;
+
+/// Priority of the address owner: becomes master at once.
+pub const PRIORITY_OWNER: u8 = 255;
+/// Priority that announces resignation.
+pub const PRIORITY_RESIGN: u8 = 0;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub version: Version,
+    /// Base priority 1..255 (the effective priority may differ, see [`Machine::set_priority`]).
+    pub priority: u8,
+    /// Our advertisement interval.
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// Our primary address on the interface: the source of our adverts and the tie-breaker
+    /// between equal priorities.
+    pub primary_address: IpAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+    /// A master that resigned (graceful stop) and still holds the VIP until a new master speaks.
+    Resigning,
+}
+
+impl State {
+    /// The state as logged and reported (`MASTER`, `BACKUP`, `FAULT`, `INIT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master | State::Resigning => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send an advert with this priority now.
+    SendAdvert { priority: u8 },
+    /// Add the virtual addresses to the interface.
+    BindVip,
+    /// Remove the virtual addresses from the interface.
+    ReleaseVip,
+    /// Start announcing the addresses (gratuitous ARP / unsolicited NA bursts and refreshes).
+    Announce,
+    /// The state changed.
+    StateChanged {
+        from: State,
+        to: State,
+        reason: &'static str,
+    },
+    /// Shutdown is complete; the shell may exit.
+    Stopped,
+}
+
+/// An advert that passed the receive checks of the shell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub from: IpAddr,
+    pub priority: u8,
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Machine {
+    config: Config,
+    state: State,
+    /// Effective priority (base ± tracking), 1..255.
+    priority: u8,
+    /// The master's advertisement interval (learned from its adverts in v3).
+    master_adver_interval: Duration,
+    /// Master_Down_Timer in Backup, Adver_Timer in Master, the give-up deadline in Resigning.
+    timer: Option<Time>,
+    /// Before this time a Backup does not preempt (keepalived's preempt_delay).
+    preempt_after: Time,
+    /// Whether the fault condition holds.
+    faulted: bool,
+    /// Shutdown was asked for.
+    stopping: bool,
+}
+
+impl Machine {
+    pub fn new(config: Config) -> Self {
+        Machine {
+            priority: config.priority,
+            master_adver_interval: config.advert_interval,
+            config,
+            state: State::Initialize,
+            timer: None,
+            preempt_after: Duration::ZERO,
+            faulted: false,
+            stopping: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The priority this node advertises now.
+    pub fn effective_priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Whether the VIP is (or must be) bound on this node.
+    pub fn holds_vip(&self) -> bool {
+        matches!(self.state, State::Master | State::Resigning)
+    }
+
+    /// Shutdown was asked for (the instance is resigning or stopped).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+
+    /// Skew_Time: lower priorities wait longer, so the best backup takes over first.
+    pub fn skew_time(&self) -> Duration {
+        let base = match self.config.version {
+            // RFC 3768: (256 - Priority) / 256 seconds, whatever the interval.
+            Version::V2 => Duration::from_secs(1),
+            Version::V3 => self.master_adver_interval,
+        };
+        base * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        3 * self.master_adver_interval + self.skew_time()
+    }
+
+    /// When [`Machine::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timer
+    }
+
+    fn transition(&mut self, to: State, reason: &'static str, actions: &mut Vec<Action>) {
+        let from = self.state;
+        if from != to {
+            self.state = to;
+            actions.push(Action::StateChanged { from, to, reason });
+        }
+    }
+
+    fn become_backup(&mut self, now: Time, reason: &'static str, actions: &mut Vec<Action>) {
+        if self.holds_vip() {
+            actions.push(Action::ReleaseVip);
+        }
+        self.timer = Some(now + self.master_down_interval());
+        self.transition(State::Backup, reason, actions);
+    }
+
+    fn become_master(&mut self, now: Time, reason: &'static str, actions: &mut Vec<Action>) {
+        // Make before break: the addresses are bound before we tell anyone we own them.
+        actions.push(Action::BindVip);
+        actions.push(Action::SendAdvert {
+            priority: self.priority,
+        });
+        actions.push(Action::Announce);
+        self.timer = Some(now + self.config.advert_interval);
+        self.transition(State::Master, reason, actions);
+    }
+
+    /// Start the instance (Initialize → Backup, or Master for the address owner).
+    pub fn startup(&mut self, now: Time) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.state != State::Initialize || self.stopping {
+            return actions;
+        }
+        self.master_adver_interval = self.config.advert_interval;
+        self.preempt_after = now + self.config.preempt_delay;
+        if self.faulted {
+            self.transition(State::Fault, "fault condition at startup", &mut actions);
+        } else if self.priority == PRIORITY_OWNER {
+            self.become_master(now, "address owner", &mut actions);
+        } else {
+            self.become_backup(now, "startup", &mut actions);
+        }
+        actions
+    }
+
+    /// Graceful stop. A master resigns with make-before-break; others stop at once.
+    pub fn shutdown(&mut self, now: Time) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.stopping {
+            return actions;
+        }
+        self.stopping = true;
+        match self.state {
+            State::Master => {
+                actions.push(Action::SendAdvert {
+                    priority: PRIORITY_RESIGN,
+                });
+                // The backups' Master_Down_Interval bounds the wait even if our priority 0 is lost.
+                self.timer = Some(now + 4 * self.master_adver_interval + Duration::from_millis(10));
+                self.transition(
+                    State::Resigning,
+                    "shutdown: waiting for the new master",
+                    &mut actions,
+                );
+            }
+            State::Resigning => {}
+            _ => {
+                self.timer = None;
+                self.transition(State::Initialize, "shutdown", &mut actions);
+                actions.push(Action::Stopped);
+            }
+        }
+        actions
+    }
+
+    /// Stop now, without waiting for a new master (a second signal, or the grace period ran out).
+    pub fn stop_now(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.holds_vip() {
+            if self.state == State::Master {
+                actions.push(Action::SendAdvert {
+                    priority: PRIORITY_RESIGN,
+                });
+            }
+            actions.push(Action::ReleaseVip);
+        }
+        self.stopping = true;
+        self.timer = None;
+        self.transition(State::Initialize, "stopped", &mut actions);
+        actions.push(Action::Stopped);
+        actions
+    }
+
+    /// A timer deadline passed.
+    pub fn handle_timeout(&mut self, now: Time) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.timer {
+            Some(deadline) if deadline <= now => {}
+            _ => return actions,
+        }
+        match self.state {
+            State::Backup => {
+                self.become_master(now, "no advert within Master_Down_Interval", &mut actions)
+            }
+            State::Master => {
+                actions.push(Action::SendAdvert {
+                    priority: self.priority,
+                });
+                self.timer = Some(now + self.config.advert_interval);
+            }
+            State::Resigning => {
+                actions.push(Action::ReleaseVip);
+                self.timer = None;
+                self.transition(
+                    State::Initialize,
+                    "shutdown: no new master heard",
+                    &mut actions,
+                );
+                actions.push(Action::Stopped);
+            }
+            State::Initialize | State::Fault => self.timer = None,
+        }
+        actions
+    }
+
+    /// An advert for our VRID that passed the shell's checks.
+    pub fn handle_advert(&mut self, now: Time, advert: Received) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            State::Backup => {
+                if advert.priority == PRIORITY_RESIGN {
+                    self.timer = Some(now + self.skew_time());
+                } else if !self.config.preempt
+                    || advert.priority >= self.priority
+                    || now < self.preempt_after
+                {
+                    if self.config.version == Version::V3 {
+                        self.master_adver_interval = advert.interval;
+                    }
+                    self.timer = Some(now + self.master_down_interval());
+                }
+                // Otherwise a lower-priority master: let Master_Down_Timer run out and preempt it.
+            }
+            State::Master => {
+                if advert.priority == PRIORITY_RESIGN {
+                    actions.push(Action::SendAdvert {
+                        priority: self.priority,
+                    });
+                    self.timer = Some(now + self.config.advert_interval);
+                } else if advert.priority > self.priority
+                    || (advert.priority == self.priority
+                        && advert.from > self.config.primary_address)
+                {
+                    if self.config.version == Version::V3 {
+                        self.master_adver_interval = advert.interval;
+                    }
+                    self.become_backup(now, "higher-priority master", &mut actions);
+                }
+            }
+            State::Resigning => {
+                if advert.priority != PRIORITY_RESIGN {
+                    actions.push(Action::ReleaseVip);
+                    self.timer = None;
+                    self.transition(
+                        State::Initialize,
+                        "shutdown: new master took over",
+                        &mut actions,
+                    );
+                    actions.push(Action::Stopped);
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+        actions
+    }
+
+    /// The effective priority changed (tracking). A master tells the others at once.
+    pub fn set_priority(&mut self, now: Time, priority: u8) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let priority = priority.max(1);
+        if priority == self.priority {
+            return actions;
+        }
+        self.priority = priority;
+        if self.state == State::Master {
+            actions.push(Action::SendAdvert { priority });
+            self.timer = Some(now + self.config.advert_interval);
+        }
+        actions
+    }
+
+    /// The fault condition (interface down, tracked failure with weight 0) started or ended.
+    pub fn set_fault(&mut self, now: Time, faulted: bool, reason: &'static str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if faulted == self.faulted {
+            return actions;
+        }
+        self.faulted = faulted;
+        if self.stopping {
+            return actions;
+        }
+        match (faulted, self.state) {
+            (true, State::Master | State::Backup) => {
+                if self.state == State::Master {
+                    // Tell the backups to take over now rather than after Master_Down_Interval.
+                    actions.push(Action::SendAdvert {
+                        priority: PRIORITY_RESIGN,
+                    });
+                    actions.push(Action::ReleaseVip);
+                }
+                self.timer = None;
+                self.transition(State::Fault, reason, &mut actions);
+            }
+            (false, State::Fault) => {
+                self.master_adver_interval = self.config.advert_interval;
+                self.preempt_after = now + self.config.preempt_delay;
+                self.become_backup(now, reason, &mut actions);
+            }
+            _ => {}
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn config(priority: u8, ip: &str) -> Config {
+        Config {
+            version: Version::V3,
+            priority,
+            advert_interval: ms(1000),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            primary_address: ip.parse().unwrap(),
+        }
+    }
+
+    fn advert(from: &str, priority: u8) -> Received {
+        Received {
+            from: from.parse().unwrap(),
+            priority,
+            interval: ms(1000),
+        }
+    }
+
+    #[test]
+    fn timers_follow_rfc_5798() {
+        let m = Machine::new(config(100, "10.0.0.1"));
+        // Skew = (256 - 100) * 1 s / 256 = 609.375 ms; Master_Down = 3 s + skew.
+        assert_eq!(m.skew_time(), Duration::from_micros(609_375));
+        assert_eq!(m.master_down_interval(), Duration::from_micros(3_609_375));
+        let v2 = Machine::new(Config {
+            version: Version::V2,
+            advert_interval: ms(3000),
+            ..config(100, "10.0.0.1")
+        });
+        assert_eq!(v2.master_down_interval(), Duration::from_micros(9_609_375));
+    }
+
+    #[test]
+    fn backup_becomes_master_after_master_down_interval() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        let a = m.startup(ms(0));
+        assert_eq!(
+            a,
+            vec![Action::StateChanged {
+                from: State::Initialize,
+                to: State::Backup,
+                reason: "startup"
+            }]
+        );
+        assert_eq!(m.poll_timeout(), Some(Duration::from_micros(3_609_375)));
+        assert!(
+            m.handle_timeout(ms(3000)).is_empty(),
+            "early timeout does nothing"
+        );
+        let a = m.handle_timeout(Duration::from_micros(3_609_375));
+        assert_eq!(
+            &a[..3],
+            &[
+                Action::BindVip,
+                Action::SendAdvert { priority: 100 },
+                Action::Announce
+            ]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.poll_timeout(), Some(Duration::from_micros(4_609_375)));
+        assert_eq!(
+            m.handle_timeout(Duration::from_micros(4_609_375)),
+            vec![Action::SendAdvert { priority: 100 }]
+        );
+    }
+
+    #[test]
+    fn owner_is_master_at_once() {
+        let mut m = Machine::new(config(255, "10.0.0.1"));
+        m.startup(ms(0));
+        assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn adverts_from_a_better_master_keep_a_backup_down() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        for t in (1000..10_000).step_by(1000) {
+            assert!(m.handle_advert(ms(t), advert("10.0.0.2", 150)).is_empty());
+            m.handle_timeout(ms(t + 1));
+            assert_eq!(m.state(), State::Backup);
+        }
+    }
+
+    #[test]
+    fn backup_preempts_lower_master_only_with_preempt() {
+        let mut m = Machine::new(config(150, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_advert(ms(1000), advert("10.0.0.2", 100));
+        m.handle_advert(ms(2000), advert("10.0.0.2", 100));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        assert_eq!(
+            m.state(),
+            State::Master,
+            "lower adverts are discarded, so the timer runs out"
+        );
+
+        let mut np = Machine::new(Config {
+            preempt: false,
+            ..config(150, "10.0.0.1")
+        });
+        np.startup(ms(0));
+        for t in (1000..20_000).step_by(1000) {
+            np.handle_advert(ms(t), advert("10.0.0.2", 100));
+            np.handle_timeout(ms(t + 1));
+        }
+        assert_eq!(np.state(), State::Backup);
+    }
+
+    #[test]
+    fn preempt_delay_holds_back_preemption() {
+        let mut m = Machine::new(Config {
+            preempt_delay: ms(10_000),
+            ..config(150, "10.0.0.1")
+        });
+        m.startup(ms(0));
+        for t in (1000..10_000).step_by(1000) {
+            m.handle_advert(ms(t), advert("10.0.0.2", 100));
+            m.handle_timeout(ms(t + 1));
+            assert_eq!(m.state(), State::Backup, "at {t} ms");
+        }
+        m.handle_advert(ms(10_000), advert("10.0.0.2", 100));
+        m.handle_advert(ms(11_000), advert("10.0.0.2", 100));
+        let deadline = m.poll_timeout().unwrap();
+        assert!(deadline < ms(14_000));
+        m.handle_timeout(deadline);
+        assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn master_yields_to_higher_priority_and_to_higher_address_on_ties() {
+        let mut m = Machine::new(config(100, "10.0.0.5"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        assert!(
+            m.handle_advert(ms(5000), advert("10.0.0.4", 100))
+                .is_empty(),
+            "tie, lower address: we stay"
+        );
+        assert!(
+            m.handle_advert(ms(5001), advert("10.0.0.9", 99)).is_empty(),
+            "lower priority: we stay"
+        );
+        let a = m.handle_advert(ms(5002), advert("10.0.0.6", 100));
+        assert_eq!(a[0], Action::ReleaseVip);
+        assert_eq!(m.state(), State::Backup);
+    }
+
+    #[test]
+    fn resign_advert_makes_backup_take_over_after_skew() {
+        let mut m = Machine::new(config(200, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_advert(ms(1000), advert("10.0.0.2", 250));
+        m.handle_advert(ms(1500), advert("10.0.0.2", 0));
+        // Skew at priority 200 and 1 s: 56 * 1000 / 256 = 218.75 ms.
+        assert_eq!(m.poll_timeout(), Some(Duration::from_micros(1_718_750)));
+    }
+
+    #[test]
+    fn graceful_shutdown_keeps_the_vip_until_the_new_master_speaks() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        let a = m.shutdown(ms(10_000));
+        assert_eq!(a[0], Action::SendAdvert { priority: 0 });
+        assert!(!a.contains(&Action::ReleaseVip));
+        assert!(m.holds_vip());
+        assert!(
+            m.handle_timeout(ms(10_900)).is_empty(),
+            "no more adverts while resigning"
+        );
+        assert!(
+            m.handle_advert(ms(10_950), advert("10.0.0.2", 0))
+                .is_empty(),
+            "another resigning router is not a new master"
+        );
+        let a = m.handle_advert(ms(11_000), advert("10.0.0.2", 99));
+        assert_eq!(a[0], Action::ReleaseVip);
+        assert_eq!(a.last(), Some(&Action::Stopped));
+        assert!(!m.holds_vip());
+    }
+
+    #[test]
+    fn graceful_shutdown_alone_gives_up_after_a_deadline() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        m.shutdown(ms(10_000));
+        let a = m.handle_timeout(m.poll_timeout().unwrap());
+        assert_eq!(a[0], Action::ReleaseVip);
+        assert_eq!(a.last(), Some(&Action::Stopped));
+    }
+
+    #[test]
+    fn fault_releases_and_recovery_returns_to_backup() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        let a = m.set_fault(ms(5000), true, "interface down");
+        assert_eq!(
+            &a[..2],
+            &[Action::SendAdvert { priority: 0 }, Action::ReleaseVip]
+        );
+        assert_eq!(m.state(), State::Fault);
+        assert_eq!(m.poll_timeout(), None);
+        assert!(m.handle_advert(ms(5500), advert("10.0.0.2", 50)).is_empty());
+        m.set_fault(ms(6000), false, "interface up");
+        assert_eq!(m.state(), State::Backup);
+    }
+
+    #[test]
+    fn priority_change_is_advertised_at_once_by_a_master() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        assert_eq!(
+            m.set_priority(ms(5000), 90),
+            vec![Action::SendAdvert { priority: 90 }]
+        );
+        assert_eq!(m.effective_priority(), 90);
+    }
+
+    #[test]
+    fn v3_backup_learns_the_masters_interval() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_advert(
+            ms(100),
+            Received {
+                from: "10.0.0.2".parse().unwrap(),
+                priority: 200,
+                interval: ms(100),
+            },
+        );
+        assert_eq!(m.master_adver_interval(), ms(100));
+        assert_eq!(
+            m.poll_timeout(),
+            Some(ms(100) + ms(300) + Duration::from_nanos(60_937_500))
+        );
+    }
+}

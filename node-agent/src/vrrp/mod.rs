@@ -1,0 +1,4 @@
+//! VRRP: the wire format, the state machine and the IO shell that drives them.
+
+pub mod machine;
+pub mod packet;
