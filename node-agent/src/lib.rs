@@ -1,3 +1,5 @@
 //! The Buoy node agent: VRRP elections, VIP binding and announcement, and (soon) the proxy.
 
+pub mod config;
+pub mod net;
 pub mod vrrp;

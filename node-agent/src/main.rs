@@ -1,8 +1,17 @@
 //! `buoy-agent`: the node side of Buoy.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
 
+use anyhow::{Context, Result, bail};
+use buoy_agent::vrrp::instance::{self, InstanceEvent, Stats};
 use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -23,25 +32,87 @@ enum Command {
         #[arg(long = "config", value_name = "PATH", required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Run one VRRP instance only, for debugging (like `keepalived --vrrp`). Logs every state change
+    /// as a line with `state=MASTER|BACKUP|FAULT`; SIGTERM or SIGINT hands over gracefully.
+    Vrrp(VrrpArgs),
+}
+
+#[derive(clap::Args)]
+struct VrrpArgs {
+    /// Interface that carries the addresses and the adverts.
+    #[arg(long)]
+    interface: String,
+    /// Virtual router ID, 1..255.
+    #[arg(long)]
+    vrid: u8,
+    /// Priority, 1..254 (255: address owner).
+    #[arg(long)]
+    priority: u8,
+    /// Virtual address, optionally with a prefix length (default /32 or /128); repeatable.
+    #[arg(long = "address", value_name = "IP/PREFIX", required = true)]
+    addresses: Vec<String>,
+    /// Advertisement interval (v3: 10ms steps; v2: whole seconds).
+    #[arg(long, default_value = "1s")]
+    advert_interval: String,
+    /// VRRP version.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    version: u8,
+    /// Send adverts by unicast to this peer instead of multicast; repeatable.
+    #[arg(long = "unicast-peer", value_name = "IP")]
+    unicast_peers: Vec<IpAddr>,
+    /// Do not take the VIP from a lower-priority master.
+    #[arg(long)]
+    no_preempt: bool,
+    /// VRRPv2 simple password (keepalived auth_type PASS).
+    #[arg(long, value_name = "SECRET")]
+    auth_pass: Option<String>,
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Check { configs } => check(&configs),
+        Command::Vrrp(args) => {
+            init_logging();
+            match run_async(vrrp(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_async<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
 }
 
 fn check(configs: &[PathBuf]) -> ExitCode {
     match buoy_crds::manifest::load(configs) {
         Ok(objects) => {
-            let count = |f: fn(&buoy_crds::manifest::Object) -> bool| {
-                objects.iter().filter(|o| f(&o.object)).count()
-            };
+            use buoy_crds::manifest::Object;
+            let count = |f: fn(&Object) -> bool| objects.iter().filter(|o| f(&o.object)).count();
             println!(
                 "configuration OK: {} VirtualIP(s), {} UpstreamPool(s), {} Secret(s)",
-                count(|o| matches!(o, buoy_crds::manifest::Object::VirtualIP(_))),
-                count(|o| matches!(o, buoy_crds::manifest::Object::UpstreamPool(_))),
-                count(|o| matches!(o, buoy_crds::manifest::Object::Secret(_))),
+                count(|o| matches!(o, Object::VirtualIP(_))),
+                count(|o| matches!(o, Object::UpstreamPool(_))),
+                count(|o| matches!(o, Object::Secret(_))),
             );
             ExitCode::SUCCESS
         }
@@ -53,4 +124,83 @@ fn check(configs: &[PathBuf]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flags as a VirtualIP, validated by the API's own rules so that the debug command accepts
+/// exactly what a VirtualIP would.
+fn vrrp_spec(args: &VrrpArgs) -> Result<buoy_crds::VirtualIP> {
+    let mut vrrp = serde_json::json!({
+        "version": args.version,
+        "advertisementInterval": args.advert_interval,
+        "preempt": !args.no_preempt,
+        "unicast": !args.unicast_peers.is_empty(),
+    });
+    if !args.unicast_peers.is_empty() {
+        vrrp["unicastPeers"] = args.unicast_peers.iter().map(|p| p.to_string()).collect();
+    }
+    if args.auth_pass.is_some() {
+        vrrp["authentication"] = serde_json::json!({"type": "Password", "secretRef": {"name": "cli", "key": "password"}});
+    }
+    let object = serde_json::json!({
+        "apiVersion": buoy_crds::API_VERSION,
+        "kind": "VirtualIP",
+        "metadata": {"name": "cli"},
+        "spec": {
+            "addresses": args.addresses,
+            "interface": args.interface,
+            "virtualRouterID": args.vrid,
+            "vrrp": vrrp,
+        }
+    });
+    if let Err(errors) = buoy_crds::validation::validate_value::<buoy_crds::VirtualIP>(&object) {
+        bail!("invalid flags:\n{errors}");
+    }
+    if args.priority == 0 {
+        bail!("--priority must be 1..255");
+    }
+    serde_json::from_value(object).context("decoding the flags")
+}
+
+async fn vrrp(args: VrrpArgs) -> Result<()> {
+    let vip = vrrp_spec(&args)?;
+    let config = buoy_agent::config::vrrp_instance(
+        &vip.spec,
+        args.priority,
+        args.auth_pass.as_deref().map(str::as_bytes),
+        None,
+    )?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sigint.recv() => {}
+            }
+            shutdown_tx.send_modify(|n| *n += 1);
+        }
+    });
+    tokio::spawn(async move {
+        // State changes are logged by the instance; collisions are worth a line of their own too.
+        while let Some(event) = events_rx.recv().await {
+            if let InstanceEvent::Collision { from, reason } = event {
+                info!(%from, %reason, "collision reported");
+            }
+        }
+    });
+    let result = instance::run(config, shutdown_rx, events_tx, stats.clone()).await;
+    if let Ok(s) = stats.lock() {
+        info!(
+            sent = s.adverts_sent,
+            received = s.adverts_received,
+            other_vrid = s.other_vrid,
+            drops = ?s.drops,
+            collisions = ?s.collisions,
+            "exiting"
+        );
+    }
+    result.map_err(Into::into)
 }

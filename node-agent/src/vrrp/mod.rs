@@ -1,4 +1,6 @@
 //! VRRP: the wire format, the state machine and the IO shell that drives them.
 
+pub mod instance;
 pub mod machine;
 pub mod packet;
+pub mod socket;

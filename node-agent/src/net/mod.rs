@@ -1,0 +1,4 @@
+//! The host's network: interfaces and addresses (rtnetlink) and announcements (ARP / NA).
+
+pub mod announce;
+pub mod netlink;

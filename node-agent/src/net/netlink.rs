@@ -1,0 +1,255 @@
+//! Interfaces and addresses through rtnetlink: find the interface of a VIP, its MAC and primary
+//! address, add and remove virtual addresses, and watch links go up and down.
+
+use std::net::IpAddr;
+
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::{
+    Handle, MulticastGroup,
+    packet_core::NetlinkPayload,
+    packet_route::{
+        RouteNetlinkMessage,
+        address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
+        link::{LinkAttribute, LinkFlags, LinkMessage},
+    },
+};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("cannot open a netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+    #[error("no interface has a connected subnet that holds {0}")]
+    NoInterfaceFor(IpAddr),
+    #[error("interface {0} has no {1} address to send adverts from")]
+    NoSourceAddress(String, &'static str),
+}
+
+/// What the agent needs to know about an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: [u8; 6],
+    /// Administratively up and with carrier (IFF_UP and IFF_LOWER_UP).
+    pub up: bool,
+}
+
+/// An address on an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub link_local: bool,
+}
+
+/// A netlink connection (its task runs on the current tokio runtime).
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn link_from(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        mac: [0; 6],
+        up: msg.header.flags.contains(LinkFlags::Up)
+            && msg.header.flags.contains(LinkFlags::LowerUp),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Address(a) if a.len() == 6 => link.mac.copy_from_slice(a),
+            _ => {}
+        }
+    }
+    link
+}
+
+fn address_from(msg: &AddressMessage) -> Option<InterfaceAddress> {
+    // IFA_LOCAL is the address itself on point-to-point links; IFA_ADDRESS otherwise.
+    let mut address = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(a) => address = Some(*a),
+            AddressAttribute::Address(a) if address.is_none() => address = Some(*a),
+            _ => {}
+        }
+    }
+    Some(InterfaceAddress {
+        index: msg.header.index,
+        address: address?,
+        prefix_len: msg.header.prefix_len,
+        link_local: msg.header.scope == AddressScope::Link,
+    })
+}
+
+/// Whether `addr` lies in `net/prefix`.
+pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Netlink {
+    /// Opens a connection; the connection task is spawned on the current runtime.
+    pub fn connect() -> Result<Self, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, NetError> {
+        let msgs: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await?;
+        Ok(msgs.iter().map(link_from).collect())
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Link, NetError> {
+        self.links()
+            .await?
+            .into_iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| NetError::NoSuchInterface(name.to_string()))
+    }
+
+    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetError> {
+        let msgs: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
+        Ok(msgs.iter().filter_map(address_from).collect())
+    }
+
+    /// The interface whose connected subnet holds `addr` (the default for `spec.interface`).
+    pub async fn interface_for(&self, addr: IpAddr) -> Result<Link, NetError> {
+        let addresses = self.addresses().await?;
+        let best = addresses
+            .iter()
+            .filter(|a| {
+                a.prefix_len < if addr.is_ipv4() { 32 } else { 128 }
+                    && in_subnet(addr, a.address, a.prefix_len)
+            })
+            .max_by_key(|a| a.prefix_len)
+            .ok_or(NetError::NoInterfaceFor(addr))?;
+        let index = best.index;
+        self.links()
+            .await?
+            .into_iter()
+            .find(|l| l.index == index)
+            .ok_or(NetError::NoInterfaceFor(addr))
+    }
+
+    /// The address adverts are sent from: for IPv4 the first address on the interface that is not
+    /// one of `exclude` (the VIPs); for IPv6 the link-local address (RFC 5798).
+    pub async fn primary_address(
+        &self,
+        link: &Link,
+        ipv6: bool,
+        exclude: &[IpAddr],
+    ) -> Result<IpAddr, NetError> {
+        let addresses = self.addresses().await?;
+        addresses
+            .iter()
+            .filter(|a| {
+                a.index == link.index
+                    && a.address.is_ipv6() == ipv6
+                    && !exclude.contains(&a.address)
+            })
+            .find(|a| !ipv6 || a.link_local)
+            .map(|a| a.address)
+            .ok_or_else(|| {
+                NetError::NoSourceAddress(
+                    link.name.clone(),
+                    if ipv6 { "IPv6 link-local" } else { "IPv4" },
+                )
+            })
+    }
+
+    /// Adds `addr/prefix` to the interface (IPv6 without duplicate address detection, so that it
+    /// is usable at once, as keepalived does). Adding an address that is there already is fine.
+    pub async fn add_address(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+        let mut req = self.handle.address().add(index, addr, prefix).replace();
+        if addr.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute().await?;
+        Ok(())
+    }
+
+    /// Removes `addr` from whatever interface holds it; returns whether it was there.
+    pub async fn remove_address(&self, addr: IpAddr) -> Result<bool, NetError> {
+        let msgs: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
+        let mut removed = false;
+        for msg in msgs {
+            if address_from(&msg).is_some_and(|a| a.address == addr) {
+                self.handle.address().del(msg).execute().await?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether `addr` is on any interface.
+    pub async fn has_address(&self, addr: IpAddr) -> Result<bool, NetError> {
+        Ok(self.addresses().await?.iter().any(|a| a.address == addr))
+    }
+}
+
+/// Watches link state (`ip monitor link`): sends every change of the link with this index.
+pub fn watch_link(index: u32) -> Result<mpsc::UnboundedReceiver<Link>, NetError> {
+    let (conn, _handle, mut messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
+    tokio::spawn(conn);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some((msg, _)) = messages.next().await {
+            if let NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
+            ) = msg.payload
+            {
+                let l = link_from(&link);
+                if l.index == index && tx.send(l).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_membership() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_subnet(ip("192.168.60.88"), ip("192.168.60.93"), 24));
+        assert!(!in_subnet(ip("192.168.61.88"), ip("192.168.60.93"), 24));
+        assert!(in_subnet(ip("fd00::88"), ip("fd00::1"), 64));
+        assert!(!in_subnet(ip("fd01::88"), ip("fd00::1"), 64));
+        assert!(!in_subnet(ip("fd00::88"), ip("192.168.60.93"), 0));
+        assert!(in_subnet(ip("8.8.8.8"), ip("0.0.0.0"), 0));
+    }
+}

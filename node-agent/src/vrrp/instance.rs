@@ -1,0 +1,618 @@
+//! The IO shell around one VRRP state machine: the raw socket, the clock, netlink for the VIP,
+//! link-state events and announcements. All decisions are the machine's; this module only does
+//! what the machine's actions say, and checks and counts every received packet.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    sync::{mpsc, watch},
+    time::{Instant, sleep_until},
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    machine::{Action, Config as MachineConfig, Machine, Received, State},
+    packet::{self, AUTH_LEN, Advertisement, DropReason, MULTICAST_V4, MULTICAST_V6, TTL, Version},
+    socket::{Incoming, VrrpSocket},
+};
+use crate::net::{
+    announce::Announcer,
+    netlink::{Link, NetError, Netlink, watch_link},
+};
+
+/// Gratuitous ARP / NA schedule (keepalived's garp_master_*).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceConfig {
+    pub delay: Duration,
+    pub repeat: u32,
+    pub refresh_interval: Duration,
+    pub refresh_repeat: u32,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            delay: Duration::from_secs(5),
+            repeat: 5,
+            refresh_interval: Duration::ZERO,
+            refresh_repeat: 1,
+        }
+    }
+}
+
+/// Everything one VRRP instance needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// Interface name; `None`: the one whose subnet holds the first address.
+    pub interface: Option<String>,
+    pub vrid: u8,
+    pub version: Version,
+    pub priority: u8,
+    /// Virtual addresses with their prefix lengths.
+    pub addresses: Vec<(IpAddr, u8)>,
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// Unicast peers; empty means multicast.
+    pub unicast_peers: Vec<IpAddr>,
+    pub unicast: bool,
+    /// VRRPv2 password (first 8 bytes used).
+    pub auth: Option<[u8; AUTH_LEN]>,
+    /// Source address of adverts; default: the interface's primary address.
+    pub source_address: Option<IpAddr>,
+    pub announce: AnnounceConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("opening the VRRP socket on {interface}: {source}")]
+    Socket {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("opening the announcement socket on {interface}: {source}")]
+    Announcer {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("receiving VRRP packets: {0}")]
+    Receive(std::io::Error),
+    #[error("no addresses configured")]
+    NoAddresses,
+}
+
+/// What an instance reports while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceEvent {
+    StateChanged {
+        state: State,
+        previous: State,
+        reason: String,
+        priority: u8,
+    },
+    /// A router that is not ours uses our VRID (another address list, interval, or unknown peer).
+    Collision { from: IpAddr, reason: DropReason },
+}
+
+/// Counters of one instance (exported as metrics by the agent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub adverts_received: u64,
+    pub adverts_sent: u64,
+    pub other_vrid: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub collisions: BTreeMap<IpAddr, u64>,
+    pub send_errors: u64,
+}
+
+/// Why a packet for our VRID is not accepted, given our configuration (sans IO, testable).
+pub fn check_advert(
+    config: &InstanceConfig,
+    own: &[IpAddr],
+    incoming: &Incoming,
+) -> Result<Option<Advertisement>, DropReason> {
+    if incoming.ttl != TTL {
+        return Err(DropReason::BadTtl);
+    }
+    let advert = packet::decode(&incoming.payload, incoming.src, incoming.dst)?;
+    if advert.vrid != config.vrid {
+        return Ok(None);
+    }
+    if advert.version != config.version {
+        return Err(DropReason::WrongVersion);
+    }
+    if own.contains(&incoming.src) {
+        return Err(DropReason::OwnAddress);
+    }
+    if config.version == Version::V2 && advert.auth != config.auth {
+        return Err(DropReason::AuthMismatch);
+    }
+    let ours: BTreeSet<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
+    let theirs: BTreeSet<IpAddr> = advert.addresses.iter().copied().collect();
+    if ours != theirs {
+        return Err(DropReason::AddressMismatch);
+    }
+    if config.unicast
+        && !config.unicast_peers.is_empty()
+        && !config.unicast_peers.contains(&incoming.src)
+    {
+        return Err(DropReason::UnknownPeer);
+    }
+    Ok(Some(advert))
+}
+
+/// Whether a drop means another router uses our VRID.
+fn is_collision(reason: DropReason) -> bool {
+    matches!(
+        reason,
+        DropReason::AddressMismatch
+            | DropReason::UnknownPeer
+            | DropReason::AuthMismatch
+            | DropReason::WrongVersion
+    )
+}
+
+/// A handle to a running instance.
+pub struct Instance {
+    pub stats: Arc<Mutex<Stats>>,
+}
+
+struct Shell {
+    config: InstanceConfig,
+    netlink: Netlink,
+    link: Link,
+    source: IpAddr,
+    own: Vec<IpAddr>,
+    socket: VrrpSocket,
+    announcer: Announcer,
+    machine: Machine,
+    epoch: Instant,
+    stats: Arc<Mutex<Stats>>,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+    /// Announcement bursts still to send: (when, how many per address).
+    announce_at: Vec<(Instant, u32)>,
+    refresh_at: Option<Instant>,
+    /// Retry binding after a failure (the machine is in Fault meanwhile).
+    bind_retry_at: Option<Instant>,
+    stopped: bool,
+}
+
+impl Shell {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut Stats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(priority),
+                Action::BindVip => {
+                    if let Err(e) = self.bind().await {
+                        warn!(vrid = self.config.vrid, error = %e, "cannot bind the virtual addresses; giving up mastership");
+                        let now = self.now();
+                        queue.extend(self.machine.set_fault(
+                            now,
+                            true,
+                            "cannot bind the virtual addresses",
+                        ));
+                        self.bind_retry_at = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+                Action::ReleaseVip => {
+                    self.announce_at.clear();
+                    self.refresh_at = None;
+                    for (addr, _) in self.config.addresses.clone() {
+                        if let Err(e) = self.netlink.remove_address(addr).await {
+                            warn!(vrid = self.config.vrid, %addr, error = %e, "cannot remove a virtual address");
+                        }
+                    }
+                }
+                Action::Announce => {
+                    let now = Instant::now();
+                    self.announce_at = vec![(now, self.config.announce.repeat)];
+                    if !self.config.announce.delay.is_zero() {
+                        self.announce_at.push((
+                            now + self.config.announce.delay,
+                            self.config.announce.repeat,
+                        ));
+                    }
+                    self.refresh_at = (!self.config.announce.refresh_interval.is_zero())
+                        .then(|| now + self.config.announce.refresh_interval);
+                    self.send_due_announcements();
+                }
+                Action::StateChanged { from, to, reason } => {
+                    info!(
+                        vrid = self.config.vrid,
+                        priority = self.machine.effective_priority(),
+                        "state={} previous={} reason=\"{reason}\"",
+                        to.name(),
+                        from.name().to_lowercase()
+                    );
+                    let _ = self.events.send(InstanceEvent::StateChanged {
+                        state: to,
+                        previous: from,
+                        reason: reason.to_string(),
+                        priority: self.machine.effective_priority(),
+                    });
+                }
+                Action::Stopped => self.stopped = true,
+            }
+        }
+    }
+
+    async fn bind(&self) -> Result<(), NetError> {
+        for (addr, prefix) in &self.config.addresses {
+            self.netlink
+                .add_address(self.link.index, *addr, *prefix)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn destinations(&self) -> Vec<IpAddr> {
+        if self.config.unicast {
+            self.config.unicast_peers.clone()
+        } else if self.source.is_ipv4() {
+            vec![IpAddr::V4(MULTICAST_V4)]
+        } else {
+            vec![IpAddr::V6(MULTICAST_V6)]
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let advert = Advertisement {
+            version: self.config.version,
+            vrid: self.config.vrid,
+            priority,
+            interval_cs: (self.config.advert_interval.as_millis() / 10).min(0x0fff) as u16,
+            auth: self.config.auth,
+            addresses: self.config.addresses.iter().map(|(a, _)| *a).collect(),
+        };
+        for dst in self.destinations() {
+            let bytes = packet::encode(&advert, self.source, dst);
+            match self.socket.send(&bytes, self.source, dst) {
+                Ok(()) => self.bump(|s| s.adverts_sent += 1),
+                Err(e) => {
+                    // An interface going down makes sends fail; the link watcher handles the state.
+                    debug!(vrid = self.config.vrid, %dst, error = %e, "advert not sent");
+                    self.bump(|s| s.send_errors += 1);
+                }
+            }
+        }
+    }
+
+    fn send_due_announcements(&mut self) {
+        let now = Instant::now();
+        let mut due = 0;
+        self.announce_at.retain(|(at, n)| {
+            if *at <= now {
+                due += n;
+                false
+            } else {
+                true
+            }
+        });
+        if let Some(at) = self.refresh_at
+            && at <= now
+        {
+            due += self.config.announce.refresh_repeat;
+            self.refresh_at = Some(now + self.config.announce.refresh_interval);
+        }
+        for _ in 0..due {
+            for (addr, _) in &self.config.addresses {
+                if let Err(e) = self.announcer.announce(*addr) {
+                    debug!(vrid = self.config.vrid, %addr, error = %e, "announcement not sent");
+                }
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let machine = self.machine.poll_timeout().map(|t| self.epoch + t);
+        [
+            machine,
+            self.announce_at.iter().map(|(t, _)| *t).min(),
+            self.refresh_at,
+            self.bind_retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    async fn on_packet(&mut self, packet: Result<Incoming, DropReason>) {
+        let incoming = match packet {
+            Ok(incoming) => incoming,
+            Err(reason) => return self.count_drop(reason),
+        };
+        match check_advert(&self.config, &self.own, &incoming) {
+            Ok(None) => self.bump(|s| s.other_vrid += 1),
+            Ok(Some(advert)) => {
+                self.bump(|s| s.adverts_received += 1);
+                let received = Received {
+                    from: incoming.src,
+                    priority: advert.priority,
+                    interval: Duration::from_millis(u64::from(advert.interval_cs) * 10),
+                };
+                let now = self.now();
+                let actions = self.machine.handle_advert(now, received);
+                self.execute(actions).await;
+            }
+            Err(reason) => {
+                self.count_drop(reason);
+                if is_collision(reason) {
+                    self.collision(incoming.src, reason);
+                }
+            }
+        }
+    }
+
+    fn count_drop(&self, reason: DropReason) {
+        self.bump(|s| *s.drops.entry(reason.label()).or_default() += 1);
+        debug!(vrid = self.config.vrid, reason = %reason, "advert dropped");
+    }
+
+    /// Another router uses our VRID: reported once per foreign address, then counted.
+    fn collision(&self, from: IpAddr, reason: DropReason) {
+        let mut first = false;
+        self.bump(|s| {
+            let n = s.collisions.entry(from).or_default();
+            *n += 1;
+            first = *n == 1;
+        });
+        if first {
+            warn!(vrid = self.config.vrid, %from, reason = %reason, "VRID collision: another router uses this virtual router ID");
+            let _ = self.events.send(InstanceEvent::Collision { from, reason });
+        }
+    }
+}
+
+/// Runs one instance until it has stopped: `shutdown` changing to 1 asks for a graceful stop
+/// (make-before-break handover), to 2 or more for an immediate one.
+pub async fn run(
+    config: InstanceConfig,
+    mut shutdown: watch::Receiver<u32>,
+    events: mpsc::UnboundedSender<InstanceEvent>,
+    stats: Arc<Mutex<Stats>>,
+) -> Result<(), InstanceError> {
+    let first = config
+        .addresses
+        .first()
+        .map(|(a, _)| *a)
+        .ok_or(InstanceError::NoAddresses)?;
+    let ipv6 = first.is_ipv6();
+    let netlink = Netlink::connect()?;
+    let link = match &config.interface {
+        Some(name) => netlink.link_by_name(name).await?,
+        None => netlink.interface_for(first).await?,
+    };
+    // Addresses left by a crashed earlier run must not make two nodes answer for the VIP.
+    for (addr, _) in &config.addresses {
+        if netlink.remove_address(*addr).await? {
+            warn!(vrid = config.vrid, %addr, "removed a stale virtual address left by an earlier run");
+        }
+    }
+    let vips: Vec<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
+    let source = match config.source_address {
+        Some(a) => a,
+        None => netlink.primary_address(&link, ipv6, &vips).await?,
+    };
+    let own: Vec<IpAddr> = netlink
+        .addresses()
+        .await?
+        .into_iter()
+        .map(|a| a.address)
+        .filter(|a| !vips.contains(a))
+        .collect();
+    let socket =
+        VrrpSocket::open(&link.name, link.index, ipv6, config.unicast).map_err(|source| {
+            InstanceError::Socket {
+                interface: link.name.clone(),
+                source,
+            }
+        })?;
+    let announcer =
+        Announcer::open(link.index, &link.name, link.mac, !ipv6, ipv6).map_err(|source| {
+            InstanceError::Announcer {
+                interface: link.name.clone(),
+                source,
+            }
+        })?;
+    let mut link_events = watch_link(link.index)?;
+    let machine = Machine::new(MachineConfig {
+        version: config.version,
+        priority: config.priority,
+        advert_interval: config.advert_interval,
+        preempt: config.preempt,
+        preempt_delay: config.preempt_delay,
+        primary_address: source,
+    });
+    info!(vrid = config.vrid, interface = %link.name, %source, priority = config.priority, "VRRP instance starting");
+    let mut shell = Shell {
+        config,
+        netlink,
+        link: link.clone(),
+        source,
+        own,
+        socket,
+        announcer,
+        machine,
+        epoch: Instant::now(),
+        stats,
+        events,
+        announce_at: Vec::new(),
+        refresh_at: None,
+        bind_retry_at: None,
+        stopped: false,
+    };
+    let now = shell.now();
+    let mut actions = shell.machine.set_fault(now, !link.up, "interface down");
+    actions.extend(shell.machine.startup(now));
+    shell.execute(actions).await;
+    let mut signals_seen = 0;
+
+    while !shell.stopped {
+        let wake = shell.next_wakeup();
+        tokio::select! {
+            _ = sleep_until(wake) => {
+                let now = shell.now();
+                let actions = shell.machine.handle_timeout(now);
+                shell.execute(actions).await;
+                shell.send_due_announcements();
+                if shell.bind_retry_at.is_some_and(|t| t <= Instant::now()) {
+                    shell.bind_retry_at = None;
+                    let now = shell.now();
+                    let actions = shell.machine.set_fault(now, !shell.link.up, "retrying after a bind failure");
+                    shell.execute(actions).await;
+                }
+            }
+            packet = shell.socket.recv() => {
+                shell.on_packet(packet.map_err(InstanceError::Receive)?).await;
+            }
+            Some(update) = link_events.recv() => {
+                let was_up = shell.link.up;
+                shell.link.up = update.up;
+                if update.up != was_up {
+                    let now = shell.now();
+                    let reason = if update.up { "interface up" } else { "interface down" };
+                    let actions = shell.machine.set_fault(now, !update.up, reason);
+                    shell.execute(actions).await;
+                }
+            }
+            changed = shutdown.changed() => {
+                let level = if changed.is_ok() { *shutdown.borrow() } else { 2 };
+                if level > signals_seen {
+                    signals_seen = level;
+                    let now = shell.now();
+                    let actions = if level >= 2 { shell.machine.stop_now() } else { shell.machine.shutdown(now) };
+                    shell.execute(actions).await;
+                }
+            }
+        }
+    }
+    info!(vrid = shell.config.vrid, "VRRP instance stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> InstanceConfig {
+        InstanceConfig {
+            interface: Some("eth0".into()),
+            vrid: 51,
+            version: Version::V2,
+            priority: 100,
+            addresses: vec![("192.168.60.88".parse().unwrap(), 32)],
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            unicast_peers: vec![],
+            unicast: false,
+            auth: Some(packet::auth_data(b"1111")),
+            source_address: None,
+            announce: AnnounceConfig::default(),
+        }
+    }
+
+    fn incoming(advert: &Advertisement, src: &str) -> Incoming {
+        let src: IpAddr = src.parse().unwrap();
+        let dst = IpAddr::V4(MULTICAST_V4);
+        Incoming {
+            src,
+            dst,
+            ttl: 255,
+            payload: packet::encode(advert, src, dst),
+        }
+    }
+
+    fn advert() -> Advertisement {
+        Advertisement {
+            version: Version::V2,
+            vrid: 51,
+            priority: 99,
+            interval_cs: 100,
+            auth: Some(packet::auth_data(b"1111")),
+            addresses: vec!["192.168.60.88".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn receive_checks() {
+        let c = config();
+        let own = vec!["192.168.60.93".parse().unwrap()];
+        assert!(
+            check_advert(&c, &own, &incoming(&advert(), "192.168.60.94"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            check_advert(&c, &own, &incoming(&advert(), "192.168.60.93")),
+            Err(DropReason::OwnAddress)
+        );
+        let mut low_ttl = incoming(&advert(), "192.168.60.94");
+        low_ttl.ttl = 64;
+        assert_eq!(check_advert(&c, &own, &low_ttl), Err(DropReason::BadTtl));
+        let other_vrid = Advertisement {
+            vrid: 52,
+            ..advert()
+        };
+        assert_eq!(
+            check_advert(&c, &own, &incoming(&other_vrid, "192.168.60.94")),
+            Ok(None)
+        );
+        let bad_pass = Advertisement {
+            auth: Some(packet::auth_data(b"2222")),
+            ..advert()
+        };
+        assert_eq!(
+            check_advert(&c, &own, &incoming(&bad_pass, "192.168.60.94")),
+            Err(DropReason::AuthMismatch)
+        );
+        let other_vips = Advertisement {
+            addresses: vec!["192.168.60.89".parse().unwrap()],
+            ..advert()
+        };
+        assert_eq!(
+            check_advert(&c, &own, &incoming(&other_vips, "192.168.60.94")),
+            Err(DropReason::AddressMismatch)
+        );
+        let v3 = Advertisement {
+            version: Version::V3,
+            auth: None,
+            ..advert()
+        };
+        assert_eq!(
+            check_advert(&c, &own, &incoming(&v3, "192.168.60.94")),
+            Err(DropReason::WrongVersion)
+        );
+        let mut unicast = config();
+        unicast.unicast = true;
+        unicast.unicast_peers = vec!["192.168.60.94".parse().unwrap()];
+        assert_eq!(
+            check_advert(&unicast, &own, &incoming(&advert(), "192.168.60.95")),
+            Err(DropReason::UnknownPeer)
+        );
+        assert!(
+            check_advert(&unicast, &own, &incoming(&advert(), "192.168.60.94"))
+                .unwrap()
+                .is_some()
+        );
+    }
+}
