@@ -1,1 +1,6 @@
-pub fn placeholder() {}
+//! Buoy's test infrastructure: the network-namespace lab, traffic probes, process guards, and
+//! (later) the Kubernetes API test server and benchmarks.
+
+pub mod netlab;
+pub mod probe;
+pub mod process;

@@ -101,6 +101,10 @@ impl VrrpSocket {
     }
 }
 
+/// A control-message buffer aligned for `cmsghdr` (the CMSG macros dereference it as such).
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 128]);
+
 fn set_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: setsockopt with a pointer to a live i32 and its size.
     let r = unsafe {
@@ -156,7 +160,7 @@ fn recv_v4(s: &Socket) -> io::Result<Result<Incoming, DropReason>> {
 
 fn recv_v6(s: &Socket) -> io::Result<Result<Incoming, DropReason>> {
     let mut buf = [0u8; 2048];
-    let mut control = [0u8; 128];
+    let mut control = ControlBuffer([0u8; 128]);
     // SAFETY: zeroed sockaddr_in6 / msghdr are valid initial values for recvmsg.
     let mut from: libc::sockaddr_in6 = unsafe { zeroed() };
     let mut iov = libc::iovec {
@@ -168,8 +172,8 @@ fn recv_v6(s: &Socket) -> io::Result<Result<Incoming, DropReason>> {
     msg.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
     // SAFETY: every pointer in msg refers to a live buffer of the stated length.
     let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
     if n < 0 {
@@ -228,7 +232,8 @@ fn send_v6(
     };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as usize;
-    let mut control = vec![0u8; space];
+    let mut control = ControlBuffer([0u8; 128]);
+    let space = space.min(control.0.len());
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr() as *mut _,
         iov_len: payload.len(),
@@ -239,7 +244,7 @@ fn send_v6(
     msg.msg_namelen = to.len();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_control = control.0.as_mut_ptr().cast();
     msg.msg_controllen = space;
     // SAFETY: the control buffer has room for one in6_pktinfo cmsg (CMSG_SPACE above).
     unsafe {

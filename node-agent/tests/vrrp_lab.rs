@@ -1,0 +1,312 @@
+//! VRRP on a real (namespaced) LAN: Buoy nodes among themselves and with Debian's keepalived.
+//! Needs root, iproute2, iptables, keepalived and tshark (installed by .ci/run).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use buoy_tests::{
+    netlab::{Lab, in_netns},
+    probe::{Probe, Responder, report},
+};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+const VIP4: &str = "10.77.0.100";
+const VIP6: &str = "fd77::100";
+const PORT: u16 = 8080;
+
+fn vip4() -> IpAddr {
+    VIP4.parse().unwrap()
+}
+
+/// Waits until exactly `expected` holds `vip` (and stays so for 3 checks); panics with the logs.
+#[track_caller]
+fn expect_holder(lab: &Lab, vip: IpAddr, expected: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut stable = 0;
+    loop {
+        let holders = lab.holders(vip);
+        if holders == [expected] {
+            stable += 1;
+            if stable == 3 {
+                return;
+            }
+        } else {
+            stable = 0;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "expected {expected} alone to hold {vip}, found {holders:?}\n{}",
+                lab.logs()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a Buoy VRRP instance on `host`.
+fn buoy(lab: &mut Lab, host: &str, priority: u8, extra: &[&str]) -> usize {
+    let p = priority.to_string();
+    let mut args = vec![
+        "vrrp",
+        "--interface",
+        "eth0",
+        "--vrid",
+        "10",
+        "--priority",
+        &p,
+    ];
+    if !extra.iter().any(|a| *a == "--address") {
+        args.extend(["--address", "10.77.0.100/24"]);
+    }
+    if !extra.iter().any(|a| *a == "--advert-interval") {
+        args.extend(["--advert-interval", "100ms"]);
+    }
+    args.extend_from_slice(extra);
+    lab.spawn(host, AGENT, &args).expect("start buoy-agent")
+}
+
+#[track_caller]
+fn wait_line(lab: &mut Lab, proc: usize, needle: &str) -> String {
+    let found = lab
+        .proc(proc)
+        .wait_for_line(needle, Duration::from_secs(15));
+    found.unwrap_or_else(|| panic!("no line with {needle:?}\n{}", lab.logs()))
+}
+
+fn last_state(lines: &[String]) -> Option<&'static str> {
+    lines.iter().rev().find_map(|l| {
+        ["state=MASTER", "state=BACKUP", "state=FAULT", "state=INIT"]
+            .into_iter()
+            .find(|s| l.contains(s))
+    })
+}
+
+#[test]
+fn three_nodes_elect_fail_over_on_link_cut_and_preempt_on_return() {
+    let mut lab = Lab::new(&["n1", "n2", "n3", "client"]).unwrap();
+    let _r: Vec<Responder> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|h| Responder::start(&lab.host(h).ns, PORT, h).unwrap())
+        .collect();
+    let n1 = buoy(&mut lab, "n1", 150, &[]);
+    let n2 = buoy(&mut lab, "n2", 100, &[]);
+    let _n3 = buoy(&mut lab, "n3", 50, &[]);
+    wait_line(&mut lab, n1, "state=MASTER");
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+
+    let probe = Probe::start(
+        &lab.host("client").ns,
+        SocketAddr::new(vip4(), PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    lab.cut("n1").unwrap();
+    wait_line(&mut lab, n1, "state=FAULT");
+    wait_line(&mut lab, n2, "state=MASTER");
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    let cut = report(&probe.finish());
+    // Master_Down_Interval at 100 ms adverts and priority 100 is 360.9 ms; the rest is the
+    // client's ARP update and the probe's own 50 ms timeout. A loose bound: behaviour, not speed.
+    assert!(
+        cut.failed > 0 && cut.longest_outage < Duration::from_secs(2),
+        "link cut: {cut:?}"
+    );
+    eprintln!("link cut: {cut:?}");
+
+    // Back with preemption: n1 takes over again, make-before-break.
+    let probe = Probe::start(
+        &lab.host("client").ns,
+        SocketAddr::new(vip4(), PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    lab.restore("n1").unwrap();
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    let back = report(&probe.finish());
+    assert!(
+        back.failed <= 10,
+        "preemption on return lost more than one interval of probes: {back:?}"
+    );
+    assert_eq!(last_state(&lab.proc(n2).output()), Some("state=BACKUP"));
+}
+
+#[test]
+fn without_preemption_a_returning_node_stays_backup() {
+    let mut lab = Lab::new(&["n1", "n2"]).unwrap();
+    let n2 = buoy(&mut lab, "n2", 100, &["--no-preempt"]);
+    wait_line(&mut lab, n2, "state=MASTER");
+    let n1 = buoy(&mut lab, "n1", 200, &["--no-preempt"]);
+    wait_line(&mut lab, n1, "state=BACKUP");
+    thread::sleep(Duration::from_secs(2));
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(1));
+    assert_eq!(last_state(&lab.proc(n1).output()), Some("state=BACKUP"));
+}
+
+#[test]
+fn graceful_stop_hands_over_without_losing_a_probe() {
+    let mut lab = Lab::new(&["n1", "n2", "client"]).unwrap();
+    let _r: Vec<Responder> = ["n1", "n2"]
+        .iter()
+        .map(|h| Responder::start(&lab.host(h).ns, PORT, h).unwrap())
+        .collect();
+    let n1 = buoy(&mut lab, "n1", 150, &[]);
+    let n2 = buoy(&mut lab, "n2", 100, &[]);
+    wait_line(&mut lab, n1, "state=MASTER");
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    let probe = Probe::start(
+        &lab.host("client").ns,
+        SocketAddr::new(vip4(), PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    lab.proc(n1).signal(libc::SIGTERM);
+    assert_eq!(
+        lab.proc(n1).wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        lab.logs()
+    );
+    wait_line(&mut lab, n2, "state=MASTER");
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(2));
+    thread::sleep(Duration::from_millis(500));
+    let samples = probe.finish();
+    let r = report(&samples);
+    assert_eq!(
+        r.failed,
+        0,
+        "graceful handover lost probes: {r:?}\n{}",
+        lab.logs()
+    );
+    assert!(
+        samples.iter().any(|s| s.served_by.as_deref() == Some("n1"))
+            && samples.iter().any(|s| s.served_by.as_deref() == Some("n2"))
+    );
+}
+
+#[test]
+fn unicast_mode_elects_and_fails_over() {
+    let mut lab = Lab::new(&["n1", "n2"]).unwrap();
+    let n1 = buoy(&mut lab, "n1", 150, &["--unicast-peer", "10.77.0.2"]);
+    let n2 = buoy(&mut lab, "n2", 100, &["--unicast-peer", "10.77.0.1"]);
+    wait_line(&mut lab, n1, "state=MASTER");
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    assert_eq!(last_state(&lab.proc(n2).output()), Some("state=BACKUP"));
+    lab.cut("n1").unwrap();
+    wait_line(&mut lab, n2, "state=MASTER");
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
+}
+
+#[test]
+fn ipv6_elects_fails_over_and_serves_the_client() {
+    let mut lab = Lab::new(&["n1", "n2", "client"]).unwrap();
+    let _r: Vec<Responder> = ["n1", "n2"]
+        .iter()
+        .map(|h| Responder::start(&lab.host(h).ns, PORT, h).unwrap())
+        .collect();
+    let n1 = buoy(&mut lab, "n1", 150, &["--address", "fd77::100/64"]);
+    let n2 = buoy(&mut lab, "n2", 100, &["--address", "fd77::100/64"]);
+    let vip: IpAddr = VIP6.parse().unwrap();
+    wait_line(&mut lab, n1, "state=MASTER");
+    expect_holder(&lab, vip, "n1", Duration::from_secs(5));
+    let probe = Probe::start(
+        &lab.host("client").ns,
+        SocketAddr::new(vip, PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    lab.cut("n1").unwrap();
+    wait_line(&mut lab, n2, "state=MASTER");
+    expect_holder(&lab, vip, "n2", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500));
+    let samples = probe.finish();
+    // The unsolicited NA (override) moves the client to n2 without waiting for neighbour timeouts.
+    assert_eq!(
+        samples.last().and_then(|s| s.served_by.clone()).as_deref(),
+        Some("n2"),
+        "{:?}",
+        report(&samples)
+    );
+    assert!(
+        report(&samples).longest_outage < Duration::from_secs(2),
+        "{:?}",
+        report(&samples)
+    );
+}
+
+#[test]
+fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
+    let mut lab = Lab::new(&["n1", "n2", "attacker"]).unwrap();
+    let n1 = buoy(&mut lab, "n1", 150, &[]);
+    let _n2 = buoy(&mut lab, "n2", 100, &[]);
+    wait_line(&mut lab, n1, "state=MASTER");
+    // Garbage and a foreign router claiming VRID 10 with priority 254 for another address.
+    let sender = in_netns(&lab.host("attacker").ns, || {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.set_multicast_ttl_v4(255).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        let dst: SocketAddr = "224.0.0.18:0".parse().unwrap();
+        let foreign = buoy_agent::vrrp::packet::encode(
+            &buoy_agent::vrrp::packet::Advertisement {
+                version: buoy_agent::vrrp::packet::Version::V3,
+                vrid: 10,
+                priority: 254,
+                interval_cs: 10,
+                auth: None,
+                addresses: vec!["10.77.0.200".parse().unwrap()],
+            },
+            "10.77.0.3".parse().unwrap(),
+            "224.0.0.18".parse().unwrap(),
+        );
+        for i in 0..50u8 {
+            let junk = [0x31, 10, 254, 1, 0, 10, i, i, 10, 77, 0, 100];
+            s.send_to(&junk, &dst.into()).unwrap();
+            s.send_to(&[0xff; 3], &dst.into()).unwrap();
+            s.send_to(&foreign, &dst.into()).unwrap();
+            thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .unwrap();
+    sender.join().unwrap();
+    wait_line(&mut lab, n1, "VRID collision");
+    thread::sleep(Duration::from_millis(300));
+    // Nothing moved.
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(1));
+    let collision = wait_line(&mut lab, n1, "VRID collision");
+    assert!(collision.contains("10.77.0.3"), "{collision}");
+    lab.proc(n1).signal(libc::SIGTERM);
+    lab.proc(n1).wait_exit(Duration::from_secs(5));
+    let exit = wait_line(&mut lab, n1, "exiting");
+    assert!(
+        exit.contains("bad_checksum")
+            && exit.contains("truncated")
+            && exit.contains("address_mismatch"),
+        "{exit}"
+    );
+    assert_eq!(
+        lab.proc(n1)
+            .output()
+            .iter()
+            .filter(|l| l.contains("state=MASTER"))
+            .count(),
+        2,
+        "only the election and the resignation: {}",
+        lab.logs()
+    );
+}

@@ -1,0 +1,325 @@
+//! A test LAN made of network namespaces: one namespace holds a bridge (never the root
+//! namespace), every host is a namespace with `eth0` attached to it by a veth pair. Addresses:
+//! host i (from 1) has 10.77.0.i/24 and fd77::i/64. Everything is removed on drop, also when the
+//! test fails; namespaces left by a killed test run are swept at the next start.
+
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::Proc;
+
+/// Prefix of every namespace the lab creates: `buoyt<pid>x<n>-…`.
+const PREFIX: &str = "buoyt";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip` with arguments; fails with its stderr.
+pub fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command inside a namespace and returns its stdout.
+pub fn ns_exec(ns: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .context("ip netns exec")?;
+    if !out.status.success() {
+        bail!(
+            "{} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sweep_stale() {
+    let Ok(list) = ip(&["netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: u32 = rest
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0);
+        if pid != 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+pub struct Host {
+    pub name: String,
+    pub ns: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// The bridge-side end of this host's cable, in the LAN namespace.
+    port: String,
+}
+
+pub struct Lab {
+    pub lan: String,
+    pub hosts: Vec<Host>,
+    procs: Vec<Proc>,
+}
+
+impl Lab {
+    /// A LAN with these hosts (names are for humans; namespaces get unique names).
+    pub fn new(hosts: &[&str]) -> Result<Lab> {
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("network-namespace tests need root (CI runs them as root)");
+        }
+        sweep_stale();
+        let id = format!(
+            "{PREFIX}{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lan = format!("{id}-lan");
+        let mut lab = Lab {
+            lan: lan.clone(),
+            hosts: Vec::new(),
+            procs: Vec::new(),
+        };
+        ip(&["netns", "add", &lan])?;
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"])?;
+        // Forward frames at once (no STP listening delay) and never snoop multicast away.
+        ip(&[
+            "-n",
+            &lan,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ])?;
+        ip(&["-n", &lan, "link", "set", "br0", "up"])?;
+        for (i, name) in hosts.iter().enumerate() {
+            lab.add_host(&id, i + 1, name)?;
+        }
+        Ok(lab)
+    }
+
+    fn add_host(&mut self, id: &str, n: usize, name: &str) -> Result<()> {
+        let ns = format!("{id}-{n}");
+        let port = format!("p{n}");
+        ip(&["netns", "add", &ns])?;
+        ip(&[
+            "-n", &self.lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+            &ns,
+        ])?;
+        ip(&["-n", &self.lan, "link", "set", &port, "master", "br0", "up"])?;
+        let ipv4 = Ipv4Addr::new(10, 77, 0, n as u8);
+        let ipv6: Ipv6Addr = format!("fd77::{n}").parse()?;
+        // No duplicate address detection: addresses are usable at once.
+        let _ = ns_exec(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        );
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ipv4}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ipv6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        self.hosts.push(Host {
+            name: name.to_string(),
+            ns,
+            ipv4,
+            ipv6,
+            port,
+        });
+        Ok(())
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// Unplugs the host's cable (its eth0 loses carrier).
+    pub fn cut(&self, name: &str) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.lan,
+            "link",
+            "set",
+            &self.host(name).port,
+            "down",
+        ])
+        .map(drop)
+    }
+
+    /// Plugs the cable back in.
+    pub fn restore(&self, name: &str) -> Result<()> {
+        ip(&["-n", &self.lan, "link", "set", &self.host(name).port, "up"]).map(drop)
+    }
+
+    /// Drops VRRP (IP protocol 112) between this host and the others, but nothing else: a
+    /// partition of the election path only.
+    pub fn block_vrrp(&self, name: &str, blocked: bool) -> Result<()> {
+        let ns = &self.host(name).ns;
+        let op = if blocked { "-A" } else { "-D" };
+        for tool in ["iptables", "ip6tables"] {
+            ns_exec(ns, &[tool, op, "INPUT", "-p", "112", "-j", "DROP"])?;
+            ns_exec(ns, &[tool, op, "OUTPUT", "-p", "112", "-j", "DROP"])?;
+        }
+        Ok(())
+    }
+
+    /// Adds random loss on every port of the bridge (tc netem).
+    pub fn set_loss(&self, percent: u32) -> Result<()> {
+        for h in &self.hosts {
+            if percent == 0 {
+                let _ = ip(&[
+                    "netns", "exec", &self.lan, "tc", "qdisc", "del", "dev", &h.port, "root",
+                ]);
+            } else {
+                ns_exec(
+                    &self.lan,
+                    &[
+                        "tc",
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        &h.port,
+                        "root",
+                        "netem",
+                        "loss",
+                        &format!("{percent}%"),
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The hosts whose interfaces hold `addr` now.
+    pub fn holders(&self, addr: IpAddr) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| {
+                ip(&["-n", &h.ns, "-o", "addr", "show"])
+                    .map(|out| {
+                        out.split_whitespace()
+                            .any(|w| w.split('/').next() == Some(addr.to_string().as_str()))
+                    })
+                    .unwrap_or(false)
+            })
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    /// Starts `program args…` inside the host's namespace; it is killed when the lab is dropped.
+    pub fn spawn(&mut self, host: &str, program: &str, args: &[&str]) -> Result<usize> {
+        let ns = self.host(host).ns.clone();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, program]).args(args);
+        let p = Proc::spawn(&format!("{host}:{program}"), cmd)
+            .with_context(|| format!("starting {program} in {host}"))?;
+        self.procs.push(p);
+        Ok(self.procs.len() - 1)
+    }
+
+    pub fn proc(&mut self, index: usize) -> &mut Proc {
+        &mut self.procs[index]
+    }
+
+    /// Every line printed by every process, for failure messages.
+    pub fn logs(&self) -> String {
+        self.procs
+            .iter()
+            .flat_map(|p| {
+                p.output()
+                    .into_iter()
+                    .map(move |l| format!("[{}] {l}", p.name))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for h in &self.hosts {
+            let _ = ip(&["netns", "del", &h.ns]);
+        }
+        let _ = ip(&["netns", "del", &self.lan]);
+    }
+}
+
+/// Runs `f` on a thread that lives in namespace `ns` (sockets it creates belong there).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>> {
+    let file = File::open(format!("/var/run/netns/{ns}"))
+        .with_context(|| format!("opening namespace {ns}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        // SAFETY: setns(2) on a namespace file we hold open; it affects only this thread.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        let _ = tx.send(r);
+        if r != 0 {
+            panic!("setns failed");
+        }
+        f()
+    });
+    match rx.recv() {
+        Ok(0) => Ok(handle),
+        _ => bail!("cannot enter namespace {ns}"),
+    }
+}
