@@ -1,6 +1,8 @@
 //! Every bad input gets a clear error at the right field path. Each case starts from a valid
 //! object, breaks one thing, and asserts the exact message and path.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::Path;
 
 use buoy_crds::{

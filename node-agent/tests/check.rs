@@ -1,6 +1,8 @@
 //! `buoy-agent check` accepts the examples and rejects bad files with file, document and path,
 //! like `nginx -t`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::process::Command;
 
 fn check(args: &[&str]) -> (bool, String, String) {

@@ -1,6 +1,8 @@
 //! VRRP on a real (namespaced) LAN: Buoy nodes among themselves and with Debian's keepalived.
 //! Needs root, iproute2, iptables, keepalived and tshark (installed by .ci/run).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{
     net::{IpAddr, SocketAddr},
     thread,
@@ -58,10 +60,10 @@ fn buoy(lab: &mut Lab, host: &str, priority: u8, extra: &[&str]) -> usize {
         "--priority",
         &p,
     ];
-    if !extra.iter().any(|a| *a == "--address") {
+    if !extra.contains(&"--address") {
         args.extend(["--address", "10.77.0.100/24"]);
     }
-    if !extra.iter().any(|a| *a == "--advert-interval") {
+    if !extra.contains(&"--advert-interval") {
         args.extend(["--advert-interval", "100ms"]);
     }
     args.extend_from_slice(extra);

@@ -4,6 +4,8 @@
 //! the VIP and it is the best candidate (with preemption), and at no moment does a router hold the
 //! VIP while its state machine says it is not master.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{
     cmp::Reverse,
     collections::BinaryHeap,

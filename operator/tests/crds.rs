@@ -2,6 +2,8 @@
 //! `kubectl` and the API server need: CEL rules, printer columns, short names, status subresource.
 //! Regenerate with `cargo run -p buoy-operator -- crds --out-dir crds --out-dir charts/buoy/crds`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{path::Path, process::Command};
 
 use serde_json::Value;

@@ -1,6 +1,8 @@
 //! Every example validates, its references resolve, and `examples/seed` is the reference
 //! tutorial's setup.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
