@@ -86,6 +86,18 @@ pub fn vrrp_instance(
             refresh_interval: v.gratuitous_arp.refresh_interval.as_std(),
             refresh_repeat: v.gratuitous_arp.refresh_repeat,
         },
+        track_interfaces: spec
+            .track
+            .iter()
+            .flat_map(|t| t.interface.iter())
+            .flat_map(|i| i.names.iter().map(move |n| (n.0.clone(), i.weight)))
+            .collect(),
+        track_upstreams: spec
+            .track
+            .as_ref()
+            .and_then(|t| t.upstreams.as_ref())
+            .map(|u| u.weight),
+        virtual_mac: v.virtual_mac,
     })
 }
 
@@ -132,6 +144,7 @@ mod tests {
         assert_eq!(c.auth, Some(auth_data(b"1111")));
         assert_eq!(c.interface.as_deref(), Some("eth0"));
         assert_eq!(c.announce.repeat, 5);
+        assert_eq!(c.track_upstreams, Some(2));
         assert_eq!(
             vrrp_instance(&vip.spec, 100, None, None),
             Err(ConfigError::MissingPassword("vrrp-auth".into()))

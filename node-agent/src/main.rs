@@ -170,6 +170,8 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
         None,
     )?;
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
+    // No proxy runs here, so there is nothing to track: upstreams count as healthy.
+    let (_upstreams_tx, upstreams_rx) = watch::channel(true);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(Stats::default()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -191,7 +193,13 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
             }
         }
     });
-    let result = instance::run(config, shutdown_rx, events_tx, stats.clone()).await;
+    let controls = instance::Controls {
+        shutdown: shutdown_rx,
+        upstreams_healthy: upstreams_rx,
+        events: events_tx,
+        stats: stats.clone(),
+    };
+    let result = instance::run(config, controls).await;
     if let Ok(s) = stats.lock() {
         info!(
             sent = s.adverts_sent,

@@ -312,3 +312,200 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
         lab.logs()
     );
 }
+
+/// An instance run in-process on a thread inside a namespace, for what the debug command's fixed
+/// flags do not expose (tracking, virtual MAC).
+struct InProcess {
+    shutdown: tokio::sync::watch::Sender<u32>,
+    upstreams: tokio::sync::watch::Sender<bool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(ns: &str, config: buoy_agent::vrrp::instance::InstanceConfig) -> InProcess {
+        use buoy_agent::vrrp::instance::{Controls, Stats, run};
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(0u32);
+        let (upstreams, upstreams_rx) = tokio::sync::watch::channel(true);
+        let handle = in_netns(ns, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+            rt.block_on(async move {
+                tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+                let controls = Controls {
+                    shutdown: shutdown_rx,
+                    upstreams_healthy: upstreams_rx,
+                    events,
+                    stats: Default::default(),
+                };
+                let _: std::sync::Arc<std::sync::Mutex<Stats>> = controls.stats.clone();
+                run(config, controls).await.unwrap();
+            });
+        })
+        .unwrap();
+        InProcess {
+            shutdown,
+            upstreams,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(2);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn instance_config(priority: u8) -> buoy_agent::vrrp::instance::InstanceConfig {
+    buoy_agent::vrrp::instance::InstanceConfig {
+        interface: Some("eth0".into()),
+        vrid: 10,
+        version: buoy_agent::vrrp::packet::Version::V3,
+        priority,
+        addresses: vec![(vip4(), 24)],
+        advert_interval: Duration::from_millis(100),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        unicast_peers: vec![],
+        unicast: false,
+        auth: None,
+        source_address: None,
+        announce: Default::default(),
+        track_interfaces: vec![],
+        track_upstreams: None,
+        virtual_mac: false,
+    }
+}
+
+#[test]
+fn tracked_upstreams_move_the_vip_with_keepalived_weights() {
+    // The reference setup: priorities 100 and 99, `chk_nginx` weight 2.
+    let lab = Lab::new(&["n1", "n2"]).unwrap();
+    let n1 = InProcess::start(
+        &lab.host("n1").ns,
+        buoy_agent::vrrp::instance::InstanceConfig {
+            track_upstreams: Some(2),
+            ..instance_config(100)
+        },
+    );
+    let _n2 = InProcess::start(
+        &lab.host("n2").ns,
+        buoy_agent::vrrp::instance::InstanceConfig {
+            track_upstreams: Some(2),
+            ..instance_config(99)
+        },
+    );
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    // n1's proxy loses its backends: 100 < 99 + 2, so n2 takes over.
+    n1.upstreams.send(false).unwrap();
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
+    n1.upstreams.send(true).unwrap();
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+}
+
+#[test]
+fn a_tracked_interface_going_down_is_a_fault() {
+    let lab = Lab::new(&["n1", "n2"]).unwrap();
+    let ns1 = lab.host("n1").ns.clone();
+    buoy_tests::netlab::ip(&[
+        "-n",
+        &ns1,
+        "link",
+        "add",
+        "uplink",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "uplink-peer",
+    ])
+    .unwrap();
+    buoy_tests::netlab::ip(&["-n", &ns1, "link", "set", "uplink-peer", "up"]).unwrap();
+    buoy_tests::netlab::ip(&["-n", &ns1, "link", "set", "uplink", "up"]).unwrap();
+    let _n1 = InProcess::start(
+        &ns1,
+        buoy_agent::vrrp::instance::InstanceConfig {
+            track_interfaces: vec![("uplink".into(), 0)],
+            ..instance_config(150)
+        },
+    );
+    let _n2 = InProcess::start(&lab.host("n2").ns, instance_config(100));
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    buoy_tests::netlab::ip(&["-n", &ns1, "link", "set", "uplink", "down"]).unwrap();
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
+    buoy_tests::netlab::ip(&["-n", &ns1, "link", "set", "uplink", "up"]).unwrap();
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+}
+
+#[test]
+fn virtual_mac_moves_with_the_vip() {
+    let lab = Lab::new(&["n1", "n2", "client"]).unwrap();
+    let _r: Vec<Responder> = ["n1", "n2"]
+        .iter()
+        .map(|h| Responder::start(&lab.host(h).ns, PORT, h).unwrap())
+        .collect();
+    let _n1 = InProcess::start(
+        &lab.host("n1").ns,
+        buoy_agent::vrrp::instance::InstanceConfig {
+            virtual_mac: true,
+            ..instance_config(150)
+        },
+    );
+    let _n2 = InProcess::start(
+        &lab.host("n2").ns,
+        buoy_agent::vrrp::instance::InstanceConfig {
+            virtual_mac: true,
+            ..instance_config(100)
+        },
+    );
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
+    let client = lab.host("client").ns.clone();
+    let neighbour = || {
+        buoy_tests::netlab::ns_exec(&client, &["ping", "-c", "1", "-W", "1", VIP4]).ok();
+        buoy_tests::netlab::ip(&["-n", &client, "neigh", "show", VIP4]).unwrap()
+    };
+    assert!(
+        neighbour().contains("00:00:5e:00:01:0a"),
+        "client must see the virtual MAC: {}",
+        neighbour()
+    );
+    let vmac = buoy_tests::netlab::ip(&[
+        "-n",
+        &lab.host("n1").ns,
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        "vrrp4.10",
+    ])
+    .unwrap();
+    assert!(vmac.contains(VIP4), "the VIP lives on the macvlan: {vmac}");
+    lab.cut("n1").unwrap();
+    expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
+    let probe = Probe::start(
+        &client,
+        SocketAddr::new(vip4(), PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let samples = probe.finish();
+    assert_eq!(
+        samples.last().and_then(|s| s.served_by.clone()).as_deref(),
+        Some("n2"),
+        "{:?}",
+        report(&samples)
+    );
+    assert!(
+        neighbour().contains("00:00:5e:00:01:0a"),
+        "same MAC after failover: {}",
+        neighbour()
+    );
+}

@@ -5,12 +5,12 @@ use std::net::IpAddr;
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::{
-    Handle, MulticastGroup,
+    Handle, LinkMacVlan, LinkUnspec, MulticastGroup,
     packet_core::NetlinkPayload,
     packet_route::{
         RouteNetlinkMessage,
         address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
-        link::{LinkAttribute, LinkFlags, LinkMessage},
+        link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode},
     },
 };
 use tokio::sync::mpsc;
@@ -210,14 +210,49 @@ impl Netlink {
         Ok(removed)
     }
 
+    /// Creates (or re-creates) the macvlan interface `name` on `parent` with the VRRP virtual MAC,
+    /// up, in private mode (keepalived's `use_vmac`).
+    pub async fn create_vmac(
+        &self,
+        parent: u32,
+        name: &str,
+        mac: [u8; 6],
+    ) -> Result<Link, NetError> {
+        self.delete_link(name).await?;
+        let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
+            .address(mac.to_vec())
+            .up()
+            .build();
+        self.handle.link().add(msg).execute().await?;
+        self.link_by_name(name).await
+    }
+
+    /// Deletes the interface `name` if it exists.
+    pub async fn delete_link(&self, name: &str) -> Result<(), NetError> {
+        if let Some(l) = self.links().await?.into_iter().find(|l| l.name == name) {
+            self.handle.link().del(l.index).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Sets an interface up (a macvlan follows its parent's carrier).
+    pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// Whether `addr` is on any interface.
     pub async fn has_address(&self, addr: IpAddr) -> Result<bool, NetError> {
         Ok(self.addresses().await?.iter().any(|a| a.address == addr))
     }
 }
 
-/// Watches link state (`ip monitor link`): sends every change of the link with this index.
-pub fn watch_link(index: u32) -> Result<mpsc::UnboundedReceiver<Link>, NetError> {
+/// Watches link state (`ip monitor link`): sends every change of every link.
+pub fn watch_links() -> Result<mpsc::UnboundedReceiver<Link>, NetError> {
     let (conn, _handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
     tokio::spawn(conn);
@@ -227,11 +262,9 @@ pub fn watch_link(index: u32) -> Result<mpsc::UnboundedReceiver<Link>, NetError>
             if let NetlinkPayload::InnerMessage(
                 RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
             ) = msg.payload
+                && tx.send(link_from(&link)).is_err()
             {
-                let l = link_from(&link);
-                if l.index == index && tx.send(l).is_err() {
-                    break;
-                }
+                break;
             }
         }
     });

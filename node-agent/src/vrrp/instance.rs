@@ -19,10 +19,11 @@ use super::{
     machine::{Action, Config as MachineConfig, Machine, Received, State},
     packet::{self, AUTH_LEN, Advertisement, DropReason, MULTICAST_V4, MULTICAST_V6, TTL, Version},
     socket::{Incoming, VrrpSocket},
+    track::{Condition, effective_priority},
 };
 use crate::net::{
     announce::Announcer,
-    netlink::{Link, NetError, Netlink, watch_link},
+    netlink::{Link, NetError, Netlink, watch_links},
 };
 
 /// Gratuitous ARP / NA schedule (keepalived's garp_master_*).
@@ -66,6 +67,28 @@ pub struct InstanceConfig {
     /// Source address of adverts; default: the interface's primary address.
     pub source_address: Option<IpAddr>,
     pub announce: AnnounceConfig,
+    /// Other interfaces to track, with keepalived weights (`track_interface`).
+    pub track_interfaces: Vec<(String, i32)>,
+    /// Weight of the "this node has healthy upstreams" condition (`track.upstreams`).
+    pub track_upstreams: Option<i32>,
+    /// Hold the VIP on a macvlan with the VRRP virtual MAC (keepalived's `use_vmac`; adverts still
+    /// leave from the parent interface, as with keepalived's `vmac_xmit_base`).
+    pub virtual_mac: bool,
+}
+
+/// The VRRP virtual MAC of a router (RFC 5798 section 7.3).
+pub fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, if ipv6 { 0x02 } else { 0x01 }, vrid]
+}
+
+/// How the agent talks to a running instance.
+pub struct Controls {
+    /// 1: graceful stop (make-before-break handover); 2 or more: stop now.
+    pub shutdown: watch::Receiver<u32>,
+    /// Whether this node has a healthy backend for every listener (for `track.upstreams`).
+    pub upstreams_healthy: watch::Receiver<bool>,
+    pub events: mpsc::UnboundedSender<InstanceEvent>,
+    pub stats: Arc<Mutex<Stats>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +191,8 @@ struct Shell {
     config: InstanceConfig,
     netlink: Netlink,
     link: Link,
+    /// Where the VIPs live: the interface itself, or its virtual-MAC macvlan.
+    vip_link: Link,
     source: IpAddr,
     own: Vec<IpAddr>,
     socket: VrrpSocket,
@@ -181,6 +206,10 @@ struct Shell {
     refresh_at: Option<Instant>,
     /// Retry binding after a failure (the machine is in Fault meanwhile).
     bind_retry_at: Option<Instant>,
+    bind_failed: bool,
+    /// Tracked interfaces: (index, name, weight, up).
+    tracked: Vec<(u32, String, i32, bool)>,
+    upstreams_ok: bool,
     stopped: bool,
 }
 
@@ -254,10 +283,53 @@ impl Shell {
         }
     }
 
+    /// Recomputes the fault condition and the effective priority from everything tracked, and
+    /// tells the machine.
+    fn reevaluate(&mut self) -> Vec<Action> {
+        let now = self.now();
+        let mut conditions: Vec<Condition> = self
+            .tracked
+            .iter()
+            .map(|(_, name, weight, up)| Condition {
+                name: format!("interface {name}"),
+                weight: *weight,
+                ok: *up,
+            })
+            .collect();
+        if let Some(weight) = self.config.track_upstreams {
+            conditions.push(Condition {
+                name: "upstreams".into(),
+                weight,
+                ok: self.upstreams_ok,
+            });
+        }
+        let tracked = effective_priority(self.config.priority, &conditions);
+        let fault: Option<&'static str> = if !self.link.up {
+            Some("interface down")
+        } else if self.bind_failed {
+            Some("cannot bind the virtual addresses")
+        } else {
+            match &tracked {
+                Err(name) if name == "upstreams" => Some("no healthy upstream"),
+                Err(_) => Some("tracked interface down"),
+                Ok(_) => None,
+            }
+        };
+        let mut actions = Vec::new();
+        if let Ok(p) = tracked {
+            actions.extend(self.machine.set_priority(now, p));
+        }
+        actions.extend(
+            self.machine
+                .set_fault(now, fault.is_some(), fault.unwrap_or("recovered")),
+        );
+        actions
+    }
+
     async fn bind(&self) -> Result<(), NetError> {
         for (addr, prefix) in &self.config.addresses {
             self.netlink
-                .add_address(self.link.index, *addr, *prefix)
+                .add_address(self.vip_link.index, *addr, *prefix)
                 .await?;
         }
         Ok(())
@@ -384,12 +456,13 @@ impl Shell {
 
 /// Runs one instance until it has stopped: `shutdown` changing to 1 asks for a graceful stop
 /// (make-before-break handover), to 2 or more for an immediate one.
-pub async fn run(
-    config: InstanceConfig,
-    mut shutdown: watch::Receiver<u32>,
-    events: mpsc::UnboundedSender<InstanceEvent>,
-    stats: Arc<Mutex<Stats>>,
-) -> Result<(), InstanceError> {
+pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), InstanceError> {
+    let Controls {
+        mut shutdown,
+        mut upstreams_healthy,
+        events,
+        stats,
+    } = controls;
     let first = config
         .addresses
         .first()
@@ -426,14 +499,42 @@ pub async fn run(
                 source,
             }
         })?;
-    let announcer =
-        Announcer::open(link.index, &link.name, link.mac, !ipv6, ipv6).map_err(|source| {
-            InstanceError::Announcer {
-                interface: link.name.clone(),
-                source,
+    let vip_link = if config.virtual_mac {
+        let name = format!("vrrp{}.{}", if ipv6 { 6 } else { 4 }, config.vrid);
+        let vmac = netlink
+            .create_vmac(link.index, &name, virtual_mac(config.vrid, ipv6))
+            .await?;
+        if !ipv6 {
+            // The parent must neither answer ARP for the VIP (arp_ignore) nor put the VIP in its
+            // own ARP requests (arp_announce) with its own MAC, or neighbours would learn the
+            // parent's MAC for the VIP (keepalived adjusts the same settings).
+            for (setting, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                let path = format!("/proc/sys/net/ipv4/conf/{}/{setting}", link.name);
+                if let Err(e) = std::fs::write(&path, value) {
+                    warn!(%path, error = %e, "cannot adjust ARP settings; neighbours may learn the parent's MAC for the VIP");
+                }
             }
+        }
+        vmac
+    } else {
+        link.clone()
+    };
+    let announcer = Announcer::open(vip_link.index, &vip_link.name, vip_link.mac, !ipv6, ipv6)
+        .map_err(|source| InstanceError::Announcer {
+            interface: vip_link.name.clone(),
+            source,
         })?;
-    let mut link_events = watch_link(link.index)?;
+    let mut link_events = watch_links()?;
+    let links = netlink.links().await?;
+    let mut tracked = Vec::new();
+    for (name, weight) in &config.track_interfaces {
+        let l = links
+            .iter()
+            .find(|l| &l.name == name)
+            .ok_or_else(|| NetError::NoSuchInterface(name.clone()))?;
+        tracked.push((l.index, name.clone(), *weight, l.up));
+    }
+    let upstreams_ok = *upstreams_healthy.borrow();
     let machine = Machine::new(MachineConfig {
         version: config.version,
         priority: config.priority,
@@ -447,6 +548,7 @@ pub async fn run(
         config,
         netlink,
         link: link.clone(),
+        vip_link,
         source,
         own,
         socket,
@@ -458,10 +560,13 @@ pub async fn run(
         announce_at: Vec::new(),
         refresh_at: None,
         bind_retry_at: None,
+        bind_failed: false,
+        tracked,
+        upstreams_ok,
         stopped: false,
     };
     let now = shell.now();
-    let mut actions = shell.machine.set_fault(now, !link.up, "interface down");
+    let mut actions = shell.reevaluate();
     actions.extend(shell.machine.startup(now));
     shell.execute(actions).await;
     let mut signals_seen = 0;
@@ -476,8 +581,8 @@ pub async fn run(
                 shell.send_due_announcements();
                 if shell.bind_retry_at.is_some_and(|t| t <= Instant::now()) {
                     shell.bind_retry_at = None;
-                    let now = shell.now();
-                    let actions = shell.machine.set_fault(now, !shell.link.up, "retrying after a bind failure");
+                    shell.bind_failed = false;
+                    let actions = shell.reevaluate();
                     shell.execute(actions).await;
                 }
             }
@@ -485,14 +590,28 @@ pub async fn run(
                 shell.on_packet(packet.map_err(InstanceError::Receive)?).await;
             }
             Some(update) = link_events.recv() => {
-                let was_up = shell.link.up;
-                shell.link.up = update.up;
-                if update.up != was_up {
-                    let now = shell.now();
-                    let reason = if update.up { "interface up" } else { "interface down" };
-                    let actions = shell.machine.set_fault(now, !update.up, reason);
+                let mut changed = false;
+                if update.index == shell.link.index && update.up != shell.link.up {
+                    shell.link.up = update.up;
+                    changed = true;
+                    if update.up && shell.machine.holds_vip() {
+                        // Switches forgot us while the link was down: announce again.
+                        shell.execute(vec![Action::Announce]).await;
+                    }
+                }
+                for t in shell.tracked.iter_mut().filter(|t| t.0 == update.index && t.3 != update.up) {
+                    t.3 = update.up;
+                    changed = true;
+                }
+                if changed {
+                    let actions = shell.reevaluate();
                     shell.execute(actions).await;
                 }
+            }
+            Ok(()) = upstreams_healthy.changed() => {
+                shell.upstreams_ok = *upstreams_healthy.borrow();
+                let actions = shell.reevaluate();
+                shell.execute(actions).await;
             }
             changed = shutdown.changed() => {
                 let level = if changed.is_ok() { *shutdown.borrow() } else { 2 };
@@ -504,6 +623,11 @@ pub async fn run(
                 }
             }
         }
+    }
+    if shell.config.virtual_mac
+        && let Err(e) = shell.netlink.delete_link(&shell.vip_link.name).await
+    {
+        warn!(vrid = shell.config.vrid, error = %e, "cannot remove the virtual MAC interface");
     }
     info!(vrid = shell.config.vrid, "VRRP instance stopped");
     Ok(())
@@ -528,6 +652,9 @@ mod tests {
             auth: Some(packet::auth_data(b"1111")),
             source_address: None,
             announce: AnnounceConfig::default(),
+            track_interfaces: vec![],
+            track_upstreams: None,
+            virtual_mac: false,
         }
     }
 

@@ -4,3 +4,4 @@ pub mod instance;
 pub mod machine;
 pub mod packet;
 pub mod socket;
+pub mod track;
