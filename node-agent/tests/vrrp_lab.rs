@@ -279,7 +279,7 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
         for i in 0..50u8 {
             let junk = [0x31, 10, 254, 1, 0, 10, i, i, 10, 77, 0, 100];
             s.send_to(&junk, &dst.into()).unwrap();
-            s.send_to(&[0xff; 3], &dst.into()).unwrap();
+            s.send_to(&[0x31, 10, 0xfe], &dst.into()).unwrap();
             s.send_to(&foreign, &dst.into()).unwrap();
             thread::sleep(Duration::from_millis(10));
         }

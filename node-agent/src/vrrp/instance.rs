@@ -16,14 +16,15 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
+    host::{Host, Port, VridInUse},
     machine::{Action, Config as MachineConfig, Machine, Received, State},
     packet::{self, AUTH_LEN, Advertisement, DropReason, MULTICAST_V4, MULTICAST_V6, TTL, Version},
-    socket::{Incoming, VrrpSocket},
+    socket::Incoming,
     track::{Condition, effective_priority},
 };
 use crate::net::{
     announce::Announcer,
-    netlink::{Link, NetError, Netlink, watch_links},
+    netlink::{Link, NetError, Netlink},
 };
 
 /// Gratuitous ARP / NA schedule (keepalived's garp_master_*).
@@ -109,6 +110,8 @@ pub enum InstanceError {
     Receive(std::io::Error),
     #[error("no addresses configured")]
     NoAddresses,
+    #[error(transparent)]
+    VridInUse(#[from] VridInUse),
 }
 
 /// What an instance reports while it runs.
@@ -195,7 +198,7 @@ struct Shell {
     vip_link: Link,
     source: IpAddr,
     own: Vec<IpAddr>,
-    socket: VrrpSocket,
+    port: Arc<Port>,
     announcer: Announcer,
     machine: Machine,
     epoch: Instant,
@@ -283,6 +286,30 @@ impl Shell {
         }
     }
 
+    /// Applies link-state updates; returns whether anything tracked changed.
+    async fn on_links(&mut self, updates: Vec<Link>) -> bool {
+        let mut changed = false;
+        for update in updates {
+            if update.index == self.link.index && update.up != self.link.up {
+                self.link.up = update.up;
+                changed = true;
+                if update.up && self.machine.holds_vip() {
+                    // Switches forgot us while the link was down: announce again.
+                    self.execute(vec![Action::Announce]).await;
+                }
+            }
+            for t in self
+                .tracked
+                .iter_mut()
+                .filter(|t| t.0 == update.index && t.3 != update.up)
+            {
+                t.3 = update.up;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Recomputes the fault condition and the effective priority from everything tracked, and
     /// tells the machine.
     fn reevaluate(&mut self) -> Vec<Action> {
@@ -356,7 +383,7 @@ impl Shell {
         };
         for dst in self.destinations() {
             let bytes = packet::encode(&advert, self.source, dst);
-            match self.socket.send(&bytes, self.source, dst) {
+            match self.port.socket().send(&bytes, self.source, dst) {
                 Ok(()) => self.bump(|s| s.adverts_sent += 1),
                 Err(e) => {
                     // An interface going down makes sends fail; the link watcher handles the state.
@@ -457,6 +484,16 @@ impl Shell {
 /// Runs one instance until it has stopped: `shutdown` changing to 1 asks for a graceful stop
 /// (make-before-break handover), to 2 or more for an immediate one.
 pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), InstanceError> {
+    run_on(&Host::new()?, config, controls).await
+}
+
+/// Runs one instance with the sockets and netlink connection of `host`, shared with the agent's
+/// other instances.
+pub async fn run_on(
+    host: &Arc<Host>,
+    config: InstanceConfig,
+    controls: Controls,
+) -> Result<(), InstanceError> {
     let Controls {
         mut shutdown,
         mut upstreams_healthy,
@@ -469,7 +506,7 @@ pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), Insta
         .map(|(a, _)| *a)
         .ok_or(InstanceError::NoAddresses)?;
     let ipv6 = first.is_ipv6();
-    let netlink = Netlink::connect()?;
+    let netlink = host.netlink.clone();
     let link = match &config.interface {
         Some(name) => netlink.link_by_name(name).await?,
         None => netlink.interface_for(first).await?,
@@ -492,13 +529,13 @@ pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), Insta
         .map(|a| a.address)
         .filter(|a| !vips.contains(a))
         .collect();
-    let socket =
-        VrrpSocket::open(&link.name, link.index, ipv6, config.unicast).map_err(|source| {
-            InstanceError::Socket {
-                interface: link.name.clone(),
-                source,
-            }
+    let port = host
+        .port(&link, ipv6)
+        .map_err(|source| InstanceError::Socket {
+            interface: link.name.clone(),
+            source,
         })?;
+    let mut adverts = port.subscribe(config.vrid)?;
     let vip_link = if config.virtual_mac {
         let name = format!("vrrp{}.{}", if ipv6 { 6 } else { 4 }, config.vrid);
         let vmac = netlink
@@ -524,7 +561,7 @@ pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), Insta
             interface: vip_link.name.clone(),
             source,
         })?;
-    let mut link_events = watch_links()?;
+    let mut link_events = host.link_updates();
     let links = netlink.links().await?;
     let mut tracked = Vec::new();
     for (name, weight) in &config.track_interfaces {
@@ -551,7 +588,7 @@ pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), Insta
         vip_link,
         source,
         own,
-        socket,
+        port,
         announcer,
         machine,
         epoch: Instant::now(),
@@ -586,24 +623,24 @@ pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), Insta
                     shell.execute(actions).await;
                 }
             }
-            packet = shell.socket.recv() => {
-                shell.on_packet(packet.map_err(InstanceError::Receive)?).await;
-            }
-            Some(update) = link_events.recv() => {
-                let mut changed = false;
-                if update.index == shell.link.index && update.up != shell.link.up {
-                    shell.link.up = update.up;
-                    changed = true;
-                    if update.up && shell.machine.holds_vip() {
-                        // Switches forgot us while the link was down: announce again.
-                        shell.execute(vec![Action::Announce]).await;
-                    }
+            incoming = adverts.recv() => match incoming {
+                Some(incoming) => shell.on_packet(Ok(incoming)).await,
+                None => {
+                    // The interface's socket failed: without adverts we would wrongly become
+                    // master, so stop (and let the supervisor restart us) instead.
+                    let actions = shell.machine.stop_now();
+                    shell.execute(actions).await;
+                    return Err(InstanceError::Receive(std::io::Error::other("the VRRP socket of this interface failed")));
                 }
-                for t in shell.tracked.iter_mut().filter(|t| t.0 == update.index && t.3 != update.up) {
-                    t.3 = update.up;
-                    changed = true;
-                }
-                if changed {
+            },
+            update = link_events.recv() => {
+                let updates = match update {
+                    Ok(update) => vec![update],
+                    // Missed some changes: read the current state of every link instead.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => shell.netlink.links().await.unwrap_or_default(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => Vec::new(),
+                };
+                if shell.on_links(updates).await {
                     let actions = shell.reevaluate();
                     shell.execute(actions).await;
                 }

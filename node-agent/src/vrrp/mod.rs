@@ -1,5 +1,6 @@
 //! VRRP: the wire format, the state machine and the IO shell that drives them.
 
+pub mod host;
 pub mod instance;
 pub mod machine;
 pub mod packet;
