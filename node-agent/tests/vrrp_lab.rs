@@ -509,3 +509,26 @@ fn virtual_mac_moves_with_the_vip() {
         neighbour()
     );
 }
+
+#[test]
+fn a_stale_vip_from_a_crashed_run_is_removed_at_start() {
+    let mut lab = Lab::new(&["n1", "n2"]).unwrap();
+    let n1 = buoy(&mut lab, "n1", 150, &[]);
+    wait_line(&mut lab, n1, "state=MASTER");
+    // n2 crashed earlier while master and left the address behind.
+    buoy_tests::netlab::ip(&[
+        "-n",
+        &lab.host("n2").ns,
+        "addr",
+        "add",
+        "10.77.0.100/24",
+        "dev",
+        "eth0",
+    ])
+    .unwrap();
+    assert_eq!(lab.holders(vip4()), ["n1", "n2"]);
+    let n2 = buoy(&mut lab, "n2", 100, &[]);
+    let removed = wait_line(&mut lab, n2, "removed a stale virtual address");
+    assert!(removed.contains("10.77.0.100"), "{removed}");
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(3));
+}

@@ -92,6 +92,13 @@ pub struct Lab {
 impl Lab {
     /// A LAN with these hosts (names are for humans; namespaces get unique names).
     pub fn new(hosts: &[&str]) -> Result<Lab> {
+        Lab::with_links(hosts, 1)
+    }
+
+    /// Like [`Lab::new`], with `links` cables per host (`eth0`, `eth1`, …); `ethK` of every host
+    /// is on its own segment (bridge `brK`, like a VLAN) with 10.(77+K).0.n/24, for tests that need
+    /// many VRIDs.
+    pub fn with_links(hosts: &[&str], links: usize) -> Result<Lab> {
         if unsafe { libc::geteuid() } != 0 {
             bail!("network-namespace tests need root (CI runs them as root)");
         }
@@ -108,39 +115,34 @@ impl Lab {
             procs: Vec::new(),
         };
         ip(&["netns", "add", &lan])?;
-        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"])?;
-        // Forward frames at once (no STP listening delay) and never snoop multicast away.
-        ip(&[
-            "-n",
-            &lan,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["-n", &lan, "link", "set", "br0", "up"])?;
+        for k in 0..links.max(1) {
+            let br = format!("br{k}");
+            ip(&["-n", &lan, "link", "add", &br, "type", "bridge"])?;
+            // Forward frames at once (no STP listening delay) and never snoop multicast away.
+            ip(&[
+                "-n",
+                &lan,
+                "link",
+                "set",
+                &br,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
+                "0",
+            ])?;
+            ip(&["-n", &lan, "link", "set", &br, "up"])?;
+        }
         for (i, name) in hosts.iter().enumerate() {
-            lab.add_host(&id, i + 1, name)?;
+            lab.add_host(&id, i + 1, name, links)?;
         }
         Ok(lab)
     }
 
-    fn add_host(&mut self, id: &str, n: usize, name: &str) -> Result<()> {
+    fn add_host(&mut self, id: &str, n: usize, name: &str, links: usize) -> Result<()> {
         let ns = format!("{id}-{n}");
-        let port = format!("p{n}");
         ip(&["netns", "add", &ns])?;
-        ip(&[
-            "-n", &self.lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-            &ns,
-        ])?;
-        ip(&["-n", &self.lan, "link", "set", &port, "master", "br0", "up"])?;
-        let ipv4 = Ipv4Addr::new(10, 77, 0, n as u8);
-        let ipv6: Ipv6Addr = format!("fd77::{n}").parse()?;
         // No duplicate address detection: addresses are usable at once.
         let _ = ns_exec(
             &ns,
@@ -151,33 +153,61 @@ impl Lab {
                 "net.ipv6.conf.default.accept_dad=0",
             ],
         );
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ipv4}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ipv6}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])?;
-        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        let ipv4 = Ipv4Addr::new(10, 77, 0, n as u8);
+        let ipv6: Ipv6Addr = format!("fd77::{n}").parse()?;
+        for k in 0..links.max(1) {
+            let (port, dev) = (
+                if k == 0 {
+                    format!("p{n}")
+                } else {
+                    format!("p{n}l{k}")
+                },
+                format!("eth{k}"),
+            );
+            ip(&[
+                "-n", &self.lan, "link", "add", &port, "type", "veth", "peer", "name", &dev,
+                "netns", &ns,
+            ])?;
+            ip(&[
+                "-n",
+                &self.lan,
+                "link",
+                "set",
+                &port,
+                "master",
+                &format!("br{k}"),
+                "up",
+            ])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.{}.0.{n}/24", 77 + k),
+                "dev",
+                &dev,
+            ])?;
+            if k == 0 {
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{ipv6}/64"),
+                    "dev",
+                    &dev,
+                    "nodad",
+                ])?;
+            }
+            ip(&["-n", &ns, "link", "set", &dev, "up"])?;
+        }
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         self.hosts.push(Host {
             name: name.to_string(),
             ns,
             ipv4,
             ipv6,
-            port,
+            port: format!("p{n}"),
         });
         Ok(())
     }

@@ -64,14 +64,11 @@ impl Announcer {
         ipv6: bool,
     ) -> io::Result<Self> {
         let packet = if ipv4 {
+            // Protocol 0: this socket only sends. Bound to ETH_P_ARP it would also receive a copy
+            // of every ARP frame on the host, once per instance.
             // SAFETY: plain socket(2) call; the result is checked before it is owned.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    i32::from(ETH_P_ARP.to_be()),
-                )
-            };
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }

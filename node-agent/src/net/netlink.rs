@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::{
-    Handle, LinkMacVlan, LinkUnspec, MulticastGroup,
+    AddressMessageBuilder, Handle, LinkMacVlan, LinkUnspec, MulticastGroup,
     packet_core::NetlinkPayload,
     packet_route::{
         RouteNetlinkMessage,
@@ -48,10 +48,13 @@ pub struct InterfaceAddress {
     pub link_local: bool,
 }
 
-/// A netlink connection (its task runs on the current tokio runtime).
+/// A netlink connection (its task runs on the current tokio runtime). Requests are serialised:
+/// the kernel refuses a second dump on a socket while one is running (EBUSY), and many
+/// instances share this connection.
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn link_from(msg: &LinkMessage) -> Link {
@@ -90,6 +93,29 @@ fn address_from(msg: &AddressMessage) -> Option<InterfaceAddress> {
     })
 }
 
+/// The address adverts are sent from: for IPv4 the first address on the interface that is not one
+/// of `exclude` (the VIPs); for IPv6 the link-local address (RFC 5798).
+pub fn primary_address(
+    addresses: &[InterfaceAddress],
+    link: &Link,
+    ipv6: bool,
+    exclude: &[IpAddr],
+) -> Result<IpAddr, NetError> {
+    addresses
+        .iter()
+        .filter(|a| {
+            a.index == link.index && a.address.is_ipv6() == ipv6 && !exclude.contains(&a.address)
+        })
+        .find(|a| !ipv6 || a.link_local)
+        .map(|a| a.address)
+        .ok_or_else(|| {
+            NetError::NoSourceAddress(
+                link.name.clone(),
+                if ipv6 { "IPv6 link-local" } else { "IPv4" },
+            )
+        })
+}
+
 /// Whether `addr` lies in `net/prefix`.
 pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (addr, net) {
@@ -118,10 +144,18 @@ impl Netlink {
     pub fn connect() -> Result<Self, NetError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            lock: Default::default(),
+        })
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, NetError> {
+        let _serial = self.lock.lock().await;
+        self.links_unlocked().await
+    }
+
+    async fn links_unlocked(&self) -> Result<Vec<Link>, NetError> {
         let msgs: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await?;
         Ok(msgs.iter().map(link_from).collect())
     }
@@ -135,6 +169,7 @@ impl Netlink {
     }
 
     pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetError> {
+        let _serial = self.lock.lock().await;
         let msgs: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
         Ok(msgs.iter().filter_map(address_from).collect())
     }
@@ -158,35 +193,10 @@ impl Netlink {
             .ok_or(NetError::NoInterfaceFor(addr))
     }
 
-    /// The address adverts are sent from: for IPv4 the first address on the interface that is not
-    /// one of `exclude` (the VIPs); for IPv6 the link-local address (RFC 5798).
-    pub async fn primary_address(
-        &self,
-        link: &Link,
-        ipv6: bool,
-        exclude: &[IpAddr],
-    ) -> Result<IpAddr, NetError> {
-        let addresses = self.addresses().await?;
-        addresses
-            .iter()
-            .filter(|a| {
-                a.index == link.index
-                    && a.address.is_ipv6() == ipv6
-                    && !exclude.contains(&a.address)
-            })
-            .find(|a| !ipv6 || a.link_local)
-            .map(|a| a.address)
-            .ok_or_else(|| {
-                NetError::NoSourceAddress(
-                    link.name.clone(),
-                    if ipv6 { "IPv6 link-local" } else { "IPv4" },
-                )
-            })
-    }
-
     /// Adds `addr/prefix` to the interface (IPv6 without duplicate address detection, so that it
     /// is usable at once, as keepalived does). Adding an address that is there already is fine.
     pub async fn add_address(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+        let _serial = self.lock.lock().await;
         let mut req = self.handle.address().add(index, addr, prefix).replace();
         if addr.is_ipv6() {
             req.message_mut()
@@ -197,17 +207,33 @@ impl Netlink {
         Ok(())
     }
 
-    /// Removes `addr` from whatever interface holds it; returns whether it was there.
-    pub async fn remove_address(&self, addr: IpAddr) -> Result<bool, NetError> {
-        let msgs: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
-        let mut removed = false;
-        for msg in msgs {
-            if address_from(&msg).is_some_and(|a| a.address == addr) {
-                self.handle.address().del(msg).execute().await?;
-                removed = true;
+    /// Removes `addr/prefix` from the interface; returns whether it was there. No dump: with
+    /// hundreds of VIPs a dump per release would be quadratic.
+    pub async fn remove_address(
+        &self,
+        index: u32,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetError> {
+        let _serial = self.lock.lock().await;
+        let msg = match addr {
+            IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+                .index(index)
+                .address(a, prefix)
+                .build(),
+            IpAddr::V6(a) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+                .index(index)
+                .address(a, prefix)
+                .build(),
+        };
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(true),
+            // EADDRNOTAVAIL: it was not there.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {
+                Ok(false)
             }
+            Err(e) => Err(e.into()),
         }
-        Ok(removed)
     }
 
     /// Creates (or re-creates) the macvlan interface `name` on `parent` with the VRRP virtual MAC,
@@ -218,18 +244,33 @@ impl Netlink {
         name: &str,
         mac: [u8; 6],
     ) -> Result<Link, NetError> {
-        self.delete_link(name).await?;
+        let _serial = self.lock.lock().await;
+        self.delete_link_unlocked(name).await?;
         let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
             .address(mac.to_vec())
             .up()
             .build();
         self.handle.link().add(msg).execute().await?;
-        self.link_by_name(name).await
+        self.links_unlocked()
+            .await?
+            .into_iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| NetError::NoSuchInterface(name.to_string()))
     }
 
     /// Deletes the interface `name` if it exists.
     pub async fn delete_link(&self, name: &str) -> Result<(), NetError> {
-        if let Some(l) = self.links().await?.into_iter().find(|l| l.name == name) {
+        let _serial = self.lock.lock().await;
+        self.delete_link_unlocked(name).await
+    }
+
+    async fn delete_link_unlocked(&self, name: &str) -> Result<(), NetError> {
+        if let Some(l) = self
+            .links_unlocked()
+            .await?
+            .into_iter()
+            .find(|l| l.name == name)
+        {
             self.handle.link().del(l.index).execute().await?;
         }
         Ok(())
@@ -237,6 +278,7 @@ impl Netlink {
 
     /// Sets an interface up (a macvlan follows its parent's carrier).
     pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
+        let _serial = self.lock.lock().await;
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::net::{
     announce::Announcer,
-    netlink::{Link, NetError, Netlink},
+    netlink::{Link, NetError, Netlink, primary_address},
 };
 
 /// Gratuitous ARP / NA schedule (keepalived's garp_master_*).
@@ -247,8 +247,12 @@ impl Shell {
                 Action::ReleaseVip => {
                     self.announce_at.clear();
                     self.refresh_at = None;
-                    for (addr, _) in self.config.addresses.clone() {
-                        if let Err(e) = self.netlink.remove_address(addr).await {
+                    for (addr, prefix) in self.config.addresses.clone() {
+                        if let Err(e) = self
+                            .netlink
+                            .remove_address(self.vip_link.index, addr, prefix)
+                            .await
+                        {
                             warn!(vrid = self.config.vrid, %addr, error = %e, "cannot remove a virtual address");
                         }
                     }
@@ -511,21 +515,24 @@ pub async fn run_on(
         Some(name) => netlink.link_by_name(name).await?,
         None => netlink.interface_for(first).await?,
     };
+    // One dump serves the stale-address check, the source address and our own addresses.
+    let addresses = netlink.addresses().await?;
+    let vips: Vec<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
     // Addresses left by a crashed earlier run must not make two nodes answer for the VIP.
-    for (addr, _) in &config.addresses {
-        if netlink.remove_address(*addr).await? {
-            warn!(vrid = config.vrid, %addr, "removed a stale virtual address left by an earlier run");
+    for stale in addresses.iter().filter(|a| vips.contains(&a.address)) {
+        if netlink
+            .remove_address(stale.index, stale.address, stale.prefix_len)
+            .await?
+        {
+            warn!(vrid = config.vrid, addr = %stale.address, "removed a stale virtual address left by an earlier run");
         }
     }
-    let vips: Vec<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
     let source = match config.source_address {
         Some(a) => a,
-        None => netlink.primary_address(&link, ipv6, &vips).await?,
+        None => primary_address(&addresses, &link, ipv6, &vips)?,
     };
-    let own: Vec<IpAddr> = netlink
-        .addresses()
-        .await?
-        .into_iter()
+    let own: Vec<IpAddr> = addresses
+        .iter()
         .map(|a| a.address)
         .filter(|a| !vips.contains(a))
         .collect();

@@ -1,0 +1,191 @@
+//! Failover benchmark: the client-visible outage when the master's link is cut and when the
+//! master is stopped gracefully, Buoy against keepalived on the same namespaced LAN with the same
+//! settings (VRRPv3, multicast, priorities 150/100), a TCP probe every 10 ms from a client.
+//!
+//!     cargo bench -p buoy-agent --bench failover [-- --runs N]
+//!
+//! Prints medians over N runs (default 5) at 1 s and 100 ms adverts, and the ratios to keepalived.
+//! A command, not a test: it asserts nothing and measures wall-clock time.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use buoy_tests::{
+    netlab::Lab,
+    probe::{Probe, Responder, report},
+};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+const PORT: u16 = 8080;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    Buoy,
+    Keepalived,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    LinkCut,
+    GracefulStop,
+}
+
+fn start(lab: &mut Lab, implementation: Impl, host: &str, priority: u8, interval_ms: u64) -> usize {
+    match implementation {
+        Impl::Buoy => {
+            let (p, i) = (priority.to_string(), format!("{interval_ms}ms"));
+            lab.spawn(
+                host,
+                AGENT,
+                &[
+                    "vrrp",
+                    "--interface",
+                    "eth0",
+                    "--vrid",
+                    "10",
+                    "--priority",
+                    &p,
+                    "--address",
+                    "10.77.0.100/24",
+                    "--advert-interval",
+                    &i,
+                ],
+            )
+            .unwrap()
+        }
+        Impl::Keepalived => {
+            let dir = std::env::temp_dir().join(&lab.lan);
+            std::fs::create_dir_all(&dir).unwrap();
+            let conf = dir.join(format!("{host}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "global_defs {{\n  router_id {host}\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 10\n  priority {priority}\n  advert_int {}\n  virtual_ipaddress {{\n    10.77.0.100/24\n  }}\n}}\n",
+                    interval_ms as f64 / 1000.0
+                ),
+            )
+            .unwrap();
+            let pid = |s: &str| dir.join(format!("{host}.{s}.pid")).display().to_string();
+            lab.spawn(
+                host,
+                "keepalived",
+                &[
+                    "--vrrp",
+                    "--dont-fork",
+                    "--log-console",
+                    "--use-file",
+                    &conf.display().to_string(),
+                    "--pid",
+                    &pid("main"),
+                    "--vrrp_pid",
+                    &pid("vrrp"),
+                ],
+            )
+            .unwrap()
+        }
+    }
+}
+
+fn wait_holder(lab: &Lab, host: &str, within: Duration) -> bool {
+    let vip: IpAddr = "10.77.0.100".parse().unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if lab.holders(vip) == [host] {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One run; returns (longest outage, failed probes).
+fn run(implementation: Impl, fault: Fault, interval_ms: u64) -> Option<(Duration, usize)> {
+    let mut lab = Lab::new(&["n1", "n2", "client"]).unwrap();
+    let _r: Vec<Responder> = ["n1", "n2"]
+        .iter()
+        .map(|h| Responder::start(&lab.host(h).ns, PORT, h).unwrap())
+        .collect();
+    let n1 = start(&mut lab, implementation, "n1", 150, interval_ms);
+    let _n2 = start(&mut lab, implementation, "n2", 100, interval_ms);
+    let settle = Duration::from_millis(interval_ms * 6 + 2000);
+    if !wait_holder(&lab, "n1", settle) {
+        eprintln!("{implementation:?}: no master\n{}", lab.logs());
+        return None;
+    }
+    thread::sleep(Duration::from_millis(interval_ms * 2));
+    let vip: IpAddr = "10.77.0.100".parse().unwrap();
+    let probe = Probe::start(
+        &lab.host("client").ns,
+        SocketAddr::new(vip, PORT),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    match fault {
+        Fault::LinkCut => lab.cut("n1").unwrap(),
+        Fault::GracefulStop => lab.proc(n1).signal(libc::SIGTERM),
+    }
+    let moved = wait_holder(&lab, "n2", settle);
+    thread::sleep(Duration::from_millis(1000));
+    let r = report(&probe.finish());
+    std::fs::remove_dir_all(std::env::temp_dir().join(&lab.lan)).ok();
+    moved.then_some((r.longest_outage, r.failed))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5usize);
+    println!(
+        "Failover: client-visible outage (TCP probe every 10 ms), median of {runs} runs, VRRPv3 multicast, priorities 150/100"
+    );
+    println!(
+        "| advert interval | fault | keepalived | Buoy | Buoy / keepalived | failed probes (keepalived, Buoy) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for interval_ms in [1000u64, 100] {
+        for fault in [Fault::LinkCut, Fault::GracefulStop] {
+            let mut medians = Vec::new();
+            let mut failed = Vec::new();
+            for implementation in [Impl::Keepalived, Impl::Buoy] {
+                let results: Vec<(Duration, usize)> = (0..runs)
+                    .filter_map(|_| run(implementation, fault, interval_ms))
+                    .collect();
+                medians.push(median(results.iter().map(|r| r.0).collect()));
+                let mut f: Vec<usize> = results.iter().map(|r| r.1).collect();
+                f.sort();
+                failed.push(f.get(f.len() / 2).copied().unwrap_or(0));
+            }
+            let ratio = if medians[0].is_zero() {
+                "n/a (keepalived lost nothing)".to_string()
+            } else {
+                format!(
+                    "{:.2}×",
+                    medians[1].as_secs_f64() / medians[0].as_secs_f64()
+                )
+            };
+            println!(
+                "| {interval_ms} ms | {fault:?} | {:.0} ms | {:.0} ms | {ratio} | {}, {} |",
+                medians[0].as_secs_f64() * 1000.0,
+                medians[1].as_secs_f64() * 1000.0,
+                failed[0],
+                failed[1]
+            );
+        }
+    }
+}
