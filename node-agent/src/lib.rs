@@ -2,4 +2,5 @@
 
 pub mod config;
 pub mod net;
+pub mod proxy;
 pub mod vrrp;

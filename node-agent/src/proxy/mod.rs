@@ -1,0 +1,6 @@
+//! The proxy: balancing, health and retry decisions (pure), and the listeners that use them.
+
+pub mod active;
+pub mod balance;
+pub mod passive;
+pub mod retry;
