@@ -499,6 +499,12 @@ pub struct NodeStatus {
     /// Why the node is in this state (for Fault: what failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Routers outside this VirtualIP that this node saw using its VRID (another address list,
+    /// version or password, or not a configured peer): a VRID collision. Their adverts are
+    /// dropped; the operator reports them and avoids the VRID when it allocates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub foreign_routers: Vec<String>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
