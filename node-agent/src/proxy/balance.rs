@@ -199,10 +199,7 @@ mod tests {
         for _ in 0..10_000 {
             counts[rr.pick(|_| true).unwrap()] += 1;
         }
-        assert!(
-            (counts[0] - counts[1]).abs() < 50,
-            "{counts:?}"
-        );
+        assert!((counts[0] - counts[1]).abs() < 50, "{counts:?}");
     }
 
     #[test]

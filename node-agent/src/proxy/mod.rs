@@ -3,4 +3,5 @@
 pub mod active;
 pub mod balance;
 pub mod passive;
+pub mod pool;
 pub mod retry;

@@ -1,0 +1,444 @@
+//! A pool of backends at run time: the balancing state and the health of each backend, shared by
+//! every request of the listeners that use the pool. A reconfigured pool keeps the health of the
+//! backends it still has; requests in flight keep the pool they started with, so removed backends
+//! drain instead of failing.
+
+use std::{
+    net::SocketAddr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use buoy_crds::{Algorithm, HashKey, HealthCheckProtocol};
+
+use super::{
+    active::{ActiveState, Thresholds},
+    balance::{HashRing, SmoothRoundRobin, least_connections},
+    passive::{PassivePolicy, PassiveState},
+    retry::RetryPolicy,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub backup: bool,
+    pub down: bool,
+    pub passive: PassivePolicy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveCheck {
+    pub protocol: HealthCheckProtocol,
+    pub path: String,
+    pub host: Option<String>,
+    pub statuses: Vec<(u16, u16)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderPolicy {
+    pub preserve_host: bool,
+    pub x_forwarded_for: bool,
+    pub x_real_ip: bool,
+    pub x_forwarded_proto: bool,
+}
+
+/// Everything a pool is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// `namespace/name`, for logs and metrics.
+    pub name: String,
+    pub backends: Vec<BackendSpec>,
+    pub algorithm: Algorithm,
+    pub hash_key: HashKey,
+    pub hash_key_name: Option<String>,
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+    pub headers: HeaderPolicy,
+    pub active: Option<ActiveCheck>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct BackendState {
+    passive: PassiveState,
+    active: ActiveState,
+    in_flight: u64,
+}
+
+struct State {
+    backends: Vec<BackendState>,
+    rr: SmoothRoundRobin,
+}
+
+pub struct Pool {
+    pub config: PoolConfig,
+    ring: HashRing,
+    state: Mutex<State>,
+    epoch: Instant,
+}
+
+/// Why no backend could be chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoBackend {
+    /// The pool has no backends at all.
+    Empty,
+    /// Every backend is down (checks or `down: true`) or was already tried.
+    AllDown,
+}
+
+impl NoBackend {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NoBackend::Empty => "no backends in the pool",
+            NoBackend::AllDown => "no healthy backend",
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig) -> Pool {
+        Pool::carrying_over(config, None)
+    }
+
+    /// A pool with a new configuration that keeps what `old` knew about backends it still has.
+    pub fn reconfigured(config: PoolConfig, old: &Pool) -> Pool {
+        Pool::carrying_over(config, Some(old))
+    }
+
+    fn carrying_over(config: PoolConfig, old: Option<&Pool>) -> Pool {
+        let previous = old.map(|o| {
+            (
+                o.config.backends.iter().map(|b| b.addr).collect::<Vec<_>>(),
+                o.lock().backends.clone(),
+            )
+        });
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                previous
+                    .as_ref()
+                    .and_then(|(addrs, states)| {
+                        addrs
+                            .iter()
+                            .position(|a| *a == b.addr)
+                            .map(|i| BackendState {
+                                in_flight: 0,
+                                ..states[i].clone()
+                            })
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+        let ids: Vec<String> = config.backends.iter().map(|b| b.addr.to_string()).collect();
+        Pool {
+            ring: HashRing::new(&ids, &weights),
+            state: Mutex::new(State {
+                backends,
+                rr: SmoothRoundRobin::new(&weights),
+            }),
+            epoch: old.map_or_else(Instant::now, |o| o.epoch),
+            config,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Chooses a backend not in `tried`: primaries first, backups only when no primary can be used
+    /// (nginx `backup`). `key` is the consistent-hash key when the algorithm needs one.
+    pub fn select(&self, key: Option<&[u8]>, tried: &[usize]) -> Result<usize, NoBackend> {
+        if self.config.backends.is_empty() {
+            return Err(NoBackend::Empty);
+        }
+        let now = self.now();
+        let mut state = self.lock();
+        for backup_tier in [false, true] {
+            let ok = |st: &State, i: usize| {
+                let b = &self.config.backends[i];
+                b.backup == backup_tier
+                    && !b.down
+                    && !tried.contains(&i)
+                    && st.backends[i].active.healthy
+                    && st.backends[i].passive.available(&b.passive, now)
+            };
+            let choice = match self.config.algorithm {
+                Algorithm::RoundRobin => {
+                    let eligible: Vec<bool> = (0..self.config.backends.len())
+                        .map(|i| ok(&state, i))
+                        .collect();
+                    state.rr.pick(|i| eligible[i])
+                }
+                Algorithm::LeastConnections => {
+                    let eligible: Vec<bool> = (0..self.config.backends.len())
+                        .map(|i| ok(&state, i))
+                        .collect();
+                    let active: Vec<u64> = state.backends.iter().map(|b| b.in_flight).collect();
+                    let weights: Vec<u32> = self.config.backends.iter().map(|b| b.weight).collect();
+                    least_connections(&active, &weights, &mut state.rr, |i| eligible[i])
+                }
+                Algorithm::ConsistentHash => {
+                    let eligible: Vec<bool> = (0..self.config.backends.len())
+                        .map(|i| ok(&state, i))
+                        .collect();
+                    match key {
+                        Some(k) => self.ring.pick(k, |i| eligible[i]),
+                        // No key (header or cookie missing): spread like round robin.
+                        None => state.rr.pick(|i| eligible[i]),
+                    }
+                }
+            };
+            if let Some(i) = choice {
+                let policy = self.config.backends[i].passive;
+                state.backends[i].passive.chosen(&policy, now);
+                state.backends[i].in_flight += 1;
+                return Ok(i);
+            }
+        }
+        Err(NoBackend::AllDown)
+    }
+
+    /// The attempt on backend `i` ended; `failed` feeds the passive check.
+    pub fn finished(&self, i: usize, failed: bool) {
+        let now = self.now();
+        let mut state = self.lock();
+        let Some(b) = state.backends.get_mut(i) else {
+            return;
+        };
+        b.in_flight = b.in_flight.saturating_sub(1);
+        let policy = self.config.backends[i].passive;
+        if failed {
+            if b.passive.failed(&policy, now) {
+                tracing::warn!(pool = %self.config.name, backend = %self.config.backends[i].addr, "backend temporarily disabled after {} failures", policy.max_fails);
+            }
+            state.rr.penalise(i, policy.max_fails);
+        } else {
+            b.passive.succeeded();
+        }
+    }
+
+    /// An active probe of backend `i` returned; logs health changes.
+    pub fn probed(&self, i: usize, ok: bool) {
+        let Some(check) = &self.config.active else {
+            return;
+        };
+        let mut state = self.lock();
+        if let Some(b) = state.backends.get_mut(i)
+            && let Some(healthy) = b.active.record(&check.thresholds, ok)
+        {
+            tracing::info!(pool = %self.config.name, backend = %self.config.backends[i].addr, healthy, "active health check changed");
+        }
+    }
+
+    /// (total, ready) backends, as reported in status; ready: not down and passing both checks.
+    pub fn counts(&self) -> (usize, usize) {
+        let now = self.now();
+        let state = self.lock();
+        let ready = self
+            .config
+            .backends
+            .iter()
+            .zip(&state.backends)
+            .filter(|(spec, b)| {
+                !spec.down && b.active.healthy && b.passive.available(&spec.passive, now)
+            })
+            .count();
+        (self.config.backends.len(), ready)
+    }
+
+    pub fn address(&self, i: usize) -> Option<SocketAddr> {
+        self.config.backends.get(i).map(|b| b.addr)
+    }
+
+    pub fn in_flight(&self, i: usize) -> u64 {
+        self.lock().backends.get(i).map_or(0, |b| b.in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buoy_crds::RetryOn;
+
+    pub(crate) fn config(n: usize) -> PoolConfig {
+        PoolConfig {
+            name: "default/web".into(),
+            backends: (1..=n)
+                .map(|i| BackendSpec {
+                    addr: format!("10.0.0.{i}:80").parse().unwrap(),
+                    weight: 1,
+                    backup: false,
+                    down: false,
+                    passive: PassivePolicy {
+                        max_fails: 1,
+                        fail_timeout: Duration::from_secs(10),
+                    },
+                })
+                .collect(),
+            algorithm: Algorithm::RoundRobin,
+            hash_key: HashKey::ClientIp,
+            hash_key_name: None,
+            retry: RetryPolicy {
+                attempts: 2,
+                on: vec![RetryOn::ConnectFailure],
+                non_idempotent: false,
+            },
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                read: Duration::from_secs(5),
+                write: Duration::from_secs(5),
+                idle: Duration::from_secs(60),
+            },
+            headers: HeaderPolicy {
+                preserve_host: true,
+                x_forwarded_for: true,
+                x_real_ip: true,
+                x_forwarded_proto: true,
+            },
+            active: None,
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_failed_and_tried_backends() {
+        let pool = Pool::new(config(3));
+        let picks: Vec<usize> = (0..3)
+            .map(|_| {
+                let i = pool.select(None, &[]).unwrap();
+                pool.finished(i, false);
+                i
+            })
+            .collect();
+        let mut sorted = picks.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2]);
+        let i = pool.select(None, &[]).unwrap();
+        pool.finished(i, true); // max_fails 1: out for fail_timeout
+        for _ in 0..20 {
+            let j = pool.select(None, &[]).unwrap();
+            assert_ne!(j, i);
+            pool.finished(j, false);
+        }
+        let j = pool.select(None, &[(i + 1) % 3]).unwrap();
+        assert_eq!(
+            j,
+            (i + 2) % 3,
+            "the tried one and the failed one are both skipped"
+        );
+        pool.finished(j, false);
+        assert_eq!(pool.counts(), (3, 2));
+    }
+
+    #[test]
+    fn backups_only_when_every_primary_is_down() {
+        let mut c = config(3);
+        c.backends[2].backup = true;
+        let pool = Pool::new(c);
+        for _ in 0..10 {
+            let i = pool.select(None, &[]).unwrap();
+            assert_ne!(i, 2);
+            pool.finished(i, false);
+        }
+        assert_eq!(pool.select(None, &[0, 1]), Ok(2));
+        pool.finished(2, false);
+        let mut c = config(2);
+        c.backends[0].down = true;
+        c.backends[1].down = true;
+        assert_eq!(Pool::new(c).select(None, &[]), Err(NoBackend::AllDown));
+        assert_eq!(
+            Pool::new(PoolConfig {
+                backends: vec![],
+                ..config(0)
+            })
+            .select(None, &[]),
+            Err(NoBackend::Empty)
+        );
+    }
+
+    #[test]
+    fn reconfiguration_keeps_health_of_remaining_backends() {
+        let pool = Pool::new(config(2));
+        let i = pool.select(None, &[]).unwrap();
+        pool.finished(i, true);
+        let failed = pool.address(i).unwrap();
+        let mut c = config(2);
+        c.backends.push(BackendSpec {
+            addr: "10.0.0.9:80".parse().unwrap(),
+            ..c.backends[0].clone()
+        });
+        let bigger = Pool::reconfigured(c, &pool);
+        let failed_index = bigger
+            .config
+            .backends
+            .iter()
+            .position(|b| b.addr == failed)
+            .unwrap();
+        for _ in 0..10 {
+            let j = bigger.select(None, &[]).unwrap();
+            assert_ne!(j, failed_index, "still disabled after the reconfiguration");
+            bigger.finished(j, false);
+        }
+        assert_eq!(bigger.counts(), (3, 2));
+    }
+
+    #[test]
+    fn active_checks_take_backends_out_and_back() {
+        let mut c = config(2);
+        c.active = Some(ActiveCheck {
+            protocol: HealthCheckProtocol::TCP,
+            path: "/".into(),
+            host: None,
+            statuses: vec![(200, 399)],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            thresholds: Thresholds {
+                healthy: 2,
+                unhealthy: 2,
+            },
+        });
+        let pool = Pool::new(c);
+        pool.probed(0, false);
+        assert_eq!(pool.counts(), (2, 2));
+        pool.probed(0, false);
+        assert_eq!(pool.counts(), (2, 1));
+        for _ in 0..5 {
+            let i = pool.select(None, &[]).unwrap();
+            assert_eq!(i, 1);
+            pool.finished(i, false);
+        }
+        pool.probed(0, true);
+        pool.probed(0, true);
+        assert_eq!(pool.counts(), (2, 2));
+    }
+
+    #[test]
+    fn consistent_hash_keeps_a_client_on_one_backend() {
+        let mut c = config(4);
+        c.algorithm = Algorithm::ConsistentHash;
+        let pool = Pool::new(c);
+        let first = pool.select(Some(b"192.168.1.7"), &[]).unwrap();
+        pool.finished(first, false);
+        for _ in 0..20 {
+            let i = pool.select(Some(b"192.168.1.7"), &[]).unwrap();
+            assert_eq!(i, first);
+            pool.finished(i, false);
+        }
+    }
+}
