@@ -2,6 +2,10 @@
 
 pub mod active;
 pub mod balance;
+pub mod http;
+pub mod listener;
+pub mod metrics;
 pub mod passive;
 pub mod pool;
 pub mod retry;
+pub mod tcp;

@@ -1,0 +1,205 @@
+//! Listening sockets on VIP:port. They are bound with IP_FREEBIND before the VIP is on the
+//! interface, so becoming master needs no rebind; the accept loop is ours (not pingora's server)
+//! so listeners come and go at run time without a restart.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use buoy_crds::ListenerProtocol;
+use pingora_core::{
+    apps::ServerApp,
+    protocols::{GetSocketDigest, SocketDigest, l4::stream::Stream},
+    server::configuration::ServerConf,
+};
+use socket2::{Domain, Socket, Type};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use super::{
+    http::{HttpProxy, PoolSlot},
+    metrics::ListenerMetrics,
+    tcp,
+};
+
+/// What a listener serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// `namespace/virtualip/listener@address`, for logs and metrics.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub protocol: ListenerProtocol,
+    /// `namespace/pool`.
+    pub pool: String,
+    pub max_connections: Option<u32>,
+    pub keepalive_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Binds `addr` even if the address is not (yet) on any interface.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 }, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_freebind_v6(true)?;
+        socket.set_only_v6(true)?;
+    }
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A running listener; dropping it stops accepting (established connections finish).
+pub struct Listener {
+    pub config: ListenerConfig,
+    pub pool: PoolSlot,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    pub open_connections: Arc<AtomicUsize>,
+}
+
+impl Listener {
+    pub fn start(config: ListenerConfig, pool: PoolSlot) -> std::io::Result<Listener> {
+        let socket = bind(config.addr)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
+        let metrics = Arc::new(ListenerMetrics::new(&config.name));
+        let task = match config.protocol {
+            ListenerProtocol::HTTP => {
+                let app = Arc::new(pingora_proxy::http_proxy(&Arc::new(ServerConf::default()), HttpProxy { pool: pool.clone(), metrics: metrics.clone() }));
+                tokio::spawn(accept_http(socket, app, config.clone(), stop_rx, open.clone(), metrics))
+            }
+            ListenerProtocol::TCP => tokio::spawn(accept_tcp(socket, pool.clone(), config.clone(), stop_rx, open.clone(), metrics)),
+        };
+        info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
+        Ok(Listener { config, pool, stop, task: Some(task), open_connections: open })
+    }
+
+    /// Stops accepting; returns once the accept loop has ended.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Counts a connection while it lives.
+struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
+
+impl OpenGuard {
+    fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        metrics.connection_opened();
+        OpenGuard(open.clone(), metrics.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.connection_closed();
+    }
+}
+
+fn at_capacity(config: &ListenerConfig, open: &AtomicUsize) -> bool {
+    config.max_connections.is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize)
+}
+
+async fn accept_http<A: ServerApp + Send + Sync + 'static>(
+    socket: TcpListener,
+    app: Arc<A>,
+    config: ListenerConfig,
+    mut stop: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+    metrics: Arc<ListenerMetrics>,
+) {
+    // pingora's shutdown flag: flips when this listener stops, so keep-alive loops end.
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(listener = %config.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if at_capacity(&config, &open) {
+            debug!(listener = %config.name, %peer, "at maxConnections; refusing");
+            continue;
+        }
+        let guard = OpenGuard::new(&open, &metrics);
+        let (app, shutdown, keepalive) = (app.clone(), shutdown.clone(), config.keepalive_timeout);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _ = keepalive;
+            let mut stream: Stream = tcp.into();
+            let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
+            let _ = digest.peer_addr.set(Some(peer.into()));
+            stream.set_socket_digest(digest);
+            let mut next = app.process_new(Box::new(stream), &shutdown).await;
+            while let Some(s) = next {
+                next = app.process_new(s, &shutdown).await;
+            }
+        });
+    }
+    let _ = shutdown_tx.send(true);
+}
+
+async fn accept_tcp(
+    socket: TcpListener,
+    pool: PoolSlot,
+    config: ListenerConfig,
+    mut stop: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+    metrics: Arc<ListenerMetrics>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (client, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(listener = %config.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if at_capacity(&config, &open) {
+            continue;
+        }
+        let guard = OpenGuard::new(&open, &metrics);
+        let Ok(current) = pool.lock().map(|p| p.clone()) else { continue };
+        let idle = config.idle_timeout.min(current.config.timeouts.idle);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let started = std::time::Instant::now();
+            tcp::serve(current, client, peer, idle).await;
+            metrics.observe(0, started.elapsed(), 0);
+        });
+    }
+}

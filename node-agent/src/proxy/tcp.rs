@@ -1,0 +1,103 @@
+//! The TCP (L4) proxy: one backend per connection (retrying the connect on the next backend as
+//! the pool's retry policy allows), bytes copied both ways, half-close passed on, and the
+//! connection cut after the idle timeout.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::{Instant, timeout},
+};
+use tracing::debug;
+
+use super::{
+    pool::Pool,
+    retry::{Failure, should_retry},
+};
+
+/// Connects to a backend of `pool` for a client at `client`; returns the stream and the backend's
+/// index (already counted as in flight).
+async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> {
+    let mut tried = Vec::new();
+    loop {
+        let key = client.ip().to_string();
+        let i = pool.select(Some(key.as_bytes()), &tried).ok()?;
+        tried.push(i);
+        let addr = pool.address(i)?;
+        let failure = match timeout(pool.config.timeouts.connect, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Some((s, i));
+            }
+            Ok(Err(e)) => {
+                debug!(backend = %addr, error = %e, "TCP backend connect failed");
+                Failure::Connect
+            }
+            Err(_) => Failure::Timeout,
+        };
+        pool.finished(i, true);
+        // A TCP connection carries no method: the connect never sent anything, so it is safe.
+        if !should_retry(&pool.config.retry, tried.len() as u32, "CONNECT", failure, false) {
+            return None;
+        }
+    }
+}
+
+/// Proxies one client connection until both directions are closed or it has been idle for
+/// `idle` (the pool's idle timeout, or the listener's, whichever is shorter).
+pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, idle: Duration) {
+    let _ = client.set_nodelay(true);
+    let Some((mut backend, i)) = connect(&pool, peer).await else {
+        // Nothing to say to a TCP client: closing is the error.
+        return;
+    };
+    let ok = pipe(&mut client, &mut backend, idle).await;
+    pool.finished(i, !ok);
+}
+
+/// Copies both ways; returns false on an IO error (not on idle timeout or clean closes).
+async fn pipe(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> bool {
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let mut buf_a = vec![0u8; 16 * 1024];
+    let mut buf_b = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    let mut deadline = Instant::now() + idle;
+    while a_open || b_open {
+        tokio::select! {
+            r = ar.read(&mut buf_a), if a_open => match r {
+                Ok(0) => {
+                    // Half-close: the client finished sending; tell the backend, keep reading it.
+                    a_open = false;
+                    let _ = bw.shutdown().await;
+                }
+                Ok(n) => {
+                    if bw.write_all(&buf_a[..n]).await.is_err() {
+                        return false;
+                    }
+                    deadline = Instant::now() + idle;
+                }
+                Err(_) => return false,
+            },
+            r = br.read(&mut buf_b), if b_open => match r {
+                Ok(0) => {
+                    b_open = false;
+                    let _ = aw.shutdown().await;
+                }
+                Ok(n) => {
+                    if aw.write_all(&buf_b[..n]).await.is_err() {
+                        return false;
+                    }
+                    deadline = Instant::now() + idle;
+                }
+                Err(_) => return false,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                debug!("TCP connection idle for {idle:?}; closing");
+                return true;
+            }
+        }
+    }
+    true
+}
