@@ -1,10 +1,22 @@
 //! From the API objects to the running pieces' configuration. Every input (cluster or files or
 //! flags) goes through these functions, so they all mean the same thing.
 
-use std::net::IpAddr;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr, ToSocketAddrs},
+    time::Duration,
+};
 
-use buoy_crds::{VipAddress, VirtualIPSpec};
+use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec};
 
+use crate::proxy::{
+    active::Thresholds,
+    listener::ListenerConfig,
+    passive::PassivePolicy,
+    pool::{ActiveCheck, BackendSpec, HeaderPolicy, PoolConfig, Timeouts},
+    retry::RetryPolicy,
+    service::ProxyConfig,
+};
 use crate::vrrp::{
     instance::{AnnounceConfig, InstanceConfig},
     packet::{Version, auth_data},
@@ -18,6 +30,146 @@ pub enum ConfigError {
     NoRouterId,
     #[error("VRRP version 2 authentication needs the password from Secret {0:?}")]
     MissingPassword(String),
+    #[error("backend {0:?} of pool {1} does not resolve to an address")]
+    Unresolvable(String, String),
+}
+
+/// nginx's default `keepalive_timeout`.
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(75);
+/// nginx's default `client_body_timeout` (HTTP) and a generous idle limit for TCP clients.
+const DEFAULT_CLIENT_IDLE: Duration = Duration::from_secs(60);
+const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(600);
+
+fn key(namespace: Option<&String>, name: Option<&String>) -> String {
+    format!(
+        "{}/{}",
+        namespace.map_or("default", String::as_str),
+        name.map_or("", String::as_str)
+    )
+}
+
+/// The pool as the proxy runs it. Static backends only: a Service-backed pool gets its backends
+/// from EndpointSlices in cluster mode (until then it has none and answers 503).
+pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
+    let name = key(
+        pool.metadata.namespace.as_ref(),
+        pool.metadata.name.as_ref(),
+    );
+    let s = &pool.spec;
+    let passive = &s.health_check.passive;
+    let mut backends = Vec::new();
+    for b in s.backends.iter().flatten() {
+        // Names are resolved when the configuration is loaded, as nginx does for `server`.
+        let addr = (b.address.as_str(), b.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ConfigError::Unresolvable(b.address.clone(), name.clone()))?;
+        backends.push(BackendSpec {
+            addr,
+            weight: b.weight,
+            backup: b.backup,
+            down: b.down,
+            passive: PassivePolicy {
+                max_fails: b.max_fails.unwrap_or(passive.max_fails),
+                fail_timeout: b.fail_timeout.unwrap_or(passive.fail_timeout).as_std(),
+            },
+        });
+    }
+    let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
+        protocol: a.protocol,
+        path: a.path.clone().unwrap_or_else(|| "/".into()),
+        host: a.host.clone(),
+        statuses: a.expected_statuses.as_ref().map_or_else(
+            || vec![(200, 399)],
+            |r| r.iter().filter_map(|r| r.bounds()).collect(),
+        ),
+        interval: a.interval.as_std(),
+        timeout: a.timeout.as_std(),
+        thresholds: Thresholds {
+            healthy: a.healthy_threshold,
+            unhealthy: a.unhealthy_threshold,
+        },
+    });
+    Ok(PoolConfig {
+        name,
+        backends,
+        algorithm: s.load_balancing.algorithm,
+        hash_key: s
+            .load_balancing
+            .hash_key
+            .unwrap_or(buoy_crds::HashKey::ClientIp),
+        hash_key_name: s.load_balancing.hash_key_name.clone(),
+        retry: RetryPolicy {
+            attempts: s.retry.attempts,
+            on: s.retry.on.clone(),
+            non_idempotent: s.retry.non_idempotent,
+        },
+        timeouts: Timeouts {
+            connect: s.timeouts.connect.as_std(),
+            read: s.timeouts.read.as_std(),
+            write: s.timeouts.write.as_std(),
+            idle: s.timeouts.idle.as_std(),
+        },
+        headers: HeaderPolicy {
+            preserve_host: s.http.preserve_host,
+            x_forwarded_for: s.http.x_forwarded_for,
+            x_real_ip: s.http.x_real_ip,
+            x_forwarded_proto: s.http.x_forwarded_proto,
+        },
+        active,
+    })
+}
+
+/// The listeners of a VirtualIP: one per address and listener.
+pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let ns = vip.metadata.namespace.as_deref().unwrap_or("default");
+    let name = vip.metadata.name.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    for address in &vip.spec.addresses {
+        let (ip, _) = parse_vip(address)?;
+        for l in &vip.spec.listeners {
+            let client = l.client.clone().unwrap_or_default();
+            let tcp = l.protocol == buoy_crds::ListenerProtocol::TCP;
+            out.push(ListenerConfig {
+                name: format!("{ns}/{name}/{}@{ip}", l.name),
+                addr: SocketAddr::new(ip, l.port),
+                protocol: l.protocol,
+                pool: format!("{ns}/{}", l.upstream_pool),
+                max_connections: client.max_connections,
+                keepalive_timeout: client
+                    .keepalive_timeout
+                    .map_or(DEFAULT_KEEPALIVE, |d| d.as_std()),
+                idle_timeout: client.idle_timeout.map_or(
+                    if tcp {
+                        DEFAULT_TCP_IDLE
+                    } else {
+                        DEFAULT_CLIENT_IDLE
+                    },
+                    |d| d.as_std(),
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The whole proxy configuration of a node serving `vips`, with the pools they reference.
+pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig, ConfigError> {
+    let mut config = ProxyConfig {
+        listeners: Vec::new(),
+        pools: BTreeMap::new(),
+    };
+    for vip in vips {
+        config.listeners.extend(listeners(vip)?);
+    }
+    for p in pools {
+        let p = pool(p)?;
+        if config.listeners.iter().any(|l| l.pool == p.name) {
+            config.pools.insert(p.name.clone(), p);
+        }
+    }
+    Ok(config)
 }
 
 /// Parses `192.168.60.88` or `192.168.60.88/24`; a bare address is a host address (/32, /128),
@@ -104,6 +256,48 @@ pub fn vrrp_instance(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_example_becomes_the_nginx_setup() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
+        let objects = buoy_crds::manifest::load(&[dir.into()]).unwrap();
+        let vips: Vec<&VirtualIP> = objects
+            .iter()
+            .filter_map(|o| match &o.object {
+                buoy_crds::manifest::Object::VirtualIP(v) => Some(&**v),
+                _ => None,
+            })
+            .collect();
+        let pools: Vec<&UpstreamPool> = objects
+            .iter()
+            .filter_map(|o| match &o.object {
+                buoy_crds::manifest::Object::UpstreamPool(p) => Some(&**p),
+                _ => None,
+            })
+            .collect();
+        let c = proxy(&vips, &pools).unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        let l = &c.listeners[0];
+        assert_eq!(l.addr, "192.168.60.88:80".parse().unwrap());
+        assert_eq!(l.keepalive_timeout, Duration::from_secs(65));
+        assert_eq!(l.max_connections, Some(1024));
+        let p = &c.pools["default/test-web"];
+        assert_eq!(p.backends.len(), 2);
+        assert_eq!(
+            p.backends[0].passive,
+            PassivePolicy {
+                max_fails: 2,
+                fail_timeout: Duration::from_secs(15)
+            }
+        );
+        assert_eq!(p.retry.attempts, 2);
+        assert!(
+            p.headers.preserve_host
+                && p.headers.x_real_ip
+                && p.headers.x_forwarded_for
+                && !p.headers.x_forwarded_proto
+        );
+    }
 
     #[test]
     fn vip_prefixes_default_to_host_routes() {

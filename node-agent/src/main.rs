@@ -32,6 +32,16 @@ enum Command {
         #[arg(long = "config", value_name = "PATH", required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Run only the proxy for the listeners of the VirtualIPs in these files (static backends), on
+    /// their addresses, without VRRP and without touching interfaces, until SIGTERM.
+    Proxy {
+        /// Files or directories (every *.yaml / *.yml inside).
+        #[arg(long = "config", value_name = "PATH", required = true)]
+        configs: Vec<PathBuf>,
+        /// Proxy worker threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Run one VRRP instance only, for debugging (like `keepalived --vrrp`). Logs every state change
     /// as a line with `state=MASTER|BACKUP|FAULT`; SIGTERM or SIGINT hands over gracefully.
     Vrrp(VrrpArgs),
@@ -72,6 +82,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { configs } => check(&configs),
+        Command::Proxy { configs, threads } => {
+            init_logging();
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build();
+            match runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(proxy(&configs)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Vrrp(args) => {
             init_logging();
             match run_async(vrrp(args)) {
@@ -124,6 +154,72 @@ fn check(configs: &[PathBuf]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn proxy(configs: &[PathBuf]) -> Result<()> {
+    use buoy_crds::manifest::Object;
+    let objects = buoy_crds::manifest::load(configs).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid configuration:\n{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let vips: Vec<&buoy_crds::VirtualIP> = objects
+        .iter()
+        .filter_map(|o| {
+            if let Object::VirtualIP(v) = &o.object {
+                Some(&**v)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let pools: Vec<&buoy_crds::UpstreamPool> = objects
+        .iter()
+        .filter_map(|o| {
+            if let Object::UpstreamPool(p) = &o.object {
+                Some(&**p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let desired = buoy_agent::config::proxy(&vips, &pools)?;
+    let mut service = buoy_agent::proxy::service::ProxyService::new();
+    let errors = service.apply(&desired).await;
+    if !errors.is_empty() {
+        bail!(
+            "cannot listen:\n{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    info!(
+        listeners = desired.listeners.len(),
+        pools = desired.pools.len(),
+        "proxy ready"
+    );
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
+    info!("stopping: no new connections; draining open ones");
+    service.stop_listening().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while service.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    info!(open = service.open_connections(), "proxy stopped");
+    Ok(())
 }
 
 /// The flags as a VirtualIP, validated by the API's own rules so that the debug command accepts

@@ -10,7 +10,9 @@ use std::{
 use async_trait::async_trait;
 use buoy_crds::HashKey;
 use bytes::Bytes;
-use pingora_core::{ErrorType, prelude::HttpPeer, protocols::l4::socket::SocketAddr as PingoraAddr};
+use pingora_core::{
+    ErrorType, prelude::HttpPeer, protocols::l4::socket::SocketAddr as PingoraAddr,
+};
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
@@ -29,6 +31,8 @@ pub type PoolSlot = Arc<Mutex<Arc<Pool>>>;
 pub struct HttpProxy {
     pub pool: PoolSlot,
     pub metrics: Arc<super::metrics::ListenerMetrics>,
+    /// How long an idle client connection is kept for its next request (nginx keepalive_timeout).
+    pub keepalive: std::time::Duration,
 }
 
 /// State of one request.
@@ -59,7 +63,10 @@ impl Attempts {
 }
 
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session.client_addr().and_then(PingoraAddr::as_inet).map(SocketAddr::ip)
+    session
+        .client_addr()
+        .and_then(PingoraAddr::as_inet)
+        .map(SocketAddr::ip)
 }
 
 fn hash_key(pool: &Pool, session: &Session) -> Option<Vec<u8>> {
@@ -67,22 +74,38 @@ fn hash_key(pool: &Pool, session: &Session) -> Option<Vec<u8>> {
         HashKey::ClientIp => client_ip(session).map(|ip| ip.to_string().into_bytes()),
         HashKey::Header => {
             let name = pool.config.hash_key_name.as_deref()?;
-            session.req_header().headers.get(name).map(|v| v.as_bytes().to_vec())
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .map(|v| v.as_bytes().to_vec())
         }
         HashKey::Cookie => {
             let name = pool.config.hash_key_name.as_deref()?;
-            session.req_header().headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-                let (k, v) = c.trim().split_once('=')?;
-                (k == name).then(|| v.as_bytes().to_vec())
-            })
+            session
+                .req_header()
+                .headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| {
+                    let (k, v) = c.trim().split_once('=')?;
+                    (k == name).then(|| v.as_bytes().to_vec())
+                })
         }
     }
 }
 
 fn failure_of(e: &Error) -> Failure {
     match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::Timeout,
-        ErrorType::ConnectError | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectProxyFailure => Failure::Connect,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Failure::Timeout
+        }
+        ErrorType::ConnectError
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectProxyFailure => Failure::Connect,
         ErrorType::InvalidHTTPHeader | ErrorType::H1Error => Failure::InvalidHeader,
         ErrorType::HTTPStatus(code) => Failure::Status(*code),
         _ => Failure::Broken,
@@ -107,7 +130,12 @@ impl ProxyHttp for HttpProxy {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Attempts) -> Result<()> {
-        let pool = self.pool.lock().map(|p| p.clone()).map_err(|_| Error::new(ErrorType::InternalError))?;
+        session.set_keepalive(Some(self.keepalive.as_secs().max(1)));
+        let pool = self
+            .pool
+            .lock()
+            .map(|p| p.clone())
+            .map_err(|_| Error::new(ErrorType::InternalError))?;
         // A request body must be replayable for a retry (nginx buffers it too).
         if pool.config.retry.attempts > 1 {
             session.as_mut().enable_retry_buffering();
@@ -116,15 +144,24 @@ impl ProxyHttp for HttpProxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Attempts) -> Result<Box<HttpPeer>> {
-        let pool = ctx.pool.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Attempts,
+    ) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .pool
+            .clone()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let key = hash_key(&pool, session);
         match pool.select(key.as_deref(), &ctx.tried) {
             Ok(i) => {
                 ctx.tried.push(i);
                 ctx.current = Some(i);
                 ctx.reported = false;
-                let addr = pool.address(i).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+                let addr = pool
+                    .address(i)
+                    .ok_or_else(|| Error::new(ErrorType::InternalError))?;
                 let mut peer = HttpPeer::new(addr, false, String::new());
                 let t = &pool.config.timeouts;
                 peer.options.connection_timeout = Some(t.connect);
@@ -136,15 +173,25 @@ impl ProxyHttp for HttpProxy {
             Err(reason) => {
                 ctx.current = None;
                 ctx.no_backend = Some(reason);
-                Err(Error::explain(ErrorType::HTTPStatus(if reason == NoBackend::Empty { 503 } else { 502 }), reason.reason()))
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(if reason == NoBackend::Empty { 503 } else { 502 }),
+                    reason.reason(),
+                ))
             }
         }
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Attempts) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Attempts,
+    ) -> Result<()> {
         let Some(pool) = &ctx.pool else { return Ok(()) };
         let h = &pool.config.headers;
-        let ip = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+        let ip = client_ip(session)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         if !h.preserve_host
             && let Some(addr) = ctx.current.and_then(|i| pool.address(i))
         {
@@ -156,7 +203,14 @@ impl ProxyHttp for HttpProxy {
         }
         if h.x_forwarded_for {
             // nginx's $proxy_add_x_forwarded_for: the client's header, then the client address.
-            let joined = match session.req_header().headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>() {
+            let joined = match session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+            {
                 prior if prior.is_empty() => ip.clone(),
                 prior => format!("{}, {ip}", prior.join(", ")),
             };
@@ -168,17 +222,34 @@ impl ProxyHttp for HttpProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, session: &mut Session, response: &mut ResponseHeader, ctx: &mut Attempts) -> Result<()> {
-        let Some(pool) = ctx.pool.clone() else { return Ok(()) };
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Attempts,
+    ) -> Result<()> {
+        let Some(pool) = ctx.pool.clone() else {
+            return Ok(());
+        };
         let status = response.status.as_u16();
         let failure = Failure::Status(status);
         let counts = failure.counts_against_backend(&pool.config.retry.on);
         let attempt = ctx.tried.len() as u32;
         let method = session.req_header().method.as_str().to_string();
-        if should_retry(&pool.config.retry, attempt, &method, failure, ctx.response_started) && !session.as_ref().retry_buffer_truncated() {
+        if should_retry(
+            &pool.config.retry,
+            attempt,
+            &method,
+            failure,
+            ctx.response_started,
+        ) && !session.as_ref().retry_buffer_truncated()
+        {
             ctx.report(counts);
             ctx.retries += 1;
-            let mut e = Error::explain(ErrorType::HTTPStatus(status), "retrying on the next backend");
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "retrying on the next backend",
+            );
             e.set_retry(true);
             return Err(e);
         }
@@ -186,15 +257,34 @@ impl ProxyHttp for HttpProxy {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, _response: &mut ResponseHeader, ctx: &mut Attempts) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _response: &mut ResponseHeader,
+        ctx: &mut Attempts,
+    ) -> Result<()> {
         ctx.response_started = true;
         Ok(())
     }
 
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Attempts, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Attempts,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         let failure = failure_of(&e);
         ctx.report(true);
-        let retry = ctx.pool.as_ref().is_some_and(|p| should_retry(&p.config.retry, ctx.tried.len() as u32, session.req_header().method.as_str(), failure, false));
+        let retry = ctx.pool.as_ref().is_some_and(|p| {
+            should_retry(
+                &p.config.retry,
+                ctx.tried.len() as u32,
+                session.req_header().method.as_str(),
+                failure,
+                false,
+            )
+        });
         if retry {
             ctx.retries += 1;
         }
@@ -202,7 +292,14 @@ impl ProxyHttp for HttpProxy {
         e
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Attempts, _client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Attempts,
+        _client_reused: bool,
+    ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
         let failure = failure_of(&e);
         if matches!(failure, Failure::Status(_)) {
@@ -211,7 +308,13 @@ impl ProxyHttp for HttpProxy {
         }
         ctx.report(true);
         let retry = ctx.pool.as_ref().is_some_and(|p| {
-            should_retry(&p.config.retry, ctx.tried.len() as u32, session.req_header().method.as_str(), failure, ctx.response_started)
+            should_retry(
+                &p.config.retry,
+                ctx.tried.len() as u32,
+                session.req_header().method.as_str(),
+                failure,
+                ctx.response_started,
+            )
         }) && !session.as_ref().retry_buffer_truncated();
         if retry {
             ctx.retries += 1;
@@ -220,13 +323,26 @@ impl ProxyHttp for HttpProxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Attempts) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Attempts,
+    ) -> FailToProxy {
         ctx.report(true);
         let (code, reason) = match (ctx.no_backend, e.etype()) {
-            (Some(reason), _) => (if reason == NoBackend::Empty { 503 } else { 502 }, reason.reason().to_string()),
+            (Some(reason), _) => (
+                if reason == NoBackend::Empty { 503 } else { 502 },
+                reason.reason().to_string(),
+            ),
             (None, ErrorType::HTTPStatus(code)) => (*code, format!("backend answered {code}")),
-            (None, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => (504, "backend timed out".to_string()),
-            (None, _) if e.esource() == &pingora_error::ErrorSource::Downstream => (0, String::new()),
+            (
+                None,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => (504, "backend timed out".to_string()),
+            (None, _) if e.esource() == &pingora_error::ErrorSource::Downstream => {
+                (0, String::new())
+            }
             (None, t) => (502, format!("backend failed: {}", t.as_str())),
         };
         if code > 0 && !ctx.response_started {
@@ -235,18 +351,26 @@ impl ProxyHttp for HttpProxy {
                 let _ = resp.insert_header(REASON_HEADER, &reason);
                 let _ = resp.insert_header("Content-Type", "text/plain");
                 let _ = resp.insert_header("Content-Length", body.len().to_string());
-                if session.write_response_header(Box::new(resp), false).await.is_ok() {
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
                     let _ = session.write_response_body(Some(body), true).await;
                 }
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Attempts) {
         // An attempt still open ended with the response: success unless an error ended it.
         ctx.report(e.is_some());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.metrics.observe(status, ctx.started.elapsed(), ctx.retries);
+        self.metrics
+            .observe(status, ctx.started.elapsed(), ctx.retries);
     }
 }

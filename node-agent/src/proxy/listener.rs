@@ -43,7 +43,15 @@ pub struct ListenerConfig {
 
 /// Binds `addr` even if the address is not (yet) on any interface.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 }, Type::STREAM, None)?;
+    let socket = Socket::new(
+        if addr.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        },
+        Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv4() {
         socket.set_freebind_v4(true)?;
@@ -75,13 +83,40 @@ impl Listener {
         let metrics = Arc::new(ListenerMetrics::new(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
-                let app = Arc::new(pingora_proxy::http_proxy(&Arc::new(ServerConf::default()), HttpProxy { pool: pool.clone(), metrics: metrics.clone() }));
-                tokio::spawn(accept_http(socket, app, config.clone(), stop_rx, open.clone(), metrics))
+                let app = Arc::new(pingora_proxy::http_proxy(
+                    &Arc::new(ServerConf::default()),
+                    HttpProxy {
+                        pool: pool.clone(),
+                        metrics: metrics.clone(),
+                        keepalive: config.keepalive_timeout,
+                    },
+                ));
+                tokio::spawn(accept_http(
+                    socket,
+                    app,
+                    config.clone(),
+                    stop_rx,
+                    open.clone(),
+                    metrics,
+                ))
             }
-            ListenerProtocol::TCP => tokio::spawn(accept_tcp(socket, pool.clone(), config.clone(), stop_rx, open.clone(), metrics)),
+            ListenerProtocol::TCP => tokio::spawn(accept_tcp(
+                socket,
+                pool.clone(),
+                config.clone(),
+                stop_rx,
+                open.clone(),
+                metrics,
+            )),
         };
         info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
-        Ok(Listener { config, pool, stop, task: Some(task), open_connections: open })
+        Ok(Listener {
+            config,
+            pool,
+            stop,
+            task: Some(task),
+            open_connections: open,
+        })
     }
 
     /// Stops accepting; returns once the accept loop has ended.
@@ -118,7 +153,9 @@ impl Drop for OpenGuard {
 }
 
 fn at_capacity(config: &ListenerConfig, open: &AtomicUsize) -> bool {
-    config.max_connections.is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize)
+    config
+        .max_connections
+        .is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize)
 }
 
 async fn accept_http<A: ServerApp + Send + Sync + 'static>(
@@ -150,10 +187,9 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
             continue;
         }
         let guard = OpenGuard::new(&open, &metrics);
-        let (app, shutdown, keepalive) = (app.clone(), shutdown.clone(), config.keepalive_timeout);
+        let (app, shutdown) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let _ = keepalive;
             let mut stream: Stream = tcp.into();
             let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
             let _ = digest.peer_addr.set(Some(peer.into()));
@@ -192,7 +228,9 @@ async fn accept_tcp(
             continue;
         }
         let guard = OpenGuard::new(&open, &metrics);
-        let Ok(current) = pool.lock().map(|p| p.clone()) else { continue };
+        let Ok(current) = pool.lock().map(|p| p.clone()) else {
+            continue;
+        };
         let idle = config.idle_timeout.min(current.config.timeouts.idle);
         let metrics = metrics.clone();
         tokio::spawn(async move {

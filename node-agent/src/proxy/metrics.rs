@@ -17,15 +17,47 @@ struct Families {
 
 static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     let f = Families {
-        requests: IntCounterVec::new(opts!("buoy_proxy_requests_total", "Requests (HTTP) or connections (TCP) by listener and status class"), &["listener", "class"]).unwrap_or_else(|_| unreachable!()),
+        requests: IntCounterVec::new(
+            opts!(
+                "buoy_proxy_requests_total",
+                "Requests (HTTP) or connections (TCP) by listener and status class"
+            ),
+            &["listener", "class"],
+        )
+        .unwrap_or_else(|_| unreachable!()),
         duration: HistogramVec::new(
-            histogram_opts!("buoy_proxy_request_duration_seconds", "Time from request to response end, by listener", vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            histogram_opts!(
+                "buoy_proxy_request_duration_seconds",
+                "Time from request to response end, by listener",
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0
+                ]
+            ),
             &["listener"],
         )
         .unwrap_or_else(|_| unreachable!()),
-        retries: IntCounterVec::new(opts!("buoy_proxy_retries_total", "Attempts sent to another backend"), &["listener"]).unwrap_or_else(|_| unreachable!()),
-        connections: IntGaugeVec::new(opts!("buoy_proxy_active_connections", "Open client connections"), &["listener"]).unwrap_or_else(|_| unreachable!()),
-        backends: IntGaugeVec::new(opts!("buoy_proxy_backend_healthy", "1 while a backend passes its health checks"), &["pool", "backend"]).unwrap_or_else(|_| unreachable!()),
+        retries: IntCounterVec::new(
+            opts!(
+                "buoy_proxy_retries_total",
+                "Attempts sent to another backend"
+            ),
+            &["listener"],
+        )
+        .unwrap_or_else(|_| unreachable!()),
+        connections: IntGaugeVec::new(
+            opts!("buoy_proxy_active_connections", "Open client connections"),
+            &["listener"],
+        )
+        .unwrap_or_else(|_| unreachable!()),
+        backends: IntGaugeVec::new(
+            opts!(
+                "buoy_proxy_backend_healthy",
+                "1 while a backend passes its health checks"
+            ),
+            &["pool", "backend"],
+        )
+        .unwrap_or_else(|_| unreachable!()),
     };
     for c in [
         Box::new(f.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -47,7 +79,9 @@ pub struct ListenerMetrics {
 
 impl ListenerMetrics {
     pub fn new(listener: &str) -> Self {
-        ListenerMetrics { listener: listener.to_string() }
+        ListenerMetrics {
+            listener: listener.to_string(),
+        }
     }
 
     /// One finished request; `status` 0 when no response was sent.
@@ -56,24 +90,42 @@ impl ListenerMetrics {
             100..=599 => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status / 100 - 1)],
             _ => "none",
         };
-        FAMILIES.requests.with_label_values(&[&self.listener, class]).inc();
-        FAMILIES.duration.with_label_values(&[&self.listener]).observe(elapsed.as_secs_f64());
+        FAMILIES
+            .requests
+            .with_label_values(&[&self.listener, class])
+            .inc();
+        FAMILIES
+            .duration
+            .with_label_values(&[&self.listener])
+            .observe(elapsed.as_secs_f64());
         if retries > 0 {
-            FAMILIES.retries.with_label_values(&[&self.listener]).inc_by(u64::from(retries));
+            FAMILIES
+                .retries
+                .with_label_values(&[&self.listener])
+                .inc_by(u64::from(retries));
         }
     }
 
     pub fn connection_opened(&self) {
-        FAMILIES.connections.with_label_values(&[&self.listener]).inc();
+        FAMILIES
+            .connections
+            .with_label_values(&[&self.listener])
+            .inc();
     }
 
     pub fn connection_closed(&self) {
-        FAMILIES.connections.with_label_values(&[&self.listener]).dec();
+        FAMILIES
+            .connections
+            .with_label_values(&[&self.listener])
+            .dec();
     }
 }
 
 pub fn backend_health(pool: &str, backend: &str, healthy: bool) {
-    FAMILIES.backends.with_label_values(&[pool, backend]).set(i64::from(healthy));
+    FAMILIES
+        .backends
+        .with_label_values(&[pool, backend])
+        .set(i64::from(healthy));
 }
 
 /// The text exposition of every metric.
@@ -94,8 +146,13 @@ mod tests {
         m.observe(502, Duration::from_millis(3), 2);
         m.connection_opened();
         let text = encode();
-        assert!(text.contains(r#"buoy_proxy_requests_total{class="2xx",listener="test/vip:80"} 1"#), "{text}");
-        assert!(text.contains(r#"buoy_proxy_requests_total{class="5xx",listener="test/vip:80"} 1"#));
+        assert!(
+            text.contains(r#"buoy_proxy_requests_total{class="2xx",listener="test/vip:80"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"buoy_proxy_requests_total{class="5xx",listener="test/vip:80"} 1"#)
+        );
         assert!(text.contains(r#"buoy_proxy_retries_total{listener="test/vip:80"} 2"#));
         assert!(text.contains(r#"buoy_proxy_active_connections{listener="test/vip:80"} 1"#));
     }

@@ -2,10 +2,12 @@
 
 pub mod active;
 pub mod balance;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod passive;
 pub mod pool;
 pub mod retry;
+pub mod service;
 pub mod tcp;

@@ -263,6 +263,18 @@ impl Pool {
         (self.config.backends.len(), ready)
     }
 
+    /// Whether backend `i` may receive traffic now (not down, passing both checks).
+    pub fn usable(&self, i: usize) -> bool {
+        let now = self.now();
+        let state = self.lock();
+        match (self.config.backends.get(i), state.backends.get(i)) {
+            (Some(spec), Some(b)) => {
+                !spec.down && b.active.healthy && b.passive.available(&spec.passive, now)
+            }
+            _ => false,
+        }
+    }
+
     pub fn address(&self, i: usize) -> Option<SocketAddr> {
         self.config.backends.get(i).map(|b| b.addr)
     }

@@ -38,7 +38,13 @@ async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> 
         };
         pool.finished(i, true);
         // A TCP connection carries no method: the connect never sent anything, so it is safe.
-        if !should_retry(&pool.config.retry, tried.len() as u32, "CONNECT", failure, false) {
+        if !should_retry(
+            &pool.config.retry,
+            tried.len() as u32,
+            "CONNECT",
+            failure,
+            false,
+        ) {
             return None;
         }
     }

@@ -1,0 +1,93 @@
+//! Active health checks (the IO side): every interval, each backend of a pool is probed with a
+//! TCP connect or an HTTP GET, and the result is fed to the pool's rise/fall state.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use buoy_crds::HealthCheckProtocol;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+use super::{active::status_expected, http::PoolSlot, metrics::backend_health, pool::ActiveCheck};
+
+/// One probe; true when the backend passed.
+pub async fn probe(addr: SocketAddr, check: &ActiveCheck) -> bool {
+    timeout(check.timeout, probe_inner(addr, check))
+        .await
+        .unwrap_or(false)
+}
+
+async fn probe_inner(addr: SocketAddr, check: &ActiveCheck) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    if check.protocol == HealthCheckProtocol::TCP {
+        return true;
+    }
+    let host = check.host.clone().unwrap_or_else(|| addr.to_string());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: buoy-health-check\r\nConnection: close\r\n\r\n",
+        check.path
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    // Only the status line matters; read until the headers end (or 8 KiB).
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while buf.len() < 8192 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) | Ok(httparse::Status::Partial)
+                if response.code.is_some() =>
+            {
+                return response
+                    .code
+                    .is_some_and(|c| status_expected(c, &check.statuses));
+            }
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Probes the pool in `slot` until `stop` turns true. The slot's current pool is read at every
+/// round, so reconfiguration takes effect at the next interval.
+pub async fn run(slot: PoolSlot, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let Ok(pool) = slot.lock().map(|p| Arc::clone(&p)) else {
+            return;
+        };
+        let interval = pool
+            .config
+            .active
+            .as_ref()
+            .map_or(Duration::from_secs(1), |c| c.interval);
+        if let Some(check) = pool.config.active.clone() {
+            let probes = pool.config.backends.iter().map(|b| {
+                let check = check.clone();
+                let addr = b.addr;
+                async move { probe(addr, &check).await }
+            });
+            let results = futures::future::join_all(probes).await;
+            for (i, ok) in results.into_iter().enumerate() {
+                pool.probed(i, ok);
+            }
+        }
+        for (i, b) in pool.config.backends.iter().enumerate() {
+            backend_health(&pool.config.name, &b.addr.to_string(), pool.usable(i));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

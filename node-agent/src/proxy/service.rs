@@ -1,0 +1,204 @@
+//! The proxy of a node: every listener and pool it should run, reconciled in place. Applying a new
+//! desired state starts, stops or changes only what differs: other listeners keep their
+//! connections, a changed pool is swapped under its listeners (requests in flight finish on the
+//! old one, so removed backends drain), and health checks follow the current pool.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    health,
+    http::PoolSlot,
+    listener::{Listener, ListenerConfig},
+    pool::{Pool, PoolConfig},
+};
+
+/// What the node's proxy should be doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub listeners: Vec<ListenerConfig>,
+    /// By `namespace/name`.
+    pub pools: BTreeMap<String, PoolConfig>,
+}
+
+struct PoolEntry {
+    slot: PoolSlot,
+    stop_checks: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+pub struct ProxyService {
+    pools: BTreeMap<String, PoolEntry>,
+    listeners: BTreeMap<String, Listener>,
+    /// Connection counters of stopped listeners whose connections may still be open.
+    draining: Vec<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+/// A listener that could not start (for status: a node that cannot listen reports Fault).
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name} on {addr}: {source}")]
+pub struct ListenError {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl ProxyService {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Brings the running proxy to `desired`. Returns the listeners that failed to start (the
+    /// others run).
+    pub async fn apply(&mut self, desired: &ProxyConfig) -> Vec<ListenError> {
+        // Pools first, so that new listeners find theirs.
+        for (name, config) in &desired.pools {
+            match self.pools.get(name) {
+                Some(entry) => {
+                    let mut slot = entry.slot.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.config != *config {
+                        info!(pool = %name, "pool changed");
+                        *slot = Arc::new(Pool::reconfigured(config.clone(), &slot));
+                    }
+                }
+                None => {
+                    let slot: PoolSlot = Arc::new(Mutex::new(Arc::new(Pool::new(config.clone()))));
+                    let (stop_checks, stop_rx) = watch::channel(false);
+                    tokio::spawn(health::run(slot.clone(), stop_rx));
+                    self.pools
+                        .insert(name.clone(), PoolEntry { slot, stop_checks });
+                }
+            }
+        }
+        let wanted: BTreeMap<&str, &ListenerConfig> = desired
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
+        let stale: Vec<String> = self
+            .listeners
+            .iter()
+            .filter(|(name, running)| {
+                wanted
+                    .get(name.as_str())
+                    .is_none_or(|w| **w != running.config)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(l) = self.listeners.remove(&name) {
+                info!(listener = %name, "listener stopped");
+                self.draining.push(l.open_connections.clone());
+                l.stop().await;
+            }
+        }
+        let mut errors = Vec::new();
+        for (name, config) in wanted {
+            if self.listeners.contains_key(name) {
+                continue;
+            }
+            let slot = match self.pools.get(&config.pool) {
+                Some(p) => p.slot.clone(),
+                None => {
+                    // Validation and the operator catch this earlier; serve 503s until it appears.
+                    warn!(listener = %name, pool = %config.pool, "listener names a pool that does not exist");
+                    Arc::new(Mutex::new(Arc::new(Pool::new(PoolConfig {
+                        name: config.pool.clone(),
+                        backends: vec![],
+                        ..placeholder_pool()
+                    }))))
+                }
+            };
+            match Listener::start(config.clone(), slot) {
+                Ok(l) => {
+                    self.listeners.insert(name.to_string(), l);
+                }
+                Err(source) => errors.push(ListenError {
+                    name: name.to_string(),
+                    addr: config.addr,
+                    source,
+                }),
+            }
+        }
+        let unused: Vec<String> = self
+            .pools
+            .keys()
+            .filter(|p| !desired.pools.contains_key(*p))
+            .cloned()
+            .collect();
+        for name in unused {
+            if let Some(entry) = self.pools.remove(&name) {
+                let _ = entry.stop_checks.send(true);
+            }
+        }
+        errors
+    }
+
+    /// The current pool of a listener's pool name, for status and tracking.
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.pools
+            .get(name)
+            .and_then(|p| p.slot.lock().ok().map(|s| s.clone()))
+    }
+
+    /// Whether every listener has at least one usable backend (`track.upstreams`).
+    pub fn all_listeners_have_backends(&self) -> bool {
+        self.listeners
+            .values()
+            .all(|l| l.pool.lock().is_ok_and(|p| p.counts().1 > 0))
+    }
+
+    /// Open client connections over all listeners.
+    pub fn open_connections(&self) -> usize {
+        let load =
+            |c: &Arc<std::sync::atomic::AtomicUsize>| c.load(std::sync::atomic::Ordering::Relaxed);
+        self.listeners
+            .values()
+            .map(|l| load(&l.open_connections))
+            .sum::<usize>()
+            + self.draining.iter().map(load).sum::<usize>()
+    }
+
+    /// Stops accepting everywhere (established connections continue until they end).
+    pub async fn stop_listening(&mut self) {
+        for (_, l) in std::mem::take(&mut self.listeners) {
+            self.draining.push(l.open_connections.clone());
+            l.stop().await;
+        }
+    }
+}
+
+fn placeholder_pool() -> PoolConfig {
+    use super::pool::{HeaderPolicy, Timeouts};
+    use std::time::Duration;
+    PoolConfig {
+        name: String::new(),
+        backends: vec![],
+        algorithm: buoy_crds::Algorithm::RoundRobin,
+        hash_key: buoy_crds::HashKey::ClientIp,
+        hash_key_name: None,
+        retry: super::retry::RetryPolicy {
+            attempts: 1,
+            on: vec![],
+            non_idempotent: false,
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            write: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        },
+        headers: HeaderPolicy {
+            preserve_host: true,
+            x_forwarded_for: true,
+            x_real_ip: true,
+            x_forwarded_proto: true,
+        },
+        active: None,
+    }
+}
