@@ -386,8 +386,8 @@ impl Default for Timeouts {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSettings {
-    /// Pass the client's `Host` header (nginx: `proxy_set_header Host $host`); otherwise the
-    /// backend address is sent.
+    /// Pass the client's host, as nginx's `proxy_set_header Host $host` does (lower case,
+    /// without the port); otherwise the backend's `address:port` is sent.
     #[serde(default = "default_true")]
     pub preserve_host: bool,
     /// Append the client address to `X-Forwarded-For`

@@ -97,6 +97,19 @@ fn hash_key(pool: &Pool, session: &Session) -> Option<Vec<u8>> {
     }
 }
 
+/// nginx's `$host` from a Host header: lower case, without the port (IPv6 keeps its brackets).
+pub fn nginx_host(header: &str) -> String {
+    let h = header.trim();
+    let without_port = if h.starts_with('[') {
+        h.find(']').map_or(h, |end| &h[..=end])
+    } else {
+        h.rsplit_once(':')
+            .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+            .map_or(h, |(host, _)| host)
+    };
+    without_port.to_ascii_lowercase()
+}
+
 fn failure_of(e: &Error) -> Failure {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -192,9 +205,18 @@ impl ProxyHttp for HttpProxy {
         let ip = client_ip(session)
             .map(|ip| ip.to_string())
             .unwrap_or_default();
-        if !h.preserve_host
-            && let Some(addr) = ctx.current.and_then(|i| pool.address(i))
-        {
+        if h.preserve_host {
+            // nginx's `proxy_set_header Host $host`: the client's host, lower case, no port.
+            if let Some(host) = session
+                .req_header()
+                .headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .map(nginx_host)
+            {
+                upstream.insert_header("Host", host)?;
+            }
+        } else if let Some(addr) = ctx.current.and_then(|i| pool.address(i)) {
             upstream.insert_header("Host", addr.to_string())?;
         }
         if h.x_real_ip {
@@ -372,5 +394,18 @@ impl ProxyHttp for HttpProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics
             .observe(status, ctx.started.elapsed(), ctx.retries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_like_nginx() {
+        assert_eq!(nginx_host("Example.COM:8080"), "example.com");
+        assert_eq!(nginx_host("example.com"), "example.com");
+        assert_eq!(nginx_host("[fd00::1]:80"), "[fd00::1]");
+        assert_eq!(nginx_host("10.0.0.1:80"), "10.0.0.1");
     }
 }

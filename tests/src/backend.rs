@@ -1,0 +1,292 @@
+//! Small HTTP and TCP backends for tests and benchmarks: they answer with their name and echo the
+//! request headers they received, or misbehave on purpose (502s, slowness, dropped connections).
+//! Loopback or namespace addresses only; every connection is served on its own thread.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+/// How an HTTP backend answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 200 with `name\n` and one `header: value` line per request header.
+    Echo,
+    /// Answers with this status (and the same echo body).
+    Status(u16),
+    /// Waits this long before answering 200.
+    Slow(Duration),
+}
+
+/// A running backend; stops (and closes its listening socket) on drop.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    /// Methods seen, in order.
+    pub methods: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    /// Starts an HTTP backend on `addr` (port 0 picks one).
+    pub fn http(addr: &str, name: &str, behaviour: Behaviour) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let methods = Arc::new(Mutex::new(Vec::new()));
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let (s, h, m, b, name) = (
+            stop.clone(),
+            hits.clone(),
+            methods.clone(),
+            behaviour.clone(),
+            name.to_string(),
+        );
+        let handle = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (h, m, b, name, s) =
+                            (h.clone(), m.clone(), b.clone(), name.clone(), s.clone());
+                        thread::spawn(move || serve_http(conn, &name, &h, &m, &b, &s));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Ok(Backend {
+            addr,
+            hits,
+            methods,
+            stop,
+            behaviour,
+            handle: Some(handle),
+        })
+    }
+
+    /// Starts a TCP echo backend (bytes back until the client half-closes).
+    pub fn tcp_echo(addr: &str) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (s, h) = (stop.clone(), hits.clone());
+        let handle = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        h.fetch_add(1, Ordering::Relaxed);
+                        thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = conn.read(&mut buf) {
+                                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = conn.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Ok(Backend {
+            addr,
+            hits,
+            methods: Arc::default(),
+            stop,
+            behaviour: Arc::new(Mutex::new(Behaviour::Echo)),
+            handle: Some(handle),
+        })
+    }
+
+    pub fn set_behaviour(&self, b: Behaviour) {
+        if let Ok(mut cur) = self.behaviour.lock() {
+            *cur = b;
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_http(
+    conn: TcpStream,
+    name: &str,
+    hits: &AtomicUsize,
+    methods: &Mutex<Vec<String>>,
+    behaviour: &Mutex<Behaviour>,
+    stop: &AtomicBool,
+) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(write_half) = conn.try_clone() else {
+        return;
+    };
+    let mut out = write_half;
+    let mut reader = BufReader::new(conn);
+    // Keep-alive: one request after another until the client closes or we stop.
+    while !stop.load(Ordering::Relaxed) {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let Some(request_line) = head.first() else {
+            return;
+        };
+        let method = request_line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let mut body_len = 0usize;
+        let mut echo = format!("{name}\n");
+        for h in &head[1..] {
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    body_len = v.trim().parse().unwrap_or(0);
+                }
+                echo.push_str(&format!(
+                    "{}: {}\n",
+                    k.trim().to_ascii_lowercase(),
+                    v.trim()
+                ));
+            }
+        }
+        let mut body = vec![0u8; body_len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        hits.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = methods.lock() {
+            m.push(method);
+        }
+        let b = behaviour.lock().map(|b| *b).unwrap_or(Behaviour::Echo);
+        let status = match b {
+            Behaviour::Echo => 200,
+            Behaviour::Status(s) => s,
+            Behaviour::Slow(d) => {
+                thread::sleep(d);
+                200
+            }
+        };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{echo}",
+            echo.len()
+        );
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (racy by nature; good enough for tests on loopback).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A response as a test sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The backend that answered (first body line of an echo backend).
+    pub fn served_by(&self) -> &str {
+        self.body.lines().next().unwrap_or("")
+    }
+
+    /// A request header as the backend received it (lower-case name).
+    pub fn echoed(&self, name: &str) -> Option<&str> {
+        self.body
+            .lines()
+            .skip(1)
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; `None` on any transport failure.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<Reply> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    conn.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).ok()?;
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut hs);
+    let httparse::Status::Complete(n) = resp.parse(&raw).ok()? else {
+        return None;
+    };
+    Some(Reply {
+        status: resp.code?,
+        headers: resp
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&raw[n..]).into_owned(),
+    })
+}
