@@ -148,6 +148,12 @@ pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
                     },
                     |d| d.as_std(),
                 ),
+                header_timeout: client
+                    .header_timeout
+                    .map_or(DEFAULT_CLIENT_IDLE, |d| d.as_std()),
+                // nginx: large_client_header_buffers 4 8k, client_max_body_size 1m.
+                max_header_bytes: client.max_request_header_bytes.unwrap_or(32 * 1024),
+                max_body_bytes: client.max_request_body_bytes.unwrap_or(1024 * 1024),
             });
         }
     }

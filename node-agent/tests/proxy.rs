@@ -414,3 +414,51 @@ fn reconfiguration_under_load_fails_no_request() {
         "the changes took effect"
     );
 }
+
+#[test]
+fn slow_clients_and_oversized_requests_are_cut() {
+    let echo = Backend::http("127.0.0.1:0", "echo", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let yaml = config(port, "HTTP", &[(echo.addr, 1)], "").replace(
+        "{name: l, port: ",
+        "{name: l, client: {headerTimeout: 1s, maxRequestHeaderBytes: 2048, maxRequestBodyBytes: 100}, port: ",
+    );
+    let _p = proxy(&yaml);
+    // Slowloris: a header trickling in a byte at a time never completes; the proxy hangs up.
+    let mut c = TcpStream::connect(at(port)).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if c.write_all(b"X").is_err() {
+            cut = true;
+            break;
+        }
+        let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut b = [0u8; 1];
+        if matches!(c.read(&mut b), Ok(0)) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a slow client was never cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    // Limits: a clear 431 / 413, and the backend never sees the request.
+    let big = "x".repeat(4096);
+    let r = request(at(port), "GET", "/", &[("X-Big", &big)], "").unwrap();
+    assert_eq!(
+        (r.status, r.header("X-Buoy-Error")),
+        (431, Some("request header too large"))
+    );
+    let r = request(at(port), "POST", "/", &[], &"y".repeat(500)).unwrap();
+    assert_eq!(
+        (r.status, r.header("X-Buoy-Error")),
+        (413, Some("request body too large"))
+    );
+    assert_eq!(echo.hits(), 0);
+    assert_eq!(request(at(port), "GET", "/", &[], "").unwrap().status, 200);
+}

@@ -33,6 +33,10 @@ pub struct HttpProxy {
     pub metrics: Arc<super::metrics::ListenerMetrics>,
     /// How long an idle client connection is kept for its next request (nginx keepalive_timeout).
     pub keepalive: std::time::Duration,
+    pub max_header_bytes: usize,
+    /// 0: unlimited.
+    pub max_body_bytes: u64,
+    pub watchdogs: Arc<super::listener::Watchdogs>,
 }
 
 /// State of one request.
@@ -49,6 +53,9 @@ pub struct Attempts {
     reported: bool,
     started: std::time::Instant,
     retries: u32,
+    /// Buoy refused the request itself (status, reason).
+    refused: Option<(u16, &'static str)>,
+    body_bytes: u64,
 }
 
 impl Attempts {
@@ -139,11 +146,44 @@ impl ProxyHttp for HttpProxy {
             reported: true,
             started: std::time::Instant::now(),
             retries: 0,
+            refused: None,
+            body_bytes: 0,
         }
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Attempts) -> Result<()> {
+        if let Some(peer) = session.client_addr().and_then(PingoraAddr::as_inet) {
+            self.watchdogs.header_arrived(*peer);
+        }
         session.set_keepalive(Some(self.keepalive.as_secs().max(1)));
+        let req = session.req_header();
+        let header_bytes = req.method.as_str().len()
+            + req.raw_path().len()
+            + 12
+            + req
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if header_bytes > self.max_header_bytes {
+            ctx.refused = Some((431, "request header too large"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(431),
+                "request header too large",
+            ));
+        }
+        let declared: Option<u64> = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        if self.max_body_bytes > 0 && declared.is_some_and(|n| n > self.max_body_bytes) {
+            ctx.refused = Some((413, "request body too large"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body too large",
+            ));
+        }
         let pool = self
             .pool
             .lock()
@@ -154,6 +194,25 @@ impl ProxyHttp for HttpProxy {
             session.as_mut().enable_retry_buffering();
         }
         ctx.pool = Some(pool);
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Attempts,
+    ) -> Result<()> {
+        // Chunked bodies have no Content-Length to check up front: count as they arrive.
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if self.max_body_bytes > 0 && ctx.body_bytes > self.max_body_bytes {
+            ctx.refused = Some((413, "request body too large"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body too large",
+            ));
+        }
         Ok(())
     }
 
@@ -353,6 +412,10 @@ impl ProxyHttp for HttpProxy {
     ) -> FailToProxy {
         ctx.report(true);
         let (code, reason) = match (ctx.no_backend, e.etype()) {
+            _ if ctx.refused.is_some() => ctx
+                .refused
+                .map(|(c, r)| (c, r.to_string()))
+                .unwrap_or_default(),
             (Some(reason), _) => (
                 if reason == NoBackend::Empty { 503 } else { 502 },
                 reason.reason().to_string(),

@@ -3,9 +3,10 @@
 //! so listeners come and go at run time without a restart.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -18,7 +19,11 @@ use pingora_core::{
     server::configuration::ServerConf,
 };
 use socket2::{Domain, Socket, Type};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -39,6 +44,11 @@ pub struct ListenerConfig {
     pub max_connections: Option<u32>,
     pub keepalive_timeout: Duration,
     pub idle_timeout: Duration,
+    /// HTTP: the whole first request header must arrive within this (slow clients are cut).
+    pub header_timeout: Duration,
+    pub max_header_bytes: u32,
+    /// 0: unlimited.
+    pub max_body_bytes: u64,
 }
 
 /// Binds `addr` even if the address is not (yet) on any interface.
@@ -83,13 +93,18 @@ impl Listener {
         let metrics = Arc::new(ListenerMetrics::new(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
+                let watchdogs = Arc::new(Watchdogs::default());
+                let inner = HttpProxy {
+                    pool: pool.clone(),
+                    metrics: metrics.clone(),
+                    keepalive: config.keepalive_timeout,
+                    max_header_bytes: config.max_header_bytes as usize,
+                    max_body_bytes: config.max_body_bytes,
+                    watchdogs: watchdogs.clone(),
+                };
                 let app = Arc::new(pingora_proxy::http_proxy(
                     &Arc::new(ServerConf::default()),
-                    HttpProxy {
-                        pool: pool.clone(),
-                        metrics: metrics.clone(),
-                        keepalive: config.keepalive_timeout,
-                    },
+                    inner,
                 ));
                 tokio::spawn(accept_http(
                     socket,
@@ -98,6 +113,7 @@ impl Listener {
                     stop_rx,
                     open.clone(),
                     metrics,
+                    watchdogs,
                 ))
             }
             ListenerProtocol::TCP => tokio::spawn(accept_tcp(
@@ -158,6 +174,42 @@ fn at_capacity(config: &ListenerConfig, open: &AtomicUsize) -> bool {
         .is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize)
 }
 
+/// Per-connection deadlines for the first request header, keyed by the client's address: the
+/// proxy says when a header has arrived, and a connection that has not sent one in time is shut
+/// down (slowloris). pingora's own timeout is per read, which a slow client never trips.
+#[derive(Default)]
+pub struct Watchdogs(Mutex<HashMap<SocketAddr, Arc<Notify>>>);
+
+impl Watchdogs {
+    fn arm(&self, peer: SocketAddr) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, n.clone());
+        n
+    }
+
+    /// A complete request header arrived from `peer`.
+    pub fn header_arrived(&self, peer: SocketAddr) {
+        if let Some(n) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer)
+        {
+            n.notify_one();
+        }
+    }
+
+    fn forget(&self, peer: SocketAddr) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer);
+    }
+}
+
 async fn accept_http<A: ServerApp + Send + Sync + 'static>(
     socket: TcpListener,
     app: Arc<A>,
@@ -165,6 +217,7 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
+    watchdogs: Arc<Watchdogs>,
 ) {
     // pingora's shutdown flag: flips when this listener stops, so keep-alive loops end.
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -188,6 +241,21 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
         }
         let guard = OpenGuard::new(&open, &metrics);
         let (app, shutdown) = (app.clone(), shutdown.clone());
+        let arrived = watchdogs.arm(peer);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+        let header_timeout = config.header_timeout;
+        let watchdog = tokio::spawn(async move {
+            if tokio::time::timeout(header_timeout, arrived.notified())
+                .await
+                .is_err()
+            {
+                debug!(%peer, "no complete request header in time; closing");
+                // SAFETY: shutdown(2) on the connection's descriptor, which the connection task
+                // owns and which outlives this task (it is aborted when the connection ends).
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+        });
+        let watchdogs = watchdogs.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let mut stream: Stream = tcp.into();
@@ -198,6 +266,8 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
             while let Some(s) = next {
                 next = app.process_new(s, &shutdown).await;
             }
+            watchdog.abort();
+            watchdogs.forget(peer);
         });
     }
     let _ = shutdown_tx.send(true);
