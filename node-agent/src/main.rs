@@ -87,10 +87,17 @@ fn main() -> ExitCode {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build();
+            // One thread: a current-thread runtime, without work-stealing overhead.
+            let runtime = if threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            };
             match runtime
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(proxy(&configs)))

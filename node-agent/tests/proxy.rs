@@ -462,3 +462,114 @@ fn slow_clients_and_oversized_requests_are_cut() {
     assert_eq!(echo.hits(), 0);
     assert_eq!(request(at(port), "GET", "/", &[], "").unwrap().status, 200);
 }
+
+#[test]
+fn active_http_checks_take_a_backend_out_and_bring_it_back() {
+    let bad = Backend::http("127.0.0.1:0", "bad", Behaviour::Status(500)).unwrap();
+    let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let extra = "  healthCheck:\n    active: {protocol: HTTP, path: /healthz, expectedStatuses: [\"200-299\"], interval: 200ms, timeout: 100ms, healthyThreshold: 2, unhealthyThreshold: 2}\n    passive: {maxFails: 0}\n";
+    let _p = proxy(&config(
+        port,
+        "HTTP",
+        &[(bad.addr, 1), (good.addr, 1)],
+        extra,
+    ));
+    thread::sleep(Duration::from_millis(900));
+    for _ in 0..20 {
+        let r = request(at(port), "GET", "/", &[], "").unwrap();
+        assert_eq!(
+            (r.status, r.served_by()),
+            (200, "good"),
+            "the failing backend is out of rotation"
+        );
+    }
+    bad.set_behaviour(Behaviour::Echo);
+    thread::sleep(Duration::from_millis(900));
+    let served: Vec<String> = (0..20)
+        .map(|_| {
+            request(at(port), "GET", "/", &[], "")
+                .unwrap()
+                .served_by()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        served.iter().any(|s| s == "bad"),
+        "back in rotation after healthyThreshold probes: {served:?}"
+    );
+}
+
+#[test]
+fn removing_a_listener_leaves_the_others_connections_alone() {
+    use buoy_agent::proxy::service::ProxyService;
+    let echo = Backend::tcp_echo("127.0.0.1:0").unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let two = format!(
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: t}}\nspec:\n  addresses: [127.0.0.1]\n  listeners:\n    - {{name: a, port: {p1}, protocol: TCP, upstreamPool: p}}\n    - {{name: b, port: {p2}, protocol: TCP, upstreamPool: p}}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: p}}\nspec:\n  backends: [{{address: \"127.0.0.1\", port: {}}}]\n",
+        echo.addr.port()
+    );
+    let one = two.replace(
+        &format!("    - {{name: b, port: {p2}, protocol: TCP, upstreamPool: p}}\n"),
+        "",
+    );
+    let parse = |yaml: &str| {
+        let objects = buoy_crds::manifest::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let vips: Vec<buoy_crds::VirtualIP> = objects
+            .iter()
+            .filter_map(|o| {
+                if let buoy_crds::manifest::Object::VirtualIP(v) = &o.object {
+                    Some((**v).clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let pools: Vec<buoy_crds::UpstreamPool> = objects
+            .iter()
+            .filter_map(|o| {
+                if let buoy_crds::manifest::Object::UpstreamPool(p) = &o.object {
+                    Some((**p).clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        buoy_agent::config::proxy(
+            &vips.iter().collect::<Vec<_>>(),
+            &pools.iter().collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut service = ProxyService::new();
+    assert!(rt.block_on(service.apply(&parse(&two))).is_empty());
+    let mut conn = TcpStream::connect(at(p1)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ping = |c: &mut TcpStream| {
+        c.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+    };
+    ping(&mut conn);
+    assert!(rt.block_on(service.apply(&parse(&one))).is_empty());
+    ping(&mut conn);
+    assert!(
+        TcpStream::connect(at(p2)).is_err(),
+        "the removed listener is closed"
+    );
+    assert!(service.all_listeners_have_backends());
+    drop(echo);
+    // The (only) backend is gone: the next connection fails and passive checks take it out.
+    let _ = TcpStream::connect(at(p1)).map(|mut c| c.write_all(b"x"));
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !service.all_listeners_have_backends(),
+        "track.upstreams sees that no backend is left"
+    );
+}

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use pingora_core::{
     ErrorType, prelude::HttpPeer, protocols::l4::socket::SocketAddr as PingoraAddr,
 };
-use pingora_error::{Error, Result};
+use pingora_error::{Error, ErrorSource, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -59,6 +59,26 @@ pub struct Attempts {
 }
 
 impl Attempts {
+    /// Ends the current attempt without a verdict on the backend.
+    fn abandon(&mut self) {
+        if let (Some(pool), Some(i)) = (&self.pool, self.current)
+            && !self.reported
+        {
+            pool.abandoned(i);
+            self.reported = true;
+        }
+    }
+
+    /// Ends the current attempt; only upstream errors count against the backend (a client that
+    /// hung up says nothing about it).
+    fn report_error(&mut self, e: &Error) {
+        if e.esource() == &ErrorSource::Upstream {
+            self.report(true);
+        } else {
+            self.abandon();
+        }
+    }
+
     fn report(&mut self, failed: bool) {
         if let (Some(pool), Some(i)) = (&self.pool, self.current)
             && !self.reported
@@ -379,12 +399,30 @@ impl ProxyHttp for HttpProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut Attempts,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
         let failure = failure_of(&e);
         if matches!(failure, Failure::Status(_)) {
             // Raised by upstream_response_filter, which already decided and reported.
+            return e;
+        }
+        if client_reused
+            && matches!(e.retry, RetryType::ReusedOnly)
+            && !ctx.response_started
+            && !session.as_ref().retry_buffer_truncated()
+        {
+            // A pooled keep-alive connection the backend had already closed: not the backend's
+            // fault and not an attempt. Try the same backend again on a fresh connection.
+            ctx.abandon();
+            ctx.tried.pop();
+            e.set_retry(true);
+            return e;
+        }
+        if e.esource() != &ErrorSource::Upstream {
+            // The client went away: nothing to retry, nothing against the backend.
+            ctx.abandon();
+            e.set_retry(false);
             return e;
         }
         ctx.report(true);
@@ -410,7 +448,7 @@ impl ProxyHttp for HttpProxy {
         e: &Error,
         ctx: &mut Attempts,
     ) -> FailToProxy {
-        ctx.report(true);
+        ctx.report_error(e);
         let (code, reason) = match (ctx.no_backend, e.etype()) {
             _ if ctx.refused.is_some() => ctx
                 .refused
@@ -453,7 +491,10 @@ impl ProxyHttp for HttpProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Attempts) {
         // An attempt still open ended with the response: success unless an error ended it.
-        ctx.report(e.is_some());
+        match e {
+            Some(e) => ctx.report_error(e),
+            None => ctx.report(false),
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics
             .observe(status, ctx.started.elapsed(), ctx.retries);

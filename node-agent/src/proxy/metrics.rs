@@ -72,52 +72,46 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     f
 });
 
-/// The metrics of one listener, with the label bound.
+/// The metrics of one listener, with the label resolved once (not per request).
 pub struct ListenerMetrics {
-    listener: String,
+    by_class: [prometheus::IntCounter; 6],
+    duration: prometheus::Histogram,
+    retries: prometheus::IntCounter,
+    connections: prometheus::IntGauge,
 }
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 impl ListenerMetrics {
     pub fn new(listener: &str) -> Self {
+        let f = &*FAMILIES;
         ListenerMetrics {
-            listener: listener.to_string(),
+            by_class: CLASSES.map(|c| f.requests.with_label_values(&[listener, c])),
+            duration: f.duration.with_label_values(&[listener]),
+            retries: f.retries.with_label_values(&[listener]),
+            connections: f.connections.with_label_values(&[listener]),
         }
     }
 
     /// One finished request; `status` 0 when no response was sent.
     pub fn observe(&self, status: u16, elapsed: Duration, retries: u32) {
         let class = match status {
-            100..=599 => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status / 100 - 1)],
-            _ => "none",
+            100..=599 => usize::from(status / 100 - 1),
+            _ => 5,
         };
-        FAMILIES
-            .requests
-            .with_label_values(&[&self.listener, class])
-            .inc();
-        FAMILIES
-            .duration
-            .with_label_values(&[&self.listener])
-            .observe(elapsed.as_secs_f64());
+        self.by_class[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
         if retries > 0 {
-            FAMILIES
-                .retries
-                .with_label_values(&[&self.listener])
-                .inc_by(u64::from(retries));
+            self.retries.inc_by(u64::from(retries));
         }
     }
 
     pub fn connection_opened(&self) {
-        FAMILIES
-            .connections
-            .with_label_values(&[&self.listener])
-            .inc();
+        self.connections.inc();
     }
 
     pub fn connection_closed(&self) {
-        FAMILIES
-            .connections
-            .with_label_values(&[&self.listener])
-            .dec();
+        self.connections.dec();
     }
 }
 

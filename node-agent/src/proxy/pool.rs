@@ -234,6 +234,14 @@ impl Pool {
         }
     }
 
+    /// The attempt on backend `i` ended without a verdict on the backend (a stale pooled
+    /// connection).
+    pub fn abandoned(&self, i: usize) {
+        if let Some(b) = self.lock().backends.get_mut(i) {
+            b.in_flight = b.in_flight.saturating_sub(1);
+        }
+    }
+
     /// An active probe of backend `i` returned; logs health changes.
     pub fn probed(&self, i: usize, ok: bool) {
         let Some(check) = &self.config.active else {

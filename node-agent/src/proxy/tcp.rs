@@ -58,8 +58,12 @@ pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, idl
         // Nothing to say to a TCP client: closing is the error.
         return;
     };
-    let ok = pipe(&mut client, &mut backend, idle).await;
-    pool.finished(i, !ok);
+    if !pipe(&mut client, &mut backend, idle).await {
+        debug!(%peer, "TCP connection ended with an IO error");
+    }
+    // As nginx's stream module: only failing to connect counts against a backend; what happens
+    // on an established stream is between the client and the backend.
+    pool.finished(i, false);
 }
 
 /// Copies both ways; returns false on an IO error (not on idle timeout or clean closes).

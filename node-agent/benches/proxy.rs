@@ -1,0 +1,278 @@
+//! Proxy benchmark: wrk from a client namespace through Buoy, nginx (the reference config with
+//! upstream keep-alive), HAProxy, and straight to the backend, one proxy worker thread each, same
+//! backend (nginx serving a small file), same run. Then L4: Buoy's TCP listener against HAProxy
+//! `mode tcp`.
+//!
+//!     cargo bench -p buoy-agent --bench proxy [-- --seconds N]
+//!
+//! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
+//! (L4). A command, not a test.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::Path, thread, time::Duration};
+
+use buoy_tests::netlab::{Lab, ns_exec};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+
+struct Result {
+    name: &'static str,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mb: f64,
+}
+
+fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
+    let out = ns_exec(
+        &lab.host("client").ns,
+        &[
+            "wrk",
+            "-t1",
+            "-c64",
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ],
+    )
+    .unwrap_or_default();
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let pct = |p: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_string()))
+            .map(|v| {
+                let (num, unit) =
+                    v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+                let n: f64 = num.parse().unwrap_or(0.0);
+                match unit {
+                    "us" => n / 1000.0,
+                    "ms" => n,
+                    "s" => n * 1000.0,
+                    _ => n,
+                }
+            })
+            .unwrap_or(0.0)
+    };
+    let errors = out
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(e) = errors {
+        eprintln!("wrk {url}: {}", e.trim());
+    }
+    (rps, pct("50%"), pct("99%"))
+}
+
+/// RSS of a process and its children (nginx's master and worker).
+fn rss_mb(pid: u32) -> f64 {
+    let rss = |p: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmRSS:").map(|v| {
+                        v.trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<f64>()
+                            .unwrap_or(0.0)
+                    })
+                })
+            })
+            .unwrap_or(0.0)
+    };
+    let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    (rss(pid) + children.iter().map(|c| rss(*c)).sum::<f64>()) / 1024.0
+}
+
+fn wait_port(lab: &Lab, host: &str, port: u16) {
+    for _ in 0..100 {
+        if ns_exec(
+            &lab.host(host).ns,
+            &["sh", "-c", &format!("ss -ltn | grep -q ':{port} '")],
+        )
+        .is_ok()
+        {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8u64);
+    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
+    let dir = std::env::temp_dir().join(&lab.lan);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
+    let d = dir.display().to_string();
+    // The backend: nginx serving a small file, two workers.
+    std::fs::write(
+        dir.join("backend.conf"),
+        format!("worker_processes 2;\npid {d}/backend.pid;\nerror_log {d}/logs/backend.log;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
+    )
+    .unwrap();
+    lab.spawn(
+        "backend",
+        "nginx",
+        &[
+            "-p",
+            &d,
+            "-c",
+            &format!("{d}/backend.conf"),
+            "-g",
+            "daemon off;",
+        ],
+    )
+    .unwrap();
+    wait_port(&lab, "backend", 80);
+
+    let mut results = Vec::new();
+    let (rps, p50, p99) = wrk(&lab, "http://10.77.0.1:80/", seconds);
+    results.push(Result {
+        name: "direct to backend",
+        rps,
+        p50_ms: p50,
+        p99_ms: p99,
+        rss_mb: 0.0,
+    });
+
+    // nginx: the reference configuration, with upstream keep-alive.
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/nginx.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web {{ server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }}\n  server {{\n    listen 10.77.0.2:8081;\n    location / {{\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let nginx = lab
+        .spawn(
+            "proxy",
+            "nginx",
+            &[
+                "-p",
+                &d,
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ],
+        )
+        .unwrap();
+    // HAProxy, one thread, connection reuse.
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend web\n  bind 10.77.0.2:8082\n  default_backend app\nbackend app\n  option forwardfor\n  server b1 10.77.0.1:80\nfrontend raw\n  mode tcp\n  bind 10.77.0.2:9082\n  default_backend rawapp\nbackend rawapp\n  mode tcp\n  server b1 10.77.0.1:80\n",
+    )
+    .unwrap();
+    let haproxy = lab
+        .spawn(
+            "proxy",
+            "haproxy",
+            &["-db", "-f", &format!("{d}/haproxy.cfg")],
+        )
+        .unwrap();
+    // Buoy, one worker thread: the seed's pool and headers, an HTTP and a TCP listener.
+    std::fs::write(
+        dir.join("buoy.yaml"),
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: bench}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n    - {name: web, port: 8080, protocol: HTTP, upstreamPool: app, client: {keepaliveTimeout: 65s, maxConnections: 4096}}\n    - {name: raw, port: 9080, protocol: TCP, upstreamPool: app}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: app}\nspec:\n  backends:\n    - {address: 10.77.0.1, port: 80, weight: 1, maxFails: 2, failTimeout: 15s}\n  retry: {attempts: 2, on: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n",
+    )
+    .unwrap();
+    let buoy = lab
+        .spawn(
+            "proxy",
+            AGENT,
+            &[
+                "proxy",
+                "--threads",
+                "1",
+                "--config",
+                &format!("{d}/buoy.yaml"),
+            ],
+        )
+        .unwrap();
+    for port in [8080, 8081, 8082, 9080, 9082] {
+        wait_port(&lab, "proxy", port);
+    }
+    for (name, port, idx) in [
+        ("nginx", 8081u16, nginx),
+        ("HAProxy", 8082, haproxy),
+        ("Buoy", 8080, buoy),
+    ] {
+        let _ = wrk(&lab, &format!("http://10.77.0.2:{port}/"), 2); // warm-up
+        let (rps, p50, p99) = wrk(&lab, &format!("http://10.77.0.2:{port}/"), seconds);
+        let pid = lab.proc(idx).pid();
+        results.push(Result {
+            name,
+            rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            rss_mb: rss_mb(pid),
+        });
+    }
+    let nginx_r = results
+        .iter()
+        .find(|r| r.name == "nginx")
+        .map(|r| (r.rps, r.p99_ms, r.rss_mb))
+        .unwrap_or((1.0, 1.0, 1.0));
+    let direct = results[0].rps.max(1.0);
+    println!(
+        "HTTP through one proxy worker thread (wrk -t1 -c64, {seconds} s, 2-core machine shared by client, proxy and backend)"
+    );
+    println!(
+        "| target | requests/s | × direct | × nginx | p50 | p99 | p99 × nginx | proxy RSS | RSS × nginx |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} ms | {:.2} ms | {:.2} | {:.1} MB | {} |",
+            r.name,
+            r.rps,
+            r.rps / direct,
+            r.rps / nginx_r.0.max(1.0),
+            r.p50_ms,
+            r.p99_ms,
+            r.p99_ms / nginx_r.1.max(0.001),
+            r.rss_mb,
+            if r.rss_mb > 0.0 {
+                format!("{:.2}", r.rss_mb / nginx_r.2.max(0.001))
+            } else {
+                "-".into()
+            }
+        );
+    }
+    let (h_rps, _, h_p99) = {
+        let _ = wrk(&lab, "http://10.77.0.2:9082/", 2);
+        wrk(&lab, "http://10.77.0.2:9082/", seconds)
+    };
+    let (b_rps, _, b_p99) = {
+        let _ = wrk(&lab, "http://10.77.0.2:9080/", 2);
+        wrk(&lab, "http://10.77.0.2:9080/", seconds)
+    };
+    println!();
+    println!("L4 (TCP listener vs HAProxy mode tcp, same load)");
+    println!("| target | requests/s | × HAProxy | p99 |");
+    println!("|---|---|---|---|");
+    println!("| HAProxy mode tcp | {h_rps:.0} | 1.00 | {h_p99:.2} ms |");
+    println!(
+        "| Buoy TCP | {b_rps:.0} | {:.2} | {b_p99:.2} ms |",
+        b_rps / h_rps.max(1.0)
+    );
+    drop(lab);
+    std::fs::remove_dir_all(Path::new(&d)).ok();
+}
