@@ -262,7 +262,9 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
             let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
             let _ = digest.peer_addr.set(Some(peer.into()));
             stream.set_socket_digest(digest);
-            let mut next = app.process_new(Box::new(stream), &shutdown).await;
+            let mut next = app
+                .process_new(Box::new(super::buffered::Buffered::new(stream)), &shutdown)
+                .await;
             while let Some(s) = next {
                 next = app.process_new(s, &shutdown).await;
             }

@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod balance;
+pub mod buffered;
 pub mod health;
 pub mod http;
 pub mod listener;
