@@ -12,7 +12,7 @@
 use std::{
     net::{IpAddr, SocketAddr},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use buoy_tests::{
@@ -92,15 +92,7 @@ fn start(lab: &mut Lab, implementation: Impl, host: &str, priority: u8, interval
 }
 
 fn wait_holder(lab: &Lab, host: &str, within: Duration) -> bool {
-    let vip: IpAddr = "10.77.0.100".parse().unwrap();
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if lab.holders(vip) == [host] {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
+    lab.wait_sole_holder("10.77.0.100".parse().unwrap(), host, within)
 }
 
 /// One run; returns (longest outage, failed probes).
@@ -144,13 +136,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5usize);
+    let runs: usize = buoy_tests::bench_flag("--runs", 5);
     println!(
         "Failover: client-visible outage (TCP probe every 10 ms), median of {runs} runs, VRRPv3 multicast, priorities 150/100"
     );

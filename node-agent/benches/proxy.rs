@@ -108,13 +108,7 @@ fn wait_port(lab: &Lab, host: &str, port: u16) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(8u64);
+    let seconds: u64 = buoy_tests::bench_flag("--seconds", 8);
     let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
     let dir = std::env::temp_dir().join(&lab.lan);
     std::fs::create_dir_all(dir.join("www")).unwrap();

@@ -17,7 +17,6 @@ use std::{
 use buoy_agent::vrrp::{
     host::Host,
     instance::{Controls, InstanceConfig, run_on},
-    packet::Version,
 };
 use buoy_tests::netlab::{Lab, in_netns};
 
@@ -51,20 +50,10 @@ fn configs(priority: u8) -> Vec<InstanceConfig> {
             (1..=PER_LINK).map(move |vrid| InstanceConfig {
                 interface: Some(format!("eth{k}")),
                 vrid,
-                version: Version::V3,
                 priority,
                 addresses: vec![(format!("10.200.{k}.{vrid}").parse().unwrap(), 32)],
                 advert_interval: Duration::from_millis(100),
-                preempt: true,
-                preempt_delay: Duration::ZERO,
-                unicast_peers: vec![],
-                unicast: false,
-                auth: None,
-                source_address: None,
-                announce: Default::default(),
-                track_interfaces: vec![],
-                track_upstreams: None,
-                virtual_mac: false,
+                ..Default::default()
             })
         })
         .collect()
@@ -141,19 +130,8 @@ fn keepalived_conf(priority: u8) -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10u64);
-    let settle_s = args
-        .iter()
-        .position(|a| a == "--settle")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(8u64);
+    let seconds: u64 = buoy_tests::bench_flag("--seconds", 10);
+    let settle_s: u64 = buoy_tests::bench_flag("--settle", 8);
     let (settle, measure) = (Duration::from_secs(settle_s), Duration::from_secs(seconds));
 
     let buoy = {

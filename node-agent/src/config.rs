@@ -13,8 +13,7 @@ use crate::proxy::{
     active::Thresholds,
     listener::ListenerConfig,
     passive::PassivePolicy,
-    pool::{ActiveCheck, BackendSpec, HeaderPolicy, PoolConfig, Timeouts},
-    retry::RetryPolicy,
+    pool::{ActiveCheck, BackendSpec, PoolConfig},
     service::ProxyConfig,
 };
 use crate::vrrp::{
@@ -100,23 +99,9 @@ pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
             .hash_key
             .unwrap_or(buoy_crds::HashKey::ClientIp),
         hash_key_name: s.load_balancing.hash_key_name.clone(),
-        retry: RetryPolicy {
-            attempts: s.retry.attempts,
-            on: s.retry.on.clone(),
-            non_idempotent: s.retry.non_idempotent,
-        },
-        timeouts: Timeouts {
-            connect: s.timeouts.connect.as_std(),
-            read: s.timeouts.read.as_std(),
-            write: s.timeouts.write.as_std(),
-            idle: s.timeouts.idle.as_std(),
-        },
-        headers: HeaderPolicy {
-            preserve_host: s.http.preserve_host,
-            x_forwarded_for: s.http.x_forwarded_for,
-            x_real_ip: s.http.x_real_ip,
-            x_forwarded_proto: s.http.x_forwarded_proto,
-        },
+        retry: (&s.retry).into(),
+        timeouts: (&s.timeouts).into(),
+        headers: (&s.http).into(),
         active,
     })
 }

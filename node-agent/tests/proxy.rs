@@ -71,6 +71,33 @@ fn config(port: u16, protocol: &str, backends: &[(SocketAddr, u32)], pool_extra:
     )
 }
 
+/// The proxy configuration of a YAML document set, as the agent builds it.
+fn proxy_config(yaml: &str) -> buoy_agent::proxy::service::ProxyConfig {
+    use buoy_crds::manifest::Object;
+    let objects = buoy_crds::manifest::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+    let vips: Vec<&buoy_crds::VirtualIP> = objects
+        .iter()
+        .filter_map(|o| {
+            if let Object::VirtualIP(v) = &o.object {
+                Some(&**v)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let pools: Vec<&buoy_crds::UpstreamPool> = objects
+        .iter()
+        .filter_map(|o| {
+            if let Object::UpstreamPool(p) = &o.object {
+                Some(&**p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    buoy_agent::config::proxy(&vips, &pools).unwrap()
+}
+
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -355,36 +382,8 @@ fn reconfiguration_under_load_fails_no_request() {
         .enable_all()
         .build()
         .unwrap();
-    let parse = |yaml: String| {
-        let objects = buoy_crds::manifest::parse(std::path::Path::new("t.yaml"), &yaml).unwrap();
-        let vips: Vec<buoy_crds::VirtualIP> = objects
-            .iter()
-            .filter_map(|o| {
-                if let buoy_crds::manifest::Object::VirtualIP(v) = &o.object {
-                    Some((**v).clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let pools: Vec<buoy_crds::UpstreamPool> = objects
-            .iter()
-            .filter_map(|o| {
-                if let buoy_crds::manifest::Object::UpstreamPool(p) = &o.object {
-                    Some((**p).clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        buoy_agent::config::proxy(
-            &vips.iter().collect::<Vec<_>>(),
-            &pools.iter().collect::<Vec<_>>(),
-        )
-        .unwrap()
-    };
     let mut service = ProxyService::new();
-    let first = parse(config(
+    let first = proxy_config(&config(
         port,
         "HTTP",
         &[(backends[0].addr, 1), (backends[1].addr, 1)],
@@ -400,7 +399,7 @@ fn reconfiguration_under_load_fails_no_request() {
             .map(|i| (backends[i].addr, 1 + (round % 3) as u32))
             .collect();
         assert!(
-            rt.block_on(service.apply(&parse(config(port, "HTTP", &set, ""))))
+            rt.block_on(service.apply(&proxy_config(&config(port, "HTTP", &set, ""))))
                 .is_empty()
         );
         thread::sleep(Duration::from_millis(20));
@@ -513,41 +512,13 @@ fn removing_a_listener_leaves_the_others_connections_alone() {
         &format!("    - {{name: b, port: {p2}, protocol: TCP, upstreamPool: p}}\n"),
         "",
     );
-    let parse = |yaml: &str| {
-        let objects = buoy_crds::manifest::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
-        let vips: Vec<buoy_crds::VirtualIP> = objects
-            .iter()
-            .filter_map(|o| {
-                if let buoy_crds::manifest::Object::VirtualIP(v) = &o.object {
-                    Some((**v).clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let pools: Vec<buoy_crds::UpstreamPool> = objects
-            .iter()
-            .filter_map(|o| {
-                if let buoy_crds::manifest::Object::UpstreamPool(p) = &o.object {
-                    Some((**p).clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        buoy_agent::config::proxy(
-            &vips.iter().collect::<Vec<_>>(),
-            &pools.iter().collect::<Vec<_>>(),
-        )
-        .unwrap()
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let mut service = ProxyService::new();
-    assert!(rt.block_on(service.apply(&parse(&two))).is_empty());
+    assert!(rt.block_on(service.apply(&proxy_config(&two))).is_empty());
     let mut conn = TcpStream::connect(at(p1)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ping = |c: &mut TcpStream| {
@@ -557,7 +528,7 @@ fn removing_a_listener_leaves_the_others_connections_alone() {
         assert_eq!(&b, b"ping");
     };
     ping(&mut conn);
-    assert!(rt.block_on(service.apply(&parse(&one))).is_empty());
+    assert!(rt.block_on(service.apply(&proxy_config(&one))).is_empty());
     ping(&mut conn);
     assert!(
         TcpStream::connect(at(p2)).is_err(),

@@ -6,7 +6,7 @@
 use std::{
     net::{IpAddr, SocketAddr},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use buoy_tests::{
@@ -26,25 +26,12 @@ fn vip4() -> IpAddr {
 /// Waits until exactly `expected` holds `vip` (and stays so for 3 checks); panics with the logs.
 #[track_caller]
 fn expect_holder(lab: &Lab, vip: IpAddr, expected: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let mut stable = 0;
-    loop {
-        let holders = lab.holders(vip);
-        if holders == [expected] {
-            stable += 1;
-            if stable == 3 {
-                return;
-            }
-        } else {
-            stable = 0;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "expected {expected} alone to hold {vip}, found {holders:?}\n{}",
-                lab.logs()
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
+    if !lab.wait_sole_holder(vip, expected, within) {
+        panic!(
+            "expected {expected} alone to hold {vip}, found {:?}\n{}",
+            lab.holders(vip),
+            lab.logs()
+        );
     }
 }
 
@@ -366,20 +353,10 @@ fn instance_config(priority: u8) -> buoy_agent::vrrp::instance::InstanceConfig {
     buoy_agent::vrrp::instance::InstanceConfig {
         interface: Some("eth0".into()),
         vrid: 10,
-        version: buoy_agent::vrrp::packet::Version::V3,
         priority,
         addresses: vec![(vip4(), 24)],
         advert_interval: Duration::from_millis(100),
-        preempt: true,
-        preempt_delay: Duration::ZERO,
-        unicast_peers: vec![],
-        unicast: false,
-        auth: None,
-        source_address: None,
-        announce: Default::default(),
-        track_interfaces: vec![],
-        track_upstreams: None,
-        virtual_mac: false,
+        ..Default::default()
     }
 }
 

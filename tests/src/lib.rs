@@ -5,3 +5,13 @@ pub mod backend;
 pub mod netlab;
 pub mod probe;
 pub mod process;
+
+/// A `--name VALUE` flag of a bench command, or `default`.
+pub fn bench_flag<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -292,6 +292,24 @@ impl Lab {
             .collect()
     }
 
+    /// Waits until `host` alone holds `addr`, three checks in a row; false if `within` passes.
+    pub fn wait_sole_holder(&self, addr: IpAddr, host: &str, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let mut stable = 0;
+        while std::time::Instant::now() < deadline {
+            stable = if self.holders(addr) == [host] {
+                stable + 1
+            } else {
+                0
+            };
+            if stable == 3 {
+                return true;
+            }
+            thread::sleep(std::time::Duration::from_millis(30));
+        }
+        false
+    }
+
     /// Starts `program args…` inside the host's namespace; it is killed when the lab is dropped.
     pub fn spawn(&mut self, host: &str, program: &str, args: &[&str]) -> Result<usize> {
         let ns = self.host(host).ns.clone();

@@ -87,6 +87,23 @@ impl Attempts {
             self.reported = true;
         }
     }
+
+    /// Whether the attempt that just failed goes to the next backend (and counts the retry).
+    fn retry_after(&mut self, session: &Session, failure: Failure) -> bool {
+        let retry = self.pool.as_ref().is_some_and(|p| {
+            should_retry(
+                &p.config.retry,
+                self.tried.len() as u32,
+                session.req_header().method.as_str(),
+                failure,
+                self.response_started,
+            )
+        }) && !session.as_ref().retry_buffer_truncated();
+        if retry {
+            self.retries += 1;
+        }
+        retry
+    }
 }
 
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
@@ -335,18 +352,8 @@ impl ProxyHttp for HttpProxy {
         let status = response.status.as_u16();
         let failure = Failure::Status(status);
         let counts = failure.counts_against_backend(&pool.config.retry.on);
-        let attempt = ctx.tried.len() as u32;
-        let method = session.req_header().method.as_str().to_string();
-        if should_retry(
-            &pool.config.retry,
-            attempt,
-            &method,
-            failure,
-            ctx.response_started,
-        ) && !session.as_ref().retry_buffer_truncated()
-        {
-            ctx.report(counts);
-            ctx.retries += 1;
+        ctx.report(counts);
+        if ctx.retry_after(session, failure) {
             let mut e = Error::explain(
                 ErrorType::HTTPStatus(status),
                 "retrying on the next backend",
@@ -354,7 +361,6 @@ impl ProxyHttp for HttpProxy {
             e.set_retry(true);
             return Err(e);
         }
-        ctx.report(counts);
         Ok(())
     }
 
@@ -375,20 +381,8 @@ impl ProxyHttp for HttpProxy {
         ctx: &mut Attempts,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let failure = failure_of(&e);
         ctx.report(true);
-        let retry = ctx.pool.as_ref().is_some_and(|p| {
-            should_retry(
-                &p.config.retry,
-                ctx.tried.len() as u32,
-                session.req_header().method.as_str(),
-                failure,
-                false,
-            )
-        });
-        if retry {
-            ctx.retries += 1;
-        }
+        let retry = ctx.retry_after(session, failure_of(&e));
         e.set_retry(retry);
         e
     }
@@ -426,18 +420,7 @@ impl ProxyHttp for HttpProxy {
             return e;
         }
         ctx.report(true);
-        let retry = ctx.pool.as_ref().is_some_and(|p| {
-            should_retry(
-                &p.config.retry,
-                ctx.tried.len() as u32,
-                session.req_header().method.as_str(),
-                failure,
-                ctx.response_started,
-            )
-        }) && !session.as_ref().retry_buffer_truncated();
-        if retry {
-            ctx.retries += 1;
-        }
+        let retry = ctx.retry_after(session, failure);
         e.set_retry(retry);
         e
     }

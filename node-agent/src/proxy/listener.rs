@@ -168,10 +168,35 @@ impl Drop for OpenGuard {
     }
 }
 
-fn at_capacity(config: &ListenerConfig, open: &AtomicUsize) -> bool {
-    config
-        .max_connections
-        .is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize)
+/// The next client to serve, or `None` once the listener is stopped. Accept errors (EMFILE and
+/// friends) back off instead of spinning; clients beyond `maxConnections` are refused.
+async fn next_client(
+    socket: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    config: &ListenerConfig,
+    open: &AtomicUsize,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = stop.changed() => return None,
+        };
+        match accepted {
+            Ok((client, peer)) => {
+                let full = config
+                    .max_connections
+                    .is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize);
+                if !full {
+                    return Some((client, peer));
+                }
+                debug!(listener = %config.name, %peer, "at maxConnections; refusing");
+            }
+            Err(e) => {
+                warn!(listener = %config.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Per-connection deadlines for the first request header, keyed by the client's address: the
@@ -221,24 +246,7 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
 ) {
     // pingora's shutdown flag: flips when this listener stops, so keep-alive loops end.
     let (shutdown_tx, shutdown) = watch::channel(false);
-    loop {
-        let accepted = tokio::select! {
-            a = socket.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(listener = %config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if at_capacity(&config, &open) {
-            debug!(listener = %config.name, %peer, "at maxConnections; refusing");
-            continue;
-        }
+    while let Some((tcp, peer)) = next_client(&socket, &mut stop, &config, &open).await {
         let guard = OpenGuard::new(&open, &metrics);
         let (app, shutdown) = (app.clone(), shutdown.clone());
         let arrived = watchdogs.arm(peer);
@@ -283,22 +291,7 @@ async fn accept_tcp(
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = socket.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let (client, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(listener = %config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if at_capacity(&config, &open) {
-            continue;
-        }
+    while let Some((client, peer)) = next_client(&socket, &mut stop, &config, &open).await {
         let guard = OpenGuard::new(&open, &metrics);
         let Ok(current) = pool.lock().map(|p| p.clone()) else {
             continue;

@@ -69,6 +69,55 @@ pub struct PoolConfig {
     pub active: Option<ActiveCheck>,
 }
 
+impl From<&buoy_crds::Retry> for RetryPolicy {
+    fn from(r: &buoy_crds::Retry) -> Self {
+        RetryPolicy {
+            attempts: r.attempts,
+            on: r.on.clone(),
+            non_idempotent: r.non_idempotent,
+        }
+    }
+}
+
+impl From<&buoy_crds::Timeouts> for Timeouts {
+    fn from(t: &buoy_crds::Timeouts) -> Self {
+        Timeouts {
+            connect: t.connect.as_std(),
+            read: t.read.as_std(),
+            write: t.write.as_std(),
+            idle: t.idle.as_std(),
+        }
+    }
+}
+
+impl From<&buoy_crds::HttpSettings> for HeaderPolicy {
+    fn from(h: &buoy_crds::HttpSettings) -> Self {
+        HeaderPolicy {
+            preserve_host: h.preserve_host,
+            x_forwarded_for: h.x_forwarded_for,
+            x_real_ip: h.x_real_ip,
+            x_forwarded_proto: h.x_forwarded_proto,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// A pool without backends and with the API's defaults (it answers 503).
+    pub fn empty(name: &str) -> Self {
+        PoolConfig {
+            name: name.to_string(),
+            backends: Vec::new(),
+            algorithm: Algorithm::RoundRobin,
+            hash_key: HashKey::ClientIp,
+            hash_key_name: None,
+            retry: (&buoy_crds::Retry::default()).into(),
+            timeouts: (&buoy_crds::Timeouts::default()).into(),
+            headers: (&buoy_crds::HttpSettings::default()).into(),
+            active: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct BackendState {
     passive: PassiveState,
@@ -299,7 +348,6 @@ mod tests {
 
     pub(crate) fn config(n: usize) -> PoolConfig {
         PoolConfig {
-            name: "default/web".into(),
             backends: (1..=n)
                 .map(|i| BackendSpec {
                     addr: format!("10.0.0.{i}:80").parse().unwrap(),
@@ -312,27 +360,12 @@ mod tests {
                     },
                 })
                 .collect(),
-            algorithm: Algorithm::RoundRobin,
-            hash_key: HashKey::ClientIp,
-            hash_key_name: None,
             retry: RetryPolicy {
                 attempts: 2,
                 on: vec![RetryOn::ConnectFailure],
                 non_idempotent: false,
             },
-            timeouts: Timeouts {
-                connect: Duration::from_secs(1),
-                read: Duration::from_secs(5),
-                write: Duration::from_secs(5),
-                idle: Duration::from_secs(60),
-            },
-            headers: HeaderPolicy {
-                preserve_host: true,
-                x_forwarded_for: true,
-                x_real_ip: true,
-                x_forwarded_proto: true,
-            },
-            active: None,
+            ..PoolConfig::empty("default/web")
         }
     }
 

@@ -107,11 +107,9 @@ impl ProxyService {
                 None => {
                     // Validation and the operator catch this earlier; serve 503s until it appears.
                     warn!(listener = %name, pool = %config.pool, "listener names a pool that does not exist");
-                    Arc::new(Mutex::new(Arc::new(Pool::new(PoolConfig {
-                        name: config.pool.clone(),
-                        backends: vec![],
-                        ..placeholder_pool()
-                    }))))
+                    Arc::new(Mutex::new(Arc::new(Pool::new(PoolConfig::empty(
+                        &config.pool,
+                    )))))
                 }
             };
             match Listener::start(config.clone(), slot) {
@@ -170,35 +168,5 @@ impl ProxyService {
             self.draining.push(l.open_connections.clone());
             l.stop().await;
         }
-    }
-}
-
-fn placeholder_pool() -> PoolConfig {
-    use super::pool::{HeaderPolicy, Timeouts};
-    use std::time::Duration;
-    PoolConfig {
-        name: String::new(),
-        backends: vec![],
-        algorithm: buoy_crds::Algorithm::RoundRobin,
-        hash_key: buoy_crds::HashKey::ClientIp,
-        hash_key_name: None,
-        retry: super::retry::RetryPolicy {
-            attempts: 1,
-            on: vec![],
-            non_idempotent: false,
-        },
-        timeouts: Timeouts {
-            connect: Duration::from_secs(5),
-            read: Duration::from_secs(60),
-            write: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
-        },
-        headers: HeaderPolicy {
-            preserve_host: true,
-            x_forwarded_for: true,
-            x_real_ip: true,
-            x_forwarded_proto: true,
-        },
-        active: None,
     }
 }

@@ -77,6 +77,30 @@ pub struct InstanceConfig {
     pub virtual_mac: bool,
 }
 
+impl Default for InstanceConfig {
+    /// The API's defaults: VRRPv3, 1 s adverts, preemption, multicast, no tracking.
+    fn default() -> Self {
+        InstanceConfig {
+            interface: None,
+            vrid: 1,
+            version: Version::V3,
+            priority: 100,
+            addresses: Vec::new(),
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            unicast_peers: Vec::new(),
+            unicast: false,
+            auth: None,
+            source_address: None,
+            announce: AnnounceConfig::default(),
+            track_interfaces: Vec::new(),
+            track_upstreams: None,
+            virtual_mac: false,
+        }
+    }
+}
+
 /// The VRRP virtual MAC of a router (RFC 5798 section 7.3).
 pub fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, if ipv6 { 0x02 } else { 0x01 }, vrid]
@@ -686,19 +710,9 @@ mod tests {
             interface: Some("eth0".into()),
             vrid: 51,
             version: Version::V2,
-            priority: 100,
             addresses: vec![("192.168.60.88".parse().unwrap(), 32)],
-            advert_interval: Duration::from_secs(1),
-            preempt: true,
-            preempt_delay: Duration::ZERO,
-            unicast_peers: vec![],
-            unicast: false,
             auth: Some(packet::auth_data(b"1111")),
-            source_address: None,
-            announce: AnnounceConfig::default(),
-            track_interfaces: vec![],
-            track_upstreams: None,
-            virtual_mac: false,
+            ..InstanceConfig::default()
         }
     }
 
