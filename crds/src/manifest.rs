@@ -202,3 +202,25 @@ fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Vec<FieldEr
     serde_json::from_value(value.clone())
         .map_err(|e| vec![FieldError::new("", format!("cannot decode: {e}"))])
 }
+
+/// The VirtualIPs among `objects`.
+pub fn virtual_ips(objects: &[Located]) -> Vec<&VirtualIP> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::VirtualIP(v) => Some(&**v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The UpstreamPools among `objects`.
+pub fn upstream_pools(objects: &[Located]) -> Vec<&UpstreamPool> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::UpstreamPool(p) => Some(&**p),
+            _ => None,
+        })
+        .collect()
+}

@@ -252,20 +252,8 @@ mod tests {
     fn seed_example_becomes_the_nginx_setup() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
         let objects = buoy_crds::manifest::load(&[dir.into()]).unwrap();
-        let vips: Vec<&VirtualIP> = objects
-            .iter()
-            .filter_map(|o| match &o.object {
-                buoy_crds::manifest::Object::VirtualIP(v) => Some(&**v),
-                _ => None,
-            })
-            .collect();
-        let pools: Vec<&UpstreamPool> = objects
-            .iter()
-            .filter_map(|o| match &o.object {
-                buoy_crds::manifest::Object::UpstreamPool(p) => Some(&**p),
-                _ => None,
-            })
-            .collect();
+        let vips = buoy_crds::manifest::virtual_ips(&objects);
+        let pools = buoy_crds::manifest::upstream_pools(&objects);
         let c = proxy(&vips, &pools).unwrap();
         assert_eq!(c.listeners.len(), 1);
         let l = &c.listeners[0];

@@ -164,7 +164,6 @@ fn check(configs: &[PathBuf]) -> ExitCode {
 }
 
 async fn proxy(configs: &[PathBuf]) -> Result<()> {
-    use buoy_crds::manifest::Object;
     let objects = buoy_crds::manifest::load(configs).map_err(|errors| {
         anyhow::anyhow!(
             "invalid configuration:\n{}",
@@ -175,26 +174,8 @@ async fn proxy(configs: &[PathBuf]) -> Result<()> {
                 .join("\n")
         )
     })?;
-    let vips: Vec<&buoy_crds::VirtualIP> = objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::VirtualIP(v) = &o.object {
-                Some(&**v)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let pools: Vec<&buoy_crds::UpstreamPool> = objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::UpstreamPool(p) = &o.object {
-                Some(&**p)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let vips = buoy_crds::manifest::virtual_ips(&objects);
+    let pools = buoy_crds::manifest::upstream_pools(&objects);
     let desired = buoy_agent::config::proxy(&vips, &pools)?;
     let mut service = buoy_agent::proxy::service::ProxyService::new();
     let errors = service.apply(&desired).await;

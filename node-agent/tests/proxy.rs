@@ -73,28 +73,9 @@ fn config(port: u16, protocol: &str, backends: &[(SocketAddr, u32)], pool_extra:
 
 /// The proxy configuration of a YAML document set, as the agent builds it.
 fn proxy_config(yaml: &str) -> buoy_agent::proxy::service::ProxyConfig {
-    use buoy_crds::manifest::Object;
     let objects = buoy_crds::manifest::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
-    let vips: Vec<&buoy_crds::VirtualIP> = objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::VirtualIP(v) = &o.object {
-                Some(&**v)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let pools: Vec<&buoy_crds::UpstreamPool> = objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::UpstreamPool(p) = &o.object {
-                Some(&**p)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let vips = buoy_crds::manifest::virtual_ips(&objects);
+    let pools = buoy_crds::manifest::upstream_pools(&objects);
     buoy_agent::config::proxy(&vips, &pools).unwrap()
 }
 
