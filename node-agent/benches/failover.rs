@@ -16,6 +16,7 @@ use std::{
 };
 
 use buoy_tests::{
+    keepalived,
     netlab::Lab,
     probe::{Probe, Responder, report},
 };
@@ -59,34 +60,18 @@ fn start(lab: &mut Lab, implementation: Impl, host: &str, priority: u8, interval
             .unwrap()
         }
         Impl::Keepalived => {
-            let dir = std::env::temp_dir().join(&lab.lan);
-            std::fs::create_dir_all(&dir).unwrap();
-            let conf = dir.join(format!("{host}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "global_defs {{\n  router_id {host}\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 10\n  priority {priority}\n  advert_int {}\n  virtual_ipaddress {{\n    10.77.0.100/24\n  }}\n}}\n",
-                    interval_ms as f64 / 1000.0
-                ),
-            )
-            .unwrap();
-            let pid = |s: &str| dir.join(format!("{host}.{s}.pid")).display().to_string();
-            lab.spawn(
-                host,
-                "keepalived",
-                &[
-                    "--vrrp",
-                    "--dont-fork",
-                    "--log-console",
-                    "--use-file",
-                    &conf.display().to_string(),
-                    "--pid",
-                    &pid("main"),
-                    "--vrrp_pid",
-                    &pid("vrrp"),
-                ],
-            )
-            .unwrap()
+            let instance = keepalived::Instance {
+                interface: "eth0".into(),
+                vrid: 10,
+                priority,
+                advert_int: interval_ms as f64 / 1000.0,
+                addresses: vec!["10.77.0.100/24".into()],
+                password: None,
+                unicast: None,
+            };
+            keepalived::start(lab, host, &keepalived::config(3, &[instance]), true)
+                .unwrap()
+                .0
         }
     }
 }

@@ -18,7 +18,10 @@ use buoy_agent::vrrp::{
     host::Host,
     instance::{Controls, InstanceConfig, run_on},
 };
-use buoy_tests::netlab::{Lab, in_netns};
+use buoy_tests::{
+    keepalived,
+    netlab::{Lab, in_netns},
+};
 
 const LINKS: usize = 4;
 const PER_LINK: u8 = 250;
@@ -118,15 +121,20 @@ fn buoy_side(
 }
 
 fn keepalived_conf(priority: u8) -> String {
-    let mut c = String::from("global_defs {\n  vrrp_version 3\n}\n");
-    for k in 0..LINKS {
-        for vrid in 1..=PER_LINK {
-            c.push_str(&format!(
-                "vrrp_instance VI_{k}_{vrid} {{\n  state BACKUP\n  interface eth{k}\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    10.200.{k}.{vrid}/32\n  }}\n}}\n"
-            ));
-        }
-    }
-    c
+    let instances: Vec<keepalived::Instance> = (0..LINKS)
+        .flat_map(|k| {
+            (1..=PER_LINK).map(move |vrid| keepalived::Instance {
+                interface: format!("eth{k}"),
+                vrid,
+                priority,
+                advert_int: 0.1,
+                addresses: vec![format!("10.200.{k}.{vrid}/32")],
+                password: None,
+                unicast: None,
+            })
+        })
+        .collect();
+    keepalived::config(3, &instances)
 }
 
 fn main() {
@@ -151,24 +159,8 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut pids = Vec::new();
         for (host, priority) in [("a", 150u8), ("b", 100)] {
-            let conf = dir.join(format!("{host}.conf"));
-            std::fs::write(&conf, keepalived_conf(priority)).unwrap();
-            let vrrp_pid = dir.join(format!("{host}.vrrp.pid"));
-            lab.spawn(
-                host,
-                "keepalived",
-                &[
-                    "--vrrp",
-                    "--dont-fork",
-                    "--use-file",
-                    &conf.display().to_string(),
-                    "--pid",
-                    &dir.join(format!("{host}.pid")).display().to_string(),
-                    "--vrrp_pid",
-                    &vrrp_pid.display().to_string(),
-                ],
-            )
-            .unwrap();
+            let (_, vrrp_pid) =
+                keepalived::start(&mut lab, host, &keepalived_conf(priority), false).unwrap();
             pids.push(vrrp_pid);
         }
         thread::sleep(settle);

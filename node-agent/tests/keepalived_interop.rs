@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buoy_tests::netlab::{Lab, ns_exec};
+use buoy_tests::{
+    keepalived,
+    netlab::{Lab, ns_exec},
+};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
@@ -30,10 +33,6 @@ struct Scenario {
     master: Impl,
 }
 
-fn interval(s: &Scenario) -> &'static str {
-    if s.version == 2 { "1" } else { "0.1" }
-}
-
 fn workdir(lab: &Lab) -> PathBuf {
     let dir = std::env::temp_dir().join(&lab.lan);
     std::fs::create_dir_all(&dir).unwrap();
@@ -41,25 +40,20 @@ fn workdir(lab: &Lab) -> PathBuf {
 }
 
 fn keepalived_conf(s: &Scenario, priority: u8, me: &str, peer: &str) -> String {
-    let auth = s
-        .password
-        .map(|p| format!("  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n"))
-        .unwrap_or_default();
-    let unicast = if s.unicast {
-        format!("  unicast_src_ip {me}\n  unicast_peer {{\n    {peer}\n  }}\n")
-    } else {
-        String::new()
+    let instance = keepalived::Instance {
+        interface: "eth0".into(),
+        vrid: 10,
+        priority,
+        advert_int: if s.version == 2 { 1.0 } else { 0.1 },
+        addresses: vec!["10.77.0.100/24".into()],
+        password: s.password.map(String::from),
+        unicast: s.unicast.then(|| (me.to_string(), peer.to_string())),
     };
-    format!(
-        "global_defs {{\n  router_id ka\n  vrrp_version {}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 10\n  priority {priority}\n  advert_int {}\n{auth}{unicast}  virtual_ipaddress {{\n    10.77.0.100/24\n  }}\n}}\n",
-        s.version,
-        interval(s)
-    )
+    keepalived::config(s.version, &[instance])
 }
 
 /// Starts the two routers: host n1 runs `s.master` with priority 150, n2 the other one with 100.
 fn start(lab: &mut Lab, s: &Scenario) -> (usize, usize) {
-    let dir = workdir(lab);
     let mut procs = Vec::new();
     for (host, me, peer, implementation, priority) in [
         ("n1", "10.77.0.1", "10.77.0.2", s.master, 150u8),
@@ -77,29 +71,9 @@ fn start(lab: &mut Lab, s: &Scenario) -> (usize, usize) {
     ] {
         let p = match implementation {
             Impl::Keepalived => {
-                let conf = dir.join(format!("{host}.conf"));
-                std::fs::write(&conf, keepalived_conf(s, priority, me, peer)).unwrap();
-                let (c, p1, p2) = (
-                    conf.display().to_string(),
-                    dir.join(format!("{host}.pid")),
-                    dir.join(format!("{host}.vrrp.pid")),
-                );
-                lab.spawn(
-                    host,
-                    "keepalived",
-                    &[
-                        "--vrrp",
-                        "--dont-fork",
-                        "--log-console",
-                        "--use-file",
-                        &c,
-                        "--pid",
-                        &p1.display().to_string(),
-                        "--vrrp_pid",
-                        &p2.display().to_string(),
-                    ],
-                )
-                .unwrap()
+                keepalived::start(lab, host, &keepalived_conf(s, priority, me, peer), true)
+                    .unwrap()
+                    .0
             }
             Impl::Buoy => {
                 let prio = priority.to_string();

@@ -2,6 +2,7 @@
 //! (later) the Kubernetes API test server and benchmarks.
 
 pub mod backend;
+pub mod keepalived;
 pub mod netlab;
 pub mod probe;
 pub mod process;
