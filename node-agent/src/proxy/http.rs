@@ -173,6 +173,10 @@ fn failure_of(e: &Error) -> Failure {
 impl ProxyHttp for HttpProxy {
     type CTX = Attempts;
 
+    /// No downstream modules: pingora's default adds a (disabled) compression module, which
+    /// costs an allocation per request; a proxy passes bodies through as nginx does.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Attempts {
         Attempts {
             pool: None,
