@@ -66,7 +66,7 @@ fn join(path: &str, field: &str) -> String {
 }
 
 /// Compiled patterns, cached: schemas are validated often and the set of patterns is small.
-fn pattern_matches(pattern: &str, s: &str) -> Result<bool, String> {
+pub(crate) fn pattern_matches(pattern: &str, s: &str) -> Result<bool, String> {
     static CACHE: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Default::default);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(re) = cache.get(pattern) {

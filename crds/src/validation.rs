@@ -157,7 +157,7 @@ fn validate_metadata(metadata: Option<&Value>) -> Vec<FieldError> {
 }
 
 fn check_name(path: &str, name: &str, pattern: &str, max: usize, errors: &mut Vec<FieldError>) {
-    let ok = name.len() <= max && regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name));
+    let ok = name.len() <= max && structural::pattern_matches(pattern, name) == Ok(true);
     if !ok {
         errors.push(FieldError::new(
             path,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::{
-    AddressMessageBuilder, Handle, LinkMacVlan, LinkUnspec, MulticastGroup,
+    AddressMessageBuilder, Handle, LinkMacVlan, MulticastGroup,
     packet_core::NetlinkPayload,
     packet_route::{
         RouteNetlinkMessage,
@@ -274,22 +274,6 @@ impl Netlink {
             self.handle.link().del(l.index).execute().await?;
         }
         Ok(())
-    }
-
-    /// Sets an interface up (a macvlan follows its parent's carrier).
-    pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
-        let _serial = self.lock.lock().await;
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await?;
-        Ok(())
-    }
-
-    /// Whether `addr` is on any interface.
-    pub async fn has_address(&self, addr: IpAddr) -> Result<bool, NetError> {
-        Ok(self.addresses().await?.iter().any(|a| a.address == addr))
     }
 }
 

@@ -200,8 +200,8 @@ async fn next_client(
 }
 
 /// Per-connection deadlines for the first request header, keyed by the client's address: the
-/// proxy says when a header has arrived, and a connection that has not sent one in time is shut
-/// down (slowloris). pingora's own timeout is per read, which a slow client never trips.
+/// proxy says when a header has arrived, and a connection that has not sent one in time is
+/// closed (slowloris). pingora's own timeout is per read, which a slow client never trips.
 #[derive(Default)]
 pub struct Watchdogs(Mutex<HashMap<SocketAddr, Arc<Notify>>>);
 
@@ -250,19 +250,7 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
         let guard = OpenGuard::new(&open, &metrics);
         let (app, shutdown) = (app.clone(), shutdown.clone());
         let arrived = watchdogs.arm(peer);
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         let header_timeout = config.header_timeout;
-        let watchdog = tokio::spawn(async move {
-            if tokio::time::timeout(header_timeout, arrived.notified())
-                .await
-                .is_err()
-            {
-                debug!(%peer, "no complete request header in time; closing");
-                // SAFETY: shutdown(2) on the connection's descriptor, which the connection task
-                // owns and which outlives this task (it is aborted when the connection ends).
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-            }
-        });
         let watchdogs = watchdogs.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -270,13 +258,28 @@ async fn accept_http<A: ServerApp + Send + Sync + 'static>(
             let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
             let _ = digest.peer_addr.set(Some(peer.into()));
             stream.set_socket_digest(digest);
-            let mut next = app
-                .process_new(Box::new(super::buffered::Buffered::new(stream)), &shutdown)
-                .await;
+            // Fires only if no complete header arrived in time; otherwise never.
+            let deadline = async {
+                if tokio::time::timeout(header_timeout, arrived.notified())
+                    .await
+                    .is_ok()
+                {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let first =
+                app.process_new(Box::new(super::buffered::Buffered::new(stream)), &shutdown);
+            // Dropping the request future drops the connection: a slow client is simply closed.
+            let mut next = tokio::select! {
+                next = first => next,
+                () = deadline => {
+                    debug!(%peer, "no complete request header in time; closing");
+                    None
+                }
+            };
             while let Some(s) = next {
                 next = app.process_new(s, &shutdown).await;
             }
-            watchdog.abort();
             watchdogs.forget(peer);
         });
     }

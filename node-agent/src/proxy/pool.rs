@@ -125,6 +125,11 @@ struct BackendState {
     in_flight: u64,
 }
 
+/// Whether a backend may take traffic now: not `down`, and passing both health checks.
+fn usable_now(spec: &BackendSpec, b: &BackendState, now: Duration) -> bool {
+    !spec.down && b.active.healthy && b.passive.available(&spec.passive, now)
+}
+
 struct State {
     backends: Vec<BackendState>,
     rr: SmoothRoundRobin,
@@ -220,39 +225,26 @@ impl Pool {
         let now = self.now();
         let mut state = self.lock();
         for backup_tier in [false, true] {
-            let ok = |st: &State, i: usize| {
-                let b = &self.config.backends[i];
-                b.backup == backup_tier
-                    && !b.down
-                    && !tried.contains(&i)
-                    && st.backends[i].active.healthy
-                    && st.backends[i].passive.available(&b.passive, now)
-            };
+            let eligible: Vec<bool> = (0..self.config.backends.len())
+                .map(|i| {
+                    let spec = &self.config.backends[i];
+                    spec.backup == backup_tier
+                        && !tried.contains(&i)
+                        && usable_now(spec, &state.backends[i], now)
+                })
+                .collect();
             let choice = match self.config.algorithm {
-                Algorithm::RoundRobin => {
-                    let eligible: Vec<bool> = (0..self.config.backends.len())
-                        .map(|i| ok(&state, i))
-                        .collect();
-                    state.rr.pick(|i| eligible[i])
-                }
+                Algorithm::RoundRobin => state.rr.pick(|i| eligible[i]),
                 Algorithm::LeastConnections => {
-                    let eligible: Vec<bool> = (0..self.config.backends.len())
-                        .map(|i| ok(&state, i))
-                        .collect();
                     let active: Vec<u64> = state.backends.iter().map(|b| b.in_flight).collect();
                     let weights: Vec<u32> = self.config.backends.iter().map(|b| b.weight).collect();
                     least_connections(&active, &weights, &mut state.rr, |i| eligible[i])
                 }
-                Algorithm::ConsistentHash => {
-                    let eligible: Vec<bool> = (0..self.config.backends.len())
-                        .map(|i| ok(&state, i))
-                        .collect();
-                    match key {
-                        Some(k) => self.ring.pick(k, |i| eligible[i]),
-                        // No key (header or cookie missing): spread like round robin.
-                        None => state.rr.pick(|i| eligible[i]),
-                    }
-                }
+                Algorithm::ConsistentHash => match key {
+                    Some(k) => self.ring.pick(k, |i| eligible[i]),
+                    // No key (header or cookie missing): spread like round robin.
+                    None => state.rr.pick(|i| eligible[i]),
+                },
             };
             if let Some(i) = choice {
                 let policy = self.config.backends[i].passive;
@@ -313,9 +305,7 @@ impl Pool {
             .backends
             .iter()
             .zip(&state.backends)
-            .filter(|(spec, b)| {
-                !spec.down && b.active.healthy && b.passive.available(&spec.passive, now)
-            })
+            .filter(|(spec, b)| usable_now(spec, b, now))
             .count();
         (self.config.backends.len(), ready)
     }
@@ -325,19 +315,13 @@ impl Pool {
         let now = self.now();
         let state = self.lock();
         match (self.config.backends.get(i), state.backends.get(i)) {
-            (Some(spec), Some(b)) => {
-                !spec.down && b.active.healthy && b.passive.available(&spec.passive, now)
-            }
+            (Some(spec), Some(b)) => usable_now(spec, b, now),
             _ => false,
         }
     }
 
     pub fn address(&self, i: usize) -> Option<SocketAddr> {
         self.config.backends.get(i).map(|b| b.addr)
-    }
-
-    pub fn in_flight(&self, i: usize) -> u64 {
-        self.lock().backends.get(i).map_or(0, |b| b.in_flight)
     }
 }
 

@@ -137,13 +137,6 @@ impl ProxyService {
         errors
     }
 
-    /// The current pool of a listener's pool name, for status and tracking.
-    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
-        self.pools
-            .get(name)
-            .and_then(|p| p.slot.lock().ok().map(|s| s.clone()))
-    }
-
     /// Whether every listener has at least one usable backend (`track.upstreams`).
     pub fn all_listeners_have_backends(&self) -> bool {
         self.listeners

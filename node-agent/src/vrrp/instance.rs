@@ -209,11 +209,6 @@ fn is_collision(reason: DropReason) -> bool {
     )
 }
 
-/// A handle to a running instance.
-pub struct Instance {
-    pub stats: Arc<Mutex<Stats>>,
-}
-
 struct Shell {
     config: InstanceConfig,
     netlink: Netlink,
@@ -259,13 +254,11 @@ impl Shell {
                 Action::BindVip => {
                     if let Err(e) = self.bind().await {
                         warn!(vrid = self.config.vrid, error = %e, "cannot bind the virtual addresses; giving up mastership");
-                        let now = self.now();
-                        queue.extend(self.machine.set_fault(
-                            now,
-                            true,
-                            "cannot bind the virtual addresses",
-                        ));
+                        // Through reevaluate, so that no other change clears this fault
+                        // before the retry.
+                        self.bind_failed = true;
                         self.bind_retry_at = Some(Instant::now() + Duration::from_secs(1));
+                        queue.extend(self.reevaluate());
                     }
                 }
                 Action::ReleaseVip => {

@@ -123,10 +123,6 @@ impl Machine {
         self.state
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The priority this node advertises now.
     pub fn effective_priority(&self) -> u8 {
         self.priority
