@@ -100,7 +100,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Located>, Vec<ManifestError>
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    for path in expand(paths, &mut errors) {
+    for path in files(paths, &mut errors) {
         match std::fs::read_to_string(&path) {
             Ok(text) => match parse(&path, &text) {
                 Ok(found) => objects.extend(found),
@@ -121,7 +121,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>> {
     }
 }
 
-fn expand(paths: &[PathBuf], errors: &mut Vec<ManifestError>) -> Vec<PathBuf> {
+/// The manifest files that `paths` name: files as given, and every `*.yaml` / `*.yml` of a
+/// directory, sorted. Unreadable directories are reported in `errors`.
+pub fn files(paths: &[PathBuf], errors: &mut Vec<ManifestError>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -209,6 +211,17 @@ pub fn virtual_ips(objects: &[Located]) -> Vec<&VirtualIP> {
         .iter()
         .filter_map(|o| match &o.object {
             Object::VirtualIP(v) => Some(&**v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Secrets among `objects` (VRRPv2 passwords in standalone mode).
+pub fn secrets(objects: &[Located]) -> Vec<&Secret> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::Secret(s) => Some(&**s),
             _ => None,
         })
         .collect()

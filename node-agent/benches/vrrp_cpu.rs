@@ -81,12 +81,13 @@ fn buoy_side(
             let mut stops = Vec::new();
             for config in configs(priority) {
                 let (stop, shutdown) = tokio::sync::watch::channel(0u32);
-                let (_up, upstreams_healthy) = tokio::sync::watch::channel(true);
+                let (_up, data_path) =
+                    tokio::sync::watch::channel(buoy_agent::vrrp::instance::DataPath::SERVING);
                 let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 let controls = Controls {
                     shutdown,
-                    upstreams_healthy,
+                    data_path,
                     events,
                     stats: Arc::new(Mutex::new(Default::default())),
                 };

@@ -1,6 +1,11 @@
-//! The Buoy node agent: VRRP elections, VIP binding and announcement, and (soon) the proxy.
+//! The Buoy node agent: VRRP elections, VIP binding and announcement, the HTTP/TCP proxy, and
+//! the agent that runs them for every VirtualIP of the node.
 
+pub mod admin;
+pub mod agent;
 pub mod config;
+pub mod files;
 pub mod net;
+pub mod node;
 pub mod proxy;
 pub mod vrrp;

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use buoy_agent::vrrp::instance::{self, InstanceEvent, Stats};
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{error, info};
 
 #[derive(Parser)]
 #[command(
@@ -47,9 +47,48 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run the agent without a cluster, from VirtualIP, UpstreamPool and Secret YAML files: VRRP
+    /// for every VirtualIP that selects this node, and its proxy listeners. Reloads on SIGHUP and
+    /// when a file changes (a bad new configuration is rejected; the running one stays). SIGTERM
+    /// hands every VIP over to a backup, drains connections and exits.
+    Standalone(StandaloneArgs),
     /// Run one VRRP instance only, for debugging (like `keepalived --vrrp`). Logs every state change
     /// as a line with `state=MASTER|BACKUP|FAULT`; SIGTERM or SIGINT hands over gracefully.
     Vrrp(VrrpArgs),
+}
+
+#[derive(clap::Args)]
+struct StandaloneArgs {
+    /// Files or directories (every *.yaml / *.yml inside).
+    #[arg(long = "config", value_name = "PATH", required = true)]
+    configs: Vec<PathBuf>,
+    /// This node's name, as in `spec.priorities[].node` (default: the host name).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// A label of this node, for `spec.nodeSelector`; repeatable.
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// Proxy worker threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where to serve /metrics, /healthz, /readyz and /status; `off` to disable.
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    metrics_address: String,
+    /// On SIGTERM, how long open client connections may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    buoy_crds::duration::parse(s)
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -89,30 +128,11 @@ fn main() -> ExitCode {
         Command::Check { configs } => check(&configs),
         Command::Proxy { configs, threads } => {
             init_logging();
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1);
-            // One thread: a current-thread runtime, without work-stealing overhead.
-            let runtime = if threads == 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .enable_all()
-                    .build()
-            };
-            match runtime
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(proxy(&configs)))
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            exit_code(runtime(threads).and_then(|rt| rt.block_on(proxy(&configs))))
+        }
+        Command::Standalone(args) => {
+            init_logging();
+            exit_code(runtime(args.threads).and_then(|rt| rt.block_on(standalone(args))))
         }
         Command::Vrrp(args) => {
             init_logging();
@@ -125,6 +145,133 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn exit_code(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The proxy's runtime: `threads` workers (default: the number of cores). One thread gets a
+/// current-thread runtime, without work-stealing overhead.
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("starting the runtime")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+async fn standalone(args: StandaloneArgs) -> Result<()> {
+    use buoy_agent::{admin, agent::Agent, files::Files, node::NodeIdentity};
+    let name = args.node_name.unwrap_or_else(hostname);
+    let mut labels: std::collections::BTreeMap<String, String> =
+        args.node_labels.into_iter().collect();
+    labels
+        .entry("kubernetes.io/hostname".into())
+        .or_insert_with(|| name.clone());
+    let files = Files {
+        paths: args.configs,
+        node: NodeIdentity {
+            name: name.clone(),
+            labels,
+        },
+    };
+    let mut fingerprint = files.fingerprint();
+    let desired = files
+        .load()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let mut agent = Agent::new();
+    let admin = Arc::new(admin::Admin {
+        ready: std::sync::atomic::AtomicBool::new(false),
+        status: agent.status(),
+    });
+    if args.metrics_address != "off" {
+        let addr: std::net::SocketAddr = args
+            .metrics_address
+            .parse()
+            .with_context(|| format!("--metrics-address {:?}", args.metrics_address))?;
+        admin::serve(addr, admin.clone())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
+    info!(node = %name, virtualips = desired.vips.len(), listeners = desired.proxy.listeners.len(), "starting");
+    agent.apply(desired).await;
+    admin
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut exported: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        let reload = tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => Some("SIGHUP"),
+            _ = poll.tick() => (files.fingerprint() != fingerprint).then_some("a file changed"),
+            _ = tick.tick() => {
+                agent.tick().await;
+                let status = agent.status().borrow().clone();
+                let stats = agent.stats();
+                for (key, s) in &stats {
+                    buoy_agent::vrrp::metrics::record(key, status.get(key), s);
+                }
+                for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
+                    buoy_agent::vrrp::metrics::forget(gone);
+                }
+                exported = stats.into_keys().collect();
+                None
+            }
+        };
+        if let Some(why) = reload {
+            fingerprint = files.fingerprint();
+            match files.load() {
+                Ok(desired) => {
+                    info!(
+                        reason = why,
+                        virtualips = desired.vips.len(),
+                        listeners = desired.proxy.listeners.len(),
+                        "configuration reloaded"
+                    );
+                    agent.apply(desired).await;
+                }
+                Err(e) => {
+                    error!(
+                        reason = why,
+                        "configuration rejected; the running one stays:\n{e}"
+                    );
+                }
+            }
+        }
+    }
+    info!("stopping: handing over every virtual address");
+    agent.shutdown(args.drain_timeout).await;
+    Ok(())
 }
 
 fn init_logging() {
@@ -260,7 +407,7 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
     )?;
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
     // No proxy runs here, so there is nothing to track: upstreams count as healthy.
-    let (_upstreams_tx, upstreams_rx) = watch::channel(true);
+    let (_data_path_tx, data_path) = watch::channel(instance::DataPath::SERVING);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(Stats::default()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -284,7 +431,7 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
     });
     let controls = instance::Controls {
         shutdown: shutdown_rx,
-        upstreams_healthy: upstreams_rx,
+        data_path,
         events: events_tx,
         stats: stats.clone(),
     };

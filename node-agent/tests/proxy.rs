@@ -482,7 +482,7 @@ fn active_http_checks_take_a_backend_out_and_bring_it_back() {
 
 #[test]
 fn removing_a_listener_leaves_the_others_connections_alone() {
-    use buoy_agent::proxy::service::ProxyService;
+    use buoy_agent::{proxy::service::ProxyService, vrrp::instance::DataPath};
     let echo = Backend::tcp_echo("127.0.0.1:0").unwrap();
     let (p1, p2) = (free_port(), free_port());
     let two = format!(
@@ -515,13 +515,27 @@ fn removing_a_listener_leaves_the_others_connections_alone() {
         TcpStream::connect(at(p2)).is_err(),
         "the removed listener is closed"
     );
-    assert!(service.all_listeners_have_backends());
+    let names: Vec<String> = proxy_config(&one)
+        .listeners
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    assert_eq!(service.data_path(&names), DataPath::SERVING);
+    let removed: Vec<String> = proxy_config(&two)
+        .listeners
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    assert!(
+        !service.data_path(&removed).listening,
+        "a listener that is not open is reported"
+    );
     drop(echo);
     // The (only) backend is gone: the next connection fails and passive checks take it out.
     let _ = TcpStream::connect(at(p1)).map(|mut c| c.write_all(b"x"));
     thread::sleep(Duration::from_millis(200));
     assert!(
-        !service.all_listeners_have_backends(),
+        !service.data_path(&names).upstreams_healthy,
         "track.upstreams sees that no backend is left"
     );
 }

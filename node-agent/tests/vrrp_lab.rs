@@ -304,7 +304,7 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
 /// flags do not expose (tracking, virtual MAC).
 struct InProcess {
     shutdown: tokio::sync::watch::Sender<u32>,
-    upstreams: tokio::sync::watch::Sender<bool>,
+    data_path: tokio::sync::watch::Sender<buoy_agent::vrrp::instance::DataPath>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
@@ -312,7 +312,8 @@ impl InProcess {
     fn start(ns: &str, config: buoy_agent::vrrp::instance::InstanceConfig) -> InProcess {
         use buoy_agent::vrrp::instance::{Controls, Stats, run};
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(0u32);
-        let (upstreams, upstreams_rx) = tokio::sync::watch::channel(true);
+        let (data_path, data_path_rx) =
+            tokio::sync::watch::channel(buoy_agent::vrrp::instance::DataPath::SERVING);
         let handle = in_netns(ns, move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -323,7 +324,7 @@ impl InProcess {
                 tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
                 let controls = Controls {
                     shutdown: shutdown_rx,
-                    upstreams_healthy: upstreams_rx,
+                    data_path: data_path_rx,
                     events,
                     stats: Default::default(),
                 };
@@ -334,7 +335,7 @@ impl InProcess {
         .unwrap();
         InProcess {
             shutdown,
-            upstreams,
+            data_path,
             handle: Some(handle),
         }
     }
@@ -380,9 +381,9 @@ fn tracked_upstreams_move_the_vip_with_keepalived_weights() {
     );
     expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
     // n1's proxy loses its backends: 100 < 99 + 2, so n2 takes over.
-    n1.upstreams.send(false).unwrap();
+    n1.data_path.send_modify(|d| d.upstreams_healthy = false);
     expect_holder(&lab, vip4(), "n2", Duration::from_secs(5));
-    n1.upstreams.send(true).unwrap();
+    n1.data_path.send_modify(|d| d.upstreams_healthy = true);
     expect_holder(&lab, vip4(), "n1", Duration::from_secs(5));
 }
 

@@ -6,6 +6,7 @@ pub mod keepalived;
 pub mod netlab;
 pub mod probe;
 pub mod process;
+pub mod seed;
 
 /// A `--name VALUE` flag of a bench command, or `default`.
 pub fn bench_flag<T: std::str::FromStr>(name: &str, default: T) -> T {

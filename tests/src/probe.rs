@@ -80,15 +80,38 @@ pub struct Sample {
 /// Probes `target` every `every` from namespace `ns` until stopped or `max` elapsed.
 pub struct Probe {
     stop: Arc<AtomicBool>,
+    started: Instant,
     handle: Option<JoinHandle<Vec<Sample>>>,
 }
 
 impl Probe {
     pub fn start(ns: &str, target: SocketAddr, every: Duration, max: Duration) -> Result<Probe> {
+        Probe::start_with(ns, target, every, max, probe_once)
+    }
+
+    /// Like [`Probe::start`], with an HTTP GET per probe (a new connection each, as a browser
+    /// without keep-alive); a sample succeeds on a 200, answered by the body's first line.
+    pub fn start_http(
+        ns: &str,
+        target: SocketAddr,
+        every: Duration,
+        max: Duration,
+    ) -> Result<Probe> {
+        Probe::start_with(ns, target, every, max, probe_once_http)
+    }
+
+    fn start_with(
+        ns: &str,
+        target: SocketAddr,
+        every: Duration,
+        max: Duration,
+        once: fn(SocketAddr, Duration) -> Option<String>,
+    ) -> Result<Probe> {
+        let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = in_netns(ns, move || {
-            let start = Instant::now();
+            let start = started;
             let mut samples = Vec::new();
             let mut next = start;
             let max_count = (max.as_micros() / every.as_micros().max(1)) as usize + 1;
@@ -100,7 +123,7 @@ impl Probe {
                 let at = start.elapsed();
                 samples.push(Sample {
                     at,
-                    served_by: probe_once(target, every.max(Duration::from_millis(50))),
+                    served_by: once(target, every.max(Duration::from_millis(50))),
                 });
                 next += every;
                 // A slow probe skips the slots it overran rather than bursting to catch up.
@@ -112,8 +135,14 @@ impl Probe {
         })?;
         Ok(Probe {
             stop,
+            started,
             handle: Some(handle),
         })
+    }
+
+    /// When the probe started: samples' `at` count from here.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Stops and returns the samples.
@@ -150,6 +179,55 @@ fn probe_once(target: SocketAddr, timeout: Duration) -> Option<String> {
     let s = String::from_utf8(got).ok()?;
     let name = s.trim();
     (!name.is_empty()).then(|| name.to_string())
+}
+
+/// One GET with its own connection. The connect timeout is short (a dead address must not hide
+/// the moment it comes back); an established request gets longer, so that a slow answer is not
+/// mistaken for a failure. Like curl or a browser, it is done once `Content-Length` bytes of body
+/// have arrived: a reset after a complete response (the client's last ACK reaching the node that
+/// just took the VIP over) is not a failed request.
+fn probe_once_http(target: SocketAddr, timeout: Duration) -> Option<String> {
+    let mut conn = TcpStream::connect_timeout(&target, timeout).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).ok()?;
+        raw.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = resp.parse(&raw) {
+            let length = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                });
+            let complete = match length {
+                Some(len) => raw.len() >= head + len,
+                None => n == 0,
+            };
+            if complete {
+                if resp.code != Some(200) {
+                    return None;
+                }
+                let body = String::from_utf8_lossy(&raw[head..]);
+                return body.lines().next().map(str::to_string);
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+    }
 }
 
 /// Summary of a probe run.

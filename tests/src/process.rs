@@ -113,12 +113,14 @@ impl Drop for Proc {
     }
 }
 
-/// Path of a workspace binary built next to the running test (`target/<profile>/NAME`).
+/// Path of a workspace binary built next to the running program (`target/<profile>/NAME`), from
+/// a test (`target/<profile>/deps/test-binary`) or another binary (`target/<profile>/demo`).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/test-binary → target/<profile>/NAME
-    exe.parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join(name))
+    let mut dir = exe.parent();
+    if dir.and_then(|d| d.file_name()).is_some_and(|n| n == "deps") {
+        dir = dir.and_then(|d| d.parent());
+    }
+    dir.map(|d| d.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
 }

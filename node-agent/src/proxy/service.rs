@@ -11,6 +11,8 @@ use std::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::vrrp::instance::DataPath;
+
 use super::{
     health,
     http::PoolSlot,
@@ -137,11 +139,16 @@ impl ProxyService {
         errors
     }
 
-    /// Whether every listener has at least one usable backend (`track.upstreams`).
-    pub fn all_listeners_have_backends(&self) -> bool {
-        self.listeners
-            .values()
-            .all(|l| l.pool.lock().is_ok_and(|p| p.counts().1 > 0))
+    /// Whether the listeners named (one VirtualIP's) are all open, and all have at least one
+    /// usable backend (`track.upstreams`).
+    pub fn data_path(&self, names: &[String]) -> DataPath {
+        let open: Vec<&Listener> = names.iter().filter_map(|n| self.listeners.get(n)).collect();
+        DataPath {
+            listening: open.len() == names.len(),
+            upstreams_healthy: open
+                .iter()
+                .all(|l| l.pool.lock().is_ok_and(|p| p.counts().1 > 0)),
+        }
     }
 
     /// Open client connections over all listeners.

@@ -106,12 +106,29 @@ pub fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, if ipv6 { 0x02 } else { 0x01 }, vrid]
 }
 
+/// What the node's proxy says about the VIP's listeners: a master must be able to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPath {
+    /// Every listener has a healthy backend (for `track.upstreams`).
+    pub upstreams_healthy: bool,
+    /// Every listener is open; a node that cannot listen goes to Fault and gives up mastership.
+    pub listening: bool,
+}
+
+impl DataPath {
+    /// Listeners open with healthy backends (also: nothing to track).
+    pub const SERVING: DataPath = DataPath {
+        upstreams_healthy: true,
+        listening: true,
+    };
+}
+
 /// How the agent talks to a running instance.
 pub struct Controls {
     /// 1: graceful stop (make-before-break handover); 2 or more: stop now.
     pub shutdown: watch::Receiver<u32>,
-    /// Whether this node has a healthy backend for every listener (for `track.upstreams`).
-    pub upstreams_healthy: watch::Receiver<bool>,
+    /// Whether this node's proxy can serve the VIP (listeners open, healthy backends).
+    pub data_path: watch::Receiver<DataPath>,
     pub events: mpsc::UnboundedSender<InstanceEvent>,
     pub stats: Arc<Mutex<Stats>>,
 }
@@ -231,7 +248,7 @@ struct Shell {
     bind_failed: bool,
     /// Tracked interfaces: (index, name, weight, up).
     tracked: Vec<(u32, String, i32, bool)>,
-    upstreams_ok: bool,
+    data_path: DataPath,
     stopped: bool,
 }
 
@@ -348,7 +365,7 @@ impl Shell {
             conditions.push(Condition {
                 name: "upstreams".into(),
                 weight,
-                ok: self.upstreams_ok,
+                ok: self.data_path.upstreams_healthy,
             });
         }
         let tracked = effective_priority(self.config.priority, &conditions);
@@ -356,6 +373,8 @@ impl Shell {
             Some("interface down")
         } else if self.bind_failed {
             Some("cannot bind the virtual addresses")
+        } else if !self.data_path.listening {
+            Some("cannot open a listener")
         } else {
             match &tracked {
                 Err(name) if name == "upstreams" => Some("no healthy upstream"),
@@ -517,7 +536,7 @@ pub async fn run_on(
 ) -> Result<(), InstanceError> {
     let Controls {
         mut shutdown,
-        mut upstreams_healthy,
+        mut data_path,
         events,
         stats,
     } = controls;
@@ -595,7 +614,7 @@ pub async fn run_on(
             .ok_or_else(|| NetError::NoSuchInterface(name.clone()))?;
         tracked.push((l.index, name.clone(), *weight, l.up));
     }
-    let upstreams_ok = *upstreams_healthy.borrow();
+    let initial_data_path = *data_path.borrow();
     let machine = Machine::new(MachineConfig {
         version: config.version,
         priority: config.priority,
@@ -623,7 +642,7 @@ pub async fn run_on(
         bind_retry_at: None,
         bind_failed: false,
         tracked,
-        upstreams_ok,
+        data_path: initial_data_path,
         stopped: false,
     };
     let now = shell.now();
@@ -669,8 +688,8 @@ pub async fn run_on(
                     shell.execute(actions).await;
                 }
             }
-            Ok(()) = upstreams_healthy.changed() => {
-                shell.upstreams_ok = *upstreams_healthy.borrow();
+            Ok(()) = data_path.changed() => {
+                shell.data_path = *data_path.borrow();
                 let actions = shell.reevaluate();
                 shell.execute(actions).await;
             }

@@ -3,6 +3,7 @@
 pub mod host;
 pub mod instance;
 pub mod machine;
+pub mod metrics;
 pub mod packet;
 pub mod socket;
 pub mod track;

@@ -1,0 +1,332 @@
+//! Runs a node's desired state: one supervised VRRP instance per VirtualIP and the proxy's
+//! listeners, reconciled incrementally (changing one VirtualIP never touches another), with the
+//! proxy's view of each VIP (listeners open, healthy backends) fed to its instance.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{info, warn};
+
+use crate::{
+    node::{NodeConfig, VipPlan},
+    proxy::service::{ListenError, ProxyService},
+    vrrp::{
+        instance::{self, Controls, DataPath, InstanceEvent, Stats},
+        machine::State,
+    },
+};
+
+/// What this node knows about one of its VirtualIPs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipStatus {
+    /// `MASTER` (addresses bound and announced, listeners open), `BACKUP`, `FAULT`, `INIT`.
+    pub state: &'static str,
+    /// Effective priority (after tracking).
+    pub priority: u8,
+    pub reason: String,
+    pub since: SystemTime,
+    /// Routers seen using our router ID that are not ours.
+    pub collisions: BTreeMap<IpAddr, String>,
+}
+
+/// The status of every VirtualIP of the node, by `namespace/name`.
+pub type NodeStatus = BTreeMap<String, VipStatus>;
+
+struct Running {
+    plan: VipPlan,
+    shutdown: watch::Sender<u32>,
+    data_path: watch::Sender<DataPath>,
+    stats: Arc<Mutex<Stats>>,
+    task: JoinHandle<()>,
+}
+
+pub struct Agent {
+    proxy: ProxyService,
+    running: BTreeMap<String, Running>,
+    /// Listeners that could not open at the last apply (retried by [`Agent::tick`]).
+    listen_errors: Vec<ListenError>,
+    desired: NodeConfig,
+    status: watch::Sender<NodeStatus>,
+    events: mpsc::UnboundedSender<(String, InstanceEvent)>,
+}
+
+/// How long a graceful stop of one instance may take: the handover waits for the new master's
+/// first advert (3 × the longest interval plus margin).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A failed instance (interface missing, socket error) is restarted after this.
+const RESTART_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Agent {
+    /// A node agent with nothing to run yet. Instance events update the status channel.
+    pub fn new() -> Agent {
+        let (status, _) = watch::channel(NodeStatus::new());
+        let (events, mut events_rx) = mpsc::unbounded_channel::<(String, InstanceEvent)>();
+        let status_tx = status.clone();
+        tokio::spawn(async move {
+            while let Some((key, event)) = events_rx.recv().await {
+                status_tx.send_modify(|all| apply_event(all, key, event));
+            }
+        });
+        Agent {
+            proxy: ProxyService::new(),
+            running: BTreeMap::new(),
+            listen_errors: Vec::new(),
+            desired: NodeConfig::default(),
+            status,
+            events,
+        }
+    }
+
+    /// Follows every status change of this node's VirtualIPs.
+    pub fn status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.subscribe()
+    }
+
+    /// The counters of each running instance.
+    pub fn stats(&self) -> BTreeMap<String, Stats> {
+        self.running
+            .iter()
+            .filter_map(|(k, r)| r.stats.lock().ok().map(|s| (k.clone(), s.clone())))
+            .collect()
+    }
+
+    /// Brings the node to `desired`: listeners first (so that a new master can serve at once),
+    /// then instances are stopped (gracefully, handing over), restarted when their VRRP settings
+    /// changed, or started.
+    pub async fn apply(&mut self, desired: NodeConfig) {
+        self.listen_errors = self.proxy.apply(&desired.proxy).await;
+        for e in &self.listen_errors {
+            warn!(error = %e, "cannot open a listener; its VirtualIP goes to Fault until it can");
+        }
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(key, r)| {
+                desired
+                    .vips
+                    .get(*key)
+                    .is_none_or(|p| p.instance != r.plan.instance)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut stopping = Vec::new();
+        for key in gone {
+            if let Some(r) = self.running.remove(&key) {
+                info!(virtualip = %key, "stopping the VRRP instance (handing over)");
+                let _ = r.shutdown.send(1);
+                stopping.push((key, r.task));
+            }
+        }
+        for (key, task) in stopping {
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                warn!(virtualip = %key, "the instance did not stop in time");
+            }
+            if !desired.vips.contains_key(&key) {
+                self.status.send_modify(|s| {
+                    s.remove(&key);
+                });
+            }
+        }
+        for (key, plan) in &desired.vips {
+            match self.running.get_mut(key) {
+                // Same VRRP settings: only the listener set may differ.
+                Some(r) => r.plan = plan.clone(),
+                None => {
+                    let r = self.start(plan.clone());
+                    self.running.insert(key.clone(), r);
+                }
+            }
+        }
+        self.desired = desired;
+        self.refresh_data_path();
+    }
+
+    fn start(&self, plan: VipPlan) -> Running {
+        let (shutdown, shutdown_rx) = watch::channel(0u32);
+        let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let key = plan.key.clone();
+        let config = plan.instance.clone();
+        let events = self.events.clone();
+        let stats_for_task = stats.clone();
+        info!(virtualip = %key, vrid = config.vrid, priority = config.priority, "starting the VRRP instance");
+        let task = tokio::spawn(async move {
+            loop {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let forward_key = key.clone();
+                let forward_events = events.clone();
+                let forward = tokio::spawn(async move {
+                    while let Some(e) = rx.recv().await {
+                        let _ = forward_events.send((forward_key.clone(), e));
+                    }
+                });
+                let controls = Controls {
+                    shutdown: shutdown_rx.clone(),
+                    data_path: data_path_rx.clone(),
+                    events: tx,
+                    stats: stats_for_task.clone(),
+                };
+                let result = instance::run(config.clone(), controls).await;
+                let _ = forward.await;
+                let Err(e) = result else { return };
+                if *shutdown_rx.borrow() > 0 {
+                    return;
+                }
+                warn!(virtualip = %key, error = %e, "the VRRP instance failed; restarting it");
+                let _ = events.send((
+                    key.clone(),
+                    InstanceEvent::StateChanged {
+                        state: State::Fault,
+                        previous: State::Initialize,
+                        reason: e.to_string(),
+                        priority: 0,
+                    },
+                ));
+                let mut shutdown_wait = shutdown_rx.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(RESTART_BACKOFF) => {}
+                    _ = shutdown_wait.changed() => return,
+                }
+            }
+        });
+        Running {
+            plan,
+            shutdown,
+            data_path,
+            stats,
+            task,
+        }
+    }
+
+    /// Feeds each instance what the proxy says about its listeners and retries listeners that
+    /// could not open. Call it often (a few times a second): health changes reach VRRP this way.
+    pub async fn tick(&mut self) {
+        if !self.listen_errors.is_empty() {
+            self.listen_errors = self.proxy.apply(&self.desired.proxy).await;
+        }
+        self.refresh_data_path();
+    }
+
+    fn refresh_data_path(&self) {
+        for r in self.running.values() {
+            let now = self.proxy.data_path(&r.plan.listeners);
+            r.data_path.send_if_modified(|d| {
+                let changed = *d != now;
+                *d = now;
+                changed
+            });
+        }
+    }
+
+    /// Stops everything gracefully: every master hands over (priority 0, make-before-break),
+    /// listeners stop accepting, and open connections get up to `grace` to finish.
+    pub async fn shutdown(mut self, grace: Duration) {
+        for r in self.running.values() {
+            let _ = r.shutdown.send(1);
+        }
+        for (key, r) in std::mem::take(&mut self.running) {
+            if tokio::time::timeout(STOP_GRACE, r.task).await.is_err() {
+                warn!(virtualip = %key, "the instance did not stop in time");
+            }
+        }
+        self.proxy.stop_listening().await;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.proxy.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        info!(
+            open = self.proxy.open_connections(),
+            "stopped; every virtual address released"
+        );
+    }
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent::new()
+    }
+}
+
+fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
+    let entry = all.entry(key).or_insert_with(|| VipStatus {
+        state: State::Initialize.name(),
+        priority: 0,
+        reason: String::new(),
+        since: SystemTime::now(),
+        collisions: BTreeMap::new(),
+    });
+    match event {
+        InstanceEvent::StateChanged {
+            state,
+            reason,
+            priority,
+            ..
+        } => {
+            if entry.state != state.name() {
+                entry.since = SystemTime::now();
+            }
+            entry.state = state.name();
+            entry.priority = priority;
+            entry.reason = reason;
+        }
+        InstanceEvent::Collision { from, reason } => {
+            entry.collisions.insert(from, reason.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_update_the_status() {
+        let mut all = NodeStatus::new();
+        apply_event(
+            &mut all,
+            "default/a".into(),
+            InstanceEvent::StateChanged {
+                state: State::Master,
+                previous: State::Backup,
+                reason: "master down".into(),
+                priority: 102,
+            },
+        );
+        let a = &all["default/a"];
+        assert_eq!((a.state, a.priority), ("MASTER", 102));
+        let since = a.since;
+        apply_event(
+            &mut all,
+            "default/a".into(),
+            InstanceEvent::StateChanged {
+                state: State::Resigning,
+                previous: State::Master,
+                reason: "stopping".into(),
+                priority: 0,
+            },
+        );
+        // Resigning is still MASTER to the outside: the transition time stays.
+        assert_eq!(all["default/a"].since, since);
+        apply_event(
+            &mut all,
+            "default/a".into(),
+            InstanceEvent::Collision {
+                from: "10.0.0.9".parse().unwrap(),
+                reason: crate::vrrp::packet::DropReason::UnknownPeer,
+            },
+        );
+        assert!(
+            all["default/a"]
+                .collisions
+                .contains_key(&"10.0.0.9".parse::<IpAddr>().unwrap())
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Standalone mode's source of desired state: VirtualIP, UpstreamPool and Secret documents in YAML
+//! files, validated as the API server would, planned for this node. A changed file is noticed by
+//! its content, polled: inotify misses the symlink swaps of Kubernetes ConfigMap volumes and the
+//! rename-over of editors, and a handful of small files is cheap to re-read every second.
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+    path::PathBuf,
+};
+
+use crate::node::{NodeConfig, NodeIdentity, plan};
+
+/// Everything wrong with a configuration, one line per problem (file, document, field).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct Invalid(pub Vec<String>);
+
+/// The files of a standalone agent.
+pub struct Files {
+    pub paths: Vec<PathBuf>,
+    pub node: NodeIdentity,
+}
+
+impl Files {
+    /// Reads, validates and plans the configuration. Any error rejects the whole configuration:
+    /// a half-applied file set is worse than the running one.
+    pub fn load(&self) -> Result<NodeConfig, Invalid> {
+        let objects = buoy_crds::manifest::load(&self.paths)
+            .map_err(|errors| Invalid(errors.iter().map(ToString::to_string).collect()))?;
+        if objects.is_empty() {
+            return Err(Invalid(vec![format!(
+                "no VirtualIP or UpstreamPool found in {}",
+                self.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )]));
+        }
+        let vips = buoy_crds::manifest::virtual_ips(&objects);
+        let pools = buoy_crds::manifest::upstream_pools(&objects);
+        let secrets = buoy_crds::manifest::secrets(&objects);
+        let (config, errors) = plan(&self.node, &vips, &pools, &secrets);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(Invalid(errors.iter().map(ToString::to_string).collect()))
+        }
+    }
+
+    /// A hash of the files' names and contents: changes when the configuration may have.
+    pub fn fingerprint(&self) -> u64 {
+        let mut errors = Vec::new();
+        let mut h = DefaultHasher::new();
+        for file in buoy_crds::manifest::files(&self.paths, &mut errors) {
+            file.hash(&mut h);
+            std::fs::read(&file).ok().hash(&mut h);
+        }
+        errors.len().hash(&mut h);
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_file_changes_the_fingerprint_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("buoy-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vip.yaml");
+        let good = "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a}\nspec: {addresses: [10.0.0.1], virtualRouterID: 5}\n";
+        std::fs::write(&file, good).unwrap();
+        let files = Files {
+            paths: vec![dir.clone()],
+            node: NodeIdentity::default(),
+        };
+        let before = files.fingerprint();
+        assert_eq!(files.load().unwrap().vips.len(), 1);
+        assert_eq!(files.fingerprint(), before, "stable while nothing changes");
+        std::fs::write(
+            &file,
+            good.replace("virtualRouterID: 5", "virtualRouterID: 0"),
+        )
+        .unwrap();
+        assert_ne!(files.fingerprint(), before);
+        let e = files.load().unwrap_err().to_string();
+        assert!(
+            e.contains("vip.yaml") && e.contains("spec.virtualRouterID"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,292 @@
+//! The whole agent in standalone mode, end to end: the reference architecture (examples/seed,
+//! translated to the lab's addresses) on two Buoy nodes in network namespaces, two web backends
+//! and a client. Needs root (CI runs it as root).
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use buoy_tests::{
+    backend::{Backend, Behaviour},
+    netlab::{Lab, in_netns},
+    probe::{Probe, report},
+    process::workspace_bin,
+};
+
+use buoy_tests::seed::VIP;
+
+fn vip() -> IpAddr {
+    VIP.parse().unwrap()
+}
+
+fn vip_http() -> SocketAddr {
+    SocketAddr::new(vip(), 80)
+}
+
+struct Setup {
+    lab: Lab,
+    dir: PathBuf,
+    config: PathBuf,
+    agents: [usize; 2],
+    backends: Vec<Backend>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_backend(lab: &Lab, host: &str) -> Backend {
+    let name = host.to_string();
+    in_netns(&lab.host(host).ns, move || {
+        Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+fn setup() -> Setup {
+    let mut lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-standalone", lab.lan));
+    let config = buoy_tests::seed::lab_config(&dir).unwrap();
+    let backends = vec![start_backend(&lab, "web1"), start_backend(&lab, "web2")];
+    let mut agents = [0; 2];
+    for (i, node) in ["lb1", "lb2"].iter().enumerate() {
+        agents[i] = lab
+            .spawn(
+                node,
+                workspace_bin("buoy-agent").to_str().unwrap(),
+                &[
+                    "standalone",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--node-name",
+                    node,
+                    "--threads",
+                    "1",
+                    "--metrics-address",
+                    "127.0.0.1:9901",
+                ],
+            )
+            .unwrap();
+    }
+    let s = Setup {
+        lab,
+        dir,
+        config,
+        agents,
+        backends,
+    };
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "lb1 (priority 100 + 2 for healthy upstreams) should hold the VIP\n{}",
+        s.lab.logs()
+    );
+    s
+}
+
+/// `n` requests from the client through the VIP; who answered each.
+fn served(lab: &Lab, n: usize) -> Vec<String> {
+    in_netns(&lab.host("client").ns, move || {
+        (0..n)
+            .map(|_| {
+                buoy_tests::backend::request(vip_http(), "GET", "/", &[], "")
+                    .map_or_else(|| "failed".to_string(), |r| r.served_by().to_string())
+            })
+            .collect()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn seed_config_serves_both_backends_and_fails_over_when_the_master_link_is_cut() {
+    let s = setup();
+    let answers = served(&s.lab, 20);
+    let web1 = answers.iter().filter(|a| *a == "web1").count();
+    let web2 = answers.iter().filter(|a| *a == "web2").count();
+    assert_eq!(
+        (web1, web2),
+        (10, 10),
+        "round robin over both backends: {answers:?}\n{}",
+        s.lab.logs()
+    );
+
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        vip_http(),
+        Duration::from_millis(10),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cut_at = probe.started().elapsed();
+    s.lab.cut("lb1").unwrap();
+    assert!(
+        s.lab.wait_sole_holder(vip(), "lb2", Duration::from_secs(8)),
+        "lb2 takes over\n{}",
+        s.lab.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = probe.finish();
+    let first_after = samples
+        .iter()
+        .find(|x| x.at > cut_at && x.served_by.is_some())
+        .map(|x| x.at - cut_at);
+    // Master_Down_Interval = 3 × 1 s + skew (256 − 99) / 256 s, plus 100 ms.
+    let bound = Duration::from_millis(3000 + 157 * 1000 / 256 + 100);
+    let failover = first_after.expect("the backup serves");
+    assert!(
+        failover <= bound,
+        "the backup serves {failover:?} after the cut (bound {bound:?})"
+    );
+    eprintln!("link cut: served again by lb2 after {failover:?} (bound {bound:?})");
+
+    // The link comes back: lb1 (higher priority) preempts; exactly one holder.
+    s.lab.restore("lb1").unwrap();
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "{}",
+        s.lab.logs()
+    );
+}
+
+#[test]
+fn sigterm_on_the_master_hands_over_without_a_failed_request() {
+    let mut s = setup();
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        vip_http(),
+        Duration::from_millis(10),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let agent = s.agents[0];
+    s.lab.proc(agent).signal(libc::SIGTERM);
+    assert!(
+        s.lab.wait_sole_holder(vip(), "lb2", Duration::from_secs(8)),
+        "{}",
+        s.lab.logs()
+    );
+    let code = s.lab.proc(agent).wait_exit(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = probe.finish();
+    let r = report(&samples);
+    assert_eq!(code, Some(0), "the agent exits cleanly\n{}", s.lab.logs());
+    assert!(r.total > 50, "{r:?}");
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|x| x.served_by.is_none())
+        .map(|x| x.at)
+        .collect();
+    // Known limit (docs/vrrp.md): a connection whose client packets are in flight at the instant
+    // the new master's gratuitous ARP lands is reset by the new master; the handover itself leaves
+    // no gap. So at most that one request, and never an outage.
+    assert!(
+        r.failed <= 1 && r.longest_outage <= Duration::from_millis(25),
+        "the handover leaves no outage: {r:?} at {failed:?}\n{}",
+        s.lab.logs()
+    );
+    assert!(
+        samples.iter().rev().take(10).all(|x| x.served_by.is_some()),
+        "still served after the handover"
+    );
+    assert_eq!(
+        s.lab.holders(vip()),
+        ["lb2"],
+        "lb1 released the VIP on exit"
+    );
+}
+
+#[test]
+fn a_dead_backend_and_a_bad_reload_do_not_fail_requests() {
+    let mut s = setup();
+    // web2 dies: after passive detection (max_fails 2), no request fails.
+    drop(s.backends.remove(1));
+    let warmup = served(&s.lab, 6);
+    assert!(
+        warmup.iter().all(|a| a == "web1"),
+        "retried on web1: {warmup:?}"
+    );
+    let after = served(&s.lab, 20);
+    assert!(
+        after.iter().all(|a| a == "web1"),
+        "only web1 serves once web2 is marked down: {after:?}"
+    );
+
+    // A bad configuration is rejected; the running one stays and keeps serving.
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        vip_http(),
+        Duration::from_millis(10),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let file = s.config.join("virtualip.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("virtualRouterID: 51", "virtualRouterID: 300"),
+    )
+    .unwrap();
+    let agent = s.agents[0];
+    s.lab.proc(agent).signal(libc::SIGHUP);
+    let rejected = s
+        .lab
+        .proc(agent)
+        .wait_for_line("configuration rejected", Duration::from_secs(5));
+    let line = rejected.unwrap_or_else(|| panic!("{}", s.lab.logs()));
+    assert!(
+        s.lab
+            .proc(agent)
+            .output()
+            .iter()
+            .any(|l| l.contains("spec.virtualRouterID")),
+        "the rejection names the field: {line}\n{}",
+        s.lab.logs()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = probe.finish();
+    let r = report(&samples);
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert_eq!(s.lab.holders(vip()), ["lb1"]);
+
+    // A good change is applied without a restart: a second listener appears.
+    std::fs::write(
+        &file,
+        good.replace(
+            "  listeners:\n",
+            "  listeners:\n    - {name: alt, port: 8080, protocol: HTTP, upstreamPool: test-web}\n",
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alt = SocketAddr::new(vip(), 8080);
+    let ok = loop {
+        let r = in_netns(&s.lab.host("client").ns, move || {
+            buoy_tests::backend::request(alt, "GET", "/", &[], "").map(|r| r.status)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        if r == Some(200) || Instant::now() > deadline {
+            break r == Some(200);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        ok,
+        "the new listener serves after the file changed\n{}",
+        s.lab.logs()
+    );
+}
