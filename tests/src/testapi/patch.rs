@@ -36,6 +36,18 @@ pub fn patch(doc: &mut Value, kind: PatchType, body: &Value) -> Result<(), ApiEr
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(body.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            // As in the API server's JSON patch library, testing a missing path against null
+            // passes (kube-rs's finalizer helper relies on it).
+            let ops: Vec<json_patch::PatchOperation> = ops
+                .0
+                .into_iter()
+                .filter(|op| match op {
+                    json_patch::PatchOperation::Test(t) => {
+                        !(t.value.is_null() && doc.pointer(t.path.as_str()).is_none())
+                    }
+                    _ => true,
+                })
+                .collect();
             json_patch::patch(doc, &ops).map_err(|e| {
                 ApiError::new(
                     422,
