@@ -6,7 +6,6 @@
 
 use std::{
     future::Future,
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,7 +14,7 @@ use std::{
 };
 
 use buoy_crds::VirtualIP;
-use buoy_tests::testapi::{Options, TestApi};
+use buoy_tests::testapi::{Options, TestApi, buoy_crds};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
@@ -49,25 +48,10 @@ async fn start() -> (TestApi, Client) {
     (api, client)
 }
 
-/// Buoy's generated CRDs, as shipped.
-fn buoy_crds() -> Vec<CustomResourceDefinition> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
-    ["virtualips.buoy.io.yaml", "upstreampools.buoy.io.yaml"]
-        .iter()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(dir.join(f)).unwrap();
-            serde_yaml::Deserializer::from_str(&text)
-                .map(|d| serde_yaml::with::singleton_map_recursive::deserialize(d).unwrap())
-                .filter(|v: &Value| !v.is_null())
-                .map(|v| serde_json::from_value(v).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in buoy_crds() {
+    for crd in buoy_crds().unwrap() {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
 }

@@ -34,8 +34,29 @@ use tokio::sync::oneshot;
 pub use server::Shared;
 pub use store::Store;
 
+/// Buoy's generated CustomResourceDefinitions (`crds/*.yaml`), as shipped.
+pub fn buoy_crds() -> Result<Vec<serde_json::Value>, TestApiError> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    let mut out = Vec::new();
+    for file in ["virtualips.buoy.io.yaml", "upstreampools.buoy.io.yaml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TestApiError::Crds(path.clone(), e.to_string()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = <serde_json::Value as serde::Deserialize>::deserialize(doc)
+                .map_err(|e| TestApiError::Crds(path.clone(), e.to_string()))?;
+            if !v.is_null() {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TestApiError {
+    #[error("cannot load {0}: {1}")]
+    Crds(PathBuf, String),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
     #[error("cannot write the kubeconfig {0}: {1}")]

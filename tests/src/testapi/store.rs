@@ -417,9 +417,6 @@ impl Store {
         }
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         self.namespace_check(rt, ns)?;
-        if self.get(rt, ns, &name).is_ok() {
-            return Err(ApiError::already_exists(rt, &name));
-        }
         // Status is the controllers' (except a Node's, which its kubelet registers with).
         if rt.status_subresource
             && rt.kind != "Node"
@@ -431,6 +428,10 @@ impl Store {
             obj["status"] = json!({"phase": "Active"});
         }
         self.validate(rt, &mut obj, None, ctx)?;
+        // As in the API server, validation comes before the storage's existence check.
+        if self.get(rt, ns, &name).is_ok() {
+            return Err(ApiError::already_exists(rt, &name));
+        }
         let (uid, ts) = (self.uid(), now());
         if let Some(m) = meta_mut(&mut obj) {
             for k in [
