@@ -135,6 +135,27 @@ async fn kubeconfig_and_discovery_serve_kube_rs() {
             "{g}/{v} {k} not discovered"
         );
     }
+    // Aggregated discovery (one request per root) finds the same.
+    let aggregated = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (vip, caps) = aggregated
+        .resolve_gvk(&GroupVersionKind::gvk("buoy.io", "v1alpha1", "VirtualIP"))
+        .unwrap();
+    assert_eq!(
+        (vip.plural.as_str(), caps.scope),
+        ("virtualips", kube::discovery::Scope::Namespaced)
+    );
+    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "status"));
+    let (node, caps) = aggregated
+        .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Node"))
+        .unwrap();
+    assert_eq!(
+        (node.plural.as_str(), caps.scope),
+        ("nodes", kube::discovery::Scope::Cluster)
+    );
+
     // A CRD's kinds go away with it.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.delete("upstreampools.buoy.io", &DeleteParams::default())

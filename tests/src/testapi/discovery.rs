@@ -137,3 +137,57 @@ pub fn openapi_group_version(reg: &Registry, group: &str, version: &str) -> Opti
         json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
     )
 }
+
+/// Content type of aggregated discovery responses (clients check it before parsing).
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery (v2).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|t| {
+        t.contains("as=APIGroupDiscoveryList") && t.contains("v=v2") && !t.contains("v=v2beta1")
+    })
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`): of the core group for `/api`, or of every
+/// other group for `/apis`, with each version's resources and subresources.
+pub fn aggregated(reg: &Registry, core: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        reg.groups()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = reg
+                        .in_group_version(g, v)
+                        .map(|rt| {
+                            let kind = json!({"group": g, "version": v, "kind": rt.kind});
+                            let mut subresources = Vec::new();
+                            if rt.status_subresource {
+                                subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+                            }
+                            json!({
+                                "resource": rt.plural,
+                                "responseKind": kind,
+                                "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": rt.singular,
+                                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                                "shortNames": rt.short_names,
+                                "categories": rt.categories,
+                                "subresources": subresources,
+                            })
+                        })
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}

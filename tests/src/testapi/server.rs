@@ -152,6 +152,14 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &[u8]) -> Result<Response<Bo
         ["healthz" | "readyz" | "livez"] if get => {
             Ok(full(StatusCode::OK, "text/plain", b"ok".to_vec()))
         }
+        ["api" | "apis"] if get && discovery::wants_aggregated(header(parts, ACCEPT)) => {
+            let doc = discovery::aggregated(&shared.lock().registry, segs == ["api"]);
+            Ok(full(
+                StatusCode::OK,
+                discovery::AGGREGATED_CONTENT_TYPE,
+                serde_json::to_vec(&doc).unwrap_or_default(),
+            ))
+        }
         ["api"] if get => ok(discovery::core_versions(&shared.addr.to_string())),
         ["apis"] if get => ok(discovery::groups(&shared.lock().registry)),
         ["api", "v1"] if get => discovery::resources(&shared.lock().registry, "", "v1")

@@ -940,6 +940,12 @@ impl Store {
 /// A CRD is established as soon as it is stored: conditions as the real server sets them.
 fn crd_established(crd: &mut Value) {
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    // Unchanged names keep their conditions (and transition times): no spurious update.
+    if crd.pointer("/status/acceptedNames") == Some(&names)
+        && crd.pointer("/status/conditions").is_some()
+    {
+        return;
+    }
     let ts = now();
     crd["status"] = json!({
         "acceptedNames": names,
