@@ -794,6 +794,50 @@ async fn server_side_apply_two_agents_own_their_status_nodes_entries() {
         1,
         "a spec apply leaves status alone"
     );
+
+    // A plain update (here a merge patch) takes ownership of what it changes, so applying a
+    // different value afterwards conflicts with that updater.
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PatchParams::default()
+    };
+    let edited = vips
+        .patch(
+            "web",
+            &edit,
+            &Patch::Merge(json!({"spec": {"interface": "eth7"}})),
+        )
+        .await
+        .unwrap();
+    let entry = edited
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| m.manager.as_deref() == Some("kubectl-edit"))
+        .unwrap();
+    assert_eq!(entry.operation.as_deref(), Some("Update"));
+    assert!(
+        serde_json::to_string(&entry.fields_v1)
+            .unwrap()
+            .contains("f:interface")
+    );
+    let clash = status_of(
+        vips.patch(
+            "web",
+            &PatchParams::apply("buoy-operator"),
+            &Patch::Apply(&with_iface),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(clash.code, 409);
+    assert!(
+        clash.message.contains("conflict with \"kubectl-edit\"")
+            && clash.message.contains(".spec.interface"),
+        "{}",
+        clash.message
+    );
 }
 
 #[tokio::test]
@@ -953,6 +997,14 @@ async fn controller_finalizer_and_event_recorder() {
     })
     .await;
     assert_eq!(recorded.regarding.unwrap().name.as_deref(), Some("web"));
+    // Reconciled again after its own status write: the recorder patches the event into a series.
+    eventually("an event series", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.series.as_ref().is_some_and(|s| s.count >= 2))
+    })
+    .await;
 
     // Deleting waits for the finalizer: cleanup runs, then the object goes.
     vips.delete("web", &DeleteParams::default()).await.unwrap();
@@ -1036,6 +1088,44 @@ async fn garbage_collection_of_owned_objects() {
     })
     .await;
     assert!(cms.get("bystander").await.is_ok());
+
+    // Foreground: the owner waits for its dependents (held here by a finalizer).
+    let owner = cms
+        .create(&PostParams::default(), &cm("fg-owner", json!({})))
+        .await
+        .unwrap();
+    let held: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "fg-child", "finalizers": ["example.com/hold"],
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "fg-owner", "uid": owner.uid().unwrap()}]}})).unwrap();
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    cms.delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = cms.get("fg-owner").await.unwrap();
+    assert!(
+        waiting.metadata.deletion_timestamp.is_some()
+            && waiting
+                .finalizers()
+                .contains(&"foregroundDeletion".to_string())
+    );
+    assert!(
+        cms.get("fg-child")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "fg-child",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the foreground owner goes after its dependent", || async {
+        matches!(cms.get("fg-owner").await, Err(kube::Error::Api(s)) if s.code == 404).then_some(())
+    })
+    .await;
 
     // Orphaning keeps dependents and drops their reference.
     let owner = cms

@@ -1,9 +1,14 @@
-//! The garbage collector (background propagation): an object whose owners are all gone is
-//! deleted; and the namespace controller: a namespace being deleted loses its content, then goes.
+//! The garbage collector: an object whose owners are all gone is deleted (background
+//! propagation); an owner deleted in the foreground goes once its dependents are gone; and the
+//! namespace controller: a namespace being deleted loses its content, then goes.
 
 use serde_json::Value;
 
+use super::apply::Scope;
 use super::store::{DeleteOpts, Store, WriteCtx};
+
+/// The finalizer of foreground deletion.
+pub const FOREGROUND: &str = "foregroundDeletion";
 
 fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
@@ -62,7 +67,69 @@ pub fn sweep(store: &mut Store) -> bool {
             doomed.push((key.clone(), ns, name));
         }
     }
+    // Owners deleted in the foreground: their dependents go first, then the finalizer.
+    let mut releasable = Vec::new();
+    for (key, obj) in store.all() {
+        let deleting_in_foreground = obj.pointer("/metadata/deletionTimestamp").is_some()
+            && obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|x| x == FOREGROUND));
+        if !deleting_in_foreground {
+            continue;
+        }
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let dependents: Vec<(super::resources::ResKey, String, String, bool)> = store
+            .all()
+            .filter(|(_, d)| owner_uids(d).iter().any(|u| u == uid))
+            .map(|(k, d)| {
+                let (ns, name) = ident(d);
+                (
+                    k.clone(),
+                    ns,
+                    name,
+                    d.pointer("/metadata/deletionTimestamp").is_some(),
+                )
+            })
+            .collect();
+        if dependents.is_empty() {
+            releasable.push((key.clone(), obj.clone()));
+        }
+        for (k, ns, name, deleting) in dependents {
+            if !deleting {
+                doomed.push((k, ns, name));
+            }
+        }
+    }
     let mut changed = false;
+    for (key, mut obj) in releasable {
+        let Some(rt) = store.type_of(&key.group, &key.plural) else {
+            continue;
+        };
+        if let Some(f) = obj
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            f.retain(|x| x != FOREGROUND);
+        }
+        let (ns, name) = ident(&obj);
+        let scope = Scope::Main {
+            status_split: rt.status_subresource,
+        };
+        changed |= store
+            .update(
+                &rt,
+                &ns,
+                &name,
+                obj,
+                scope,
+                &WriteCtx::internal("generic-garbage-collector"),
+            )
+            .is_ok();
+    }
     for (key, ns, name) in doomed {
         if let Some(rt) = store.type_of(&key.group, &key.plural) {
             changed |= store
@@ -105,7 +172,7 @@ pub fn orphan_dependents(store: &mut Store, owner_uid: &str) {
             refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
         }
         let (ns, name) = ident(&obj);
-        let scope = super::apply::Scope::Main {
+        let scope = Scope::Main {
             status_split: rt.status_subresource,
         };
         let _ = store.update(

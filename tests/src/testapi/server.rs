@@ -428,6 +428,7 @@ fn resource(
                 .and_then(Value::as_str)
                 .or(q.get("propagationPolicy"));
             let opts = DeleteOpts {
+                foreground: policy == Some("Foreground"),
                 orphan: policy == Some("Orphan")
                     || opts_body.get("orphanDependents").and_then(Value::as_bool) == Some(true),
                 dry_run: q.get("dryRun") == Some("All")

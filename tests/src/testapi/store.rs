@@ -71,6 +71,8 @@ impl WriteCtx {
 #[derive(Clone, Debug, Default)]
 pub struct DeleteOpts {
     pub orphan: bool,
+    /// `propagationPolicy: Foreground`: the owner goes after its dependents.
+    pub foreground: bool,
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
@@ -840,16 +842,26 @@ impl Store {
             let uid = meta_str(&obj, "uid").unwrap_or("").to_string();
             gc::orphan_dependents(self, &uid);
         }
-        let has_finalizers = obj
+        let mut finalizers: Vec<Value> = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
+            .cloned()
+            .unwrap_or_default();
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
-        if has_finalizers || is_namespace {
+        // Foreground deletion is a finalizer that the garbage collector removes once the
+        // dependents are gone.
+        let foreground = opts.foreground && obj.pointer("/metadata/deletionTimestamp").is_none();
+        if foreground && !finalizers.contains(&json!(gc::FOREGROUND)) {
+            finalizers.push(json!(gc::FOREGROUND));
+        }
+        if !finalizers.is_empty() || is_namespace {
             if obj.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(obj);
             }
             let mut new = obj.clone();
+            if foreground {
+                new["metadata"]["finalizers"] = Value::Array(finalizers);
+            }
             new["metadata"]["deletionTimestamp"] = json!(now());
             new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             if is_namespace {
