@@ -174,6 +174,68 @@ async fn kubeconfig_and_discovery_serve_kube_rs() {
 }
 
 #[tokio::test]
+async fn a_cluster_scoped_crd_is_served_at_once() {
+    let (_api, client) = start().await;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1, "default": 3}}},
+                    "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}}]}});
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let created = crds
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(crd).unwrap(),
+        )
+        .await
+        .unwrap();
+    let established = created.status.unwrap().conditions.unwrap_or_default();
+    assert!(
+        established
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
+
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    let w: kube::api::DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {}})).unwrap();
+    let stored = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(stored.data["spec"]["size"], 3, "defaulted");
+    assert_eq!(stored.metadata.namespace, None);
+    let status = widgets
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.data["status"]["ready"], true);
+    assert_eq!(
+        widgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // Not served under a namespace.
+    let namespaced: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar);
+    assert_eq!(
+        status_of(namespaced.list(&ListParams::default()).await.unwrap_err()).code,
+        404
+    );
+}
+
+#[tokio::test]
 async fn crud_system_fields_and_status_errors() {
     let (_api, client) = start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
