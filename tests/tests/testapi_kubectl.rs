@@ -123,6 +123,18 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
         &["test-web", "[\"192.168.60.88\"]"],
         "{table}"
     );
+    // `get -w` gets its events as Tables too.
+    let mut watch = Command::new("kubectl");
+    watch
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args(["get", "virtualips", "--watch"]);
+    let watch = Proc::spawn("kubectl-watch", watch).unwrap();
+    let row = watch
+        .wait_for_line("test-web", Duration::from_secs(10))
+        .expect("the watch shows the VirtualIP");
+    assert!(row.contains("[\"192.168.60.88\"]"), "{row}");
+    drop(watch);
     let short = k.ok(&[
         "get",
         "vip",

@@ -193,6 +193,10 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &[u8]) -> Result<Response<Bo
 /// Parses a JSON or YAML request body.
 fn decode(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
     let ct = header(parts, CONTENT_TYPE);
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        // JSON and YAML only: kubectl's typed imperative commands (`create configmap`) send protobuf.
+        return Err(ApiError::unsupported_media(ct));
+    }
     let v: Value = if ct.contains("yaml") {
         serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?
@@ -288,6 +292,8 @@ fn resource(
                         .get("timeoutSeconds")
                         .and_then(|t| t.parse().ok())
                         .map(Duration::from_secs),
+                    table: wants_table
+                        .then(|| q.get("includeObject").unwrap_or("Metadata").to_string()),
                 };
                 let rx = watch::start(
                     shared,

@@ -21,6 +21,8 @@ pub struct WatchParams {
     pub send_initial_events: bool,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// `Some(includeObject)` when the client asked for Tables (`kubectl get -w`).
+    pub table: Option<String>,
 }
 
 struct Watch {
@@ -28,10 +30,27 @@ struct Watch {
     version: String,
     namespace: Option<String>,
     selector: Selector,
+    table: Option<String>,
     tx: mpsc::Sender<Bytes>,
 }
 
 impl Watch {
+    /// Sends an object event, as a one-row Table when the client asked for Tables.
+    async fn send_object(&self, kind: &str, object: Value) -> bool {
+        let object = match &self.table {
+            Some(include) => {
+                let rv = object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                super::table::table(&self.rt, &self.version, &[object], &rv, include)
+            }
+            None => object,
+        };
+        self.send(kind, object).await
+    }
+
     async fn send(&self, kind: &str, object: Value) -> bool {
         let mut line =
             serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -68,7 +87,7 @@ impl Watch {
             other if now => other.as_str(),
             _ => return true,
         };
-        self.send(kind, Store::present(&self.rt, &ev.object, &self.version))
+        self.send_object(kind, Store::present(&self.rt, &ev.object, &self.version))
             .await
     }
 }
@@ -118,6 +137,7 @@ pub fn start(
         version,
         namespace,
         selector,
+        table: params.table.clone(),
         tx,
     };
     let interval = shared.bookmark_interval;
@@ -131,7 +151,7 @@ pub fn start(
         };
         for obj in &initial {
             if !watch
-                .send("ADDED", Store::present(&watch.rt, obj, &watch.version))
+                .send_object("ADDED", Store::present(&watch.rt, obj, &watch.version))
                 .await
             {
                 return;
