@@ -14,7 +14,7 @@ use std::{
 };
 
 use buoy_crds::VirtualIP;
-use buoy_tests::testapi::{Options, TestApi, buoy_crds};
+use buoy_tests::testapi::{TestApi, buoy_crds};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
@@ -554,11 +554,7 @@ async fn watch_from_a_version_with_bookmarks_resumes_and_expires() {
 
 #[tokio::test]
 async fn watcher_lists_then_watches_and_recovers_from_gone() {
-    let api = TestApi::start_with(Options {
-        history_limit: 3,
-        ..Options::default()
-    })
-    .unwrap();
+    let api = TestApi::start().await.unwrap();
     let client = api.client().unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     cms.create(&PostParams::default(), &cm("before", json!({})))
@@ -601,6 +597,63 @@ async fn watcher_lists_then_watches_and_recovers_from_gone() {
         .await;
         assert!(seen.is_ok(), "watcher missed {name}");
     }
+
+    // A watcher whose version was compacted away relists: its watch (re)starts from its list's
+    // version (no bookmarks move it; timeoutSeconds=1 ends the watch if it was already open),
+    // gets 410 Gone, and starts over.
+    let config = watcher::Config::default().disable_bookmarks().timeout(1);
+    let mut events = watcher(cms.clone(), config).boxed();
+    let mut inits = 0;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let relisted = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.try_next().await {
+                Ok(Some(watcher::Event::Init)) => {
+                    inits += 1;
+                    if inits == 2 {
+                        return;
+                    }
+                }
+                Ok(Some(watcher::Event::InitDone)) if inits == 1 => {
+                    // Other kinds move the resourceVersion on; then the history goes.
+                    let s: Secret =
+                        serde_json::from_value(json!({"metadata": {"generateName": "s-"}}))
+                            .unwrap();
+                    secrets.create(&PostParams::default(), &s).await.unwrap();
+                    api.compact();
+                }
+                // The 410 surfaces as an error before the relist.
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        relisted.is_ok(),
+        "the watcher did not relist after 410 Gone"
+    );
+    drop(events);
+
+    // A reflector (what Controller uses) mirrors the objects.
+    let (reader, writer) = kube::runtime::reflector::store::<ConfigMap>();
+    let reflected = kube::runtime::WatchStreamExt::reflect(
+        watcher(cms.clone(), watcher::Config::default()),
+        writer,
+    );
+    let task = tokio::spawn(reflected.for_each(|_| async {}));
+    let expected = cms.list(&ListParams::default()).await.unwrap().items.len();
+    eventually("the reflector's store", || async {
+        (reader.state().len() == expected).then_some(())
+    })
+    .await;
+    cms.delete("before", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the deletion reflected", || async {
+        (reader.state().len() == expected - 1).then_some(())
+    })
+    .await;
+    task.abort();
 
     // A list with an exact, compacted resourceVersion is 410 Gone.
     let old = cms

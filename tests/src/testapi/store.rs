@@ -426,8 +426,11 @@ impl Store {
         {
             m.remove("status");
         }
-        if rt.kind == "Namespace" && rt.group.is_empty() {
-            obj["status"] = json!({"phase": "Active"});
+        // The initial status the real server's strategies set.
+        match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+            ("", "Pod") => obj["status"] = json!({"phase": "Pending"}),
+            _ => {}
         }
         self.validate(rt, &mut obj, None, ctx)?;
         // As in the API server, validation comes before the storage's existence check.
@@ -967,4 +970,34 @@ fn crd_established(crd: &mut Value) {
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": ts},
         ],
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounded_history_expires_old_versions() {
+        let mut store = Store::new(2);
+        let rt = store.type_of("", "configmaps").unwrap();
+        let ctx = WriteCtx::internal("test");
+        let first = store.resource_version();
+        for name in ["a", "b", "c"] {
+            store
+                .create(&rt, "default", json!({"metadata": {"name": name}}), &ctx)
+                .unwrap();
+        }
+        assert_eq!(store.events_since(&rt.key(), first).unwrap_err().code, 410);
+        let recent = store
+            .events_since(&rt.key(), store.resource_version() - 2)
+            .unwrap();
+        assert_eq!(recent.len(), 2);
+        store.compact();
+        assert!(
+            store
+                .events_since(&rt.key(), store.resource_version())
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
