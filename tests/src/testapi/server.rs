@@ -207,7 +207,7 @@ fn decode(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn write_ctx(parts: &Parts, q: &Query, version: &str) -> WriteCtx {
+fn write_ctx(parts: &Parts, q: &Query) -> WriteCtx {
     // Without fieldManager the API server names the manager after the user agent's program.
     let manager = q
         .get("fieldManager")
@@ -228,7 +228,6 @@ fn write_ctx(parts: &Parts, q: &Query, version: &str) -> WriteCtx {
         } else {
             UnknownFields::Prune
         },
-        version: version.to_string(),
     }
 }
 
@@ -383,19 +382,15 @@ fn resource(
             let obj = decode(parts, body)?;
             let created = shared
                 .lock()
-                .create(&rt, nsname, obj, &write_ctx(parts, &q, version))?;
+                .create(&rt, nsname, obj, &write_ctx(parts, &q))?;
             Ok(json_response(StatusCode::CREATED, &present(&created)))
         }
         (&Method::PUT, Some(name)) => {
             let obj = decode(parts, body)?;
-            let updated = shared.lock().update(
-                &rt,
-                nsname,
-                name,
-                obj,
-                scope,
-                &write_ctx(parts, &q, version),
-            )?;
+            let updated =
+                shared
+                    .lock()
+                    .update(&rt, nsname, name, obj, scope, &write_ctx(parts, &q))?;
             Ok(json_response(StatusCode::OK, &present(&updated)))
         }
         (&Method::PATCH, Some(name)) => {
@@ -407,7 +402,7 @@ fn resource(
                 serde_json::from_slice::<Value>(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid patch body: {e}")))?
             };
-            let mut ctx = write_ctx(parts, &q, version);
+            let mut ctx = write_ctx(parts, &q);
             if kind == PatchType::Apply && q.get("fieldManager").is_none() {
                 ctx.manager = String::new();
             }

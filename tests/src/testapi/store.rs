@@ -52,8 +52,6 @@ pub struct WriteCtx {
     pub manager: String,
     pub dry_run: bool,
     pub unknown: UnknownFields,
-    /// The API version of the request (objects are stored in the preferred one).
-    pub version: String,
 }
 
 impl WriteCtx {
@@ -62,7 +60,6 @@ impl WriteCtx {
             manager: manager.into(),
             dry_run: false,
             unknown: UnknownFields::Prune,
-            version: String::new(),
         }
     }
 }
@@ -310,7 +307,7 @@ impl Store {
             .cloned()
     }
 
-    fn namespace_check(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
+    fn namespace_check(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
         if !rt.namespaced {
             return Ok(());
         }
@@ -325,7 +322,7 @@ impl Store {
                 format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     rt.group_resource(),
-                    ""
+                    name
                 ),
             ));
         }
@@ -368,8 +365,20 @@ impl Store {
         &mut self,
         rt: &ResourceType,
         ns: &str,
+        obj: Value,
+        ctx: &WriteCtx,
+    ) -> Result<Value, ApiError> {
+        self.create_inner(rt, ns, obj, ctx, None)
+    }
+
+    /// Creates; `applied` holds the managedFields of a create by server-side apply.
+    fn create_inner(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
         mut obj: Value,
         ctx: &WriteCtx,
+        applied: Option<Value>,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -418,7 +427,7 @@ impl Store {
             m.remove("namespace");
         }
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
-        self.namespace_check(rt, ns)?;
+        self.namespace_check(rt, ns, &name)?;
         // Status is the controllers' (except a Node's, which its kubelet registers with).
         if rt.status_subresource
             && rt.kind != "Node"
@@ -455,17 +464,20 @@ impl Store {
             crd_established(&mut obj);
         }
         let api_version = rt.api_version(rt.preferred_version());
-        apply::record_update(
-            None,
-            &mut obj,
-            rt.schema(rt.preferred_version()),
-            &ctx.manager,
-            Scope::Main {
-                status_split: false,
-            },
-            &api_version,
-            &ts,
-        );
+        match applied {
+            Some(managed) => obj["metadata"]["managedFields"] = managed,
+            None => apply::record_update(
+                None,
+                &mut obj,
+                rt.schema(rt.preferred_version()),
+                &ctx.manager,
+                Scope::Main {
+                    status_split: false,
+                },
+                &api_version,
+                &ts,
+            ),
+        }
         if ctx.dry_run {
             return Ok(obj);
         }
@@ -511,7 +523,7 @@ impl Store {
                 )],
             ));
         }
-        self.replace(rt, ns, name, old, new, scope, ctx, None)
+        self.replace(rt, ns, name, old, new, scope, ctx, false)
     }
 
     /// PATCH of any type; apply creates the object when it does not exist.
@@ -561,14 +573,13 @@ impl Store {
                     } else if let Some(rv) = old.pointer("/metadata/resourceVersion") {
                         new["metadata"]["resourceVersion"] = rv.clone();
                     }
-                    self.replace(rt, ns, name, old, new, scope, ctx, Some(()))
+                    self.replace(rt, ns, name, old, new, scope, ctx, true)
                 }
                 Err(_) => {
                     let mut new = merged;
                     new["metadata"]["name"] = json!(name);
                     let managed = new.pointer("/metadata/managedFields").cloned();
-                    let created = self.create_with_managed(rt, ns, new, ctx, managed)?;
-                    Ok(created)
+                    self.create_inner(rt, ns, new, ctx, managed)
                 }
             };
         }
@@ -578,53 +589,10 @@ impl Store {
         if !new.is_object() {
             return Err(ApiError::bad_request("the patch must leave an object"));
         }
-        self.replace(rt, ns, name, old, new, scope, ctx, None)
+        self.replace(rt, ns, name, old, new, scope, ctx, false)
     }
 
-    fn create_with_managed(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        obj: Value,
-        ctx: &WriteCtx,
-        managed: Option<Value>,
-    ) -> Result<Value, ApiError> {
-        let created = self.create(
-            rt,
-            ns,
-            obj,
-            &WriteCtx {
-                dry_run: true,
-                ..ctx.clone()
-            },
-        )?;
-        let mut obj = created;
-        if let (Some(m), Some(meta)) = (managed, meta_mut(&mut obj)) {
-            meta.insert("managedFields".into(), m);
-        }
-        if ctx.dry_run {
-            return Ok(obj);
-        }
-        let name = meta_str(&obj, "name").unwrap_or("").to_string();
-        self.rv += 1;
-        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert((ns.to_string(), name), obj.clone());
-        self.emit(
-            rt.key(),
-            ns.to_string(),
-            EventType::Added,
-            obj.clone(),
-            None,
-        );
-        self.crd_hook(rt, &obj, false);
-        self.after_write();
-        Ok(obj)
-    }
-
-    /// The common update path. `applied` is set when managedFields were already computed (apply).
+    /// The common update path. `applied`: managedFields were already computed (server-side apply).
     #[allow(clippy::too_many_arguments)]
     fn replace(
         &mut self,
@@ -635,7 +603,7 @@ impl Store {
         mut new: Value,
         scope: Scope,
         ctx: &WriteCtx,
-        applied: Option<()>,
+        applied: bool,
     ) -> Result<Value, ApiError> {
         if let Some(given) = meta_str(&new, "name")
             && given != name
@@ -668,10 +636,7 @@ impl Store {
                         }
                     }
                 }
-                if let (Some(mf), true) = (
-                    new.pointer("/metadata/managedFields").cloned(),
-                    applied.is_some(),
-                ) {
+                if applied && let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
                     o["metadata"]["managedFields"] = mf;
                 }
                 o
@@ -745,7 +710,7 @@ impl Store {
             crd_established(&mut new);
         }
         let version = rt.preferred_version().to_string();
-        if applied.is_none() {
+        if !applied {
             if let Some(m) = old.pointer("/metadata/managedFields").cloned() {
                 new["metadata"]["managedFields"] = m;
             }
