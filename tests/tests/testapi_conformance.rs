@@ -1484,6 +1484,26 @@ async fn malformed_requests_get_status_errors_not_crashes() {
         .0,
         404
     );
+    // Paths deeper than resource/name/subresource are not served.
+    let node = r#"{"metadata": {"name": "n1"}}"#;
+    let created = raw(&client, "POST", "/api/v1/nodes", "application/json", node).await;
+    assert_eq!(created.0, 201);
+    let status = raw(
+        &client,
+        "GET",
+        "/api/v1/nodes/n1/status",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(status.0, 200);
+    let too_deep = "/api/v1/nodes/n1/status/extra";
+    assert_eq!(
+        raw(&client, "GET", too_deep, "application/json", "")
+            .await
+            .0,
+        404
+    );
     assert_eq!(
         raw(
             &client,

@@ -53,7 +53,7 @@ impl Shared {
     }
 }
 
-/// Serves until `shutdown` fires (or forever when it is dropped without firing... it then fires).
+/// Serves until `shutdown` fires or its sender is dropped.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -244,18 +244,17 @@ fn resource(
         ["namespaces", n, "status" | "finalize"] => {
             (None, "namespaces", Some(*n), rest.get(2).copied())
         }
-        ["namespaces", ns, plural, tail @ ..] => (
+        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => (
             Some(*ns),
             *plural,
             tail.first().copied(),
             tail.get(1).copied(),
         ),
-        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
-        [] => return Err(ApiError::path_not_found()),
+        [plural, tail @ ..] if tail.len() <= 2 => {
+            (None, *plural, tail.first().copied(), tail.get(1).copied())
+        }
+        _ => return Err(ApiError::path_not_found()),
     };
-    if rest.len() > 5 {
-        return Err(ApiError::path_not_found());
-    }
     let rt: ResourceType = shared
         .lock()
         .registry
