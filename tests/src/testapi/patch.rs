@@ -57,7 +57,7 @@ pub fn patch(doc: &mut Value, kind: PatchType, body: &Value) -> Result<(), ApiEr
             })
         }
         PatchType::Strategic => {
-            strategic(doc, body, "");
+            strategic(doc, body);
             Ok(())
         }
         PatchType::Apply => Err(ApiError::bad_request("apply is not a merge patch")),
@@ -87,7 +87,7 @@ fn merges_primitives(field: &str) -> bool {
     field == "finalizers"
 }
 
-fn strategic(doc: &mut Value, patch: &Value, field: &str) {
+fn strategic(doc: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *doc = patch.clone();
         return;
@@ -104,7 +104,6 @@ fn strategic(doc: &mut Value, patch: &Value, field: &str) {
     let Some(d) = doc.as_object_mut() else {
         return;
     };
-    let _ = field;
     for (k, v) in p {
         // Ordering and retain-keys hints change nothing in what is stored.
         if k.starts_with("$setElementOrder/") || k == "$retainKeys" || k == "$patch" {
@@ -134,7 +133,7 @@ fn strategic(doc: &mut Value, patch: &Value, field: &str) {
                     *cur = items.clone();
                 }
             }
-            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic(cur, v, k),
+            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic(cur, v),
             _ => {
                 let mut fresh = v.clone();
                 strip_directives(&mut fresh);
@@ -154,7 +153,7 @@ fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) {
                 cur.remove(i);
             }
             (None, Some("delete")) => {}
-            (Some(i), _) => strategic(&mut cur[i], item, ""),
+            (Some(i), _) => strategic(&mut cur[i], item),
             (None, _) => {
                 let mut fresh = item.clone();
                 strip_directives(&mut fresh);
