@@ -315,12 +315,35 @@ async fn crud_system_fields_and_status_errors() {
 
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     assert_eq!(status_of(cms.get("a").await.unwrap_err()).code, 404);
+
+    // deletecollection, with a selector.
+    for (name, tier) in [("x1", "cache"), ("x2", "cache"), ("x3", "db")] {
+        let labelled: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"tier": tier}}}))
+                .unwrap();
+        cms.create(&PostParams::default(), &labelled).await.unwrap();
+    }
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=cache"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default().labels("tier"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(left, vec!["x3"]);
 }
 
 #[tokio::test]
 async fn generation_follows_spec_and_status_is_a_subresource() {
-    let (_api, client) = start().await;
-    install_crds(&client).await;
+    let (api, client) = start().await;
+    api.install_buoy_crds().unwrap();
     let vips: Api<VirtualIP> = Api::default_namespaced(client.clone());
     let mut v = vip("web", &["10.0.0.1"]);
     v.status = Some(serde_json::from_value(json!({"master": "sneaky"})).unwrap());

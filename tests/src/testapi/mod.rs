@@ -57,6 +57,8 @@ pub fn buoy_crds() -> Result<Vec<serde_json::Value>, TestApiError> {
 pub enum TestApiError {
     #[error("cannot load {0}: {1}")]
     Crds(PathBuf, String),
+    #[error("cannot install Buoy's CRDs: {0}")]
+    Install(String),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
     #[error("cannot write the kubeconfig {0}: {1}")]
@@ -188,6 +190,22 @@ impl TestApi {
     /// Direct access to the objects (for assertions and for simulating events).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.shared.lock())
+    }
+
+    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool).
+    pub fn install_buoy_crds(&self) -> Result<(), TestApiError> {
+        let crds = buoy_crds()?;
+        self.with_store(|store| {
+            let rt = store
+                .type_of("apiextensions.k8s.io", "customresourcedefinitions")
+                .ok_or_else(|| TestApiError::Install("no CustomResourceDefinition kind".into()))?;
+            for crd in crds {
+                store
+                    .create(&rt, "", crd, &store::WriteCtx::internal("buoy-testapi"))
+                    .map_err(|e| TestApiError::Install(e.message))?;
+            }
+            Ok(())
+        })
     }
 
     /// Forgets the event history: watches from any earlier resourceVersion get 410 Gone.
