@@ -1,5 +1,5 @@
-//! The DaemonSet scheduler shim: for each Node matching a DaemonSet's node selector and
-//! tolerations, a Pod bound to that node (never run: the e2e harness starts agents itself), and
+//! The DaemonSet scheduler shim: for each Node matching a DaemonSet's node selector, required
+//! node affinity and tolerations, a Pod bound to that node (never run: the e2e harness starts agents itself), and
 //! the DaemonSet's status counts. Pods of nodes that no longer qualify, or of an older template
 //! generation, are deleted.
 
@@ -26,6 +26,72 @@ fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     })
 }
 
+/// Taints every DaemonSet pod tolerates: the DaemonSet controller adds these tolerations.
+const DAEMON_TOLERATED: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/unschedulable",
+];
+
+/// One `matchExpressions`/`matchFields` requirement of a node selector term.
+fn requirement_ok(req: &Value, value: Option<&str>) -> bool {
+    let values: Vec<&str> = req
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let number = |x: &str| x.parse::<i64>().ok();
+    match s(req, "/operator") {
+        "In" => value.is_some_and(|v| values.contains(&v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(b)) if v > b)
+        }
+        "Lt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(b)) if v < b)
+        }
+        _ => false,
+    }
+}
+
+/// `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`: any term, each of
+/// whose requirements hold (label expressions, and `metadata.name` fields).
+fn node_affinity_ok(pod_spec: &Value, node: &Value) -> bool {
+    let Some(terms) = pod_spec
+        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    let list = |term: &Value, k: &str| {
+        term.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    terms.iter().any(|term| {
+        let (exprs, fields) = (list(term, "matchExpressions"), list(term, "matchFields"));
+        // An empty term selects nothing, as in the scheduler.
+        !(exprs.is_empty() && fields.is_empty())
+            && exprs.iter().all(|e| {
+                let label = node
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(s(e, "/key")))
+                    .and_then(Value::as_str);
+                requirement_ok(e, label)
+            })
+            && fields.iter().all(|f| {
+                let field = (s(f, "/key") == "metadata.name").then(|| s(node, "/metadata/name"));
+                requirement_ok(f, field)
+            })
+    })
+}
+
 fn eligible(ds: &Value, node: &Value) -> bool {
     let pod_spec = ds
         .pointer("/spec/template/spec")
@@ -44,7 +110,8 @@ fn eligible(ds: &Value, node: &Value) -> bool {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    // DaemonSet pods tolerate unschedulable nodes; NoSchedule and NoExecute taints need tolerations.
+    let host_network = pod_spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    // NoSchedule and NoExecute taints need tolerations, except those every daemon tolerates.
     let taints_ok = node
         .pointer("/spec/taints")
         .and_then(Value::as_array)
@@ -52,9 +119,13 @@ fn eligible(ds: &Value, node: &Value) -> bool {
             taints
                 .iter()
                 .filter(|t| s(t, "/effect") != "PreferNoSchedule")
+                .filter(|t| !DAEMON_TOLERATED.contains(&s(t, "/key")))
+                .filter(|t| {
+                    !(host_network && s(t, "/key") == "node.kubernetes.io/network-unavailable")
+                })
                 .all(|t| tolerates(&tolerations, t))
         });
-    selector_ok && taints_ok
+    selector_ok && taints_ok && node_affinity_ok(&pod_spec, node)
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -184,4 +255,76 @@ pub fn reconcile(store: &mut Store) -> bool {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(spec: Value) -> Value {
+        json!({"spec": {"template": {"spec": spec}}})
+    }
+
+    #[test]
+    fn node_selection_follows_affinity_and_taints() {
+        let node = json!({"metadata": {"name": "n1", "labels": {"zone": "a", "cores": "8"}},
+            "spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}});
+        let affinity = |terms: Value| {
+            ds(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}),
+            )
+        };
+        assert!(
+            eligible(&ds(json!({})), &node),
+            "daemons tolerate unschedulable nodes"
+        );
+        assert!(eligible(
+            &affinity(
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}])
+            ),
+            &node
+        ));
+        assert!(!eligible(
+            &affinity(
+                json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}])
+            ),
+            &node
+        ));
+        assert!(eligible(
+            &affinity(
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}])
+            ),
+            &node
+        ));
+        assert!(eligible(
+            &affinity(
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])
+            ),
+            &node
+        ));
+        assert!(!eligible(
+            &affinity(
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])
+            ),
+            &node
+        ));
+        assert!(
+            !eligible(&affinity(json!([{}])), &node),
+            "an empty term selects nothing"
+        );
+        let tainted = json!({"metadata": {"name": "n2"}, "spec": {"taints": [{"key": "dedicated", "value": "lb", "effect": "NoExecute"}]}});
+        assert!(!eligible(&ds(json!({})), &tainted));
+        assert!(eligible(
+            &ds(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "lb"}]})),
+            &tainted
+        ));
+        assert!(!eligible(
+            &ds(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db"}]})),
+            &tainted
+        ));
+        assert!(eligible(
+            &ds(json!({"tolerations": [{"operator": "Exists"}]})),
+            &tainted
+        ));
+    }
 }
