@@ -135,6 +135,80 @@ pub fn validate_value<K: CustomResourceExt>(object: &Value) -> Result<(), Valida
     }
 }
 
+thread_local! {
+    // Schemas of arbitrary CRDs (the API test server's), compiled once per distinct schema text.
+    static COMPILED_BY_TEXT: RefCell<HashMap<String, Rc<kcel::CompiledSchema>>> = RefCell::new(HashMap::new());
+}
+
+fn compiled_for(schema: &Value) -> Rc<kcel::CompiledSchema> {
+    let key = schema.to_string();
+    COMPILED_BY_TEXT.with(|c| {
+        c.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Rc::new(kcel::compile_schema(schema)))
+            .clone()
+    })
+}
+
+/// Validates a whole custom object against a CRD version's `openAPIV3Schema`, as the API server
+/// does on create and update: schema `default`s are applied, then the structural schema is checked
+/// (unknown fields rejected or pruned per `unknown`), then, if that passed, the
+/// `x-kubernetes-validations` CEL rules (with `old` for transition rules). Unlike
+/// [`validate_value`], status is validated too. On success `object` holds the defaulted, pruned
+/// object; field paths are the same as [`validate_value`]'s (`spec.vrrp.version`).
+pub fn validate_against_schema(
+    schema: &Value,
+    object: &mut Value,
+    old: Option<&Value>,
+    unknown: UnknownFields,
+) -> Result<(), ValidationErrors> {
+    let mut errors = validate_metadata(object.get("metadata"));
+    let Some(map) = object.as_object_mut() else {
+        return Err(ValidationErrors(vec![FieldError::new(
+            "",
+            "must be an object".to_string(),
+        )]));
+    };
+    // apiVersion, kind and metadata are the server's business, not the schema's.
+    let envelope: Vec<(String, Value)> = ["apiVersion", "kind", "metadata"]
+        .iter()
+        .filter_map(|k| map.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let mut body = kcel::apply_defaults(schema, &Value::Object(std::mem::take(map)));
+    errors.extend(structural::validate(schema, &mut body, "", unknown));
+    if errors.is_empty() {
+        let old_body = old.map(|o| {
+            let mut o = o.clone();
+            if let Some(m) = o.as_object_mut() {
+                for k in ["apiVersion", "kind", "metadata"] {
+                    m.remove(k);
+                }
+            }
+            o
+        });
+        if let Err(cel_errors) =
+            kcel::validate_compiled(&compiled_for(schema), &body, old_body.as_ref())
+        {
+            errors.extend(
+                cel_errors
+                    .iter()
+                    .map(|e| FieldError::new(&e.field_path, e.message.clone())),
+            );
+        }
+    }
+    if let Value::Object(body) = body {
+        *map = body;
+    }
+    for (k, v) in envelope {
+        map.insert(k, v);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
 fn validate_metadata(metadata: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let name = metadata.and_then(|m| m.get("name"));

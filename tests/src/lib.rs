@@ -1,5 +1,5 @@
 //! Buoy's test infrastructure: the network-namespace lab, traffic probes, process guards, and
-//! (later) the Kubernetes API test server and benchmarks.
+//! the Kubernetes API test server (`testapi`) and benchmarks.
 
 pub mod backend;
 pub mod keepalived;
@@ -7,6 +7,7 @@ pub mod netlab;
 pub mod probe;
 pub mod process;
 pub mod seed;
+pub mod testapi;
 
 /// A `--name VALUE` flag of a bench command, or `default`.
 pub fn bench_flag<T: std::str::FromStr>(name: &str, default: T) -> T {

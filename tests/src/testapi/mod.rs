@@ -1,0 +1,238 @@
+//! An in-memory Kubernetes API server for tests: the REST and watch protocol that kube-rs and
+//! kubectl speak, faithfully enough that controllers, watchers, finalizers and server-side apply
+//! behave as against a real cluster. Test infrastructure, never shipped.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = buoy_tests::testapi::TestApi::start().await?;
+//! let client = api.client()?;
+//! # Ok(()) }
+//! ```
+
+pub mod apply;
+pub mod daemonset;
+pub mod discovery;
+pub mod error;
+pub mod gc;
+pub mod kubeconfig;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selectors;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use server::Shared;
+pub use store::Store;
+
+/// Buoy's generated CustomResourceDefinitions (`crds/*.yaml`), as shipped.
+pub fn buoy_crds() -> Result<Vec<serde_json::Value>, TestApiError> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    let mut out = Vec::new();
+    for file in ["virtualips.buoy.io.yaml", "upstreampools.buoy.io.yaml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TestApiError::Crds(path.clone(), e.to_string()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = <serde_json::Value as serde::Deserialize>::deserialize(doc)
+                .map_err(|e| TestApiError::Crds(path.clone(), e.to_string()))?;
+            if !v.is_null() {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestApiError {
+    #[error("cannot load {0}: {1}")]
+    Crds(PathBuf, String),
+    #[error("cannot install Buoy's CRDs: {0}")]
+    Install(String),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error("cannot write the kubeconfig {0}: {1}")]
+    Kubeconfig(PathBuf, std::io::Error),
+    #[error("cannot start the server thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the server thread stopped before it was ready")]
+    NotReady,
+    #[error("kube client: {0}")]
+    Client(String),
+}
+
+/// Settings of a test server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where to write the kubeconfig; None: a fresh temporary file, removed on drop.
+    pub kubeconfig: Option<PathBuf>,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// How many events the history keeps for watches that resume (older: 410 Gone).
+    pub history_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig: None,
+            bookmark_interval: Duration::from_secs(1),
+            history_limit: 10_000,
+        }
+    }
+}
+
+/// A running test server on its own thread and runtime (so it serves whatever the test's own
+/// runtime does, even blocking calls). Stopped on drop.
+pub struct TestApi {
+    shared: Arc<Shared>,
+    kubeconfig: PathBuf,
+    temporary: Option<PathBuf>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApi {
+    pub async fn start() -> Result<TestApi, TestApiError> {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts the server (blocking only until it listens).
+    pub fn start_with(opts: Options) -> Result<TestApi, TestApiError> {
+        let std_listener =
+            std::net::TcpListener::bind(opts.listen).map_err(TestApiError::Listen)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(TestApiError::Listen)?;
+        let addr = std_listener.local_addr().map_err(TestApiError::Listen)?;
+        let (kubeconfig, temporary) = match opts.kubeconfig {
+            Some(p) => (p, None),
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "buoy-testapi-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                ));
+                (dir.join("kubeconfig"), Some(dir))
+            }
+        };
+        kubeconfig::write(&kubeconfig, addr)
+            .map_err(|e| TestApiError::Kubeconfig(kubeconfig.clone(), e))?;
+        let shared = Arc::new(Shared::new(
+            addr,
+            opts.bookmark_interval,
+            opts.history_limit,
+        ));
+        let (tx, rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("buoy-testapi".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let _ = ready_tx.send(());
+                    server::serve(listener, thread_shared, rx).await;
+                });
+                // Open watches end with the runtime.
+                rt.shutdown_background();
+            })
+            .map_err(TestApiError::Thread)?;
+        ready_rx.recv().map_err(|_| TestApiError::NotReady)?;
+        Ok(TestApi {
+            shared,
+            kubeconfig,
+            temporary,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A kube-rs client for this server (default namespace `default`).
+    pub fn client(&self) -> Result<kube::Client, TestApiError> {
+        let url = format!("http://{}", self.addr())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TestApiError::Client(e.to_string()))?;
+        let config = kube::Config::new(url);
+        kube::Client::try_from(config).map_err(|e| TestApiError::Client(e.to_string()))
+    }
+
+    /// Direct access to the objects (for assertions and for simulating events).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+
+    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool).
+    pub fn install_buoy_crds(&self) -> Result<(), TestApiError> {
+        let crds = buoy_crds()?;
+        self.with_store(|store| {
+            let rt = store
+                .type_of("apiextensions.k8s.io", "customresourcedefinitions")
+                .ok_or_else(|| TestApiError::Install("no CustomResourceDefinition kind".into()))?;
+            for crd in crds {
+                store
+                    .create(&rt, "", crd, &store::WriteCtx::internal("buoy-testapi"))
+                    .map_err(|e| TestApiError::Install(e.message))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the event history: watches from any earlier resourceVersion get 410 Gone.
+    pub fn compact(&self) {
+        self.shared.lock().compact();
+    }
+
+    /// Requests to paths the server does not serve, as `METHOD URI`.
+    pub fn unknown_paths(&self) -> Vec<String> {
+        self.shared
+            .unknown_paths
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(dir) = &self.temporary {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! kubectl (Debian's kubernetes-client) against the standalone `buoy-testapi` binary: apply
+//! Buoy's CRDs and the seed example, get with the CRDs' printer columns, and delete.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use buoy_tests::process::Proc;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// Runs kubectl; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG");
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .expect("kubectl is installed (.ci/run installs kubernetes-client)");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args, None);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+}
+
+#[test]
+fn kubectl_applies_gets_and_deletes_buoy_objects() {
+    let dir = std::env::temp_dir().join(format!("buoy-testapi-kubectl-{}", std::process::id()));
+    let kubeconfig = dir.join("kubeconfig");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_buoy-testapi"));
+    cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig);
+    let server = Proc::spawn("buoy-testapi", cmd).unwrap();
+    let line = server
+        .wait_for_line("listening on ", Duration::from_secs(10))
+        .expect("the server announces its address");
+    let addr = line.trim_start_matches("listening on ").trim();
+    assert!(
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .contains(&format!("server: http://{addr}"))
+    );
+    let k = Kubectl { kubeconfig };
+
+    let crds = repo().join("crds");
+    let out = k.ok(&[
+        "apply",
+        "-f",
+        crds.join("virtualips.buoy.io.yaml").to_str().unwrap(),
+        "-f",
+        crds.join("upstreampools.buoy.io.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/virtualips.buoy.io created"),
+        "{out}"
+    );
+
+    let seed = repo().join("examples/seed");
+    let seed = seed.to_str().unwrap();
+    let out = k.ok(&["apply", "-f", seed]);
+    for created in [
+        "secret/vrrp-auth created",
+        "upstreampool.buoy.io/test-web created",
+        "virtualip.buoy.io/test-web created",
+    ] {
+        assert!(out.contains(created), "{out}");
+    }
+    let again = k.ok(&["apply", "-f", seed]);
+    assert!(
+        again.contains("virtualip.buoy.io/test-web unchanged"),
+        "{again}"
+    );
+
+    // The CRD's printer columns, in a Table the server builds.
+    let table = k.ok(&["get", "virtualips"]);
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        vec!["NAME", "ADDRESSES", "VRID", "MASTER", "READY", "AGE"],
+        "{table}"
+    );
+    assert_eq!(
+        &lines[1][..2],
+        &["test-web", "[\"192.168.60.88\"]"],
+        "{table}"
+    );
+    // `get -w` gets its events as Tables too.
+    let mut watch = Command::new("kubectl");
+    watch
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args(["get", "virtualips", "--watch"]);
+    let watch = Proc::spawn("kubectl-watch", watch).unwrap();
+    let row = watch
+        .wait_for_line("test-web", Duration::from_secs(10))
+        .expect("the watch shows the VirtualIP");
+    assert!(row.contains("[\"192.168.60.88\"]"), "{row}");
+    drop(watch);
+    let short = k.ok(&[
+        "get",
+        "vip",
+        "test-web",
+        "-o",
+        "jsonpath={.spec.vrrp.version} {.spec.vrrp.gratuitousARP.repeat}",
+    ]);
+    assert_eq!(short, "2 5", "stored with the schema's defaults");
+
+    // A change is applied (a merge patch for custom resources).
+    let changed = std::fs::read_to_string(repo().join("examples/seed/virtualip.yaml"))
+        .unwrap()
+        .replace("virtualRouterID: 51", "virtualRouterID: 52");
+    let (ok, out, err) = k.run(&["apply", "-f", "-"], Some(&changed));
+    assert!(
+        ok && out.contains("virtualip.buoy.io/test-web configured"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "vip",
+            "test-web",
+            "-o",
+            "jsonpath={.spec.virtualRouterID}"
+        ]),
+        "52"
+    );
+
+    // An invalid object is refused with its field path.
+    let bad = changed.replace("virtualRouterID: 52", "virtualRouterID: 300");
+    let (ok, _, err) = k.run(&["apply", "-f", "-"], Some(&bad));
+    assert!(
+        !ok && err.contains(
+            "spec.virtualRouterID: Invalid value: 300: must be less than or equal to 255"
+        ),
+        "{err}"
+    );
+
+    let out = k.ok(&["delete", "-f", seed]);
+    assert!(
+        out.contains("virtualip.buoy.io \"test-web\" deleted"),
+        "{out}"
+    );
+    let (_, out, err) = k.run(&["get", "virtualips,upstreampools"], None);
+    assert!(
+        out.is_empty() && err.contains("No resources found"),
+        "{out}{err}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
