@@ -6,6 +6,7 @@ pub mod crdgen;
 pub mod duration;
 pub mod manifest;
 pub mod names;
+pub mod placement;
 pub mod reference;
 pub mod structural;
 pub mod upstreampool;

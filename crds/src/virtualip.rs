@@ -499,6 +499,10 @@ pub struct NodeStatus {
     /// Why the node is in this state (for Fault: what failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Whether every listener of this VirtualIP has an open socket and a healthy backend on
+    /// this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
     /// Routers outside this VirtualIP that this node saw using its VRID (another address list,
     /// version or password, or not a configured peer): a VRID collision. Their adverts are
     /// dropped; the operator reports them and avoids the VRID when it allocates.
