@@ -35,6 +35,8 @@ pub struct VipStatus {
     pub since: SystemTime,
     /// Routers seen using our router ID that are not ours.
     pub collisions: BTreeMap<IpAddr, String>,
+    /// Every listener is open and has a healthy backend on this node.
+    pub serving: bool,
 }
 
 /// The status of every VirtualIP of the node, by `namespace/name`.
@@ -122,13 +124,11 @@ impl Agent {
             if let Some(r) = self.running.remove(&key) {
                 info!(virtualip = %key, "stopping the VRRP instance (handing over)");
                 let _ = r.shutdown.send(1);
-                stopping.push((key, r.task));
+                stopping.push((key, r.shutdown, r.task));
             }
         }
-        for (key, task) in stopping {
-            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
-                warn!(virtualip = %key, "the instance did not stop in time");
-            }
+        for (key, shutdown, task) in stopping {
+            stop_instance(&key, &shutdown, task).await;
             if !desired.vips.contains_key(&key) {
                 self.status.send_modify(|s| {
                     s.remove(&key);
@@ -216,12 +216,20 @@ impl Agent {
     }
 
     fn refresh_data_path(&self) {
-        for r in self.running.values() {
+        for (key, r) in &self.running {
             let now = self.proxy.data_path(&r.plan.listeners);
             r.data_path.send_if_modified(|d| {
                 let changed = *d != now;
                 *d = now;
                 changed
+            });
+            let serving = now.listening && now.upstreams_healthy;
+            self.status.send_if_modified(|all| match all.get_mut(key) {
+                Some(s) if s.serving != serving => {
+                    s.serving = serving;
+                    true
+                }
+                _ => false,
             });
         }
     }
@@ -233,9 +241,7 @@ impl Agent {
             let _ = r.shutdown.send(1);
         }
         for (key, r) in std::mem::take(&mut self.running) {
-            if tokio::time::timeout(STOP_GRACE, r.task).await.is_err() {
-                warn!(virtualip = %key, "the instance did not stop in time");
-            }
+            stop_instance(&key, &r.shutdown, r.task).await;
         }
         self.proxy.stop_listening().await;
         let deadline = tokio::time::Instant::now() + grace;
@@ -246,6 +252,23 @@ impl Agent {
             open = self.proxy.open_connections(),
             "stopped; every virtual address released"
         );
+    }
+}
+
+/// Waits for a stopping instance; past the grace period it is told to stop at once (its
+/// handover may wait up to 4 adverts of a long interval), and finally aborted.
+async fn stop_instance(key: &str, shutdown: &watch::Sender<u32>, mut task: JoinHandle<()>) {
+    if tokio::time::timeout(STOP_GRACE, &mut task).await.is_ok() {
+        return;
+    }
+    warn!(virtualip = %key, "the handover takes too long; stopping at once");
+    let _ = shutdown.send(2);
+    if tokio::time::timeout(Duration::from_secs(2), &mut task)
+        .await
+        .is_err()
+    {
+        warn!(virtualip = %key, "the instance did not stop; aborting it");
+        task.abort();
     }
 }
 
@@ -262,6 +285,7 @@ fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
         reason: String::new(),
         since: SystemTime::now(),
         collisions: BTreeMap::new(),
+        serving: false,
     });
     match event {
         InstanceEvent::StateChanged {

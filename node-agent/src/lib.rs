@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod agent;
+pub mod cluster;
 pub mod config;
+pub mod endpoints;
 pub mod files;
 pub mod net;
 pub mod node;

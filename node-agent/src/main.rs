@@ -52,9 +52,32 @@ enum Command {
     /// when a file changes (a bad new configuration is rejected; the running one stays). SIGTERM
     /// hands every VIP over to a backup, drains connections and exits.
     Standalone(StandaloneArgs),
+    /// Run the agent in a Kubernetes cluster: every VirtualIP that selects this node (and, with
+    /// `--placement`, belongs to that placement), from the API; status in `status.nodes[]`,
+    /// Events on state changes. SIGTERM hands every VIP over, drains connections and exits.
+    Run(RunArgs),
     /// Run one VRRP instance only, for debugging (like `keepalived --vrrp`). Logs every state change
     /// as a line with `state=MASTER|BACKUP|FAULT`; SIGTERM or SIGINT hands over gracefully.
     Vrrp(VrrpArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// This node's name (the Kubernetes Node; the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Serve only VirtualIPs of this placement (set by the operator on each agent DaemonSet).
+    #[arg(long)]
+    placement: Option<String>,
+    /// Proxy worker threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where to serve /metrics, /healthz, /readyz and /status; `off` to disable.
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    metrics_address: String,
+    /// On SIGTERM, how long open client connections may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +153,10 @@ fn main() -> ExitCode {
             init_logging();
             exit_code(runtime(threads).and_then(|rt| rt.block_on(proxy(&configs))))
         }
+        Command::Run(args) => {
+            init_logging();
+            exit_code(runtime(args.threads).and_then(|rt| rt.block_on(run(args))))
+        }
         Command::Standalone(args) => {
             init_logging();
             exit_code(runtime(args.threads).and_then(|rt| rt.block_on(standalone(args))))
@@ -183,7 +210,7 @@ fn hostname() -> String {
 }
 
 async fn standalone(args: StandaloneArgs) -> Result<()> {
-    use buoy_agent::{admin, agent::Agent, files::Files, node::NodeIdentity};
+    use buoy_agent::{agent::Agent, files::Files, node::NodeIdentity};
     let name = args.node_name.unwrap_or_else(hostname);
     let mut labels: std::collections::BTreeMap<String, String> =
         args.node_labels.into_iter().collect();
@@ -202,19 +229,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         .load()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let mut agent = Agent::new();
-    let admin = Arc::new(admin::Admin {
-        ready: std::sync::atomic::AtomicBool::new(false),
-        status: agent.status(),
-    });
-    if args.metrics_address != "off" {
-        let addr: std::net::SocketAddr = args
-            .metrics_address
-            .parse()
-            .with_context(|| format!("--metrics-address {:?}", args.metrics_address))?;
-        admin::serve(addr, admin.clone())
-            .await
-            .with_context(|| format!("serving metrics on {addr}"))?;
-    }
+    let admin = serve_admin(&args.metrics_address, &agent).await?;
     info!(node = %name, virtualips = desired.vips.len(), listeners = desired.proxy.listeners.len(), "starting");
     agent.apply(desired).await;
     admin
@@ -236,15 +251,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
             _ = poll.tick() => (files.fingerprint() != fingerprint).then_some("a file changed"),
             _ = tick.tick() => {
                 agent.tick().await;
-                let status = agent.status().borrow().clone();
-                let stats = agent.stats();
-                for (key, s) in &stats {
-                    buoy_agent::vrrp::metrics::record(key, status.get(key), s);
-                }
-                for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
-                    buoy_agent::vrrp::metrics::forget(gone);
-                }
-                exported = stats.into_keys().collect();
+                export_metrics(&agent, &mut exported);
                 None
             }
         };
@@ -271,6 +278,112 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     }
     info!("stopping: handing over every virtual address");
     agent.shutdown(args.drain_timeout).await;
+    Ok(())
+}
+
+/// Copies the instances' status and counters into the metrics.
+fn export_metrics(
+    agent: &buoy_agent::agent::Agent,
+    exported: &mut std::collections::BTreeSet<String>,
+) {
+    let status = agent.status().borrow().clone();
+    let stats = agent.stats();
+    for (key, s) in &stats {
+        buoy_agent::vrrp::metrics::record(key, status.get(key), s);
+    }
+    for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
+        buoy_agent::vrrp::metrics::forget(gone);
+    }
+    *exported = stats.into_keys().collect();
+}
+
+async fn serve_admin(
+    address: &str,
+    agent: &buoy_agent::agent::Agent,
+) -> Result<Arc<buoy_agent::admin::Admin>> {
+    let admin = Arc::new(buoy_agent::admin::Admin {
+        ready: std::sync::atomic::AtomicBool::new(false),
+        status: agent.status(),
+    });
+    if address != "off" {
+        let addr: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("--metrics-address {address:?}"))?;
+        buoy_agent::admin::serve(addr, admin.clone())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
+    Ok(admin)
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    use buoy_agent::{agent::Agent, cluster};
+    use tokio::signal::unix::{SignalKind, signal};
+    let identity = cluster::Identity {
+        node: args.node_name.clone(),
+        placement: args.placement.clone(),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster, or KUBECONFIG)")?;
+    let mut agent = Agent::new();
+    let admin = serve_admin(&args.metrics_address, &agent).await?;
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let stores = cluster::watch_all(&client, &identity, changed.clone());
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    info!(node = %identity.node, placement = ?identity.placement, "waiting for the first list of every watched kind");
+    tokio::select! {
+        () = stores.ready() => {}
+        _ = sigterm.recv() => return Ok(()),
+        _ = sigint.recv() => return Ok(()),
+    }
+    let reporter = tokio::spawn(cluster::report_status(
+        client.clone(),
+        identity.clone(),
+        stores.clone(),
+        agent.status(),
+        std::time::Duration::from_millis(500),
+    ));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut exported = Default::default();
+    let mut logged = Default::default();
+    let mut applied: Option<buoy_agent::node::NodeConfig> = None;
+    let mut replan = true;
+    loop {
+        if replan {
+            // Let a burst of changes settle into one plan.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let (desired, errors) = cluster::desired(&client, &identity, &stores).await;
+            cluster::log_plan_errors(&errors, &mut logged);
+            if applied.as_ref() != Some(&desired) {
+                info!(
+                    virtualips = desired.vips.len(),
+                    listeners = desired.proxy.listeners.len(),
+                    "applying the node's configuration"
+                );
+                agent.apply(desired.clone()).await;
+                applied = Some(desired);
+            }
+            admin
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            replan = false;
+        }
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            () = changed.notified() => replan = true,
+            _ = tick.tick() => {
+                agent.tick().await;
+                export_metrics(&agent, &mut exported);
+            }
+        }
+    }
+    info!("stopping: handing over every virtual address");
+    reporter.abort();
+    agent.shutdown(args.drain_timeout).await;
+    cluster::clear_entries(&client, &identity, &stores).await;
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub const DEFAULT_PRIORITY: u8 = 100;
 /// a JSON object `{"node": priority, …}`.
 pub const PRIORITIES_ANNOTATION: &str = "buoy.io/priorities";
 
+/// Annotation by which the operator marks a VirtualIP that clashes with an earlier one (same
+/// address, router ID on an interface, or port): agents do not serve it.
+pub const CONFLICT_ANNOTATION: &str = "buoy.io/conflict";
+
 /// Who this node is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -148,7 +152,12 @@ pub fn plan(
                 continue;
             }
         }
-        if vip.metadata.deletion_timestamp.is_some() {
+        let conflicted = vip
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CONFLICT_ANNOTATION));
+        if vip.metadata.deletion_timestamp.is_some() || conflicted {
             continue;
         }
         let (priority, source) = priority_of(vip, &node.name);

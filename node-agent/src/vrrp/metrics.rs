@@ -129,6 +129,7 @@ mod tests {
             reason: String::new(),
             since: std::time::SystemTime::now(),
             collisions: Default::default(),
+            serving: true,
         };
         let mut stats = Stats {
             adverts_sent: 5,

@@ -1,0 +1,266 @@
+//! Cluster mode end to end: two real `buoy-agent run` processes in network namespaces (Nodes
+//! `n1`, `n2`) against Buoy's Kubernetes API test server (in its own namespace on the same LAN),
+//! objects applied with kubectl. Needs root (CI runs it as root).
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use buoy_tests::{
+    backend::{Backend, Behaviour, request},
+    netlab::{Lab, in_netns},
+    process::workspace_bin,
+    testapi::{Options, TestApi},
+};
+
+const VIP: &str = "10.77.0.100";
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {buoy.io/lb: "true"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {buoy.io/lb: "true"}}
+---
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: web, namespace: default}
+spec:
+  backends:
+    - {address: 10.77.0.3, port: 80}
+    - {address: 10.77.0.4, port: 80}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: web, namespace: default}
+spec:
+  addresses: [10.77.0.100]
+  interface: eth0
+  virtualRouterID: 60
+  vrrp: {advertisementInterval: 100ms}
+  nodeSelector: {matchLabels: {buoy.io/lb: "true"}}
+  priorities: [{node: n1, priority: 150}, {node: n2, priority: 100}]
+  listeners:
+    - {name: http, port: 80, protocol: HTTP, upstreamPool: web}
+"#;
+
+struct Cluster {
+    lab: Lab,
+    _backends: Vec<Backend>,
+    _api: TestApi,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    /// kubectl from the API server's namespace (the server listens on the lab's LAN only).
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.lab.host("api").ns,
+            "kubectl",
+            "--kubeconfig",
+        ])
+        .arg(&self.kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl is installed");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.lab.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn vip_status(&self) -> serde_json::Value {
+        let out = self.kubectl(&["get", "virtualip", "web", "-o", "json"], None);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["status"].clone()
+    }
+}
+
+fn start() -> Cluster {
+    let mut lab = Lab::new(&["n1", "n2", "web1", "web2", "client", "api"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-cluster", lab.lan));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let kc = kubeconfig.clone();
+    // Started from a thread in the api namespace: the server's thread and socket live there.
+    let api = in_netns(&lab.host("api").ns, move || {
+        TestApi::start_with(Options {
+            listen: "10.77.0.6:0".parse().unwrap(),
+            kubeconfig: Some(kc),
+            ..Options::default()
+        })
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap();
+    api.install_buoy_crds().unwrap();
+    let backends = ["web1", "web2"]
+        .iter()
+        .map(|host| {
+            let name = host.to_string();
+            in_netns(&lab.host(host).ns, move || {
+                Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap()
+        })
+        .collect();
+    for node in ["n1", "n2"] {
+        lab.spawn(
+            node,
+            "env",
+            &[
+                &format!("KUBECONFIG={}", kubeconfig.display()),
+                workspace_bin("buoy-agent").to_str().unwrap(),
+                "run",
+                "--node-name",
+                node,
+                "--threads",
+                "1",
+                "--metrics-address",
+                "127.0.0.1:9901",
+            ],
+        )
+        .unwrap();
+    }
+    Cluster {
+        lab,
+        _backends: backends,
+        _api: api,
+        dir,
+        kubeconfig,
+    }
+}
+
+fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn served_by(lab: &Lab, n: usize) -> Vec<String> {
+    let target = SocketAddr::new(VIP.parse().unwrap(), 80);
+    in_netns(&lab.host("client").ns, move || {
+        (0..n)
+            .map(|_| {
+                request(target, "GET", "/", &[], "")
+                    .map_or_else(|| "failed".into(), |r| r.served_by().to_string())
+            })
+            .collect()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn two_agents_serve_a_virtualip_from_the_api_and_report_their_own_status() {
+    let c = start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    c.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "n1 (priority 150) holds the VIP\n{}",
+        c.lab.logs()
+    );
+    let answers = served_by(&c.lab, 10);
+    assert!(
+        answers.iter().any(|a| a == "web1") && answers.iter().any(|a| a == "web2"),
+        "traffic through the VIP reaches both backends: {answers:?}\n{}",
+        c.lab.logs()
+    );
+
+    // Each agent owns its own entry; neither overwrites the other.
+    let mut status = serde_json::Value::Null;
+    wait_for("both status entries", Duration::from_secs(10), || {
+        status = c.vip_status();
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        let state = |n: &str| {
+            nodes
+                .iter()
+                .find(|e| e["node"] == n)
+                .map(|e| e["state"].as_str().unwrap_or("").to_string())
+        };
+        state("n1").as_deref() == Some("Master") && state("n2").as_deref() == Some("Backup")
+    });
+    let n1 = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"] == "n1")
+        .unwrap()
+        .clone();
+    assert_eq!(n1["priority"], 150, "{status}");
+    assert_eq!(n1["serving"], true, "{status}");
+    assert!(n1["lastTransitionTime"].is_string(), "{status}");
+    // kube-rs publishes events.k8s.io/v1 Events (`kubectl events` shows them).
+    wait_for("the Master event", Duration::from_secs(5), || {
+        c.kubectl(&["get", "events.v1.events.k8s.io", "-o", "json"], None)
+            .contains("node n1 is Master")
+    });
+
+    // A priority change through the API moves the VIP (the instance restarts with handover).
+    c.kubectl(
+        &[
+            "patch",
+            "virtualip",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"priorities":[{"node":"n1","priority":100},{"node":"n2","priority":150}]}}"#,
+        ],
+        None,
+    );
+    assert!(
+        c.lab.wait_sole_holder(vip, "n2", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+
+    // Deleting the VirtualIP releases it everywhere.
+    c.kubectl(&["delete", "virtualip", "web"], None);
+    wait_for(
+        "the VIP released on both nodes",
+        Duration::from_secs(10),
+        || c.lab.holders(vip).is_empty(),
+    );
+    assert_eq!(served_by(&c.lab, 1), ["failed"]);
+}
