@@ -12,7 +12,10 @@
 
 use std::{path::Path, thread, time::Duration};
 
-use buoy_tests::netlab::{Lab, ns_exec};
+use buoy_tests::{
+    netlab::{Lab, ns_exec},
+    process::rss_mb,
+};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
@@ -65,32 +68,6 @@ fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
         eprintln!("wrk {url}: {}", e.trim());
     }
     (rps, pct("50%"), pct("99%"))
-}
-
-/// RSS of a process and its children (nginx's master and worker).
-fn rss_mb(pid: u32) -> f64 {
-    let rss = |p: u32| -> f64 {
-        std::fs::read_to_string(format!("/proc/{p}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmRSS:").map(|v| {
-                        v.trim()
-                            .trim_end_matches("kB")
-                            .trim()
-                            .parse::<f64>()
-                            .unwrap_or(0.0)
-                    })
-                })
-            })
-            .unwrap_or(0.0)
-    };
-    let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    (rss(pid) + children.iter().map(|c| rss(*c)).sum::<f64>()) / 1024.0
 }
 
 fn wait_port(lab: &Lab, host: &str, port: u16) {

@@ -53,7 +53,7 @@ spec:
 struct Cluster {
     lab: Lab,
     _backends: Vec<Backend>,
-    _api: TestApi,
+    api: Option<TestApi>,
     dir: PathBuf,
     kubeconfig: PathBuf,
 }
@@ -161,7 +161,7 @@ fn start() -> Cluster {
     Cluster {
         lab,
         _backends: backends,
-        _api: api,
+        api: Some(api),
         dir,
         kubeconfig,
     }
@@ -263,4 +263,32 @@ fn two_agents_serve_a_virtualip_from_the_api_and_report_their_own_status() {
         || c.lab.holders(vip).is_empty(),
     );
     assert_eq!(served_by(&c.lab, 1), ["failed"]);
+}
+
+#[test]
+fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
+    let mut c = start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    c.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    // The API server goes away: agents keep the last known state.
+    drop(c.api.take());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert_eq!(c.lab.holders(vip), ["n1"], "{}", c.lab.logs());
+        let answers = served_by(&c.lab, 2);
+        assert!(
+            answers.iter().all(|a| a.starts_with("web")),
+            "served during the outage: {answers:?}"
+        );
+    }
+    assert!(
+        c.lab.logs().contains("watch failed; retrying"),
+        "the agents noticed and retry\n{}",
+        c.lab.logs()
+    );
 }

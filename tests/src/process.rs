@@ -124,3 +124,30 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     dir.map(|d| d.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
 }
+
+/// Resident memory of a process and its direct children (nginx's master and workers,
+/// keepalived's parent and VRRP child), in MB.
+pub fn rss_mb(pid: u32) -> f64 {
+    let rss = |p: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmRSS:").map(|v| {
+                        v.trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<f64>()
+                            .unwrap_or(0.0)
+                    })
+                })
+            })
+            .unwrap_or(0.0)
+    };
+    let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    (rss(pid) + children.iter().map(|c| rss(*c)).sum::<f64>()) / 1024.0
+}
