@@ -63,11 +63,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         None,
     )?;
     socket.set_reuse_address(true)?;
-    if addr.is_ipv4() {
+    // Transparent: connections keep sending after the VIP left the interface, so a master that
+    // just handed over still answers the requests it already read (their source address is no
+    // longer local; without it the replies are never sent). Needs CAP_NET_ADMIN; without it
+    // those few requests fail at a handover, nothing else changes.
+    let transparent = if addr.is_ipv4() {
         socket.set_freebind_v4(true)?;
+        socket.set_ip_transparent_v4(true)
     } else {
         socket.set_freebind_v6(true)?;
         socket.set_only_v6(true)?;
+        socket.set_ip_transparent_v6(true)
+    };
+    if let Err(e) = transparent {
+        debug!(%addr, error = %e, "IP_TRANSPARENT unavailable");
     }
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
