@@ -236,6 +236,38 @@ fn two_agents_serve_a_virtualip_from_the_api_and_report_their_own_status() {
             .contains("node n1 is Master")
     });
 
+    // Adding and removing another VirtualIP leaves this one's traffic alone.
+    let probe = buoy_tests::probe::Probe::start_http(
+        &c.lab.host("client").ns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let other = OBJECTS
+        .split("---")
+        .last()
+        .unwrap()
+        .replace("name: web, namespace", "name: other, namespace")
+        .replace("10.77.0.100", "10.77.0.101")
+        .replace("virtualRouterID: 60", "virtualRouterID: 61")
+        .replace("port: 80,", "port: 8080,");
+    c.kubectl(&["apply", "-f", "-"], Some(&other));
+    let other_vip: IpAddr = "10.77.0.101".parse().unwrap();
+    assert!(
+        c.lab
+            .wait_sole_holder(other_vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    c.kubectl(&["delete", "virtualip", "other"], None);
+    wait_for("the other VIP released", Duration::from_secs(10), || {
+        c.lab.holders(other_vip).is_empty()
+    });
+    let r = buoy_tests::probe::report(&probe.finish());
+    assert!(r.total > 20, "{r:?}");
+    assert_eq!(r.failed, 0, "the first VirtualIP was not disturbed: {r:?}");
+
     // A priority change through the API moves the VIP (the instance restarts with handover).
     c.kubectl(
         &[

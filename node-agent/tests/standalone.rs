@@ -52,10 +52,28 @@ fn start_backend(lab: &Lab, host: &str) -> Backend {
 }
 
 fn setup() -> Setup {
+    let s = start();
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "lb1 (priority 100 + 2 for healthy upstreams) should hold the VIP\n{}",
+        s.lab.logs()
+    );
+    s
+}
+
+/// The lab and both agents, without waiting for the election.
+fn start() -> Setup {
+    start_with(|_| {})
+}
+
+/// Like [`start`]; `before` runs once the lab exists, before the agents start.
+fn start_with(before: impl FnOnce(&Lab)) -> Setup {
     let mut lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let dir = std::env::temp_dir().join(format!("{}-standalone", lab.lan));
     let config = buoy_tests::seed::lab_config(&dir).unwrap();
     let backends = vec![start_backend(&lab, "web1"), start_backend(&lab, "web2")];
+    before(&lab);
     let mut agents = [0; 2];
     for (i, node) in ["lb1", "lb2"].iter().enumerate() {
         agents[i] = lab
@@ -76,20 +94,13 @@ fn setup() -> Setup {
             )
             .unwrap();
     }
-    let s = Setup {
+    Setup {
         lab,
         dir,
         config,
         agents,
         backends,
-    };
-    assert!(
-        s.lab
-            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
-        "lb1 (priority 100 + 2 for healthy upstreams) should hold the VIP\n{}",
-        s.lab.logs()
-    );
-    s
+    }
 }
 
 /// `n` requests from the client through the VIP; who answered each.
@@ -287,4 +298,49 @@ fn a_dead_backend_and_a_bad_reload_do_not_fail_requests() {
         "the new listener serves after the file changed\n{}",
         s.lab.logs()
     );
+}
+
+#[test]
+fn a_node_that_cannot_listen_gives_up_mastership_until_it_can() {
+    // Something else holds port 80 on lb1 (a wildcard listener without SO_REUSEADDR).
+    let (blocker_tx, blocker_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let mut s = start_with(|lab| {
+        let blocker = in_netns(&lab.host("lb1").ns, move || {
+            let l = std::net::TcpListener::bind("0.0.0.0:80").unwrap();
+            blocker_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            drop(l);
+        })
+        .unwrap();
+        std::mem::drop(blocker);
+        blocker_rx.recv().unwrap();
+    });
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb2", Duration::from_secs(10)),
+        "lb1 cannot open its listener, so lb2 serves\n{}",
+        s.lab.logs()
+    );
+    let answers = served(&s.lab, 4);
+    assert!(answers.iter().all(|a| a.starts_with("web")), "{answers:?}");
+    let agent = s.agents[0];
+    assert!(
+        s.lab
+            .proc(agent)
+            .wait_for_line("state=FAULT", Duration::from_secs(5))
+            .is_some_and(|l| l.contains("cannot open a listener")),
+        "lb1 reports Fault with the reason\n{}",
+        s.lab.logs()
+    );
+    // The port frees up: lb1 opens its listener, recovers and preempts.
+    release_tx.send(()).unwrap();
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "{}",
+        s.lab.logs()
+    );
+    let answers = served(&s.lab, 4);
+    assert!(answers.iter().all(|a| a.starts_with("web")), "{answers:?}");
 }

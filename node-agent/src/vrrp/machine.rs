@@ -101,6 +101,8 @@ pub struct Machine {
     preempt_after: Time,
     /// Whether the fault condition holds.
     faulted: bool,
+    /// Why, while `faulted` (reported when the fault is found before startup).
+    fault_reason: &'static str,
     /// Shutdown was asked for.
     stopping: bool,
 }
@@ -115,6 +117,7 @@ impl Machine {
             timer: None,
             preempt_after: Duration::ZERO,
             faulted: false,
+            fault_reason: "",
             stopping: false,
         }
     }
@@ -198,7 +201,7 @@ impl Machine {
         self.master_adver_interval = self.config.advert_interval;
         self.preempt_after = now + self.config.preempt_delay;
         if self.faulted {
-            self.transition(State::Fault, "fault condition at startup", &mut actions);
+            self.transition(State::Fault, self.fault_reason, &mut actions);
         } else if self.priority == PRIORITY_OWNER {
             self.become_master(now, "address owner", &mut actions);
         } else {
@@ -360,6 +363,7 @@ impl Machine {
             return actions;
         }
         self.faulted = faulted;
+        self.fault_reason = reason;
         if self.stopping {
             return actions;
         }
