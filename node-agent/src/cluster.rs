@@ -110,6 +110,45 @@ pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> 
     }
 }
 
+/// Services and EndpointSlices only: what standalone mode needs for Service-backed pools.
+#[derive(Clone)]
+pub struct EndpointStores {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+impl EndpointStores {
+    pub fn watch(client: &Client, changed: Arc<Notify>) -> EndpointStores {
+        EndpointStores {
+            services: spawn_reflector(
+                Api::all(client.clone()),
+                Default::default(),
+                changed.clone(),
+            ),
+            slices: spawn_reflector(
+                Api::all(client.clone()),
+                watcher::Config::default().labels(endpoints::SERVICE_NAME_LABEL),
+                changed,
+            ),
+        }
+    }
+
+    /// Waits until both watches have listed once.
+    pub async fn services_and_slices_ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.slices.wait_until_ready().await;
+    }
+
+    /// `pool` with its Service's ready endpoints as static backends.
+    pub fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
+        let services = self.services.state();
+        let slices = self.slices.state();
+        let services: Vec<&Service> = services.iter().map(|s| &**s).collect();
+        let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+        endpoints::resolve(pool, &services, &slices)
+    }
+}
+
 impl Stores {
     /// Waits until every watch has listed once (a plan from half the objects would stop VIPs).
     pub async fn ready(&self) {

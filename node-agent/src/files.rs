@@ -26,6 +26,15 @@ impl Files {
     /// Reads, validates and plans the configuration. Any error rejects the whole configuration:
     /// a half-applied file set is worse than the running one.
     pub fn load(&self) -> Result<NodeConfig, Invalid> {
+        self.load_resolving(|p| p.clone())
+    }
+
+    /// Like [`Files::load`]; `resolve` turns Service-backed pools into static ones (from a
+    /// cluster's EndpointSlices when the agent is given a kubeconfig).
+    pub fn load_resolving(
+        &self,
+        resolve: impl Fn(&buoy_crds::UpstreamPool) -> buoy_crds::UpstreamPool,
+    ) -> Result<NodeConfig, Invalid> {
         let objects = buoy_crds::manifest::load(&self.paths)
             .map_err(|errors| Invalid(errors.iter().map(ToString::to_string).collect()))?;
         if objects.is_empty() {
@@ -39,7 +48,11 @@ impl Files {
             )]));
         }
         let vips = buoy_crds::manifest::virtual_ips(&objects);
-        let pools = buoy_crds::manifest::upstream_pools(&objects);
+        let pools: Vec<buoy_crds::UpstreamPool> = buoy_crds::manifest::upstream_pools(&objects)
+            .into_iter()
+            .map(resolve)
+            .collect();
+        let pools: Vec<&buoy_crds::UpstreamPool> = pools.iter().collect();
         let secrets = buoy_crds::manifest::secrets(&objects);
         let (config, errors) = plan(&self.node, &vips, &pools, &secrets);
         if errors.is_empty() {

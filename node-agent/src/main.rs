@@ -100,6 +100,10 @@ struct StandaloneArgs {
     /// On SIGTERM, how long open client connections may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: std::time::Duration,
+    /// A cluster to take the backends of Service-backed pools from (EndpointSlices); without
+    /// it only static backends are served.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -224,10 +228,26 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
             labels,
         },
     };
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let endpoints = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+            let client = kube::Client::try_from(config).context("connecting to the cluster")?;
+            let stores = buoy_agent::cluster::EndpointStores::watch(&client, changed.clone());
+            stores.services_and_slices_ready().await;
+            Some(stores)
+        }
+        None => None,
+    };
+    let load = |files: &Files| match &endpoints {
+        Some(e) => files.load_resolving(|p| e.resolve(p)),
+        None => files.load(),
+    };
     let mut fingerprint = files.fingerprint();
-    let desired = files
-        .load()
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let desired = load(&files).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let mut agent = Agent::new();
     let admin = serve_admin(&args.metrics_address, &agent).await?;
     info!(node = %name, virtualips = desired.vips.len(), listeners = desired.proxy.listeners.len(), "starting");
@@ -249,6 +269,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sighup.recv() => Some("SIGHUP"),
             _ = poll.tick() => (files.fingerprint() != fingerprint).then_some("a file changed"),
+            () = changed.notified() => Some("the Service endpoints changed"),
             _ = tick.tick() => {
                 agent.tick().await;
                 export_metrics(&agent, &mut exported);
@@ -257,7 +278,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         };
         if let Some(why) = reload {
             fingerprint = files.fingerprint();
-            match files.load() {
+            match load(&files) {
                 Ok(desired) => {
                     info!(
                         reason = why,

@@ -109,6 +109,11 @@ impl Cluster {
 }
 
 fn start() -> Cluster {
+    start_agents(&["n1", "n2"])
+}
+
+/// The lab and API server, with `buoy-agent run` on these nodes.
+fn start_agents(nodes: &[&str]) -> Cluster {
     let mut lab = Lab::new(&["n1", "n2", "web1", "web2", "client", "api"]).unwrap();
     let dir = std::env::temp_dir().join(format!("{}-cluster", lab.lan));
     std::fs::create_dir_all(&dir).unwrap();
@@ -140,7 +145,7 @@ fn start() -> Cluster {
             .unwrap()
         })
         .collect();
-    for node in ["n1", "n2"] {
+    for node in nodes {
         lab.spawn(
             node,
             "env",
@@ -323,4 +328,87 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         "the agents noticed and retry\n{}",
         c.lab.logs()
     );
+}
+
+#[test]
+fn a_standalone_agent_takes_service_backends_from_the_cluster() {
+    let mut c = start_agents(&[]);
+    let vip: IpAddr = VIP.parse().unwrap();
+    let objects = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: shop, namespace: default}
+spec: {ports: [{name: http, port: 80, targetPort: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: shop-1, namespace: default, labels: {kubernetes.io/service-name: shop}}
+addressType: IPv4
+ports: [{name: http, port: 80}]
+endpoints: [{addresses: [10.77.0.3]}, {addresses: [10.77.0.4]}]
+"#;
+    c.kubectl(&["apply", "-f", "-"], Some(objects));
+    let config = c.dir.join("standalone.yaml");
+    std::fs::write(
+        &config,
+        r#"
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: shop, namespace: default}
+spec:
+  service: {name: shop, port: 80}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: shop, namespace: default}
+spec:
+  addresses: [10.77.0.100]
+  interface: eth0
+  virtualRouterID: 70
+  listeners: [{name: http, port: 80, protocol: HTTP, upstreamPool: shop}]
+"#,
+    )
+    .unwrap();
+    c.lab
+        .spawn(
+            "n1",
+            workspace_bin("buoy-agent").to_str().unwrap(),
+            &[
+                "standalone",
+                "--config",
+                config.to_str().unwrap(),
+                "--node-name",
+                "n1",
+                "--kubeconfig",
+                c.kubeconfig.to_str().unwrap(),
+                "--metrics-address",
+                "off",
+            ],
+        )
+        .unwrap();
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    wait_for("both endpoints serve", Duration::from_secs(10), || {
+        let a = served_by(&c.lab, 4);
+        a.contains(&"web1".to_string()) && a.contains(&"web2".to_string())
+    });
+    // The Service scales down to web2: only web2 gets requests.
+    c.kubectl(
+        &[
+            "patch",
+            "endpointslice",
+            "shop-1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"endpoints":[{"addresses":["10.77.0.4"]}]}"#,
+        ],
+        None,
+    );
+    wait_for("only web2 serves", Duration::from_secs(10), || {
+        served_by(&c.lab, 4).iter().all(|a| a == "web2")
+    });
 }
