@@ -35,6 +35,27 @@ fn pause(stop: &AtomicBool, d: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Waits (up to 10 s, or until Ctrl-C) until `host` alone holds `vip`.
+fn sole_holder(lab: &Lab, stop: &AtomicBool, vip: IpAddr, host: &str) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stable = 0;
+    while Instant::now() < deadline {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        stable = if lab.holders(vip) == [host] {
+            stable + 1
+        } else {
+            0
+        };
+        if stable == 3 {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    Ok(false)
+}
+
 fn holder(lab: &Lab, vip: IpAddr) -> String {
     match lab.holders(vip).as_slice() {
         [] => "nobody".into(),
@@ -102,7 +123,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
     ));
     say("the password of the reference keepalived.conf, adverts every second).");
     say("Waiting for the election (a new node listens for 3 adverts before it claims the VIP)…");
-    if !lab.wait_sole_holder(vip, "lb1", Duration::from_secs(10)) {
+    if !sole_holder(&lab, stop, vip, "lb1")? {
         bail!("lb1 did not become master:\n{}", lab.logs());
     }
     say(&format!(
@@ -138,7 +159,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
     pause(stop, Duration::from_millis(500))?;
     let cut = probe.started().elapsed();
     lab.cut("lb1")?;
-    if !lab.wait_sole_holder(vip, "lb2", Duration::from_secs(10)) {
+    if !sole_holder(&lab, stop, vip, "lb2")? {
         bail!("lb2 did not take over:\n{}", lab.logs());
     }
     pause(stop, Duration::from_millis(500))?;
@@ -163,7 +184,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
 
     say("Plugging lb1 back in: it has the higher priority, so it takes the VIP back (preempt).");
     lab.restore("lb1")?;
-    if !lab.wait_sole_holder(vip, "lb1", Duration::from_secs(10)) {
+    if !sole_holder(&lab, stop, vip, "lb1")? {
         bail!("lb1 did not take the VIP back:\n{}", lab.logs());
     }
     say(&format!("  → {} holds {VIP} again.\n", holder(&lab, vip)));
@@ -179,7 +200,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
     )?;
     pause(stop, Duration::from_millis(500))?;
     lab.proc(agents[0]).signal(libc::SIGTERM);
-    if !lab.wait_sole_holder(vip, "lb2", Duration::from_secs(10)) {
+    if !sole_holder(&lab, stop, vip, "lb2")? {
         bail!("lb2 did not take over:\n{}", lab.logs());
     }
     let exit = lab.proc(agents[0]).wait_exit(Duration::from_secs(15));
