@@ -988,8 +988,28 @@ pub(crate) fn merge(
             let mut ours = vrrp.clone();
             ours.unicast_peers = None;
             if theirs != ours {
-                warnings.add(&inst.at, "vrrp_instance", format!("VRRP settings differ from {} ({}); Buoy shares one set per VirtualIP: the first file's are used", first.name, first.at));
+                // Name the fields (vrrp.advertisementInterval, vrrp.preempt, …) that differ.
+                let a = serde_json::to_value(&ours).unwrap_or_default();
+                let b = serde_json::to_value(&theirs).unwrap_or_default();
+                let fields: Vec<String> = a
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                    .map(|(k, _)| format!("vrrp.{k}"))
+                    .collect();
+                warnings.add(
+                    &inst.at,
+                    "vrrp_instance",
+                    format!(
+                        "{} differ from {} ({}); Buoy shares one set per VirtualIP: the first file's are used",
+                        fields.join(", "),
+                        first.name,
+                        first.at
+                    ),
+                );
             }
+
             if inst.interface.as_ref().map(|i| &i.0) != first.interface.as_ref().map(|i| &i.0)
                 && let Some((i, at)) = &inst.interface
             {
@@ -1100,13 +1120,22 @@ fn node_names(
     from: NodeNameFrom,
     warnings: &mut Warnings,
 ) -> Result<Vec<String>, ImportError> {
+    // `lb1.conf` → lb1; when several files share a name (`lb1/keepalived.conf`,
+    // `lb2/keepalived.conf`: one directory per host), their directories name them.
+    let name = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let stems: Vec<String> = files.iter().map(|f| name(f.path.file_stem())).collect();
     let stem = |f: &File| {
-        dns_name(
-            &f.path
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default(),
-        )
+        let own = name(f.path.file_stem());
+        if stems.iter().filter(|s| **s == own).count() > 1 {
+            let dir = name(f.path.parent().and_then(Path::file_name));
+            if !dir.is_empty() {
+                return dns_name(&dir);
+            }
+        }
+        dns_name(&own)
     };
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for f in files {

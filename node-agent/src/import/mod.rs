@@ -86,7 +86,8 @@ pub enum NodeNameFrom {
     /// share one (the keepalived sample's `LVS_DEVEL` is often left as is on every host).
     #[default]
     RouterId,
-    /// The file's name without its extension (`lb1.conf` → `lb1`).
+    /// The file's name without its extension (`lb1.conf` → `lb1`), or its directory's when files
+    /// share a name (`lb1/keepalived.conf` → `lb1`).
     FileName,
 }
 

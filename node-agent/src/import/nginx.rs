@@ -560,8 +560,9 @@ fn finish(upstreams: BTreeMap<String, Upstream>, servers: Vec<Server>, ctx: &mut
         } else {
             format!("nginx upstream {} ({})", u.nginx_name, u.at)
         }];
-        if let Some(at) = &u.used_by {
-            comments.push(format!("proxy settings from {at}"));
+        match &u.used_by {
+            Some(at) => comments.push(format!("proxy settings from {at}")),
+            None => comments.push("no server proxies to it: no listener uses this pool".into()),
         }
         if name != u.nginx_name {
             comments.push(format!(
@@ -1483,12 +1484,8 @@ pub fn parse_time(v: &str) -> Option<Duration> {
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let ms: u128 = match &rest[..unit_len] {
-            "" => {
-                if digits < v.len() && total == 0 && !rest.is_empty() {
-                    return None;
-                }
-                1000
-            }
+            // A bare number is seconds (only possible at the end: anything else is a bad unit).
+            "" => 1000,
             "ms" => 1,
             "s" => 1000,
             "m" => 60_000,
