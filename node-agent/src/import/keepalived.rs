@@ -660,6 +660,21 @@ fn vrrp_instance(
             "virtual_ipaddress mixes IPv4 and IPv6 (keepalived refuses it too)",
         ));
     }
+    // Adverts come from and go to addresses of the VIP's family.
+    let family = |ip: &str| ip.contains(':');
+    let peer_ips = peers.iter().map(|p| p.0.as_str());
+    if let Some(bad) = inst
+        .source
+        .iter()
+        .map(String::as_str)
+        .chain(peer_ips)
+        .find(|ip| family(ip) != ipv6)
+    {
+        return Err(ImportError::at(
+            &s.at,
+            format!("{bad} (source or unicast peer) is not of the virtual addresses' family"),
+        ));
+    }
     // The version: auth exists only in v2 (the seed's case); an explicit vrrp_version wins;
     // otherwise Buoy's default, v3 (keepalived's default is v2: see docs/migration.md).
     let mut v = match (version, &inst.password) {
