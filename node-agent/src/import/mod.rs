@@ -178,6 +178,20 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
                 data.insert(key, p.clone());
             }
         }
+        let comments = vec![
+                "The VRRPv2 password(s) of keepalived's `authentication { auth_type PASS; auth_pass … }`."
+                    .into(),
+                "In standalone mode this document sits beside the others; in a cluster, do not commit it:"
+                    .into(),
+                format!(
+                    "create it with `kubectl -n {ns} create secret generic {SECRET_NAME} {literals}` instead.",
+                    literals = data
+                        .keys()
+                        .map(|k| format!("--from-literal={k}=…"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+        ];
         let secret = Secret {
             metadata: meta(SECRET_NAME, ns),
             type_: Some("Opaque".into()),
@@ -186,15 +200,7 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
         };
         import.secrets.push(Doc {
             object: secret,
-            comments: vec![
-                "The VRRPv2 password(s) of keepalived's `authentication { auth_type PASS; auth_pass … }`."
-                    .into(),
-                "In standalone mode this document sits beside the others; in a cluster, do not commit it:"
-                    .into(),
-                format!(
-                    "create it with `kubectl -n {ns} create secret generic {SECRET_NAME} --from-literal=password=…` instead."
-                ),
-            ],
+            comments,
         });
     }
     for pool in &web.pools {
@@ -211,7 +217,7 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
             .get(&v.key)
             .map(|ls| ls.iter().map(|l| l.listener.clone()).collect())
             .unwrap_or_default();
-        if let Some((_, _)) = &v.password
+        if v.password.is_some()
             && let Some(auth) = spec.vrrp.authentication.as_mut()
         {
             auth.secret_ref.name = SECRET_NAME.into();
