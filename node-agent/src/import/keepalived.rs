@@ -17,7 +17,7 @@ use buoy_crds::{
 
 use super::{
     ImportError, NodeNameFrom, VipDraft, Warnings, decimal_seconds, dns_label, dns_name,
-    syntax::{self, Loc, MAX_INCLUDE_DEPTH},
+    syntax::{self, Loc},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -135,10 +135,12 @@ impl Stmt {
 /// Reads a file and every file it includes, as one token stream (keepalived includes textually).
 pub fn read_tokens(
     path: &Path,
-    depth: usize,
+    stack: &[PathBuf],
     warnings: &mut Warnings,
 ) -> Result<Vec<Token>, ImportError> {
     let text = syntax::read(path)?;
+    let mut stack = stack.to_vec();
+    stack.push(syntax::canonical(path));
     let file: Rc<Path> = Rc::from(path);
     let tokens = tokenize(&text, &file)?;
     let mut out = Vec::with_capacity(tokens.len());
@@ -163,12 +165,6 @@ pub fn read_tokens(
                     "include takes exactly one file or pattern",
                 ));
             }
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(ImportError::at(
-                    &at,
-                    "includes nested too deeply (an include cycle?)",
-                ));
-            }
             let base = path.parent().unwrap_or(Path::new("."));
             let files = syntax::expand(&args[0], base);
             if files.is_empty() {
@@ -179,7 +175,8 @@ pub fn read_tokens(
                     warnings.add(&at, "include", format!("{} does not exist", f.display()));
                     continue;
                 }
-                out.extend(read_tokens(&f, depth + 1, warnings)?);
+                syntax::check_include(&at, &f, &stack)?;
+                out.extend(read_tokens(&f, &stack, warnings)?);
             }
             continue;
         }
@@ -316,7 +313,7 @@ struct Globals {
 const EVENTS: &str = "Buoy sends no mail and runs no notify scripts: each agent records every state change as a Kubernetes Event and in status.nodes[], and exports it on /metrics; alert on those";
 
 pub fn parse_file(path: &Path, warnings: &mut Warnings) -> Result<File, ImportError> {
-    let tokens = read_tokens(path, 0, warnings)?;
+    let tokens = read_tokens(path, &[], warnings)?;
     let stmts = statements(&tokens)?;
     let mut file = File {
         path: path.to_path_buf(),

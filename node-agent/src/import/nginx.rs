@@ -17,7 +17,7 @@ use buoy_crds::{
 
 use super::{
     ImportError, Warnings, dns_label, dns_name,
-    syntax::{self, Loc, MAX_INCLUDE_DEPTH},
+    syntax::{self, Loc},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -272,19 +272,21 @@ fn block(
 pub fn read(
     path: &Path,
     base: &Path,
-    depth: usize,
+    stack: &[PathBuf],
     warnings: &mut Warnings,
 ) -> Result<Vec<Directive>, ImportError> {
     let text = syntax::read(path)?;
     let file: Rc<Path> = Rc::from(path);
     let list = parse(&tokenize(&text, &file)?)?;
-    splice(list, base, depth, warnings)
+    let mut stack = stack.to_vec();
+    stack.push(syntax::canonical(path));
+    splice(list, base, &stack, warnings)
 }
 
 fn splice(
     list: Vec<Directive>,
     base: &Path,
-    depth: usize,
+    stack: &[PathBuf],
     warnings: &mut Warnings,
 ) -> Result<Vec<Directive>, ImportError> {
     let mut out = Vec::new();
@@ -293,12 +295,6 @@ fn splice(
             let [pattern] = d.args.as_slice() else {
                 return Err(ImportError::at(&d.at, "include takes one file or pattern"));
             };
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(ImportError::at(
-                    &d.at,
-                    "includes nested too deeply (an include cycle?)",
-                ));
-            }
             for f in syntax::expand(pattern, base) {
                 if !f.is_file() {
                     let why = if pattern.ends_with("mime.types") {
@@ -315,12 +311,13 @@ fn splice(
                     warnings.add(&d.at, "include", why);
                     continue;
                 }
-                out.extend(read(&f, base, depth + 1, warnings)?);
+                syntax::check_include(&d.at, &f, stack)?;
+                out.extend(read(&f, base, stack, warnings)?);
             }
             continue;
         }
         if let Some(inner) = d.block.take() {
-            d.block = Some(splice(inner, base, depth, warnings)?);
+            d.block = Some(splice(inner, base, stack, warnings)?);
         }
         out.push(d);
     }
@@ -453,7 +450,7 @@ struct Ctx<'a> {
 
 pub fn parse_file(path: &Path, warnings: &mut Warnings) -> Result<Config, ImportError> {
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let main = read(path, &base, 0, warnings)?;
+    let main = read(path, &base, &[], warnings)?;
     let mut ctx = Ctx {
         warnings,
         max_connections: None,
@@ -643,6 +640,12 @@ fn http_server(
                 }
                 if lp.headers.is_none() && !inner.iter().any(|x| x.name == "proxy_set_header") {
                     lp.headers = proxy.headers.clone();
+                }
+                if let Some((_, first, _, _)) = &target {
+                    return Err(ImportError::at(
+                        &s.at,
+                        format!("duplicate location \"/\" (the first is at {first})"),
+                    ));
                 }
                 match pass {
                     Some((p, at)) => target = Some((p, at, lp, lc)),

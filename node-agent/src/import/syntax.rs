@@ -27,9 +27,30 @@ impl fmt::Display for Loc {
     }
 }
 
-/// Include nesting deeper than this is a cycle (keepalived and nginx have no guard of their own
-/// that we could mirror, so pick a depth no real configuration reaches).
+/// Include nesting deeper than this is refused (no real configuration comes near it; cycles are
+/// caught before, by path).
 pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// The error for an `include` at `at` of `file` while `stack` (the files being read, outermost
+/// first) is open, if that makes a cycle or nests too deeply.
+pub fn check_include(at: &super::Loc, file: &Path, stack: &[PathBuf]) -> Result<(), ImportError> {
+    let canonical = canonical(file);
+    if stack.contains(&canonical) {
+        return Err(ImportError::at(
+            at,
+            format!("include cycle: {} is already being read", file.display()),
+        ));
+    }
+    if stack.len() >= MAX_INCLUDE_DEPTH {
+        return Err(ImportError::at(at, "includes nested too deeply"));
+    }
+    Ok(())
+}
+
+/// The path that identifies a file for cycle detection.
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
 
 pub fn read(path: &Path) -> Result<String, ImportError> {
     std::fs::read_to_string(path).map_err(|source| ImportError::Read {
