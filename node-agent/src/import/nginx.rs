@@ -120,7 +120,10 @@ pub fn tokenize(text: &str, file: &Rc<Path>) -> Result<Vec<Token>, ImportError> 
                     }
                     chars.next();
                     match ch {
+                        // An escaped character never ends the word; the backslash stays, as in
+                        // nginx's unquoted words (regexes such as `\.php$`).
                         '\\' => {
+                            word.push('\\');
                             if let Some(n) = chars.next() {
                                 word.push(n);
                             }
@@ -1562,7 +1565,9 @@ mod tests {
     #[test]
     fn tokens_quotes_escapes_comments_lines() {
         assert_eq!(
-            toks("# c\nlog_format x '$a \"b\"' \"c\\\"d\";\nset $v ${x}y;{}"),
+            toks(
+                "# c\nlog_format x '$a \"b\"' \"c\\\"d\";\nset $v ${x}y;{}\nlocation ~ \\.php$ {}"
+            ),
             [
                 (w("log_format"), 2),
                 (w("x"), 2),
@@ -1575,6 +1580,11 @@ mod tests {
                 (Tok::Semi, 3),
                 (Tok::Open, 3),
                 (Tok::Close, 3),
+                (w("location"), 4),
+                (w("~"), 4),
+                (w("\\.php$"), 4),
+                (Tok::Open, 4),
+                (Tok::Close, 4),
             ]
         );
         let e = tokenize("a;\nb \"x;\n", &file())
