@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod endpoints;
 pub mod files;
+pub mod import;
 pub mod net;
 pub mod node;
 pub mod proxy;

@@ -59,6 +59,27 @@ enum Command {
     /// Run one VRRP instance only, for debugging (like `keepalived --vrrp`). Logs every state change
     /// as a line with `state=MASTER|BACKUP|FAULT`; SIGTERM or SIGINT hands over gracefully.
     Vrrp(VrrpArgs),
+    /// Translate keepalived.conf (one per host) and nginx.conf into VirtualIP, UpstreamPool and
+    /// Secret YAML on stdout; what cannot be translated is listed on stderr with file and line.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// keepalived.conf files, one per host (their instances merge into one VirtualIP per
+    /// virtual_router_id and addresses, with one priority per host).
+    #[arg(long = "keepalived", value_name = "FILE", num_args = 1..)]
+    keepalived: Vec<PathBuf>,
+    /// nginx.conf files (includes are followed).
+    #[arg(long = "nginx", value_name = "FILE", num_args = 1..)]
+    nginx: Vec<PathBuf>,
+    /// Namespace of the objects.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Node names: keepalived's router_id (the file name where it is missing or shared), or
+    /// always the file name without extension (lb1.conf → lb1).
+    #[arg(long, default_value = "router_id", value_parser = ["router_id", "hostname-of-file"])]
+    node_name_from: String,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +186,7 @@ fn main() -> ExitCode {
             init_logging();
             exit_code(runtime(args.threads).and_then(|rt| rt.block_on(standalone(args))))
         }
+        Command::Import(args) => import(args),
         Command::Vrrp(args) => {
             init_logging();
             match run_async(vrrp(args)) {
@@ -424,6 +446,33 @@ fn run_async<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
         .build()
         .context("starting the runtime")?
         .block_on(f)
+}
+
+fn import(args: ImportArgs) -> ExitCode {
+    use buoy_agent::import::{self, NodeNameFrom, Options};
+    let options = Options {
+        keepalived: args.keepalived,
+        nginx: args.nginx,
+        namespace: args.namespace,
+        node_name_from: if args.node_name_from == "hostname-of-file" {
+            NodeNameFrom::FileName
+        } else {
+            NodeNameFrom::RouterId
+        },
+    };
+    match import::import(&options).and_then(|i| Ok((i.to_yaml()?, i.warnings))) {
+        Ok((yaml, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(configs: &[PathBuf]) -> ExitCode {
