@@ -56,6 +56,11 @@ INSTALL_ORDER = [
 ]
 
 
+# .Capabilities.KubeVersion of renders and lints: the Kubernetes the tests validate against
+# (tests/tests/chart.rs: KUBERNETES_VERSION), within Chart.yaml's kubeVersion.
+KUBE_VERSION = "v1.33.0"
+
+
 def load_values(path: str | None) -> dict:
     if not path:
         return {}
@@ -70,7 +75,12 @@ def render_docs(args) -> tuple[list[tuple[str, str, dict]], str]:
 
     docs: list[tuple[str, str, dict]] = []
     with h.Chart.load(args.chart) as chart:
-        opts = {"name": args.name, "namespace": args.namespace, "is_install": True}
+        opts = {
+            "name": args.name,
+            "namespace": args.namespace,
+            "is_install": True,
+            "kube_version": KUBE_VERSION,
+        }
         if args.api_version:
             # .Capabilities.APIVersions (e.g. monitoring.coreos.com/v1 for the ServiceMonitor);
             # Chart.render() does not expose it, the library's render options do.
@@ -114,7 +124,9 @@ def split(text: str) -> list[str]:
 
 
 def cmd_lint(args) -> int:
-    report = helm().lint(args.chart, load_values(args.values), strict=True)
+    report = helm().lint(
+        args.chart, load_values(args.values), strict=True, kube_version=KUBE_VERSION
+    )
     for m in report.get("messages", []):
         print(f"lint [{ {0: 'UNKNOWN', 1: 'INFO', 2: 'WARNING', 3: 'ERROR'}.get(m['severity'])}] "
               f"{m['path']}: {m['error']}")

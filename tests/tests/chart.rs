@@ -580,6 +580,15 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
             json!({"operator": {"image": {"digest": "md5:abc"}}}),
             "/operator/image/digest",
         ),
+        // The chart's own labels select pods: values cannot override them.
+        (
+            json!({"commonLabels": {"app.kubernetes.io/name": "x"}}),
+            "invalid propertyName 'app.kubernetes.io/name'",
+        ),
+        (
+            json!({"operator": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
+            "invalid propertyName 'app.kubernetes.io/instance'",
+        ),
     ] {
         let (code, out, err) = helmtool(&[
             "schema",
