@@ -13,6 +13,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -97,7 +98,12 @@ fn parse_stream(yaml: &str) -> Vec<Value> {
 }
 
 fn render(values: Option<&Path>, name: &str, namespace: &str, api_versions: &[&str]) -> Rendered {
-    let dir = scratch(&format!("render-{name}"));
+    // Tests run in parallel: one directory per render.
+    static RENDERS: AtomicUsize = AtomicUsize::new(0);
+    let dir = scratch(&format!(
+        "render-{name}-{}",
+        RENDERS.fetch_add(1, Ordering::Relaxed)
+    ));
     let notes = dir.join("NOTES.txt");
     let chart = chart();
     let mut args = vec![
