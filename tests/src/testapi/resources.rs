@@ -224,6 +224,17 @@ impl Registry {
             b("", "v1", "ServiceAccount", "serviceaccounts", true, false).short(&["sa"]),
             b("", "v1", "Event", "events", true, false).short(&["ev"]),
             b("apps", "v1", "DaemonSet", "daemonsets", true, true).short(&["ds"]),
+            // Stored only (no controller): what the Helm chart installs beside the operator.
+            b("apps", "v1", "Deployment", "deployments", true, true).short(&["deploy"]),
+            b(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                true,
+                true,
+            )
+            .short(&["pdb"]),
             b(
                 "discovery.k8s.io",
                 "v1",

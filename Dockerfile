@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# Buoy's container images, one per binary, from one build:
+#
+#   docker build --target operator -t ghcr.io/buoy-io/buoy-operator:0.1.0 .
+#   docker build --target agent    -t ghcr.io/buoy-io/buoy-agent:0.1.0 .
+#
+# The chart (charts/buoy) runs the operator image as `/usr/local/bin/buoy-operator run …` and
+# passes the agent image to the operator (--agent-image), whose DaemonSets run
+# `/usr/local/bin/buoy-agent run …`. tests/tests/chart.rs checks that the binaries copied here are
+# the workspace's and that these entrypoints match the chart.
+
+# ---- build: both binaries, release profile, locked dependencies ----
+FROM rust:1.91-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p buoy-operator -p buoy-agent \
+ && mkdir -p /out \
+ && cp target/release/buoy-operator target/release/buoy-agent /out/
+
+# ---- operator: non-root, nothing but the binary on a glibc base ----
+FROM gcr.io/distroless/cc-debian12:nonroot AS operator
+LABEL org.opencontainers.image.title="buoy-operator" \
+      org.opencontainers.image.description="Buoy operator: VirtualIPs and UpstreamPools into node agents" \
+      org.opencontainers.image.source="https://github.com/buoy-io/buoy" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /out/buoy-operator /usr/local/bin/buoy-operator
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/buoy-operator"]
+CMD ["run"]
+
+# ---- agent: runs as root in the host network with NET_ADMIN, NET_RAW and NET_BIND_SERVICE
+# only (the operator's DaemonSet drops every other capability) ----
+FROM gcr.io/distroless/cc-debian12 AS agent
+LABEL org.opencontainers.image.title="buoy-agent" \
+      org.opencontainers.image.description="Buoy node agent: VRRP, virtual addresses and the proxy" \
+      org.opencontainers.image.source="https://github.com/buoy-io/buoy" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /out/buoy-agent /usr/local/bin/buoy-agent
+EXPOSE 9901
+ENTRYPOINT ["/usr/local/bin/buoy-agent"]
+CMD ["run"]

@@ -1,0 +1,1281 @@
+//! The Helm chart (`charts/buoy`), the plain manifest (`deploy/buoy.yaml`) and the Dockerfile:
+//! lint, render with default values and with every option, strict validation against the
+//! Kubernetes schemas, least-privilege RBAC, drift of the generated files, and the rendered
+//! manifests applied with kubectl to the Kubernetes API test server.
+//!
+//! Helm itself runs in `charts/tests/helmtool.py` (helm-python-sdk, the Helm v4 engine, and
+//! kubernetes-validate; `python3 -m pip install helm-python-sdk kubernetes-validate`, as .ci/run
+//! does). Everything runs offline.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use buoy_crds::manifest::{self, Object};
+use buoy_tests::process::{Proc, workspace_bin};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Kubernetes version of the strict schemas (the one k8s-openapi is built for).
+const KUBERNETES_VERSION: &str = "1.33";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/buoy")
+}
+
+fn all_values() -> PathBuf {
+    chart().join("ci/all-values.yaml")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("buoy-chart-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `python3 charts/tests/helmtool.py ARGS`; returns (exit code, stdout, stderr).
+fn helmtool(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("python3")
+        .arg(repo().join("charts/tests/helmtool.py"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs (the chart tests need python3 with helm-python-sdk and kubernetes-validate)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[track_caller]
+fn helmtool_ok(args: &[&str]) -> String {
+    let (code, out, err) = helmtool(args);
+    assert_eq!(code, 0, "helmtool {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// A rendered release: the YAML stream and its objects.
+struct Rendered {
+    yaml: String,
+    objects: Vec<Value>,
+    notes: String,
+}
+
+impl Rendered {
+    fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects.iter().filter(|o| o["kind"] == kind).collect()
+    }
+
+    #[track_caller]
+    fn one(&self, kind: &str, name: &str) -> &Value {
+        self.objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind}/{name} in:\n{}", self.yaml))
+    }
+}
+
+fn parse_stream(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render(values: Option<&Path>, name: &str, namespace: &str, api_versions: &[&str]) -> Rendered {
+    // Tests run in parallel: one directory per render.
+    static RENDERS: AtomicUsize = AtomicUsize::new(0);
+    let dir = scratch(&format!(
+        "render-{name}-{}",
+        RENDERS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let notes = dir.join("NOTES.txt");
+    let chart = chart();
+    let mut args = vec![
+        "render",
+        chart.to_str().unwrap(),
+        "--name",
+        name,
+        "--namespace",
+        namespace,
+        "--notes",
+        notes.to_str().unwrap(),
+    ];
+    if let Some(v) = values {
+        args.extend(["--values", v.to_str().unwrap()]);
+    }
+    for a in api_versions {
+        args.extend(["--api-version", a]);
+    }
+    let yaml = helmtool_ok(&args);
+    Rendered {
+        objects: parse_stream(&yaml),
+        notes: std::fs::read_to_string(notes).unwrap(),
+        yaml,
+    }
+}
+
+fn render_defaults() -> Rendered {
+    render(None, "buoy", "buoy-system", &[])
+}
+
+fn render_all_values() -> Rendered {
+    render(
+        Some(&all_values()),
+        "edge",
+        "buoy-ci",
+        &["monitoring.coreos.com/v1"],
+    )
+}
+
+/// Validates a YAML stream strictly; returns helmtool's per-object lines.
+#[track_caller]
+fn validate(yaml: &str, name: &str) -> Vec<String> {
+    let file = scratch("validate").join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    let (code, out, err) = helmtool(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--kubernetes-version",
+        KUBERNETES_VERSION,
+    ]);
+    assert_eq!(code, 0, "strict validation failed:\n{out}\n{err}");
+    out.lines().map(str::to_string).collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn load_yaml(path: &Path) -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Dotted paths of every leaf of a values document (scalars, lists, empty maps).
+fn leaves(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(v, &p, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string());
+        }
+    }
+}
+
+fn operator_container(r: &Rendered, name: &str) -> Value {
+    r.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+// ---- lint, render, validate ----
+
+#[test]
+fn chart_lints_clean_with_default_and_all_values() {
+    let chart = chart();
+    let out = helmtool_ok(&["lint", chart.to_str().unwrap()]);
+    assert!(out.contains("1 chart(s), 0 problem(s)"), "{out}");
+    let out = helmtool_ok(&[
+        "lint",
+        chart.to_str().unwrap(),
+        "--values",
+        all_values().to_str().unwrap(),
+    ]);
+    assert!(out.contains("1 chart(s), 0 problem(s)"), "{out}");
+}
+
+#[test]
+fn default_values_render_an_operator_that_validates_strictly() {
+    let r = render_defaults();
+    let lines = validate(&r.yaml, "defaults");
+    // Every object is a built-in kind, validated: nothing skipped.
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("VALID ")).count(),
+        r.objects.len(),
+        "{lines:#?}"
+    );
+    let kinds: BTreeSet<&str> = r
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]),
+        "no ServiceMonitor without the Prometheus Operator's API, no VirtualIPs by default"
+    );
+
+    let deploy = r.one("Deployment", "buoy-operator");
+    assert_eq!(deploy["metadata"]["namespace"], "buoy-system");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "buoy-operator");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/buoy-io/buoy-operator:0.1.0");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"].get("add").is_none());
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        strings(&c["args"]),
+        [
+            "run",
+            "--namespace=$(POD_NAMESPACE)",
+            "--leader-election-namespace=buoy-system",
+            "--metrics-address=0.0.0.0:8080",
+            "--agent-image=ghcr.io/buoy-io/buoy-agent:0.1.0",
+            "--agent-image-pull-policy=IfNotPresent",
+            "--agent-service-account=buoy-agent",
+            "--agent-cpu-request=50m",
+            "--agent-memory-request=64Mi",
+            "--agent-memory-limit=256Mi",
+        ]
+    );
+    assert_eq!(c["env"][0]["name"], "POD_NAMESPACE");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    // Replicas spread over nodes.
+    let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        anti["labelSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = r.one("PodDisruptionBudget", "buoy-operator");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+
+    // Metrics: the operator's Service and a headless one over the operator-made agent pods.
+    let op_svc = r.one("Service", "buoy-operator-metrics");
+    assert_eq!(
+        op_svc["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(op_svc["spec"]["ports"][0]["port"], 8080);
+    let agent_svc = r.one("Service", "buoy-agent-metrics");
+    assert_eq!(agent_svc["spec"]["clusterIP"], "None");
+    assert_eq!(
+        agent_svc["spec"]["selector"],
+        json!({"app.kubernetes.io/name": "buoy-agent"})
+    );
+    assert_eq!(agent_svc["spec"]["ports"][0]["port"], 9901);
+    r.one("ServiceAccount", "buoy-agent");
+
+    // NOTES tell the user how to check the VIP.
+    assert!(r.notes.contains("kubectl get vip"), "{}", r.notes);
+    assert!(
+        r.notes
+            .contains("kubectl -n buoy-system get deployment buoy-operator"),
+        "{}",
+        r.notes
+    );
+}
+
+#[test]
+fn every_option_renders_validates_and_takes_effect() {
+    // all-values.yaml sets every leaf of values.yaml.
+    let mut defaults = BTreeSet::new();
+    leaves(&load_yaml(&chart().join("values.yaml")), "", &mut defaults);
+    let mut set = BTreeSet::new();
+    leaves(&load_yaml(&all_values()), "", &mut set);
+    let unset: Vec<&String> = defaults
+        .iter()
+        .filter(|d| {
+            !set.iter()
+                .any(|s| s == *d || s.starts_with(&format!("{d}.")))
+        })
+        .collect();
+    assert!(
+        unset.is_empty(),
+        "ci/all-values.yaml does not set {unset:?}"
+    );
+
+    let r = render_all_values();
+    let lines = validate(&r.yaml, "all-values");
+    // Built-in kinds validate strictly; Buoy's kinds go to buoy_crds below; only the
+    // ServiceMonitors are skipped (the Prometheus Operator's schema is not vendored).
+    let skipped: Vec<&String> = lines.iter().filter(|l| l.starts_with("SKIPPED ")).collect();
+    assert_eq!(skipped.len(), 2, "{lines:#?}");
+    assert!(skipped.iter().all(|l| l.contains("ServiceMonitor/")));
+    let custom: Vec<&String> = lines.iter().filter(|l| l.starts_with("CUSTOM ")).collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("VALID ")).count(),
+        r.objects.len() - skipped.len() - custom.len(),
+        "{lines:#?}"
+    );
+
+    // VirtualIPs and UpstreamPools: what `buoy-agent check` accepts.
+    let buoy: Vec<&Value> = r
+        .objects
+        .iter()
+        .filter(|o| o["apiVersion"] == "buoy.io/v1alpha1")
+        .collect();
+    assert_eq!(buoy.len(), 2);
+    let text = buoy
+        .iter()
+        .map(|o| serde_yaml::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let parsed = manifest::parse(Path::new("rendered"), &text)
+        .unwrap_or_else(|e| panic!("rendered Buoy objects are invalid: {e:?}"));
+    assert!(matches!(
+        parsed[0].object,
+        Object::UpstreamPool(_) | Object::VirtualIP(_)
+    ));
+    let vip = r.one("VirtualIP", "web");
+    assert_eq!(vip["metadata"]["namespace"], "default");
+    assert_eq!(vip["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(vip["spec"]["virtualRouterID"], 51);
+    r.one("UpstreamPool", "web");
+
+    // ServiceMonitors, with the capability: one per metrics Service, matching its labels.
+    let monitors = r.of_kind("ServiceMonitor");
+    assert_eq!(monitors.len(), 2);
+    for (monitor, svc) in monitors
+        .iter()
+        .zip(["edge-buoy-operator-metrics", "edge-buoy-agent-metrics"])
+    {
+        let svc = r.one("Service", svc);
+        for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(&svc["metadata"]["labels"][k], v, "{monitor:#}");
+        }
+        assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+        assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
+        assert_eq!(monitor["spec"]["endpoints"][0]["scrapeTimeout"], "10s");
+        assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    }
+    // Without the capability, no ServiceMonitor even when enabled, and NOTES say why.
+    let without = render(Some(&all_values()), "edge", "buoy-ci", &[]);
+    assert!(without.of_kind("ServiceMonitor").is_empty());
+    assert!(
+        without.notes.contains("no ServiceMonitor was created"),
+        "{}",
+        without.notes
+    );
+    assert!(
+        r.notes.contains("kubectl get vip web -n default"),
+        "{}",
+        r.notes
+    );
+
+    // Common labels and annotations on every object the templates make.
+    for o in &r.objects {
+        assert_eq!(o["metadata"]["labels"]["team"], "network", "{o:#}");
+        assert_eq!(
+            o["metadata"]["annotations"]["example.com/owner"], "network-team",
+            "{o:#}"
+        );
+    }
+
+    let deploy = r.one("Deployment", "edge-buoy-operator");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "buoy-operator-sa");
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        pod["nodeSelector"],
+        json!({"node-role.kubernetes.io/control-plane": ""})
+    );
+    assert_eq!(pod["tolerations"][0]["operator"], "Exists");
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    assert!(pod["affinity"]["nodeAffinity"].is_object(), "affinity wins");
+    assert_eq!(pod["securityContext"]["runAsUser"], 10001);
+    let tmeta = &deploy["spec"]["template"]["metadata"];
+    assert_eq!(tmeta["labels"]["sidecar.istio.io/inject"], "false");
+    assert_eq!(tmeta["annotations"]["example.com/scrape"], "true");
+    let c = operator_container(&r, "edge-buoy-operator");
+    assert_eq!(
+        c["image"],
+        "registry.example.com/mirror/buoy-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["resources"]["limits"]["cpu"], "1");
+    assert_eq!(
+        strings(&c["args"]),
+        [
+            "run",
+            "--namespace=$(POD_NAMESPACE)",
+            "--leader-election-namespace=buoy-leases",
+            "--metrics-address=0.0.0.0:8081",
+            "--agent-image=registry.example.com/mirror/buoy-agent@sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+            "--agent-image-pull-policy=Always",
+            "--agent-service-account=buoy-node-agent",
+            "--agent-cpu-request=100m",
+            "--agent-memory-request=96Mi",
+            "--agent-cpu-limit=500m",
+            "--agent-memory-limit=384Mi",
+            "--example-flag=1",
+        ]
+    );
+    let env: BTreeMap<&str, &Value> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e))
+        .collect();
+    assert_eq!(env["RUST_LOG"]["value"], "buoy_operator=debug,kube=info");
+    assert_eq!(env["EXAMPLE"]["value"], "1");
+    assert_eq!(c["ports"][0]["containerPort"], 8081);
+
+    let pdb = r.one("PodDisruptionBudget", "edge-buoy-operator");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 2);
+    let lease_role = r.one("Role", "edge-buoy-operator-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], "buoy-leases");
+    let op_sa = r.one("ServiceAccount", "buoy-operator-sa");
+    assert_eq!(
+        op_sa["metadata"]["annotations"]["example.com/role"],
+        "operator"
+    );
+    assert_eq!(op_sa["imagePullSecrets"], json!([{"name": "regcred"}]));
+    let agent_sa = r.one("ServiceAccount", "buoy-node-agent");
+    assert_eq!(
+        agent_sa["metadata"]["annotations"]["example.com/role"],
+        "agent"
+    );
+    assert_eq!(agent_sa["imagePullSecrets"], json!([{"name": "regcred"}]));
+    let op_svc = r.one("Service", "edge-buoy-operator-metrics");
+    assert_eq!(op_svc["spec"]["type"], "NodePort");
+    assert_eq!(
+        op_svc["metadata"]["annotations"]["example.com/metrics"],
+        "operator"
+    );
+    let agent_svc = r.one("Service", "edge-buoy-agent-metrics");
+    assert_eq!(
+        agent_svc["metadata"]["annotations"]["example.com/metrics"],
+        "agent"
+    );
+
+    // Hard anti-affinity, when no affinity is given.
+    let values = scratch("hard").join("values.yaml");
+    std::fs::write(&values, "operator:\n  podAntiAffinity: hard\n").unwrap();
+    let hard = render(Some(&values), "buoy", "buoy-system", &[]);
+    let pod = &hard.one("Deployment", "buoy-operator")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    // One replica: no PodDisruptionBudget (it would block every drain).
+    std::fs::write(&values, "operator:\n  replicas: 1\n").unwrap();
+    let single = render(Some(&values), "buoy", "buoy-system", &[]);
+    assert!(single.of_kind("PodDisruptionBudget").is_empty());
+}
+
+#[test]
+fn strict_validation_rejects_what_kubernetes_would() {
+    // The validator is strict: an unknown field in a Deployment fails (so passing means something).
+    let r = render_defaults();
+    let mut deploy = r.one("Deployment", "buoy-operator").clone();
+    deploy["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = json!("Always");
+    let file = scratch("invalid").join("invalid.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&deploy).unwrap()).unwrap();
+    let (code, out, _) = helmtool(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--kubernetes-version",
+        KUBERNETES_VERSION,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID Deployment/buoy-operator"), "{out}");
+    assert!(out.contains("imagePullPolcy"), "{out}");
+}
+
+#[test]
+fn values_schema_rejects_bad_values_with_a_clear_message() {
+    let chart = chart();
+    for (values, message) in [
+        (json!({"operator": {"replicas": 0}}), "/operator/replicas"),
+        (
+            json!({"operator": {"replicas": "two"}}),
+            "/operator/replicas",
+        ),
+        (
+            json!({"operator": {"image": {"pullPolicy": "Sometimes"}}}),
+            "value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            json!({"operatr": {}}),
+            "additional properties 'operatr' not allowed",
+        ),
+        (
+            json!({"operator": {"resources": {"limits": {"memory": "lots"}}}}),
+            "/operator/resources/limits/memory",
+        ),
+        (
+            json!({"agent": {"vrrpAuthentication": {"enabled": true}}}),
+            "/agent/vrrpAuthentication/secrets",
+        ),
+        (
+            json!({"agent": {"vrrpAuthentication": {"enabled": true, "secrets": [{"name": "x"}]}}}),
+            "missing property 'namespace'",
+        ),
+        (
+            json!({"operator": {"podAntiAffinity": "strict"}}),
+            "/operator/podAntiAffinity",
+        ),
+        (
+            json!({"virtualIPs": [{"name": "Web_1", "spec": {}}]}),
+            "/virtualIPs/0/name",
+        ),
+        (
+            json!({"upstreamPools": [{"name": "web"}]}),
+            "missing property 'spec'",
+        ),
+        (
+            json!({"serviceMonitor": {"interval": "often"}}),
+            "/serviceMonitor/interval",
+        ),
+        (
+            json!({"operator": {"image": {"digest": "md5:abc"}}}),
+            "/operator/image/digest",
+        ),
+        // The chart's own labels select pods: values cannot override them.
+        (
+            json!({"commonLabels": {"app.kubernetes.io/name": "x"}}),
+            "invalid propertyName 'app.kubernetes.io/name'",
+        ),
+        (
+            json!({"operator": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
+            "invalid propertyName 'app.kubernetes.io/instance'",
+        ),
+    ] {
+        let (code, out, err) = helmtool(&[
+            "schema",
+            chart.to_str().unwrap(),
+            "--values-json",
+            &values.to_string(),
+        ]);
+        assert_eq!(code, 3, "{values} was accepted:\n{out}\n{err}");
+        assert!(
+            out.contains(message),
+            "{values}: expected {message:?} in:\n{out}"
+        );
+    }
+    let (code, out, err) = helmtool(&[
+        "schema",
+        chart.to_str().unwrap(),
+        "--values-json",
+        r#"{"operator": {"replicas": 3}, "agent": {"vrrpAuthentication": {"enabled": true, "secrets": [{"namespace": "default", "name": "vrrp-auth"}]}}}"#,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+// ---- RBAC ----
+
+const WRITE_VERBS: [&str; 10] = [
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "escalate",
+    "bind",
+    "impersonate",
+    "approve",
+    "*",
+];
+
+/// Every rule granted to a ServiceAccount by the (Cluster)RoleBindings of a render:
+/// (role kind, namespace of the grant or None for cluster-wide, rule).
+fn rules_of(r: &Rendered, sa: &str, sa_namespace: &str) -> Vec<(String, Option<String>, Value)> {
+    let mut out = Vec::new();
+    for b in r
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        let bound = b["subjects"].as_array().unwrap().iter().any(|s| {
+            s["kind"] == "ServiceAccount" && s["name"] == sa && s["namespace"] == sa_namespace
+        });
+        if !bound {
+            continue;
+        }
+        let role_kind = b["roleRef"]["kind"].as_str().unwrap();
+        let role_name = &b["roleRef"]["name"];
+        let ns = b["metadata"]["namespace"].as_str().map(str::to_string);
+        let role = r
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == role_kind
+                    && o["metadata"]["name"] == *role_name
+                    && (role_kind == "ClusterRole"
+                        || o["metadata"]["namespace"].as_str() == ns.as_deref())
+            })
+            .unwrap_or_else(|| panic!("binding {b:#} names a role the chart does not create"));
+        for rule in role["rules"].as_array().unwrap() {
+            out.push((role_kind.to_string(), ns.clone(), rule.clone()));
+        }
+    }
+    out
+}
+
+/// One permission: (API group, resource, verb, resourceNames, namespace or None for cluster-wide).
+type Grant = (String, String, String, Vec<String>, Option<String>);
+
+/// The permissions of rules, one per group, resource and verb.
+fn grants(rules: &[(String, Option<String>, Value)]) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for (_, ns, rule) in rules {
+        for g in strings(&rule["apiGroups"]) {
+            for res in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.push((
+                        g.clone(),
+                        res.clone(),
+                        verb,
+                        strings(&rule["resourceNames"]),
+                        ns.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn agent_rbac_is_least_privilege() {
+    let r = render_defaults();
+    let agent = grants(&rules_of(&r, "buoy-agent", "buoy-system"));
+    assert!(!agent.is_empty());
+    for (g, res, verb, names, _) in &agent {
+        assert!(
+            !(g == "*" || res == "*" || verb == "*"),
+            "no wildcards: {g}/{res} {verb}"
+        );
+        assert_ne!(res, "secrets", "no Secrets without VRRP authentication");
+        if WRITE_VERBS.contains(&verb.as_str()) {
+            let allowed = (g == "buoy.io" && res == "virtualips/status" && verb == "patch")
+                || (g == "events.k8s.io"
+                    && res == "events"
+                    && (verb == "create" || verb == "patch"));
+            assert!(allowed, "agent may not {verb} {g}/{res}");
+        }
+        assert!(names.is_empty());
+    }
+    // What agents read, and exactly that.
+    let reads: BTreeSet<(String, String)> = agent
+        .iter()
+        .filter(|(_, _, v, _, _)| v == "watch")
+        .map(|(g, r, _, _, _)| (g.clone(), r.clone()))
+        .collect();
+    let expect: BTreeSet<(String, String)> = [
+        ("buoy.io", "virtualips"),
+        ("buoy.io", "upstreampools"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("", "services"),
+        ("", "nodes"),
+        ("", "pods"),
+    ]
+    .into_iter()
+    .map(|(g, r)| (g.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(reads, expect);
+    assert!(
+        agent
+            .iter()
+            .any(|(g, r, v, _, _)| g == "buoy.io" && r == "virtualips/status" && v == "patch")
+    );
+    for verb in ["create", "patch"] {
+        assert!(
+            agent
+                .iter()
+                .any(|(g, r, v, _, _)| g == "events.k8s.io" && r == "events" && v == verb)
+        );
+    }
+
+    // With VRRP v2 authentication: `get` of the named Secrets, in their namespaces, nothing more.
+    let r = render_all_values();
+    let agent = grants(&rules_of(&r, "buoy-node-agent", "buoy-ci"));
+    let secrets: BTreeSet<(String, String, String)> = agent
+        .iter()
+        .filter(|(_, res, _, _, _)| res == "secrets")
+        .map(|(_, _, v, n, ns)| (v.clone(), n.join(","), ns.clone().unwrap_or_default()))
+        .collect();
+    let expect: BTreeSet<(String, String, String)> = [
+        ("get", "vrrp-auth,vrrp-auth-2", "default"),
+        ("get", "vrrp-auth", "lb"),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(
+        secrets, expect,
+        "Secrets only by name, per namespace, read-only"
+    );
+    for (g, res, verb, names, _) in &agent {
+        if res != "secrets" {
+            assert!(names.is_empty());
+        }
+        if WRITE_VERBS.contains(&verb.as_str()) {
+            assert!(
+                (res == "virtualips/status" && verb == "patch")
+                    || (g == "events.k8s.io" && res == "events"),
+                "agent may not {verb} {g}/{res}"
+            );
+        }
+    }
+}
+
+#[test]
+fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
+    let r = render_defaults();
+    let op = grants(&rules_of(&r, "buoy-operator", "buoy-system"));
+    let has = |g: &str, res: &str, verb: &str, ns: Option<&str>| {
+        op.iter().any(|(og, ores, overb, _, ons)| {
+            og == g && ores == res && overb == verb && ons.as_deref() == ns
+        })
+    };
+    for verb in ["get", "list", "watch", "patch", "update"] {
+        assert!(has("buoy.io", "virtualips", verb, None), "{verb}");
+        assert!(has("buoy.io", "upstreampools", verb, None), "{verb}");
+    }
+    for verb in ["get", "patch", "update"] {
+        assert!(has("buoy.io", "virtualips/status", verb, None));
+        assert!(has("buoy.io", "upstreampools/status", verb, None));
+    }
+    assert!(has("buoy.io", "virtualips/finalizers", "update", None));
+    for verb in [
+        "get", "list", "watch", "create", "patch", "update", "delete",
+    ] {
+        assert!(
+            has("apps", "daemonsets", verb, Some("buoy-system")),
+            "{verb}"
+        );
+    }
+    for verb in ["get", "list", "watch", "create", "update", "patch"] {
+        assert!(
+            has("coordination.k8s.io", "leases", verb, Some("buoy-system")),
+            "{verb}"
+        );
+    }
+    for verb in ["create", "patch"] {
+        assert!(has("events.k8s.io", "events", verb, None));
+        assert!(has("", "events", verb, None));
+    }
+    for res in ["nodes", "pods"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(has("", res, verb, None));
+        }
+    }
+    for (g, res, verb, _, ns) in &op {
+        assert!(!(g == "*" || res == "*" || verb == "*"), "no wildcards");
+        assert_ne!(res, "secrets", "the operator reads no Secret");
+        // Writes outside its own namespace: Buoy's objects and Events only.
+        if ns.is_none() && WRITE_VERBS.contains(&verb.as_str()) {
+            assert!(
+                g == "buoy.io" || res == "events",
+                "cluster-wide {verb} on {g}/{res}"
+            );
+        }
+        if verb == "delete" {
+            assert!(
+                res == "daemonsets" && ns.as_deref() == Some("buoy-system"),
+                "the operator deletes nothing but its DaemonSets: {g}/{res}"
+            );
+        }
+    }
+}
+
+// ---- generated files ----
+
+#[test]
+fn deploy_manifest_is_the_chart_rendered_with_default_values() {
+    let committed = std::fs::read_to_string(repo().join("deploy/buoy.yaml")).unwrap();
+    let fresh = helmtool_ok(&["render-deploy", chart().to_str().unwrap()]);
+    assert!(
+        committed == fresh,
+        "deploy/buoy.yaml drifted from charts/buoy: run scripts/render-chart"
+    );
+    let objects = parse_stream(&committed);
+    assert_eq!(objects[0]["kind"], "Namespace");
+    assert_eq!(objects[0]["metadata"]["name"], "buoy-system");
+    // The CRDs are the generated ones, before anything that uses them.
+    let crds: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    assert_eq!(crds.len(), 2);
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let generated: Value = parse_stream(
+            &std::fs::read_to_string(chart().join(format!("crds/{name}.yaml"))).unwrap(),
+        )
+        .remove(0);
+        assert_eq!(crd, &generated, "{name}");
+    }
+    validate(&committed, "deploy");
+}
+
+#[test]
+fn chart_readme_lists_every_value() {
+    let (code, readme, err) = helmtool(&[
+        "values-doc",
+        chart().to_str().unwrap(),
+        "--readme",
+        chart().join("README.md").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    assert!(
+        committed == readme,
+        "charts/buoy/README.md's values table is stale: run scripts/render-chart"
+    );
+    // Independently of the generator: every leaf of values.yaml (or the value that holds it,
+    // for free-form maps like resources) is a row of the table.
+    let mut all = BTreeSet::new();
+    leaves(&load_yaml(&chart().join("values.yaml")), "", &mut all);
+    let rows: BTreeSet<String> = committed
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    for leaf in &all {
+        assert!(
+            rows.iter()
+                .any(|r| leaf == r || leaf.starts_with(&format!("{r}."))),
+            "{leaf} is not in charts/buoy/README.md"
+        );
+    }
+}
+
+// ---- Dockerfile ----
+
+struct Stage {
+    name: String,
+    base: String,
+    copies: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    user: Option<String>,
+    title: Option<String>,
+}
+
+fn dockerfile_stages() -> Vec<Stage> {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    // Join continuation lines, drop comments.
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || t.is_empty() {
+            continue;
+        }
+        if let Some(s) = t.strip_suffix('\\') {
+            current.push_str(s);
+            current.push(' ');
+        } else {
+            current.push_str(t);
+            lines.push(std::mem::take(&mut current));
+        }
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for line in lines {
+        let (instr, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        match instr.to_uppercase().as_str() {
+            "FROM" => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                stages.push(Stage {
+                    base: words[0].to_string(),
+                    name: words.get(2).map(|s| s.to_string()).unwrap_or_default(),
+                    copies: Vec::new(),
+                    entrypoint: Vec::new(),
+                    user: None,
+                    title: None,
+                });
+            }
+            "COPY" => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                if words[0].starts_with("--from=") {
+                    stages
+                        .last_mut()
+                        .unwrap()
+                        .copies
+                        .push((words[1].to_string(), words[2].to_string()));
+                }
+            }
+            "ENTRYPOINT" => {
+                stages.last_mut().unwrap().entrypoint =
+                    serde_json::from_str(rest).expect("ENTRYPOINT in exec form (a JSON array)");
+            }
+            "USER" => stages.last_mut().unwrap().user = Some(rest.trim().to_string()),
+            "LABEL" => {
+                if let Some(i) = rest.find("org.opencontainers.image.title=\"") {
+                    let v = &rest[i + "org.opencontainers.image.title=\"".len()..];
+                    stages.last_mut().unwrap().title = Some(v[..v.find('"').unwrap()].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    stages
+}
+
+/// Binary targets of the workspace: bin name → package name.
+fn workspace_bins() -> BTreeMap<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut bins = BTreeMap::new();
+    for p in meta["packages"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            if strings(&t["kind"]).iter().any(|k| k == "bin") {
+                bins.insert(
+                    t["name"].as_str().unwrap().to_string(),
+                    p["name"].as_str().unwrap().to_string(),
+                );
+            }
+        }
+    }
+    bins
+}
+
+#[test]
+fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
+    let stages = dockerfile_stages();
+    let bins = workspace_bins();
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+
+    let build = stages.iter().find(|s| s.name == "build").unwrap();
+    assert!(build.base.starts_with("rust:"), "{}", build.base);
+    // The builder's Rust is at least the workspace's rust-version.
+    let want: Vec<u32> = load_toml_rust_version()
+        .split('.')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let have: Vec<u32> = build.base["rust:".len()..]
+        .split('-')
+        .next()
+        .unwrap()
+        .split('.')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        have >= want,
+        "rust image {have:?} older than rust-version {want:?}"
+    );
+    // Every package the build names exists, and every binary copied out is one it builds.
+    let cargo_build = &text[text
+        .find("cargo build")
+        .expect("the build runs cargo build")..];
+    let cargo_build = cargo_build.split("&&").next().unwrap();
+    assert!(cargo_build.contains("--release") && cargo_build.contains("--locked"));
+    let built: Vec<&str> = cargo_build
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "-p")
+        .map(|w| w[1])
+        .collect();
+    assert!(!built.is_empty());
+    for p in &built {
+        assert!(
+            bins.values().any(|v| v == p),
+            "cargo build -p {p}: no such package"
+        );
+    }
+    for stage in stages.iter().filter(|s| s.name != "build") {
+        assert!(
+            !stage.copies.is_empty(),
+            "stage {} copies nothing",
+            stage.name
+        );
+        for (from, to) in &stage.copies {
+            let bin = Path::new(from).file_name().unwrap().to_str().unwrap();
+            let package = bins
+                .get(bin)
+                .unwrap_or_else(|| panic!("{from}: no binary {bin} in the workspace"));
+            assert!(
+                built.contains(&package.as_str()),
+                "{bin} of {package} is not built"
+            );
+            assert!(
+                text.contains(&format!("target/release/{bin}")),
+                "{bin} is copied from the release build"
+            );
+            assert_eq!(Path::new(to).file_name().unwrap(), bin);
+        }
+        // The entrypoint is the binary the stage copies.
+        assert_eq!(
+            stage.entrypoint.first(),
+            Some(&stage.copies[0].1),
+            "stage {}",
+            stage.name
+        );
+    }
+
+    let r = render_defaults();
+    let values = load_yaml(&chart().join("values.yaml"));
+    // Operator: the chart's command is the image's entrypoint, its user the image's, non-root.
+    let op = stages.iter().find(|s| s.name == "operator").unwrap();
+    let c = operator_container(&r, "buoy-operator");
+    assert_eq!(strings(&c["command"]), op.entrypoint);
+    assert_eq!(op.entrypoint, ["/usr/local/bin/buoy-operator"]);
+    assert_eq!(bins["buoy-operator"], "buoy-operator");
+    let uid = values["operator"]["runAsUser"].as_u64().unwrap();
+    assert_eq!(op.user.as_deref(), Some(format!("{uid}:{uid}").as_str()));
+    assert!(uid != 0);
+    assert!(op.base.contains("nonroot"), "{}", op.base);
+    assert!(
+        values["operator"]["image"]["repository"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{}", op.title.as_deref().unwrap()))
+    );
+    // Agent: the image the chart passes to the operator runs buoy-agent, whose `run` the
+    // operator's DaemonSets call.
+    let agent = stages.iter().find(|s| s.name == "agent").unwrap();
+    assert_eq!(agent.entrypoint, ["/usr/local/bin/buoy-agent"]);
+    assert_eq!(bins["buoy-agent"], "buoy-agent");
+    assert!(
+        strings(&c["args"])
+            .iter()
+            .any(|a| a == "--agent-image=ghcr.io/buoy-io/buoy-agent:0.1.0")
+    );
+    assert!(
+        values["agent"]["image"]["repository"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{}", agent.title.as_deref().unwrap()))
+    );
+    // The build context keeps target/ and .git/ out.
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for p in ["target/", ".git/"] {
+        assert!(ignore.lines().any(|l| l.trim() == p), "{p}");
+    }
+}
+
+fn load_toml_rust_version() -> String {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+// ---- applied to the Kubernetes API test server ----
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl is installed (.ci/run installs kubernetes-client)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+}
+
+#[test]
+fn rendered_manifests_apply_to_the_api_test_server() {
+    let dir = scratch("apply");
+    let kubeconfig = dir.join("kubeconfig");
+    let mut cmd = Command::new(workspace_bin("buoy-testapi"));
+    cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig);
+    let server = Proc::spawn("buoy-testapi", cmd).unwrap();
+    server
+        .wait_for_line("listening on ", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("buoy-testapi did not start: {:?}", server.output()));
+    let k = Kubectl { kubeconfig };
+
+    // The plain manifest, as a user applies it.
+    let deploy = repo().join("deploy/buoy.yaml");
+    let out = k.ok(&["apply", "-f", deploy.to_str().unwrap()]);
+    for created in [
+        "namespace/buoy-system created",
+        "customresourcedefinition.apiextensions.k8s.io/virtualips.buoy.io created",
+        "customresourcedefinition.apiextensions.k8s.io/upstreampools.buoy.io created",
+        "serviceaccount/buoy-operator created",
+        "serviceaccount/buoy-agent created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-operator created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-agent created",
+        "clusterrolebinding.rbac.authorization.k8s.io/buoy-operator created",
+        "clusterrolebinding.rbac.authorization.k8s.io/buoy-agent created",
+        "role.rbac.authorization.k8s.io/buoy-operator created",
+        "role.rbac.authorization.k8s.io/buoy-operator-leader-election created",
+        "rolebinding.rbac.authorization.k8s.io/buoy-operator created",
+        "rolebinding.rbac.authorization.k8s.io/buoy-operator-leader-election created",
+        "service/buoy-operator-metrics created",
+        "service/buoy-agent-metrics created",
+        "poddisruptionbudget.policy/buoy-operator created",
+        "deployment.apps/buoy-operator created",
+    ] {
+        assert!(out.contains(created), "{created} missing in:\n{out}");
+    }
+    let again = k.ok(&["apply", "-f", deploy.to_str().unwrap()]);
+    assert!(
+        again.contains("deployment.apps/buoy-operator unchanged"),
+        "{again}"
+    );
+
+    let d = k.json(&["get", "deployment", "buoy-operator", "-n", "buoy-system"]);
+    let rendered = render_defaults();
+    let want = rendered.one("Deployment", "buoy-operator");
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["args"],
+        want["spec"]["template"]["spec"]["containers"][0]["args"]
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["serviceAccountName"],
+        "buoy-operator"
+    );
+    let sas = k.ok(&["get", "serviceaccounts", "-n", "buoy-system", "-o", "name"]);
+    for sa in ["serviceaccount/buoy-operator", "serviceaccount/buoy-agent"] {
+        assert!(sas.lines().any(|l| l == sa), "{sas}");
+    }
+    let role = k.json(&["get", "clusterrole", "buoy-agent"]);
+    assert_eq!(
+        role["rules"],
+        rendered.one("ClusterRole", "buoy-agent")["rules"]
+    );
+    let binding = k.json(&[
+        "get",
+        "rolebinding",
+        "buoy-operator-leader-election",
+        "-n",
+        "buoy-system",
+    ]);
+    assert_eq!(binding["subjects"][0]["name"], "buoy-operator");
+    let table = k.ok(&["get", "deployments,pdb,services", "-n", "buoy-system"]);
+    for name in [
+        "buoy-operator",
+        "buoy-operator-metrics",
+        "buoy-agent-metrics",
+    ] {
+        assert!(table.contains(name), "{table}");
+    }
+    // The CRDs serve: `kubectl get vip` works (and is empty).
+    let (ok, out, err) = k.run(&["get", "vip", "-A"]);
+    assert!(ok, "{out}\n{err}");
+
+    // Every option, in another namespace (the ServiceMonitor needs the Prometheus Operator's
+    // CRDs, which this server does not have, so it is rendered without that API, as Helm
+    // would on such a cluster).
+    let all = render(Some(&all_values()), "edge", "buoy-ci", &[]);
+    let file = dir.join("all-values.yaml");
+    let mut text = String::new();
+    for ns in ["buoy-ci", "buoy-leases", "lb"] {
+        text.push_str(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"
+        ));
+    }
+    text.push_str(&all.yaml);
+    std::fs::write(&file, text).unwrap();
+    let out = k.ok(&["apply", "-f", file.to_str().unwrap()]);
+    for created in [
+        "deployment.apps/edge-buoy-operator created",
+        "role.rbac.authorization.k8s.io/edge-buoy-agent-vrrp-secrets created",
+        "virtualip.buoy.io/web created",
+        "upstreampool.buoy.io/web created",
+    ] {
+        assert!(out.contains(created), "{created} missing in:\n{out}");
+    }
+    let vips = k.ok(&["get", "vip", "-n", "default"]);
+    assert!(vips.lines().any(|l| l.starts_with("web ")), "{vips}");
+    let secrets_role = k.json(&["get", "role", "edge-buoy-agent-vrrp-secrets", "-n", "lb"]);
+    assert_eq!(
+        secrets_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["vrrp-auth"], "verbs": ["get"]}])
+    );
+}
