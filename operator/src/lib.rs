@@ -6,5 +6,8 @@
 pub mod agent;
 pub mod allocate;
 pub mod conditions;
+pub mod controller;
+pub mod leader;
 pub mod plan;
 pub mod selection;
+pub mod telemetry;
