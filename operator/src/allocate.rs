@@ -3,8 +3,11 @@
 //!
 //! **VRIDs.** VRRP router IDs are a per-LAN, per-family namespace (IPv4 and IPv6 VRRP are
 //! separate protocols on the wire). The operator cannot see which VirtualIPs share a LAN, so it
-//! treats every VirtualIP of one address family as sharing one: allocated IDs are unique per
-//! family across the cluster. IDs written in a spec are taken first; an ID once allocated and
+//! treats every VirtualIP of one address family as sharing one, except that VirtualIPs naming
+//! different `spec.interface`s are taken to be on different LANs (one without an interface may
+//! be on any): allocated IDs are unique per family and interface across the cluster. Should
+//! two differently named interfaces share a LAN after all, the agents see each other as
+//! foreign routers and the VRID moves (below). IDs written in a spec are taken first; an ID once allocated and
 //! recorded in `status.virtualRouterID` is kept, unless (a) an agent reports foreign routers on
 //! it, (b) a VirtualIP's spec now names it, or (c) an earlier VirtualIP recorded the same one (a
 //! lost race). Then the VirtualIP moves to the lowest free ID and the caller emits an Event. IDs
@@ -43,6 +46,9 @@ pub struct VridClaim {
     /// `namespace/name`, for messages.
     pub id: String,
     pub family: Family,
+    /// `spec.interface`: VirtualIPs that name different interfaces are taken to be on
+    /// different LANs; an unnamed one may be on any.
+    pub interface: Option<String>,
     /// `spec.virtualRouterID`.
     pub spec: Option<u8>,
     /// `status.virtualRouterID` as recorded (or just written by this operator).
@@ -84,24 +90,41 @@ impl Vrid {
     }
 }
 
+/// A user of a VRID: `(interface, namespace/name)`.
+type User = (Option<String>, String);
+
+/// VRIDs in use, by family and ID: who uses each, on which interface.
+#[derive(Default)]
+struct Taken(HashMap<(Family, u8), Vec<User>>);
+
+impl Taken {
+    /// Who uses `v` where `interface` may be: the same interface, or either unnamed (the
+    /// default interface may be any).
+    fn by(&self, family: Family, v: u8, interface: &Option<String>) -> Option<&str> {
+        self.0.get(&(family, v))?.iter().find_map(|(i, id)| {
+            (i.is_none() || interface.is_none() || i == interface).then_some(id.as_str())
+        })
+    }
+    fn add(&mut self, c: &VridClaim, v: u8) {
+        self.0
+            .entry((c.family, v))
+            .or_default()
+            .push((c.interface.clone(), c.id.clone()));
+    }
+}
+
 /// Allocates VRIDs for `claims`, which must be in precedence order (oldest first). `avoid`:
 /// IDs seen used by foreign routers, never handed out again. Returns one outcome per claim.
 pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> {
-    let mut used: HashMap<(Family, u8), String> = HashMap::new();
-    let mut spec_users: HashMap<(Family, u8), String> = HashMap::new();
-    for c in claims {
-        if let Some(v) = c.spec.filter(|v| *v >= 1) {
-            spec_users
-                .entry((c.family, v))
-                .or_insert_with(|| c.id.clone());
-        }
-    }
+    let mut used = Taken::default();
+    let mut spec_users = Taken::default();
     let mut out: Vec<Option<Vrid>> = vec![None; claims.len()];
     let mut pending: Vec<(usize, Option<(u8, MoveReason)>)> = Vec::new();
     // Spec IDs first, then recorded ones in precedence order.
     for (i, c) in claims.iter().enumerate() {
         if let Some(v) = c.spec.filter(|v| *v >= 1) {
-            used.entry((c.family, v)).or_insert_with(|| c.id.clone());
+            spec_users.add(c, v);
+            used.add(c, v);
             out[i] = Some(Vrid::Spec(v));
         }
     }
@@ -112,15 +135,14 @@ pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> 
         match c.recorded.filter(|v| *v >= 1) {
             None => pending.push((i, None)),
             Some(v) => {
-                let key = (c.family, v);
                 if c.foreign {
                     pending.push((i, Some((v, MoveReason::ForeignRouters))));
-                } else if let Some(owner) = spec_users.get(&key) {
-                    pending.push((i, Some((v, MoveReason::TakenBySpec(owner.clone())))));
-                } else if let Some(owner) = used.get(&key) {
-                    pending.push((i, Some((v, MoveReason::TakenByEarlier(owner.clone())))));
+                } else if let Some(owner) = spec_users.by(c.family, v, &c.interface) {
+                    pending.push((i, Some((v, MoveReason::TakenBySpec(owner.to_string())))));
+                } else if let Some(owner) = used.by(c.family, v, &c.interface) {
+                    pending.push((i, Some((v, MoveReason::TakenByEarlier(owner.to_string())))));
                 } else {
-                    used.insert(key, c.id.clone());
+                    used.add(c, v);
                     out[i] = Some(Vrid::Kept(v));
                 }
             }
@@ -136,14 +158,13 @@ pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> 
     for (i, moved) in pending {
         let c = &claims[i];
         let free = (1..=255u8).find(|v| {
-            let key = (c.family, *v);
-            !used.contains_key(&key)
-                && !avoid.contains(&key)
+            used.by(c.family, *v, &c.interface).is_none()
+                && !avoid.contains(&(c.family, *v))
                 && moved.as_ref().is_none_or(|(old, _)| old != v)
         });
         out[i] = Some(match free {
             Some(v) => {
-                used.insert((c.family, v), c.id.clone());
+                used.add(c, v);
                 Vrid::Allocated { vrid: v, moved }
             }
             None => Vrid::Exhausted,
@@ -256,6 +277,7 @@ mod tests {
         VridClaim {
             id: id.into(),
             family: Family::V4,
+            interface: None,
             spec,
             recorded,
             foreign: false,
@@ -367,6 +389,25 @@ mod tests {
                 moved: Some((6, MoveReason::TakenBySpec("user".into())))
             }
         );
+    }
+
+    #[test]
+    fn named_interfaces_are_separate_lans_and_an_unnamed_one_may_be_any() {
+        let on = |id: &str, iface: Option<&str>| VridClaim {
+            interface: iface.map(str::to_string),
+            ..claim(id, None, None)
+        };
+        let got = vrids(
+            &[
+                on("a", Some("eth0")),
+                on("b", Some("eth1")),
+                on("c", None),
+                on("d", Some("eth1")),
+            ],
+            &BTreeSet::new(),
+        );
+        let values: Vec<Option<u8>> = got.iter().map(Vrid::value).collect();
+        assert_eq!(values, vec![Some(1), Some(1), Some(2), Some(3)]);
     }
 
     #[test]

@@ -177,14 +177,17 @@ impl Status {
         let Some(s) = &vip.status else {
             return Status::default();
         };
+        let mut conditions: Vec<Condition> = s
+            .conditions
+            .iter()
+            .filter(|c| [READY, DEGRADED, CONFLICT].contains(&c.type_.as_str()))
+            .cloned()
+            .collect();
+        // A list-map keeps no order that matters: compare by type.
+        conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
         Status {
             observed_generation: s.observed_generation,
-            conditions: s
-                .conditions
-                .iter()
-                .filter(|c| [READY, DEGRADED, CONFLICT].contains(&c.type_.as_str()))
-                .cloned()
-                .collect(),
+            conditions,
             master: s.master.clone(),
             virtual_router_id: s.virtual_router_id,
         }
@@ -338,6 +341,7 @@ pub fn plan(world: &World) -> Plan {
         .map(|v| VridClaim {
             id: id_of(v),
             family: Family::of(&v.spec),
+            interface: v.spec.interface.clone(),
             spec: v.spec.virtual_router_id,
             recorded: uid(v)
                 .and_then(|u| world.memory.vrids.get(&u).copied())
@@ -355,17 +359,44 @@ pub fn plan(world: &World) -> Plan {
     }
     let vrids = allocate::vrids(&claims, &foreign);
 
-    // Conflicts, against earlier VirtualIPs that are served.
+    // Conflicts, against earlier VirtualIPs that are served. Indexed by address and by VRID so
+    // that only candidates are compared (linear, not quadratic, in the number of VirtualIPs).
     let mut conflicts: Vec<Option<(&'static str, String)>> = Vec::with_capacity(vips.len());
-    let mut served: Vec<usize> = Vec::new();
+    let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    let mut by_vrid: HashMap<(Family, u8), Vec<usize>> = HashMap::new();
     for (i, v) in vips.iter().enumerate() {
+        let my_ips = ips(v);
         let found = reserved_port(v).or_else(|| {
-            served
+            let mut candidates: Vec<usize> = my_ips
                 .iter()
-                .find_map(|&j| clash(v, vrids[i].value(), vips[j], vrids[j].value()))
+                .filter_map(|ip| by_ip.get(ip))
+                .flatten()
+                .copied()
+                .collect();
+            if let Some(vr) = vrids[i].value() {
+                candidates.extend(
+                    by_vrid
+                        .get(&(Family::of(&v.spec), vr))
+                        .into_iter()
+                        .flatten(),
+                );
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+            candidates
+                .into_iter()
+                .find_map(|j| clash(v, vrids[i].value(), vips[j], vrids[j].value()))
         });
         if found.is_none() {
-            served.push(i);
+            for ip in my_ips {
+                by_ip.entry(ip).or_default().push(i);
+            }
+            if let Some(vr) = vrids[i].value() {
+                by_vrid
+                    .entry((Family::of(&v.spec), vr))
+                    .or_default()
+                    .push(i);
+            }
         }
         conflicts.push(found);
     }
@@ -565,7 +596,7 @@ pub fn plan(world: &World) -> Plan {
                 &foreign_routers(v),
             );
             let generation = v.metadata.generation;
-            let built: Vec<Condition> = wants
+            let mut built: Vec<Condition> = wants
                 .iter()
                 .map(|w| conditions::build(w, generation, now, &observed_status.conditions))
                 .collect();
@@ -586,6 +617,7 @@ pub fn plan(world: &World) -> Plan {
                     });
                 }
             }
+            built.sort_by(|a, b| a.type_.cmp(&b.type_));
             Status {
                 observed_generation: generation,
                 conditions: built,
@@ -1029,7 +1061,11 @@ mod tests {
         assert_eq!(of(&p, "three").vrid.value(), Some(3));
         assert!(reasons(&p, "one").contains(&"VirtualRouterIDAllocated".to_string()));
         assert!(of(&p, "one").status_changed && of(&p, "one").meta_changed);
-        // Settled: nothing changes, nothing is said.
+        // Settled: nothing changes, nothing is said — whatever order the server keeps the
+        // conditions in.
+        for v in &mut f.vips {
+            v.status.as_mut().unwrap().conditions.reverse();
+        }
         let again = f.plan();
         for v in &again.vips {
             assert!(!v.status_changed && !v.meta_changed, "{} changed", v.name);
