@@ -36,6 +36,17 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU seconds (user + system) of process `pid` ("self" for this one).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command (which may hold spaces) come state, ppid, …: utime and stime are
+    // fields 14 and 15 of proc(5), the 12th and 13th after the command.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (field(11) + field(12)) as f64 / 100.0
+}
+
 async fn scrape(metrics: &str) -> String {
     let Ok(mut s) = tokio::net::TcpStream::connect(metrics).await else {
         return String::new();
@@ -175,6 +186,8 @@ async fn bench(n: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let (rss, hwm) = rss_kib(op.pid());
+    let op_cpu = cpu_secs(&op.pid().to_string());
+    let server_cpu = cpu_secs("self");
     let text = scrape(&metrics).await;
     let passes = sample(&text, "buoy_operator_reconciles_total");
     let pass_secs = sample(&text, "buoy_operator_reconcile_duration_seconds_sum");
@@ -183,6 +196,23 @@ async fn bench(n: usize) -> Result<()> {
     let before = writes(&metrics).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = writes(&metrics).await;
+
+    // The test server's round trips, for reading the figures above.
+    let t = Instant::now();
+    for _ in 0..20 {
+        vips.get("vip-0").await?;
+    }
+    let get_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
+    let t = Instant::now();
+    for i in 0..20 {
+        vips.patch(
+            "vip-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"probe": i.to_string()}}})),
+        )
+        .await?;
+    }
+    let patch_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
 
     let mut seen = HashSet::new();
     let mut duplicates = 0;
@@ -215,8 +245,10 @@ async fn bench(n: usize) -> Result<()> {
         "  reconcile passes / mean duration  {passes:>8} / {:.3} s",
         pass_secs / passes.max(1.0)
     );
+    println!("  CPU: operator / API test server   {op_cpu:>8.2} / {server_cpu:.2} s");
     println!("  API writes in the 3 s after       {:>8}", after - before);
     println!("  duplicate (interface, VRID) pairs {duplicates:>8}");
+    println!("  test server round trip GET / PATCH {get_ms:>7.1} / {patch_ms:.1} ms (sequential)");
     if duplicates > 0 || after > before {
         bail!("not at a quiet, consistent steady state");
     }

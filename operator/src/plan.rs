@@ -539,9 +539,11 @@ pub fn plan(world: &World) -> Plan {
             meta.conflict = observed_meta.conflict.clone();
         }
         let meta_changed = meta != observed_meta;
+        // Told when an assignment changes (a node came or went), not when it is first made.
         if meta_changed
             && !deleting
             && meta.priorities.is_some()
+            && observed_meta.priorities.is_some()
             && meta.priorities != observed_meta.priorities
         {
             let text = priorities
@@ -1463,6 +1465,18 @@ mod tests {
         // Deterministic and quiet once written.
         let again = f.plan();
         assert!(again.vips.iter().all(|v| !v.meta_changed));
+        assert!(
+            p.vips
+                .iter()
+                .all(|v| !reasons(&p, &v.name).contains(&"PrioritiesAssigned".to_string())),
+            "first assignments are not news"
+        );
+        // A node joins: every VirtualIP that selects it gets it, and says so.
+        f.nodes.push(node("node-6", json!({})));
+        let p = f.plan();
+        let v0 = of(&p, "vip-0");
+        assert!(v0.meta_changed && v0.meta.priorities.as_ref().unwrap().contains("node-6"));
+        assert!(reasons(&p, "vip-0").contains(&"PrioritiesAssigned".to_string()));
     }
 
     #[test]
