@@ -472,21 +472,23 @@ async fn write_vip(
 ) -> VipOutcome {
     let api: Api<VirtualIP> = Api::namespaced(client, &vp.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    // Status first: a released finalizer may delete the object at once.
-    let status = match status {
+    // Metadata first: the annotations are what agents act on (a conflict annotation must be
+    // there by the time the Conflict condition is), and a VirtualIP being deleted gets no
+    // status write after its finalizer goes.
+    let meta = match meta {
         Some(b) => {
             let r = api
-                .patch_status(&vp.name, &params, &Patch::Apply(&b))
+                .patch(&vp.name, &params, &Patch::Apply(&b))
                 .await
                 .map(|_| ());
             Some((b, r))
         }
         None => None,
     };
-    let meta = match meta {
+    let status = match status {
         Some(b) => {
             let r = api
-                .patch(&vp.name, &params, &Patch::Apply(&b))
+                .patch_status(&vp.name, &params, &Patch::Apply(&b))
                 .await
                 .map(|_| ());
             Some((b, r))

@@ -469,7 +469,13 @@ async fn conflicts_are_reported_and_cleared() {
     let (_, reason, msg) = c.condition("team", "second", "Ready").await.unwrap();
     assert_eq!(reason, "Conflict");
     assert!(msg.contains("default/first"));
-    let second = c.vips("team").get("second").await.unwrap();
+    let second = eventually("the conflict annotation", || async {
+        let v = c.vips("team").get("second").await.ok()?;
+        v.annotations()
+            .contains_key("buoy.io/conflict")
+            .then_some(v)
+    })
+    .await;
     assert_eq!(
         second.annotations().get("buoy.io/conflict"),
         Some(&m),
