@@ -27,6 +27,14 @@ pub const FINALIZER: &str = "buoy.io/release";
 /// The operator's field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "buoy-operator";
 
+/// Owner references on an agent DaemonSet: its placement's oldest VirtualIPs (in its
+/// namespace), not all of them, so that a placement of thousands of VirtualIPs does not make a
+/// DaemonSet of thousands of references rewritten on every change. Safe because a VirtualIP's
+/// finalizer holds it until the operator has moved the references to the next ones; the
+/// operator deletes a DaemonSet whose placement is unused, and the references are only the
+/// backstop for when it is not running.
+pub const MAX_OWNERS: usize = 8;
+
 /// How long the operator ignores foreign-router reports on a VirtualIP after moving its VRID
 /// (the agents' reports still describe the old one until they reconfigure).
 pub const FOREIGN_COOLDOWN_SECS: i64 = 30;
@@ -449,28 +457,41 @@ pub fn plan(world: &World) -> Plan {
         .filter_map(|p| Some((p.metadata.namespace.clone()?, p.metadata.name.clone()?)))
         .collect();
 
-    // DaemonSets.
-    let mut placements: BTreeMap<String, Placement> = BTreeMap::new();
+    // DaemonSets. Owners: the oldest VirtualIPs of the placement in the DaemonSet's namespace,
+    // those not being deleted first, at most MAX_OWNERS (see its doc).
+    let mut placements: BTreeMap<String, (Placement, Vec<Owner>)> = BTreeMap::new();
     for v in &vips {
         let key = buoy_crds::placement::key(&v.spec);
-        let placement = placements.entry(key.clone()).or_insert_with(|| Placement {
-            key,
-            node_selector: v.spec.node_selector.clone(),
-            tolerations: v.spec.tolerations.clone(),
-            owners: Vec::new(),
+        let (placement, deleting_owners) = placements.entry(key.clone()).or_insert_with(|| {
+            (
+                Placement {
+                    key,
+                    node_selector: v.spec.node_selector.clone(),
+                    tolerations: v.spec.tolerations.clone(),
+                    owners: Vec::new(),
+                },
+                Vec::new(),
+            )
         });
         if v.metadata.namespace.as_deref() == Some(world.agents.namespace.as_str())
             && let (Some(name), Some(uid)) = (&v.metadata.name, &v.metadata.uid)
         {
-            placement.owners.push(Owner {
+            let owner = Owner {
                 name: name.clone(),
                 uid: uid.clone(),
-            });
+            };
+            if v.metadata.deletion_timestamp.is_some() {
+                deleting_owners.push(owner);
+            } else {
+                placement.owners.push(owner);
+            }
         }
     }
     let daemonsets = placements
         .into_iter()
-        .map(|(k, mut p)| {
+        .map(|(k, (mut p, deleting))| {
+            p.owners.extend(deleting);
+            p.owners.truncate(MAX_OWNERS);
             p.owners.sort();
             (k, agent::daemonset(world.agents, &p))
         })
