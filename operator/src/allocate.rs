@@ -11,7 +11,7 @@
 //! recorded in `status.virtualRouterID` is kept, unless (a) an agent reports foreign routers on
 //! it, (b) a VirtualIP's spec now names it, or (c) an earlier VirtualIP recorded the same one (a
 //! lost race). Then the VirtualIP moves to the lowest free ID and the caller emits an Event. IDs
-//! that ever showed foreign routers are avoided afterwards.
+//! that showed foreign routers are avoided afterwards (the caller remembers them).
 //!
 //! **Priorities.** Rendezvous hashing ranks a VirtualIP's nodes by `hash(vip, node)`, so the
 //! ranking is deterministic, independent of the other VirtualIPs, and moves only the VIPs of a

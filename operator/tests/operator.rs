@@ -757,3 +757,98 @@ async fn two_replicas_one_leader_and_leadership_moves() {
     assert!(transitions >= Some(2), "{transitions:?}");
     drop(c3);
 }
+
+#[tokio::test]
+async fn allocations_survive_a_restart_and_foreign_routers_move_a_vrid() {
+    let c = Cluster::start(&three_nodes()).await;
+    let op = c.operator("op-1", &["--leader-election", "false"]);
+    for (name, addr) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
+        c.create_vip("default", name, json!({"addresses": [addr]}))
+            .await;
+    }
+    let vrid = |name: &'static str| {
+        let c = &c;
+        async move {
+            c.vips("default")
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .virtual_router_id
+        }
+    };
+    let before = eventually("three VRIDs", || async {
+        Some((vrid("a").await?, vrid("b").await?, vrid("c").await?))
+    })
+    .await;
+    assert_eq!(before, (1, 2, 3));
+    let prio_b =
+        c.vips("default").get("b").await.unwrap().annotations()["buoy.io/priorities"].clone();
+
+    // A new operator (no memory) after "a" went: the others keep theirs, the newcomer takes 1.
+    drop(op);
+    c.vips("default")
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let _op = c.operator("op-2", &["--leader-election", "false"]);
+    eventually("a goes", || async {
+        c.gone("default", "a").await.then_some(())
+    })
+    .await;
+    c.create_vip("default", "d", json!({"addresses": ["10.0.0.4"]}))
+        .await;
+    assert_eq!(
+        eventually("d's VRID", || async { vrid("d").await }).await,
+        1
+    );
+    assert_eq!((vrid("b").await, vrid("c").await), (Some(2), Some(3)));
+    assert_eq!(
+        c.vips("default").get("b").await.unwrap().annotations()["buoy.io/priorities"],
+        prio_b,
+        "priorities are stable too"
+    );
+
+    // An agent sees foreign routers on b's VRID: b moves to a free one, with a Warning.
+    c.report(
+        "default",
+        "b",
+        "n1",
+        json!({"state": "Master", "serving": true, "foreignRouters": ["192.168.1.250"]}),
+    )
+    .await;
+    let moved = eventually("b's VRID moves", || async {
+        vrid("b").await.filter(|v| *v != 2)
+    })
+    .await;
+    assert_eq!(moved, 4, "lowest free: 1 is d's, 3 is c's, 2 is avoided");
+    let (kind, _, note) = c.wait_event("default", "b", "VirtualRouterIDMoved").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("192.168.1.250"), "{note}");
+    // A spec VRID cannot move: Degraded says so.
+    c.create_vip(
+        "default",
+        "fixed",
+        json!({"addresses": ["10.0.0.5"], "virtualRouterID": 9}),
+    )
+    .await;
+    c.report(
+        "default",
+        "fixed",
+        "n1",
+        json!({"state": "Master", "serving": true, "foreignRouters": ["192.168.1.251"]}),
+    )
+    .await;
+    let m = c
+        .wait_condition("default", "fixed", "Degraded", "True", "ForeignRouters")
+        .await;
+    assert!(m.contains("192.168.1.251") && m.contains(" 9 "), "{m}");
+    assert_eq!(vrid("fixed").await, Some(9));
+    // A newcomer does not get the foreign routers' VRID 2.
+    c.create_vip("default", "e", json!({"addresses": ["10.0.0.6"]}))
+        .await;
+    assert_eq!(
+        eventually("e's VRID", || async { vrid("e").await }).await,
+        5
+    );
+}
