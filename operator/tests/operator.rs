@@ -852,3 +852,42 @@ async fn allocations_survive_a_restart_and_foreign_routers_move_a_vrid() {
         5
     );
 }
+
+#[tokio::test]
+async fn a_service_backed_pool_counts_its_endpoint_slices() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let c = Cluster::start(&three_nodes()).await;
+    let _op = c.operator("op-1", &["--leader-election", "false"]);
+    let pools: Api<UpstreamPool> = Api::namespaced(c.client.clone(), "default");
+    let pool: UpstreamPool = serde_json::from_value(json!({
+        "apiVersion": "buoy.io/v1alpha1", "kind": "UpstreamPool", "metadata": {"name": "web"},
+        "spec": {"service": {"name": "web", "port": 80}}}))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let counts = |total: u32, ready: u32| {
+        let pools = pools.clone();
+        async move {
+            let st = pools.get("web").await.ok()?.status?;
+            let b = st.backends?;
+            (b.total == total && b.ready == ready).then_some(st.conditions)
+        }
+    };
+    let conditions = eventually("no endpoints yet", || counts(0, 0)).await;
+    assert_eq!(
+        (conditions[0].status.as_str(), conditions[0].reason.as_str()),
+        ("False", "NoBackends")
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.2.0.1"], "conditions": {"ready": true}},
+                      {"addresses": ["10.2.0.2"], "conditions": {"ready": false}}]}))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let conditions = eventually("the slice counted", || counts(2, 1)).await;
+    assert_eq!(
+        (conditions[0].status.as_str(), conditions[0].reason.as_str()),
+        ("True", "BackendsAvailable")
+    );
+}
