@@ -22,22 +22,41 @@ fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 fn ident(obj: &Value) -> (String, String) {
-    let s = |f: &str| {
-        obj.pointer(&format!("/metadata/{f}"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    (s("namespace"), s("name"))
+    (
+        meta_str(obj, "namespace").to_string(),
+        meta_str(obj, "name").to_string(),
+    )
+}
+
+/// Whether `obj` has owners and all of them are gone (without allocating: this runs over every
+/// object after every write).
+fn orphaned(obj: &Value, live: &std::collections::HashSet<&str>) -> bool {
+    let refs = obj
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array);
+    let mut uids = refs
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .peekable();
+    uids.peek().is_some() && uids.all(|u| !live.contains(u))
 }
 
 /// One pass; true when it changed anything.
 pub fn sweep(store: &mut Store) -> bool {
-    let live: std::collections::HashSet<String> = store
+    let live: std::collections::HashSet<&str> = store
         .all()
-        .filter_map(|(_, o)| o.pointer("/metadata/uid").and_then(Value::as_str))
-        .map(str::to_string)
+        .map(|(_, o)| meta_str(o, "uid"))
+        .filter(|u| !u.is_empty())
         .collect();
     let terminating: Vec<String> = store
         .all()
@@ -51,19 +70,17 @@ pub fn sweep(store: &mut Store) -> bool {
     let mut doomed = Vec::new();
     let mut occupied = std::collections::HashSet::new();
     for (key, obj) in store.all() {
-        let (ns, name) = ident(obj);
-        if !ns.is_empty() && terminating.contains(&ns) {
-            occupied.insert(ns.clone());
+        let ns = meta_str(obj, "namespace");
+        if !ns.is_empty() && terminating.iter().any(|t| t == ns) {
+            occupied.insert(ns.to_string());
             if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                let (ns, name) = ident(obj);
                 doomed.push((key.clone(), ns, name));
             }
             continue;
         }
-        let owners = owner_uids(obj);
-        if !owners.is_empty()
-            && owners.iter().all(|u| !live.contains(u))
-            && obj.pointer("/metadata/deletionTimestamp").is_none()
-        {
+        if orphaned(obj, &live) && obj.pointer("/metadata/deletionTimestamp").is_none() {
+            let (ns, name) = ident(obj);
             doomed.push((key.clone(), ns, name));
         }
     }

@@ -1,0 +1,270 @@
+//! The node agent DaemonSet of one placement, pure: the contract between the operator and
+//! `buoy-agent run --placement KEY` (see docs/operator.md).
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::{Value, json};
+
+/// `app.kubernetes.io/name` of every agent DaemonSet and pod.
+pub const APP: &str = "buoy-agent";
+/// The label key of [`APP`].
+pub const APP_LABEL: &str = "app.kubernetes.io/name";
+/// Annotation on the DaemonSet: the hash of what the operator applied, so that an unchanged
+/// DaemonSet is not applied again.
+pub const HASH_ANNOTATION: &str = "buoy.io/applied-hash";
+/// The agent's port for /metrics, /healthz and /readyz (host network).
+pub const AGENT_PORT: u16 = 9901;
+
+/// How agents run, from the operator's flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSettings {
+    /// Namespace of the DaemonSets (the operator's).
+    pub namespace: String,
+    pub image: String,
+    pub image_pull_policy: String,
+    pub service_account: String,
+    pub resources: ResourceRequirements,
+}
+
+/// A VirtualIP that owns a DaemonSet.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    pub name: String,
+    pub uid: String,
+}
+
+/// What the DaemonSet of one placement is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    pub key: String,
+    pub node_selector: Option<LabelSelector>,
+    pub tolerations: Option<Vec<Toleration>>,
+    /// VirtualIPs of this placement in the DaemonSet's namespace (owner references may not
+    /// cross namespaces), sorted.
+    pub owners: Vec<Owner>,
+}
+
+/// `buoy-agent-<key>`.
+pub fn name(key: &str) -> String {
+    format!("buoy-agent-{key}")
+}
+
+/// The nodeSelector as required node affinity: `matchLabels` become `In` expressions, and
+/// `matchExpressions` keep their operators (node selector requirements have the same four).
+pub fn node_affinity(selector: Option<&LabelSelector>) -> Option<Value> {
+    let sel = selector?;
+    let mut exprs: Vec<Value> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let mut r = json!({"key": e.key, "operator": e.operator});
+        if let Some(values) = &e.values {
+            r["values"] = json!(values);
+        }
+        exprs.push(r);
+    }
+    if exprs.is_empty() {
+        return None;
+    }
+    Some(
+        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": exprs}]}}}),
+    )
+}
+
+fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The DaemonSet for `placement`, as applied (server-side apply, field manager
+/// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
+pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
+    let labels = json!({APP_LABEL: APP, buoy_crds::placement::LABEL: placement.key});
+    let owners: Vec<Value> = placement
+        .owners
+        .iter()
+        .map(|o| {
+            json!({"apiVersion": buoy_crds::API_VERSION, "kind": "VirtualIP", "name": o.name,
+                   "uid": o.uid, "controller": false, "blockOwnerDeletion": false})
+        })
+        .collect();
+    let probe = |path: &str, period: u32| {
+        json!({"httpGet": {"path": path, "port": AGENT_PORT}, "periodSeconds": period,
+               "timeoutSeconds": 2, "failureThreshold": 3})
+    };
+    let mut pod_spec = json!({
+        "hostNetwork": true,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "serviceAccountName": settings.service_account,
+        "terminationGracePeriodSeconds": 30,
+        "containers": [{
+            "name": "agent",
+            "image": settings.image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "args": ["run", "--node-name", "$(NODE_NAME)", "--placement", placement.key,
+                     "--metrics-address", format!("0.0.0.0:{AGENT_PORT}")],
+            "env": [
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            ],
+            "ports": [{"name": "metrics", "containerPort": AGENT_PORT, "protocol": "TCP"}],
+            "securityContext": {
+                "privileged": false,
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "livenessProbe": probe("/healthz", 10),
+            "readinessProbe": probe("/readyz", 5),
+            "resources": serde_json::to_value(&settings.resources).unwrap_or(Value::Null),
+        }],
+    });
+    if let Some(affinity) = node_affinity(placement.node_selector.as_ref()) {
+        pod_spec["affinity"] = affinity;
+    }
+    if let Some(t) = placement.tolerations.as_ref().filter(|t| !t.is_empty()) {
+        pod_spec["tolerations"] = serde_json::to_value(t).unwrap_or(Value::Null);
+    }
+    let mut ds = json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name(&placement.key),
+            "namespace": settings.namespace,
+            "labels": labels,
+            "ownerReferences": owners,
+        },
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    });
+    let hash = fnv(&ds.to_string());
+    ds["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
+    ds
+}
+
+/// The hash an applied DaemonSet carries.
+pub fn applied_hash(ds: &DaemonSet) -> Option<&str> {
+    ds.metadata
+        .annotations
+        .as_ref()?
+        .get(HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The hash [`daemonset`] put on `desired`.
+pub fn desired_hash(desired: &Value) -> Option<&str> {
+    desired
+        .pointer("/metadata/annotations")?
+        .get(HASH_ANNOTATION)?
+        .as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AgentSettings {
+        AgentSettings {
+            namespace: "buoy-system".into(),
+            image: "ghcr.io/buoy-io/buoy-agent:0.1.0".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            service_account: "buoy-agent".into(),
+            resources: serde_json::from_value(
+                json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}),
+            )
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn daemonset_follows_the_contract() {
+        let placement = Placement {
+            key: "ad1269f96e".into(),
+            node_selector: Some(
+                serde_json::from_value(json!({"matchLabels": {"role": "lb"},
+                    "matchExpressions": [{"key": "zone", "operator": "Exists"}]}))
+                .unwrap(),
+            ),
+            tolerations: Some(
+                serde_json::from_value(json!([{"key": "cp", "operator": "Exists"}])).unwrap(),
+            ),
+            owners: vec![Owner {
+                name: "web".into(),
+                uid: "u1".into(),
+            }],
+        };
+        let v = daemonset(&settings(), &placement);
+        // It is a valid DaemonSet.
+        let ds: DaemonSet = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(ds.metadata.name.as_deref(), Some("buoy-agent-ad1269f96e"));
+        let spec = ds.spec.unwrap();
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_ref().unwrap().join(" "),
+            "run --node-name $(NODE_NAME) --placement ad1269f96e --metrics-address 0.0.0.0:9901"
+        );
+        let caps = c
+            .security_context
+            .as_ref()
+            .unwrap()
+            .capabilities
+            .as_ref()
+            .unwrap();
+        assert_eq!(caps.drop.as_ref().unwrap(), &vec!["ALL".to_string()]);
+        assert_eq!(caps.add.as_ref().unwrap().len(), 3);
+        assert_eq!(
+            v.pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions").unwrap(),
+            &json!([{"key": "role", "operator": "In", "values": ["lb"]}, {"key": "zone", "operator": "Exists"}])
+        );
+        assert_eq!(
+            spec.update_strategy
+                .unwrap()
+                .rolling_update
+                .unwrap()
+                .max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
+        assert_eq!(
+            v.pointer("/metadata/ownerReferences/0/uid"),
+            Some(&json!("u1"))
+        );
+        // The hash changes with what matters and only with it.
+        let same = daemonset(&settings(), &placement);
+        assert_eq!(desired_hash(&same), desired_hash(&v));
+        let mut other = settings();
+        other.image = "ghcr.io/buoy-io/buoy-agent:0.2.0".into();
+        assert_ne!(
+            desired_hash(&daemonset(&other, &placement)),
+            desired_hash(&v)
+        );
+    }
+
+    #[test]
+    fn no_selector_no_affinity() {
+        let placement = Placement {
+            key: "k".into(),
+            node_selector: None,
+            tolerations: None,
+            owners: vec![],
+        };
+        let v = daemonset(&settings(), &placement);
+        assert!(v.pointer("/spec/template/spec/affinity").is_none());
+        assert!(v.pointer("/spec/template/spec/tolerations").is_none());
+    }
+}

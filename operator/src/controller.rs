@@ -1,0 +1,526 @@
+//! The IO shell around [`crate::plan`]: kube-runtime reflectors keep caches of VirtualIPs,
+//! UpstreamPools, Nodes, EndpointSlices and the agent DaemonSets; any change wakes one
+//! reconcile pass that plans the whole desired state from the caches and applies only the
+//! differences (server-side apply under the field manager `buoy-operator`), publishes the
+//! plan's Events, and retries failed writes with backoff.
+//!
+//! Why one global pass instead of kube-runtime's per-object `Controller`: every decision here
+//! spans objects — VRID allocation and conflicts compare all VirtualIPs, a DaemonSet serves
+//! every VirtualIP of its placement, master spreading balances all of them — so a per-object
+//! reconciler would re-plan the world for each object anyway. Planning once per batch of
+//! changes is cheaper (1,000 VirtualIPs plan in milliseconds) and cannot race with itself.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use buoy_crds::{UpstreamPool, VirtualIP};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use crate::agent::{self, AgentSettings};
+use crate::plan::{self, FIELD_MANAGER, Memory, Plan, VipPlan, World};
+use crate::telemetry::Metrics;
+
+/// Errors that stop the controller (write failures do not: they are retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the {0} cache stopped before it was filled")]
+    CacheSync(&'static str),
+}
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub agents: AgentSettings,
+    pub release_timeout: Duration,
+    /// Concurrent writes.
+    pub concurrency: usize,
+    /// Identity in Events (`reportingInstance`).
+    pub identity: String,
+}
+
+/// How long to wait for more changes before a pass, so that a burst is planned once.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A pass at least this often even without changes.
+const RESYNC: Duration = Duration::from_secs(300);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+struct Caches {
+    vips: Store<VirtualIP>,
+    pools: Store<UpstreamPool>,
+    nodes: Store<Node>,
+    slices: Store<EndpointSlice>,
+    daemonsets: Store<DaemonSet>,
+}
+
+/// Starts a reflector for `api`; every event wakes `notify`.
+fn reflect<K>(api: Api<K>, config: watcher::Config, notify: Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(drive(stream, notify));
+    store
+}
+
+async fn drive<S, T>(stream: S, notify: Arc<Notify>)
+where
+    S: Stream<Item = Result<T, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        if let Err(e) = ev {
+            // The watcher retries with backoff; an object that cannot be decoded is reported
+            // here and never crashes the operator.
+            warn!(error = %e, "watch error");
+        }
+        notify.notify_one();
+    }
+}
+
+fn fingerprint(v: &Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// What the controller wrote that its caches may not show yet: `(resourceVersion seen when
+/// planning, hash of the body)` by `kind/namespace/name`. A write is skipped while the cache
+/// still shows the same version and the plan wants the same body.
+#[derive(Default)]
+struct InFlight(HashMap<String, (Option<String>, u64)>);
+
+impl InFlight {
+    fn pending(&self, key: &str, rv: &Option<String>, body: &Value) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|(r, h)| r == rv && *h == fingerprint(body))
+    }
+    fn record(&mut self, key: String, rv: Option<String>, body: &Value) {
+        self.0.insert(key, (rv, fingerprint(body)));
+    }
+}
+
+/// Runs until `stop` changes.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let notify = Arc::new(Notify::new());
+    let ns = settings.agents.namespace.clone();
+    let caches = Caches {
+        vips: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            notify.clone(),
+        ),
+        pools: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            notify.clone(),
+        ),
+        nodes: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            notify.clone(),
+        ),
+        slices: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default().labels("kubernetes.io/service-name"),
+            notify.clone(),
+        ),
+        daemonsets: reflect(
+            Api::namespaced(client.clone(), &ns),
+            watcher::Config::default().labels(&format!("{}={}", agent::APP_LABEL, agent::APP)),
+            notify.clone(),
+        ),
+    };
+    tokio::select! {
+        r = async {
+            caches.vips.wait_until_ready().await.map_err(|_| Error::CacheSync("VirtualIP"))?;
+            caches.pools.wait_until_ready().await.map_err(|_| Error::CacheSync("UpstreamPool"))?;
+            caches.nodes.wait_until_ready().await.map_err(|_| Error::CacheSync("Node"))?;
+            caches.slices.wait_until_ready().await.map_err(|_| Error::CacheSync("EndpointSlice"))?;
+            caches.daemonsets.wait_until_ready().await.map_err(|_| Error::CacheSync("DaemonSet"))
+        } => r?,
+        _ = stop.changed() => return Ok(()),
+    }
+    info!("caches synced; reconciling");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(settings.identity.clone()),
+        },
+    );
+    let mut pass = Pass {
+        client,
+        settings,
+        metrics,
+        recorder,
+        memory: Memory::default(),
+        inflight: InFlight::default(),
+    };
+    let mut backoff: Option<Duration> = None;
+    loop {
+        let started = std::time::Instant::now();
+        let (ok, wake) = pass.once(&caches).await;
+        pass.metrics.reconciles.inc();
+        pass.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut next = RESYNC;
+        if ok {
+            backoff = None;
+        } else {
+            pass.metrics.reconcile_errors.inc();
+            let b = backoff.map_or(BACKOFF_MIN, |b| (b * 2).min(BACKOFF_MAX));
+            backoff = Some(b);
+            next = next.min(b);
+        }
+        if let Some(w) = wake {
+            next = next.min(w);
+        }
+        tokio::select! {
+            _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = tokio::time::sleep(next) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    Ok(())
+}
+
+struct Pass {
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    memory: Memory,
+    inflight: InFlight,
+}
+
+/// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object.
+type VipWork = (usize, Option<Value>, Option<Value>, Arc<VirtualIP>);
+
+/// The outcome of one VirtualIP's writes: each body written and how it went.
+struct VipOutcome {
+    index: usize,
+    rv: Option<String>,
+    meta: Option<(Value, Result<(), kube::Error>)>,
+    status: Option<(Value, Result<(), kube::Error>)>,
+}
+
+fn gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+impl Pass {
+    /// One pass; returns whether every write succeeded and when to plan again at the latest.
+    async fn once(&mut self, caches: &Caches) -> (bool, Option<Duration>) {
+        let vips = caches.vips.state();
+        let pools = caches.pools.state();
+        let nodes = caches.nodes.state();
+        let slices = caches.slices.state();
+        let daemonsets = caches.daemonsets.state();
+        self.metrics
+            .virtualips
+            .set(i64::try_from(vips.len()).unwrap_or(i64::MAX));
+        let endpoints = plan::endpoint_counts(slices.iter().map(|s| s.as_ref()));
+        self.prune_memory(&vips);
+        let plan = plan::plan(&World {
+            vips: vips.iter().map(|v| v.as_ref()).collect(),
+            pools: pools.iter().map(|p| p.as_ref()).collect(),
+            nodes: nodes.iter().map(|n| n.as_ref()).collect(),
+            endpoints: &endpoints,
+            memory: &self.memory,
+            agents: &self.settings.agents,
+            now: Timestamp::now(),
+            release_timeout_secs: i64::try_from(self.settings.release_timeout.as_secs())
+                .unwrap_or(30),
+        });
+        self.memory.foreign = plan.foreign.clone();
+        let mut ok = self.apply_daemonsets(&plan, &daemonsets).await;
+        ok &= self.apply_vips(&plan, &vips).await;
+        ok &= self.apply_pools(&plan, &pools).await;
+        (
+            ok,
+            plan.wake_after_secs
+                .map(|s| Duration::from_secs(u64::try_from(s.max(0)).unwrap_or(0) + 1)),
+        )
+    }
+
+    fn prune_memory(&mut self, vips: &[Arc<VirtualIP>]) {
+        let recorded: HashMap<String, Option<u8>> = vips
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    v.metadata.uid.clone()?,
+                    v.status.as_ref().and_then(|s| s.virtual_router_id),
+                ))
+            })
+            .collect();
+        self.memory
+            .vrids
+            .retain(|uid, vrid| recorded.get(uid).is_some_and(|r| *r != Some(*vrid)));
+        let now = Timestamp::now().as_second();
+        self.memory
+            .moved
+            .retain(|_, t| now - t.as_second() < plan::FOREIGN_COOLDOWN_SECS);
+    }
+
+    async fn apply_daemonsets(&mut self, plan: &Plan, observed: &[Arc<DaemonSet>]) -> bool {
+        let api: Api<DaemonSet> =
+            Api::namespaced(self.client.clone(), &self.settings.agents.namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut ok = true;
+        for (key, desired) in &plan.daemonsets {
+            let name = agent::name(key);
+            let current = observed.iter().find(|d| d.name_any() == name);
+            if current.and_then(|d| agent::applied_hash(d)) == agent::desired_hash(desired) {
+                continue;
+            }
+            let ikey = format!("ds/{name}");
+            let rv = current.and_then(|d| d.resource_version());
+            if self.inflight.pending(&ikey, &rv, desired) {
+                continue;
+            }
+            match api.patch(&name, &params, &Patch::Apply(desired)).await {
+                Ok(_) => {
+                    self.metrics.writes.with_label_values(&["daemonset"]).inc();
+                    self.inflight.record(ikey, rv, desired);
+                    info!(daemonset = %name, "applied agent DaemonSet");
+                }
+                Err(e) => {
+                    warn!(daemonset = %name, error = %e, "cannot apply agent DaemonSet");
+                    ok = false;
+                }
+            }
+        }
+        let wanted: BTreeSet<String> = plan.daemonsets.keys().map(|k| agent::name(k)).collect();
+        for d in observed {
+            let name = d.name_any();
+            if wanted.contains(&name) || d.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    self.metrics
+                        .writes
+                        .with_label_values(&["daemonset_delete"])
+                        .inc();
+                    info!(daemonset = %name, "deleted agent DaemonSet: no VirtualIP uses its placement");
+                }
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    warn!(daemonset = %name, error = %e, "cannot delete agent DaemonSet");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    async fn apply_vips(&mut self, plan: &Plan, observed: &[Arc<VirtualIP>]) -> bool {
+        let by_name: HashMap<(String, String), &Arc<VirtualIP>> = observed
+            .iter()
+            .map(|v| ((v.namespace().unwrap_or_default(), v.name_any()), v))
+            .collect();
+        // What to write, decided before writing (the in-flight table is not shared).
+        let mut work: Vec<VipWork> = Vec::new();
+        for (i, vp) in plan.vips.iter().enumerate() {
+            let Some(obj) = by_name.get(&(vp.namespace.clone(), vp.name.clone())) else {
+                continue;
+            };
+            let rv = obj.resource_version();
+            let meta = vp
+                .meta_changed
+                .then(|| vp.meta.apply_body(&vp.namespace, &vp.name))
+                .filter(|b| !self.inflight.pending(&key("meta", vp), &rv, b));
+            let status = vp
+                .status
+                .as_ref()
+                .filter(|_| vp.status_changed)
+                .map(|s| s.apply_body(&vp.namespace, &vp.name))
+                .filter(|b| !self.inflight.pending(&key("status", vp), &rv, b));
+            if meta.is_some() || status.is_some() {
+                work.push((i, meta, status, (*obj).clone()));
+            }
+        }
+        let concurrency = self.settings.concurrency.max(1);
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let outcomes: Vec<VipOutcome> = futures::stream::iter(work.iter().cloned())
+            .map(|(index, meta, status, obj)| {
+                let client = client.clone();
+                let recorder = recorder.clone();
+                let vp = &plan.vips[index];
+                async move { write_vip(client, recorder, index, vp, meta, status, &obj).await }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut ok = true;
+        let now = Timestamp::now();
+        for out in outcomes {
+            let vp = &plan.vips[out.index];
+            for (part, written) in [("meta", out.meta), ("status", out.status)] {
+                match written {
+                    Some((body, Ok(()))) => {
+                        self.inflight.record(key(part, vp), out.rv.clone(), &body);
+                        let kind = if part == "meta" {
+                            "virtualip"
+                        } else {
+                            "virtualip_status"
+                        };
+                        self.metrics.writes.with_label_values(&[kind]).inc();
+                        if part == "status"
+                            && let Some(uid) = &vp.uid
+                            && let crate::allocate::Vrid::Allocated { vrid, moved } = &vp.vrid
+                        {
+                            self.memory.vrids.insert(uid.clone(), *vrid);
+                            if moved.is_some() {
+                                self.memory.moved.insert(uid.clone(), now);
+                            }
+                        }
+                    }
+                    Some((_, Err(e))) if gone(&e) => {}
+                    Some((_, Err(e))) => {
+                        warn!(virtualip = %format!("{}/{}", vp.namespace, vp.name), part, error = %e, "cannot apply");
+                        ok = false;
+                    }
+                    None => {}
+                }
+            }
+        }
+        ok
+    }
+
+    async fn apply_pools(&mut self, plan: &Plan, observed: &[Arc<UpstreamPool>]) -> bool {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut ok = true;
+        for pp in plan.pools.iter().filter(|p| p.changed) {
+            let body = pp.apply_body();
+            let ikey = format!("pool/{}/{}", pp.namespace, pp.name);
+            let rv = observed
+                .iter()
+                .find(|p| {
+                    p.namespace().as_deref() == Some(&pp.namespace) && p.name_any() == pp.name
+                })
+                .and_then(|p| p.resource_version());
+            if self.inflight.pending(&ikey, &rv, &body) {
+                continue;
+            }
+            let api: Api<UpstreamPool> = Api::namespaced(self.client.clone(), &pp.namespace);
+            match api
+                .patch_status(&pp.name, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    self.metrics
+                        .writes
+                        .with_label_values(&["upstreampool_status"])
+                        .inc();
+                    self.inflight.record(ikey, rv, &body);
+                }
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    warn!(pool = %ikey, error = %e, "cannot apply UpstreamPool status");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
+fn key(part: &str, vp: &VipPlan) -> String {
+    format!("{part}/{}/{}", vp.namespace, vp.name)
+}
+
+async fn write_vip(
+    client: Client,
+    recorder: Recorder,
+    index: usize,
+    vp: &VipPlan,
+    meta: Option<Value>,
+    status: Option<Value>,
+    obj: &VirtualIP,
+) -> VipOutcome {
+    let api: Api<VirtualIP> = Api::namespaced(client, &vp.namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Metadata first: the annotations are what agents act on (a conflict annotation must be
+    // there by the time the Conflict condition is), and a VirtualIP being deleted gets no
+    // status write after its finalizer goes.
+    let meta = match meta {
+        Some(b) => {
+            let r = api
+                .patch(&vp.name, &params, &Patch::Apply(&b))
+                .await
+                .map(|_| ());
+            Some((b, r))
+        }
+        None => None,
+    };
+    let status = match status {
+        Some(b) => {
+            let r = api
+                .patch_status(&vp.name, &params, &Patch::Apply(&b))
+                .await
+                .map(|_| ());
+            Some((b, r))
+        }
+        None => None,
+    };
+    let wrote = [&meta, &status]
+        .iter()
+        .any(|w| matches!(w, Some((_, Ok(())))));
+    if wrote {
+        let reference = obj.object_ref(&());
+        for d in &vp.events {
+            let ev = Event {
+                type_: if d.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: d.reason.clone(),
+                note: Some(d.note.clone()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                debug!(error = %e, "cannot publish event");
+            }
+        }
+    }
+    VipOutcome {
+        index,
+        rv: obj.resource_version(),
+        meta,
+        status,
+    }
+}

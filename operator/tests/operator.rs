@@ -1,0 +1,893 @@
+//! The real `buoy-operator run` binary against the Kubernetes API test server: agent
+//! DaemonSets, allocation, conflicts, references, status from the agents' reports, deletion
+//! with the finalizer, Events, metrics, and leader election between replicas.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::future::Future;
+use std::process::Command;
+use std::time::Duration;
+
+use buoy_crds::{UpstreamPool, VirtualIP};
+use buoy_tests::process::Proc;
+use buoy_tests::testapi::TestApi;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+const NS: &str = "buoy-system";
+
+/// Polls `check` until it returns Some, or fails the test after `WAIT`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Cluster {
+    api: TestApi,
+    client: Client,
+}
+
+impl Cluster {
+    async fn start(nodes: &[(&str, Value)]) -> Cluster {
+        let api = TestApi::start().await.unwrap();
+        api.install_buoy_crds().unwrap();
+        let client = api.client().unwrap();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for ns in [NS, "team"] {
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        let node_api: Api<Node> = Api::all(client.clone());
+        for (name, labels) in nodes {
+            node_api
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        Cluster { api, client }
+    }
+
+    fn operator(&self, identity: &str, extra: &[&str]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buoy-operator"));
+        cmd.args(["run", "--namespace", NS]);
+        if !extra.contains(&"--metrics-address") {
+            cmd.args(["--metrics-address", "127.0.0.1:0"]);
+        }
+        cmd.args([
+            "--identity",
+            identity,
+            "--agent-image",
+            "buoy-agent:test",
+            "--lease-duration",
+            "2s",
+            "--release-timeout",
+            "3s",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", self.api.kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("POD_NAME");
+        Proc::spawn(identity, cmd).unwrap()
+    }
+
+    fn vips(&self, ns: &str) -> Api<VirtualIP> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn create_vip(&self, ns: &str, name: &str, spec: Value) -> VirtualIP {
+        let vip: VirtualIP = serde_json::from_value(json!({
+            "apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP",
+            "metadata": {"name": name}, "spec": spec}))
+        .unwrap();
+        self.vips(ns)
+            .create(&PostParams::default(), &vip)
+            .await
+            .unwrap()
+    }
+
+    /// What a node agent writes: its own `status.nodes[]` entry, by server-side apply.
+    async fn report(&self, ns: &str, name: &str, node: &str, entry: Value) {
+        let mut entry = entry;
+        entry["node"] = json!(node);
+        let body = json!({"apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP",
+                          "status": {"nodes": [entry]}});
+        self.vips(ns)
+            .patch_status(
+                name,
+                &PatchParams::apply(&format!("buoy-agent/{node}")).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+    ) -> Option<(String, String, String)> {
+        let v = self.vips(ns).get(name).await.ok()?;
+        let c = v
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)?;
+        Some((c.status, c.reason, c.message))
+    }
+
+    async fn wait_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> String {
+        eventually(
+            &format!("{ns}/{name} {type_}={status} ({reason})"),
+            || async {
+                let (s, r, m) = self.condition(ns, name, type_).await?;
+                (s == status && r == reason).then_some(m)
+            },
+        )
+        .await
+    }
+
+    async fn events_of(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    async fn wait_event(&self, ns: &str, name: &str, reason: &str) -> (String, String, String) {
+        eventually(&format!("event {reason} on {name}"), || async {
+            self.events_of(ns, name)
+                .await
+                .into_iter()
+                .find(|e| e.1 == reason)
+        })
+        .await
+    }
+
+    async fn gone(&self, ns: &str, name: &str) -> bool {
+        matches!(self.vips(ns).get(name).await, Err(kube::Error::Api(s)) if s.code == 404)
+    }
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+fn three_nodes() -> Vec<(&'static str, Value)> {
+    vec![
+        ("n1", json!({"role": "lb"})),
+        ("n2", json!({"role": "lb"})),
+        ("n3", json!({})),
+    ]
+}
+
+#[tokio::test]
+async fn daemonsets_allocation_and_status_from_agent_reports() {
+    let c = Cluster::start(&three_nodes()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let op = c.operator(
+        "op-1",
+        &["--leader-election", "false", "--metrics-address", &metrics],
+    );
+    c.create_vip(NS, "web", json!({"addresses": ["192.168.60.88"]}))
+        .await;
+    c.create_vip(
+        "default",
+        "api",
+        json!({"addresses": ["192.168.60.89"], "virtualRouterID": 51}),
+    )
+    .await;
+
+    // The DaemonSet of the default placement, as the contract says.
+    let dss: Api<DaemonSet> = Api::namespaced(c.client.clone(), NS);
+    let ds = eventually("the agent DaemonSet", || async {
+        dss.get("buoy-agent-ad1269f96e").await.ok()
+    })
+    .await;
+    let v = serde_json::to_value(&ds).unwrap();
+    assert_eq!(
+        v.pointer("/metadata/labels"),
+        Some(&json!({"app.kubernetes.io/name": "buoy-agent", "buoy.io/placement": "ad1269f96e"}))
+    );
+    let owners: Vec<String> = ds
+        .owner_references()
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    assert_eq!(
+        owners,
+        vec!["web"],
+        "owned by the VirtualIPs of its namespace"
+    );
+    let pod = v.pointer("/spec/template/spec").unwrap();
+    assert_eq!(pod["hostNetwork"], json!(true));
+    assert_eq!(pod["dnsPolicy"], json!("ClusterFirstWithHostNet"));
+    assert_eq!(pod["serviceAccountName"], json!("buoy-agent"));
+    assert_eq!(pod["terminationGracePeriodSeconds"], json!(30));
+    let agent = &pod["containers"][0];
+    assert_eq!(agent["name"], json!("agent"));
+    assert_eq!(agent["image"], json!("buoy-agent:test"));
+    assert_eq!(
+        agent["args"],
+        json!([
+            "run",
+            "--node-name",
+            "$(NODE_NAME)",
+            "--placement",
+            "ad1269f96e",
+            "--metrics-address",
+            "0.0.0.0:9901"
+        ])
+    );
+    assert_eq!(
+        agent["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("spec.nodeName")
+    );
+    assert_eq!(
+        agent["env"][1]["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("metadata.namespace")
+    );
+    assert_eq!(
+        agent["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]})
+    );
+    assert_eq!(
+        agent["securityContext"]["seccompProfile"],
+        json!({"type": "RuntimeDefault"})
+    );
+    assert_eq!(agent["securityContext"]["privileged"], json!(false));
+    assert_eq!(agent["livenessProbe"]["httpGet"]["port"], json!(9901));
+    assert_eq!(agent["livenessProbe"]["httpGet"]["path"], json!("/healthz"));
+    assert_eq!(agent["readinessProbe"]["httpGet"]["path"], json!("/readyz"));
+    assert_eq!(agent["resources"]["requests"]["cpu"], json!("50m"));
+    assert_eq!(
+        v.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable"),
+        Some(&json!(1))
+    );
+    // The scheduler shim runs one agent pod per node.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), NS);
+    eventually("three agent pods", || async {
+        let n = pods
+            .list(&ListParams::default().labels("buoy.io/placement=ad1269f96e"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 3).then_some(())
+    })
+    .await;
+
+    // Allocation: a VRID for web (51 is api's), priorities for every node, the finalizer.
+    let web = eventually("web's allocations", || async {
+        let v = c.vips(NS).get("web").await.ok()?;
+        (v.status.as_ref()?.virtual_router_id.is_some()
+            && v.annotations().contains_key("buoy.io/priorities"))
+        .then_some(v)
+    })
+    .await;
+    assert_eq!(web.status.as_ref().unwrap().virtual_router_id, Some(1));
+    assert!(web.finalizers().contains(&"buoy.io/release".to_string()));
+    let prio: std::collections::BTreeMap<String, u8> =
+        serde_json::from_str(&web.annotations()["buoy.io/priorities"]).unwrap();
+    assert_eq!(prio.keys().collect::<Vec<_>>(), vec!["n1", "n2", "n3"]);
+    assert!(prio.values().any(|p| *p == 200));
+    c.wait_event(NS, "web", "VirtualRouterIDAllocated").await;
+    let api_vip = eventually("api's status", || async {
+        let v = c.vips("default").get("api").await.ok()?;
+        v.status.as_ref()?.virtual_router_id.map(|_| v)
+    })
+    .await;
+    assert_eq!(api_vip.status.unwrap().virtual_router_id, Some(51));
+    c.wait_condition(NS, "web", "Ready", "False", "NoMaster")
+        .await;
+
+    // Agents report; the operator aggregates without touching their entries.
+    c.report(
+        NS,
+        "web",
+        "n1",
+        json!({"state": "Master", "priority": 200, "serving": true}),
+    )
+    .await;
+    c.wait_condition(NS, "web", "Ready", "True", "Serving")
+        .await;
+    c.wait_condition(NS, "web", "Degraded", "True", "NoBackup")
+        .await;
+    c.report(NS, "web", "n2", json!({"state": "Backup", "priority": 199}))
+        .await;
+    c.wait_condition(NS, "web", "Degraded", "False", "Redundant")
+        .await;
+    let web = c.vips(NS).get("web").await.unwrap();
+    let st = web.status.unwrap();
+    assert_eq!(st.master.as_deref(), Some("n1"));
+    assert_eq!(st.nodes.len(), 2, "the agents' entries stay");
+    assert_eq!(st.observed_generation, Some(1));
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.observed_generation, Some(1));
+    c.report(
+        NS,
+        "web",
+        "n2",
+        json!({"state": "Fault", "message": "eth0 is down"}),
+    )
+    .await;
+    let m = c
+        .wait_condition(NS, "web", "Degraded", "True", "NodeFault")
+        .await;
+    assert_eq!(m, "in Fault: n2 (eth0 is down)");
+    c.wait_event(NS, "web", "NodeFault").await;
+
+    // A second placement gets its own DaemonSet with the selector as node affinity; it goes
+    // with its last VirtualIP.
+    let lb = c.create_vip(NS, "lb-only", json!({"addresses": ["192.168.60.90"], "nodeSelector": {"matchLabels": {"role": "lb"}}})).await;
+    let key = buoy_crds::placement::key(&lb.spec);
+    let name = format!("buoy-agent-{key}");
+    let ds = eventually("the lb DaemonSet", || async { dss.get(&name).await.ok() }).await;
+    let v = serde_json::to_value(&ds).unwrap();
+    assert_eq!(
+        v.pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions"),
+        Some(&json!([{"key": "role", "operator": "In", "values": ["lb"]}]))
+    );
+    eventually("two lb pods", || async {
+        let n = pods
+            .list(&ListParams::default().labels(&format!("buoy.io/placement={key}")))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 2).then_some(())
+    })
+    .await;
+    let lb_prio = eventually("lb priorities", || async {
+        c.vips(NS)
+            .get("lb-only")
+            .await
+            .ok()?
+            .annotations()
+            .get("buoy.io/priorities")
+            .cloned()
+    })
+    .await;
+    let lb_prio: std::collections::BTreeMap<String, u8> = serde_json::from_str(&lb_prio).unwrap();
+    assert_eq!(lb_prio.keys().collect::<Vec<_>>(), vec!["n1", "n2"]);
+    c.vips(NS)
+        .delete("lb-only", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the lb DaemonSet goes", || async {
+        matches!(dss.get(&name).await, Err(kube::Error::Api(s)) if s.code == 404).then_some(())
+    })
+    .await;
+    assert!(dss.get("buoy-agent-ad1269f96e").await.is_ok());
+
+    // Metrics and probes are served.
+    let text = http_get(&metrics, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("buoy_operator_reconciles_total") >= 1.0, "{text}");
+    assert!(count("buoy_operator_reconcile_duration_seconds_count") >= 1.0);
+    assert!(text.contains("buoy_operator_reconcile_errors_total"));
+    assert!(text.contains("buoy_operator_writes_total{kind=\"daemonset\"}"));
+    assert!(
+        http_get(&metrics, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        http_get(&metrics, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    drop(op);
+}
+
+#[tokio::test]
+async fn conflicts_are_reported_and_cleared() {
+    let c = Cluster::start(&three_nodes()).await;
+    let _op = c.operator("op-1", &["--leader-election", "false"]);
+    c.create_vip("default", "first", json!({"addresses": ["10.0.0.1/24"]}))
+        .await;
+    c.wait_condition("default", "first", "Conflict", "False", "NoConflict")
+        .await;
+    c.create_vip("team", "second", json!({"addresses": ["10.0.0.1"]}))
+        .await;
+    let m = c
+        .wait_condition("team", "second", "Conflict", "True", "AddressInUse")
+        .await;
+    assert_eq!(
+        m,
+        "address 10.0.0.1 is already used by VirtualIP default/first"
+    );
+    let (_, reason, msg) = c.condition("team", "second", "Ready").await.unwrap();
+    assert_eq!(reason, "Conflict");
+    assert!(msg.contains("default/first"));
+    let second = eventually("the conflict annotation", || async {
+        let v = c.vips("team").get("second").await.ok()?;
+        v.annotations()
+            .contains_key("buoy.io/conflict")
+            .then_some(v)
+    })
+    .await;
+    assert_eq!(
+        second.annotations().get("buoy.io/conflict"),
+        Some(&m),
+        "agents skip it"
+    );
+    assert!(!second.annotations().contains_key("buoy.io/priorities"));
+    let (kind, _, note) = c.wait_event("team", "second", "AddressInUse").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("default/first"));
+    // The first keeps working.
+    c.wait_condition("default", "first", "Conflict", "False", "NoConflict")
+        .await;
+
+    // Same spec VRID on the same interface.
+    c.create_vip(
+        "default",
+        "vr-a",
+        json!({"addresses": ["10.0.1.1"], "virtualRouterID": 77, "interface": "eth0"}),
+    )
+    .await;
+    c.wait_condition("default", "vr-a", "Conflict", "False", "NoConflict")
+        .await;
+    c.create_vip(
+        "default",
+        "vr-b",
+        json!({"addresses": ["10.0.1.2"], "virtualRouterID": 77, "interface": "eth0"}),
+    )
+    .await;
+    let m = c
+        .wait_condition(
+            "default",
+            "vr-b",
+            "Conflict",
+            "True",
+            "VirtualRouterIDInUse",
+        )
+        .await;
+    assert_eq!(
+        m,
+        "virtual router ID 77 on interface eth0 is already used by VirtualIP default/vr-a"
+    );
+
+    // Cleared when the first goes (its finalizer releases at once: no master).
+    c.vips("default")
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    c.wait_condition("team", "second", "Conflict", "False", "NoConflict")
+        .await;
+    eventually("the conflict annotation goes", || async {
+        let v = c.vips("team").get("second").await.ok()?;
+        (!v.annotations().contains_key("buoy.io/conflict")
+            && v.annotations().contains_key("buoy.io/priorities"))
+        .then_some(())
+    })
+    .await;
+    // And when the user fixes the clash.
+    c.vips("default")
+        .patch(
+            "vr-b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"virtualRouterID": 78}})),
+        )
+        .await
+        .unwrap();
+    c.wait_condition("default", "vr-b", "Conflict", "False", "NoConflict")
+        .await;
+}
+
+#[tokio::test]
+async fn a_missing_pool_then_created_makes_the_vip_ready() {
+    let c = Cluster::start(&three_nodes()).await;
+    let _op = c.operator("op-1", &["--leader-election", "false"]);
+    c.create_vip(
+        "default",
+        "web",
+        json!({"addresses": ["10.0.0.5"],
+        "listeners": [{"name": "http", "port": 80, "upstreamPool": "backends"}]}),
+    )
+    .await;
+    let m = c
+        .wait_condition("default", "web", "Ready", "False", "UpstreamPoolNotFound")
+        .await;
+    assert_eq!(
+        m,
+        "listener http: UpstreamPool backends not found in namespace default"
+    );
+    c.wait_event("default", "web", "UpstreamPoolNotFound").await;
+    c.report(
+        "default",
+        "web",
+        "n1",
+        json!({"state": "Master", "serving": true}),
+    )
+    .await;
+    c.report("default", "web", "n2", json!({"state": "Backup"}))
+        .await;
+    // Still missing: the reports do not make it Ready.
+    c.wait_condition("default", "web", "Ready", "False", "UpstreamPoolNotFound")
+        .await;
+    let pools: Api<UpstreamPool> = Api::namespaced(c.client.clone(), "default");
+    let pool: UpstreamPool = serde_json::from_value(json!({
+        "apiVersion": "buoy.io/v1alpha1", "kind": "UpstreamPool", "metadata": {"name": "backends"},
+        "spec": {"backends": [{"address": "10.1.0.1", "port": 8080}, {"address": "10.1.0.2", "port": 8080}]}}))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    c.wait_condition("default", "web", "Ready", "True", "Serving")
+        .await;
+    let p = eventually("the pool's status", || async {
+        let p = pools.get("backends").await.ok()?;
+        p.status.clone()?.backends.map(|_| p)
+    })
+    .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.backends.map(|b| (b.total, b.ready)), Some((2, 2)));
+    assert_eq!(st.observed_generation, Some(1));
+    assert_eq!(st.conditions[0].type_, "Ready");
+    // The master stops serving: Ready follows.
+    c.report(
+        "default",
+        "web",
+        "n1",
+        json!({"state": "Master", "serving": false, "message": "no healthy backend for http"}),
+    )
+    .await;
+    let m = c
+        .wait_condition("default", "web", "Ready", "False", "NotServing")
+        .await;
+    assert!(m.contains("no healthy backend"));
+}
+
+#[tokio::test]
+async fn deletion_waits_for_the_master_to_let_go() {
+    let c = Cluster::start(&three_nodes()).await;
+    let _op = c.operator("op-1", &["--leader-election", "false"]);
+    c.create_vip("default", "held", json!({"addresses": ["10.0.0.7"]}))
+        .await;
+    c.create_vip("default", "orphaned", json!({"addresses": ["10.0.0.8"]}))
+        .await;
+    for name in ["held", "orphaned"] {
+        eventually("the finalizer", || async {
+            c.vips("default")
+                .get(name)
+                .await
+                .ok()?
+                .finalizers()
+                .contains(&"buoy.io/release".to_string())
+                .then_some(())
+        })
+        .await;
+        c.report(
+            "default",
+            name,
+            "n1",
+            json!({"state": "Master", "serving": true}),
+        )
+        .await;
+    }
+    c.vips("default")
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    c.vips("default")
+        .delete("orphaned", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Held while n1 is master (the release timeout is 3s in these tests).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let held = c.vips("default").get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // The agent lets go (it removes its entry when it no longer serves the VIP).
+    let body =
+        json!({"apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP", "status": {"nodes": []}});
+    c.vips("default")
+        .patch_status(
+            "held",
+            &PatchParams::apply("buoy-agent/n1").force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .unwrap();
+    eventually("held goes once released", || async {
+        c.gone("default", "held").await.then_some(())
+    })
+    .await;
+    // The other agent never answers: the timeout lets the deletion proceed, with a warning.
+    eventually("orphaned goes after the timeout", || async {
+        c.gone("default", "orphaned").await.then_some(())
+    })
+    .await;
+    let (kind, _, note) = c.wait_event("default", "orphaned", "ReleaseTimedOut").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.starts_with("n1 "), "{note}");
+    c.wait_event("default", "held", "Released").await;
+}
+
+async fn holder(c: &Cluster) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), NS);
+    leases
+        .get("buoy-operator")
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test]
+async fn two_replicas_one_leader_and_leadership_moves() {
+    let c = Cluster::start(&three_nodes()).await;
+    let mut a = c.operator("op-a", &[]);
+    let b = c.operator("op-b", &[]);
+    let first = eventually("a leader", || async { holder(&c).await }).await;
+    assert!(first == "op-a" || first == "op-b");
+    c.create_vip("default", "one", json!({"addresses": ["10.0.0.1"]}))
+        .await;
+    c.wait_condition("default", "one", "Ready", "False", "NoMaster")
+        .await;
+    // Only the leader reconciles.
+    let (mut leader, follower) = if first == "op-a" { (a, b) } else { (b, a) };
+    assert!(
+        leader
+            .wait_for_line("leading: reconciling", Duration::from_secs(5))
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !follower
+            .output()
+            .iter()
+            .any(|l| l.contains("leading: reconciling")),
+        "one leader"
+    );
+
+    // The leader stops (SIGTERM): it releases the Lease and the other takes over.
+    leader.signal(libc::SIGTERM);
+    assert_eq!(
+        leader.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{:?}",
+        leader.output()
+    );
+    let second = eventually("the other replica leads", || async {
+        holder(&c).await.filter(|h| *h != first)
+    })
+    .await;
+    assert_eq!(second, follower.name);
+    assert!(
+        follower
+            .wait_for_line("leading: reconciling", Duration::from_secs(10))
+            .is_some()
+    );
+    c.create_vip("default", "two", json!({"addresses": ["10.0.0.2"]}))
+        .await;
+    c.wait_condition("default", "two", "Ready", "False", "NoMaster")
+        .await;
+
+    // The new leader dies without releasing (SIGKILL): a new replica takes over once the
+    // Lease expires.
+    a = follower;
+    a.signal(libc::SIGKILL);
+    let _ = a.wait_exit(Duration::from_secs(5));
+    let c3 = c.operator("op-c", &[]);
+    eventually("op-c leads after the lease expires", || async {
+        (holder(&c).await.as_deref() == Some("op-c")).then_some(())
+    })
+    .await;
+    c.create_vip("default", "three", json!({"addresses": ["10.0.0.3"]}))
+        .await;
+    c.wait_condition("default", "three", "Ready", "False", "NoMaster")
+        .await;
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), NS);
+    let transitions = leases
+        .get("buoy-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .lease_transitions;
+    assert!(transitions >= Some(2), "{transitions:?}");
+    drop(c3);
+}
+
+#[tokio::test]
+async fn allocations_survive_a_restart_and_foreign_routers_move_a_vrid() {
+    let c = Cluster::start(&three_nodes()).await;
+    let op = c.operator("op-1", &["--leader-election", "false"]);
+    for (name, addr) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
+        c.create_vip("default", name, json!({"addresses": [addr]}))
+            .await;
+    }
+    let vrid = |name: &'static str| {
+        let c = &c;
+        async move {
+            c.vips("default")
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .virtual_router_id
+        }
+    };
+    let before = eventually("three VRIDs", || async {
+        Some((vrid("a").await?, vrid("b").await?, vrid("c").await?))
+    })
+    .await;
+    assert_eq!(before, (1, 2, 3));
+    let prio_b =
+        c.vips("default").get("b").await.unwrap().annotations()["buoy.io/priorities"].clone();
+
+    // A new operator (no memory) after "a" went: the others keep theirs, the newcomer takes 1.
+    drop(op);
+    c.vips("default")
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let _op = c.operator("op-2", &["--leader-election", "false"]);
+    eventually("a goes", || async {
+        c.gone("default", "a").await.then_some(())
+    })
+    .await;
+    c.create_vip("default", "d", json!({"addresses": ["10.0.0.4"]}))
+        .await;
+    assert_eq!(
+        eventually("d's VRID", || async { vrid("d").await }).await,
+        1
+    );
+    assert_eq!((vrid("b").await, vrid("c").await), (Some(2), Some(3)));
+    assert_eq!(
+        c.vips("default").get("b").await.unwrap().annotations()["buoy.io/priorities"],
+        prio_b,
+        "priorities are stable too"
+    );
+
+    // An agent sees foreign routers on b's VRID: b moves to a free one, with a Warning.
+    c.report(
+        "default",
+        "b",
+        "n1",
+        json!({"state": "Master", "serving": true, "foreignRouters": ["192.168.1.250"]}),
+    )
+    .await;
+    let moved = eventually("b's VRID moves", || async {
+        vrid("b").await.filter(|v| *v != 2)
+    })
+    .await;
+    assert_eq!(moved, 4, "lowest free: 1 is d's, 3 is c's, 2 is avoided");
+    let (kind, _, note) = c.wait_event("default", "b", "VirtualRouterIDMoved").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("192.168.1.250"), "{note}");
+    // A spec VRID cannot move: Degraded says so.
+    c.create_vip(
+        "default",
+        "fixed",
+        json!({"addresses": ["10.0.0.5"], "virtualRouterID": 9}),
+    )
+    .await;
+    c.report(
+        "default",
+        "fixed",
+        "n1",
+        json!({"state": "Master", "serving": true, "foreignRouters": ["192.168.1.251"]}),
+    )
+    .await;
+    let m = c
+        .wait_condition("default", "fixed", "Degraded", "True", "ForeignRouters")
+        .await;
+    assert!(m.contains("192.168.1.251") && m.contains(" 9 "), "{m}");
+    assert_eq!(vrid("fixed").await, Some(9));
+    // A newcomer does not get the foreign routers' VRID 2.
+    c.create_vip("default", "e", json!({"addresses": ["10.0.0.6"]}))
+        .await;
+    assert_eq!(
+        eventually("e's VRID", || async { vrid("e").await }).await,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_service_backed_pool_counts_its_endpoint_slices() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let c = Cluster::start(&three_nodes()).await;
+    let _op = c.operator("op-1", &["--leader-election", "false"]);
+    let pools: Api<UpstreamPool> = Api::namespaced(c.client.clone(), "default");
+    let pool: UpstreamPool = serde_json::from_value(json!({
+        "apiVersion": "buoy.io/v1alpha1", "kind": "UpstreamPool", "metadata": {"name": "web"},
+        "spec": {"service": {"name": "web", "port": 80}}}))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let counts = |total: u32, ready: u32| {
+        let pools = pools.clone();
+        async move {
+            let st = pools.get("web").await.ok()?.status?;
+            let b = st.backends?;
+            (b.total == total && b.ready == ready).then_some(st.conditions)
+        }
+    };
+    let conditions = eventually("no endpoints yet", || counts(0, 0)).await;
+    assert_eq!(
+        (conditions[0].status.as_str(), conditions[0].reason.as_str()),
+        ("False", "NoBackends")
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.2.0.1"], "conditions": {"ready": true}},
+                      {"addresses": ["10.2.0.2"], "conditions": {"ready": false}}]}))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let conditions = eventually("the slice counted", || counts(2, 1)).await;
+    assert_eq!(
+        (conditions[0].status.as_str(), conditions[0].reason.as_str()),
+        ("True", "BackendsAvailable")
+    );
+}
