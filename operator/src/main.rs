@@ -71,6 +71,9 @@ struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = "buoy-operator")]
     lease_name: String,
+    /// Namespace of the leader Lease (default: `--namespace`).
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
     /// Lease duration: a leader that stops renewing is replaced after this long.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
@@ -199,7 +202,12 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let (lead_tx, mut lead_rx) = watch::channel(false);
     let election = tokio::spawn(leader::run(
-        kube::Api::namespaced(client.clone(), &args.namespace),
+        kube::Api::namespaced(
+            client.clone(),
+            args.leader_election_namespace
+                .as_deref()
+                .unwrap_or(&args.namespace),
+        ),
         leader::Settings {
             lease_name: args.lease_name.clone(),
             identity: identity.clone(),

@@ -271,9 +271,7 @@ fn default_values_render_an_operator_that_validates_strictly() {
             "--agent-image=ghcr.io/buoy-io/buoy-agent:0.1.0",
             "--agent-image-pull-policy=IfNotPresent",
             "--agent-service-account=buoy-agent",
-            "--agent-cpu-request=50m",
-            "--agent-memory-request=64Mi",
-            "--agent-memory-limit=256Mi",
+            r#"--agent-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}"#,
         ]
     );
     assert_eq!(c["env"][0]["name"], "POD_NAMESPACE");
@@ -458,10 +456,7 @@ fn every_option_renders_validates_and_takes_effect() {
             "--agent-image=registry.example.com/mirror/buoy-agent@sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
             "--agent-image-pull-policy=Always",
             "--agent-service-account=buoy-node-agent",
-            "--agent-cpu-request=100m",
-            "--agent-memory-request=96Mi",
-            "--agent-cpu-limit=500m",
-            "--agent-memory-limit=384Mi",
+            r#"--agent-resources={"limits":{"cpu":"500m","memory":"384Mi"},"requests":{"cpu":"100m","memory":"96Mi"}}"#,
             "--example-flag=1",
         ]
     );
@@ -1248,6 +1243,71 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     // The CRDs serve: `kubectl get vip` works (and is empty).
     let (ok, out, err) = k.run(&["get", "vip", "-A"]);
     assert!(ok, "{out}\n{err}");
+
+    // The operator, started with the Deployment's own arguments, makes the agent DaemonSet as
+    // the chart configured it.
+    let args: Vec<String> = strings(&want["spec"]["template"]["spec"]["containers"][0]["args"])
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--metrics-address=") {
+                "--metrics-address=127.0.0.1:0".to_string()
+            } else {
+                a.replace("$(POD_NAMESPACE)", "buoy-system")
+            }
+        })
+        .collect();
+    let mut cmd = Command::new(workspace_bin("buoy-operator"));
+    cmd.args(&args)
+        .env("KUBECONFIG", &k.kubeconfig)
+        .env("POD_NAMESPACE", "buoy-system")
+        .env("POD_NAME", "buoy-operator-0");
+    let operator = Proc::spawn("buoy-operator", cmd).unwrap();
+    k.ok(&[
+        "apply",
+        "-f",
+        repo().join("examples/seed").to_str().unwrap(),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ds = loop {
+        let list = k.json(&[
+            "get",
+            "daemonsets",
+            "-n",
+            "buoy-system",
+            "-l",
+            "app.kubernetes.io/name=buoy-agent",
+        ]);
+        if let Some(ds) = list["items"].as_array().and_then(|i| i.first()).cloned() {
+            break ds;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agent DaemonSet; operator said: {:?}",
+            operator.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let pod = &ds["spec"]["template"];
+    let agent = &pod["spec"]["containers"][0];
+    assert_eq!(agent["image"], "ghcr.io/buoy-io/buoy-agent:0.1.0");
+    assert_eq!(agent["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(pod["spec"]["serviceAccountName"], "buoy-agent");
+    assert_eq!(
+        agent["resources"],
+        json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+    );
+    assert!(
+        strings(&agent["args"])
+            .join(" ")
+            .contains("--metrics-address 0.0.0.0:9901"),
+        "{agent}"
+    );
+    // The chart's agent metrics Service selects these pods.
+    let svc = rendered.one("Service", "buoy-agent-metrics");
+    for (key, value) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][key], value, "{pod}");
+    }
+    drop(operator);
 
     // Every option, in another namespace (the ServiceMonitor needs the Prometheus Operator's
     // CRDs, which this server does not have, so it is rendered without that API, as Helm

@@ -99,3 +99,16 @@ app.kubernetes.io/component: agent
 {{- define "buoy.leaseNamespace" -}}
 {{- default .Release.Namespace .Values.operator.leaderElection.namespace -}}
 {{- end -}}
+
+{{/* The agent's ResourceRequirements as JSON for the operator, without empty values. */}}
+{{- define "buoy.agentResources" -}}
+{{- $res := dict -}}
+{{- range $kind, $m := .Values.agent.resources -}}
+{{- $kept := dict -}}
+{{- range $k, $v := $m -}}
+{{- if $v -}}{{- $_ := set $kept $k $v -}}{{- end -}}
+{{- end -}}
+{{- if $kept -}}{{- $_ := set $res $kind $kept -}}{{- end -}}
+{{- end -}}
+{{- $res | toJson -}}
+{{- end -}}
