@@ -11,7 +11,7 @@
 //! changes is cheaper (1,000 VirtualIPs plan in milliseconds) and cannot race with itself.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -61,11 +61,95 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 struct Caches {
-    vips: Store<VirtualIP>,
-    pools: Store<UpstreamPool>,
+    /// Buoy's own kinds are watched untyped and decoded one by one (see [`Decoded`]).
+    vips: Store<DynamicObject>,
+    pools: Store<DynamicObject>,
     nodes: Store<Node>,
     slices: Store<EndpointSlice>,
     daemonsets: Store<DaemonSet>,
+}
+
+/// Starts an untyped reflector for the kind `K`; every event wakes `notify`.
+fn reflect_untyped<K>(client: &Client, notify: Arc<Notify>) -> Store<DynamicObject>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ar = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let writer = reflector::store::Writer::new(ar);
+    let store = writer.as_reader();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(drive(stream, notify));
+    store
+}
+
+/// An object that does not decode, and why.
+type Rejected = (Arc<DynamicObject>, String);
+
+/// Objects of one of Buoy's kinds, decoded from the untyped cache and kept by uid and
+/// resourceVersion. An object that does not decode (a CRD and operator of different versions,
+/// an object written around validation) is left out with one warning per version, instead of
+/// failing the whole watch as a typed list would.
+struct Decoded<K> {
+    kind: &'static str,
+    objects: HashMap<String, (Option<String>, Arc<K>)>,
+    rejected: HashSet<(String, Option<String>)>,
+}
+
+impl<K: serde::de::DeserializeOwned + Resource<DynamicType = ()>> Decoded<K> {
+    fn new(kind: &'static str) -> Self {
+        Decoded {
+            kind,
+            objects: HashMap::new(),
+            rejected: HashSet::new(),
+        }
+    }
+
+    /// The decodable objects of `raw`, and the ones newly found undecodable with the error.
+    fn decode(&mut self, raw: &[Arc<DynamicObject>]) -> (Vec<Arc<K>>, Vec<Rejected>) {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut bad = Vec::new();
+        let mut seen = HashSet::with_capacity(raw.len());
+        for o in raw {
+            let uid = o.metadata.uid.clone().unwrap_or_else(|| o.name_any());
+            let rv = o.metadata.resource_version.clone();
+            seen.insert(uid.clone());
+            if let Some((r, k)) = self.objects.get(&uid)
+                && *r == rv
+            {
+                out.push(k.clone());
+                continue;
+            }
+            let value = serde_json::to_value(o.as_ref()).map(|mut v| {
+                // List items may come without their type.
+                if v.get("kind").is_none() {
+                    v["apiVersion"] = Value::from(K::api_version(&()).into_owned());
+                    v["kind"] = Value::from(K::kind(&()).into_owned());
+                }
+                v
+            });
+            match value.and_then(serde_json::from_value::<K>) {
+                Ok(k) => {
+                    let k = Arc::new(k);
+                    self.objects.insert(uid, (rv, k.clone()));
+                    out.push(k);
+                }
+                Err(e) => {
+                    self.objects.remove(&uid);
+                    if self.rejected.insert((uid, rv)) {
+                        warn!(kind = self.kind, name = %o.name_any(), namespace = ?o.metadata.namespace, error = %e, "cannot decode; left out");
+                        bad.push((o.clone(), e.to_string()));
+                    }
+                }
+            }
+        }
+        self.objects.retain(|uid, _| seen.contains(uid));
+        self.rejected.retain(|(uid, _)| seen.contains(uid));
+        (out, bad)
+    }
 }
 
 /// Starts a reflector for `api`; every event wakes `notify`.
@@ -133,16 +217,8 @@ pub async fn run(
     let notify = Arc::new(Notify::new());
     let ns = settings.agents.namespace.clone();
     let caches = Caches {
-        vips: reflect(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            notify.clone(),
-        ),
-        pools: reflect(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            notify.clone(),
-        ),
+        vips: reflect_untyped::<VirtualIP>(&client, notify.clone()),
+        pools: reflect_untyped::<UpstreamPool>(&client, notify.clone()),
         nodes: reflect(
             Api::all(client.clone()),
             watcher::Config::default(),
@@ -184,6 +260,8 @@ pub async fn run(
         recorder,
         memory: Memory::default(),
         inflight: InFlight::default(),
+        vips: Decoded::new("VirtualIP"),
+        pools: Decoded::new("UpstreamPool"),
     };
     let mut backoff: Option<Duration> = None;
     loop {
@@ -221,6 +299,8 @@ struct Pass {
     recorder: Recorder,
     memory: Memory,
     inflight: InFlight,
+    vips: Decoded<VirtualIP>,
+    pools: Decoded<UpstreamPool>,
 }
 
 /// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object.
@@ -241,8 +321,35 @@ fn gone(e: &kube::Error) -> bool {
 impl Pass {
     /// One pass; returns whether every write succeeded and when to plan again at the latest.
     async fn once(&mut self, caches: &Caches) -> (bool, Option<Duration>) {
-        let vips = caches.vips.state();
-        let pools = caches.pools.state();
+        let (vips, bad_vips) = self.vips.decode(&caches.vips.state());
+        let (pools, bad_pools) = self.pools.decode(&caches.pools.state());
+        for (o, error) in bad_vips.iter().chain(&bad_pools) {
+            let ar = ApiResource::from_gvk(
+                &o.types
+                    .as_ref()
+                    .map(kube::core::GroupVersionKind::try_from)
+                    .and_then(Result::ok)
+                    .unwrap_or_else(|| {
+                        kube::core::GroupVersionKind::gvk(
+                            buoy_crds::GROUP,
+                            buoy_crds::VERSION,
+                            "VirtualIP",
+                        )
+                    }),
+            );
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "InvalidObject".into(),
+                note: Some(format!(
+                    "the operator cannot read this object and leaves it out: {error}"
+                )),
+                action: "Decode".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&ev, &o.object_ref(&ar)).await {
+                debug!(error = %e, "cannot publish event");
+            }
+        }
         let nodes = caches.nodes.state();
         let slices = caches.slices.state();
         let daemonsets = caches.daemonsets.state();

@@ -891,3 +891,40 @@ async fn a_service_backed_pool_counts_its_endpoint_slices() {
         ("True", "BackendsAvailable")
     );
 }
+
+#[tokio::test]
+async fn an_object_the_operator_cannot_read_is_left_out_with_a_warning() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let c = Cluster::start(&three_nodes()).await;
+    // Version skew: a CRD that accepts anything (as a newer or older API might).
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    let mut crd = crds.get("virtualips.buoy.io").await.unwrap();
+    let mut v = serde_json::to_value(&crd).unwrap();
+    v["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crd = serde_json::from_value(v).unwrap();
+    crds.replace("virtualips.buoy.io", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<VirtualIP>(&()),
+    );
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP",
+        "metadata": {"name": "bad"}, "spec": {"addresses": "not a list"}}))
+    .unwrap();
+    raw.create(&PostParams::default(), &bad).await.unwrap();
+
+    let op = c.operator("op-1", &["--leader-election", "false"]);
+    c.create_vip("default", "good", json!({"addresses": ["10.0.0.1"]}))
+        .await;
+    c.wait_condition("default", "good", "Ready", "False", "NoMaster")
+        .await;
+    let (kind, _, note) = c.wait_event("default", "bad", "InvalidObject").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("cannot read"), "{note}");
+    let mut op = op;
+    assert!(op.running(), "the operator keeps running");
+}
