@@ -70,6 +70,8 @@ struct System {
     kubeconfig: PathBuf,
     /// Pods whose agent runs (by pod name).
     started: BTreeSet<String>,
+    /// Held until everything above is torn down (fields drop in order): one system at a time.
+    serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Drop for System {
@@ -133,6 +135,7 @@ impl System {
             dir,
             kubeconfig,
             started: BTreeSet::new(),
+            serial: None,
         };
         s.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
         // The operator is up once it leads (a user installs it before applying objects).
@@ -283,8 +286,13 @@ fn condition(status: &Value, kind: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-#[test]
-fn install_serve_and_delete_with_the_operator_and_three_agents() {
+/// The system with the app applied and settled: traffic flows within 5 s of the apply, one
+/// Master and two Backups, Ready. Returns the master.
+fn installed() -> (System, String) {
+    // One system at a time: each runs an operator and three agents on a 2-core machine, and
+    // the failover bounds are about VRRP timing, not about CPU starvation.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = System::start();
     let vip: IpAddr = VIP.parse().unwrap();
     let applied = Instant::now();
@@ -336,10 +344,22 @@ fn install_serve_and_delete_with_the_operator_and_three_agents() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let master = status["master"].as_str().unwrap();
-    assert_eq!(s.lab.holders(vip), [master], "status tells the truth");
+    let master = status["master"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.lab.holders(vip),
+        [master.as_str()],
+        "status tells the truth"
+    );
     assert!(status["virtualRouterID"].as_u64().is_some(), "{status}");
 
+    s.serial = Some(guard);
+    (s, master)
+}
+
+#[test]
+fn install_serve_and_delete_with_the_operator_and_three_agents() {
+    let (s, _) = installed();
+    let vip: IpAddr = VIP.parse().unwrap();
     // Delete: the VIP leaves every node, the finalizer is released, the DaemonSet goes.
     s.kubectl(
         &[
@@ -369,6 +389,94 @@ fn install_serve_and_delete_with_the_operator_and_three_agents() {
             s.lab.holders(vip),
             s.lab.logs()
         );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_master_node_lost_then_back_with_the_operator_and_three_agents() {
+    let (s, master) = installed();
+    let vip: IpAddr = VIP.parse().unwrap();
+    let probe = buoy_tests::probe::Probe::start_http(
+        &s.lab.host("client").ns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cut_at = probe.started().elapsed();
+    s.lab.cut(&master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let successor = loop {
+        let holders = s.lab.holders(vip);
+        if holders.len() == 1 && holders[0] != master {
+            break holders[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successor: {holders:?}\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Probe on until answered again (bounded), then a little longer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served_by(&s.lab).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let samples = probe.finish();
+    let back = samples
+        .iter()
+        .find(|x| x.at > cut_at && x.served_by.is_some())
+        .map(|x| x.at - cut_at)
+        .unwrap_or_else(|| {
+            let after: Vec<_> = samples
+                .iter()
+                .filter(|x| x.at > cut_at)
+                .map(|x| (x.at.as_millis(), x.served_by.clone()))
+                .collect();
+            panic!(
+                "not served again after the cut at {cut_at:?}: {after:?}\nholders {:?}\n{}",
+                s.lab.holders(vip),
+                s.lab.logs()
+            )
+        });
+    // 3 × 100 ms + skew (at most (256 − 1) / 256 × 100 ms) + 100 ms.
+    let bound = Duration::from_millis(300 + 100 + 100);
+    eprintln!("master {master} cut: served by {successor} again after {back:?} (bound {bound:?})");
+    assert!(back <= bound, "outage {back:?} > {bound:?}");
+    // The successor reports Master (the cut node cannot reach the API to update its entry).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = s.vip_status();
+        let state = st["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|e| e["node"] == successor.as_str()).cloned())
+            .map(|e| e["state"].clone());
+        if state == Some(Value::from("Master")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status not updated: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The node returns: it has the highest priority, takes the VIP back; one holder.
+    s.lab.restore(&master).unwrap();
+    assert!(
+        s.lab
+            .wait_sole_holder(vip, &master, Duration::from_secs(10)),
+        "{}",
+        s.lab.logs()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = s.vip_status();
+        if st["master"] == master.as_str() && condition(&st, "Ready").as_deref() == Some("True") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status not back: {st}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -322,6 +322,16 @@ impl Machine {
                         self.master_adver_interval = advert.interval;
                     }
                     self.become_backup(now, "higher-priority master", &mut actions);
+                } else {
+                    // A lower-priority router also became master (close priorities at short
+                    // intervals fire within a millisecond) and announced the VIP: neighbours may
+                    // now send to it. Advertise at once so it backs off, and announce again
+                    // (keepalived does the same by default: lower_prio_no_advert off).
+                    actions.push(Action::SendAdvert {
+                        priority: self.priority,
+                    });
+                    actions.push(Action::Announce);
+                    self.timer = Some(now + self.config.advert_interval);
                 }
             }
             State::Resigning => {
@@ -509,6 +519,21 @@ mod tests {
     }
 
     #[test]
+    fn a_master_answers_a_lower_master_with_an_advert_and_a_new_announcement() {
+        let mut m = Machine::new(config(150, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        assert_eq!(m.state(), State::Master);
+        let actions = m.handle_advert(ms(5000), advert("10.0.0.2", 149));
+        assert_eq!(
+            actions,
+            vec![Action::SendAdvert { priority: 150 }, Action::Announce],
+            "the lower router may have announced the VIP too"
+        );
+        assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
     fn preempt_delay_holds_back_preemption() {
         let mut m = Machine::new(Config {
             preempt_delay: ms(10_000),
@@ -533,15 +558,18 @@ mod tests {
         let mut m = Machine::new(config(100, "10.0.0.5"));
         m.startup(ms(0));
         m.handle_timeout(m.poll_timeout().unwrap());
-        assert!(
-            m.handle_advert(ms(5000), advert("10.0.0.4", 100))
-                .is_empty(),
-            "tie, lower address: we stay"
+        let stay = vec![Action::SendAdvert { priority: 100 }, Action::Announce];
+        assert_eq!(
+            m.handle_advert(ms(5000), advert("10.0.0.4", 100)),
+            stay,
+            "tie, lower address: we stay (and answer it)"
         );
-        assert!(
-            m.handle_advert(ms(5001), advert("10.0.0.9", 99)).is_empty(),
-            "lower priority: we stay"
+        assert_eq!(
+            m.handle_advert(ms(5001), advert("10.0.0.9", 99)),
+            stay,
+            "lower priority: we stay (and answer it)"
         );
+        assert_eq!(m.state(), State::Master);
         let a = m.handle_advert(ms(5002), advert("10.0.0.6", 100));
         assert_eq!(a[0], Action::ReleaseVip);
         assert_eq!(m.state(), State::Backup);
