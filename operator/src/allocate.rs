@@ -175,8 +175,16 @@ pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> 
         .collect()
 }
 
-/// The highest priority the operator assigns; the other nodes get one less each.
+/// The highest priority the operator assigns; the other nodes get [`step`] less each.
 pub const TOP_PRIORITY: u8 = 200;
+
+/// The gap between assigned priorities: up to 10, less only when there are many nodes. Backups'
+/// skew times differ by `gap / 256` of an interval, so with a gap of 1 at 100 ms intervals two
+/// backups fire within 0.4 ms of each other when the master resigns, both become master and
+/// both announce; a gap of 10 separates them by 4 ms.
+pub fn step(nodes: usize) -> u8 {
+    u8::try_from(199 / nodes.max(1)).unwrap_or(10).clamp(1, 10)
+}
 
 /// A stable 64-bit hash of `(vip, node)`: FNV-1a, then the SplitMix64 finalizer so that
 /// similar names spread well. Fixed by definition (std's hashers may change between releases,
@@ -260,8 +268,9 @@ pub fn priorities(requests: &[PriorityRequest]) -> Vec<Option<BTreeMap<String, u
                 out.insert(m.to_string(), TOP_PRIORITY);
             }
             let mut next = TOP_PRIORITY;
+            let gap = step(ranked.len());
             for n in ranked.iter().filter(|n| Some(**n) != master) {
-                next = next.saturating_sub(1).max(1);
+                next = next.saturating_sub(gap).max(1);
                 out.insert((*n).to_string(), next);
             }
             Some(out)
@@ -442,7 +451,11 @@ mod tests {
             assert_eq!(*top.1, TOP_PRIORITY);
             let mut values: Vec<u8> = p.values().copied().collect();
             values.sort();
-            assert_eq!(values, vec![196, 197, 198, 199, 200], "distinct priorities");
+            assert_eq!(
+                values,
+                vec![160, 170, 180, 190, 200],
+                "distinct priorities, 10 apart"
+            );
             *masters.entry(top.0.clone()).or_default() += 1;
         }
         assert_eq!(
@@ -549,5 +562,14 @@ mod tests {
             fixed_master: None,
         }]);
         assert_eq!(got, vec![Some(BTreeMap::new())]);
+    }
+
+    #[test]
+    fn priority_gaps_are_wide_unless_there_are_many_nodes() {
+        assert_eq!(step(1), 10);
+        assert_eq!(step(3), 10);
+        assert_eq!(step(19), 10);
+        assert_eq!(step(40), 4);
+        assert_eq!(step(300), 1);
     }
 }
