@@ -63,7 +63,7 @@ impl Lan {
                 }
                 Action::SendAdvert { priority } => self.broadcast(i, priority),
                 Action::Stopped => self.routers[i].machine = None,
-                Action::Announce | Action::StateChanged { .. } => {}
+                Action::Announce | Action::Reannounce { .. } | Action::StateChanged { .. } => {}
             }
         }
         let r = &self.routers[i];

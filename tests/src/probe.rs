@@ -182,13 +182,15 @@ fn probe_once(target: SocketAddr, timeout: Duration) -> Option<String> {
 }
 
 /// One GET with its own connection. The connect timeout is short (a dead address must not hide
-/// the moment it comes back); an established request gets longer, so that a slow answer is not
-/// mistaken for a failure. Like curl or a browser, it is done once `Content-Length` bytes of body
+/// the moment it comes back); an established request gets longer (300 ms: a LAN answer takes
+/// milliseconds), but not so long that a request lost with a dead master stalls the probe past
+/// the failover it measures. Like curl or a browser, it is done once `Content-Length` bytes of body
 /// have arrived: a reset after a complete response (the client's last ACK reaching the node that
 /// just took the VIP over) is not a failed request.
 fn probe_once_http(target: SocketAddr, timeout: Duration) -> Option<String> {
     let mut conn = TcpStream::connect_timeout(&target, timeout).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
     conn.write_all(
         format!("GET / HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes(),
     )

@@ -70,6 +70,8 @@ struct System {
     kubeconfig: PathBuf,
     /// Pods whose agent runs (by pod name).
     started: BTreeSet<String>,
+    /// Each node's agent: its process in the lab and its command line.
+    agents: std::collections::BTreeMap<String, (usize, Vec<String>)>,
     /// Held until everything above is torn down (fields drop in order): one system at a time.
     serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
@@ -135,6 +137,7 @@ impl System {
             dir,
             kubeconfig,
             started: BTreeSet::new(),
+            agents: Default::default(),
             serial: None,
         };
         s.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
@@ -256,8 +259,9 @@ impl System {
             ];
             argv.extend(args);
             argv.extend(["--threads".into(), "1".into()]);
-            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-            self.lab.spawn(&node, "env", &argv).unwrap();
+            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let index = self.lab.spawn(&node, "env", &refs).unwrap();
+            self.agents.insert(node, (index, argv));
             self.started.insert(name);
         }
     }
@@ -479,4 +483,64 @@ fn the_master_node_lost_then_back_with_the_operator_and_three_agents() {
         assert!(Instant::now() < deadline, "status not back: {st}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_rolling_restart_of_every_agent_fails_no_request() {
+    let (mut s, _) = installed();
+    let vip: IpAddr = VIP.parse().unwrap();
+    let probe = buoy_tests::probe::Probe::start_http(
+        &s.lab.host("client").ns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    // As a DaemonSet rolling update with maxUnavailable 1 does: one node at a time, SIGTERM
+    // first, the new agent up (its status entry back) before the next node.
+    for node in NODES {
+        let (index, argv) = s.agents[node].clone();
+        s.lab.proc(index).signal(libc::SIGTERM);
+        assert_eq!(
+            s.lab.proc(index).wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "{}",
+            s.lab.logs()
+        );
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let new = s.lab.spawn(node, "env", &refs).unwrap();
+        s.agents.insert(node.to_string(), (new, argv.clone()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let st = s.vip_status();
+            let entries = st["nodes"].as_array().cloned().unwrap_or_default();
+            let back = entries
+                .iter()
+                .any(|e| e["node"] == node && (e["state"] == "Backup" || e["state"] == "Master"));
+            if back && entries.len() == 3 && s.lab.holders(vip).len() == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{node} did not rejoin: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = probe.finish();
+    let r = buoy_tests::probe::report(&samples);
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|x| x.served_by.is_none())
+        .map(|x| x.at)
+        .collect();
+    assert!(r.total > 100, "{r:?}");
+    // No outage. Known limit (docs/vrrp.md): a client whose SYN reached the old master just
+    // before the new master's gratuitous ARP sends its request to the new master, which resets
+    // it; the master's restart switches twice (handover, then preemption back), so at most two
+    // such requests. Measured: 1 request in 1 of 22 runs.
+    assert!(
+        r.failed <= 2 && r.longest_outage <= Duration::from_millis(50),
+        "a rolling restart leaves no outage: {r:?} at {failed:?}\n{}",
+        s.lab.logs()
+    );
+    assert_eq!(s.lab.holders(vip).len(), 1);
 }

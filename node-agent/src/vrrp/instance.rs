@@ -319,6 +319,13 @@ impl Shell {
                         priority: self.machine.effective_priority(),
                     });
                 }
+                Action::Reannounce { again_after } => {
+                    let now = Instant::now();
+                    let repeat = self.config.announce.repeat;
+                    self.announce_at.push((now, repeat));
+                    self.announce_at.push((now + again_after, repeat));
+                    self.send_due_announcements();
+                }
                 Action::Stopped => self.stopped = true,
             }
         }

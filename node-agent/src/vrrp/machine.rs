@@ -69,6 +69,9 @@ pub enum Action {
     ReleaseVip,
     /// Start announcing the addresses (gratuitous ARP / unsolicited NA bursts and refreshes).
     Announce,
+    /// Announce the addresses again now and once more after this delay: another router also
+    /// claimed them, and its own burst may still be on its way after our first one.
+    Reannounce { again_after: Duration },
     /// The state changed.
     StateChanged {
         from: State,
@@ -330,7 +333,11 @@ impl Machine {
                     actions.push(Action::SendAdvert {
                         priority: self.priority,
                     });
-                    actions.push(Action::Announce);
+                    // It sends its advert before its announcement burst: answer now, and again
+                    // once it has surely yielded (keepalived: garp_lower_prio_delay).
+                    actions.push(Action::Reannounce {
+                        again_after: self.config.advert_interval.max(Duration::from_millis(50)),
+                    });
                     self.timer = Some(now + self.config.advert_interval);
                 }
             }
@@ -527,7 +534,12 @@ mod tests {
         let actions = m.handle_advert(ms(5000), advert("10.0.0.2", 149));
         assert_eq!(
             actions,
-            vec![Action::SendAdvert { priority: 150 }, Action::Announce],
+            vec![
+                Action::SendAdvert { priority: 150 },
+                Action::Reannounce {
+                    again_after: ms(1000)
+                }
+            ],
             "the lower router may have announced the VIP too"
         );
         assert_eq!(m.state(), State::Master);
@@ -558,7 +570,12 @@ mod tests {
         let mut m = Machine::new(config(100, "10.0.0.5"));
         m.startup(ms(0));
         m.handle_timeout(m.poll_timeout().unwrap());
-        let stay = vec![Action::SendAdvert { priority: 100 }, Action::Announce];
+        let stay = vec![
+            Action::SendAdvert { priority: 100 },
+            Action::Reannounce {
+                again_after: ms(1000),
+            },
+        ];
         assert_eq!(
             m.handle_advert(ms(5000), advert("10.0.0.4", 100)),
             stay,
