@@ -54,8 +54,7 @@ impl Identity {
 pub struct Stores {
     vips: Store<VirtualIP>,
     pools: Store<UpstreamPool>,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    endpoints: EndpointStores,
     nodes: Store<Node>,
 }
 
@@ -96,16 +95,7 @@ pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> 
             Default::default(),
             changed.clone(),
         ),
-        services: spawn_reflector(
-            Api::all(client.clone()),
-            Default::default(),
-            changed.clone(),
-        ),
-        slices: spawn_reflector(
-            Api::all(client.clone()),
-            watcher::Config::default().labels(endpoints::SERVICE_NAME_LABEL),
-            changed.clone(),
-        ),
+        endpoints: EndpointStores::watch(client, changed.clone()),
         nodes: spawn_reflector(Api::all(client.clone()), own_node, changed),
     }
 }
@@ -139,12 +129,26 @@ impl EndpointStores {
         let _ = self.slices.wait_until_ready().await;
     }
 
+    /// The Services and EndpointSlices now, to resolve every pool of one plan from one view.
+    pub fn snapshot(&self) -> EndpointSnapshot {
+        EndpointSnapshot {
+            services: self.services.state(),
+            slices: self.slices.state(),
+        }
+    }
+}
+
+/// Services and EndpointSlices at one moment.
+pub struct EndpointSnapshot {
+    services: Vec<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+}
+
+impl EndpointSnapshot {
     /// `pool` with its Service's ready endpoints as static backends.
     pub fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
-        let services = self.services.state();
-        let slices = self.slices.state();
-        let services: Vec<&Service> = services.iter().map(|s| &**s).collect();
-        let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+        let services: Vec<&Service> = self.services.iter().map(|s| &**s).collect();
+        let slices: Vec<&EndpointSlice> = self.slices.iter().map(|s| &**s).collect();
         endpoints::resolve(pool, &services, &slices)
     }
 }
@@ -154,8 +158,7 @@ impl Stores {
     pub async fn ready(&self) {
         let _ = self.vips.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.slices.wait_until_ready().await;
+        self.endpoints.services_and_slices_ready().await;
         let _ = self.nodes.wait_until_ready().await;
     }
 }
@@ -189,15 +192,12 @@ pub async fn desired(
                 .is_none_or(|p| *p == buoy_crds::placement::key(&v.spec))
         })
         .collect();
-    let services = stores.services.state();
-    let slices = stores.slices.state();
-    let services: Vec<&Service> = services.iter().map(|s| &**s).collect();
-    let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+    let endpoints = stores.endpoints.snapshot();
     let pools: Vec<UpstreamPool> = stores
         .pools
         .state()
         .iter()
-        .map(|p| endpoints::resolve(p, &services, &slices))
+        .map(|p| endpoints.resolve(p))
         .collect();
     let mut secrets = Vec::new();
     for vip in &vips {

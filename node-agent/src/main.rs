@@ -265,7 +265,10 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         None => None,
     };
     let load = |files: &Files| match &endpoints {
-        Some(e) => files.load_resolving(|p| e.resolve(p)),
+        Some(e) => {
+            let now = e.snapshot();
+            files.load_resolving(|p| now.resolve(p))
+        }
         None => files.load(),
     };
     let mut fingerprint = files.fingerprint();
