@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod keepalived;
+pub mod kubectl;
 pub mod netlab;
 pub mod probe;
 pub mod process;

@@ -18,7 +18,10 @@ use std::{
 };
 
 use buoy_crds::manifest::{self, Object};
-use buoy_tests::process::{Proc, workspace_bin};
+use buoy_tests::{
+    kubectl::Kubectl,
+    process::{Proc, workspace_bin},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -1124,42 +1127,6 @@ fn load_toml_rust_version() -> String {
 
 // ---- applied to the Kubernetes API test server ----
 
-struct Kubectl {
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl is installed (.ci/run installs kubernetes-client)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
-        out
-    }
-
-    #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-}
-
 #[test]
 fn rendered_manifests_apply_to_the_api_test_server() {
     let dir = scratch("apply");
@@ -1171,7 +1138,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     server
         .wait_for_line("listening on ", Duration::from_secs(10))
         .unwrap_or_else(|| panic!("buoy-testapi did not start: {:?}", server.output()));
-    let k = Kubectl { kubeconfig };
+    let k = Kubectl::new(kubeconfig);
 
     // The plain manifest, as a user applies it.
     let deploy = repo().join("deploy/buoy.yaml");
@@ -1241,7 +1208,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         assert!(table.contains(name), "{table}");
     }
     // The CRDs serve: `kubectl get vip` works (and is empty).
-    let (ok, out, err) = k.run(&["get", "vip", "-A"]);
+    let (ok, out, err) = k.run(&["get", "vip", "-A"], None);
     assert!(ok, "{out}\n{err}");
 
     // The operator, started with the Deployment's own arguments, makes the agent DaemonSet as

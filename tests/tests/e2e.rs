@@ -8,12 +8,12 @@ use std::{
     collections::BTreeSet,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use buoy_tests::{
     backend::{Backend, Behaviour, request},
+    kubectl::Kubectl,
     netlab::{Lab, in_netns},
     process::workspace_bin,
     testapi::{Options, TestApi},
@@ -167,59 +167,16 @@ impl System {
     }
 
     fn try_kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.lab.host("api").ns,
-                "kubectl",
-                "--kubeconfig",
-            ])
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (ok, out, _) =
+            Kubectl::in_netns(self.kubeconfig.clone(), &self.lab.host("api").ns).run(args, None);
+        (ok, out)
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &self.lab.host("api").ns,
-            "kubectl",
-            "--kubeconfig",
-        ])
-        .arg(&self.kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl is installed");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.lab.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (ok, out, err) =
+            Kubectl::in_netns(self.kubeconfig.clone(), &self.lab.host("api").ns).run(args, stdin);
+        assert!(ok, "kubectl {args:?}: {err}\n{}", self.lab.logs());
+        out
     }
 
     fn json(&self, args: &[&str]) -> Value {

@@ -9,54 +9,10 @@ use std::{
     time::Duration,
 };
 
-use buoy_tests::process::Proc;
+use buoy_tests::{kubectl::Kubectl, process::Proc};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    /// Runs kubectl; returns (success, stdout, stderr).
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG");
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .expect("kubectl is installed (.ci/run installs kubernetes-client)");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args, None);
-        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
-        out
-    }
 }
 
 #[test]
@@ -76,7 +32,7 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
             .unwrap()
             .contains(&format!("server: http://{addr}"))
     );
-    let k = Kubectl { kubeconfig };
+    let k = Kubectl::new(kubeconfig);
 
     let crds = repo().join("crds");
     let out = k.ok(&[
