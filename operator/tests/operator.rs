@@ -23,22 +23,12 @@ const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "buoy-system";
 
 /// Polls `check` until it returns Some, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    buoy_tests::eventually(what, WAIT, Duration::from_millis(50), check).await
 }
 
 struct Cluster {
