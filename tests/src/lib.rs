@@ -8,6 +8,7 @@ pub mod netlab;
 pub mod probe;
 pub mod process;
 pub mod seed;
+pub mod system;
 pub mod testapi;
 
 /// A `--name VALUE` flag of a bench command, or `default`.

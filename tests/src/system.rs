@@ -1,0 +1,324 @@
+//! The whole product as a user runs it, for end-to-end tests: the Kubernetes API test server,
+//! the real `buoy-operator`, three nodes (network namespaces with Node objects) whose
+//! `buoy-agent run` start when the DaemonSet shim schedules a pod there, two web backends and a
+//! client. Needs root. A harness for tests: failures panic with the processes' logs.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    backend::{Backend, Behaviour, request},
+    kubectl::Kubectl,
+    netlab::{Lab, in_netns},
+    process::workspace_bin,
+    testapi::{Options, TestApi},
+};
+
+pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
+pub const VIP: &str = "10.77.0.100";
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: buoy-system}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {buoy.io/lb: "true"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {buoy.io/lb: "true"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n3, labels: {buoy.io/lb: "true"}}
+"#;
+
+pub const APP: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: web, namespace: default}
+spec:
+  backends:
+    - {address: 10.77.0.4, port: 80}
+    - {address: 10.77.0.5, port: 80}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: web, namespace: default}
+spec:
+  addresses: [10.77.0.100]
+  interface: eth0
+  vrrp: {advertisementInterval: 100ms}
+  nodeSelector: {matchLabels: {buoy.io/lb: "true"}}
+  listeners:
+    - {name: http, port: 80, protocol: HTTP, upstreamPool: web}
+"#;
+
+pub struct System {
+    pub lab: Lab,
+    pub api: TestApi,
+    pub backends: Vec<Backend>,
+    dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    /// Pods whose agent runs (by pod name).
+    pub started: BTreeSet<String>,
+    /// Each node's agent: its process in the lab and its command line.
+    pub agents: BTreeMap<String, (usize, Vec<String>)>,
+    /// Held until everything above is torn down (fields drop in order): one system at a time.
+    serial: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl System {
+    pub fn start() -> System {
+        let mut lab = Lab::new(&["n1", "n2", "n3", "web1", "web2", "client", "api"]).unwrap();
+        let dir = std::env::temp_dir().join(format!("{}-e2e", lab.lan));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        let kc = kubeconfig.clone();
+        let api = in_netns(&lab.host("api").ns, move || {
+            TestApi::start_with(Options {
+                listen: "10.77.0.7:0".parse().unwrap(),
+                kubeconfig: Some(kc),
+                ..Options::default()
+            })
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        api.install_buoy_crds().unwrap();
+        let backends = ["web1", "web2"]
+            .iter()
+            .map(|host| {
+                let name = host.to_string();
+                in_netns(&lab.host(host).ns, move || {
+                    Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+                .unwrap()
+            })
+            .collect();
+        lab.spawn(
+            "api",
+            "env",
+            &[
+                &format!("KUBECONFIG={}", kubeconfig.display()),
+                workspace_bin("buoy-operator").to_str().unwrap(),
+                "run",
+                "--namespace",
+                "buoy-system",
+                "--metrics-address",
+                "127.0.0.1:9900",
+                "--identity",
+                "operator-0",
+            ],
+        )
+        .unwrap();
+        let s = System {
+            lab,
+            api,
+            backends,
+            dir,
+            kubeconfig,
+            started: BTreeSet::new(),
+            agents: Default::default(),
+            serial: None,
+        };
+        s.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+        // The operator is up once it leads (a user installs it before applying objects).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (ok, out) = s.try_kubectl(&[
+                "get",
+                "lease",
+                "buoy-operator",
+                "-n",
+                "buoy-system",
+                "-o",
+                "json",
+            ]);
+            if ok && out.contains("operator-0") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator never led\n{}",
+                s.lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    pub fn try_kubectl(&self, args: &[&str]) -> (bool, String) {
+        let (ok, out, _) =
+            Kubectl::in_netns(self.kubeconfig.clone(), &self.lab.host("api").ns).run(args, None);
+        (ok, out)
+    }
+
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) =
+            Kubectl::in_netns(self.kubeconfig.clone(), &self.lab.host("api").ns).run(args, stdin);
+        assert!(ok, "kubectl {args:?}: {err}\n{}", self.lab.logs());
+        out
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a, None)).unwrap()
+    }
+
+    /// The kubelet's part: starts the agent of every pod the DaemonSet shim bound to a node,
+    /// with the pod's own arguments, in that node's namespace.
+    pub fn run_scheduled_pods(&mut self) {
+        let pods = self.json(&["get", "pods", "-n", "buoy-system"]);
+        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+            if self.started.contains(&name) || !NODES.contains(&node.as_str()) {
+                continue;
+            }
+            let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", &node))
+                .map(|a| {
+                    // One host per namespace, but the agents' admin ports must not clash with
+                    // anything of the test: loopback of the node's own namespace.
+                    if a == "0.0.0.0:9901" {
+                        "127.0.0.1:9901".into()
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let mut argv = vec![
+                format!("KUBECONFIG={}", self.kubeconfig.display()),
+                workspace_bin("buoy-agent").display().to_string(),
+            ];
+            argv.extend(args);
+            argv.extend(["--threads".into(), "1".into()]);
+            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let index = self.lab.spawn(&node, "env", &refs).unwrap();
+            self.agents.insert(node, (index, argv));
+            self.started.insert(name);
+        }
+    }
+
+    pub fn vip_status(&self) -> Value {
+        self.json(&["get", "virtualip", "web", "-n", "default"])["status"].clone()
+    }
+}
+
+pub fn served_by(lab: &Lab) -> Option<String> {
+    let target = SocketAddr::new(VIP.parse().unwrap(), 80);
+    in_netns(&lab.host("client").ns, move || {
+        request(target, "GET", "/", &[], "").map(|r| r.served_by().to_string())
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+pub fn condition(status: &Value, kind: &str) -> Option<String> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+/// The system with the app applied and settled: traffic flows within 5 s of the apply, one
+/// Master and two Backups, Ready. Returns the master.
+pub fn installed() -> (System, String) {
+    installed_with(APP)
+}
+
+/// Like [`installed`], with another app (a VirtualIP `web` in `default` serving port 80).
+pub fn installed_with(app: &str) -> (System, String) {
+    // One system at a time: each runs an operator and three agents on a 2-core machine, and
+    // the failover bounds are about VRRP timing, not about CPU starvation.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = System::start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    let applied = Instant::now();
+    s.kubectl(&["apply", "-f", "-"], Some(app));
+
+    // The operator makes the DaemonSet, the shim schedules a pod per node, agents start;
+    // traffic flows through the VIP.
+    let served_after = loop {
+        s.run_scheduled_pods();
+        if served_by(&s.lab).is_some_and(|b| b.starts_with("web")) {
+            break applied.elapsed();
+        }
+        assert!(
+            applied.elapsed() < Duration::from_secs(30),
+            "no traffic through the VIP\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("traffic through the VIP {served_after:?} after kubectl apply");
+    assert!(
+        served_after <= Duration::from_secs(5),
+        "traffic within 5 s of the apply, was {served_after:?}"
+    );
+    assert_eq!(s.started.len(), 3, "one agent per node");
+    let ds = s.json(&["get", "daemonsets", "-n", "buoy-system"]);
+    assert_eq!(ds["items"].as_array().unwrap().len(), 1, "{ds}");
+
+    // Status: one Master, two Backups, Ready; the allocation is recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let st = s.vip_status();
+        let states: Vec<String> = st["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n["state"].as_str().unwrap_or("").to_string())
+            .collect();
+        let masters = states.iter().filter(|x| *x == "Master").count();
+        let backups = states.iter().filter(|x| *x == "Backup").count();
+        if masters == 1 && backups == 2 && condition(&st, "Ready").as_deref() == Some("True") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never settled: {st}\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let master = status["master"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.lab.holders(vip),
+        [master.as_str()],
+        "status tells the truth"
+    );
+    assert!(status["virtualRouterID"].as_u64().is_some(), "{status}");
+
+    s.serial = Some(guard);
+    (s, master)
+}
