@@ -249,28 +249,37 @@ impl Lab {
         Ok(())
     }
 
-    /// Adds random loss on every port of the bridge (tc netem).
+    /// Random loss of `percent` of the IP packets every host receives (0: none), as a lossy LAN
+    /// would drop them on the way to each host, independently. iptables' `statistic` match in a
+    /// chain of each host's own: the kernels this runs on may lack netem (sch_netem).
     pub fn set_loss(&self, percent: u32) -> Result<()> {
+        let probability = format!("{:.4}", f64::from(percent.min(100)) / 100.0);
         for h in &self.hosts {
-            if percent == 0 {
-                let _ = ip(&[
-                    "netns", "exec", &self.lan, "tc", "qdisc", "del", "dev", &h.port, "root",
-                ]);
-            } else {
-                ns_exec(
-                    &self.lan,
-                    &[
-                        "tc",
-                        "qdisc",
-                        "replace",
-                        "dev",
-                        &h.port,
-                        "root",
-                        "netem",
-                        "loss",
-                        &format!("{percent}%"),
-                    ],
-                )?;
+            for tool in ["iptables", "ip6tables"] {
+                // The chain and the jump to it are made once; a new percentage replaces the rule.
+                if ns_exec(&h.ns, &[tool, "-n", "-L", "lab-loss"]).is_err() {
+                    ns_exec(&h.ns, &[tool, "-N", "lab-loss"])?;
+                    ns_exec(&h.ns, &[tool, "-I", "INPUT", "-j", "lab-loss"])?;
+                }
+                ns_exec(&h.ns, &[tool, "-F", "lab-loss"])?;
+                if percent > 0 {
+                    ns_exec(
+                        &h.ns,
+                        &[
+                            tool,
+                            "-A",
+                            "lab-loss",
+                            "-m",
+                            "statistic",
+                            "--mode",
+                            "random",
+                            "--probability",
+                            &probability,
+                            "-j",
+                            "DROP",
+                        ],
+                    )?;
+                }
             }
         }
         Ok(())

@@ -24,23 +24,23 @@ use crate::{
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 pub const VIP: &str = "10.77.0.100";
 
-const OBJECTS: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: buoy-system}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1, labels: {buoy.io/lb: "true"}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2, labels: {buoy.io/lb: "true"}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n3, labels: {buoy.io/lb: "true"}}
-"#;
+/// The Namespace and the three Node objects; only `lb_nodes` carry the `buoy.io/lb` label that
+/// the apps' nodeSelector asks for (the others stand for hosts that do not run Buoy, such as a
+/// keepalived host during a migration).
+fn objects(lb_nodes: &[&str]) -> String {
+    let mut out = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: buoy-system}\n");
+    for node in NODES {
+        let labels = if lb_nodes.contains(&node) {
+            ", labels: {buoy.io/lb: \"true\"}"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {node}{labels}}}\n"
+        ));
+    }
+    out
+}
 
 pub const APP: &str = r#"
 apiVersion: buoy.io/v1alpha1
@@ -85,6 +85,11 @@ impl Drop for System {
 
 impl System {
     pub fn start() -> System {
+        System::start_with_lb_nodes(&NODES)
+    }
+
+    /// Like [`System::start`], with the `buoy.io/lb` label on `lb_nodes` only.
+    pub fn start_with_lb_nodes(lb_nodes: &[&str]) -> System {
         let mut lab = Lab::new(&["n1", "n2", "n3", "web1", "web2", "client", "api"]).unwrap();
         let dir = std::env::temp_dir().join(format!("{}-e2e", lab.lan));
         std::fs::create_dir_all(&dir).unwrap();
@@ -141,7 +146,7 @@ impl System {
             agents: Default::default(),
             serial: None,
         };
-        s.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+        s.kubectl(&["apply", "-f", "-"], Some(&objects(lb_nodes)));
         // The operator is up once it leads (a user installs it before applying objects).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -256,11 +261,17 @@ pub fn installed() -> (System, String) {
 
 /// Like [`installed`], with another app (a VirtualIP `web` in `default` serving port 80).
 pub fn installed_with(app: &str) -> (System, String) {
+    installed_on(app, &NODES)
+}
+
+/// Like [`installed_with`], with Buoy on `lb_nodes` only (the app's nodeSelector matches only
+/// them): one Master, the others Backups.
+pub fn installed_on(app: &str, lb_nodes: &[&str]) -> (System, String) {
     // One system at a time: each runs an operator and three agents on a 2-core machine, and
     // the failover bounds are about VRRP timing, not about CPU starvation.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut s = System::start();
+    let mut s = System::start_with_lb_nodes(lb_nodes);
     let vip: IpAddr = VIP.parse().unwrap();
     let applied = Instant::now();
     s.kubectl(&["apply", "-f", "-"], Some(app));
@@ -284,11 +295,11 @@ pub fn installed_with(app: &str) -> (System, String) {
         served_after <= Duration::from_secs(5),
         "traffic within 5 s of the apply, was {served_after:?}"
     );
-    assert_eq!(s.started.len(), 3, "one agent per node");
+    assert_eq!(s.started.len(), lb_nodes.len(), "one agent per node");
     let ds = s.json(&["get", "daemonsets", "-n", "buoy-system"]);
     assert_eq!(ds["items"].as_array().unwrap().len(), 1, "{ds}");
 
-    // Status: one Master, two Backups, Ready; the allocation is recorded.
+    // Status: one Master, the other nodes Backups, Ready; the allocation is recorded.
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let st = s.vip_status();
@@ -301,7 +312,10 @@ pub fn installed_with(app: &str) -> (System, String) {
             .collect();
         let masters = states.iter().filter(|x| *x == "Master").count();
         let backups = states.iter().filter(|x| *x == "Backup").count();
-        if masters == 1 && backups == 2 && condition(&st, "Ready").as_deref() == Some("True") {
+        if masters == 1
+            && backups == lb_nodes.len() - 1
+            && condition(&st, "Ready").as_deref() == Some("True")
+        {
             break st;
         }
         assert!(
