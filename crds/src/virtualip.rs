@@ -170,6 +170,18 @@ pub struct VrrpSpec {
     #[serde(default = "default_advertisement_interval")]
     pub advertisement_interval: Duration,
 
+    /// Adverts the master sends per `advertisementInterval`, evenly spread (interval / n apart),
+    /// 1..4. Each still carries `advertisementInterval`, so every backup, keepalived too, keeps its
+    /// Master_Down_Interval (3 intervals plus skew) and only hears the master more often. A backup
+    /// takes the VIP over only when every advert of that window is lost: 3 in a row with 1 per
+    /// interval, 6 with 2. Default 2, for one more small packet per interval: with two backups at
+    /// 100 ms, 20% loss makes about 8 false takeovers a minute with 1 and 0.1 with 2; 1% loss
+    /// about 2 a day with 1 and none in centuries with 2. keepalived sends 1 (it has no such
+    /// setting).
+    #[serde(default = "default_advertisements_per_interval")]
+    #[schemars(range(min = 1, max = 4))]
+    pub advertisements_per_interval: u8,
+
     /// Whether a higher-priority node takes the VIP back from a lower-priority master
     /// (keepalived: `nopreempt` is `preempt: false`).
     #[serde(default = "default_true")]
@@ -218,6 +230,9 @@ fn default_vrrp_version() -> u8 {
 fn default_advertisement_interval() -> Duration {
     Duration::from_secs(1)
 }
+fn default_advertisements_per_interval() -> u8 {
+    2
+}
 fn default_true() -> bool {
     true
 }
@@ -227,6 +242,7 @@ impl Default for VrrpSpec {
         VrrpSpec {
             version: default_vrrp_version(),
             advertisement_interval: default_advertisement_interval(),
+            advertisements_per_interval: default_advertisements_per_interval(),
             preempt: true,
             preempt_delay: Duration::ZERO,
             authentication: None,

@@ -56,6 +56,8 @@ fn configs(priority: u8) -> Vec<InstanceConfig> {
                 priority,
                 addresses: vec![(format!("10.200.{k}.{vrid}").parse().unwrap(), 32)],
                 advert_interval: Duration::from_millis(100),
+                // Like for like with keepalived, which sends one advert per interval.
+                adverts_per_interval: 1,
                 ..Default::default()
             })
         })

@@ -212,6 +212,7 @@ pub fn vrrp_instance(
             .map(parse_vip)
             .collect::<Result<_, _>>()?,
         advert_interval: v.advertisement_interval.as_std(),
+        adverts_per_interval: v.advertisements_per_interval,
         preempt: v.preempt,
         preempt_delay: v.preempt_delay.as_std(),
         unicast_peers: v

@@ -156,6 +156,9 @@ struct VrrpArgs {
     /// Advertisement interval (v3: 10ms steps; v2: whole seconds).
     #[arg(long, default_value = "1s")]
     advert_interval: String,
+    /// Adverts sent per interval while master, evenly spread, 1..4 (each carries the interval).
+    #[arg(long, default_value_t = 2)]
+    adverts_per_interval: u8,
     /// VRRP version.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     version: u8,
@@ -554,6 +557,7 @@ fn vrrp_spec(args: &VrrpArgs) -> Result<buoy_crds::VirtualIP> {
     let mut vrrp = serde_json::json!({
         "version": args.version,
         "advertisementInterval": args.advert_interval,
+        "advertisementsPerInterval": args.adverts_per_interval,
         "preempt": !args.no_preempt,
         "unicast": !args.unicast_peers.is_empty(),
     });

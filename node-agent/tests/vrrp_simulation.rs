@@ -185,6 +185,8 @@ fn simulate(seed: u64) {
         version,
         priority: 100,
         advert_interval: interval,
+        // Redundant adverts change only the master's sending; every count must converge alike.
+        adverts_per_interval: rng.random_range(1..=4),
         preempt,
         preempt_delay: if rng.random_bool(0.3) {
             interval * rng.random_range(1..=3u32)
@@ -342,6 +344,7 @@ fn a_router_that_never_hears_a_master_takes_over_and_stays() {
         version: Version::V3,
         priority: 100,
         advert_interval: Duration::from_millis(100),
+        adverts_per_interval: 2,
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: "10.0.0.1".parse().unwrap(),

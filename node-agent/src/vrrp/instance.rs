@@ -58,6 +58,8 @@ pub struct InstanceConfig {
     /// Virtual addresses with their prefix lengths.
     pub addresses: Vec<(IpAddr, u8)>,
     pub advert_interval: Duration,
+    /// Adverts sent per interval while master (the machine's `adverts_per_interval`).
+    pub adverts_per_interval: u8,
     pub preempt: bool,
     pub preempt_delay: Duration,
     /// Unicast peers; empty means multicast.
@@ -87,6 +89,7 @@ impl Default for InstanceConfig {
             priority: 100,
             addresses: Vec::new(),
             advert_interval: Duration::from_secs(1),
+            adverts_per_interval: 2,
             preempt: true,
             preempt_delay: Duration::ZERO,
             unicast_peers: Vec::new(),
@@ -626,6 +629,7 @@ pub async fn run_on(
         version: config.version,
         priority: config.priority,
         advert_interval: config.advert_interval,
+        adverts_per_interval: config.adverts_per_interval,
         preempt: config.preempt,
         preempt_delay: config.preempt_delay,
         primary_address: source,

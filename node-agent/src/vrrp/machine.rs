@@ -8,6 +8,9 @@
 //!   backup takes over after its skew time, not after Master_Down_Interval) but keeps the VIP,
 //!   and answering, until it hears the new master's advert, so no new connection is lost;
 //! - keepalived's `preempt_delay`: after start or recovery, wait before preempting.
+//! - redundant adverts: a master may send [`Config::adverts_per_interval`] adverts per interval,
+//!   evenly spread, each still carrying the configured interval, so that lost adverts do not make
+//!   a backup declare the master down (peers' Master_Down_Interval is unchanged).
 
 use std::{net::IpAddr, time::Duration};
 
@@ -21,14 +24,19 @@ pub type Time = Duration;
 pub const PRIORITY_OWNER: u8 = 255;
 /// Priority that announces resignation.
 pub const PRIORITY_RESIGN: u8 = 0;
+/// Most adverts a master sends per interval.
+pub const MAX_ADVERTS_PER_INTERVAL: u8 = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub version: Version,
     /// Base priority 1..255 (the effective priority may differ, see [`Machine::set_priority`]).
     pub priority: u8,
-    /// Our advertisement interval.
+    /// Our advertisement interval (what our adverts carry).
     pub advert_interval: Duration,
+    /// Adverts a master sends per interval, `advert_interval / n` apart, 1..=[`MAX_ADVERTS_PER_INTERVAL`]
+    /// (other values are clamped into that range).
+    pub adverts_per_interval: u8,
     pub preempt: bool,
     pub preempt_delay: Duration,
     /// Our primary address on the interface: the source of our adverts and the tie-breaker
@@ -163,6 +171,15 @@ impl Machine {
         3 * self.master_adver_interval + self.skew_time()
     }
 
+    /// Time between two adverts of a master: the interval divided by the adverts per interval.
+    pub fn send_period(&self) -> Duration {
+        let n = self
+            .config
+            .adverts_per_interval
+            .clamp(1, MAX_ADVERTS_PER_INTERVAL);
+        self.config.advert_interval / u32::from(n)
+    }
+
     /// When [`Machine::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
         self.timer
@@ -191,7 +208,7 @@ impl Machine {
             priority: self.priority,
         });
         actions.push(Action::Announce);
-        self.timer = Some(now + self.config.advert_interval);
+        self.timer = Some(now + self.send_period());
         self.transition(State::Master, reason, actions);
     }
 
@@ -276,7 +293,7 @@ impl Machine {
                 actions.push(Action::SendAdvert {
                     priority: self.priority,
                 });
-                self.timer = Some(now + self.config.advert_interval);
+                self.timer = Some(now + self.send_period());
             }
             State::Resigning => {
                 actions.push(Action::ReleaseVip);
@@ -316,7 +333,7 @@ impl Machine {
                     actions.push(Action::SendAdvert {
                         priority: self.priority,
                     });
-                    self.timer = Some(now + self.config.advert_interval);
+                    self.timer = Some(now + self.send_period());
                 } else if advert.priority > self.priority
                     || (advert.priority == self.priority
                         && advert.from > self.config.primary_address)
@@ -338,7 +355,7 @@ impl Machine {
                     actions.push(Action::Reannounce {
                         again_after: self.config.advert_interval.max(Duration::from_millis(50)),
                     });
-                    self.timer = Some(now + self.config.advert_interval);
+                    self.timer = Some(now + self.send_period());
                 }
             }
             State::Resigning => {
@@ -368,7 +385,7 @@ impl Machine {
         self.priority = priority;
         if self.state == State::Master {
             actions.push(Action::SendAdvert { priority });
-            self.timer = Some(now + self.config.advert_interval);
+            self.timer = Some(now + self.send_period());
         }
         actions
     }
@@ -420,6 +437,7 @@ mod tests {
             version: Version::V3,
             priority,
             advert_interval: ms(1000),
+            adverts_per_interval: 1,
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary_address: ip.parse().unwrap(),
@@ -683,5 +701,87 @@ mod tests {
             m.poll_timeout(),
             Some(ms(100) + ms(300) + Duration::from_nanos(60_937_500))
         );
+    }
+
+    #[test]
+    fn a_master_spreads_its_redundant_adverts_over_the_interval() {
+        let mut m = Machine::new(Config {
+            adverts_per_interval: 4,
+            ..config(100, "10.0.0.1")
+        });
+        m.startup(ms(0));
+        let became = m.poll_timeout().unwrap();
+        m.handle_timeout(became);
+        assert_eq!(m.state(), State::Master);
+        let mut sent = Vec::new();
+        while let Some(t) = m.poll_timeout() {
+            if t > became + ms(2000) {
+                break;
+            }
+            if m.handle_timeout(t) == vec![Action::SendAdvert { priority: 100 }] {
+                sent.push(t - became);
+            }
+        }
+        let expected: Vec<Duration> = (1..=8).map(|k| ms(250 * k)).collect();
+        assert_eq!(sent, expected, "four adverts per second, 250 ms apart");
+        // Answers to other routers keep the spacing too.
+        m.handle_advert(ms(10_000), advert("10.0.0.2", 50));
+        assert_eq!(m.poll_timeout(), Some(ms(10_250)));
+        m.set_priority(ms(11_000), 90);
+        assert_eq!(m.poll_timeout(), Some(ms(11_250)));
+    }
+
+    #[test]
+    fn adverts_per_interval_is_clamped_and_leaves_backup_timing_alone() {
+        for (n, period) in [(0, 1000), (1, 1000), (2, 500), (3, 333), (4, 250), (9, 250)] {
+            let m = Machine::new(Config {
+                adverts_per_interval: n,
+                ..config(100, "10.0.0.1")
+            });
+            assert_eq!(m.send_period().as_millis(), period, "{n} per interval");
+            // What peers (and our own backup side) wait is the interval's business only.
+            assert_eq!(m.master_down_interval(), Duration::from_micros(3_609_375));
+        }
+    }
+
+    /// Whether a backup stays Backup for 30 s while every run of 5 adverts of the master is lost
+    /// and the 6th arrives.
+    fn backup_survives_bursts_of_loss(adverts_per_interval: u8) -> bool {
+        let mut master = Machine::new(Config {
+            adverts_per_interval,
+            ..config(200, "10.0.0.2")
+        });
+        let mut backup = Machine::new(config(100, "10.0.0.1"));
+        master.startup(ms(0));
+        let mut now = master.poll_timeout().unwrap();
+        master.handle_timeout(now);
+        // The backup starts hearing the new master's first advert.
+        backup.startup(now);
+        backup.handle_advert(now, advert("10.0.0.2", 200));
+        let mut sent = 0;
+        while now < ms(30_000) && backup.state() == State::Backup {
+            let (t_master, t_backup) = (
+                master.poll_timeout().unwrap(),
+                backup.poll_timeout().unwrap(),
+            );
+            now = t_master.min(t_backup);
+            if t_backup <= t_master {
+                backup.handle_timeout(now);
+            } else if master.handle_timeout(now) == vec![Action::SendAdvert { priority: 200 }] {
+                sent += 1;
+                if sent % 6 == 0 {
+                    backup.handle_advert(now, advert("10.0.0.2", 200));
+                }
+            }
+        }
+        backup.state() == State::Backup
+    }
+
+    #[test]
+    fn redundant_adverts_ride_out_losses_that_make_a_backup_take_over() {
+        // 5 lost adverts: 5 s of silence at one per interval (over Master_Down_Interval, 3.6 s),
+        // 2.5 s at two.
+        assert!(!backup_survives_bursts_of_loss(1));
+        assert!(backup_survives_bursts_of_loss(2));
     }
 }
