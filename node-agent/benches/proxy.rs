@@ -14,7 +14,7 @@ use std::{path::Path, thread, time::Duration};
 
 use buoy_tests::{
     netlab::{Lab, ns_exec},
-    process::rss_mb,
+    process::{cpu_seconds, rss_mb},
 };
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
@@ -25,6 +25,9 @@ struct Result {
     p50_ms: f64,
     p99_ms: f64,
     rss_mb: f64,
+    /// Proxy CPU per request (user, system), µs: less sensitive than requests/s to what else
+    /// runs on the machine.
+    cpu_us: Option<(f64, f64)>,
 }
 
 fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
@@ -121,6 +124,7 @@ fn main() {
         p50_ms: p50,
         p99_ms: p99,
         rss_mb: 0.0,
+        cpu_us: None,
     });
 
     // nginx: the reference configuration, with upstream keep-alive.
@@ -186,14 +190,21 @@ fn main() {
         ("Buoy", 8080, buoy),
     ] {
         let _ = wrk(&lab, &format!("http://10.77.0.2:{port}/"), 2); // warm-up
-        let (rps, p50, p99) = wrk(&lab, &format!("http://10.77.0.2:{port}/"), seconds);
         let pid = lab.proc(idx).pid();
+        let before = cpu_seconds(pid);
+        let (rps, p50, p99) = wrk(&lab, &format!("http://10.77.0.2:{port}/"), seconds);
+        let after = cpu_seconds(pid);
+        let requests = (rps * seconds as f64).max(1.0);
         results.push(Result {
             name,
             rps,
             p50_ms: p50,
             p99_ms: p99,
             rss_mb: rss_mb(pid),
+            cpu_us: Some((
+                (after.0 - before.0) * 1e6 / requests,
+                (after.1 - before.1) * 1e6 / requests,
+            )),
         });
     }
     let nginx_r = results
@@ -206,12 +217,12 @@ fn main() {
         "HTTP through one proxy worker thread (wrk -t1 -c64, {seconds} s, 2-core machine shared by client, proxy and backend)"
     );
     println!(
-        "| target | requests/s | × direct | × nginx | p50 | p99 | p99 × nginx | proxy RSS | RSS × nginx |"
+        "| target | requests/s | × direct | × nginx | p50 | p99 | p99 × nginx | proxy RSS | RSS × nginx | proxy CPU/request (user + sys) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} ms | {:.2} ms | {:.2} | {:.1} MB | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} ms | {:.2} ms | {:.2} | {:.1} MB | {} | {} |",
             r.name,
             r.rps,
             r.rps / direct,
@@ -224,7 +235,11 @@ fn main() {
                 format!("{:.2}", r.rss_mb / nginx_r.2.max(0.001))
             } else {
                 "-".into()
-            }
+            },
+            r.cpu_us.map_or("-".into(), |(u, s)| format!(
+                "{:.1} µs ({u:.1} + {s:.1})",
+                u + s
+            ))
         );
     }
     let (h_rps, _, h_p99) = {

@@ -125,8 +125,20 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Resident memory of a process and its direct children (nginx's master and workers,
-/// keepalived's parent and VRRP child), in MB.
+/// A process and its direct children (nginx's master and workers, keepalived's parent and VRRP
+/// child).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    all.extend(
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok()),
+    );
+    all
+}
+
+/// Resident memory of a process and its direct children, in MB.
 pub fn rss_mb(pid: u32) -> f64 {
     let rss = |p: u32| -> f64 {
         std::fs::read_to_string(format!("/proc/{p}/status"))
@@ -144,10 +156,26 @@ pub fn rss_mb(pid: u32) -> f64 {
             })
             .unwrap_or(0.0)
     };
-    let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    (rss(pid) + children.iter().map(|c| rss(*c)).sum::<f64>()) / 1024.0
+    with_children(pid).into_iter().map(rss).sum::<f64>() / 1024.0
+}
+
+/// CPU time (user, system) used so far by a process and its direct children, in seconds.
+pub fn cpu_seconds(pid: u32) -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    with_children(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields after the command name (which may contain spaces): utime is the 12th.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((
+                f.get(11)?.parse::<f64>().ok()?,
+                f.get(12)?.parse::<f64>().ok()?,
+            ))
+        })
+        .fold((0.0, 0.0), |(u, s), (pu, ps)| {
+            (u + pu / ticks, s + ps / ticks)
+        })
 }
