@@ -73,6 +73,10 @@ pub struct System {
     pub started: BTreeSet<String>,
     /// Each node's agent: its process in the lab and its command line.
     pub agents: BTreeMap<String, (usize, Vec<String>)>,
+    /// The operator: its process in the lab and its command line.
+    pub operator: (usize, Vec<String>),
+    /// How often [`System::restart_exited_operator`] restarted it.
+    pub operator_restarts: usize,
     /// Held until everything above is torn down (fields drop in order): one system at a time.
     serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
@@ -115,12 +119,13 @@ impl System {
                 .unwrap()
             })
             .collect();
-        lab.spawn(
-            "api",
-            "env",
-            &[
-                &format!("KUBECONFIG={}", kubeconfig.display()),
-                workspace_bin("buoy-operator").to_str().unwrap(),
+        let operator_argv: Vec<String> = [
+            format!("KUBECONFIG={}", kubeconfig.display()),
+            workspace_bin("buoy-operator").display().to_string(),
+        ]
+        .into_iter()
+        .chain(
+            [
                 "run",
                 "--namespace",
                 "buoy-system",
@@ -128,9 +133,12 @@ impl System {
                 "127.0.0.1:9900",
                 "--identity",
                 "operator-0",
-            ],
+            ]
+            .map(String::from),
         )
-        .unwrap();
+        .collect();
+        let refs: Vec<&str> = operator_argv.iter().map(String::as_str).collect();
+        let operator_index = lab.spawn("api", "env", &refs).unwrap();
         let s = System {
             lab,
             api,
@@ -139,6 +147,8 @@ impl System {
             kubeconfig,
             started: BTreeSet::new(),
             agents: Default::default(),
+            operator: (operator_index, operator_argv),
+            operator_restarts: 0,
             serial: None,
         };
         s.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
@@ -222,6 +232,21 @@ impl System {
             self.agents.insert(node, (index, argv));
             self.started.insert(name);
         }
+    }
+
+    /// The kubelet's part for the operator's Deployment (`restartPolicy: Always`): starts it
+    /// again if it exited (it exits when it cannot renew its leader Lease, docs/operator.md).
+    /// True if it did.
+    pub fn restart_exited_operator(&mut self) -> bool {
+        let (index, argv) = self.operator.clone();
+        if self.lab.proc(index).running() {
+            return false;
+        }
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let new = self.lab.spawn("api", "env", &refs).unwrap();
+        self.operator = (new, argv);
+        self.operator_restarts += 1;
+        true
     }
 
     pub fn vip_status(&self) -> Value {
