@@ -153,8 +153,8 @@ fn wrk_finish(s: &mut System, index: usize, interrupt: bool) -> WrkRun {
     run
 }
 
-/// 7. A backend killed under load (connections refused, open ones cut), then back on the same
-/// address; then a backend that accepts and hangs.
+/// Scenario 7: a backend killed under load (connections refused, open ones cut), then back on
+/// the same address; then a backend that accepts and hangs.
 #[test]
 fn a_backend_killed_under_load_costs_no_request_and_comes_back_after_rise_checks() {
     // Active checks every 200 ms, 2 to fall, 2 to rise; passive: one failure takes a backend
@@ -214,8 +214,8 @@ fn a_backend_killed_under_load_costs_no_request_and_comes_back_after_rise_checks
     );
 }
 
-/// 8. The UpstreamPool edited 50 times under load, alternating backend sets that always keep a
-/// live backend.
+/// Scenario 8: the UpstreamPool edited 50 times under load, alternating backend sets that
+/// always keep a live backend.
 #[test]
 fn an_upstream_pool_edited_fifty_times_under_load_fails_no_request() {
     let (mut s, _) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
@@ -320,8 +320,8 @@ fn node_state(st: &Value, node: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// 9. The API server gone for 30 s (connections refused, watches cut), then back on the same
-/// address with the same objects.
+/// Scenario 9: the API server gone for 30 s (connections refused, watches cut), then back on
+/// the same address with the same objects.
 #[test]
 fn the_api_server_killed_for_thirty_seconds_then_back() {
     let (mut s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
@@ -507,8 +507,8 @@ fn inject(s: &System, kinds: &[(Vec<u8>, u32, &'static str)], gap: Duration) {
 /// Packets of each kind [`inject`] sends.
 const EACH: u64 = 5;
 
-/// 10. Bad inputs: invalid objects rejected with field paths, a second VirtualIP claiming the
-/// address, malformed and foreign VRRP adverts on the LAN.
+/// Scenario 10: bad inputs: invalid objects rejected with field paths, a second VirtualIP
+/// claiming the address, malformed and foreign VRRP adverts on the LAN.
 #[test]
 fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
     let (s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
