@@ -253,6 +253,31 @@ fn serve_http(
     }
 }
 
+/// An echo HTTP backend named `name` on `addr`, inside the network namespace `ns` (a lab host).
+pub fn echo_in(ns: &str, addr: &str, name: &str) -> std::io::Result<Backend> {
+    let (addr, name) = (addr.to_string(), name.to_string());
+    crate::netlab::in_netns(ns, move || Backend::http(&addr, &name, Behaviour::Echo))
+        .map_err(std::io::Error::other)?
+        .join()
+        .map_err(|_| std::io::Error::other("the backend's thread panicked"))?
+}
+
+/// `n` GETs of `/` to `target` from the namespace `ns`, a connection each: the backend that
+/// answered each, `"failed"` where none did.
+pub fn served_by_from(ns: &str, target: SocketAddr, n: usize) -> Vec<String> {
+    crate::netlab::in_netns(ns, move || {
+        (0..n)
+            .map(|_| {
+                request(target, "GET", "/", &[], "")
+                    .map_or_else(|| "failed".to_string(), |r| r.served_by().to_string())
+            })
+            .collect()
+    })
+    .ok()
+    .and_then(|h| h.join().ok())
+    .unwrap_or_else(|| vec!["failed".to_string(); n])
+}
+
 /// A free TCP port on 127.0.0.1 (racy by nature; good enough for tests on loopback).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

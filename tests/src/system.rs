@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    backend::{Backend, Behaviour, request},
+    backend::{Backend, echo_in, served_by_from},
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     process::workspace_bin,
@@ -108,16 +108,7 @@ impl System {
         api.install_buoy_crds().unwrap();
         let backends = ["web1", "web2"]
             .iter()
-            .map(|host| {
-                let name = host.to_string();
-                in_netns(&lab.host(host).ns, move || {
-                    Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
-                })
-                .unwrap()
-                .join()
-                .unwrap()
-                .unwrap()
-            })
+            .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
             .collect();
         let operator_argv: Vec<String> = [
             format!("KUBECONFIG={}", kubeconfig.display()),
@@ -254,14 +245,12 @@ impl System {
     }
 }
 
+/// One request from the client through the VIP: the backend that answered.
 pub fn served_by(lab: &Lab) -> Option<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
-    in_netns(&lab.host("client").ns, move || {
-        request(target, "GET", "/", &[], "").map(|r| r.served_by().to_string())
-    })
-    .unwrap()
-    .join()
-    .unwrap()
+    served_by_from(&lab.host("client").ns, target, 1)
+        .pop()
+        .filter(|b| b != "failed")
 }
 
 pub fn condition(status: &Value, kind: &str) -> Option<String> {
