@@ -11,7 +11,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, Behaviour, request},
+    backend::{Backend, Behaviour, echo_in, request},
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     probe::{Probe, Sample, report},
@@ -55,16 +55,9 @@ fn vip() -> IpAddr {
     VIP.parse().unwrap()
 }
 
-/// An HTTP backend named `name` on `addr` inside `host`'s namespace.
+/// An echo HTTP backend named `name` on `addr` inside `host`'s namespace.
 fn backend_in(lab: &Lab, host: &str, addr: &str, name: &str) -> Backend {
-    let (addr, name) = (addr.to_string(), name.to_string());
-    in_netns(&lab.host(host).ns, move || {
-        Backend::http(&addr, &name, Behaviour::Echo)
-    })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap()
+    echo_in(&lab.host(host).ns, addr, name).unwrap()
 }
 
 fn probe(s: &System, max: Duration) -> Probe {
@@ -697,12 +690,24 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
         assert!(!line.contains("panicked"), "{line}");
     }
     let samples = p.finish();
-    let r = report(&samples);
-    eprintln!("bad inputs: probe {r:?}");
+    let (before_move, after_move): (Vec<Sample>, Vec<Sample>) =
+        samples.iter().cloned().partition(|x| x.at < moved_at);
+    let (r, moving) = (report(&before_move), report(&after_move));
+    eprintln!("bad inputs: probe {r:?}; while the VRID moved: {moving:?}");
     assert!(
         r.failed == 0 && r.total > 300,
         "probe failures at {:?} ms: {r:?}\n{}",
         failures(&samples),
+        s.lab.logs()
+    );
+    // The VRID move restarts every instance: the master hands over to a backup already on the
+    // new VRID, then preempts back. Each switch may reset a connection whose SYN reached the
+    // old holder (the planned-handover residual of docs/vrrp.md, bounded as in e2e.rs's
+    // rolling restart): at most 2 failed requests, no outage beyond a probe interval or two.
+    assert!(
+        moving.failed <= 2 && moving.longest_outage <= Duration::from_millis(50),
+        "probe failures at {:?} ms while the VRID moved: {moving:?}\n{}",
+        failures(&after_move),
         s.lab.logs()
     );
 }
