@@ -120,8 +120,15 @@ impl Agent {
             .map(|(k, _)| k.clone())
             .collect();
         let mut stopping = Vec::new();
+        // A VirtualIP whose instance restarts (another VRID, priority…) keeps its counters: they
+        // are Prometheus counters, and a fresh start from zero would hide new drops until they
+        // exceed the old total.
+        let mut carried = BTreeMap::new();
         for key in gone {
             if let Some(r) = self.running.remove(&key) {
+                if desired.vips.contains_key(&key) {
+                    carried.insert(key.clone(), r.stats.clone());
+                }
                 info!(virtualip = %key, "stopping the VRRP instance (handing over)");
                 let _ = r.shutdown.send(1);
                 stopping.push((key, r.shutdown, r.task));
@@ -140,7 +147,7 @@ impl Agent {
                 // Same VRRP settings: only the listener set may differ.
                 Some(r) => r.plan = plan.clone(),
                 None => {
-                    let r = self.start(plan.clone());
+                    let r = self.start(plan.clone(), carried.remove(key).unwrap_or_default());
                     self.running.insert(key.clone(), r);
                 }
             }
@@ -149,10 +156,9 @@ impl Agent {
         self.refresh_data_path();
     }
 
-    fn start(&self, plan: VipPlan) -> Running {
+    fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>) -> Running {
         let (shutdown, shutdown_rx) = watch::channel(0u32);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
-        let stats = Arc::new(Mutex::new(Stats::default()));
         let key = plan.key.clone();
         let config = plan.instance.clone();
         let events = self.events.clone();

@@ -22,7 +22,8 @@ use kube::{
         WatchStreamExt,
         events::{Event, EventType, Recorder, Reporter},
         reflector::{self, Store},
-        watcher,
+        utils::ResetTimerBackoff,
+        watcher::{self, ExponentialBackoff, watcher},
     },
 };
 use tokio::sync::{Notify, watch};
@@ -58,6 +59,29 @@ pub struct Stores {
     nodes: Store<Node>,
 }
 
+/// First retry of a failed watch, and the longest wait between retries before jitter (which
+/// adds up to as much again).
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(500);
+const WATCH_RETRY_MAX: Duration = Duration::from_millis(2500);
+
+/// How watches retry while the API server is away. kube-runtime's default (client-go's
+/// reflector: up to 30 s) spares an API server with thousands of watching nodes, but leaves an
+/// agent blind for up to half a minute after an outage; the agents are the few load-balancer
+/// nodes, so they retry at most every 5 s and catch up within seconds of the API's return.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(WATCH_RETRY_MIN)
+            .with_max_delay(WATCH_RETRY_MAX)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .into(),
+        // A watch that has run this long without an error starts over from the first delay.
+        Duration::from_secs(120),
+    )
+}
+
 fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -67,7 +91,7 @@ where
     let kind = K::kind(&K::DynamicType::default()).to_string();
     tokio::spawn(async move {
         let mut stream = watcher(api, config)
-            .default_backoff()
+            .backoff(watch_backoff())
             .reflect(writer)
             .boxed();
         while let Some(event) = stream.next().await {
@@ -406,6 +430,21 @@ pub fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_retry_within_five_seconds_forever() {
+        let delays: Vec<Duration> = watch_backoff().take(50).collect();
+        assert_eq!(delays.len(), 50, "never gives up");
+        assert!(delays[0] >= WATCH_RETRY_MIN && delays[0] <= 2 * WATCH_RETRY_MIN);
+        assert!(
+            delays.iter().all(|d| *d <= 2 * WATCH_RETRY_MAX),
+            "{delays:?}"
+        );
+        assert!(
+            delays[10..].iter().all(|d| *d >= WATCH_RETRY_MAX),
+            "{delays:?}"
+        );
+    }
 
     #[test]
     fn the_entry_patch_carries_only_this_nodes_entry() {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, Behaviour, request},
+    backend::{Backend, echo_in, served_by_from},
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     process::workspace_bin,
@@ -105,16 +105,7 @@ fn start_agents(nodes: &[&str]) -> Cluster {
     api.install_buoy_crds().unwrap();
     let backends = ["web1", "web2"]
         .iter()
-        .map(|host| {
-            let name = host.to_string();
-            in_netns(&lab.host(host).ns, move || {
-                Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
-            })
-            .unwrap()
-            .join()
-            .unwrap()
-            .unwrap()
-        })
+        .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
         .collect();
     for node in nodes {
         lab.spawn(
@@ -153,17 +144,7 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 
 fn served_by(lab: &Lab, n: usize) -> Vec<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
-    in_netns(&lab.host("client").ns, move || {
-        (0..n)
-            .map(|_| {
-                request(target, "GET", "/", &[], "")
-                    .map_or_else(|| "failed".into(), |r| r.served_by().to_string())
-            })
-            .collect()
-    })
-    .unwrap()
-    .join()
-    .unwrap()
+    served_by_from(&lab.host("client").ns, target, n)
 }
 
 #[test]

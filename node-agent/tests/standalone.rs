@@ -10,7 +10,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, Behaviour},
+    backend::{Backend, echo_in, served_by_from},
     netlab::{Lab, in_netns},
     probe::{Probe, report},
     process::workspace_bin,
@@ -41,14 +41,7 @@ impl Drop for Setup {
 }
 
 fn start_backend(lab: &Lab, host: &str) -> Backend {
-    let name = host.to_string();
-    in_netns(&lab.host(host).ns, move || {
-        Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
-    })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap()
+    echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap()
 }
 
 fn setup() -> Setup {
@@ -105,17 +98,7 @@ fn start_with(before: impl FnOnce(&Lab)) -> Setup {
 
 /// `n` requests from the client through the VIP; who answered each.
 fn served(lab: &Lab, n: usize) -> Vec<String> {
-    in_netns(&lab.host("client").ns, move || {
-        (0..n)
-            .map(|_| {
-                buoy_tests::backend::request(vip_http(), "GET", "/", &[], "")
-                    .map_or_else(|| "failed".to_string(), |r| r.served_by().to_string())
-            })
-            .collect()
-    })
-    .unwrap()
-    .join()
-    .unwrap()
+    served_by_from(&lab.host("client").ns, vip_http(), n)
 }
 
 #[test]

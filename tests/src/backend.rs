@@ -3,6 +3,7 @@
 //! Loopback or namespace addresses only; every connection is served on its own thread.
 
 use std::{
+    collections::HashMap,
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
@@ -32,6 +33,8 @@ pub struct Backend {
     pub methods: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// Open HTTP connections (by a serial number), for [`Backend::kill`].
+    open: Arc<Mutex<HashMap<u64, TcpStream>>>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
@@ -45,20 +48,40 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let methods = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let (s, h, m, b, name) = (
+        let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let (s, h, m, b, o, name) = (
             stop.clone(),
             hits.clone(),
             methods.clone(),
             behaviour.clone(),
+            open.clone(),
             name.to_string(),
         );
         let handle = thread::spawn(move || {
+            let mut serial = 0u64;
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (h, m, b, name, s) =
-                            (h.clone(), m.clone(), b.clone(), name.clone(), s.clone());
-                        thread::spawn(move || serve_http(conn, &name, &h, &m, &b, &s));
+                        serial += 1;
+                        let id = serial;
+                        if let (Ok(clone), Ok(mut open)) = (conn.try_clone(), o.lock()) {
+                            open.insert(id, clone);
+                        }
+                        let (h, m, b, o, name, s) = (
+                            h.clone(),
+                            m.clone(),
+                            b.clone(),
+                            o.clone(),
+                            name.clone(),
+                            s.clone(),
+                        );
+                        thread::spawn(move || {
+                            serve_http(conn, &name, &h, &m, &b, &s);
+                            // The clone would keep the socket open after we are done with it.
+                            if let Ok(mut open) = o.lock() {
+                                open.remove(&id);
+                            }
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
@@ -70,6 +93,7 @@ impl Backend {
             methods,
             stop,
             behaviour,
+            open,
             handle: Some(handle),
         })
     }
@@ -108,6 +132,7 @@ impl Backend {
             methods: Arc::default(),
             stop,
             behaviour: Arc::new(Mutex::new(Behaviour::Echo)),
+            open: Arc::default(),
             handle: Some(handle),
         })
     }
@@ -120,6 +145,24 @@ impl Backend {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Stops as a killed process does: the listening socket closes (connections are refused)
+    /// and every open connection is cut at once, also kept-alive ones between requests (a plain
+    /// drop would answer one more request on each).
+    pub fn kill(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let open = self
+            .open
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        for conn in open.values() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -208,6 +251,31 @@ fn serve_http(
             return;
         }
     }
+}
+
+/// An echo HTTP backend named `name` on `addr`, inside the network namespace `ns` (a lab host).
+pub fn echo_in(ns: &str, addr: &str, name: &str) -> std::io::Result<Backend> {
+    let (addr, name) = (addr.to_string(), name.to_string());
+    crate::netlab::in_netns(ns, move || Backend::http(&addr, &name, Behaviour::Echo))
+        .map_err(std::io::Error::other)?
+        .join()
+        .map_err(|_| std::io::Error::other("the backend's thread panicked"))?
+}
+
+/// `n` GETs of `/` to `target` from the namespace `ns`, a connection each: the backend that
+/// answered each, `"failed"` where none did.
+pub fn served_by_from(ns: &str, target: SocketAddr, n: usize) -> Vec<String> {
+    crate::netlab::in_netns(ns, move || {
+        (0..n)
+            .map(|_| {
+                request(target, "GET", "/", &[], "")
+                    .map_or_else(|| "failed".to_string(), |r| r.served_by().to_string())
+            })
+            .collect()
+    })
+    .ok()
+    .and_then(|h| h.join().ok())
+    .unwrap_or_else(|| vec!["failed".to_string(); n])
 }
 
 /// A free TCP port on 127.0.0.1 (racy by nature; good enough for tests on loopback).

@@ -10,6 +10,7 @@ pub mod process;
 pub mod seed;
 pub mod system;
 pub mod testapi;
+pub mod vrrp_wire;
 
 /// A `--name VALUE` flag of a bench command, or `default`.
 pub fn bench_flag<T: std::str::FromStr>(name: &str, default: T) -> T {

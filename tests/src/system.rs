@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    backend::{Backend, Behaviour, request},
+    backend::{Backend, echo_in, served_by_from},
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     process::workspace_bin,
@@ -73,6 +73,10 @@ pub struct System {
     pub started: BTreeSet<String>,
     /// Each node's agent: its process in the lab and its command line.
     pub agents: BTreeMap<String, (usize, Vec<String>)>,
+    /// The operator: its process in the lab and its command line.
+    pub operator: (usize, Vec<String>),
+    /// How often [`System::restart_exited_operator`] restarted it.
+    pub operator_restarts: usize,
     /// Held until everything above is torn down (fields drop in order): one system at a time.
     serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
@@ -109,23 +113,15 @@ impl System {
         api.install_buoy_crds().unwrap();
         let backends = ["web1", "web2"]
             .iter()
-            .map(|host| {
-                let name = host.to_string();
-                in_netns(&lab.host(host).ns, move || {
-                    Backend::http("0.0.0.0:80", &name, Behaviour::Echo)
-                })
-                .unwrap()
-                .join()
-                .unwrap()
-                .unwrap()
-            })
+            .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
             .collect();
-        lab.spawn(
-            "api",
-            "env",
-            &[
-                &format!("KUBECONFIG={}", kubeconfig.display()),
-                workspace_bin("buoy-operator").to_str().unwrap(),
+        let operator_argv: Vec<String> = [
+            format!("KUBECONFIG={}", kubeconfig.display()),
+            workspace_bin("buoy-operator").display().to_string(),
+        ]
+        .into_iter()
+        .chain(
+            [
                 "run",
                 "--namespace",
                 "buoy-system",
@@ -133,9 +129,12 @@ impl System {
                 "127.0.0.1:9900",
                 "--identity",
                 "operator-0",
-            ],
+            ]
+            .map(String::from),
         )
-        .unwrap();
+        .collect();
+        let refs: Vec<&str> = operator_argv.iter().map(String::as_str).collect();
+        let operator_index = lab.spawn("api", "env", &refs).unwrap();
         let s = System {
             lab,
             api,
@@ -144,6 +143,8 @@ impl System {
             kubeconfig,
             started: BTreeSet::new(),
             agents: Default::default(),
+            operator: (operator_index, operator_argv),
+            operator_restarts: 0,
             serial: None,
         };
         s.kubectl(&["apply", "-f", "-"], Some(&objects(lb_nodes)));
@@ -229,19 +230,32 @@ impl System {
         }
     }
 
+    /// The kubelet's part for the operator's Deployment (`restartPolicy: Always`): starts it
+    /// again if it exited (it exits when it cannot renew its leader Lease, docs/operator.md).
+    /// True if it did.
+    pub fn restart_exited_operator(&mut self) -> bool {
+        let (index, argv) = self.operator.clone();
+        if self.lab.proc(index).running() {
+            return false;
+        }
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let new = self.lab.spawn("api", "env", &refs).unwrap();
+        self.operator = (new, argv);
+        self.operator_restarts += 1;
+        true
+    }
+
     pub fn vip_status(&self) -> Value {
         self.json(&["get", "virtualip", "web", "-n", "default"])["status"].clone()
     }
 }
 
+/// One request from the client through the VIP: the backend that answered.
 pub fn served_by(lab: &Lab) -> Option<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
-    in_netns(&lab.host("client").ns, move || {
-        request(target, "GET", "/", &[], "").map(|r| r.served_by().to_string())
-    })
-    .unwrap()
-    .join()
-    .unwrap()
+    served_by_from(&lab.host("client").ns, target, 1)
+        .pop()
+        .filter(|b| b != "failed")
 }
 
 pub fn condition(status: &Value, kind: &str) -> Option<String> {

@@ -253,6 +253,8 @@ struct Shell {
     tracked: Vec<(u32, String, i32, bool)>,
     data_path: DataPath,
     stopped: bool,
+    /// Foreign routers already reported by this instance.
+    collisions_reported: BTreeSet<IpAddr>,
 }
 
 impl Shell {
@@ -517,14 +519,11 @@ impl Shell {
     }
 
     /// Another router uses our VRID: reported once per foreign address, then counted.
-    fn collision(&self, from: IpAddr, reason: DropReason) {
-        let mut first = false;
-        self.bump(|s| {
-            let n = s.collisions.entry(from).or_default();
-            *n += 1;
-            first = *n == 1;
-        });
-        if first {
+    fn collision(&mut self, from: IpAddr, reason: DropReason) {
+        self.bump(|s| *s.collisions.entry(from).or_default() += 1);
+        // Once per instance, not per counter: the counters outlive a restart with another VRID,
+        // and a router colliding with the new VRID must be reported again.
+        if self.collisions_reported.insert(from) {
             warn!(vrid = self.config.vrid, %from, reason = %reason, "VRID collision: another router uses this virtual router ID");
             let _ = self.events.send(InstanceEvent::Collision { from, reason });
         }
@@ -655,6 +654,7 @@ pub async fn run_on(
         tracked,
         data_path: initial_data_path,
         stopped: false,
+        collisions_reported: BTreeSet::new(),
     };
     let now = shell.now();
     let mut actions = shell.reevaluate();

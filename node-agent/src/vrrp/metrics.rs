@@ -70,8 +70,8 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     f
 });
 
-/// Raises a counter to `value` (instances restarted with a changed config start from zero
-/// again: then the counter stays where it is rather than going back).
+/// Raises a counter to `value` (a VirtualIP removed and added again starts from zero: then the
+/// counter stays where it is rather than going back).
 fn raise(counter: &prometheus::IntCounter, value: u64) {
     let current = counter.get();
     if value > current {

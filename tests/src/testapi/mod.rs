@@ -96,12 +96,17 @@ impl Default for Options {
 }
 
 /// A running test server on its own thread and runtime (so it serves whatever the test's own
-/// runtime does, even blocking calls). Stopped on drop.
+/// runtime does, even blocking calls). Stopped on drop; [`TestApi::stop`] and
+/// [`TestApi::resume`] take it away and bring it back on the same address with the same objects.
 pub struct TestApi {
     shared: Arc<Shared>,
     kubeconfig: PathBuf,
     temporary: Option<PathBuf>,
-    shutdown: Option<oneshot::Sender<()>>,
+    runtime: tokio::runtime::Handle,
+    /// While serving: ends the serving, and tells when it ended.
+    serving: Option<(oneshot::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    /// Ends the server thread and its runtime.
+    exit: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -114,9 +119,6 @@ impl TestApi {
     pub fn start_with(opts: Options) -> Result<TestApi, TestApiError> {
         let std_listener =
             std::net::TcpListener::bind(opts.listen).map_err(TestApiError::Listen)?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(TestApiError::Listen)?;
         let addr = std_listener.local_addr().map_err(TestApiError::Listen)?;
         let (kubeconfig, temporary) = match opts.kubeconfig {
             Some(p) => (p, None),
@@ -136,9 +138,10 @@ impl TestApi {
             opts.bookmark_interval,
             opts.history_limit,
         ));
-        let (tx, rx) = oneshot::channel();
+        let (exit, exit_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread_shared = shared.clone();
+        // The runtime's threads are made by this thread: they share the caller's network
+        // namespace, so a resumed listener binds where the first one did.
         let thread = std::thread::Builder::new()
             .name("buoy-testapi".into())
             .spawn(move || {
@@ -149,25 +152,81 @@ impl TestApi {
                 else {
                     return;
                 };
-                rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                        return;
-                    };
-                    let _ = ready_tx.send(());
-                    server::serve(listener, thread_shared, rx).await;
-                });
+                let _ = ready_tx.send(rt.handle().clone());
+                let _ = rt.block_on(exit_rx);
                 // Open watches end with the runtime.
                 rt.shutdown_background();
             })
             .map_err(TestApiError::Thread)?;
-        ready_rx.recv().map_err(|_| TestApiError::NotReady)?;
-        Ok(TestApi {
+        let runtime = ready_rx.recv().map_err(|_| TestApiError::NotReady)?;
+        let mut api = TestApi {
             shared,
             kubeconfig,
             temporary,
-            shutdown: Some(tx),
+            runtime,
+            serving: None,
+            exit: Some(exit),
             thread: Some(thread),
-        })
+        };
+        api.serve(move || Ok(std_listener))?;
+        Ok(api)
+    }
+
+    /// Serves on the listener `bind` makes (called on the server's runtime).
+    fn serve(
+        &mut self,
+        bind: impl FnOnce() -> std::io::Result<std::net::TcpListener> + Send + 'static,
+    ) -> Result<(), TestApiError> {
+        let (stop, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let shared = self.shared.clone();
+        self.runtime.spawn(async move {
+            let listener = bind().and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            });
+            match listener {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    server::serve(listener, shared, stop_rx).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| TestApiError::NotReady)?
+            .map_err(TestApiError::Listen)?;
+        self.serving = Some((stop, done));
+        Ok(())
+    }
+
+    /// Stops serving, as when the API server's process dies: new connections are refused and
+    /// open ones (watches included) are cut. The objects and the event history stay.
+    pub fn stop(&mut self) {
+        if let Some((stop, done)) = self.serving.take() {
+            let _ = stop.send(());
+            let _ = done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// Serves again on the same address, from the same objects and history (clients resume
+    /// their watches from the resourceVersion they last saw). Serving already: nothing to do.
+    pub fn resume(&mut self) -> Result<(), TestApiError> {
+        if self.serving.is_some() {
+            return Ok(());
+        }
+        let addr = self.shared.addr;
+        self.serve(move || std::net::TcpListener::bind(addr))
+    }
+
+    /// Whether it serves (not stopped).
+    pub fn serving(&self) -> bool {
+        self.serving.is_some()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -225,7 +284,8 @@ impl TestApi {
 
 impl Drop for TestApi {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        self.stop();
+        if let Some(tx) = self.exit.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
