@@ -341,6 +341,13 @@ impl Machine {
                     if self.config.version == Version::V3 {
                         self.master_adver_interval = advert.interval;
                     }
+                    // One last advert before yielding: after a partition heals the winner may
+                    // never have heard us, yet neighbours may have our MAC for the VIP. Hearing
+                    // a lower-priority master makes it announce again (keepalived too:
+                    // garp_lower_prio_repeat).
+                    actions.push(Action::SendAdvert {
+                        priority: self.priority,
+                    });
                     self.become_backup(now, "higher-priority master", &mut actions);
                 } else {
                     // A lower-priority router also became master (close priorities at short
@@ -606,7 +613,11 @@ mod tests {
         );
         assert_eq!(m.state(), State::Master);
         let a = m.handle_advert(ms(5002), advert("10.0.0.6", 100));
-        assert_eq!(a[0], Action::ReleaseVip);
+        assert_eq!(
+            a[..2],
+            [Action::SendAdvert { priority: 100 }, Action::ReleaseVip],
+            "a last advert, so the winner announces again, then the VIP goes"
+        );
         assert_eq!(m.state(), State::Backup);
     }
 
