@@ -266,7 +266,10 @@ impl ProxyHttp for HttpProxy {
             .pool
             .clone()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let key = hash_key(&pool, session);
+        // The key costs an allocation; only consistent hashing reads it.
+        let key = (pool.config.algorithm == buoy_crds::Algorithm::ConsistentHash)
+            .then(|| hash_key(&pool, session))
+            .flatten();
         match pool.select(key.as_deref(), &ctx.tried) {
             Ok(i) => {
                 ctx.tried.push(i);

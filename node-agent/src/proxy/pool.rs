@@ -223,27 +223,28 @@ impl Pool {
             return Err(NoBackend::Empty);
         }
         let now = self.now();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         for backup_tier in [false, true] {
-            let eligible: Vec<bool> = (0..self.config.backends.len())
-                .map(|i| {
-                    let spec = &self.config.backends[i];
-                    spec.backup == backup_tier
-                        && !tried.contains(&i)
-                        && usable_now(spec, &state.backends[i], now)
-                })
-                .collect();
+            // A closure, not a Vec: this runs for every request.
+            let backends = &state.backends;
+            let eligible = |i: usize| {
+                let spec = &self.config.backends[i];
+                spec.backup == backup_tier
+                    && !tried.contains(&i)
+                    && backends.get(i).is_some_and(|b| usable_now(spec, b, now))
+            };
             let choice = match self.config.algorithm {
-                Algorithm::RoundRobin => state.rr.pick(|i| eligible[i]),
+                Algorithm::RoundRobin => state.rr.pick(eligible),
                 Algorithm::LeastConnections => {
-                    let active: Vec<u64> = state.backends.iter().map(|b| b.in_flight).collect();
+                    let active: Vec<u64> = backends.iter().map(|b| b.in_flight).collect();
                     let weights: Vec<u32> = self.config.backends.iter().map(|b| b.weight).collect();
-                    least_connections(&active, &weights, &mut state.rr, |i| eligible[i])
+                    least_connections(&active, &weights, &mut state.rr, eligible)
                 }
                 Algorithm::ConsistentHash => match key {
-                    Some(k) => self.ring.pick(k, |i| eligible[i]),
+                    Some(k) => self.ring.pick(k, eligible),
                     // No key (header or cookie missing): spread like round robin.
-                    None => state.rr.pick(|i| eligible[i]),
+                    None => state.rr.pick(eligible),
                 },
             };
             if let Some(i) = choice {
