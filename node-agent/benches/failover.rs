@@ -2,17 +2,21 @@
 //! master is stopped gracefully, Buoy against keepalived on the same namespaced LAN with the same
 //! settings (VRRPv3, multicast, priorities 150/100), a TCP probe every 10 ms from a client.
 //!
-//!     cargo bench -p buoy-agent --bench failover [-- --runs N]
+//!     cargo bench -p buoy-agent --bench failover [-- --runs N] [--timeline PATH]
 //!
 //! Prints medians over N runs (default 5) at 1 s and 100 ms adverts, and the ratios to keepalived.
+//! `--timeline PATH` also writes, as CSV, the probe samples of the median run of each
+//! implementation for a link cut at 100 ms adverts, timed from the cut (for the plot in
+//! `docs/benchmarks.md`).
 //! A command, not a test: it asserts nothing and measures wall-clock time.
 
 #![allow(clippy::unwrap_used)]
 
 use std::{
+    fmt::Write as _,
     net::{IpAddr, SocketAddr},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use buoy_tests::{
@@ -80,8 +84,16 @@ fn wait_holder(lab: &Lab, host: &str, within: Duration) -> bool {
     lab.wait_sole_holder("10.77.0.100".parse().unwrap(), host, within)
 }
 
-/// One run; returns (longest outage, failed probes).
-fn run(implementation: Impl, fault: Fault, interval_ms: u64) -> Option<(Duration, usize)> {
+/// One run's result.
+struct Outcome {
+    longest_outage: Duration,
+    failed: usize,
+    /// Every probe: ms since the fault (negative: before it), and who answered.
+    samples: Vec<(f64, Option<String>)>,
+}
+
+/// One run; None if no master came up or the VIP did not move.
+fn run(implementation: Impl, fault: Fault, interval_ms: u64) -> Option<Outcome> {
     let mut lab = Lab::new(&["n1", "n2", "client"]).unwrap();
     let _r: Vec<Responder> = ["n1", "n2"]
         .iter()
@@ -104,15 +116,25 @@ fn run(implementation: Impl, fault: Fault, interval_ms: u64) -> Option<(Duration
     )
     .unwrap();
     thread::sleep(Duration::from_millis(500));
+    let fault_at = Instant::now();
     match fault {
         Fault::LinkCut => lab.cut("n1").unwrap(),
         Fault::GracefulStop => lab.proc(n1).signal(libc::SIGTERM),
     }
     let moved = wait_holder(&lab, "n2", settle);
     thread::sleep(Duration::from_millis(1000));
-    let r = report(&probe.finish());
+    let offset = fault_at.duration_since(probe.started()).as_secs_f64() * 1000.0;
+    let samples = probe.finish();
+    let r = report(&samples);
     std::fs::remove_dir_all(std::env::temp_dir().join(&lab.lan)).ok();
-    moved.then_some((r.longest_outage, r.failed))
+    moved.then(|| Outcome {
+        longest_outage: r.longest_outage,
+        failed: r.failed,
+        samples: samples
+            .into_iter()
+            .map(|s| (s.at.as_secs_f64() * 1000.0 - offset, s.served_by))
+            .collect(),
+    })
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -122,6 +144,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let runs: usize = buoy_tests::bench_flag("--runs", 5);
+    let timeline: String = buoy_tests::bench_flag("--timeline", String::new());
+    let mut csv = String::from("implementation,ms_since_cut,served_by\n");
     println!(
         "Failover: client-visible outage (TCP probe every 10 ms), median of {runs} runs, VRRPv3 multicast, priorities 150/100"
     );
@@ -134,13 +158,23 @@ fn main() {
             let mut medians = Vec::new();
             let mut failed = Vec::new();
             for implementation in [Impl::Keepalived, Impl::Buoy] {
-                let results: Vec<(Duration, usize)> = (0..runs)
+                let mut results: Vec<Outcome> = (0..runs)
                     .filter_map(|_| run(implementation, fault, interval_ms))
                     .collect();
-                medians.push(median(results.iter().map(|r| r.0).collect()));
-                let mut f: Vec<usize> = results.iter().map(|r| r.1).collect();
+                medians.push(median(results.iter().map(|r| r.longest_outage).collect()));
+                let mut f: Vec<usize> = results.iter().map(|r| r.failed).collect();
                 f.sort();
                 failed.push(f.get(f.len() / 2).copied().unwrap_or(0));
+                // The run whose outage is the median one (as `median` picks it) stands for all.
+                if interval_ms == 100 && fault == Fault::LinkCut {
+                    results.sort_by_key(|r| r.longest_outage);
+                    if let Some(r) = results.get(results.len() / 2) {
+                        for (ms, by) in &r.samples {
+                            let by = by.as_deref().unwrap_or("");
+                            let _ = writeln!(csv, "{implementation:?},{ms:.1},{by}");
+                        }
+                    }
+                }
             }
             let ratio = if medians[0].is_zero() {
                 "n/a (keepalived lost nothing)".to_string()
@@ -158,5 +192,11 @@ fn main() {
                 failed[1]
             );
         }
+    }
+    if !timeline.is_empty()
+        && let Err(e) = std::fs::write(&timeline, csv)
+    {
+        eprintln!("--timeline {timeline}: {e}");
+        std::process::exit(1);
     }
 }
