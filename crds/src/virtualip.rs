@@ -170,8 +170,9 @@ pub struct VrrpSpec {
     #[serde(default = "default_advertisement_interval")]
     pub advertisement_interval: Duration,
 
-    /// Adverts the master sends per `advertisementInterval`, evenly spread (interval / n apart),
-    /// 1..4. Each still carries `advertisementInterval`, so every backup, keepalived too, keeps its
+    /// Adverts the master sends per `advertisementInterval`, 1..4: the advert, then copies 20 ms
+    /// apart (interval / n when shorter), so failover stays as fast as with one. Each still
+    /// carries `advertisementInterval`, so every backup, keepalived too, keeps its
     /// Master_Down_Interval (3 intervals plus skew) and only hears the master more often. A backup
     /// takes the VIP over only when every advert of that window is lost: 3 in a row with 1 per
     /// interval, 6 with 2. Default 2, for one more small packet per interval: with two backups at

@@ -156,7 +156,7 @@ struct VrrpArgs {
     /// Advertisement interval (v3: 10ms steps; v2: whole seconds).
     #[arg(long, default_value = "1s")]
     advert_interval: String,
-    /// Adverts sent per interval while master, evenly spread, 1..4 (each carries the interval).
+    /// Adverts sent per interval while master, the advert then copies 20 ms apart, 1..4 (each carries the interval).
     #[arg(long, default_value_t = 2)]
     adverts_per_interval: u8,
     /// VRRP version.
