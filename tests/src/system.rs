@@ -42,7 +42,8 @@ fn objects(lb_nodes: &[&str]) -> String {
     out
 }
 
-pub const APP: &str = r#"
+/// The pool `web` of the standard app: the two web backends.
+pub const POOL: &str = r#"
 apiVersion: buoy.io/v1alpha1
 kind: UpstreamPool
 metadata: {name: web, namespace: default}
@@ -50,7 +51,11 @@ spec:
   backends:
     - {address: 10.77.0.4, port: 80}
     - {address: 10.77.0.5, port: 80}
----
+"#;
+
+/// The VirtualIP `web` of the standard app: port 80 of 10.77.0.100 to the pool `web`, 100 ms
+/// adverts, on the nodes labelled `buoy.io/lb`.
+pub const VIRTUAL_IP: &str = r#"
 apiVersion: buoy.io/v1alpha1
 kind: VirtualIP
 metadata: {name: web, namespace: default}
@@ -62,6 +67,11 @@ spec:
   listeners:
     - {name: http, port: 80, protocol: HTTP, upstreamPool: web}
 "#;
+
+/// The standard app: [`POOL`] and [`VIRTUAL_IP`].
+pub fn app() -> String {
+    format!("{POOL}---\n{VIRTUAL_IP}")
+}
 
 pub struct System {
     pub lab: Lab,
@@ -251,6 +261,28 @@ impl System {
 }
 
 /// One request from the client through the VIP: the backend that answered.
+impl System {
+    /// Cuts `master`'s link and waits (10 s at most) until another node alone holds the VIP;
+    /// returns that node.
+    pub fn cut_and_wait_successor(&self, master: &str) -> String {
+        let vip: IpAddr = VIP.parse().unwrap();
+        self.lab.cut(master).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let holders = self.lab.holders(vip);
+            if holders.len() == 1 && holders[0] != master {
+                return holders[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no successor: {holders:?}\n{}",
+                self.lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 pub fn served_by(lab: &Lab) -> Option<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
     served_by_from(&lab.host("client").ns, target, 1)
@@ -270,7 +302,7 @@ pub fn condition(status: &Value, kind: &str) -> Option<String> {
 /// The system with the app applied and settled: traffic flows within 5 s of the apply, one
 /// Master and two Backups, Ready. Returns the master.
 pub fn installed() -> (System, String) {
-    installed_with(APP)
+    installed_with(&app())
 }
 
 /// Like [`installed`], with another app (a VirtualIP `web` in `default` serving port 80).

@@ -60,20 +60,7 @@ fn the_master_node_lost_then_back_with_the_operator_and_three_agents() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let cut_at = probe.started().elapsed();
-    s.lab.cut(&master).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let successor = loop {
-        let holders = s.lab.holders(vip);
-        if holders.len() == 1 && holders[0] != master {
-            break holders[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no successor: {holders:?}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let successor = s.cut_and_wait_successor(&master);
     // Probe on until answered again (bounded), then a little longer.
     let deadline = Instant::now() + Duration::from_secs(5);
     while served_by(&s.lab).is_none() && Instant::now() < deadline {

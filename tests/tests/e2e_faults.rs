@@ -15,23 +15,10 @@ use buoy_tests::{
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     probe::{Probe, Sample, report},
-    system::{NODES, System, VIP, condition, installed_with, served_by},
+    system::{NODES, System, VIP, VIRTUAL_IP, condition, installed_with, served_by},
     vrrp_wire,
 };
 use serde_json::Value;
-
-const VIRTUAL_IP: &str = r#"
-apiVersion: buoy.io/v1alpha1
-kind: VirtualIP
-metadata: {name: web, namespace: default}
-spec:
-  addresses: [10.77.0.100]
-  interface: eth0
-  vrrp: {advertisementInterval: 100ms}
-  nodeSelector: {matchLabels: {buoy.io/lb: "true"}}
-  listeners:
-    - {name: http, port: 80, protocol: HTTP, upstreamPool: web}
-"#;
 
 /// The pool `web` with these backends (`address:port`) and extra spec lines.
 fn pool(backends: &[&str], extra: &str) -> String {
@@ -375,20 +362,7 @@ fn the_api_server_killed_for_thirty_seconds_then_back() {
     // the API).
     let before = s.vip_status();
     let cut = Instant::now();
-    s.lab.cut(&master).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let successor = loop {
-        let holders = s.lab.holders(vip());
-        if holders.len() == 1 && holders[0] != master {
-            break holders[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no successor: {holders:?}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let successor = s.cut_and_wait_successor(&master);
     let st = wait_status(
         &s,
         "status not written again",

@@ -13,7 +13,7 @@ use buoy_tests::{
     keepalived,
     netlab::{Lab, in_netns, ip},
     probe::{Probe, Sample},
-    system::{APP, NODES, System, VIP, condition, installed_on, installed_with, served_by},
+    system::{self, NODES, System, VIP, condition, installed_on, installed_with, served_by},
 };
 use serde_json::Value;
 
@@ -23,8 +23,8 @@ const FAILOVER_BOUND: Duration = Duration::from_millis(300 + 100 + 100);
 
 /// The standard app with other VRRP settings.
 fn app(vrrp: &str) -> String {
-    assert!(APP.contains("vrrp: {advertisementInterval: 100ms}"));
-    APP.replace(
+    assert!(system::app().contains("vrrp: {advertisementInterval: 100ms}"));
+    system::app().replace(
         "vrrp: {advertisementInterval: 100ms}",
         &format!("vrrp: {{{vrrp}}}"),
     )
@@ -193,20 +193,7 @@ fn without_preemption_the_returning_master_takes_nothing_back() {
     let probe = http_probe(&s, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
     let cut_at = probe.started().elapsed();
-    s.lab.cut(&master).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let successor = loop {
-        let h = holders(&s.lab);
-        if h.len() == 1 && h[0] != master {
-            break h[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no successor: {h:?}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let successor = s.cut_and_wait_successor(&master);
     let others: Vec<&str> = NODES
         .iter()
         .copied()
@@ -250,7 +237,7 @@ fn without_preemption_the_returning_master_takes_nothing_back() {
 /// sides claim the VIP, as VRRP must; after it, one master within Master_Down_Interval.
 #[test]
 fn a_partition_of_the_vrrp_path_heals_to_one_master() {
-    let (s, master) = installed_with(APP);
+    let (s, master) = installed_with(&system::app());
     s.lab.block_vrrp(&master, true).unwrap();
     // The best backup hears nothing for Master_Down_Interval and takes over; the master, deaf
     // too, keeps the VIP: two holders.
@@ -355,7 +342,7 @@ fn twenty_percent_loss_for_a_minute_moves_nothing() {
 #[test]
 fn buoy_and_keepalived_nodes_share_one_vip() {
     const VRID: u8 = 51;
-    let app = APP.replace(
+    let app = system::app().replace(
         "vrrp: {advertisementInterval: 100ms}",
         &format!(
             "virtualRouterID: {VRID}\n  vrrp: {{advertisementInterval: 100ms}}\n  \
