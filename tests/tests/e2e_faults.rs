@@ -670,8 +670,11 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
         samples.iter().cloned().partition(|x| x.at < moved_at);
     let (r, moving) = (report(&before_move), report(&after_move));
     eprintln!("bad inputs: probe {r:?}; while the VRID moved: {moving:?}");
+    // The phase before the move lasts about 3 s (two 500 ms settles, kubectl round trips), so
+    // at one probe per 10 ms 100 answers only prove the probe ran throughout; the count
+    // itself depends on how fast kubectl runs.
     assert!(
-        r.failed == 0 && r.total > 300,
+        r.failed == 0 && r.total >= 100,
         "probe failures at {:?} ms: {r:?}\n{}",
         failures(&samples),
         s.lab.logs()
