@@ -35,8 +35,12 @@ ENTRYPOINT ["/usr/local/bin/buoy-operator"]
 CMD ["run"]
 
 # ---- agent: runs as root in the host network with NET_ADMIN, NET_RAW and NET_BIND_SERVICE
-# only (the operator's DaemonSet drops every other capability) ----
-FROM gcr.io/distroless/cc-debian12 AS agent
+# only (the operator's DaemonSet drops every other capability). Debian slim rather than
+# distroless: the connection handover rules are written with iptables-restore (docs/vrrp.md) ----
+FROM debian:bookworm-slim AS agent
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables \
+ && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="buoy-agent" \
       org.opencontainers.image.description="Buoy node agent: VRRP, virtual addresses and the proxy" \
       org.opencontainers.image.source="https://github.com/buoy-io/buoy" \

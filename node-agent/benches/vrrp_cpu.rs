@@ -92,6 +92,8 @@ fn buoy_side(
                     data_path,
                     events,
                     stats: Arc::new(Mutex::new(Default::default())),
+                    handover: None,
+                    successor: false,
                 };
                 let host = host.clone();
                 let failed = failed.clone();

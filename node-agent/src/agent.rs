@@ -3,7 +3,7 @@
 //! proxy's view of each VIP (listeners open, healthy backends) fed to its instance.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -16,6 +16,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
+    net::handover::Handover,
     node::{NodeConfig, VipPlan},
     proxy::service::{ListenError, ProxyService},
     vrrp::{
@@ -47,7 +48,8 @@ struct Running {
     shutdown: watch::Sender<u32>,
     data_path: watch::Sender<DataPath>,
     stats: Arc<Mutex<Stats>>,
-    task: JoinHandle<()>,
+    /// Ends with whether the VIP was left bound for a successor instance.
+    task: JoinHandle<bool>,
 }
 
 pub struct Agent {
@@ -58,6 +60,8 @@ pub struct Agent {
     desired: NodeConfig,
     status: watch::Sender<NodeStatus>,
     events: mpsc::UnboundedSender<(String, InstanceEvent)>,
+    /// The node's connection handover rules, shared by every instance.
+    handover: Option<Handover>,
 }
 
 /// How long a graceful stop of one instance may take: the handover waits for the new master's
@@ -84,6 +88,9 @@ impl Agent {
             desired: NodeConfig::default(),
             status,
             events,
+            handover: Handover::start()
+                .inspect_err(|e| warn!(error = %e, "no connection handover: a VIP moving between live nodes may reset connections"))
+                .ok(),
         }
     }
 
@@ -120,6 +127,7 @@ impl Agent {
             .map(|(k, _)| k.clone())
             .collect();
         let mut stopping = Vec::new();
+        let mut successors = BTreeSet::new();
         // A VirtualIP whose instance restarts (another VRID, priority…) keeps its counters: they
         // are Prometheus counters, and a fresh start from zero would hide new drops until they
         // exceed the old total.
@@ -129,13 +137,26 @@ impl Agent {
                 if desired.vips.contains_key(&key) {
                     carried.insert(key.clone(), r.stats.clone());
                 }
-                info!(virtualip = %key, "stopping the VRRP instance (handing over)");
-                let _ = r.shutdown.send(1);
+                // Same addresses on the same interface (another VRID, priority, interval…):
+                // a master keeps the VIP bound and its successor starts as master, so nothing
+                // moves. Otherwise it hands over to another node, make-before-break.
+                let keep = desired
+                    .vips
+                    .get(&key)
+                    .is_some_and(|p| can_succeed(&r.plan.instance, &p.instance));
+                info!(virtualip = %key, keep_the_vip_if_master = keep, "stopping the VRRP instance");
+                let _ = r.shutdown.send(if keep {
+                    instance::STOP_FOR_SUCCESSOR
+                } else {
+                    instance::STOP_GRACEFULLY
+                });
                 stopping.push((key, r.shutdown, r.task));
             }
         }
         for (key, shutdown, task) in stopping {
-            stop_instance(&key, &shutdown, task).await;
+            if stop_instance(&key, &shutdown, task).await {
+                successors.insert(key.clone());
+            }
             if !desired.vips.contains_key(&key) {
                 self.status.send_modify(|s| {
                     s.remove(&key);
@@ -147,7 +168,11 @@ impl Agent {
                 // Same VRRP settings: only the listener set may differ.
                 Some(r) => r.plan = plan.clone(),
                 None => {
-                    let r = self.start(plan.clone(), carried.remove(key).unwrap_or_default());
+                    let r = self.start(
+                        plan.clone(),
+                        carried.remove(key).unwrap_or_default(),
+                        successors.contains(key),
+                    );
                     self.running.insert(key.clone(), r);
                 }
             }
@@ -156,15 +181,18 @@ impl Agent {
         self.refresh_data_path();
     }
 
-    fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>) -> Running {
+    /// Starts the instance of `plan`; `successor`: its previous instance left the VIP bound.
+    fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>, successor: bool) -> Running {
         let (shutdown, shutdown_rx) = watch::channel(0u32);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
         let key = plan.key.clone();
         let config = plan.instance.clone();
         let events = self.events.clone();
         let stats_for_task = stats.clone();
+        let handover = self.handover.clone();
         info!(virtualip = %key, vrid = config.vrid, priority = config.priority, "starting the VRRP instance");
         let task = tokio::spawn(async move {
+            let mut successor = successor;
             loop {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let forward_key = key.clone();
@@ -179,12 +207,18 @@ impl Agent {
                     data_path: data_path_rx.clone(),
                     events: tx,
                     stats: stats_for_task.clone(),
+                    handover: handover.clone(),
+                    // Only the first run: a restart after a failure starts afresh.
+                    successor: std::mem::take(&mut successor),
                 };
                 let result = instance::run(config.clone(), controls).await;
                 let _ = forward.await;
-                let Err(e) = result else { return };
+                let e = match result {
+                    Ok(ended) => return ended.vip_left_bound,
+                    Err(e) => e,
+                };
                 if *shutdown_rx.borrow() > 0 {
-                    return;
+                    return false;
                 }
                 warn!(virtualip = %key, error = %e, "the VRRP instance failed; restarting it");
                 let _ = events.send((
@@ -199,7 +233,7 @@ impl Agent {
                 let mut shutdown_wait = shutdown_rx.clone();
                 tokio::select! {
                     () = tokio::time::sleep(RESTART_BACKOFF) => {}
-                    _ = shutdown_wait.changed() => return,
+                    _ = shutdown_wait.changed() => return false,
                 }
             }
         });
@@ -244,7 +278,7 @@ impl Agent {
     /// listeners stop accepting, and open connections get up to `grace` to finish.
     pub async fn shutdown(mut self, grace: Duration) {
         for r in self.running.values() {
-            let _ = r.shutdown.send(1);
+            let _ = r.shutdown.send(instance::STOP_GRACEFULLY);
         }
         for (key, r) in std::mem::take(&mut self.running) {
             stop_instance(&key, &r.shutdown, r.task).await;
@@ -254,6 +288,9 @@ impl Agent {
         while self.proxy.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        if let Some(handover) = &self.handover {
+            handover.clear().await;
+        }
         info!(
             open = self.proxy.open_connections(),
             "stopped; every virtual address released"
@@ -262,13 +299,18 @@ impl Agent {
 }
 
 /// Waits for a stopping instance; past the grace period it is told to stop at once (its
-/// handover may wait up to 4 adverts of a long interval), and finally aborted.
-async fn stop_instance(key: &str, shutdown: &watch::Sender<u32>, mut task: JoinHandle<()>) {
-    if tokio::time::timeout(STOP_GRACE, &mut task).await.is_ok() {
-        return;
+/// handover may wait up to 4 adverts of a long interval), and finally aborted. Returns whether
+/// it left the VIP bound for a successor.
+async fn stop_instance(
+    key: &str,
+    shutdown: &watch::Sender<u32>,
+    mut task: JoinHandle<bool>,
+) -> bool {
+    if let Ok(ended) = tokio::time::timeout(STOP_GRACE, &mut task).await {
+        return ended.unwrap_or(false);
     }
     warn!(virtualip = %key, "the handover takes too long; stopping at once");
-    let _ = shutdown.send(2);
+    let _ = shutdown.send(instance::STOP_NOW);
     if tokio::time::timeout(Duration::from_secs(2), &mut task)
         .await
         .is_err()
@@ -276,6 +318,17 @@ async fn stop_instance(key: &str, shutdown: &watch::Sender<u32>, mut task: JoinH
         warn!(virtualip = %key, "the instance did not stop; aborting it");
         task.abort();
     }
+    false
+}
+
+/// Whether a new instance can take over the VIP its predecessor leaves bound: the same
+/// addresses on the same interface, without virtual MACs (the macvlan holding the VIP is
+/// re-created at start).
+fn can_succeed(old: &instance::InstanceConfig, new: &instance::InstanceConfig) -> bool {
+    old.addresses == new.addresses
+        && old.interface == new.interface
+        && !old.virtual_mac
+        && !new.virtual_mac
 }
 
 impl Default for Agent {

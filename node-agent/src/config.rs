@@ -242,6 +242,7 @@ pub fn vrrp_instance(
             .and_then(|t| t.upstreams.as_ref())
             .map(|u| u.weight),
         virtual_mac: v.virtual_mac,
+        handover_forward: crate::vrrp::instance::HANDOVER_FORWARD,
     })
 }
 

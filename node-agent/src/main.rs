@@ -624,6 +624,8 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
         data_path,
         events: events_tx,
         stats: stats.clone(),
+        handover: None,
+        successor: false,
     };
     let result = instance::run(config, controls).await;
     if let Ok(s) = stats.lock() {
@@ -636,5 +638,5 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
             "exiting"
         );
     }
-    result.map_err(Into::into)
+    result.map(|_| ()).map_err(Into::into)
 }

@@ -10,8 +10,8 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, echo_in, served_by_from},
-    netlab::{Lab, in_netns},
+    backend::{Backend, KeepAlive, echo_in, served_by_from},
+    netlab::{Lab, in_netns, ns_exec},
     probe::{Probe, report},
     process::workspace_bin,
 };
@@ -69,23 +69,7 @@ fn start_with(before: impl FnOnce(&Lab)) -> Setup {
     before(&lab);
     let mut agents = [0; 2];
     for (i, node) in ["lb1", "lb2"].iter().enumerate() {
-        agents[i] = lab
-            .spawn(
-                node,
-                workspace_bin("buoy-agent").to_str().unwrap(),
-                &[
-                    "standalone",
-                    "--config",
-                    config.to_str().unwrap(),
-                    "--node-name",
-                    node,
-                    "--threads",
-                    "1",
-                    "--metrics-address",
-                    "127.0.0.1:9901",
-                ],
-            )
-            .unwrap();
+        agents[i] = spawn_agent(&mut lab, &config, node);
     }
     Setup {
         lab,
@@ -94,6 +78,26 @@ fn start_with(before: impl FnOnce(&Lab)) -> Setup {
         agents,
         backends,
     }
+}
+
+/// Starts `buoy-agent standalone` on `node`; returns its process index.
+fn spawn_agent(lab: &mut Lab, config: &std::path::Path, node: &str) -> usize {
+    lab.spawn(
+        node,
+        workspace_bin("buoy-agent").to_str().unwrap(),
+        &[
+            "standalone",
+            "--config",
+            config.to_str().unwrap(),
+            "--node-name",
+            node,
+            "--threads",
+            "1",
+            "--metrics-address",
+            "127.0.0.1:9901",
+        ],
+    )
+    .unwrap()
 }
 
 /// `n` requests from the client through the VIP; who answered each.
@@ -198,6 +202,87 @@ fn sigterm_on_the_master_hands_over_without_a_failed_request() {
         ["lb2"],
         "lb1 released the VIP on exit"
     );
+}
+
+#[test]
+fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it() {
+    let mut s = setup();
+    // lb2 becomes master (lb1 hands over and exits), a client opens a keep-alive connection to
+    // it, then lb1 returns and preempts.
+    s.lab.proc(s.agents[0]).signal(libc::SIGTERM);
+    assert_eq!(
+        s.lab.proc(s.agents[0]).wait_exit(Duration::from_secs(15)),
+        Some(0)
+    );
+    assert!(s.lab.wait_sole_holder(vip(), "lb2", Duration::from_secs(5)));
+    let mut conn = KeepAlive::connect_in(&s.lab.host("client").ns, vip_http()).unwrap();
+    let first = conn.get("/").unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    s.agents[0] = spawn_agent(&mut s.lab, &s.config.clone(), "lb1");
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "lb1 preempts\n{}",
+        s.lab.logs()
+    );
+    // The client's next request goes to lb1 (its gratuitous ARP moved the VIP), which knows no
+    // such connection: without handover it would answer with a reset. It forwards the packets
+    // to lb2, whose proxy still holds the connection and answers.
+    let second = conn.get("/");
+    let forwarded = ns_exec(
+        &s.lab.host("lb1").ns,
+        &[
+            "iptables",
+            "-w",
+            "-t",
+            "mangle",
+            "-L",
+            "BUOY-HANDOVER",
+            "-v",
+            "-x",
+            "-n",
+        ],
+    )
+    .unwrap_or_default();
+    let second = second.unwrap_or_else(|e| {
+        panic!(
+            "the connection opened on lb2 broke after the preemption: {e}\n{forwarded}\n{}",
+            s.lab.logs()
+        )
+    });
+    assert_eq!(second.status, 200, "{second:?}");
+    let tee_packets: u64 = forwarded
+        .lines()
+        .filter(|l| l.contains("TEE"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(tee_packets > 0, "lb1 forwarded nothing:\n{forwarded}");
+    // New connections are lb1's own.
+    assert!(
+        served(&s.lab, 4).iter().all(|b| b != "failed"),
+        "{}",
+        s.lab.logs()
+    );
+    eprintln!(
+        "keep-alive request after the preemption served; lb1 forwarded {tee_packets} packets"
+    );
+    // lb2 exits cleanly and takes its handover rules with it.
+    s.lab.proc(s.agents[1]).signal(libc::SIGTERM);
+    drop(conn);
+    assert_eq!(
+        s.lab.proc(s.agents[1]).wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        s.lab.logs()
+    );
+    let left = ns_exec(
+        &s.lab.host("lb2").ns,
+        &["iptables", "-w", "-t", "mangle", "-S"],
+    )
+    .unwrap();
+    assert!(!left.contains("BUOY-HANDOVER"), "{left}");
+    let rules = ns_exec(&s.lab.host("lb2").ns, &["ip", "rule"]).unwrap();
+    assert!(!rules.contains("1900:"), "{rules}");
 }
 
 #[test]

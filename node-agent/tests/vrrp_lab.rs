@@ -327,6 +327,8 @@ impl InProcess {
                     data_path: data_path_rx,
                     events,
                     stats: Default::default(),
+                    handover: None,
+                    successor: false,
                 };
                 let _: std::sync::Arc<std::sync::Mutex<Stats>> = controls.stats.clone();
                 run(config, controls).await.unwrap();

@@ -63,7 +63,10 @@ impl Lan {
                 }
                 Action::SendAdvert { priority } => self.broadcast(i, priority),
                 Action::Stopped => self.routers[i].machine = None,
-                Action::Announce | Action::Reannounce { .. } | Action::StateChanged { .. } => {}
+                Action::Announce
+                | Action::Reannounce { .. }
+                | Action::StateChanged { .. }
+                | Action::Forward { .. } => {}
             }
         }
         let r = &self.routers[i];
@@ -194,6 +197,12 @@ fn simulate(seed: u64) {
             Duration::ZERO
         },
         primary_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        // Forwarding changes no election; every setting must converge alike.
+        handover_forward: if rng.random_bool(0.5) {
+            interval * 10
+        } else {
+            Duration::ZERO
+        },
     };
     let base_priorities: Vec<u8> = (0..n).map(|_| rng.random_range(1..=254)).collect();
     let mut lan = Lan {
@@ -348,6 +357,7 @@ fn a_router_that_never_hears_a_master_takes_over_and_stays() {
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: "10.0.0.1".parse().unwrap(),
+        handover_forward: Duration::ZERO,
     });
     m.startup(Duration::ZERO);
     let mut now = Duration::ZERO;

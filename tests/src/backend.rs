@@ -326,8 +326,24 @@ pub fn request(
 ) -> Option<Reply> {
     let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut all: Vec<(&str, &str)> = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    conn.write_all(request_bytes(addr, method, path, &all, body).as_bytes())
+        .ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).ok()?;
+    parse_reply(&raw).map(|(reply, _)| reply)
+}
+
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -335,26 +351,85 @@ pub fn request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    conn.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).ok()?;
+    req
+}
+
+/// A response in `raw` and the bytes it took: the body is what follows the headers, up to
+/// Content-Length when there is one. `None` while incomplete.
+fn parse_reply(raw: &[u8]) -> Option<(Reply, usize)> {
     let mut hs = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut hs);
-    let httparse::Status::Complete(n) = resp.parse(&raw).ok()? else {
+    let httparse::Status::Complete(n) = resp.parse(raw).ok()? else {
         return None;
     };
-    Some(Reply {
-        status: resp.code?,
-        headers: resp
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&raw[n..]).into_owned(),
-    })
+    let headers: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let end = match headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+    {
+        Some(len) if raw.len() >= n + len => n + len,
+        Some(_) => return None,
+        None => raw.len(),
+    };
+    Some((
+        Reply {
+            status: resp.code?,
+            headers,
+            body: String::from_utf8_lossy(&raw[n..end]).into_owned(),
+        },
+        end,
+    ))
+}
+
+/// A client connection kept open between requests (HTTP/1.1 keep-alive), as browsers and
+/// connection pools hold them.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: TcpStream,
+}
+
+impl KeepAlive {
+    /// Connects to `addr` from the network namespace `ns`.
+    pub fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let conn = crate::netlab::in_netns(ns, move || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        })
+        .map_err(std::io::Error::other)?
+        .join()
+        .map_err(|_| std::io::Error::other("the connecting thread panicked"))??;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(KeepAlive { addr, conn })
+    }
+
+    /// GET `path` on this connection; the error says how the connection failed (a reset, a
+    /// close, a timeout).
+    pub fn get(&mut self, path: &str) -> std::io::Result<Reply> {
+        self.conn
+            .write_all(request_bytes(self.addr, "GET", path, &[], "").as_bytes())?;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.conn.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed before a complete response",
+                ));
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if let Some((reply, _)) = parse_reply(&raw) {
+                return Ok(reply);
+            }
+        }
+    }
 }

@@ -170,13 +170,12 @@ fn a_rolling_restart_of_every_agent_fails_no_request() {
         .map(|x| x.at)
         .collect();
     assert!(r.total > 100, "{r:?}");
-    // No outage. Known limit (docs/vrrp.md): a client whose SYN reached the old master just
-    // before the new master's gratuitous ARP sends its request to the new master, which resets
-    // it; the master's restart switches twice (handover, then preemption back), so at most two
-    // such requests. Measured: 1 request in 1 of 22 runs.
+    // No failed request: each switch is a planned one between live agents (a handover on
+    // SIGTERM, then the restarted agent preempting back), and a connection whose handshake
+    // raced the gratuitous ARP is forwarded by the new master to the old one (docs/vrrp.md).
     assert!(
-        r.failed <= 2 && r.longest_outage <= Duration::from_millis(50),
-        "a rolling restart leaves no outage: {r:?} at {failed:?}\n{}",
+        r.failed == 0,
+        "a rolling restart fails no request: {r:?} at {failed:?}\n{}",
         s.lab.logs()
     );
     assert_eq!(s.lab.holders(vip).len(), 1);

@@ -11,6 +11,8 @@ use rtnetlink::{
         RouteNetlinkMessage,
         address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
         link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode},
+        route::{RouteMessage, RouteScope, RouteType},
+        rule::{RuleAction, RuleAttribute, RuleMessage},
     },
 };
 use tokio::sync::mpsc;
@@ -27,6 +29,43 @@ pub enum NetError {
     NoInterfaceFor(IpAddr),
     #[error("interface {0} has no {1} address to send adverts from")]
     NoSourceAddress(String, &'static str),
+}
+
+/// `local default dev lo table TABLE`.
+fn local_default_route(ipv6: bool, table: u32, lo: u32) -> RouteMessage {
+    if ipv6 {
+        rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+            .table_id(table)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .output_interface(lo)
+            .build()
+    } else {
+        rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .table_id(table)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .output_interface(lo)
+            .build()
+    }
+}
+
+fn ignore_exists(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        other => other,
+    }
+}
+
+fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(rtnetlink::Error::NetlinkError(e))
+            if [-libc::ENOENT, -libc::ESRCH].contains(&e.raw_code()) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// What the agent needs to know about an interface.
@@ -234,6 +273,97 @@ impl Netlink {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Policy routing for connection handover: packets carrying `mark` are delivered to the
+    /// local stack (`ip rule add fwmark MARK/MARK lookup TABLE pref P` and
+    /// `ip route add local default dev lo table TABLE`). Idempotent.
+    pub async fn ensure_local_delivery(
+        &self,
+        ipv6: bool,
+        mark: u32,
+        table: u32,
+        preference: u32,
+    ) -> Result<(), rtnetlink::Error> {
+        let _serial = self.lock.lock().await;
+        let mut rule = self
+            .handle
+            .rule()
+            .add()
+            .table_id(table)
+            .priority(preference);
+        rule.message_mut().header.action = RuleAction::ToTable;
+        rule.message_mut()
+            .attributes
+            .extend([RuleAttribute::FwMark(mark), RuleAttribute::FwMask(mark)]);
+        let result = if ipv6 {
+            rule.v6().execute().await
+        } else {
+            rule.v4().execute().await
+        };
+        ignore_exists(result)?;
+        let lo = self.loopback_index().await?;
+        ignore_exists(
+            self.handle
+                .route()
+                .add(local_default_route(ipv6, table, lo))
+                .execute()
+                .await,
+        )
+    }
+
+    /// The loopback interface's index (1 in every namespace Linux creates, but asked anyway).
+    async fn loopback_index(&self) -> Result<u32, rtnetlink::Error> {
+        Ok(self
+            .handle
+            .link()
+            .get()
+            .match_name("lo".to_string())
+            .execute()
+            .try_next()
+            .await?
+            .map_or(1, |l| l.header.index))
+    }
+
+    /// Undoes [`Netlink::ensure_local_delivery`]; what is missing already is fine.
+    pub async fn remove_local_delivery(
+        &self,
+        ipv6: bool,
+        mark: u32,
+        table: u32,
+        preference: u32,
+    ) -> Result<(), rtnetlink::Error> {
+        let _serial = self.lock.lock().await;
+        let version = if ipv6 {
+            rtnetlink::IpVersion::V6
+        } else {
+            rtnetlink::IpVersion::V4
+        };
+        let rules: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await?;
+        for rule in rules {
+            let ours = rule
+                .attributes
+                .contains(&RuleAttribute::Priority(preference))
+                && rule.attributes.contains(&RuleAttribute::FwMark(mark))
+                && rule.attributes.contains(&RuleAttribute::Table(table));
+            if ours {
+                ignore_missing(self.handle.rule().del(rule).execute().await)?;
+            }
+        }
+        let lo = self.loopback_index().await?;
+        ignore_missing(
+            self.handle
+                .route()
+                .del(local_default_route(ipv6, table, lo))
+                .execute()
+                .await,
+        )
     }
 
     /// Creates (or re-creates) the macvlan interface `name` on `parent` with the VRRP virtual MAC,

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::net::{
     announce::Announcer,
+    handover::Handover,
     netlink::{Link, NetError, Netlink, primary_address},
 };
 
@@ -77,7 +78,15 @@ pub struct InstanceConfig {
     /// Hold the VIP on a macvlan with the VRRP virtual MAC (keepalived's `use_vmac`; adverts still
     /// leave from the parent interface, as with keepalived's `vmac_xmit_base`).
     pub virtual_mac: bool,
+    /// After taking the VIP from a live master, how long packets of connections we do not know
+    /// are forwarded to it (`net::handover`); zero: never.
+    pub handover_forward: Duration,
 }
+
+/// Default [`InstanceConfig::handover_forward`]: long enough for a draining agent's
+/// connections (its default drain timeout is 10 s) and for clients' idle keep-alive
+/// connections to the old master to send their next request.
+pub const HANDOVER_FORWARD: Duration = Duration::from_secs(30);
 
 impl Default for InstanceConfig {
     /// The API's defaults: VRRPv3, 1 s adverts, preemption, multicast, no tracking.
@@ -100,6 +109,7 @@ impl Default for InstanceConfig {
             track_interfaces: Vec::new(),
             track_upstreams: None,
             virtual_mac: false,
+            handover_forward: HANDOVER_FORWARD,
         }
     }
 }
@@ -126,14 +136,34 @@ impl DataPath {
     };
 }
 
+/// [`Controls::shutdown`]: a graceful stop (make-before-break handover).
+pub const STOP_GRACEFULLY: u32 = 1;
+/// [`Controls::shutdown`]: stop now, releasing the VIP.
+pub const STOP_NOW: u32 = 2;
+/// [`Controls::shutdown`]: stop now; a master leaves the VIP bound for the new instance of this
+/// VirtualIP, which starts with [`Controls::successor`] (others stop gracefully).
+pub const STOP_FOR_SUCCESSOR: u32 = 3;
+
 /// How the agent talks to a running instance.
 pub struct Controls {
-    /// 1: graceful stop (make-before-break handover); 2 or more: stop now.
+    /// [`STOP_GRACEFULLY`], [`STOP_NOW`] or [`STOP_FOR_SUCCESSOR`].
     pub shutdown: watch::Receiver<u32>,
     /// Whether this node's proxy can serve the VIP (listeners open, healthy backends).
     pub data_path: watch::Receiver<DataPath>,
     pub events: mpsc::UnboundedSender<InstanceEvent>,
     pub stats: Arc<Mutex<Stats>>,
+    /// The node's connection handover rules; `None`: no forwarding after a takeover.
+    pub handover: Option<Handover>,
+    /// The previous instance of this VirtualIP was master and left the VIP bound
+    /// ([`Ended::vip_left_bound`]): start as master, and keep the addresses found bound.
+    pub successor: bool,
+}
+
+/// How an instance ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// The VIP is still bound, for a successor instance ([`STOP_FOR_SUCCESSOR`]).
+    pub vip_left_bound: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +285,7 @@ struct Shell {
     stopped: bool,
     /// Foreign routers already reported by this instance.
     collisions_reported: BTreeSet<IpAddr>,
+    handover: Option<Handover>,
 }
 
 impl Shell {
@@ -330,6 +361,13 @@ impl Shell {
                     self.announce_at.push((now, repeat));
                     self.announce_at.push((now + again_after, repeat));
                     self.send_due_announcements();
+                }
+                Action::Forward { to } => {
+                    if let Some(handover) = &self.handover {
+                        let vips: Vec<IpAddr> =
+                            self.config.addresses.iter().map(|(a, _)| *a).collect();
+                        handover.forward(&vips, to.map(|to| (to, self.link.name.clone())));
+                    }
                 }
                 Action::Stopped => self.stopped = true,
             }
@@ -530,9 +568,8 @@ impl Shell {
     }
 }
 
-/// Runs one instance until it has stopped: `shutdown` changing to 1 asks for a graceful stop
-/// (make-before-break handover), to 2 or more for an immediate one.
-pub async fn run(config: InstanceConfig, controls: Controls) -> Result<(), InstanceError> {
+/// Runs one instance until it has stopped (see [`Controls::shutdown`]).
+pub async fn run(config: InstanceConfig, controls: Controls) -> Result<Ended, InstanceError> {
     run_on(&Host::new()?, config, controls).await
 }
 
@@ -542,12 +579,14 @@ pub async fn run_on(
     host: &Arc<Host>,
     config: InstanceConfig,
     controls: Controls,
-) -> Result<(), InstanceError> {
+) -> Result<Ended, InstanceError> {
     let Controls {
         mut shutdown,
         mut data_path,
         events,
         stats,
+        handover,
+        successor,
     } = controls;
     let first = config
         .addresses
@@ -563,8 +602,12 @@ pub async fn run_on(
     // One dump serves the stale-address check, the source address and our own addresses.
     let addresses = netlink.addresses().await?;
     let vips: Vec<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
-    // Addresses left by a crashed earlier run must not make two nodes answer for the VIP.
-    for stale in addresses.iter().filter(|a| vips.contains(&a.address)) {
+    // Addresses left by a crashed earlier run must not make two nodes answer for the VIP (a
+    // successor's were left for it on purpose).
+    for stale in addresses
+        .iter()
+        .filter(|a| vips.contains(&a.address) && !successor)
+    {
         if netlink
             .remove_address(stale.index, stale.address, stale.prefix_len)
             .await?
@@ -632,7 +675,16 @@ pub async fn run_on(
         preempt: config.preempt,
         preempt_delay: config.preempt_delay,
         primary_address: source,
+        handover_forward: if handover.is_some() {
+            config.handover_forward
+        } else {
+            Duration::ZERO
+        },
     });
+    if let Some(handover) = &handover {
+        // From now until the agent exits: our sockets stay reachable after the VIP leaves.
+        handover.deliver(&vips);
+    }
     info!(vrid = config.vrid, interface = %link.name, %source, priority = config.priority, "VRRP instance starting");
     let mut shell = Shell {
         config,
@@ -655,10 +707,15 @@ pub async fn run_on(
         data_path: initial_data_path,
         stopped: false,
         collisions_reported: BTreeSet::new(),
+        handover,
     };
     let now = shell.now();
     let mut actions = shell.reevaluate();
-    actions.extend(shell.machine.startup(now));
+    actions.extend(if successor {
+        shell.machine.startup_as_successor(now)
+    } else {
+        shell.machine.startup(now)
+    });
     shell.execute(actions).await;
     let mut signals_seen = 0;
 
@@ -705,23 +762,32 @@ pub async fn run_on(
                 shell.execute(actions).await;
             }
             changed = shutdown.changed() => {
-                let level = if changed.is_ok() { *shutdown.borrow() } else { 2 };
-                if level > signals_seen {
+                let level = if changed.is_ok() { *shutdown.borrow() } else { STOP_NOW };
+                if level != signals_seen {
                     signals_seen = level;
                     let now = shell.now();
-                    let actions = if level >= 2 { shell.machine.stop_now() } else { shell.machine.shutdown(now) };
+                    let actions = match level {
+                        STOP_GRACEFULLY => shell.machine.shutdown(now),
+                        STOP_FOR_SUCCESSOR => shell.machine.hand_to_successor(now),
+                        _ => shell.machine.stop_now(),
+                    };
                     shell.execute(actions).await;
                 }
             }
         }
     }
+    let vip_left_bound = shell.machine.handed_to_successor();
     if shell.config.virtual_mac
+        && !vip_left_bound
         && let Err(e) = shell.netlink.delete_link(&shell.vip_link.name).await
     {
         warn!(vrid = shell.config.vrid, error = %e, "cannot remove the virtual MAC interface");
     }
-    info!(vrid = shell.config.vrid, "VRRP instance stopped");
-    Ok(())
+    info!(
+        vrid = shell.config.vrid,
+        vip_left_bound, "VRRP instance stopped"
+    );
+    Ok(Ended { vip_left_bound })
 }
 
 #[cfg(test)]

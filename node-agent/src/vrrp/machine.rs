@@ -8,6 +8,10 @@
 //!   backup takes over after its skew time, not after Master_Down_Interval) but keeps the VIP,
 //!   and answering, until it hears the new master's advert, so no new connection is lost;
 //! - keepalived's `preempt_delay`: after start or recovery, wait before preempting.
+//! - connection handover: a node that takes the VIP from a master that is still alive (it
+//!   resigned, or we preempted it) has packets of TCP connections it does not know forwarded to
+//!   that master for [`Config::handover_forward`], so connections whose handshake raced the
+//!   gratuitous ARP finish where they began (the shell's `net::handover` does the forwarding).
 //! - redundant adverts: a master may send [`Config::adverts_per_interval`] adverts per interval,
 //!   the copies shortly after the first, each still carrying the configured interval, so that
 //!   lost adverts do not make a backup declare the master down (peers' Master_Down_Interval is
@@ -50,6 +54,17 @@ pub struct Config {
     /// Our primary address on the interface: the source of our adverts and the tie-breaker
     /// between equal priorities.
     pub primary_address: IpAddr,
+    /// After taking over from a live master, how long connections we do not know are forwarded
+    /// to it (zero: never).
+    pub handover_forward: Duration,
+}
+
+/// A Backup's view of the current master, from its last advert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Heard {
+    from: IpAddr,
+    at: Time,
+    resigned: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +103,11 @@ pub enum Action {
     /// Announce the addresses again now and once more after this delay: another router also
     /// claimed them, and its own burst may still be on its way after our first one.
     Reannounce { again_after: Duration },
+    /// Packets of TCP connections this node does not know, sent to a VIP it holds, go to this
+    /// router (the master before us, which may still serve connections it accepted); `None`:
+    /// nowhere. Set while Backup (inert until the VIP is ours) so that it is in place before a
+    /// takeover; cleared when the master before us is dead, or the handover window ends.
+    Forward { to: Option<IpAddr> },
     /// The state changed.
     StateChanged {
         from: State,
@@ -127,6 +147,14 @@ pub struct Machine {
     /// Master: redundant copies still to send in this interval, and when the interval began.
     copies_left: u8,
     interval_began: Time,
+    /// Backup: the master we hear (the forwarding target if we take over while it lives).
+    heard: Option<Heard>,
+    /// Where [`Action::Forward`] last pointed.
+    forwarding_to: Option<IpAddr>,
+    /// Master: when forwarding to the previous master ends.
+    forward_until: Option<Time>,
+    /// Stopped with the VIP left bound for a successor instance.
+    handed_over: bool,
 }
 
 impl Machine {
@@ -143,6 +171,10 @@ impl Machine {
             stopping: false,
             copies_left: 0,
             interval_began: Duration::ZERO,
+            heard: None,
+            forwarding_to: None,
+            forward_until: None,
+            handed_over: false,
         }
     }
 
@@ -210,7 +242,18 @@ impl Machine {
 
     /// When [`Machine::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timer
+        match (self.timer, self.forward_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Points forwarding at `to`, if it does not already (never, with handover forwarding off).
+    fn forward(&mut self, to: Option<IpAddr>, actions: &mut Vec<Action>) {
+        if self.forwarding_to != to && !self.config.handover_forward.is_zero() {
+            self.forwarding_to = to;
+            actions.push(Action::Forward { to });
+        }
     }
 
     fn transition(&mut self, to: State, reason: &'static str, actions: &mut Vec<Action>) {
@@ -225,11 +268,27 @@ impl Machine {
         if self.holds_vip() {
             actions.push(Action::ReleaseVip);
         }
+        self.forward_until = None;
         self.timer = Some(now + self.master_down_interval());
         self.transition(State::Backup, reason, actions);
     }
 
     fn become_master(&mut self, now: Time, reason: &'static str, actions: &mut Vec<Action>) {
+        // The master we heard lives if it resigned or spoke within the last three intervals
+        // (a dead one went silent for Master_Down_Interval, more than that). Forwarding to a
+        // dead master would turn the new master's resets into the clients' timeouts.
+        let live = self
+            .heard
+            .take()
+            .filter(|h| h.resigned || now.saturating_sub(h.at) < 3 * self.master_adver_interval);
+        match live {
+            Some(h) => {
+                self.forward(Some(h.from), actions);
+                self.forward_until = (!self.config.handover_forward.is_zero())
+                    .then(|| now + self.config.handover_forward);
+            }
+            None => self.forward(None, actions),
+        }
         // Make before break: the addresses are bound before we tell anyone we own them.
         actions.push(Action::BindVip);
         actions.push(Action::SendAdvert {
@@ -242,6 +301,17 @@ impl Machine {
 
     /// Start the instance (Initialize → Backup, or Master for the address owner).
     pub fn startup(&mut self, now: Time) -> Vec<Action> {
+        self.start(now, false)
+    }
+
+    /// Start as the master that the previous instance of this router was, on the VIP it left
+    /// bound ([`Machine::hand_to_successor`]): another VRID or other settings, same addresses.
+    /// Peers hear our adverts before their own Master_Down_Interval runs out, so nothing moves.
+    pub fn startup_as_successor(&mut self, now: Time) -> Vec<Action> {
+        self.start(now, true)
+    }
+
+    fn start(&mut self, now: Time, successor: bool) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.state != State::Initialize || self.stopping {
             return actions;
@@ -249,9 +319,15 @@ impl Machine {
         self.master_adver_interval = self.config.advert_interval;
         self.preempt_after = now + self.config.preempt_delay;
         if self.faulted {
+            if successor {
+                // The VIP the previous instance left is ours to remove.
+                actions.push(Action::ReleaseVip);
+            }
             self.transition(State::Fault, self.fault_reason, &mut actions);
         } else if self.priority == PRIORITY_OWNER {
             self.become_master(now, "address owner", &mut actions);
+        } else if successor {
+            self.become_master(now, "kept the VIP of the previous instance", &mut actions);
         } else {
             self.become_backup(now, "startup", &mut actions);
         }
@@ -282,10 +358,46 @@ impl Machine {
             _ => {
                 self.timer = None;
                 self.transition(State::Initialize, "shutdown", &mut actions);
+                self.stop_forwarding(&mut actions);
                 actions.push(Action::Stopped);
             }
         }
         actions
+    }
+
+    /// A stopped instance forwards nothing (its old master's connections are gone by now, or
+    /// the agent's drain keeps its own sockets reachable).
+    fn stop_forwarding(&mut self, actions: &mut Vec<Action>) {
+        self.forward_until = None;
+        self.heard = None;
+        self.forward(None, actions);
+    }
+
+    /// Stop at once, leaving the VIP bound for a new instance of this router that starts with
+    /// [`Machine::startup_as_successor`] (the VirtualIP moved to another VRID, or other VRRP
+    /// settings changed): no resignation, so no peer takes over in between. Only a master hands
+    /// over this way; in any other state this is a graceful [`Machine::shutdown`].
+    pub fn hand_to_successor(&mut self, now: Time) -> Vec<Action> {
+        if self.state != State::Master || self.stopping {
+            return self.shutdown(now);
+        }
+        let mut actions = Vec::new();
+        self.stopping = true;
+        self.handed_over = true;
+        self.timer = None;
+        self.transition(
+            State::Initialize,
+            "handed the VIP to a new instance",
+            &mut actions,
+        );
+        self.stop_forwarding(&mut actions);
+        actions.push(Action::Stopped);
+        actions
+    }
+
+    /// Whether this instance stopped with the VIP still bound for its successor.
+    pub fn handed_to_successor(&self) -> bool {
+        self.handed_over
     }
 
     /// Stop now, without waiting for a new master (a second signal, or the grace period ran out).
@@ -302,6 +414,7 @@ impl Machine {
         self.stopping = true;
         self.timer = None;
         self.transition(State::Initialize, "stopped", &mut actions);
+        self.stop_forwarding(&mut actions);
         actions.push(Action::Stopped);
         actions
     }
@@ -309,6 +422,10 @@ impl Machine {
     /// A timer deadline passed.
     pub fn handle_timeout(&mut self, now: Time) -> Vec<Action> {
         let mut actions = Vec::new();
+        if self.forward_until.is_some_and(|t| t <= now) {
+            self.forward_until = None;
+            self.forward(None, &mut actions);
+        }
         match self.timer {
             Some(deadline) if deadline <= now => {}
             _ => return actions,
@@ -340,6 +457,7 @@ impl Machine {
                     "shutdown: no new master heard",
                     &mut actions,
                 );
+                self.stop_forwarding(&mut actions);
                 actions.push(Action::Stopped);
             }
             State::Initialize | State::Fault => self.timer = None,
@@ -352,6 +470,12 @@ impl Machine {
         let mut actions = Vec::new();
         match self.state {
             State::Backup => {
+                self.heard = Some(Heard {
+                    from: advert.from,
+                    at: now,
+                    resigned: advert.priority == PRIORITY_RESIGN,
+                });
+                self.forward(Some(advert.from), &mut actions);
                 if advert.priority == PRIORITY_RESIGN {
                     self.timer = Some(now + self.skew_time());
                 } else if !self.config.preempt
@@ -411,6 +535,7 @@ impl Machine {
                         "shutdown: new master took over",
                         &mut actions,
                     );
+                    self.stop_forwarding(&mut actions);
                     actions.push(Action::Stopped);
                 }
             }
@@ -485,6 +610,7 @@ mod tests {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary_address: ip.parse().unwrap(),
+            handover_forward: Duration::ZERO,
         }
     }
 
@@ -845,5 +971,148 @@ mod tests {
         // 2.5 s at two.
         assert!(!backup_survives_bursts_of_loss(1));
         assert!(backup_survives_bursts_of_loss(2));
+    }
+
+    fn forwarding(handover_forward: Duration) -> Machine {
+        let mut m = Machine::new(Config {
+            handover_forward,
+            ..config(200, "10.0.0.1")
+        });
+        m.startup(ms(0));
+        m
+    }
+
+    fn forwards(actions: &[Action]) -> Vec<Option<IpAddr>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Forward { to } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backup_points_forwarding_at_the_master_it_hears() {
+        let mut m = forwarding(ms(10_000));
+        let master: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            forwards(&m.handle_advert(ms(100), advert("10.0.0.2", 250))),
+            [Some(master)]
+        );
+        // Once per change of master, not per advert.
+        assert!(forwards(&m.handle_advert(ms(1100), advert("10.0.0.2", 250))).is_empty());
+        assert_eq!(
+            forwards(&m.handle_advert(ms(2100), advert("10.0.0.3", 250))),
+            [Some("10.0.0.3".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn taking_over_from_a_resigning_master_forwards_to_it_for_the_window() {
+        let mut m = forwarding(ms(10_000));
+        m.handle_advert(ms(100), advert("10.0.0.2", 250));
+        m.handle_advert(ms(1100), advert("10.0.0.2", PRIORITY_RESIGN));
+        let a = m.handle_timeout(ms(1100) + m.skew_time());
+        assert_eq!(m.state(), State::Master);
+        assert!(forwards(&a).is_empty(), "still pointed at 10.0.0.2: {a:?}");
+        let end = ms(1100) + m.skew_time() + ms(10_000);
+        let mut until_end = Vec::new();
+        let mut t = ms(1100) + m.skew_time();
+        while t < end {
+            t = m.poll_timeout().unwrap().min(end);
+            until_end.extend(m.handle_timeout(t));
+        }
+        assert_eq!(forwards(&until_end), [None], "the window ends at {end:?}");
+        assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn preempting_a_live_master_forwards_to_it() {
+        let mut m = forwarding(ms(10_000));
+        // A lower-priority master keeps advertising; we preempt when our timer runs out.
+        let mut actions = Vec::new();
+        let mut t = ms(0);
+        while m.state() == State::Backup {
+            t += ms(1000);
+            let next = m.poll_timeout().unwrap();
+            if next <= t {
+                actions.extend(m.handle_timeout(next));
+            } else {
+                actions.extend(m.handle_advert(t, advert("10.0.0.2", 100)));
+            }
+        }
+        assert_eq!(forwards(&actions), [Some("10.0.0.2".parse().unwrap())]);
+    }
+
+    #[test]
+    fn taking_over_from_a_dead_master_forwards_nowhere() {
+        let mut m = forwarding(ms(10_000));
+        m.handle_advert(ms(100), advert("10.0.0.2", 250));
+        // Silence: Master_Down_Interval after the last advert.
+        let at = m.poll_timeout().unwrap();
+        let a = m.handle_timeout(at);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(forwards(&a), [None]);
+    }
+
+    #[test]
+    fn without_a_window_nothing_is_forwarded() {
+        let mut m = forwarding(Duration::ZERO);
+        let mut a = m.handle_advert(ms(100), advert("10.0.0.2", 250));
+        a.extend(m.handle_advert(ms(1100), advert("10.0.0.2", PRIORITY_RESIGN)));
+        a.extend(m.handle_timeout(ms(1100) + m.skew_time()));
+        assert_eq!(m.state(), State::Master);
+        assert!(forwards(&a).is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn stopping_clears_forwarding() {
+        let mut m = forwarding(ms(10_000));
+        m.handle_advert(ms(100), advert("10.0.0.2", 250));
+        assert_eq!(forwards(&m.shutdown(ms(200))), [None]);
+    }
+
+    #[test]
+    fn a_master_hands_its_vip_to_its_successor_without_resigning() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        m.handle_timeout(m.poll_timeout().unwrap());
+        assert_eq!(m.state(), State::Master);
+        let a = m.hand_to_successor(ms(5000));
+        assert!(
+            !a.iter()
+                .any(|a| matches!(a, Action::ReleaseVip | Action::SendAdvert { .. })),
+            "no resignation, the VIP stays: {a:?}"
+        );
+        assert_eq!(a.last(), Some(&Action::Stopped));
+        assert!(m.handed_to_successor());
+        // The successor (another VRID, same addresses) is master at once.
+        let mut next = Machine::new(config(100, "10.0.0.1"));
+        let a = next.startup_as_successor(ms(0));
+        assert_eq!(next.state(), State::Master);
+        assert_eq!(
+            &a[..3],
+            &[
+                Action::BindVip,
+                Action::SendAdvert { priority: 100 },
+                Action::Announce
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_master_hands_over_to_a_successor() {
+        let mut m = Machine::new(config(100, "10.0.0.1"));
+        m.startup(ms(0));
+        let a = m.hand_to_successor(ms(100));
+        assert!(!m.handed_to_successor());
+        assert_eq!(a.last(), Some(&Action::Stopped), "a backup just stops");
+        // A faulted successor removes what it was left.
+        let mut next = Machine::new(config(100, "10.0.0.1"));
+        next.set_fault(ms(0), true, "interface down");
+        let a = next.startup_as_successor(ms(0));
+        assert_eq!(next.state(), State::Fault);
+        assert!(a.contains(&Action::ReleaseVip), "{a:?}");
     }
 }

@@ -1,0 +1,308 @@
+//! Connection handover between nodes, so that a VIP moving between two live nodes (a graceful
+//! stop, a preemption) breaks no TCP connection.
+//!
+//! A client whose handshake straddles the new master's gratuitous ARP has its SYN answered by
+//! the old master and its next packets sent to the new one, which knows no such connection and
+//! would reset it; keep-alive connections opened before the move meet the same fate. So:
+//! - on the new master, packets to a VIP it holds that are not SYNs and belong to no connection
+//!   it tracks are cloned to the previous master (`TEE --gateway`, unchanged: the destination is
+//!   still the VIP) and dropped here, for a window after the takeover;
+//! - on every node, packets to a VIP that is not local but match one of our transparent sockets
+//!   (the proxy's listeners set IP_TRANSPARENT) are marked and routed to the local stack, so the
+//!   old master keeps serving the connections it accepted after its address is gone.
+//!
+//! Netfilter has no maintained Rust crate that writes iptables rules, and every node tool in the
+//! field (kube-proxy, kube-vip, MetalLB) runs `iptables-restore`: so do we, into one chain of our
+//! own in the mangle table, rewritten whole on every change. Policy routing goes through netlink.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::IpAddr,
+    process::Stdio,
+};
+
+use tokio::{io::AsyncWriteExt, process::Command, sync::watch};
+use tracing::{debug, info, warn};
+
+use super::netlink::Netlink;
+
+/// Our chain in the mangle table, jumped to first from PREROUTING.
+pub const CHAIN: &str = "BUOY-HANDOVER";
+/// The fwmark bit that sends a packet for one of our sockets to the local stack. Chosen clear
+/// of kube-proxy's (0x4000, 0x8000) and Cilium's (0x0f00) bits.
+pub const MARK: u32 = 0x0010_0000;
+/// The routing table holding the `local default dev lo` route for marked packets.
+pub const TABLE: u32 = 0x4255;
+/// Preference of the fwmark rule: after `local` (0), before `main` (32766).
+pub const RULE_PREFERENCE: u32 = 1900;
+
+/// What the chain must say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// VIPs whose packets reach our sockets even where the VIP is not local (the old master).
+    pub deliver: BTreeSet<IpAddr>,
+    /// VIP → (previous master, interface towards it): where packets of connections we do not
+    /// know go while the VIP is ours.
+    pub forward: BTreeMap<IpAddr, (IpAddr, String)>,
+}
+
+/// The `iptables-restore --noflush` input that makes the chain say `rules` (one family).
+pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
+    let host = if ipv6 { 128 } else { 32 };
+    let mut out = format!("*mangle\n:{CHAIN} - [0:0]\n-F {CHAIN}\n");
+    for (vip, (gateway, interface)) in rules.forward.iter().filter(|(v, _)| v.is_ipv6() == ipv6) {
+        // Not a SYN, no connection tracked here, and the VIP is ours now (a backup never
+        // forwards: the packet came from a new master, and would bounce back).
+        let unknown = format!(
+            "-A {CHAIN} -d {vip}/{host} -p tcp ! --syn -m addrtype --dst-type LOCAL \
+             -m conntrack --ctstate NEW,INVALID"
+        );
+        let _ = writeln!(
+            out,
+            "{unknown} -j TEE --gateway {gateway} --oif {interface}"
+        );
+        let _ = writeln!(out, "{unknown} -j DROP");
+    }
+    for vip in rules.deliver.iter().filter(|v| v.is_ipv6() == ipv6) {
+        let _ = writeln!(
+            out,
+            "-A {CHAIN} -d {vip}/{host} -p tcp -m addrtype ! --dst-type LOCAL \
+             -m socket --transparent -j MARK --set-xmark {MARK:#x}/{MARK:#x}"
+        );
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    #[error("running {command}: {source}")]
+    Spawn {
+        command: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{command} failed: {stderr}")]
+    Failed {
+        command: &'static str,
+        stderr: String,
+    },
+    #[error("policy routing: {0}")]
+    Routing(#[from] rtnetlink::Error),
+}
+
+/// The agent's handle on the node's handover rules; instances add their VIPs. Cloning shares
+/// the same rules.
+#[derive(Clone)]
+pub struct Handover {
+    desired: watch::Sender<Rules>,
+    applied: watch::Receiver<u64>,
+}
+
+impl Handover {
+    /// Starts the task that applies changes (on the current runtime, in this network namespace).
+    pub fn start() -> Result<Handover, super::netlink::NetError> {
+        let netlink = Netlink::connect()?;
+        let (desired, mut changes) = watch::channel(Rules::default());
+        let (applied_tx, applied) = watch::channel(0u64);
+        tokio::spawn(async move {
+            let mut routing_ready = [false, false];
+            let mut failing = false;
+            let mut generation = 0u64;
+            while changes.changed().await.is_ok() {
+                let rules = changes.borrow_and_update().clone();
+                match apply(&netlink, &rules, &mut routing_ready).await {
+                    Ok(()) => {
+                        if failing {
+                            info!("connection handover rules applied again");
+                        }
+                        failing = false;
+                        debug!(?rules, "connection handover rules applied");
+                    }
+                    Err(e) => {
+                        // Once per failing spell: the rules are rewritten on the next change.
+                        if !failing {
+                            warn!(error = %e, "cannot apply the connection handover rules; a VIP moving between live nodes may reset connections");
+                        }
+                        failing = true;
+                    }
+                }
+                generation += 1;
+                let _ = applied_tx.send(generation);
+            }
+        });
+        Ok(Handover { desired, applied })
+    }
+
+    /// Keeps `vips` reachable by our sockets after they leave this node (until [`clear`]).
+    ///
+    /// [`clear`]: Handover::clear
+    pub fn deliver(&self, vips: &[IpAddr]) {
+        self.desired.send_if_modified(|r| {
+            let before = r.deliver.len();
+            r.deliver.extend(vips.iter().copied());
+            r.deliver.len() != before
+        });
+    }
+
+    /// Points `vips`' unknown connections at `to` (`None`: nowhere).
+    pub fn forward(&self, vips: &[IpAddr], to: Option<(IpAddr, String)>) {
+        self.desired.send_if_modified(|r| {
+            let before = r.forward.clone();
+            for vip in vips {
+                match &to {
+                    Some(target) => r.forward.insert(*vip, target.clone()),
+                    None => r.forward.remove(vip),
+                };
+            }
+            r.forward != before
+        });
+    }
+
+    /// Removes every rule, the chain and the policy routing (the agent is exiting, its
+    /// connections drained). Waits for the removal.
+    pub async fn clear(&self) {
+        let mut applied = self.applied.clone();
+        applied.mark_unchanged();
+        self.desired.send_replace(Rules::default());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), applied.changed()).await;
+        for ipv6 in [false, true] {
+            if let Err(e) = remove(ipv6).await {
+                debug!(ipv6, error = %e, "removing the handover chain");
+            }
+        }
+    }
+}
+
+fn tables(ipv6: bool) -> (&'static str, &'static str) {
+    if ipv6 {
+        ("ip6tables", "ip6tables-restore")
+    } else {
+        ("iptables", "iptables-restore")
+    }
+}
+
+async fn apply(
+    netlink: &Netlink,
+    rules: &Rules,
+    routing_ready: &mut [bool; 2],
+) -> Result<(), HandoverError> {
+    for ipv6 in [false, true] {
+        let used = rules.deliver.iter().any(|v| v.is_ipv6() == ipv6)
+            || rules.forward.keys().any(|v| v.is_ipv6() == ipv6);
+        if !used && !routing_ready[usize::from(ipv6)] {
+            continue;
+        }
+        let (iptables, restore) = tables(ipv6);
+        run(
+            restore,
+            &["-w", "--noflush"],
+            Some(&restore_input(rules, ipv6)),
+        )
+        .await?;
+        if !routing_ready[usize::from(ipv6)] {
+            let jump = ["-w", "-t", "mangle", "-C", "PREROUTING", "-j", CHAIN];
+            if run(iptables, &jump, None).await.is_err() {
+                run(
+                    iptables,
+                    &["-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN],
+                    None,
+                )
+                .await?;
+            }
+            netlink
+                .ensure_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
+                .await?;
+            routing_ready[usize::from(ipv6)] = true;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the jump, the chain and the policy routing of one family.
+async fn remove(ipv6: bool) -> Result<(), HandoverError> {
+    let (iptables, _) = tables(ipv6);
+    let jump = ["-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN];
+    while run(iptables, &jump, None).await.is_ok() {}
+    run(iptables, &["-w", "-t", "mangle", "-F", CHAIN], None).await?;
+    run(iptables, &["-w", "-t", "mangle", "-X", CHAIN], None).await?;
+    let netlink = Netlink::connect().map_err(|e| HandoverError::Spawn {
+        command: "netlink",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    netlink
+        .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
+        .await?;
+    Ok(())
+}
+
+async fn run(
+    command: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<(), HandoverError> {
+    let mut child = Command::new(command)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| HandoverError::Spawn { command, source })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .await
+            .map_err(|source| HandoverError::Spawn { command, source })?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| HandoverError::Spawn { command, source })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(HandoverError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_forwards_unknown_connections_and_delivers_to_our_sockets() {
+        let mut rules = Rules::default();
+        rules.deliver.insert("10.0.0.100".parse().unwrap());
+        rules.deliver.insert("fd00::100".parse().unwrap());
+        rules.forward.insert(
+            "10.0.0.100".parse().unwrap(),
+            ("10.0.0.2".parse().unwrap(), "eth0".into()),
+        );
+        let v4 = restore_input(&rules, false);
+        assert_eq!(
+            v4,
+            "*mangle\n:BUOY-HANDOVER - [0:0]\n-F BUOY-HANDOVER\n\
+             -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j TEE --gateway 10.0.0.2 --oif eth0\n\
+             -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j DROP\n\
+             -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp -m addrtype ! --dst-type LOCAL -m socket --transparent -j MARK --set-xmark 0x100000/0x100000\n\
+             COMMIT\n"
+        );
+        let v6 = restore_input(&rules, true);
+        assert!(
+            v6.contains("-d fd00::100/128 -p tcp -m addrtype ! --dst-type LOCAL"),
+            "{v6}"
+        );
+        assert!(!v6.contains("TEE"), "{v6}");
+        // Nothing left: the chain is emptied.
+        assert_eq!(
+            restore_input(&Rules::default(), false),
+            "*mangle\n:BUOY-HANDOVER - [0:0]\n-F BUOY-HANDOVER\nCOMMIT\n"
+        );
+    }
+}
