@@ -20,6 +20,7 @@ use crate::{
     node::{NodeConfig, VipPlan},
     proxy::service::{ListenError, ProxyService},
     vrrp::{
+        host::{Host, PortStats},
         instance::{self, Controls, DataPath, InstanceEvent, Stats},
         machine::State,
     },
@@ -62,6 +63,9 @@ pub struct Agent {
     events: mpsc::UnboundedSender<(String, InstanceEvent)>,
     /// The node's connection handover rules, shared by every instance.
     handover: Option<Handover>,
+    /// Netlink, the link watcher and the VRRP sockets, shared by every instance (one raw
+    /// socket per interface and family, not one per VirtualIP).
+    host: Option<Arc<Host>>,
 }
 
 /// How long a graceful stop of one instance may take: the handover waits for the new master's
@@ -91,12 +95,22 @@ impl Agent {
             handover: Handover::start()
                 .inspect_err(|e| warn!(error = %e, "no connection handover: a VIP moving between live nodes may reset connections"))
                 .ok(),
+            // Without it each instance opens its own (and reports the same error if it fails).
+            host: Host::new().ok(),
         }
     }
 
     /// Follows every status change of this node's VirtualIPs.
     pub fn status(&self) -> watch::Receiver<NodeStatus> {
         self.status.subscribe()
+    }
+
+    /// The counters of the VRRP sockets: packets no instance took, per interface and family.
+    pub fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
+        self.host
+            .as_ref()
+            .map(|h| h.port_stats())
+            .unwrap_or_default()
     }
 
     /// The counters of each running instance.
@@ -190,6 +204,7 @@ impl Agent {
         let events = self.events.clone();
         let stats_for_task = stats.clone();
         let handover = self.handover.clone();
+        let host = self.host.clone();
         info!(virtualip = %key, vrid = config.vrid, priority = config.priority, "starting the VRRP instance");
         let task = tokio::spawn(async move {
             let mut successor = successor;
@@ -211,7 +226,10 @@ impl Agent {
                     // Only the first run: a restart after a failure starts afresh.
                     successor: std::mem::take(&mut successor),
                 };
-                let result = instance::run(config.clone(), controls).await;
+                let result = match &host {
+                    Some(host) => instance::run_on(host, config.clone(), controls).await,
+                    None => instance::run(config.clone(), controls).await,
+                };
                 let _ = forward.await;
                 let e = match result {
                     Ok(ended) => return ended.vip_left_bound,

@@ -340,6 +340,9 @@ fn export_metrics(
     for (key, s) in &stats {
         buoy_agent::vrrp::metrics::record(key, status.get(key), s);
     }
+    for (interface, ipv6, s) in agent.port_stats() {
+        buoy_agent::vrrp::metrics::record_port(&interface, ipv6, &s);
+    }
     for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
         buoy_agent::vrrp::metrics::forget(gone);
     }

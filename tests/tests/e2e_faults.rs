@@ -597,15 +597,36 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
         (bad_checksum, 255, "bad_checksum"),
         (bad_version, 255, "bad_version"),
         (good.clone(), 1, "bad_ttl"),
-        // Our address under another VRID: none of our instances is concerned (the agent's
-        // per-interface demultiplexer counts it, but exports no metric for it).
+        // Our address under another VRID: none of our instances is concerned; the agent's
+        // per-interface demultiplexer counts it (checked below).
         (
             vrrp_wire::advert_v3(vrid.wrapping_add(1).max(1), 254, 10, &ours, client),
             255,
             "",
         ),
     ];
+    let other_vrid = |s: &System, node: &str| -> u64 {
+        metrics_text(&s.lab, node)
+            .lines()
+            .filter(|l| {
+                l.starts_with("buoy_vrrp_other_vrid_total{") && l.contains(r#"interface="eth0""#)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let other_before: BTreeMap<&str, u64> = NODES.iter().map(|n| (*n, other_vrid(&s, n))).collect();
     inject(&s, &malformed, Duration::from_millis(20));
+    for n in NODES {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while other_vrid(&s, n) - other_before[n] < EACH && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            other_vrid(&s, n) - other_before[n],
+            EACH,
+            "{n}: adverts for another VRID counted on eth0"
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.lab.holders(vip()), [master.as_str()], "{}", s.lab.logs());
     let st = s.vip_status();

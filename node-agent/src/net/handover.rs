@@ -70,6 +70,14 @@ pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
             "-A {CHAIN} -d {vip}/{host} -p tcp -m addrtype ! --dst-type LOCAL \
              -m socket --transparent -j MARK --set-xmark {MARK:#x}/{MARK:#x}"
         );
+        // No target: a conntrack match turns connection tracking on from the start, so every
+        // connection this node accepts on the VIP is tracked from its SYN, and "tracked
+        // nowhere" above means another node's (a VIP that comes back to us must not forward
+        // our own older connections away).
+        let _ = writeln!(
+            out,
+            "-A {CHAIN} -d {vip}/{host} -p tcp -m conntrack --ctstate NEW"
+        );
     }
     out.push_str("COMMIT\n");
     out
@@ -97,12 +105,14 @@ pub enum HandoverError {
 pub struct Handover {
     desired: watch::Sender<Rules>,
     applied: watch::Receiver<u64>,
+    netlink: Netlink,
 }
 
 impl Handover {
     /// Starts the task that applies changes (on the current runtime, in this network namespace).
     pub fn start() -> Result<Handover, super::netlink::NetError> {
         let netlink = Netlink::connect()?;
+        let task_netlink = netlink.clone();
         let (desired, mut changes) = watch::channel(Rules::default());
         let (applied_tx, applied) = watch::channel(0u64);
         tokio::spawn(async move {
@@ -111,7 +121,7 @@ impl Handover {
             let mut generation = 0u64;
             while changes.changed().await.is_ok() {
                 let rules = changes.borrow_and_update().clone();
-                match apply(&netlink, &rules, &mut routing_ready).await {
+                match apply(&task_netlink, &rules, &mut routing_ready).await {
                     Ok(()) => {
                         if failing {
                             info!("connection handover rules applied again");
@@ -131,7 +141,11 @@ impl Handover {
                 let _ = applied_tx.send(generation);
             }
         });
-        Ok(Handover { desired, applied })
+        Ok(Handover {
+            desired,
+            applied,
+            netlink,
+        })
     }
 
     /// Keeps `vips` reachable by our sockets after they leave this node (until [`clear`]).
@@ -167,7 +181,7 @@ impl Handover {
         self.desired.send_replace(Rules::default());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), applied.changed()).await;
         for ipv6 in [false, true] {
-            if let Err(e) = remove(ipv6).await {
+            if let Err(e) = remove(&self.netlink, ipv6).await {
                 debug!(ipv6, error = %e, "removing the handover chain");
             }
         }
@@ -220,16 +234,12 @@ async fn apply(
 }
 
 /// Removes the jump, the chain and the policy routing of one family.
-async fn remove(ipv6: bool) -> Result<(), HandoverError> {
+async fn remove(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
     let (iptables, _) = tables(ipv6);
     let jump = ["-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN];
     while run(iptables, &jump, None).await.is_ok() {}
     run(iptables, &["-w", "-t", "mangle", "-F", CHAIN], None).await?;
     run(iptables, &["-w", "-t", "mangle", "-X", CHAIN], None).await?;
-    let netlink = Netlink::connect().map_err(|e| HandoverError::Spawn {
-        command: "netlink",
-        source: std::io::Error::other(e.to_string()),
-    })?;
     netlink
         .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
         .await?;
@@ -291,6 +301,7 @@ mod tests {
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j TEE --gateway 10.0.0.2 --oif eth0\n\
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j DROP\n\
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp -m addrtype ! --dst-type LOCAL -m socket --transparent -j MARK --set-xmark 0x100000/0x100000\n\
+             -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp -m conntrack --ctstate NEW\n\
              COMMIT\n"
         );
         let v6 = restore_input(&rules, true);

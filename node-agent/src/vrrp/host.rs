@@ -35,6 +35,7 @@ pub struct PortStats {
 
 /// One raw socket on one interface for one family.
 pub struct Port {
+    interface: String,
     socket: Arc<VrrpSocket>,
     routes: Arc<Mutex<HashMap<u8, mpsc::Sender<Incoming>>>>,
     pub stats: Arc<Mutex<PortStats>>,
@@ -94,6 +95,7 @@ impl Port {
             }
         });
         Ok(Port {
+            interface: link.name.clone(),
             socket,
             routes,
             stats,
@@ -152,6 +154,19 @@ impl Host {
     /// Link-state changes of every interface.
     pub fn link_updates(&self) -> broadcast::Receiver<Link> {
         self.links.subscribe()
+    }
+
+    /// The counters of every open port: (interface, IPv6, counters).
+    pub fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        ports
+            .iter()
+            .filter_map(|((_, ipv6), p)| {
+                let p = p.upgrade()?;
+                let stats = p.stats.lock().ok()?.clone();
+                Some((p.interface.clone(), *ipv6, stats))
+            })
+            .collect()
     }
 
     /// The port for `link` and family, opened on first use and closed with its last user.

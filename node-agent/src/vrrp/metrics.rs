@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, IntGaugeVec, opts};
 
-use super::instance::Stats;
+use super::{host::PortStats, instance::Stats};
 use crate::{agent::VipStatus, proxy::metrics::REGISTRY};
 
 struct Families {
@@ -14,6 +14,8 @@ struct Families {
     received: IntCounterVec,
     drops: IntCounterVec,
     collisions: IntCounterVec,
+    interface_drops: IntCounterVec,
+    other_vrid: IntCounterVec,
 }
 
 const STATES: [&str; 4] = ["INIT", "BACKUP", "MASTER", "FAULT"];
@@ -56,6 +58,17 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
             "Advertisements for our router ID from a router that is not ours",
             &["virtualip", "from"],
         ),
+        interface_drops: counter(
+            "buoy_vrrp_interface_dropped_total",
+            "VRRP packets dropped before any VirtualIP could be told (bad IP header, truncated, \
+             an instance's queue full), by interface, family and reason",
+            &["interface", "family", "reason"],
+        ),
+        other_vrid: counter(
+            "buoy_vrrp_other_vrid_total",
+            "VRRP advertisements for router IDs no VirtualIP here uses (normal on a shared LAN)",
+            &["interface", "family"],
+        ),
     };
     for c in [
         Box::new(f.state.clone()) as Box<dyn prometheus::core::Collector>,
@@ -64,6 +77,8 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
         Box::new(f.received.clone()),
         Box::new(f.drops.clone()),
         Box::new(f.collisions.clone()),
+        Box::new(f.interface_drops.clone()),
+        Box::new(f.other_vrid.clone()),
     ] {
         let _ = REGISTRY.register(c);
     }
@@ -108,6 +123,28 @@ pub fn record(vip: &str, status: Option<&VipStatus>, stats: &Stats) {
     }
 }
 
+/// Updates the counters of the VRRP socket on `interface` (one per family).
+pub fn record_port(interface: &str, ipv6: bool, stats: &PortStats) {
+    let f = &*FAMILIES;
+    let family = if ipv6 { "ipv6" } else { "ipv4" };
+    for (reason, n) in &stats.drops {
+        raise(
+            &f.interface_drops
+                .with_label_values(&[interface, family, reason]),
+            *n,
+        );
+    }
+    raise(
+        &f.interface_drops
+            .with_label_values(&[interface, family, "queue_full"]),
+        stats.queue_full,
+    );
+    raise(
+        &f.other_vrid.with_label_values(&[interface, family]),
+        stats.other_vrid,
+    );
+}
+
 /// Removes the series of a VirtualIP this node no longer serves.
 pub fn forget(vip: &str) {
     let f = &*FAMILIES;
@@ -148,5 +185,19 @@ mod tests {
         assert!(text.contains(r#"buoy_vrrp_priority{virtualip="t/vip"} 101"#));
         assert!(text.contains(r#"buoy_vrrp_adverts_sent_total{virtualip="t/vip"} 7"#));
         assert!(text.contains(r#"buoy_vrrp_dropped_total{reason="bad_ttl",virtualip="t/vip"} 2"#));
+        let mut port = PortStats {
+            other_vrid: 3,
+            ..PortStats::default()
+        };
+        port.drops.insert("bad_ip_header", 4);
+        record_port("eth9", false, &port);
+        let text = crate::proxy::metrics::encode();
+        assert!(
+            text.contains(r#"buoy_vrrp_other_vrid_total{family="ipv4",interface="eth9"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"buoy_vrrp_interface_dropped_total{family="ipv4",interface="eth9",reason="bad_ip_header"} 4"#
+        ));
     }
 }
