@@ -74,33 +74,23 @@ fn main() {
             )
         })
         .collect();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/nginx.log;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  upstream app {{ server 10.77.0.1:8080 max_fails=2 fail_timeout=15s; keepalive 16; }}\n{servers}}}\n"
-        ),
-    )
-    .unwrap();
     // nginx binds the VIPs, which keepalived adds a few seconds later: bind them non-locally.
     buoy_tests::netlab::ns_exec(
         &lab.host("classic").ns,
         &["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
     )
     .unwrap();
-    let nginx = lab
-        .spawn(
-            "classic",
-            "nginx",
-            &[
-                "-p",
-                &d,
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-g",
-                "daemon off;",
-            ],
-        )
-        .unwrap();
+    let nginx = buoy_tests::nginx::spawn(
+        &mut lab,
+        "classic",
+        &dir,
+        "nginx",
+        "auto",
+        &format!(
+            "events {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  upstream app {{ server 10.77.0.1:8080 max_fails=2 fail_timeout=15s; keepalive 16; }}\n{servers}}}\n"
+        ),
+    )
+    .unwrap();
 
     thread::sleep(Duration::from_secs(settle));
     let holds = |host: &str, base: u8| {

@@ -96,22 +96,13 @@ fn main() {
     std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
     let d = dir.display().to_string();
     // The backend: nginx serving a small file, two workers.
-    std::fs::write(
-        dir.join("backend.conf"),
-        format!("worker_processes 2;\npid {d}/backend.pid;\nerror_log {d}/logs/backend.log;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
-    )
-    .unwrap();
-    lab.spawn(
+    buoy_tests::nginx::spawn(
+        &mut lab,
         "backend",
-        "nginx",
-        &[
-            "-p",
-            &d,
-            "-c",
-            &format!("{d}/backend.conf"),
-            "-g",
-            "daemon off;",
-        ],
+        &dir,
+        "backend",
+        "2",
+        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
     )
     .unwrap();
     wait_port(&lab, "backend", 80);
@@ -128,27 +119,15 @@ fn main() {
     });
 
     // nginx: the reference configuration, with upstream keep-alive.
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/nginx.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web {{ server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }}\n  server {{\n    listen 10.77.0.2:8081;\n    location / {{\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
-        ),
+    let nginx = buoy_tests::nginx::spawn(
+        &mut lab,
+        "proxy",
+        &dir,
+        "nginx",
+        "1",
+        "events { worker_connections 4096; }\nhttp {\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web { server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }\n  server {\n    listen 10.77.0.2:8081;\n    location / {\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }\n  }\n}\n",
     )
     .unwrap();
-    let nginx = lab
-        .spawn(
-            "proxy",
-            "nginx",
-            &[
-                "-p",
-                &d,
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-g",
-                "daemon off;",
-            ],
-        )
-        .unwrap();
     // HAProxy, one thread, connection reuse.
     std::fs::write(
         dir.join("haproxy.cfg"),

@@ -12,9 +12,9 @@ use std::{
 use buoy_tests::{
     backend::{Backend, echo_in, served_by_from},
     kubectl::Kubectl,
-    netlab::{Lab, in_netns},
+    netlab::Lab,
     process::workspace_bin,
-    testapi::{Options, TestApi},
+    testapi::TestApi,
 };
 
 const VIP: &str = "10.77.0.100";
@@ -89,20 +89,7 @@ fn start_agents(nodes: &[&str]) -> Cluster {
     let dir = std::env::temp_dir().join(format!("{}-cluster", lab.lan));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    let kc = kubeconfig.clone();
-    // Started from a thread in the api namespace: the server's thread and socket live there.
-    let api = in_netns(&lab.host("api").ns, move || {
-        TestApi::start_with(Options {
-            listen: "10.77.0.6:0".parse().unwrap(),
-            kubeconfig: Some(kc),
-            ..Options::default()
-        })
-    })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap();
-    api.install_buoy_crds().unwrap();
+    let api = lab.start_api("api", &kubeconfig).unwrap();
     let backends = ["web1", "web2"]
         .iter()
         .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod keepalived;
 pub mod kubectl;
 pub mod netlab;
+pub mod nginx;
 pub mod probe;
 pub mod process;
 pub mod seed;

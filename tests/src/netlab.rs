@@ -219,6 +219,29 @@ impl Lab {
             .unwrap_or_else(|| panic!("no host {name}"))
     }
 
+    /// The Kubernetes API test server with Buoy's CRDs, on `host`'s LAN address (a free port),
+    /// its kubeconfig written to `kubeconfig`. Started from a thread in that namespace: the
+    /// server's thread and socket live there.
+    pub fn start_api(
+        &self,
+        host: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Result<crate::testapi::TestApi> {
+        let listen = std::net::SocketAddr::new(IpAddr::V4(self.host(host).ipv4), 0);
+        let kubeconfig = kubeconfig.to_path_buf();
+        let api = in_netns(&self.host(host).ns, move || {
+            crate::testapi::TestApi::start_with(crate::testapi::Options {
+                listen,
+                kubeconfig: Some(kubeconfig),
+                ..crate::testapi::Options::default()
+            })
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the API server's thread panicked"))??;
+        api.install_buoy_crds()?;
+        Ok(api)
+    }
+
     /// Unplugs the host's cable (its eth0 loses carrier).
     pub fn cut(&self, name: &str) -> Result<()> {
         ip(&[

@@ -16,9 +16,9 @@ use serde_json::Value;
 use crate::{
     backend::{Backend, echo_in, served_by_from},
     kubectl::Kubectl,
-    netlab::{Lab, in_netns},
+    netlab::Lab,
     process::workspace_bin,
-    testapi::{Options, TestApi},
+    testapi::TestApi,
 };
 
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -108,19 +108,7 @@ impl System {
         let dir = std::env::temp_dir().join(format!("{}-e2e", lab.lan));
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
-        let kc = kubeconfig.clone();
-        let api = in_netns(&lab.host("api").ns, move || {
-            TestApi::start_with(Options {
-                listen: "10.77.0.7:0".parse().unwrap(),
-                kubeconfig: Some(kc),
-                ..Options::default()
-            })
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
-        api.install_buoy_crds().unwrap();
+        let api = lab.start_api("api", &kubeconfig).unwrap();
         let backends = ["web1", "web2"]
             .iter()
             .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
