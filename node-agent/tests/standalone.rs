@@ -204,35 +204,37 @@ fn sigterm_on_the_master_hands_over_without_a_failed_request() {
     );
 }
 
-#[test]
-fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it() {
-    let mut s = setup();
-    // lb2 becomes master (lb1 hands over and exits), a client opens a keep-alive connection to
-    // it, then lb1 returns and preempts.
-    s.lab.proc(s.agents[0]).signal(libc::SIGTERM);
-    assert_eq!(
-        s.lab.proc(s.agents[0]).wait_exit(Duration::from_secs(15)),
-        Some(0)
+/// lb2 alone holds the VIP; a client opens a keep-alive connection to it; lb1 (higher
+/// priority) starts and preempts. The client's next request goes to lb1 (its gratuitous ARP or
+/// NA moved the VIP), which knows no such connection: without handover it would answer with a
+/// reset. It forwards the packets to lb2, whose proxy still holds the connection and answers.
+/// Then both agents stop and take their rules with them.
+fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: SocketAddr) {
+    let (iptables, ip_family) = if vip.is_ipv6() {
+        ("ip6tables", "-6")
+    } else {
+        ("iptables", "-4")
+    };
+    let lb2 = spawn_agent(&mut lab, config, "lb2");
+    assert!(
+        lab.wait_sole_holder(vip.ip(), "lb2", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
     );
-    assert!(s.lab.wait_sole_holder(vip(), "lb2", Duration::from_secs(5)));
-    let mut conn = KeepAlive::connect_in(&s.lab.host("client").ns, vip_http()).unwrap();
+    let mut conn = KeepAlive::connect_in(&lab.host("client").ns, vip).unwrap();
     let first = conn.get("/").unwrap();
     assert_eq!(first.status, 200, "{first:?}");
-    s.agents[0] = spawn_agent(&mut s.lab, &s.config.clone(), "lb1");
+    let lb1 = spawn_agent(&mut lab, config, "lb1");
     assert!(
-        s.lab
-            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        lab.wait_sole_holder(vip.ip(), "lb1", Duration::from_secs(10)),
         "lb1 preempts\n{}",
-        s.lab.logs()
+        lab.logs()
     );
-    // The client's next request goes to lb1 (its gratuitous ARP moved the VIP), which knows no
-    // such connection: without handover it would answer with a reset. It forwards the packets
-    // to lb2, whose proxy still holds the connection and answers.
     let second = conn.get("/");
     let forwarded = ns_exec(
-        &s.lab.host("lb1").ns,
+        &lab.host("lb1").ns,
         &[
-            "iptables",
+            iptables,
             "-w",
             "-t",
             "mangle",
@@ -247,7 +249,7 @@ fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it(
     let second = second.unwrap_or_else(|e| {
         panic!(
             "the connection opened on lb2 broke after the preemption: {e}\n{forwarded}\n{}",
-            s.lab.logs()
+            lab.logs()
         )
     });
     assert_eq!(second.status, 200, "{second:?}");
@@ -258,31 +260,67 @@ fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it(
         .sum();
     assert!(tee_packets > 0, "lb1 forwarded nothing:\n{forwarded}");
     // New connections are lb1's own.
+    let fresh = served_by_from(&lab.host("client").ns, vip, 4);
     assert!(
-        served(&s.lab, 4).iter().all(|b| b != "failed"),
-        "{}",
-        s.lab.logs()
+        fresh.iter().all(|b| b != "failed"),
+        "{fresh:?}\n{}",
+        lab.logs()
     );
     eprintln!(
-        "keep-alive request after the preemption served; lb1 forwarded {tee_packets} packets"
+        "{vip}: keep-alive request after the preemption served; lb1 forwarded {tee_packets} packets"
     );
-    // lb2 exits cleanly and takes its handover rules with it.
-    s.lab.proc(s.agents[1]).signal(libc::SIGTERM);
     drop(conn);
-    assert_eq!(
-        s.lab.proc(s.agents[1]).wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        s.lab.logs()
-    );
-    let left = ns_exec(
-        &s.lab.host("lb2").ns,
-        &["iptables", "-w", "-t", "mangle", "-S"],
+    for (node, agent) in [("lb1", lb1), ("lb2", lb2)] {
+        lab.proc(agent).signal(libc::SIGTERM);
+        assert_eq!(
+            lab.proc(agent).wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{}",
+            lab.logs()
+        );
+        let left = ns_exec(&lab.host(node).ns, &[iptables, "-w", "-t", "mangle", "-S"]).unwrap();
+        assert!(!left.contains("BUOY-HANDOVER"), "{node}: {left}");
+        let rules = ns_exec(&lab.host(node).ns, &["ip", ip_family, "rule"]).unwrap();
+        assert!(!rules.contains("1900:"), "{node}: {rules}");
+    }
+}
+
+#[test]
+fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it() {
+    let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-standalone", lab.lan));
+    let config = buoy_tests::seed::lab_config(&dir).unwrap();
+    let _backends = [start_backend(&lab, "web1"), start_backend(&lab, "web2")];
+    keep_alive_across_a_preemption(lab, &config, vip_http());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
+    let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-standalone6", lab.lan));
+    std::fs::create_dir_all(&dir).unwrap();
+    let backends: Vec<String> = ["web1", "web2"]
+        .iter()
+        .map(|h| format!("    - address: \"{}\"\n      port: 80\n", lab.host(h).ipv6))
+        .collect();
+    // VRRPv3 over IPv6: adverts from link-local addresses, so forwarding goes to lb2's
+    // link-local address through eth0.
+    let config = dir.join("v6.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  backends:\n{}---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web, namespace: default}}\nspec:\n  addresses: [\"fd77::100\"]\n  interface: eth0\n  virtualRouterID: 61\n  vrrp: {{advertisementInterval: 200ms}}\n  priorities:\n    - {{node: lb1, priority: 150}}\n    - {{node: lb2, priority: 100}}\n  listeners:\n    - {{name: http, port: 80, protocol: HTTP, upstreamPool: web}}\n",
+            backends.concat()
+        ),
     )
     .unwrap();
-    assert!(!left.contains("BUOY-HANDOVER"), "{left}");
-    let rules = ns_exec(&s.lab.host("lb2").ns, &["ip", "rule"]).unwrap();
-    assert!(!rules.contains("1900:"), "{rules}");
+    let _backends: Vec<Backend> = ["web1", "web2"]
+        .iter()
+        .map(|h| echo_in(&lab.host(h).ns, "[::]:80", h).unwrap())
+        .collect();
+    keep_alive_across_a_preemption(lab, &config, "[fd77::100]:80".parse().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
