@@ -157,6 +157,7 @@ impl JsonSchema for IpAddressString {
 #[x_kube(validation = Rule::new("!has(self.authentication) || self.version == 2").message("authentication is only supported with VRRP version 2 (RFC 5798 removed it from version 3)").field_path(".authentication"))]
 #[x_kube(validation = Rule::new("!has(self.unicastPeers) || size(self.unicastPeers) == 0 || self.unicast").message("unicastPeers requires unicast: true").field_path(".unicastPeers"))]
 #[x_kube(validation = Rule::new("duration(self.preemptDelay) <= duration('1000s')").message("preemptDelay must be at most 1000s").field_path(".preemptDelay"))]
+#[x_kube(validation = Rule::new("duration(self.connectionHandover) <= duration('1h')").message("connectionHandover must be at most 1h").field_path(".connectionHandover"))]
 pub struct VrrpSpec {
     /// VRRP version: 3 (RFC 5798, IPv4 and IPv6, centisecond intervals) or 2 (RFC 3768, IPv4
     /// only, whole seconds, for peers that only speak v2) (keepalived: `vrrp_version`).
@@ -223,6 +224,15 @@ pub struct VrrpSpec {
     /// (keepalived: `use_vmac`).
     #[serde(default, rename = "virtualMAC")]
     pub virtual_mac: bool,
+
+    /// After a node takes the VIP from a master that is still alive (it stopped gracefully, or
+    /// was preempted), how long packets of TCP connections the new master does not know are
+    /// forwarded to the old one, so that connections opened there (a handshake that raced the
+    /// gratuitous ARP, a client's keep-alive connection) finish there instead of being reset.
+    /// Only Buoy nodes can take such packets: in a fleet mixed with keepalived, `0s`. `0s`
+    /// turns forwarding off; at most 1h. keepalived has no equivalent.
+    #[serde(default = "default_connection_handover")]
+    pub connection_handover: Duration,
 }
 
 fn default_vrrp_version() -> u8 {
@@ -237,6 +247,9 @@ fn default_advertisements_per_interval() -> u8 {
 fn default_true() -> bool {
     true
 }
+fn default_connection_handover() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl Default for VrrpSpec {
     fn default() -> Self {
@@ -250,6 +263,7 @@ impl Default for VrrpSpec {
             unicast: false,
             unicast_peers: None,
             gratuitous_arp: GratuitousArp::default(),
+            connection_handover: default_connection_handover(),
             virtual_mac: false,
         }
     }

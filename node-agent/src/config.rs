@@ -242,7 +242,7 @@ pub fn vrrp_instance(
             .and_then(|t| t.upstreams.as_ref())
             .map(|u| u.weight),
         virtual_mac: v.virtual_mac,
-        handover_forward: crate::vrrp::instance::HANDOVER_FORWARD,
+        handover_forward: v.connection_handover.as_std(),
     })
 }
 
@@ -320,6 +320,11 @@ mod tests {
         assert_eq!(c.interface.as_deref(), Some("eth0"));
         assert_eq!(c.announce.repeat, 5);
         assert_eq!(c.track_upstreams, Some(2));
+        assert_eq!(c.handover_forward, std::time::Duration::from_secs(30));
+        let mut off = vip.spec.clone();
+        off.vrrp.connection_handover = buoy_crds::Duration::ZERO;
+        let c = vrrp_instance(&off, 100, Some(b"1111"), None).unwrap();
+        assert_eq!(c.handover_forward, std::time::Duration::ZERO);
         assert_eq!(
             vrrp_instance(&vip.spec, 100, None, None),
             Err(ConfigError::MissingPassword("vrrp-auth".into()))

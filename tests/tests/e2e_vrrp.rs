@@ -338,14 +338,15 @@ fn twenty_percent_loss_for_a_minute_moves_nothing() {
 /// nginx, here a plain backend) with the same VIP, the VRID and VRRP version of its old
 /// configuration, as `buoy-agent import` carries them over (docs/migration.md). Multicast: a
 /// router with our VRID, version and address list is a member, not a foreign router. Priorities:
-/// n1 (Buoy) 200, n3 (keepalived) 150, n2 (Buoy) 100.
+/// n1 (Buoy) 200, n3 (keepalived) 150, n2 (Buoy) 100. No connection handover: keepalived's
+/// node could not take forwarded packets (docs/migration.md).
 #[test]
 fn buoy_and_keepalived_nodes_share_one_vip() {
     const VRID: u8 = 51;
     let app = system::app().replace(
         "vrrp: {advertisementInterval: 100ms}",
         &format!(
-            "virtualRouterID: {VRID}\n  vrrp: {{advertisementInterval: 100ms}}\n  \
+            "virtualRouterID: {VRID}\n  vrrp: {{advertisementInterval: 100ms, connectionHandover: 0s}}\n  \
                  priorities:\n    - {{node: n1, priority: 200}}\n    - {{node: n2, priority: 100}}"
         ),
     );

@@ -83,9 +83,9 @@ pub struct InstanceConfig {
     pub handover_forward: Duration,
 }
 
-/// Default [`InstanceConfig::handover_forward`]: long enough for a draining agent's
-/// connections (its default drain timeout is 10 s) and for clients' idle keep-alive
-/// connections to the old master to send their next request.
+/// Default [`InstanceConfig::handover_forward`], the API's `vrrp.connectionHandover` default:
+/// long enough for a draining agent's connections (its default drain timeout is 10 s) and for
+/// clients' idle keep-alive connections to the old master to send their next request.
 pub const HANDOVER_FORWARD: Duration = Duration::from_secs(30);
 
 impl Default for InstanceConfig {
