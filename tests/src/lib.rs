@@ -10,6 +10,7 @@ pub mod probe;
 pub mod process;
 pub mod seed;
 pub mod system;
+pub mod tcp_wire;
 pub mod testapi;
 pub mod vrrp_wire;
 

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 
 /// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
+pub(crate) fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))

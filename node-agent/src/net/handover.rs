@@ -29,6 +29,13 @@ use super::netlink::Netlink;
 
 /// Our chain in the mangle table, jumped to first from PREROUTING.
 pub const CHAIN: &str = "BUOY-HANDOVER";
+/// Our chain in the mangle table, jumped to first from POSTROUTING: it tags what we forward.
+pub const OUT_CHAIN: &str = "BUOY-HANDOVER-OUT";
+/// The DSCP of packets a new master forwards to the old one (unassigned in the IANA registry).
+/// The old node routes a packet it has no socket for back to the VIP's holder (nodes forward
+/// IP), which would forward it again until its TTL ran out; the tag lets the new master drop
+/// what comes back.
+pub const FORWARDED_DSCP: u8 = 0x2d;
 /// The fwmark bit that sends a packet for one of our sockets to the local stack. Chosen clear
 /// of kube-proxy's (0x4000, 0x8000) and Cilium's (0x0f00) bits.
 pub const MARK: u32 = 0x0010_0000;
@@ -50,8 +57,21 @@ pub struct Rules {
 /// The `iptables-restore --noflush` input that makes the chain say `rules` (one family).
 pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
     let host = if ipv6 { 128 } else { 32 };
-    let mut out = format!("*mangle\n:{CHAIN} - [0:0]\n-F {CHAIN}\n");
+    let mut out =
+        format!("*mangle\n:{CHAIN} - [0:0]\n:{OUT_CHAIN} - [0:0]\n-F {CHAIN}\n-F {OUT_CHAIN}\n");
     for (vip, (gateway, interface)) in rules.forward.iter().filter(|(v, _)| v.is_ipv6() == ipv6) {
+        // The VIP is ours, so a packet for it leaving by the LAN is one we forward: tag it, and
+        // drop it if the old node routes it back.
+        let _ = writeln!(
+            out,
+            "-A {OUT_CHAIN} -d {vip}/{host} -o {interface} -p tcp -m addrtype --dst-type LOCAL \
+             -j DSCP --set-dscp {FORWARDED_DSCP:#x}"
+        );
+        let _ = writeln!(
+            out,
+            "-A {CHAIN} -d {vip}/{host} -i {interface} -p tcp -m dscp --dscp {FORWARDED_DSCP:#x} \
+             -m addrtype --dst-type LOCAL -j DROP"
+        );
         // Not a SYN, no connection tracked here, and the VIP is ours now (a backup never
         // forwards: the packet came from a new master, and would bounce back).
         let unknown = format!(
@@ -215,14 +235,16 @@ async fn apply(
         )
         .await?;
         if !routing_ready[usize::from(ipv6)] {
-            let jump = ["-w", "-t", "mangle", "-C", "PREROUTING", "-j", CHAIN];
-            if run(iptables, &jump, None).await.is_err() {
-                run(
-                    iptables,
-                    &["-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN],
-                    None,
-                )
-                .await?;
+            for (hook, chain) in [("PREROUTING", CHAIN), ("POSTROUTING", OUT_CHAIN)] {
+                let jump = ["-w", "-t", "mangle", "-C", hook, "-j", chain];
+                if run(iptables, &jump, None).await.is_err() {
+                    run(
+                        iptables,
+                        &["-w", "-t", "mangle", "-I", hook, "1", "-j", chain],
+                        None,
+                    )
+                    .await?;
+                }
             }
             netlink
                 .ensure_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
@@ -236,10 +258,12 @@ async fn apply(
 /// Removes the jump, the chain and the policy routing of one family.
 async fn remove(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
     let (iptables, _) = tables(ipv6);
-    let jump = ["-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN];
-    while run(iptables, &jump, None).await.is_ok() {}
-    run(iptables, &["-w", "-t", "mangle", "-F", CHAIN], None).await?;
-    run(iptables, &["-w", "-t", "mangle", "-X", CHAIN], None).await?;
+    for (hook, chain) in [("PREROUTING", CHAIN), ("POSTROUTING", OUT_CHAIN)] {
+        let jump = ["-w", "-t", "mangle", "-D", hook, "-j", chain];
+        while run(iptables, &jump, None).await.is_ok() {}
+        run(iptables, &["-w", "-t", "mangle", "-F", chain], None).await?;
+        run(iptables, &["-w", "-t", "mangle", "-X", chain], None).await?;
+    }
     netlink
         .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
         .await?;
@@ -297,7 +321,9 @@ mod tests {
         let v4 = restore_input(&rules, false);
         assert_eq!(
             v4,
-            "*mangle\n:BUOY-HANDOVER - [0:0]\n-F BUOY-HANDOVER\n\
+            "*mangle\n:BUOY-HANDOVER - [0:0]\n:BUOY-HANDOVER-OUT - [0:0]\n-F BUOY-HANDOVER\n-F BUOY-HANDOVER-OUT\n\
+             -A BUOY-HANDOVER-OUT -d 10.0.0.100/32 -o eth0 -p tcp -m addrtype --dst-type LOCAL -j DSCP --set-dscp 0x2d\n\
+             -A BUOY-HANDOVER -d 10.0.0.100/32 -i eth0 -p tcp -m dscp --dscp 0x2d -m addrtype --dst-type LOCAL -j DROP\n\
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j TEE --gateway 10.0.0.2 --oif eth0\n\
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp ! --syn -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW,INVALID -j DROP\n\
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp -m addrtype ! --dst-type LOCAL -m socket --transparent -j MARK --set-xmark 0x100000/0x100000\n\
@@ -313,7 +339,7 @@ mod tests {
         // Nothing left: the chain is emptied.
         assert_eq!(
             restore_input(&Rules::default(), false),
-            "*mangle\n:BUOY-HANDOVER - [0:0]\n-F BUOY-HANDOVER\nCOMMIT\n"
+            "*mangle\n:BUOY-HANDOVER - [0:0]\n:BUOY-HANDOVER-OUT - [0:0]\n-F BUOY-HANDOVER\n-F BUOY-HANDOVER-OUT\nCOMMIT\n"
         );
     }
 }
