@@ -8,7 +8,7 @@ use rtnetlink::{
     AddressMessageBuilder, Handle, LinkMacVlan, MulticastGroup,
     packet_core::NetlinkPayload,
     packet_route::{
-        RouteNetlinkMessage,
+        AddressFamily, RouteNetlinkMessage,
         address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
         link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode},
         route::{RouteMessage, RouteScope, RouteType},
@@ -29,6 +29,24 @@ pub enum NetError {
     NoInterfaceFor(IpAddr),
     #[error("interface {0} has no {1} address to send adverts from")]
     NoSourceAddress(String, &'static str),
+}
+
+/// `fwmark MARK/MARK lookup TABLE pref P` in one family: added and deleted as this one message.
+fn fwmark_rule(ipv6: bool, mark: u32, table: u32, preference: u32) -> RuleMessage {
+    let mut rule = RuleMessage::default();
+    rule.header.family = if ipv6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    rule.header.action = RuleAction::ToTable;
+    rule.attributes = vec![
+        RuleAttribute::Priority(preference),
+        RuleAttribute::Table(table),
+        RuleAttribute::FwMark(mark),
+        RuleAttribute::FwMask(mark),
+    ];
+    rule
 }
 
 /// `local default dev lo table TABLE`.
@@ -286,22 +304,9 @@ impl Netlink {
         preference: u32,
     ) -> Result<(), rtnetlink::Error> {
         let _serial = self.lock.lock().await;
-        let mut rule = self
-            .handle
-            .rule()
-            .add()
-            .table_id(table)
-            .priority(preference);
-        rule.message_mut().header.action = RuleAction::ToTable;
-        rule.message_mut()
-            .attributes
-            .extend([RuleAttribute::FwMark(mark), RuleAttribute::FwMask(mark)]);
-        let result = if ipv6 {
-            rule.v6().execute().await
-        } else {
-            rule.v4().execute().await
-        };
-        ignore_exists(result)?;
+        let mut add = self.handle.rule().add();
+        *add.message_mut() = fwmark_rule(ipv6, mark, table, preference);
+        ignore_exists(add.execute().await)?;
         let lo = self.loopback_index().await?;
         ignore_exists(
             self.handle
@@ -334,28 +339,13 @@ impl Netlink {
         preference: u32,
     ) -> Result<(), rtnetlink::Error> {
         let _serial = self.lock.lock().await;
-        let version = if ipv6 {
-            rtnetlink::IpVersion::V6
-        } else {
-            rtnetlink::IpVersion::V4
-        };
-        let rules: Vec<RuleMessage> = self
-            .handle
-            .rule()
-            .get(version)
-            .execute()
-            .try_collect()
-            .await?;
-        for rule in rules {
-            let ours = rule
-                .attributes
-                .contains(&RuleAttribute::Priority(preference))
-                && rule.attributes.contains(&RuleAttribute::FwMark(mark))
-                && rule.attributes.contains(&RuleAttribute::Table(table));
-            if ours {
-                ignore_missing(self.handle.rule().del(rule).execute().await)?;
-            }
-        }
+        ignore_missing(
+            self.handle
+                .rule()
+                .del(fwmark_rule(ipv6, mark, table, preference))
+                .execute()
+                .await,
+        )?;
         let lo = self.loopback_index().await?;
         ignore_missing(
             self.handle
