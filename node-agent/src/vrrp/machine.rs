@@ -355,22 +355,20 @@ impl Machine {
                 );
             }
             State::Resigning => {}
-            _ => {
-                self.timer = None;
-                self.transition(State::Initialize, "shutdown", &mut actions);
-                self.stop_forwarding(&mut actions);
-                actions.push(Action::Stopped);
-            }
+            _ => self.finish_stop("shutdown", &mut actions),
         }
         actions
     }
 
-    /// A stopped instance forwards nothing (its old master's connections are gone by now, or
-    /// the agent's drain keeps its own sockets reachable).
-    fn stop_forwarding(&mut self, actions: &mut Vec<Action>) {
+    /// The end of every stop: no timer, Initialize, and nothing forwarded (the old master's
+    /// connections are gone by now, or the agent's drain keeps its own sockets reachable).
+    fn finish_stop(&mut self, reason: &'static str, actions: &mut Vec<Action>) {
+        self.timer = None;
+        self.transition(State::Initialize, reason, actions);
         self.forward_until = None;
         self.heard = None;
         self.forward(None, actions);
+        actions.push(Action::Stopped);
     }
 
     /// Stop at once, leaving the VIP bound for a new instance of this router that starts with
@@ -384,14 +382,7 @@ impl Machine {
         let mut actions = Vec::new();
         self.stopping = true;
         self.handed_over = true;
-        self.timer = None;
-        self.transition(
-            State::Initialize,
-            "handed the VIP to a new instance",
-            &mut actions,
-        );
-        self.stop_forwarding(&mut actions);
-        actions.push(Action::Stopped);
+        self.finish_stop("handed the VIP to a new instance", &mut actions);
         actions
     }
 
@@ -412,10 +403,7 @@ impl Machine {
             actions.push(Action::ReleaseVip);
         }
         self.stopping = true;
-        self.timer = None;
-        self.transition(State::Initialize, "stopped", &mut actions);
-        self.stop_forwarding(&mut actions);
-        actions.push(Action::Stopped);
+        self.finish_stop("stopped", &mut actions);
         actions
     }
 
@@ -451,14 +439,7 @@ impl Machine {
             }
             State::Resigning => {
                 actions.push(Action::ReleaseVip);
-                self.timer = None;
-                self.transition(
-                    State::Initialize,
-                    "shutdown: no new master heard",
-                    &mut actions,
-                );
-                self.stop_forwarding(&mut actions);
-                actions.push(Action::Stopped);
+                self.finish_stop("shutdown: no new master heard", &mut actions);
             }
             State::Initialize | State::Fault => self.timer = None,
         }
@@ -529,14 +510,7 @@ impl Machine {
             State::Resigning => {
                 if advert.priority != PRIORITY_RESIGN {
                     actions.push(Action::ReleaseVip);
-                    self.timer = None;
-                    self.transition(
-                        State::Initialize,
-                        "shutdown: new master took over",
-                        &mut actions,
-                    );
-                    self.stop_forwarding(&mut actions);
-                    actions.push(Action::Stopped);
+                    self.finish_stop("shutdown: new master took over", &mut actions);
                 }
             }
             State::Initialize | State::Fault => {}
