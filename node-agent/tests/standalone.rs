@@ -231,21 +231,7 @@ fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: S
         lab.logs()
     );
     let second = conn.get("/");
-    let forwarded = ns_exec(
-        &lab.host("lb1").ns,
-        &[
-            iptables,
-            "-w",
-            "-t",
-            "mangle",
-            "-L",
-            "BUOY-HANDOVER",
-            "-v",
-            "-x",
-            "-n",
-        ],
-    )
-    .unwrap_or_default();
+    let forwarded = handover_chain(&lab, "lb1", iptables);
     let second = second.unwrap_or_else(|e| {
         panic!(
             "the connection opened on lb2 broke after the preemption: {e}\n{forwarded}\n{}",
@@ -253,11 +239,7 @@ fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: S
         )
     });
     assert_eq!(second.status, 200, "{second:?}");
-    let tee_packets: u64 = forwarded
-        .lines()
-        .filter(|l| l.contains("TEE"))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
+    let tee_packets = packets(&forwarded, |l| l.contains("TEE"));
     assert!(tee_packets > 0, "lb1 forwarded nothing:\n{forwarded}");
     // New connections are lb1's own.
     let fresh = served_by_from(&lab.host("client").ns, vip, 4);
@@ -281,30 +263,10 @@ fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: S
     ns_exec(&lab.host("lb2").ns, &["sysctl", "-qw", forwarding]).unwrap();
     stop_agent(&mut lab, lb2, "lb2", iptables, ip_family);
     let counters = |lab: &Lab| -> (u64, u64) {
-        let text = ns_exec(
-            &lab.host("lb1").ns,
-            &[
-                iptables,
-                "-w",
-                "-t",
-                "mangle",
-                "-L",
-                "BUOY-HANDOVER",
-                "-v",
-                "-x",
-                "-n",
-            ],
-        )
-        .unwrap_or_default();
-        let packets = |pick: &dyn Fn(&str) -> bool| -> u64 {
-            text.lines()
-                .filter(|l| pick(l))
-                .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-                .sum()
-        };
+        let chain = handover_chain(lab, "lb1", iptables);
         (
-            packets(&|l| l.contains("TEE")),
-            packets(&|l| l.contains("DROP") && l.contains("DSCP match")),
+            packets(&chain, |l| l.contains("TEE")),
+            packets(&chain, |l| l.contains("DROP") && l.contains("DSCP match")),
         )
     };
     let (forwarded_before, _) = counters(&lab);
@@ -336,6 +298,31 @@ fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: S
     );
     drop(conn);
     stop_agent(&mut lab, lb1, "lb1", iptables, ip_family);
+}
+
+/// `node`'s handover chain as `iptables -L -v -x -n` lists it, packet counters first.
+fn handover_chain(lab: &Lab, node: &str, iptables: &str) -> String {
+    let list = [
+        "-w",
+        "-t",
+        "mangle",
+        "-L",
+        "BUOY-HANDOVER",
+        "-v",
+        "-x",
+        "-n",
+    ];
+    let args: Vec<&str> = std::iter::once(iptables).chain(list).collect();
+    ns_exec(&lab.host(node).ns, &args).unwrap_or_default()
+}
+
+/// Packets counted by the rules of `listing` that `pick` selects.
+fn packets(listing: &str, pick: impl Fn(&str) -> bool) -> u64 {
+    listing
+        .lines()
+        .filter(|l| pick(l))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// SIGTERM to an agent: it exits cleanly and takes its handover rules with it.

@@ -246,9 +246,32 @@ impl System {
     pub fn vip_status(&self) -> Value {
         self.json(&["get", "virtualip", "web", "-n", "default"])["status"].clone()
     }
+
+    /// Polls the VirtualIP's status until `check` holds; the status it saw. Fails the test,
+    /// with `what`, the last status and the logs, after `within`.
+    #[track_caller]
+    pub fn wait_status(
+        &self,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let st = self.vip_status();
+            if check(&st) {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: status {st}\n{}",
+                self.lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
-/// One request from the client through the VIP: the backend that answered.
 impl System {
     /// Cuts `master`'s link and waits (10 s at most) until another node alone holds the VIP;
     /// returns that node.
@@ -334,9 +357,7 @@ pub fn installed_on(app: &str, lb_nodes: &[&str]) -> (System, String) {
     assert_eq!(ds["items"].as_array().unwrap().len(), 1, "{ds}");
 
     // Status: one Master, the other nodes Backups, Ready; the allocation is recorded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let st = s.vip_status();
+    let status = s.wait_status("status never settled", Duration::from_secs(10), |st| {
         let states: Vec<String> = st["nodes"]
             .as_array()
             .cloned()
@@ -346,19 +367,10 @@ pub fn installed_on(app: &str, lb_nodes: &[&str]) -> (System, String) {
             .collect();
         let masters = states.iter().filter(|x| *x == "Master").count();
         let backups = states.iter().filter(|x| *x == "Backup").count();
-        if masters == 1
+        masters == 1
             && backups == lb_nodes.len() - 1
-            && condition(&st, "Ready").as_deref() == Some("True")
-        {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never settled: {st}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+            && condition(st, "Ready").as_deref() == Some("True")
+    });
     let master = status["master"].as_str().unwrap().to_string();
     assert_eq!(
         s.lab.holders(vip),

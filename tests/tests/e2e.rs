@@ -89,19 +89,13 @@ fn the_master_node_lost_then_back_with_the_operator_and_three_agents() {
     eprintln!("master {master} cut: served by {successor} again after {back:?} (bound {bound:?})");
     assert!(back <= bound, "outage {back:?} > {bound:?}");
     // The successor reports Master (the cut node cannot reach the API to update its entry).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = s.vip_status();
+    s.wait_status("status not updated", Duration::from_secs(10), |st| {
         let state = st["nodes"]
             .as_array()
             .and_then(|n| n.iter().find(|e| e["node"] == successor.as_str()).cloned())
             .map(|e| e["state"].clone());
-        if state == Some(Value::from("Master")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "status not updated: {st}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        state == Some(Value::from("Master"))
+    });
 
     // The node returns: it has the highest priority, takes the VIP back; one holder.
     s.lab.restore(&master).unwrap();
@@ -111,15 +105,9 @@ fn the_master_node_lost_then_back_with_the_operator_and_three_agents() {
         "{}",
         s.lab.logs()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = s.vip_status();
-        if st["master"] == master.as_str() && condition(&st, "Ready").as_deref() == Some("True") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "status not back: {st}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    s.wait_status("status not back", Duration::from_secs(10), |st| {
+        st["master"] == master.as_str() && condition(st, "Ready").as_deref() == Some("True")
+    });
 }
 
 #[test]

@@ -276,23 +276,6 @@ fn an_upstream_pool_edited_fifty_times_under_load_fails_no_request() {
     assert_eq!(s.backends[0].hits(), web1_hits, "web1 is out of the pool");
 }
 
-/// Waits until `check` holds on the VirtualIP's status; the status it saw.
-fn wait_status(s: &System, what: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let st = s.vip_status();
-        if check(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: status {st}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn node_state(st: &Value, node: &str) -> Option<String> {
     st["nodes"]
         .as_array()?
@@ -363,15 +346,10 @@ fn the_api_server_killed_for_thirty_seconds_then_back() {
     let before = s.vip_status();
     let cut = Instant::now();
     let successor = s.cut_and_wait_successor(&master);
-    let st = wait_status(
-        &s,
-        "status not written again",
-        Duration::from_secs(10),
-        |st| {
-            node_state(st, &successor).as_deref() == Some("Master")
-                && st["conditions"] != before["conditions"]
-        },
-    );
+    let st = s.wait_status("status not written again", Duration::from_secs(10), |st| {
+        node_state(st, &successor).as_deref() == Some("Master")
+            && st["conditions"] != before["conditions"]
+    });
     let status_took = cut.elapsed();
     eprintln!(
         "after the API returned: pool edit in effect after {edit_took:?}; {successor} reported Master and the operator updated the conditions {status_took:?} after the cut: {}",
@@ -667,7 +645,7 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
             .sum();
         assert_eq!(collisions, EACH, "{n}: collisions from the client");
     }
-    let st = wait_status(&s, "the VRID never moved", Duration::from_secs(10), |st| {
+    let st = s.wait_status("the VRID never moved", Duration::from_secs(10), |st| {
         st["virtualRouterID"]
             .as_u64()
             .is_some_and(|v| v != u64::from(vrid))

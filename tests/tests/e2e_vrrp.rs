@@ -67,10 +67,9 @@ fn states(st: &Value) -> Vec<(String, String)> {
 /// Waits until the status says `master` is the only Master (and `backups` are Backup).
 #[track_caller]
 fn expect_status(s: &System, master: &str, backups: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = s.vip_status();
-        let states = states(&st);
+    let what = format!("status never said {master} alone is Master (backups {backups:?})");
+    s.wait_status(&what, Duration::from_secs(10), |st| {
+        let states = states(st);
         let masters: Vec<&str> = states
             .iter()
             .filter(|(_, x)| x == "Master")
@@ -79,34 +78,17 @@ fn expect_status(s: &System, master: &str, backups: &[&str]) -> Value {
         let backups_ok = backups
             .iter()
             .all(|b| states.iter().any(|(n, x)| n == b && x == "Backup"));
-        if masters == [master] && backups_ok && st["master"] == master {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never said {master} alone is Master (backups {backups:?}): {st}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        masters == [master] && backups_ok && st["master"] == master
+    })
 }
 
 /// Waits until the status says `node` is in `state`.
 #[track_caller]
 fn wait_node_state(s: &System, node: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = s.vip_status();
-        if states(&st).iter().any(|(n, x)| n == node && x == state) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never said {node} is {state}: {st}\n{}",
-            s.lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("status never said {node} is {state}");
+    s.wait_status(&what, Duration::from_secs(10), |st| {
+        states(st).iter().any(|(n, x)| n == node && x == state)
+    });
 }
 
 /// Waits until `node` alone holds the VIP; returns how long that took.
