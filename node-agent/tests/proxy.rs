@@ -19,7 +19,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, Behaviour, free_port, request},
+    backend::{Backend, Behaviour, KeepAlive, free_port, parse_reply, request},
     process::Proc,
 };
 
@@ -538,4 +538,140 @@ fn removing_a_listener_leaves_the_others_connections_alone() {
         !service.data_path(&names).upstreams_healthy,
         "track.upstreams sees that no backend is left"
     );
+}
+
+#[test]
+fn backend_connections_are_kept_alive_and_reused() {
+    let echo = Backend::http("127.0.0.1:0", "echo", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(echo.addr, 1)], ""));
+    // One client connection: all its requests go over one backend connection.
+    let mut c = KeepAlive::connect(at(port)).unwrap();
+    for _ in 0..20 {
+        assert_eq!(c.get("/").unwrap().status, 200);
+    }
+    drop(c);
+    // Clients one after another: the backend connection waits in the cache for the next one.
+    for _ in 0..20 {
+        assert_eq!(request(at(port), "GET", "/", &[], "").unwrap().status, 200);
+    }
+    assert_eq!(echo.hits(), 40);
+    assert_eq!(
+        echo.connections(),
+        1,
+        "upstream keep-alive (nginx `keepalive`): one backend connection for 40 requests"
+    );
+}
+
+#[test]
+fn a_backend_closing_idle_connections_costs_no_request() {
+    // The backend closes a kept connection after 100 ms of silence, without warning; each
+    // request below comes later and finds its connection closed. No retries are allowed, so
+    // only the fresh connection that replaces a stale one saves them, POSTs included.
+    let b = Backend::http(
+        "127.0.0.1:0",
+        "b",
+        Behaviour::DropIdle(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let port = free_port();
+    let _p = proxy(&config(
+        port,
+        "HTTP",
+        &[(b.addr, 1)],
+        "  retry: {attempts: 1}\n",
+    ));
+    let mut c = KeepAlive::connect(at(port)).unwrap();
+    let methods = ["GET", "POST", "GET", "POST"];
+    for method in methods {
+        let body = if method == "POST" { "payload" } else { "" };
+        let r = c.send(method, "/", body).unwrap();
+        assert_eq!(r.status, 200, "{method}: {r:?}");
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        *b.methods.lock().unwrap(),
+        methods,
+        "every request reached the backend exactly once"
+    );
+    assert_eq!(b.connections(), methods.len());
+}
+
+/// Reads from `c` until the end of a response header; returns the header.
+fn read_head(c: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut byte).unwrap(),
+            1,
+            "closed in a header: {head:?}"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn websocket_upgrades_are_tunnelled() {
+    let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(b.addr, 1)], ""));
+    let mut c = TcpStream::connect(at(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for message in ["hello", "over the tunnel, both ways"] {
+        c.write_all(message.as_bytes()).unwrap();
+        let mut back = vec![0u8; message.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(String::from_utf8_lossy(&back), message);
+    }
+}
+
+#[test]
+fn chunked_bodies_and_expect_continue_reach_the_backend() {
+    let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(b.addr, 1)], ""));
+    let mut c = TcpStream::connect(at(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").unwrap();
+    // The client waits for this before it sends the body (curl does, for a second).
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+    c.write_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let (r, _) = parse_reply(&raw).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.echoed("body"), Some("hello world"));
+    assert_eq!(r.echoed("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        r.echoed("expect"),
+        None,
+        "answered by the proxy, not forwarded"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_all_answered() {
+    let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(b.addr, 1)], ""));
+    let mut c = TcpStream::connect(at(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Three requests in one write, as a pipelining client sends them; the last one closes.
+    c.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\nX-N: 1\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nX-N: 2\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nX-N: 3\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let mut answered = Vec::new();
+    let mut rest = &raw[..];
+    while let Some((r, used)) = parse_reply(rest) {
+        answered.push(r.echoed("x-n").unwrap_or("?").to_string());
+        rest = &rest[used..];
+    }
+    assert_eq!(answered, ["1", "2", "3"], "in order, none lost");
 }

@@ -23,6 +23,9 @@ pub enum Behaviour {
     Status(u16),
     /// Waits this long before answering 200.
     Slow(Duration),
+    /// Answers 200, and closes a keep-alive connection that stays idle this long without saying
+    /// so beforehand (a backend with a short `keepalive_timeout`).
+    DropIdle(Duration),
 }
 
 /// A running backend; stops (and closes its listening socket) on drop.
@@ -31,6 +34,8 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     /// Methods seen, in order.
     pub methods: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     behaviour: Arc<Mutex<Behaviour>>,
     /// Open HTTP connections (by a serial number), for [`Backend::kill`].
@@ -49,6 +54,8 @@ impl Backend {
         let methods = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
         let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let (s, h, m, b, o, name) = (
             stop.clone(),
             hits.clone(),
@@ -62,6 +69,7 @@ impl Backend {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
                         serial += 1;
                         let id = serial;
                         if let (Ok(clone), Ok(mut open)) = (conn.try_clone(), o.lock()) {
@@ -91,6 +99,7 @@ impl Backend {
             addr,
             hits,
             methods,
+            connections,
             stop,
             behaviour,
             open,
@@ -130,6 +139,7 @@ impl Backend {
             addr,
             hits,
             methods: Arc::default(),
+            connections: Arc::default(),
             stop,
             behaviour: Arc::new(Mutex::new(Behaviour::Echo)),
             open: Arc::default(),
@@ -145,6 +155,10 @@ impl Backend {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Stops as a killed process does: the listening socket closes (connections are refused)
@@ -191,7 +205,12 @@ fn serve_http(
     let mut out = write_half;
     let mut reader = BufReader::new(conn);
     // Keep-alive: one request after another until the client closes or we stop.
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
+        if !first && let Ok(Behaviour::DropIdle(idle)) = behaviour.lock().map(|b| *b) {
+            let _ = reader.get_ref().set_read_timeout(Some(idle));
+        }
+        first = false;
         let mut head = Vec::new();
         loop {
             let mut line = String::new();
@@ -199,6 +218,9 @@ fn serve_http(
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
+            let _ = reader
+                .get_ref()
+                .set_read_timeout(Some(Duration::from_secs(5)));
             if line == "\r\n" || line == "\n" {
                 break;
             }
@@ -213,30 +235,56 @@ fn serve_http(
             .unwrap_or("")
             .to_string();
         let mut body_len = 0usize;
+        let mut chunked = false;
+        let mut upgrade = false;
         let mut echo = format!("{name}\n");
         for h in &head[1..] {
             if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    body_len = v.trim().parse().unwrap_or(0);
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+                match k.as_str() {
+                    "content-length" => body_len = v.parse().unwrap_or(0),
+                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                    "upgrade" => upgrade = v.eq_ignore_ascii_case("websocket"),
+                    _ => {}
                 }
-                echo.push_str(&format!(
-                    "{}: {}\n",
-                    k.trim().to_ascii_lowercase(),
-                    v.trim()
-                ));
+                echo.push_str(&format!("{k}: {v}\n"));
             }
         }
-        let mut body = vec![0u8; body_len];
-        if reader.read_exact(&mut body).is_err() {
+        let body = if chunked {
+            read_chunked(&mut reader)
+        } else {
+            let mut body = vec![0u8; body_len];
+            reader.read_exact(&mut body).ok().map(|()| body)
+        };
+        let Some(body) = body else {
             return;
+        };
+        if !body.is_empty() {
+            echo.push_str(&format!("body: {}\n", String::from_utf8_lossy(&body)));
         }
         hits.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = methods.lock() {
             m.push(method);
         }
+        if upgrade {
+            // A WebSocket handshake: 101, then every byte back until the client closes.
+            if out
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         let b = behaviour.lock().map(|b| *b).unwrap_or(Behaviour::Echo);
         let status = match b {
-            Behaviour::Echo => 200,
+            Behaviour::Echo | Behaviour::DropIdle(_) => 200,
             Behaviour::Status(s) => s,
             Behaviour::Slow(d) => {
                 thread::sleep(d);
@@ -250,6 +298,22 @@ fn serve_http(
         if out.write_all(response.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// A chunked request body, decoded; `None` if the connection broke or the framing is wrong.
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
     }
 }
 
@@ -356,7 +420,7 @@ fn request_bytes(
 
 /// A response in `raw` and the bytes it took: the body is what follows the headers, up to
 /// Content-Length when there is one. `None` while incomplete.
-fn parse_reply(raw: &[u8]) -> Option<(Reply, usize)> {
+pub fn parse_reply(raw: &[u8]) -> Option<(Reply, usize)> {
     let mut hs = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut hs);
     let httparse::Status::Complete(n) = resp.parse(raw).ok()? else {
@@ -411,11 +475,23 @@ impl KeepAlive {
         Ok(KeepAlive { addr, conn })
     }
 
+    /// Connects to `addr` from this process's own network namespace.
+    pub fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(KeepAlive { addr, conn })
+    }
+
     /// GET `path` on this connection; the error says how the connection failed (a reset, a
     /// close, a timeout).
     pub fn get(&mut self, path: &str) -> std::io::Result<Reply> {
+        self.send("GET", path, "")
+    }
+
+    /// Any request on this connection, with a body (Content-Length).
+    pub fn send(&mut self, method: &str, path: &str, body: &str) -> std::io::Result<Reply> {
         self.conn
-            .write_all(request_bytes(self.addr, "GET", path, &[], "").as_bytes())?;
+            .write_all(request_bytes(self.addr, method, path, &[], body).as_bytes())?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 4096];
         loop {

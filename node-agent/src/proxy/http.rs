@@ -1,25 +1,38 @@
-//! The HTTP (L7) proxy of one listener, on pingora: a backend chosen per attempt from the pool,
-//! request headers as nginx sets them in the reference config, nginx's `proxy_next_upstream`
-//! retries, passive health accounting, and clear 502/503 responses when no backend can serve.
+//! The HTTP (L7) proxy of one listener, on pingora's HTTP/1 sessions: a backend chosen per
+//! attempt from the pool, request headers as nginx sets them in the reference config, nginx's
+//! `proxy_next_upstream` retries, passive health accounting, and clear 502/503 responses when no
+//! backend can serve.
+//!
+//! The loop is ours rather than pingora-proxy's: pingora-proxy runs each request through a dozen
+//! boxed filter callbacks, two task channels and a shared connection pool, which cost more CPU per
+//! request than the proxying itself. Parsing, framing and serialising stay pingora's.
 
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
-use buoy_crds::HashKey;
+use buoy_crds::{Algorithm, HashKey};
 use bytes::Bytes;
-use pingora_core::{
-    ErrorType, prelude::HttpPeer, protocols::l4::socket::SocketAddr as PingoraAddr,
+use http::{HeaderValue, Version, header};
+use pingora_core::protocols::{
+    Stream,
+    http::v1::{client::HttpSession as UpstreamSession, server::HttpSession as ClientSession},
 };
-use pingora_error::{Error, ErrorSource, Result, RetryType};
+use pingora_error::{Error, ErrorType, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::watch,
+};
+use tracing::debug;
 
 use super::{
-    pool::{NoBackend, Pool},
+    metrics::ListenerMetrics,
+    pool::{NoBackend, Pool, Timeouts},
     retry::{Failure, should_retry},
+    upstream::{self, Idle, IdleCache},
 };
 
 /// Header that says why Buoy itself answered with an error.
@@ -28,94 +41,614 @@ pub const REASON_HEADER: &str = "X-Buoy-Error";
 /// The pool a listener uses now; swapped atomically on reconfiguration.
 pub type PoolSlot = Arc<Mutex<Arc<Pool>>>;
 
+/// Request body bytes kept to replay on the next backend (pingora-proxy's limit; nginx spools
+/// to disk). A longer body is not retried once its start has been sent.
+const RETRY_BUFFER: usize = 64 * 1024;
+
+/// After an error response, how long unread request bytes are drained so that closing does not
+/// reset the connection before the client has read the response (nginx's lingering close).
+const LINGER: Duration = Duration::from_millis(500);
+
 pub struct HttpProxy {
     pub pool: PoolSlot,
-    pub metrics: Arc<super::metrics::ListenerMetrics>,
+    pub metrics: Arc<ListenerMetrics>,
     /// How long an idle client connection is kept for its next request (nginx keepalive_timeout).
-    pub keepalive: std::time::Duration,
+    pub keepalive: Duration,
+    /// The first request header must be complete within this (slow clients are cut).
+    pub header_timeout: Duration,
+    /// Between two reads of a request body (nginx client_body_timeout).
+    pub body_timeout: Duration,
     pub max_header_bytes: usize,
     /// 0: unlimited.
     pub max_body_bytes: u64,
-    pub watchdogs: Arc<super::listener::Watchdogs>,
+    pub idle: IdleCache,
 }
 
-/// State of one request.
-pub struct Attempts {
-    /// The pool this request started with (backends removed meanwhile drain through it).
-    pool: Option<Arc<Pool>>,
-    tried: Vec<usize>,
-    current: Option<usize>,
-    /// Set once response bytes left for the client: never retried after that.
-    response_started: bool,
-    /// Why the request could not be proxied, when Buoy answers itself.
-    no_backend: Option<NoBackend>,
-    /// Whether the current attempt already reported its outcome to the pool.
-    reported: bool,
-    started: std::time::Instant,
+/// How one request ended, for metrics and for the client connection.
+struct Outcome {
+    /// Status sent to the client (0: none).
+    status: u16,
     retries: u32,
-    /// Buoy refused the request itself (status, reason).
-    refused: Option<(u16, &'static str)>,
-    body_bytes: u64,
+    /// Whether the client connection can carry another request.
+    keep: bool,
 }
 
-impl Attempts {
-    /// Ends the current attempt without a verdict on the backend.
-    fn abandon(&mut self) {
-        if let (Some(pool), Some(i)) = (&self.pool, self.current)
-            && !self.reported
-        {
-            pool.abandoned(i);
-            self.reported = true;
+/// Which side an error came from.
+enum Fault {
+    Client(Box<Error>),
+    Backend(Box<Error>),
+    /// The request body grew past the limit.
+    BodyTooLarge,
+}
+
+/// A backend chosen for one attempt, counted in flight until it reports.
+struct Pick<'a> {
+    pool: &'a Pool,
+    i: usize,
+    done: bool,
+}
+
+impl Pick<'_> {
+    /// The attempt's verdict on the backend (passive checks).
+    fn finish(&mut self, failed: bool) {
+        if !self.done {
+            self.pool.finished(self.i, failed);
+            self.done = true;
+        }
+    }
+}
+
+impl Drop for Pick<'_> {
+    /// Ended without a verdict: a stale keep-alive connection, or the client went away.
+    fn drop(&mut self) {
+        if !self.done {
+            self.pool.abandoned(self.i);
+        }
+    }
+}
+
+/// A request body as it is read from the client, with the start kept for a retry.
+#[derive(Default)]
+struct Body {
+    kept: Vec<Bytes>,
+    kept_bytes: usize,
+    /// More was read than kept: an attempt that sent some of it cannot be retried.
+    truncated: bool,
+    /// All of it has been read from the client.
+    done: bool,
+    total: u64,
+}
+
+impl HttpProxy {
+    /// Serves one client connection until the client closes it, it idles out, or the listener
+    /// stops.
+    pub async fn serve(
+        &self,
+        stream: Stream,
+        client: SocketAddr,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let client_ip = HeaderValue::from_str(&client.ip().to_string()).ok();
+        let mut stream = stream;
+        // Bytes of the next request read with the previous one (a pipelining client).
+        let mut pipelined = None;
+        // Backend connection of the previous request, reused while requests go to its backend.
+        let mut attached: Option<Idle> = None;
+        let mut wait = self.header_timeout;
+        loop {
+            let mut session = ClientSession::new(stream);
+            session.set_pipelining_enabled(true);
+            if let Some(prefix) = pipelined.take() {
+                session.set_pipelined_prefix(prefix);
+            }
+            // One deadline for the whole header (below), not one per read: a client trickling a
+            // byte at a time never trips a per-read timeout.
+            session.set_read_timeout(None);
+            let read = tokio::select! {
+                read = tokio::time::timeout(wait, session.read_request()) => read,
+                _ = stopped.changed() => break,
+            };
+            let header_bytes = match read {
+                Ok(Ok(Some(n))) => n,
+                // Closed, or idle or slow past its time.
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(e)) => {
+                    debug!(%client, error = %e, "bad request");
+                    if *e.etype() == ErrorType::InvalidHTTPHeader {
+                        respond(&mut session, 400, "bad request").await;
+                        linger(session).await;
+                    }
+                    break;
+                }
+            };
+            wait = self.keepalive;
+            session.set_read_timeout(Some(self.body_timeout));
+            let started = Instant::now();
+            let outcome = self
+                .request(
+                    &mut session,
+                    client,
+                    client_ip.as_ref(),
+                    header_bytes,
+                    &mut attached,
+                )
+                .await;
+            self.metrics
+                .observe(outcome.status, started.elapsed(), outcome.retries);
+            // The backend connection goes to the cache before the client learns that this
+            // connection ends, so that its next connection finds it there.
+            let more = outcome.keep && session.will_keepalive() && !*stopped.borrow();
+            if !more && let Some(conn) = attached.take() {
+                self.keep_idle(conn);
+            }
+            if !outcome.keep {
+                linger(session).await;
+                break;
+            }
+            if !more {
+                session.shutdown().await;
+                break;
+            }
+            match session.reuse().await {
+                Ok(Some(next)) => (stream, pipelined) = next.into_parts(),
+                _ => break,
+            }
+        }
+        if let Some(conn) = attached {
+            self.keep_idle(conn);
         }
     }
 
-    /// Ends the current attempt; only upstream errors count against the backend (a client that
-    /// hung up says nothing about it).
-    fn report_error(&mut self, e: &Error) {
-        if e.esource() == &ErrorSource::Upstream {
-            self.report(true);
+    fn keep_idle(&self, conn: Idle) {
+        let max_idle = self
+            .pool
+            .lock()
+            .map_or(Duration::ZERO, |p| p.config.timeouts.idle);
+        self.idle.put(conn, max_idle);
+    }
+
+    /// Proxies the request whose header `session` has just read.
+    async fn request(
+        &self,
+        session: &mut ClientSession,
+        client: SocketAddr,
+        client_ip: Option<&HeaderValue>,
+        header_bytes: usize,
+        attached: &mut Option<Idle>,
+    ) -> Outcome {
+        let refuse = |status, retries| Outcome {
+            status,
+            retries,
+            keep: false,
+        };
+        if header_bytes > self.max_header_bytes {
+            return refuse(respond(session, 431, "request header too large").await, 0);
+        }
+        let declared: Option<u64> = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        if self.max_body_bytes > 0 && declared.is_some_and(|n| n > self.max_body_bytes) {
+            return refuse(respond(session, 413, "request body too large").await, 0);
+        }
+        let Ok(pool) = self.pool.lock().map(|p| p.clone()) else {
+            return refuse(respond(session, 500, "internal error").await, 0);
+        };
+        let has_body = !session.is_body_empty();
+        // Built again for a retry rather than cloned for every first attempt.
+        let mut first_req = match upstream_request(session, &pool, client_ip, has_body) {
+            Ok(r) => Some(r),
+            Err(_) => return refuse(respond(session, 400, "bad request").await, 0),
+        };
+        if has_body && expects_continue(session.req_header()) {
+            // Answered here (nginx does too): the backend never sees the Expect.
+            let _ = session.write_continue_response().await;
+        }
+        // The key costs an allocation; only consistent hashing reads it.
+        let key = (pool.config.algorithm == Algorithm::ConsistentHash)
+            .then(|| hash_key(&pool, session, client))
+            .flatten();
+        let method = session.req_header().method.clone();
+        let mut body = Body {
+            done: !has_body,
+            ..Body::default()
+        };
+        let mut tried: Vec<usize> = Vec::new();
+        let mut retries = 0;
+        // A reused connection that fails before any answer was closed by the backend meanwhile:
+        // the same backend again on a fresh connection, not an attempt.
+        let mut fresh = false;
+        loop {
+            let i = match pool.select(key.as_deref(), &tried) {
+                Ok(i) => i,
+                Err(reason) => {
+                    let status = if reason == NoBackend::Empty { 503 } else { 502 };
+                    return refuse(respond(session, status, reason.reason()).await, retries);
+                }
+            };
+            tried.push(i);
+            let mut pick = Pick {
+                pool: &pool,
+                i,
+                done: false,
+            };
+            let Some(addr) = pool.address(i) else {
+                return refuse(respond(session, 500, "internal error").await, retries);
+            };
+            let t = &pool.config.timeouts;
+            let now = Instant::now();
+            let (stream, reused) = match self.connection(attached, addr, t, now, fresh).await {
+                Ok(c) => c,
+                Err(e) => {
+                    pick.finish(true);
+                    let failure = failure_of(&e);
+                    if body_replayable(&body)
+                        && should_retry(
+                            &pool.config.retry,
+                            tried.len() as u32,
+                            method.as_str(),
+                            failure,
+                            false,
+                        )
+                    {
+                        retries += 1;
+                        continue;
+                    }
+                    return refuse(error_response(session, &e).await, retries);
+                }
+            };
+            fresh = false;
+            let mut up = UpstreamSession::new(stream);
+            up.read_timeout = Some(t.read);
+            up.write_timeout = Some(t.write);
+            let req = match first_req.take() {
+                Some(r) => Ok(r),
+                None => upstream_request(session, &pool, client_ip, has_body),
+            };
+            let Ok(mut req) = req else {
+                return refuse(respond(session, 400, "bad request").await, retries);
+            };
+            if !pool.config.headers.preserve_host {
+                let _ = req.insert_header(header::HOST, addr.to_string());
+            }
+            let fault = match self.send(session, &mut up, req, &mut body).await {
+                Ok(()) => None,
+                Err(Fault::Client(e)) => {
+                    debug!(%client, error = %e, "client went away");
+                    return refuse(0, retries);
+                }
+                Err(Fault::BodyTooLarge) => {
+                    return refuse(
+                        respond(session, 413, "request body too large").await,
+                        retries,
+                    );
+                }
+                Err(Fault::Backend(e)) => Some(e),
+            };
+            if let Some(e) = fault {
+                if reused && stale(&e) && body_replayable(&body) {
+                    drop(pick);
+                    tried.pop();
+                    fresh = true;
+                    continue;
+                }
+                pick.finish(true);
+                debug!(backend = %addr, error = %e, "attempt failed");
+                if body_replayable(&body)
+                    && should_retry(
+                        &pool.config.retry,
+                        tried.len() as u32,
+                        method.as_str(),
+                        failure_of(&e),
+                        false,
+                    )
+                {
+                    retries += 1;
+                    continue;
+                }
+                return refuse(error_response(session, &e).await, retries);
+            }
+            // A response header arrived.
+            let status = up.resp_header().map_or(0, |r| r.status.as_u16());
+            let failure = Failure::Status(status);
+            pick.finish(failure.counts_against_backend(&pool.config.retry.on));
+            if body_replayable(&body)
+                && should_retry(
+                    &pool.config.retry,
+                    tried.len() as u32,
+                    method.as_str(),
+                    failure,
+                    false,
+                )
+            {
+                // Its body is never read: the connection goes.
+                retries += 1;
+                continue;
+            }
+            return Outcome {
+                status,
+                retries,
+                keep: self.respond_from(session, up, addr, attached).await,
+            };
+        }
+    }
+
+    /// The connection for an attempt on `addr`: the client's own if it went there last, else one
+    /// from the cache, else a new one. Returns whether it was reused.
+    async fn connection(
+        &self,
+        attached: &mut Option<Idle>,
+        addr: SocketAddr,
+        t: &Timeouts,
+        now: Instant,
+        fresh: bool,
+    ) -> Result<(Stream, bool), Box<Error>> {
+        if let Some(conn) = attached.take() {
+            if fresh {
+                drop(conn);
+            } else if conn.addr == addr {
+                let mut stream = conn.stream;
+                // A connection that just served a request is trusted without a look; one that
+                // sat idle is checked as the cache checks its own.
+                if now.duration_since(conn.since) < Duration::from_secs(1)
+                    || upstream::still_open(&mut stream)
+                {
+                    return Ok((stream, true));
+                }
+            } else {
+                self.keep_idle(conn);
+            }
+        }
+        if !fresh && let Some(stream) = self.idle.take(addr, now, t.idle) {
+            return Ok((stream, true));
+        }
+        Ok((upstream::connect(addr, t.connect).await?, false))
+    }
+
+    /// Sends the request header and body to the backend and reads the response header.
+    async fn send(
+        &self,
+        session: &mut ClientSession,
+        up: &mut UpstreamSession,
+        req: RequestHeader,
+        body: &mut Body,
+    ) -> Result<(), Fault> {
+        up.write_request_header(Box::new(req))
+            .await
+            .map_err(Fault::Backend)?;
+        for chunk in &body.kept {
+            up.write_body(chunk).await.map_err(Fault::Backend)?;
+        }
+        while !body.done {
+            let Some(chunk) = session.read_body_bytes().await.map_err(Fault::Client)? else {
+                body.done = true;
+                break;
+            };
+            body.total += chunk.len() as u64;
+            if self.max_body_bytes > 0 && body.total > self.max_body_bytes {
+                return Err(Fault::BodyTooLarge);
+            }
+            if !body.truncated && body.kept_bytes + chunk.len() <= RETRY_BUFFER {
+                body.kept_bytes += chunk.len();
+                body.kept.push(chunk.clone());
+            } else {
+                body.truncated = true;
+                body.kept.clear();
+            }
+            up.write_body(&chunk).await.map_err(Fault::Backend)?;
+        }
+        up.finish_body().await.map_err(Fault::Backend)?;
+        loop {
+            up.read_response().await.map_err(Fault::Backend)?;
+            match up.resp_header().map(|r| r.status.as_u16()) {
+                // 100 Continue and 103 Early Hints: the final answer follows.
+                Some(s) if (100..200).contains(&s) && s != 101 => continue,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Passes the backend's response on to the client; returns whether the client connection can
+    /// carry another request. The backend connection stays with the client if it can be reused.
+    async fn respond_from(
+        &self,
+        session: &mut ClientSession,
+        mut up: UpstreamSession,
+        addr: SocketAddr,
+        attached: &mut Option<Idle>,
+    ) -> bool {
+        let Some(mut resp) = up.resp_header().cloned() else {
+            return false;
+        };
+        resp.set_version(Version::HTTP_11);
+        resp.remove_header("keep-alive");
+        let upgrade = resp.status.as_u16() == 101;
+        if session.write_response_header(Box::new(resp)).await.is_err() {
+            return false;
+        }
+        if upgrade {
+            tunnel(session, &mut up).await;
+            return false;
+        }
+        loop {
+            match up.read_body_ref().await {
+                Ok(Some(chunk)) => {
+                    if session.write_body(chunk).await.is_err() {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The response has started: nothing to retry, the client sees a cut.
+                    debug!(backend = %addr, error = %e, "backend broke off a response");
+                    return false;
+                }
+            }
+        }
+        if session.finish_body().await.is_err() {
+            return false;
+        }
+        // Keep-alive as the backend's response says (HTTP/1.1 default, Connection header).
+        up.respect_keepalive();
+        if let Some(stream) = up.reuse().await {
+            *attached = Some(Idle {
+                addr,
+                stream,
+                since: Instant::now(),
+            });
+        }
+        true
+    }
+}
+
+/// After a 101 Switching Protocols: bytes both ways until either side closes.
+async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession) {
+    // The request's (empty) body is finished: what the client sends now passes as it is.
+    up.maybe_upgrade_body_writer();
+    loop {
+        tokio::select! {
+            from_client = session.read_body_bytes() => match from_client {
+                Ok(Some(b)) => if up.write_body(&b).await.is_err() { return },
+                _ => return,
+            },
+            from_backend = up.read_body_ref() => match from_backend {
+                Ok(Some(b)) => if session.write_body(b).await.is_err() { return },
+                _ => return,
+            },
+        }
+    }
+}
+
+/// Whether the body read so far can be sent again.
+fn body_replayable(body: &Body) -> bool {
+    !body.truncated
+}
+
+/// An error of a reused connection that says the backend had closed it before our request.
+fn stale(e: &Error) -> bool {
+    matches!(e.retry, RetryType::ReusedOnly)
+        || matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ConnectionClosed
+        )
+}
+
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Hop-by-hop fields a proxy must not forward (RFC 9110 7.6.1), as pingora-proxy strips them.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// The request as the backend gets it: the client's, without hop-by-hop fields, with the headers
+/// the reference nginx config sets. `Host` is added per attempt when it names the backend.
+fn upstream_request(
+    session: &ClientSession,
+    pool: &Pool,
+    client_ip: Option<&HeaderValue>,
+    has_body: bool,
+) -> pingora_error::Result<RequestHeader> {
+    let original = session.req_header();
+    let mut req = original.clone();
+    req.set_version(Version::HTTP_11);
+    // Fields the client's Connection header names are hop-by-hop too.
+    let nominated: Vec<String> = original
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in nominated.iter().map(String::as_str).chain(HOP_BY_HOP) {
+        req.remove_header(name);
+    }
+    let websocket = original.version == Version::HTTP_11
+        && original
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket {
+        req.insert_header(header::CONNECTION, "Upgrade")?;
+        req.insert_header(header::UPGRADE, "websocket")?;
+    }
+    if has_body && !req.headers.contains_key(header::CONTENT_LENGTH) {
+        req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    let h = &pool.config.headers;
+    if h.preserve_host
+        && let Some(host) = original.headers.get(header::HOST)
+    {
+        // nginx's `proxy_set_header Host $host`: the client's host, lower case, no port.
+        req.insert_header(header::HOST, nginx_host_value(host))?;
+    }
+    let ip = client_ip
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""));
+    if h.x_real_ip {
+        // Never trust a client's X-Real-IP.
+        req.insert_header("X-Real-IP", ip.clone())?;
+    }
+    if h.x_forwarded_for {
+        // nginx's $proxy_add_x_forwarded_for: the client's header, then the client address.
+        let mut prior = original
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .peekable();
+        if prior.peek().is_none() {
+            req.insert_header("X-Forwarded-For", ip)?;
         } else {
-            self.abandon();
+            let mut joined = Vec::new();
+            for v in prior {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(ip.as_bytes());
+            req.insert_header("X-Forwarded-For", joined)?;
         }
     }
-
-    fn report(&mut self, failed: bool) {
-        if let (Some(pool), Some(i)) = (&self.pool, self.current)
-            && !self.reported
-        {
-            pool.finished(i, failed);
-            self.reported = true;
-        }
+    if h.x_forwarded_proto {
+        req.insert_header("X-Forwarded-Proto", "http")?;
     }
-
-    /// Whether the attempt that just failed goes to the next backend (and counts the retry).
-    fn retry_after(&mut self, session: &Session, failure: Failure) -> bool {
-        let retry = self.pool.as_ref().is_some_and(|p| {
-            should_retry(
-                &p.config.retry,
-                self.tried.len() as u32,
-                session.req_header().method.as_str(),
-                failure,
-                self.response_started,
-            )
-        }) && !session.as_ref().retry_buffer_truncated();
-        if retry {
-            self.retries += 1;
-        }
-        retry
-    }
+    Ok(req)
 }
 
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(PingoraAddr::as_inet)
-        .map(SocketAddr::ip)
+/// nginx's `$host` as a header value; the client's own value when it already is one.
+fn nginx_host_value(v: &HeaderValue) -> HeaderValue {
+    let raw = v.as_bytes();
+    let plain = !raw
+        .iter()
+        .any(|b| b.is_ascii_uppercase() || *b == b':' || *b == b' ');
+    if plain {
+        return v.clone();
+    }
+    v.to_str()
+        .ok()
+        .map(nginx_host)
+        .and_then(|h| HeaderValue::from_str(&h).ok())
+        .unwrap_or_else(|| v.clone())
 }
 
-fn hash_key(pool: &Pool, session: &Session) -> Option<Vec<u8>> {
+fn hash_key(pool: &Pool, session: &ClientSession, client: SocketAddr) -> Option<Vec<u8>> {
     match pool.config.hash_key {
-        HashKey::ClientIp => client_ip(session).map(|ip| ip.to_string().into_bytes()),
+        HashKey::ClientIp => Some(client.ip().to_string().into_bytes()),
         HashKey::Header => {
             let name = pool.config.hash_key_name.as_deref()?;
             session
@@ -169,326 +702,53 @@ fn failure_of(e: &Error) -> Failure {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for HttpProxy {
-    type CTX = Attempts;
-
-    /// No downstream modules: pingora's default adds a (disabled) compression module, which
-    /// costs an allocation per request; a proxy passes bodies through as nginx does.
-    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
-
-    fn new_ctx(&self) -> Attempts {
-        Attempts {
-            pool: None,
-            tried: Vec::new(),
-            current: None,
-            response_started: false,
-            no_backend: None,
-            reported: true,
-            started: std::time::Instant::now(),
-            retries: 0,
-            refused: None,
-            body_bytes: 0,
+/// The answer for an attempt that failed with `e` and is not retried.
+async fn error_response(session: &mut ClientSession, e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            respond(session, 504, "backend timed out").await
         }
+        t => respond(session, 502, &format!("backend failed: {}", t.as_str())).await,
     }
+}
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Attempts) -> Result<()> {
-        if let Some(peer) = session.client_addr().and_then(PingoraAddr::as_inet) {
-            self.watchdogs.header_arrived(*peer);
-        }
-        session.set_keepalive(Some(self.keepalive.as_secs().max(1)));
-        let req = session.req_header();
-        let header_bytes = req.method.as_str().len()
-            + req.raw_path().len()
-            + 12
-            + req
-                .headers
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum::<usize>();
-        if header_bytes > self.max_header_bytes {
-            ctx.refused = Some((431, "request header too large"));
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(431),
-                "request header too large",
-            ));
-        }
-        let declared: Option<u64> = req
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        if self.max_body_bytes > 0 && declared.is_some_and(|n| n > self.max_body_bytes) {
-            ctx.refused = Some((413, "request body too large"));
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(413),
-                "request body too large",
-            ));
-        }
-        let pool = self
-            .pool
-            .lock()
-            .map(|p| p.clone())
-            .map_err(|_| Error::new(ErrorType::InternalError))?;
-        // A request body must be replayable for a retry (nginx buffers it too).
-        if pool.config.retry.attempts > 1 {
-            session.as_mut().enable_retry_buffering();
-        }
-        ctx.pool = Some(pool);
-        Ok(())
+/// Buoy's own answer, with the reason in a header and the body; returns the status (0 if the
+/// client could not be told).
+async fn respond(session: &mut ClientSession, code: u16, reason: &str) -> u16 {
+    if session.response_written().is_some() {
+        return 0;
     }
+    let body = Bytes::from(format!("{code} {reason}\n"));
+    // The connection closes after it (pingora writes the Connection header from this).
+    session.set_server_keepalive(None);
+    let Ok(mut resp) = ResponseHeader::build(code, Some(3)) else {
+        return 0;
+    };
+    let _ = resp.insert_header(REASON_HEADER, reason);
+    let _ = resp.insert_header(header::CONTENT_TYPE, "text/plain");
+    let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+    if session.write_response_header(Box::new(resp)).await.is_err()
+        || session.write_body(&body).await.is_err()
+        || session.finish_body().await.is_err()
+    {
+        return 0;
+    }
+    code
+}
 
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Attempts,
-    ) -> Result<()> {
-        // Chunked bodies have no Content-Length to check up front: count as they arrive.
-        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if self.max_body_bytes > 0 && ctx.body_bytes > self.max_body_bytes {
-            ctx.refused = Some((413, "request body too large"));
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(413),
-                "request body too large",
-            ));
-        }
-        Ok(())
+/// Closes a client connection that will carry no more requests: our side first, then whatever
+/// the client still sends is read and dropped for a moment, so that the kernel does not answer
+/// it with a reset that could destroy the response before the client read it.
+async fn linger(session: ClientSession) {
+    let mut stream = session.into_inner();
+    if stream.shutdown().await.is_err() {
+        return;
     }
-
-    async fn upstream_peer(
-        &self,
-        session: &mut Session,
-        ctx: &mut Attempts,
-    ) -> Result<Box<HttpPeer>> {
-        let pool = ctx
-            .pool
-            .clone()
-            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        // The key costs an allocation; only consistent hashing reads it.
-        let key = (pool.config.algorithm == buoy_crds::Algorithm::ConsistentHash)
-            .then(|| hash_key(&pool, session))
-            .flatten();
-        match pool.select(key.as_deref(), &ctx.tried) {
-            Ok(i) => {
-                ctx.tried.push(i);
-                ctx.current = Some(i);
-                ctx.reported = false;
-                let addr = pool
-                    .address(i)
-                    .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-                let mut peer = HttpPeer::new(addr, false, String::new());
-                let t = &pool.config.timeouts;
-                peer.options.connection_timeout = Some(t.connect);
-                peer.options.read_timeout = Some(t.read);
-                peer.options.write_timeout = Some(t.write);
-                peer.options.idle_timeout = Some(t.idle);
-                Ok(Box::new(peer))
-            }
-            Err(reason) => {
-                ctx.current = None;
-                ctx.no_backend = Some(reason);
-                Err(Error::explain(
-                    ErrorType::HTTPStatus(if reason == NoBackend::Empty { 503 } else { 502 }),
-                    reason.reason(),
-                ))
-            }
-        }
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream: &mut RequestHeader,
-        ctx: &mut Attempts,
-    ) -> Result<()> {
-        let Some(pool) = &ctx.pool else { return Ok(()) };
-        let h = &pool.config.headers;
-        let ip = client_ip(session)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        if h.preserve_host {
-            // nginx's `proxy_set_header Host $host`: the client's host, lower case, no port.
-            if let Some(host) = session
-                .req_header()
-                .headers
-                .get("host")
-                .and_then(|v| v.to_str().ok())
-                .map(nginx_host)
-            {
-                upstream.insert_header("Host", host)?;
-            }
-        } else if let Some(addr) = ctx.current.and_then(|i| pool.address(i)) {
-            upstream.insert_header("Host", addr.to_string())?;
-        }
-        if h.x_real_ip {
-            // Never trust a client's X-Real-IP.
-            upstream.insert_header("X-Real-IP", &ip)?;
-        }
-        if h.x_forwarded_for {
-            // nginx's $proxy_add_x_forwarded_for: the client's header, then the client address.
-            let joined = match session
-                .req_header()
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-            {
-                prior if prior.is_empty() => ip.clone(),
-                prior => format!("{}, {ip}", prior.join(", ")),
-            };
-            upstream.insert_header("X-Forwarded-For", joined)?;
-        }
-        if h.x_forwarded_proto {
-            upstream.insert_header("X-Forwarded-Proto", "http")?;
-        }
-        Ok(())
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        session: &mut Session,
-        response: &mut ResponseHeader,
-        ctx: &mut Attempts,
-    ) -> Result<()> {
-        let Some(pool) = ctx.pool.clone() else {
-            return Ok(());
-        };
-        let status = response.status.as_u16();
-        let failure = Failure::Status(status);
-        let counts = failure.counts_against_backend(&pool.config.retry.on);
-        ctx.report(counts);
-        if ctx.retry_after(session, failure) {
-            let mut e = Error::explain(
-                ErrorType::HTTPStatus(status),
-                "retrying on the next backend",
-            );
-            e.set_retry(true);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        _response: &mut ResponseHeader,
-        ctx: &mut Attempts,
-    ) -> Result<()> {
-        ctx.response_started = true;
-        Ok(())
-    }
-
-    fn fail_to_connect(
-        &self,
-        session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Attempts,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        ctx.report(true);
-        let retry = ctx.retry_after(session, failure_of(&e));
-        e.set_retry(retry);
-        e
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Attempts,
-        client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("backend {peer}"));
-        let failure = failure_of(&e);
-        if matches!(failure, Failure::Status(_)) {
-            // Raised by upstream_response_filter, which already decided and reported.
-            return e;
-        }
-        if client_reused
-            && matches!(e.retry, RetryType::ReusedOnly)
-            && !ctx.response_started
-            && !session.as_ref().retry_buffer_truncated()
-        {
-            // A pooled keep-alive connection the backend had already closed: not the backend's
-            // fault and not an attempt. Try the same backend again on a fresh connection.
-            ctx.abandon();
-            ctx.tried.pop();
-            e.set_retry(true);
-            return e;
-        }
-        if e.esource() != &ErrorSource::Upstream {
-            // The client went away: nothing to retry, nothing against the backend.
-            ctx.abandon();
-            e.set_retry(false);
-            return e;
-        }
-        ctx.report(true);
-        let retry = ctx.retry_after(session, failure);
-        e.set_retry(retry);
-        e
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut Attempts,
-    ) -> FailToProxy {
-        ctx.report_error(e);
-        let (code, reason) = match (ctx.no_backend, e.etype()) {
-            _ if ctx.refused.is_some() => ctx
-                .refused
-                .map(|(c, r)| (c, r.to_string()))
-                .unwrap_or_default(),
-            (Some(reason), _) => (
-                if reason == NoBackend::Empty { 503 } else { 502 },
-                reason.reason().to_string(),
-            ),
-            (None, ErrorType::HTTPStatus(code)) => (*code, format!("backend answered {code}")),
-            (
-                None,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => (504, "backend timed out".to_string()),
-            (None, _) if e.esource() == &pingora_error::ErrorSource::Downstream => {
-                (0, String::new())
-            }
-            (None, t) => (502, format!("backend failed: {}", t.as_str())),
-        };
-        if code > 0 && !ctx.response_started {
-            let body = Bytes::from(format!("{code} {reason}\n"));
-            if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
-                let _ = resp.insert_header(REASON_HEADER, &reason);
-                let _ = resp.insert_header("Content-Type", "text/plain");
-                let _ = resp.insert_header("Content-Length", body.len().to_string());
-                if session
-                    .write_response_header(Box::new(resp), false)
-                    .await
-                    .is_ok()
-                {
-                    let _ = session.write_response_body(Some(body), true).await;
-                }
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Attempts) {
-        // An attempt still open ended with the response: success unless an error ended it.
-        match e {
-            Some(e) => ctx.report_error(e),
-            None => ctx.report(false),
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.metrics
-            .observe(status, ctx.started.elapsed(), ctx.retries);
-    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -501,5 +761,9 @@ mod tests {
         assert_eq!(nginx_host("example.com"), "example.com");
         assert_eq!(nginx_host("[fd00::1]:80"), "[fd00::1]");
         assert_eq!(nginx_host("10.0.0.1:80"), "10.0.0.1");
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(nginx_host_value(&v("example.com")), "example.com");
+        assert_eq!(nginx_host_value(&v("Example.com:80")), "example.com");
+        assert_eq!(nginx_host_value(&v("[fd00::1]:80")), "[fd00::1]");
     }
 }

@@ -3,27 +3,17 @@
 //! so listeners come and go at run time without a restart.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use buoy_crds::ListenerProtocol;
-use pingora_core::{
-    apps::ServerApp,
-    protocols::{GetSocketDigest, SocketDigest, l4::stream::Stream},
-    server::configuration::ServerConf,
-};
 use socket2::{Domain, Socket, Type};
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, watch},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -102,27 +92,23 @@ impl Listener {
         let metrics = Arc::new(ListenerMetrics::new(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
-                let watchdogs = Arc::new(Watchdogs::default());
-                let inner = HttpProxy {
+                let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
                     metrics: metrics.clone(),
                     keepalive: config.keepalive_timeout,
+                    header_timeout: config.header_timeout,
+                    body_timeout: config.idle_timeout,
                     max_header_bytes: config.max_header_bytes as usize,
                     max_body_bytes: config.max_body_bytes,
-                    watchdogs: watchdogs.clone(),
-                };
-                let app = Arc::new(pingora_proxy::http_proxy(
-                    &Arc::new(ServerConf::default()),
-                    inner,
-                ));
+                    idle: Default::default(),
+                });
                 tokio::spawn(accept_http(
                     socket,
-                    app,
+                    proxy,
                     config.clone(),
                     stop_rx,
                     open.clone(),
                     metrics,
-                    watchdogs,
                 ))
             }
             ListenerProtocol::TCP => tokio::spawn(accept_tcp(
@@ -208,91 +194,26 @@ async fn next_client(
     }
 }
 
-/// Per-connection deadlines for the first request header, keyed by the client's address: the
-/// proxy says when a header has arrived, and a connection that has not sent one in time is
-/// closed (slowloris). pingora's own timeout is per read, which a slow client never trips.
-#[derive(Default)]
-pub struct Watchdogs(Mutex<HashMap<SocketAddr, Arc<Notify>>>);
-
-impl Watchdogs {
-    fn arm(&self, peer: SocketAddr) -> Arc<Notify> {
-        let n = Arc::new(Notify::new());
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, n.clone());
-        n
-    }
-
-    /// A complete request header arrived from `peer`.
-    pub fn header_arrived(&self, peer: SocketAddr) {
-        if let Some(n) = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&peer)
-        {
-            n.notify_one();
-        }
-    }
-
-    fn forget(&self, peer: SocketAddr) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&peer);
-    }
-}
-
-async fn accept_http<A: ServerApp + Send + Sync + 'static>(
+async fn accept_http(
     socket: TcpListener,
-    app: Arc<A>,
+    proxy: Arc<HttpProxy>,
     config: ListenerConfig,
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
-    watchdogs: Arc<Watchdogs>,
 ) {
-    // pingora's shutdown flag: flips when this listener stops, so keep-alive loops end.
-    let (shutdown_tx, shutdown) = watch::channel(false);
+    // Flips when this listener stops, so that idle keep-alive connections end.
+    let (stopped_tx, stopped) = watch::channel(false);
     while let Some((tcp, peer)) = next_client(&socket, &mut stop, &config, &open).await {
         let guard = OpenGuard::new(&open, &metrics);
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        let arrived = watchdogs.arm(peer);
-        let header_timeout = config.header_timeout;
-        let watchdogs = watchdogs.clone();
+        let (proxy, stopped) = (proxy.clone(), stopped.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let mut stream: Stream = tcp.into();
-            let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
-            let _ = digest.peer_addr.set(Some(peer.into()));
-            stream.set_socket_digest(digest);
-            // Fires only if no complete header arrived in time; otherwise never.
-            let deadline = async {
-                if tokio::time::timeout(header_timeout, arrived.notified())
-                    .await
-                    .is_ok()
-                {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let first =
-                app.process_new(Box::new(super::buffered::Buffered::new(stream)), &shutdown);
-            // Dropping the request future drops the connection: a slow client is simply closed.
-            let mut next = tokio::select! {
-                next = first => next,
-                () = deadline => {
-                    debug!(%peer, "no complete request header in time; closing");
-                    None
-                }
-            };
-            while let Some(s) = next {
-                next = app.process_new(s, &shutdown).await;
-            }
-            watchdogs.forget(peer);
+            let stream = Box::new(super::buffered::Buffered::new(tcp.into()));
+            proxy.serve(stream, peer, stopped).await;
         });
     }
-    let _ = shutdown_tx.send(true);
+    let _ = stopped_tx.send(true);
 }
 
 async fn accept_tcp(

@@ -12,3 +12,4 @@ pub mod pool;
 pub mod retry;
 pub mod service;
 pub mod tcp;
+pub mod upstream;

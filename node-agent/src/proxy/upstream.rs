@@ -1,0 +1,113 @@
+//! Connections to backends and the keep-alive cache that reuses them (nginx's `keepalive` in an
+//! upstream block). A client connection keeps the backend connection of its last request while
+//! its requests go to the same backend, which costs no lock and no lookup; it hands the
+//! connection to its listener's cache when a request goes elsewhere or the client leaves.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    pin::Pin,
+    sync::Mutex,
+    task::{Context, Waker},
+    time::{Duration, Instant},
+};
+
+use pingora_core::protocols::{Stream, l4::stream::Stream as TcpConnection};
+use pingora_error::{Error, ErrorType};
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    net::TcpStream,
+};
+
+/// Idle connections kept per backend and listener (nginx's reference `keepalive 64`).
+const MAX_IDLE_PER_BACKEND: usize = 64;
+
+/// A connection to a backend, idle since `since`.
+pub struct Idle {
+    pub addr: SocketAddr,
+    pub stream: Stream,
+    pub since: Instant,
+}
+
+/// Idle keep-alive connections of one listener, by backend address, most recent last.
+#[derive(Default)]
+pub struct IdleCache {
+    conns: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_backend: HashMap<SocketAddr, VecDeque<(Instant, Stream)>>,
+    swept: Option<Instant>,
+}
+
+impl IdleCache {
+    /// Keeps `conn` for the next request to its backend; `max_idle` is how long it may wait.
+    pub fn put(&self, conn: Idle, max_idle: Duration) {
+        let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        // Connections to backends nobody asks for any more (removed from the pool) would stay
+        // until the listener stops: drop what has waited too long, at most once a second.
+        if cache
+            .swept
+            .is_none_or(|t| conn.since.duration_since(t) > Duration::from_secs(1))
+        {
+            cache.swept = Some(conn.since);
+            cache.by_backend.retain(|_, q| {
+                q.retain(|(since, _)| conn.since.duration_since(*since) < max_idle);
+                !q.is_empty()
+            });
+        }
+        let q = cache.by_backend.entry(conn.addr).or_default();
+        if q.len() >= MAX_IDLE_PER_BACKEND {
+            q.pop_front();
+        }
+        q.push_back((conn.since, conn.stream));
+    }
+
+    /// The most recently used live connection to `addr` that has not waited past `max_idle`.
+    pub fn take(&self, addr: SocketAddr, now: Instant, max_idle: Duration) -> Option<Stream> {
+        let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let q = cache.by_backend.get_mut(&addr)?;
+        while let Some((since, mut stream)) = q.pop_back() {
+            if now.duration_since(since) < max_idle && still_open(&mut stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+}
+
+/// Whether an idle connection is still usable: the backend neither closed it nor sent anything
+/// (pingora's pool makes the same test). One non-blocking read, and no syscall when tokio already
+/// knows the socket is quiet. A wrong "usable" (tokio's task budget ran out) only costs the retry
+/// on a fresh connection that every reused connection gets.
+pub fn still_open(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(stream).poll_read(&mut cx, &mut buf).is_pending()
+}
+
+/// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(Box::new(TcpConnection::from(tcp)))
+        }
+        Ok(Err(e)) => {
+            let kind = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                    ErrorType::ConnectNoRoute
+                }
+                _ => ErrorType::ConnectError,
+            };
+            Err(Error::because(kind, format!("connecting to {addr}"), e))
+        }
+        Err(_) => Err(Error::explain(
+            ErrorType::ConnectTimedout,
+            format!("connecting to {addr}: no answer within {timeout:?}"),
+        )),
+    }
+}
