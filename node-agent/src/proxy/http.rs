@@ -145,6 +145,8 @@ impl HttpProxy {
             // byte at a time never trips a per-read timeout.
             session.set_read_timeout(None);
             let read = tokio::select! {
+                // A request already waiting is read without arming the stop notification.
+                biased;
                 read = tokio::time::timeout(wait, session.read_request()) => read,
                 _ = stopped.changed() => break,
             };
@@ -170,6 +172,7 @@ impl HttpProxy {
                     client,
                     client_ip.as_ref(),
                     header_bytes,
+                    started,
                     &mut attached,
                 )
                 .await;
@@ -214,6 +217,7 @@ impl HttpProxy {
         client: SocketAddr,
         client_ip: Option<&HeaderValue>,
         header_bytes: usize,
+        started: Instant,
         attached: &mut Option<Idle>,
     ) -> Outcome {
         let refuse = |status, retries| Outcome {
@@ -278,8 +282,8 @@ impl HttpProxy {
                 return refuse(respond(session, 500, "internal error").await, retries);
             };
             let t = &pool.config.timeouts;
-            let now = Instant::now();
-            let (stream, reused) = match self.connection(attached, addr, t, now, fresh).await {
+            // The request's start stands for "now" (one clock read less per request).
+            let (stream, reused) = match self.connection(attached, addr, t, started, fresh).await {
                 Ok(c) => c,
                 Err(e) => {
                     pick.finish(true);
@@ -370,7 +374,9 @@ impl HttpProxy {
             return Outcome {
                 status,
                 retries,
-                keep: self.respond_from(session, up, addr, attached).await,
+                keep: self
+                    .respond_from(session, up, addr, started, attached)
+                    .await,
             };
         }
     }
@@ -440,14 +446,27 @@ impl HttpProxy {
             up.write_body(&chunk).await.map_err(Fault::Backend)?;
         }
         up.finish_body().await.map_err(Fault::Backend)?;
-        loop {
-            up.read_response().await.map_err(Fault::Backend)?;
-            match up.resp_header().map(|r| r.status.as_u16()) {
-                // 100 Continue and 103 Early Hints: the final answer follows.
-                Some(s) if (100..200).contains(&s) && s != 101 => continue,
-                _ => return Ok(()),
+        // One tokio timer for the whole response header instead of pingora's per read (an
+        // allocation and a shared lock per request); body reads use pingora's again.
+        let read_timeout = up.read_timeout.take();
+        let header = async {
+            loop {
+                up.read_response().await?;
+                match up.resp_header().map(|r| r.status.as_u16()) {
+                    // 100 Continue and 103 Early Hints: the final answer follows.
+                    Some(s) if (100..200).contains(&s) && s != 101 => continue,
+                    _ => return Ok(()),
+                }
             }
-        }
+        };
+        let read = match read_timeout {
+            Some(t) => tokio::time::timeout(t, header).await.unwrap_or_else(|_| {
+                Error::e_explain(ErrorType::ReadTimedout, "waiting for the response header")
+            }),
+            None => header.await,
+        };
+        up.read_timeout = read_timeout;
+        read.map_err(Fault::Backend)
     }
 
     /// Passes the backend's response on to the client; returns whether the client connection can
@@ -457,13 +476,17 @@ impl HttpProxy {
         session: &mut ClientSession,
         mut up: UpstreamSession,
         addr: SocketAddr,
+        started: Instant,
         attached: &mut Option<Idle>,
     ) -> bool {
         let Some(mut resp) = up.resp_header().cloned() else {
             return false;
         };
         resp.set_version(Version::HTTP_11);
-        resp.remove_header("keep-alive");
+        // The backend's keep-alive terms are its own (pingora writes our Connection header).
+        if resp.headers.keys().any(|k| k.as_str() == "keep-alive") {
+            resp.remove_header("keep-alive");
+        }
         let upgrade = resp.status.as_u16() == 101;
         if session.write_response_header(Box::new(resp)).await.is_err() {
             return false;
@@ -496,7 +519,7 @@ impl HttpProxy {
             *attached = Some(Idle {
                 addr,
                 stream,
-                since: Instant::now(),
+                since: started,
             });
         }
         true
@@ -566,18 +589,26 @@ fn upstream_request(
     let original = session.req_header();
     let mut req = original.clone();
     req.set_version(Version::HTTP_11);
-    // Fields the client's Connection header names are hop-by-hop too.
-    let nominated: Vec<String> = original
+    // One look at the names first: most requests carry none of these, and removing by name
+    // hashes it twice (pingora keeps a case-preserving copy of the map).
+    if original
         .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for name in nominated.iter().map(String::as_str).chain(HOP_BY_HOP) {
-        req.remove_header(name);
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(&k.as_str()))
+    {
+        // Fields the client's Connection header names are hop-by-hop too.
+        let nominated: Vec<String> = original
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        for name in nominated.iter().map(String::as_str).chain(HOP_BY_HOP) {
+            req.remove_header(name);
+        }
     }
     let websocket = original.version == Version::HTTP_11
         && original

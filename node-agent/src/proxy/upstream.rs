@@ -13,6 +13,8 @@ use std::{
 };
 
 use pingora_core::protocols::{Stream, l4::stream::Stream as TcpConnection};
+
+use super::buffered::Buffered;
 use pingora_error::{Error, ErrorType};
 use tokio::{
     io::{AsyncRead, ReadBuf},
@@ -93,7 +95,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => {
             let _ = tcp.set_nodelay(true);
-            Ok(Box::new(TcpConnection::from(tcp)))
+            Ok(Box::new(Buffered::new(TcpConnection::from(tcp))))
         }
         Ok(Err(e)) => {
             let kind = match e.kind() {
