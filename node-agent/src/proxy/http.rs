@@ -371,12 +371,22 @@ impl HttpProxy {
                 retries += 1;
                 continue;
             }
+            let keep = self.respond_from(session, &mut up, addr).await;
+            if keep {
+                // Keep-alive as the backend's response says (HTTP/1.1 default, Connection).
+                up.respect_keepalive();
+                if let Some(stream) = up.reuse().await {
+                    *attached = Some(Idle {
+                        addr,
+                        stream,
+                        since: started,
+                    });
+                }
+            }
             return Outcome {
                 status,
                 retries,
-                keep: self
-                    .respond_from(session, up, addr, started, attached)
-                    .await,
+                keep,
             };
         }
     }
@@ -469,15 +479,14 @@ impl HttpProxy {
         read.map_err(Fault::Backend)
     }
 
-    /// Passes the backend's response on to the client; returns whether the client connection can
-    /// carry another request. The backend connection stays with the client if it can be reused.
+    /// Passes the backend's response on to the client; returns whether all of it went through
+    /// (then the client connection can carry another request, and the backend's may be reused).
+    /// The session is borrowed, not moved: it is a large value.
     async fn respond_from(
         &self,
         session: &mut ClientSession,
-        mut up: UpstreamSession,
+        up: &mut UpstreamSession,
         addr: SocketAddr,
-        started: Instant,
-        attached: &mut Option<Idle>,
     ) -> bool {
         let Some(mut resp) = up.resp_header().cloned() else {
             return false;
@@ -492,7 +501,7 @@ impl HttpProxy {
             return false;
         }
         if upgrade {
-            tunnel(session, &mut up).await;
+            tunnel(session, up).await;
             return false;
         }
         loop {
@@ -510,19 +519,7 @@ impl HttpProxy {
                 }
             }
         }
-        if session.finish_body().await.is_err() {
-            return false;
-        }
-        // Keep-alive as the backend's response says (HTTP/1.1 default, Connection header).
-        up.respect_keepalive();
-        if let Some(stream) = up.reuse().await {
-            *attached = Some(Idle {
-                addr,
-                stream,
-                since: started,
-            });
-        }
-        true
+        session.finish_body().await.is_ok()
     }
 }
 
@@ -587,7 +584,15 @@ fn upstream_request(
     has_body: bool,
 ) -> pingora_error::Result<RequestHeader> {
     let original = session.req_header();
-    let mut req = original.clone();
+    // Without pingora's case-preserving second map (half the work of every copy and insert):
+    // names reach the backend in canonical case for common fields and in lower case otherwise,
+    // as HAProxy sends them (field names are case-insensitive). Clients get the backend's case.
+    let mut req = RequestHeader::from(original.as_owned_parts());
+    let target = original.raw_path();
+    if req.raw_path() != target {
+        // Kept verbatim (absolute-form, non-UTF-8), as the client sent it.
+        req.set_raw_path(target)?;
+    }
     req.set_version(Version::HTTP_11);
     // One look at the names first: most requests carry none of these, and removing by name
     // hashes it twice (pingora keeps a case-preserving copy of the map).
