@@ -488,6 +488,18 @@ impl KeepAlive {
         self.send("GET", path, "")
     }
 
+    /// A last GET that closes the connection; returns once the proxy has closed its side too.
+    pub fn close(mut self, path: &str) -> std::io::Result<Reply> {
+        self.conn.write_all(
+            request_bytes(self.addr, "GET", path, &[("Connection", "close")], "").as_bytes(),
+        )?;
+        let mut raw = Vec::new();
+        self.conn.read_to_end(&mut raw)?;
+        parse_reply(&raw)
+            .map(|(reply, _)| reply)
+            .ok_or_else(|| std::io::Error::other("no complete response before the close"))
+    }
+
     /// Any request on this connection, with a body (Content-Length).
     pub fn send(&mut self, method: &str, path: &str, body: &str) -> std::io::Result<Reply> {
         self.conn
