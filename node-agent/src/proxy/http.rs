@@ -135,6 +135,7 @@ impl HttpProxy {
         // Backend connection of the previous request, reused while requests go to its backend.
         let mut attached: Option<Idle> = None;
         let mut wait = self.header_timeout;
+        let mut first = true;
         loop {
             let mut session = ClientSession::new(stream);
             session.set_pipelining_enabled(true);
@@ -144,12 +145,20 @@ impl HttpProxy {
             // One deadline for the whole header (below), not one per read: a client trickling a
             // byte at a time never trips a per-read timeout.
             session.set_read_timeout(None);
-            let read = tokio::select! {
-                // A request already waiting is read without arming the stop notification.
-                biased;
-                read = tokio::time::timeout(wait, session.read_request()) => read,
-                _ = stopped.changed() => break,
+            let read = tokio::time::timeout(wait, session.read_request());
+            let read = if first {
+                // A connection accepted before the listener stopped gets its first request
+                // answered, as pingora's loop does; only idle keep-alive waits are cut short.
+                read.await
+            } else {
+                tokio::select! {
+                    // A request already waiting is read without arming the stop notification.
+                    biased;
+                    read = read => read,
+                    _ = stopped.changed() => break,
+                }
             };
+            first = false;
             let header_bytes = match read {
                 Ok(Ok(Some(n))) => n,
                 // Closed, or idle or slow past its time.
