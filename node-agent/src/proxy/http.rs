@@ -119,6 +119,13 @@ struct Body {
     total: u64,
 }
 
+impl Body {
+    /// Whether the body read so far can be sent again.
+    fn replayable(&self) -> bool {
+        !self.truncated
+    }
+}
+
 impl HttpProxy {
     /// Serves one client connection until the client closes it, it idles out, or the listener
     /// stops.
@@ -273,6 +280,18 @@ impl HttpProxy {
         // A reused connection that fails before any answer was closed by the backend meanwhile:
         // the same backend again on a fresh connection, not an attempt.
         let mut fresh = false;
+        // nginx's proxy_next_upstream for an attempt that failed: allowed by the policy, and the
+        // body sent so far can be sent again.
+        let next_upstream = |failure, tried: &[usize], body: &Body| {
+            body.replayable()
+                && should_retry(
+                    &pool.config.retry,
+                    tried.len() as u32,
+                    method.as_str(),
+                    failure,
+                    false,
+                )
+        };
         loop {
             let i = match pool.select(key.as_deref(), &tried) {
                 Ok(i) => i,
@@ -296,16 +315,7 @@ impl HttpProxy {
                 Ok(c) => c,
                 Err(e) => {
                     pick.finish(true);
-                    let failure = failure_of(&e);
-                    if body_replayable(&body)
-                        && should_retry(
-                            &pool.config.retry,
-                            tried.len() as u32,
-                            method.as_str(),
-                            failure,
-                            false,
-                        )
-                    {
+                    if next_upstream(failure_of(&e), &tried, &body) {
                         retries += 1;
                         continue;
                     }
@@ -341,7 +351,7 @@ impl HttpProxy {
                 Err(Fault::Backend(e)) => Some(e),
             };
             if let Some(e) = fault {
-                if reused && stale(&e) && body_replayable(&body) {
+                if reused && stale(&e) && body.replayable() {
                     drop(pick);
                     tried.pop();
                     fresh = true;
@@ -349,15 +359,7 @@ impl HttpProxy {
                 }
                 pick.finish(true);
                 debug!(backend = %addr, error = %e, "attempt failed");
-                if body_replayable(&body)
-                    && should_retry(
-                        &pool.config.retry,
-                        tried.len() as u32,
-                        method.as_str(),
-                        failure_of(&e),
-                        false,
-                    )
-                {
+                if next_upstream(failure_of(&e), &tried, &body) {
                     retries += 1;
                     continue;
                 }
@@ -367,15 +369,7 @@ impl HttpProxy {
             let status = up.resp_header().map_or(0, |r| r.status.as_u16());
             let failure = Failure::Status(status);
             pick.finish(failure.counts_against_backend(&pool.config.retry.on));
-            if body_replayable(&body)
-                && should_retry(
-                    &pool.config.retry,
-                    tried.len() as u32,
-                    method.as_str(),
-                    failure,
-                    false,
-                )
-            {
+            if next_upstream(failure, &tried, &body) {
                 // Its body is never read: the connection goes.
                 retries += 1;
                 continue;
@@ -548,11 +542,6 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession) {
             },
         }
     }
-}
-
-/// Whether the body read so far can be sent again.
-fn body_replayable(body: &Body) -> bool {
-    !body.truncated
 }
 
 /// An error of a reused connection that says the backend had closed it before our request.

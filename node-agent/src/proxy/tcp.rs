@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    time::{Instant, timeout},
+    time::Instant,
 };
 use tracing::debug;
 
@@ -25,16 +25,13 @@ async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> 
         let i = pool.select(Some(key.as_bytes()), &tried).ok()?;
         tried.push(i);
         let addr = pool.address(i)?;
-        let failure = match timeout(pool.config.timeouts.connect, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Some((s, i));
-            }
-            Ok(Err(e)) => {
+        let failure = match super::upstream::open(addr, pool.config.timeouts.connect).await {
+            Ok(s) => return Some((s, i)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+            Err(e) => {
                 debug!(backend = %addr, error = %e, "TCP backend connect failed");
                 Failure::Connect
             }
-            Err(_) => Failure::Timeout,
         };
         pool.finished(i, true);
         // A TCP connection carries no method: the connect never sent anything, so it is safe.

@@ -90,15 +90,23 @@ pub fn still_open(stream: &mut Stream) -> bool {
     Pin::new(stream).poll_read(&mut cx, &mut buf).is_pending()
 }
 
+/// A TCP connection to a backend within `timeout` (`TimedOut` past it), Nagle off; for both
+/// proxies, HTTP and TCP.
+pub async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
 /// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(tcp)) => {
-            let _ = tcp.set_nodelay(true);
-            Ok(Box::new(Buffered::new(TcpConnection::from(tcp))))
-        }
-        Ok(Err(e)) => {
+    match open(addr, timeout).await {
+        Ok(tcp) => Ok(Box::new(Buffered::new(TcpConnection::from(tcp)))),
+        Err(e) => {
             let kind = match e.kind() {
+                std::io::ErrorKind::TimedOut => ErrorType::ConnectTimedout,
                 std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
                 std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
                     ErrorType::ConnectNoRoute
@@ -107,9 +115,5 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<
             };
             Err(Error::because(kind, format!("connecting to {addr}"), e))
         }
-        Err(_) => Err(Error::explain(
-            ErrorType::ConnectTimedout,
-            format!("connecting to {addr}: no answer within {timeout:?}"),
-        )),
     }
 }
