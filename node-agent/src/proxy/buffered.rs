@@ -1,7 +1,10 @@
-//! A connection with a write buffer, for pingora's HTTP sessions. pingora's own listener gives its
-//! streams buffers during the handshake; streams from our accept loop (FREEBIND, listeners that
-//! come and go) would otherwise write the response header and body in separate syscalls. Backend
-//! connections get one too: a request header and a small body leave in one write.
+//! A TCP connection with a write buffer, for pingora's HTTP sessions, client and backend side.
+//! pingora's own listener gives its streams buffers during the handshake; streams from our accept
+//! loop (FREEBIND, listeners that come and go) would otherwise write the response header and body
+//! in separate syscalls; a request header and a small body leave in one write too.
+//!
+//! It wraps tokio's socket rather than pingora's `l4::Stream`: that one reads the clock twice
+//! around every read and write that waits, to time them, and nothing here reads those timings.
 
 use std::{
     io,
@@ -10,12 +13,18 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::os::fd::AsRawFd;
+
 use async_trait::async_trait;
 use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
-    TimingDigest, UniqueID, UniqueIDType, l4::stream::Stream, raw_connect::ProxyDigest,
+    TimingDigest, UniqueID, UniqueIDType, raw_connect::ProxyDigest,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf},
+    net::TcpStream,
+};
+use tracing::debug;
 
 /// No read buffer (BufWriter reads straight through): pingora reads requests into its own buffer, and a second one would only add
 /// a copy per read (it showed in profiles). The write buffer is pingora's default (one MSS),
@@ -23,10 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 const WRITE: usize = 1460;
 
 #[derive(Debug)]
-pub struct Buffered(BufWriter<Stream>);
+pub struct Buffered(BufWriter<TcpStream>);
 
 impl Buffered {
-    pub fn new(stream: Stream) -> Self {
+    pub fn new(stream: TcpStream) -> Self {
         Buffered(BufWriter::with_capacity(WRITE, stream))
     }
 }
@@ -60,14 +69,16 @@ impl AsyncWrite for Buffered {
 #[async_trait]
 impl Shutdown for Buffered {
     async fn shutdown(&mut self) {
-        let _ = self.0.flush().await;
-        Shutdown::shutdown(self.0.get_mut()).await;
+        // Flushes, then sends FIN.
+        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+            debug!(error = %e, "shutting a connection down");
+        }
     }
 }
 
 impl UniqueID for Buffered {
     fn id(&self) -> UniqueIDType {
-        self.0.get_ref().id()
+        self.0.get_ref().as_raw_fd()
     }
 }
 
@@ -81,18 +92,17 @@ impl GetTimingDigest for Buffered {
     }
 }
 
+/// No PROXY protocol on these connections.
 impl GetProxyDigest for Buffered {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
+        None
     }
 }
 
+/// None: addresses are known to the proxy without asking the socket (a syscall each).
 impl GetSocketDigest for Buffered {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
-    }
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest);
+        None
     }
 }
 

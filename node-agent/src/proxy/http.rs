@@ -10,6 +10,7 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -323,9 +324,8 @@ impl HttpProxy {
                 }
             };
             fresh = false;
+            // Timeouts are `within`'s, not pingora's (which reads the clock for every call).
             let mut up = UpstreamSession::new(stream);
-            up.read_timeout = Some(t.read);
-            up.write_timeout = Some(t.write);
             let req = match first_req.take() {
                 Some(r) => Ok(r),
                 None => upstream_request(session, &pool, client_ip, has_body),
@@ -336,7 +336,7 @@ impl HttpProxy {
             if !pool.config.headers.preserve_host {
                 let _ = req.insert_header(header::HOST, addr.to_string());
             }
-            let fault = match self.send(session, &mut up, req, &mut body).await {
+            let fault = match self.send(session, &mut up, req, &mut body, t).await {
                 Ok(()) => None,
                 Err(Fault::Client(e)) => {
                     debug!(%client, error = %e, "client went away");
@@ -374,7 +374,7 @@ impl HttpProxy {
                 retries += 1;
                 continue;
             }
-            let keep = self.respond_from(session, &mut up, addr).await;
+            let keep = self.respond_from(session, &mut up, addr, t).await;
             if keep {
                 // Keep-alive as the backend's response says (HTTP/1.1 default, Connection).
                 up.respect_keepalive();
@@ -433,12 +433,16 @@ impl HttpProxy {
         up: &mut UpstreamSession,
         req: RequestHeader,
         body: &mut Body,
+        t: &Timeouts,
     ) -> Result<(), Fault> {
-        up.write_request_header(Box::new(req))
+        let sent = up.write_request_header(Box::new(req));
+        within(t.write, ErrorType::WriteTimedout, sent)
             .await
             .map_err(Fault::Backend)?;
         for chunk in &body.kept {
-            up.write_body(chunk).await.map_err(Fault::Backend)?;
+            within(t.write, ErrorType::WriteTimedout, up.write_body(chunk))
+                .await
+                .map_err(Fault::Backend)?;
         }
         while !body.done {
             let Some(chunk) = session.read_body_bytes().await.map_err(Fault::Client)? else {
@@ -456,12 +460,14 @@ impl HttpProxy {
                 body.truncated = true;
                 body.kept.clear();
             }
-            up.write_body(&chunk).await.map_err(Fault::Backend)?;
+            within(t.write, ErrorType::WriteTimedout, up.write_body(&chunk))
+                .await
+                .map_err(Fault::Backend)?;
         }
-        up.finish_body().await.map_err(Fault::Backend)?;
-        // One tokio timer for the whole response header instead of pingora's per read (an
-        // allocation and a shared lock per request); body reads use pingora's again.
-        let read_timeout = up.read_timeout.take();
+        within(t.write, ErrorType::WriteTimedout, up.finish_body())
+            .await
+            .map_err(Fault::Backend)?;
+        // One deadline for the whole response header, however many reads it takes.
         let header = async {
             loop {
                 up.read_response().await?;
@@ -472,14 +478,9 @@ impl HttpProxy {
                 }
             }
         };
-        let read = match read_timeout {
-            Some(t) => tokio::time::timeout(t, header).await.unwrap_or_else(|_| {
-                Error::e_explain(ErrorType::ReadTimedout, "waiting for the response header")
-            }),
-            None => header.await,
-        };
-        up.read_timeout = read_timeout;
-        read.map_err(Fault::Backend)
+        within(t.read, ErrorType::ReadTimedout, header)
+            .await
+            .map_err(Fault::Backend)
     }
 
     /// Passes the backend's response on to the client; returns whether all of it went through
@@ -490,6 +491,7 @@ impl HttpProxy {
         session: &mut ClientSession,
         up: &mut UpstreamSession,
         addr: SocketAddr,
+        t: &Timeouts,
     ) -> bool {
         let Some(mut resp) = up.resp_header().cloned() else {
             return false;
@@ -504,11 +506,11 @@ impl HttpProxy {
             return false;
         }
         if upgrade {
-            tunnel(session, up).await;
+            tunnel(session, up, t).await;
             return false;
         }
         loop {
-            match up.read_body_ref().await {
+            match within(t.read, ErrorType::ReadTimedout, up.read_body_ref()).await {
                 Ok(Some(chunk)) => {
                     if session.write_body(chunk).await.is_err() {
                         return false;
@@ -526,22 +528,39 @@ impl HttpProxy {
     }
 }
 
-/// After a 101 Switching Protocols: bytes both ways until either side closes.
-async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession) {
+/// After a 101 Switching Protocols: bytes both ways until either side closes, or the backend is
+/// silent past its read timeout.
+async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeouts) {
     // The request's (empty) body is finished: what the client sends now passes as it is.
     up.maybe_upgrade_body_writer();
     loop {
         tokio::select! {
             from_client = session.read_body_bytes() => match from_client {
-                Ok(Some(b)) => if up.write_body(&b).await.is_err() { return },
+                Ok(Some(b)) => if within(t.write, ErrorType::WriteTimedout, up.write_body(&b)).await.is_err() { return },
                 _ => return,
             },
-            from_backend = up.read_body_ref() => match from_backend {
+            from_backend = within(t.read, ErrorType::ReadTimedout, up.read_body_ref()) => match from_backend {
                 Ok(Some(b)) => if session.write_body(b).await.is_err() { return },
                 _ => return,
             },
         }
     }
+}
+
+/// A backend read or write within `t`, else `kind`. Polled once before a timer is armed: most
+/// complete at once (a small body comes with its header, writes land in the buffer).
+async fn within<T>(
+    t: Duration,
+    kind: ErrorType,
+    io: impl Future<Output = pingora_error::Result<T>>,
+) -> pingora_error::Result<T> {
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = futures::poll!(io.as_mut()) {
+        return done;
+    }
+    tokio::time::timeout(t, io)
+        .await
+        .unwrap_or_else(|_| Error::e_explain(kind, format!("backend silent for {t:?}")))
 }
 
 /// An error of a reused connection that says the backend had closed it before our request.
@@ -667,11 +686,18 @@ fn upstream_request(
 /// nginx's `$host` as a header value; the client's own value when it already is one.
 fn nginx_host_value(v: &HeaderValue) -> HeaderValue {
     let raw = v.as_bytes();
-    let plain = !raw
+    // The usual `name` or `name:port`, lower case, plain ASCII: sliced, no string built.
+    let simple = !raw
         .iter()
-        .any(|b| b.is_ascii_uppercase() || *b == b':' || *b == b' ');
-    if plain {
-        return v.clone();
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii_graphic() || *b == b'[');
+    if simple {
+        let host = match raw.iter().rposition(|b| *b == b':') {
+            Some(i) if raw[i + 1..].iter().all(u8::is_ascii_digit) => &raw[..i],
+            _ => return v.clone(),
+        };
+        if let Ok(h) = HeaderValue::from_bytes(host) {
+            return h;
+        }
     }
     v.to_str()
         .ok()
@@ -799,5 +825,13 @@ mod tests {
         assert_eq!(nginx_host_value(&v("example.com")), "example.com");
         assert_eq!(nginx_host_value(&v("Example.com:80")), "example.com");
         assert_eq!(nginx_host_value(&v("[fd00::1]:80")), "[fd00::1]");
+        assert_eq!(nginx_host_value(&v("10.0.0.1:8080")), "10.0.0.1");
+        assert_eq!(nginx_host_value(&v("example.com:")), "example.com");
+        assert_eq!(nginx_host_value(&v("example.com:x1")), "example.com:x1");
+        assert_eq!(nginx_host_value(&v("a b:80")), "a b");
+        // The fast path and the general one agree.
+        for h in ["example.com:80", "a:1:2", "x.y", "x:"] {
+            assert_eq!(nginx_host_value(&v(h)), nginx_host(h), "{h}");
+        }
     }
 }

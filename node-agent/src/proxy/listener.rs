@@ -209,7 +209,7 @@ async fn accept_http(
         let (proxy, stopped) = (proxy.clone(), stopped.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let stream = Box::new(super::buffered::Buffered::new(tcp.into()));
+            let stream = Box::new(super::buffered::Buffered::new(tcp));
             proxy.serve(stream, peer, stopped).await;
         });
     }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pingora_core::protocols::{Stream, l4::stream::Stream as TcpConnection};
+use pingora_core::protocols::Stream;
 
 use super::buffered::Buffered;
 use pingora_error::{Error, ErrorType};
@@ -103,7 +103,7 @@ pub async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStr
 /// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
     match open(addr, timeout).await {
-        Ok(tcp) => Ok(Box::new(Buffered::new(TcpConnection::from(tcp)))),
+        Ok(tcp) => Ok(Box::new(Buffered::new(tcp))),
         Err(e) => {
             let kind = match e.kind() {
                 std::io::ErrorKind::TimedOut => ErrorType::ConnectTimedout,
