@@ -3,10 +3,12 @@
 //! backend (nginx serving a small file), same run. Then L4: Buoy's TCP listener against HAProxy
 //! `mode tcp`.
 //!
-//!     cargo bench -p buoy-agent --bench proxy [-- --seconds N]
+//!     cargo bench -p buoy-agent --bench proxy [-- --seconds N] [--rounds N]
 //!
 //! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
-//! (L4). A command, not a test.
+//! (L4). Each figure is the median of `--rounds` runs (default 3), the proxies taking turns in a
+//! rotating order, so that a slow spell of the machine does not land on one proxy. A command, not
+//! a test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -107,17 +109,7 @@ fn main() {
     .unwrap();
     wait_port(&lab, "backend", 80);
 
-    let mut results = Vec::new();
-    let (rps, p50, p99) = wrk(&lab, "http://10.77.0.1:80/", seconds);
-    results.push(Result {
-        name: "direct to backend",
-        rps,
-        p50_ms: p50,
-        p99_ms: p99,
-        rss_mb: 0.0,
-        cpu_us: None,
-    });
-
+    let rounds: usize = buoy_tests::bench_flag("--rounds", 3).max(1);
     // nginx: the reference configuration, with upstream keep-alive.
     let nginx = buoy_tests::nginx::spawn(
         &mut lab,
@@ -163,29 +155,43 @@ fn main() {
     for port in [8080, 8081, 8082, 9080, 9082] {
         wait_port(&lab, "proxy", port);
     }
-    for (name, port, idx) in [
-        ("nginx", 8081u16, nginx),
-        ("HAProxy", 8082, haproxy),
-        ("Buoy", 8080, buoy),
-    ] {
-        let _ = wrk(&lab, &format!("http://10.77.0.2:{port}/"), 2); // warm-up
-        let pid = lab.proc(idx).pid();
-        let before = cpu_seconds(pid);
-        let (rps, p50, p99) = wrk(&lab, &format!("http://10.77.0.2:{port}/"), seconds);
-        let after = cpu_seconds(pid);
-        let requests = (rps * seconds as f64).max(1.0);
-        results.push(Result {
-            name,
-            rps,
-            p50_ms: p50,
-            p99_ms: p99,
-            rss_mb: rss_mb(pid),
-            cpu_us: Some((
-                (after.0 - before.0) * 1e6 / requests,
-                (after.1 - before.1) * 1e6 / requests,
-            )),
-        });
+    // (name, port, process): `None` is the backend itself.
+    let targets = [
+        ("direct to backend", "10.77.0.1:80", None),
+        ("nginx", "10.77.0.2:8081", Some(nginx)),
+        ("HAProxy", "10.77.0.2:8082", Some(haproxy)),
+        ("Buoy", "10.77.0.2:8080", Some(buoy)),
+    ];
+    for (_, addr, _) in &targets {
+        let _ = wrk(&lab, &format!("http://{addr}/"), 2); // warm-up
     }
+    let mut runs: Vec<Vec<Result>> = (0..targets.len()).map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for k in 0..targets.len() {
+            let t = (k + round) % targets.len();
+            let (name, addr, idx) = targets[t];
+            let pid = idx.map(|i| lab.proc(i).pid());
+            let before = pid.map(cpu_seconds);
+            let (rps, p50, p99) = wrk(&lab, &format!("http://{addr}/"), seconds);
+            let requests = (rps * seconds as f64).max(1.0);
+            let cpu_us = pid.zip(before).map(|(pid, before)| {
+                let after = cpu_seconds(pid);
+                (
+                    (after.0 - before.0) * 1e6 / requests,
+                    (after.1 - before.1) * 1e6 / requests,
+                )
+            });
+            runs[t].push(Result {
+                name,
+                rps,
+                p50_ms: p50,
+                p99_ms: p99,
+                rss_mb: pid.map_or(0.0, rss_mb),
+                cpu_us,
+            });
+        }
+    }
+    let results: Vec<Result> = runs.iter().map(|r| median_of(r)).collect();
     let nginx_r = results
         .iter()
         .find(|r| r.name == "nginx")
@@ -193,7 +199,7 @@ fn main() {
         .unwrap_or((1.0, 1.0, 1.0));
     let direct = results[0].rps.max(1.0);
     println!(
-        "HTTP through one proxy worker thread (wrk -t1 -c64, {seconds} s, 2-core machine shared by client, proxy and backend)"
+        "HTTP through one proxy worker thread (wrk -t1 -c64, {seconds} s, median of {rounds} rounds, 2-core machine shared by client, proxy and backend)"
     );
     println!(
         "| target | requests/s | × direct | × nginx | p50 | p99 | p99 × nginx | proxy RSS | RSS × nginx | proxy CPU/request (user + sys) |"
@@ -221,14 +227,39 @@ fn main() {
             ))
         );
     }
-    let (h_rps, _, h_p99) = {
-        let _ = wrk(&lab, "http://10.77.0.2:9082/", 2);
-        wrk(&lab, "http://10.77.0.2:9082/", seconds)
-    };
-    let (b_rps, _, b_p99) = {
-        let _ = wrk(&lab, "http://10.77.0.2:9080/", 2);
-        wrk(&lab, "http://10.77.0.2:9080/", seconds)
-    };
+    if rounds > 1 {
+        let per_round: Vec<String> = runs[3]
+            .iter()
+            .zip(&runs[1])
+            .map(|(b, n)| {
+                format!(
+                    "{:.2} ({:.2})",
+                    b.rps / n.rps.max(1.0),
+                    b.p99_ms / n.p99_ms.max(0.001)
+                )
+            })
+            .collect();
+        println!();
+        println!(
+            "Buoy × nginx requests/s (p99 × nginx) in each round: {}.",
+            per_round.join(", ")
+        );
+    }
+    let _ = wrk(&lab, "http://10.77.0.2:9082/", 2);
+    let _ = wrk(&lab, "http://10.77.0.2:9080/", 2);
+    let (mut h, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // HAProxy first in even rounds, Buoy first in odd ones.
+        let mut pair = [("9082", &mut h), ("9080", &mut b)];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (port, into) in pair {
+            into.push(wrk(&lab, &format!("http://10.77.0.2:{port}/"), seconds));
+        }
+    }
+    let (h_rps, h_p99) = (median(h.iter().map(|r| r.0)), median(h.iter().map(|r| r.2)));
+    let (b_rps, b_p99) = (median(b.iter().map(|r| r.0)), median(b.iter().map(|r| r.2)));
     println!();
     println!("L4 (TCP listener vs HAProxy mode tcp, same load)");
     println!("| target | requests/s | × HAProxy | p99 |");
@@ -240,4 +271,31 @@ fn main() {
     );
     drop(lab);
     std::fs::remove_dir_all(Path::new(&d)).ok();
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Each figure's median over the rounds of one target (RSS: after its last run).
+fn median_of(runs: &[Result]) -> Result {
+    Result {
+        name: runs.first().map_or("", |r| r.name),
+        rps: median(runs.iter().map(|r| r.rps)),
+        p50_ms: median(runs.iter().map(|r| r.p50_ms)),
+        p99_ms: median(runs.iter().map(|r| r.p99_ms)),
+        rss_mb: runs.last().map_or(0.0, |r| r.rss_mb),
+        cpu_us: runs.iter().all(|r| r.cpu_us.is_some()).then(|| {
+            (
+                median(runs.iter().filter_map(|r| r.cpu_us).map(|c| c.0)),
+                median(runs.iter().filter_map(|r| r.cpu_us).map(|c| c.1)),
+            )
+        }),
+    }
 }

@@ -70,10 +70,11 @@ answer.",
         title: "Proxy: Buoy against nginx and HAProxy",
         package: "buoy-agent",
         args: &[],
-        quick_args: &["--seconds", "2"],
+        quick_args: &["--seconds", "2", "--rounds", "1"],
         quick_env: &[],
         reading: "wrk in a client namespace keeps a fixed number of connections busy against each \
-proxy in turn for the window in the title; every proxy runs one worker thread in the same \
+proxy in turn for the window in the title, in rounds (each proxy's figures are its medians over \
+the rounds, the order rotating from round to round); every proxy runs one worker thread in the same \
 namespace and forwards to the same backend (nginx serving a small file), and client, proxies and \
 backend share the machine's cores. `× direct` is the throughput relative to wrk talking to the \
 backend without a proxy (the ceiling of this setup), `× nginx` relative to nginx with the \
