@@ -102,7 +102,11 @@ def render_docs(args) -> tuple[list[tuple[str, str, dict]], str]:
         for text in split(rendered[source]):
             docs.append((source, text, yaml.safe_load(text)))
     if args.namespace_object:
-        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": args.namespace}}
+        # The agents need the privileged Pod Security level: host network, NET_ADMIN, and the
+        # host's iptables lock (a hostPath).
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": args.namespace,
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}
         docs.insert(0, ("namespace", yaml.safe_dump(ns, sort_keys=False), ns))
 
     def rank(d):

@@ -85,6 +85,9 @@ fn fnv(text: &str) -> String {
     format!("{h:016x}")
 }
 
+/// iptables' lock file, shared with the host.
+const XTABLES_LOCK: &str = "/run/xtables.lock";
+
 /// The DaemonSet for `placement`, as applied (server-side apply, field manager
 /// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
 pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
@@ -126,7 +129,12 @@ pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
             "livenessProbe": probe("/healthz", 10),
             "readinessProbe": probe("/readyz", 5),
             "resources": serde_json::to_value(&settings.resources).unwrap_or(Value::Null),
+            // The host's iptables lock: kube-proxy and CNIs write the same tables, and iptables
+            // only waits for them (`-w`) if all take the same lock file.
+            "volumeMounts": [{"name": "xtables-lock", "mountPath": XTABLES_LOCK}],
         }],
+        "volumes": [{"name": "xtables-lock",
+                     "hostPath": {"path": XTABLES_LOCK, "type": "FileOrCreate"}}],
     });
     if let Some(affinity) = node_affinity(placement.node_selector.as_ref()) {
         pod_spec["affinity"] = affinity;
@@ -228,6 +236,19 @@ mod tests {
             .unwrap();
         assert_eq!(caps.drop.as_ref().unwrap(), &vec!["ALL".to_string()]);
         assert_eq!(caps.add.as_ref().unwrap().len(), 3);
+        // The connection handover's iptables takes the host's lock, as kube-proxy does.
+        let mount = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.mount_path, "/run/xtables.lock");
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        let host = volume.host_path.as_ref().unwrap();
+        assert_eq!(host.path, "/run/xtables.lock");
+        assert_eq!(host.type_.as_deref(), Some("FileOrCreate"));
         assert_eq!(
             v.pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions").unwrap(),
             &json!([{"key": "role", "operator": "In", "values": ["lb"]}, {"key": "zone", "operator": "Exists"}])
