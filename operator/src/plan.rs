@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use buoy_crds::{BackendCounts, UpstreamPool, VirtualIP, VrrpState};
+use buoy_crds::{BackendCounts, NodeStatus, UpstreamPool, VirtualIP, VrrpState};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -497,6 +497,7 @@ pub fn plan(world: &World) -> Plan {
         })
         .collect();
 
+    let down = not_ready(&world.nodes);
     // Each VirtualIP.
     let mut wake_after_secs: Option<i64> = None;
     let mut out = Vec::with_capacity(vips.len());
@@ -511,10 +512,16 @@ pub fn plan(world: &World) -> Plan {
             .as_ref()
             .map(|s| s.nodes.as_slice())
             .unwrap_or_default();
+        // Every node that says Master, live or not: a deletion waits for all of them.
         let masters: Vec<&str> = nodes
             .iter()
             .filter(|n| n.state == VrrpState::Master)
             .map(|n| n.node.as_str())
+            .collect();
+        let live_masters: Vec<&str> = masters
+            .iter()
+            .copied()
+            .filter(|n| !down.contains(n))
             .collect();
 
         let deleting = v.metadata.deletion_timestamp.is_some();
@@ -617,6 +624,7 @@ pub fn plan(world: &World) -> Plan {
                 &selected[i],
                 &pools,
                 &foreign_routers(v),
+                &down,
             );
             let generation = v.metadata.generation;
             let mut built: Vec<Condition> = wants
@@ -644,7 +652,7 @@ pub fn plan(world: &World) -> Plan {
             Status {
                 observed_generation: generation,
                 conditions: built,
-                master: (masters.len() == 1).then(|| masters[0].to_string()),
+                master: (live_masters.len() == 1).then(|| live_masters[0].to_string()),
                 virtual_router_id: vrids[i].value(),
             }
         });
@@ -671,6 +679,22 @@ pub fn plan(world: &World) -> Plan {
     }
 }
 
+/// Nodes whose Ready condition is False or Unknown: the API server no longer hears from their
+/// kubelet, and their agents' reports may be stale.
+fn not_ready<'a>(nodes: &[&'a Node]) -> BTreeSet<&'a str> {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status != "True")
+        })
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect()
+}
+
 /// Ready, Degraded and Conflict of one VirtualIP.
 fn vip_conditions(
     v: &VirtualIP,
@@ -679,13 +703,18 @@ fn vip_conditions(
     selected: &[String],
     pools: &BTreeSet<(String, String)>,
     foreign: &[String],
+    down: &BTreeSet<&str>,
 ) -> Vec<Want> {
     let namespace = v.metadata.namespace.clone().unwrap_or_default();
-    let nodes = v
+    let all = v
         .status
         .as_ref()
         .map(|s| s.nodes.as_slice())
         .unwrap_or_default();
+    // A node the API server has lost keeps its last report (a cut master still says Master):
+    // it is left out of the count and named instead.
+    let (stale, nodes): (Vec<&NodeStatus>, Vec<&NodeStatus>) =
+        all.iter().partition(|n| down.contains(n.node.as_str()));
     let in_state = |s: VrrpState| -> Vec<&str> {
         nodes
             .iter()
@@ -784,6 +813,17 @@ fn vip_conditions(
             true,
             "NodeFault",
             format!("in Fault: {}", faults.join(", ")),
+        )
+    } else if !stale.is_empty() {
+        let last: Vec<String> = stale
+            .iter()
+            .map(|n| format!("{} (last reported {:?})", n.node, n.state))
+            .collect();
+        Want::new(
+            DEGRADED,
+            true,
+            "NodeNotReady",
+            format!("not Ready: {}", last.join(", ")),
         )
     } else if matches!(vrid, Vrid::Spec(_)) && !foreign.is_empty() {
         Want::new(
@@ -1348,6 +1388,41 @@ mod tests {
         assert_eq!(of(&p, "web").status.as_ref().unwrap().master, None);
         assert_eq!(cond(&p, "web", READY).reason, "MultipleMasters");
         assert_eq!(cond(&p, "web", DEGRADED).reason, "MultipleMasters");
+
+        f.report("web", json!([{"node": "n1", "state": "Master", "serving": true}, {"node": "n2", "state": "Backup"}]));
+        let p = f.settle();
+        assert_eq!(cond(&p, "web", DEGRADED).reason, "Redundant");
+
+        // n1 is cut off (its kubelet silent, Ready Unknown) and n2 took over: n1's report is
+        // stale, not a second master.
+        let ready = |f: &mut Fixture, name: &str, status: &str| {
+            let n = f
+                .nodes
+                .iter_mut()
+                .find(|n| n.metadata.name.as_deref() == Some(name))
+                .unwrap();
+            n.status = serde_json::from_value(
+                json!({"conditions": [{"type": "Ready", "status": status}]}),
+            )
+            .unwrap();
+        };
+        ready(&mut f, "n1", "Unknown");
+        ready(&mut f, "n2", "True");
+        f.report("web", json!([{"node": "n1", "state": "Master", "serving": true}, {"node": "n2", "state": "Master", "serving": true}]));
+        let p = f.settle();
+        assert_eq!(
+            of(&p, "web").status.as_ref().unwrap().master.as_deref(),
+            Some("n2")
+        );
+        let r = cond(&p, "web", READY);
+        assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "Serving"));
+        let d = cond(&p, "web", DEGRADED);
+        assert_eq!(d.reason, "NodeNotReady");
+        assert_eq!(d.message, "not Ready: n1 (last reported Master)");
+        // Back, and still saying Master: that is two masters.
+        ready(&mut f, "n1", "True");
+        let p = f.settle();
+        assert_eq!(cond(&p, "web", READY).reason, "MultipleMasters");
 
         f.report("web", json!([{"node": "n1", "state": "Master", "serving": true}, {"node": "n2", "state": "Backup"}]));
         let p = f.settle();
