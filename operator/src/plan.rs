@@ -22,6 +22,9 @@ use crate::selection;
 pub const PRIORITIES_ANNOTATION: &str = "buoy.io/priorities";
 /// Annotation on a VirtualIP that conflicts with an earlier one; agents skip such VirtualIPs.
 pub const CONFLICT_ANNOTATION: &str = "buoy.io/conflict";
+/// Annotation on a VirtualIP whose VRID moved because foreign routers used it: the VRIDs it left
+/// (comma-separated), so that they stay avoided after an operator restart.
+pub const AVOIDED_ANNOTATION: &str = "buoy.io/avoided-virtual-router-ids";
 /// Finalizer that holds a deleted VirtualIP until no node holds its addresses.
 pub const FINALIZER: &str = "buoy.io/release";
 /// The operator's field manager for server-side apply.
@@ -95,6 +98,8 @@ impl Decision {
 pub struct Meta {
     pub priorities: Option<String>,
     pub conflict: Option<String>,
+    /// [`AVOIDED_ANNOTATION`].
+    pub avoided: Option<String>,
     pub finalizer: bool,
 }
 
@@ -152,6 +157,7 @@ impl Meta {
         Meta {
             priorities: ann.and_then(|a| a.get(PRIORITIES_ANNOTATION)).cloned(),
             conflict: ann.and_then(|a| a.get(CONFLICT_ANNOTATION)).cloned(),
+            avoided: ann.and_then(|a| a.get(AVOIDED_ANNOTATION)).cloned(),
             finalizer: vip
                 .metadata
                 .finalizers
@@ -170,6 +176,9 @@ impl Meta {
         }
         if let Some(c) = &self.conflict {
             annotations.insert(CONFLICT_ANNOTATION.into(), json!(c));
+        }
+        if let Some(a) = &self.avoided {
+            annotations.insert(AVOIDED_ANNOTATION.into(), json!(a));
         }
         let mut metadata =
             json!({"name": name, "namespace": namespace, "annotations": annotations});
@@ -358,6 +367,11 @@ pub fn plan(world: &World) -> Plan {
         })
         .collect();
     let mut foreign = world.memory.foreign.clone();
+    // What earlier moves recorded (the operator may have restarted since).
+    let avoided: Vec<BTreeSet<u8>> = vips.iter().map(|v| avoided_of(v)).collect();
+    for (c, ids) in claims.iter().zip(&avoided) {
+        foreign.extend(ids.iter().map(|id| (c.family, *id)));
+    }
     for c in &claims {
         if c.foreign
             && let Some(v) = c.spec.or(c.recorded)
@@ -530,6 +544,18 @@ pub fn plan(world: &World) -> Plan {
                 .get(&i)
                 .and_then(|p| serde_json::to_string(p).ok()),
             conflict: conflicts[i].as_ref().map(|(_, m)| m.clone()),
+            avoided: {
+                let mut ids = avoided[i].clone();
+                if let Vrid::Allocated {
+                    moved: Some((old, MoveReason::ForeignRouters)),
+                    ..
+                } = &vrids[i]
+                {
+                    ids.insert(*old);
+                }
+                (!ids.is_empty())
+                    .then(|| ids.iter().map(u8::to_string).collect::<Vec<_>>().join(","))
+            },
             finalizer: !deleting || observed_meta.finalizer,
         };
         if deleting && observed_meta.finalizer {
@@ -565,6 +591,7 @@ pub fn plan(world: &World) -> Plan {
             // Keep what the agents read until the object goes.
             meta.priorities = observed_meta.priorities.clone();
             meta.conflict = observed_meta.conflict.clone();
+            meta.avoided = observed_meta.avoided.clone();
         }
         let meta_changed = meta != observed_meta;
         // Told when an assignment changes (a node came or went), not when it is first made.
@@ -677,6 +704,22 @@ pub fn plan(world: &World) -> Plan {
         foreign,
         wake_after_secs,
     }
+}
+
+/// The VRIDs a VirtualIP's [`AVOIDED_ANNOTATION`] records; what does not parse is ignored (the
+/// operator writes the annotation, a hand edit only loses a hint).
+fn avoided_of(v: &VirtualIP) -> BTreeSet<u8> {
+    v.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(AVOIDED_ANNOTATION))
+        .map(|s| {
+            s.split(',')
+                .filter_map(|id| id.trim().parse::<u8>().ok())
+                .filter(|id| *id >= 1)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Nodes whose Ready condition is False or Unknown: the API server no longer hears from their
@@ -1045,11 +1088,15 @@ mod tests {
                 let ann = v.metadata.annotations.get_or_insert_with(Default::default);
                 ann.remove(PRIORITIES_ANNOTATION);
                 ann.remove(CONFLICT_ANNOTATION);
+                ann.remove(AVOIDED_ANNOTATION);
                 if let Some(p) = &vp.meta.priorities {
                     ann.insert(PRIORITIES_ANNOTATION.into(), p.clone());
                 }
                 if let Some(c) = &vp.meta.conflict {
                     ann.insert(CONFLICT_ANNOTATION.into(), c.clone());
+                }
+                if let Some(a) = &vp.meta.avoided {
+                    ann.insert(AVOIDED_ANNOTATION.into(), a.clone());
                 }
                 v.metadata.finalizers = vp.meta.finalizer.then(|| vec![FINALIZER.to_string()]);
                 if let Some(s) = &vp.status {
@@ -1200,12 +1247,21 @@ mod tests {
             ("True", "ForeignRouters")
         );
         assert!(d.message.contains("192.168.1.8"));
+        // The VirtualIP that moved records the VRID it left.
+        assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("1"));
+        assert!(of(&p, "auto").meta_changed);
         // 1 stays avoided for newcomers once remembered.
         f.memory.foreign = p.foreign.clone();
         f.report("auto", json!([]));
         f.vips
             .push(vip("a", "new", 1, json!({"addresses": ["10.0.0.3"]})));
         assert_eq!(of(&f.plan(), "new").vrid.value(), Some(3));
+        // And after an operator restart (nothing in memory), from the annotation.
+        f.memory = Memory::default();
+        let p = f.settle();
+        assert_eq!(of(&p, "new").vrid.value(), Some(3));
+        assert_eq!(of(&p, "auto").vrid.value(), Some(2));
+        assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("1"));
     }
 
     #[test]
