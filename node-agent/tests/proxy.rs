@@ -630,6 +630,12 @@ fn websocket_upgrades_are_tunnelled() {
         c.read_exact(&mut back).unwrap();
         assert_eq!(String::from_utf8_lossy(&back), message);
     }
+    // A half-close passes through: the backend sees the client's end of input and still gets
+    // its last words to the client.
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert_eq!(String::from_utf8_lossy(&rest), "closed\n");
 }
 
 #[test]

@@ -267,7 +267,8 @@ fn serve_http(
             m.push(method);
         }
         if upgrade {
-            // A WebSocket handshake: 101, then every byte back until the client closes.
+            // A WebSocket handshake: 101, then every byte back until the client closes its
+            // side, then a last line (which only arrives if half-closes pass through).
             if out
                 .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
                 .is_err()
@@ -276,7 +277,11 @@ fn serve_http(
             }
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                if n == 0 {
+                    let _ = out.write_all(b"closed\n");
+                    return;
+                }
+                if out.write_all(&buf[..n]).is_err() {
                     return;
                 }
             }

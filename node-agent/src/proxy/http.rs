@@ -528,20 +528,38 @@ impl HttpProxy {
     }
 }
 
-/// After a 101 Switching Protocols: bytes both ways until either side closes, or the backend is
-/// silent past its read timeout.
+/// After a 101 Switching Protocols: bytes both ways until both sides have closed, or either
+/// breaks or is silent past its timeout. A side that closes its half is passed on as a
+/// half-close (FIN), and what the other side still sends gets through.
 async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeouts) {
     // The request's (empty) body is finished: what the client sends now passes as it is.
     up.maybe_upgrade_body_writer();
-    loop {
+    let (mut client_open, mut backend_open) = (true, true);
+    while client_open || backend_open {
         tokio::select! {
-            from_client = session.read_body_bytes() => match from_client {
-                Ok(Some(b)) => if within(t.write, ErrorType::WriteTimedout, up.write_body(&b)).await.is_err() { return },
-                _ => return,
+            from_client = session.read_body_bytes(), if client_open => match from_client {
+                Ok(Some(b)) => {
+                    if within(t.write, ErrorType::WriteTimedout, up.write_body(&b)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    client_open = false;
+                    up.shutdown().await;
+                }
+                Err(_) => return,
             },
-            from_backend = within(t.read, ErrorType::ReadTimedout, up.read_body_ref()) => match from_backend {
-                Ok(Some(b)) => if session.write_body(b).await.is_err() { return },
-                _ => return,
+            from_backend = within(t.read, ErrorType::ReadTimedout, up.read_body_ref()), if backend_open => match from_backend {
+                Ok(Some(b)) => {
+                    if session.write_body(b).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    backend_open = false;
+                    session.shutdown().await;
+                }
+                Err(_) => return,
             },
         }
     }
