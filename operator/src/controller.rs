@@ -397,6 +397,25 @@ impl Pass {
         self.memory
             .moved
             .retain(|_, t| now - t.as_second() < plan::FOREIGN_COOLDOWN_SECS);
+        // Kept until the VirtualIP's annotation records them, or the VirtualIP is gone.
+        let annotated: HashMap<&str, &str> = vips
+            .iter()
+            .filter_map(|v| {
+                let ann = v
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(plan::AVOIDED_ANNOTATION));
+                Some((v.metadata.uid.as_deref()?, ann.map_or("", String::as_str)))
+            })
+            .collect();
+        self.memory.left.retain(|uid, ids| {
+            annotated.get(uid.as_str()).is_some_and(|ann| {
+                let recorded: Vec<&str> = ann.split(',').map(str::trim).collect();
+                !ids.iter()
+                    .all(|id| recorded.contains(&id.to_string().as_str()))
+            })
+        });
     }
 
     async fn apply_daemonsets(&mut self, plan: &Plan, observed: &[Arc<DaemonSet>]) -> bool {
@@ -509,8 +528,15 @@ impl Pass {
                             && let crate::allocate::Vrid::Allocated { vrid, moved } = &vp.vrid
                         {
                             self.memory.vrids.insert(uid.clone(), *vrid);
-                            if moved.is_some() {
+                            if let Some((old, why)) = moved {
                                 self.memory.moved.insert(uid.clone(), now);
+                                if *why == crate::allocate::MoveReason::ForeignRouters {
+                                    self.memory
+                                        .left
+                                        .entry(uid.clone())
+                                        .or_default()
+                                        .insert(*old);
+                                }
                             }
                         }
                     }

@@ -52,6 +52,9 @@ pub struct Memory {
     pub moved: HashMap<String, Timestamp>,
     /// VRIDs on which agents saw foreign routers.
     pub foreign: BTreeSet<(Family, u8)>,
+    /// VRIDs a VirtualIP left for foreign routers, by uid, until its annotation shows them (the
+    /// move's status write can succeed where its annotation write failed).
+    pub left: HashMap<String, BTreeSet<u8>>,
 }
 
 /// Everything a plan is made from.
@@ -368,7 +371,16 @@ pub fn plan(world: &World) -> Plan {
         .collect();
     let mut foreign = world.memory.foreign.clone();
     // What earlier moves recorded (the operator may have restarted since).
-    let avoided: Vec<BTreeSet<u8>> = vips.iter().map(|v| avoided_of(v)).collect();
+    let avoided: Vec<BTreeSet<u8>> = vips
+        .iter()
+        .map(|v| {
+            let mut ids = avoided_of(v);
+            if let Some(left) = uid(v).and_then(|u| world.memory.left.get(&u)) {
+                ids.extend(left);
+            }
+            ids
+        })
+        .collect();
     for (c, ids) in claims.iter().zip(&avoided) {
         foreign.extend(ids.iter().map(|id| (c.family, *id)));
     }
@@ -511,7 +523,7 @@ pub fn plan(world: &World) -> Plan {
         })
         .collect();
 
-    let down = not_ready(&world.nodes);
+    let down = lost(&world.nodes);
     // Each VirtualIP.
     let mut wake_after_secs: Option<i64> = None;
     let mut out = Vec::with_capacity(vips.len());
@@ -553,8 +565,13 @@ pub fn plan(world: &World) -> Plan {
                 {
                     ids.insert(*old);
                 }
-                (!ids.is_empty())
-                    .then(|| ids.iter().map(u8::to_string).collect::<Vec<_>>().join(","))
+                if ids.is_empty() {
+                    // Nothing to record, or a value that is not ours to fix: left as it is, so
+                    // that every pass does not try to remove it again.
+                    observed_meta.avoided.clone()
+                } else {
+                    Some(ids.iter().map(u8::to_string).collect::<Vec<_>>().join(","))
+                }
             },
             finalizer: !deleting || observed_meta.finalizer,
         };
@@ -722,9 +739,10 @@ fn avoided_of(v: &VirtualIP) -> BTreeSet<u8> {
         .unwrap_or_default()
 }
 
-/// Nodes whose Ready condition is False or Unknown: the API server no longer hears from their
-/// kubelet, and their agents' reports may be stale.
-fn not_ready<'a>(nodes: &[&'a Node]) -> BTreeSet<&'a str> {
+/// Nodes whose Ready condition is Unknown: the API server no longer hears from their kubelet,
+/// and their agents' reports may be stale. (Ready False is a kubelet that still reports, a
+/// runtime or network plugin trouble: its agent's reports are as fresh as any.)
+fn lost<'a>(nodes: &[&'a Node]) -> BTreeSet<&'a str> {
     nodes
         .iter()
         .filter(|n| {
@@ -732,7 +750,7 @@ fn not_ready<'a>(nodes: &[&'a Node]) -> BTreeSet<&'a str> {
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status != "True")
+                .is_some_and(|c| c.status == "Unknown")
         })
         .filter_map(|n| n.metadata.name.as_deref())
         .collect()
@@ -831,6 +849,16 @@ fn vip_conditions(
                 format!("{m} holds the addresses but not every listener serves{why}"),
             )
         }
+    } else if let Some(n) = stale.iter().find(|n| n.state == VrrpState::Master) {
+        Want::new(
+            READY,
+            false,
+            "MasterUnreachable",
+            format!(
+                "{} last reported Master, but its node's status is unknown (kubelet silent); no other node holds the addresses",
+                n.node
+            ),
+        )
     } else {
         Want::new(READY, false, "NoMaster", "no node holds the addresses yet")
     };
@@ -865,8 +893,8 @@ fn vip_conditions(
         Want::new(
             DEGRADED,
             true,
-            "NodeNotReady",
-            format!("not Ready: {}", last.join(", ")),
+            "NodeUnreachable",
+            format!("status unknown (kubelet silent): {}", last.join(", ")),
         )
     } else if matches!(vrid, Vrid::Spec(_)) && !foreign.is_empty() {
         Want::new(
@@ -1262,6 +1290,28 @@ mod tests {
         assert_eq!(of(&p, "new").vrid.value(), Some(3));
         assert_eq!(of(&p, "auto").vrid.value(), Some(2));
         assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("1"));
+        // The annotation write failed where the move's status write succeeded: memory holds
+        // the VRID until the annotation shows it.
+        f.vips.retain(|v| v.metadata.name.as_deref() != Some("new"));
+        f.vip_mut("auto").metadata.annotations = None;
+        f.memory = Memory::default();
+        f.memory
+            .left
+            .insert("uid-a-auto".into(), BTreeSet::from([1]));
+        f.vips
+            .push(vip("a", "newer", 1, json!({"addresses": ["10.0.0.4"]})));
+        let p = f.plan();
+        assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("1"));
+        assert_eq!(of(&p, "newer").vrid.value(), Some(3));
+        // A value the operator cannot read is left alone rather than fought over every pass.
+        f.memory = Memory::default();
+        f.vip_mut("auto").metadata.annotations = Some(
+            [(AVOIDED_ANNOTATION.to_string(), "abc".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let p = f.plan();
+        assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("abc"));
     }
 
     #[test]
@@ -1473,8 +1523,23 @@ mod tests {
         let r = cond(&p, "web", READY);
         assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "Serving"));
         let d = cond(&p, "web", DEGRADED);
-        assert_eq!(d.reason, "NodeNotReady");
-        assert_eq!(d.message, "not Ready: n1 (last reported Master)");
+        assert_eq!(d.reason, "NodeUnreachable");
+        assert_eq!(
+            d.message,
+            "status unknown (kubelet silent): n1 (last reported Master)"
+        );
+        // Ready False is a kubelet that still reports: n1's report counts.
+        ready(&mut f, "n1", "False");
+        assert_eq!(cond(&f.plan(), "web", READY).reason, "MultipleMasters");
+        // Lost, and nobody else is master: not "no master yet".
+        ready(&mut f, "n1", "Unknown");
+        f.report("web", json!([{"node": "n1", "state": "Master", "serving": true}, {"node": "n2", "state": "Backup"}]));
+        let r = cond(&f.plan(), "web", READY).clone();
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "MasterUnreachable")
+        );
+        f.report("web", json!([{"node": "n1", "state": "Master", "serving": true}, {"node": "n2", "state": "Master", "serving": true}]));
         // Back, and still saying Master: that is two masters.
         ready(&mut f, "n1", "True");
         let p = f.settle();
