@@ -208,11 +208,61 @@ impl Handover {
     }
 }
 
-fn tables(ipv6: bool) -> (&'static str, &'static str) {
-    if ipv6 {
-        ("ip6tables", "ip6tables-restore")
+/// Which iptables backend the rules go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    /// The image's `iptables` (Debian's: nft).
+    Default,
+    /// The host's tools (kube-proxy in legacy mode) write the legacy backend.
+    Legacy,
+}
+
+/// The backend holding more of the host's rules, as kube-proxy's `iptables-wrapper` decides:
+/// rules in both backends all apply, but each tool sees and orders only its own backend's.
+/// `None`: that variant's save failed or is not installed.
+fn choose(legacy_save: Option<&str>, nft_save: Option<&str>) -> Variant {
+    let rules =
+        |save: Option<&str>| save.map_or(0, |s| s.lines().filter(|l| l.starts_with("-A ")).count());
+    if rules(legacy_save) > rules(nft_save) {
+        Variant::Legacy
     } else {
-        ("iptables", "iptables-restore")
+        Variant::Default
+    }
+}
+
+/// The host's variant, looked at once per process.
+async fn variant() -> Variant {
+    static VARIANT: tokio::sync::OnceCell<Variant> = tokio::sync::OnceCell::const_new();
+    *VARIANT
+        .get_or_init(|| async {
+            let save = |command: &'static str| async move {
+                let out = Command::new(command)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output()
+                    .await
+                    .ok()?;
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            };
+            let legacy = save("iptables-legacy-save").await;
+            let nft = save("iptables-nft-save").await;
+            let chosen = choose(legacy.as_deref(), nft.as_deref());
+            if chosen == Variant::Legacy {
+                info!("the host's iptables rules are in the legacy backend; handover rules go there too");
+            }
+            chosen
+        })
+        .await
+}
+
+fn tables(ipv6: bool, variant: Variant) -> (&'static str, &'static str) {
+    match (ipv6, variant) {
+        (false, Variant::Default) => ("iptables", "iptables-restore"),
+        (true, Variant::Default) => ("ip6tables", "ip6tables-restore"),
+        (false, Variant::Legacy) => ("iptables-legacy", "iptables-legacy-restore"),
+        (true, Variant::Legacy) => ("ip6tables-legacy", "ip6tables-legacy-restore"),
     }
 }
 
@@ -227,7 +277,7 @@ async fn apply(
         if !used && !routing_ready[usize::from(ipv6)] {
             continue;
         }
-        let (iptables, restore) = tables(ipv6);
+        let (iptables, restore) = tables(ipv6, variant().await);
         run(
             restore,
             &["-w", "--noflush"],
@@ -257,7 +307,7 @@ async fn apply(
 
 /// Removes the jump, the chain and the policy routing of one family.
 async fn remove(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
-    let (iptables, _) = tables(ipv6);
+    let (iptables, _) = tables(ipv6, variant().await);
     for (hook, chain) in [("PREROUTING", CHAIN), ("POSTROUTING", OUT_CHAIN)] {
         let jump = ["-w", "-t", "mangle", "-D", hook, "-j", chain];
         while run(iptables, &jump, None).await.is_ok() {}
@@ -308,6 +358,19 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_go_to_the_backend_the_host_uses() {
+        let kube = "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\nCOMMIT\n";
+        let empty = "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n";
+        assert_eq!(choose(Some(kube), Some(empty)), Variant::Legacy);
+        assert_eq!(choose(Some(empty), Some(kube)), Variant::Default);
+        // A fresh host, or one without the legacy tools: the image's default.
+        assert_eq!(choose(Some(empty), Some(empty)), Variant::Default);
+        assert_eq!(choose(None, Some(empty)), Variant::Default);
+        assert_eq!(choose(None, None), Variant::Default);
+        assert_eq!(tables(true, Variant::Legacy).1, "ip6tables-legacy-restore");
+    }
 
     #[test]
     fn the_chain_forwards_unknown_connections_and_delivers_to_our_sockets() {
