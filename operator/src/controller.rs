@@ -398,23 +398,14 @@ impl Pass {
             .moved
             .retain(|_, t| now - t.as_second() < plan::FOREIGN_COOLDOWN_SECS);
         // Kept until the VirtualIP's annotation records them, or the VirtualIP is gone.
-        let annotated: HashMap<&str, &str> = vips
+        let annotated: HashMap<&str, BTreeSet<u8>> = vips
             .iter()
-            .filter_map(|v| {
-                let ann = v
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(plan::AVOIDED_ANNOTATION));
-                Some((v.metadata.uid.as_deref()?, ann.map_or("", String::as_str)))
-            })
+            .filter_map(|v| Some((v.metadata.uid.as_deref()?, plan::avoided_of(v))))
             .collect();
         self.memory.left.retain(|uid, ids| {
-            annotated.get(uid.as_str()).is_some_and(|ann| {
-                let recorded: Vec<&str> = ann.split(',').map(str::trim).collect();
-                !ids.iter()
-                    .all(|id| recorded.contains(&id.to_string().as_str()))
-            })
+            annotated
+                .get(uid.as_str())
+                .is_some_and(|a| !ids.is_subset(a))
         });
     }
 

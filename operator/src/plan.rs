@@ -725,7 +725,7 @@ pub fn plan(world: &World) -> Plan {
 
 /// The VRIDs a VirtualIP's [`AVOIDED_ANNOTATION`] records; what does not parse is ignored (the
 /// operator writes the annotation, a hand edit only loses a hint).
-fn avoided_of(v: &VirtualIP) -> BTreeSet<u8> {
+pub fn avoided_of(v: &VirtualIP) -> BTreeSet<u8> {
     v.metadata
         .annotations
         .as_ref()
