@@ -15,7 +15,7 @@ const VIPS: u8 = 10;
 fn main() {
     let settle: u64 = buoy_tests::bench_flag("--settle", 5);
     let mut lab = Lab::new(&["buoy", "classic"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("{}-rss", lab.lan));
+    let dir = lab.dir().to_path_buf();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let d = dir.display().to_string();
 
@@ -117,5 +117,4 @@ fn main() {
         b / (k + n).max(0.001)
     );
     println!("target: buoy-agent ≤ 30 MB");
-    let _ = std::fs::remove_dir_all(&dir);
 }

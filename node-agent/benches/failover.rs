@@ -126,7 +126,6 @@ fn run(implementation: Impl, fault: Fault, interval_ms: u64) -> Option<Outcome> 
     let offset = fault_at.duration_since(probe.started()).as_secs_f64() * 1000.0;
     let samples = probe.finish();
     let r = report(&samples);
-    std::fs::remove_dir_all(std::env::temp_dir().join(&lab.lan)).ok();
     moved.then(|| Outcome {
         longest_outage: r.longest_outage,
         failed: r.failed,

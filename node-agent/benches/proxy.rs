@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{path::Path, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use buoy_tests::{
     netlab::{Lab, ns_exec},
@@ -92,7 +92,7 @@ fn wait_port(lab: &Lab, host: &str, port: u16) {
 fn main() {
     let seconds: u64 = buoy_tests::bench_flag("--seconds", 8);
     let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
-    let dir = std::env::temp_dir().join(&lab.lan);
+    let dir = lab.dir().to_path_buf();
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
@@ -270,7 +270,6 @@ fn main() {
         b_rps / h_rps.max(1.0)
     );
     drop(lab);
-    std::fs::remove_dir_all(Path::new(&d)).ok();
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {

@@ -160,8 +160,6 @@ fn main() {
 
     let keepalived = {
         let mut lab = Lab::with_links(&["a", "b"], LINKS).unwrap();
-        let dir = std::env::temp_dir().join(&lab.lan);
-        std::fs::create_dir_all(&dir).unwrap();
         let mut pids = Vec::new();
         for (host, priority) in [("a", 150u8), ("b", 100)] {
             let (_, vrrp_pid) =
@@ -188,7 +186,6 @@ fn main() {
             .collect();
         let held = lab.holders("10.200.3.250".parse().unwrap());
         println!("(keepalived: 10.200.3.250 held by {held:?} during the run)");
-        std::fs::remove_dir_all(&dir).ok();
         (used[0], used[1])
     };
 

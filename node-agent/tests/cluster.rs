@@ -54,14 +54,7 @@ struct Cluster {
     lab: Lab,
     _backends: Vec<Backend>,
     api: Option<TestApi>,
-    dir: PathBuf,
     kubeconfig: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Cluster {
@@ -86,9 +79,7 @@ fn start() -> Cluster {
 /// The lab and API server, with `buoy-agent run` on these nodes.
 fn start_agents(nodes: &[&str]) -> Cluster {
     let mut lab = Lab::new(&["n1", "n2", "web1", "web2", "client", "api"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("{}-cluster", lab.lan));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
+    let kubeconfig = lab.dir().join("kubeconfig");
     let api = lab.start_api("api", &kubeconfig).unwrap();
     let backends = ["web1", "web2"]
         .iter()
@@ -116,7 +107,6 @@ fn start_agents(nodes: &[&str]) -> Cluster {
         lab,
         _backends: backends,
         api: Some(api),
-        dir,
         kubeconfig,
     }
 }
@@ -287,7 +277,7 @@ ports: [{name: http, port: 80}]
 endpoints: [{addresses: [10.77.0.3]}, {addresses: [10.77.0.4]}]
 "#;
     c.kubectl(&["apply", "-f", "-"], Some(objects));
-    let config = c.dir.join("standalone.yaml");
+    let config = c.lab.dir().join("standalone.yaml");
     std::fs::write(
         &config,
         r#"

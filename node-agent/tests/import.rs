@@ -145,9 +145,11 @@ fn the_binary_prints_yaml_and_warnings() {
     }
     assert!(lines.contains(&"warning: lb1.conf:17: directive \"state\" is not translated: MASTER is only keepalived's initial state; in Buoy every node starts in Initialize and the priorities decide (lb1: 100)"));
 
-    let tmp = std::env::temp_dir().join(format!("buoy-import-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let file = tmp.join("seed.yaml");
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-")
+        .tempdir()
+        .unwrap();
+    let file = tmp.path().join("seed.yaml");
     std::fs::write(&file, &stdout).unwrap();
     let check = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
         .args(["check", "--config", file.to_str().unwrap()])
@@ -170,7 +172,6 @@ fn the_binary_prints_yaml_and_warnings() {
         assert_eq!(desired.vips.len(), 1, "{node}");
         assert_eq!(desired.proxy.listeners.len(), 1, "{node}");
     }
-    std::fs::remove_dir_all(&tmp).ok();
 }
 
 fn options_from_args(dir: &Path) -> Options {

@@ -34,9 +34,7 @@ struct Scenario {
 }
 
 fn workdir(lab: &Lab) -> PathBuf {
-    let dir = std::env::temp_dir().join(&lab.lan);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    lab.dir().to_path_buf()
 }
 
 fn keepalived_conf(s: &Scenario, priority: u8, me: &str, peer: &str) -> String {

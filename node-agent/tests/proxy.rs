@@ -8,7 +8,6 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     process::Command,
     sync::{
         Arc,
@@ -27,21 +26,17 @@ const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
 struct Proxy {
     _proc: Proc,
-    dir: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
+    /// Holds the configuration file; removed after the process (fields drop in order).
+    _dir: tempfile::TempDir,
 }
 
 /// Runs `buoy-agent proxy` on this YAML; waits until it listens.
 fn proxy(yaml: &str) -> Proxy {
-    let dir =
-        std::env::temp_dir().join(format!("buoy-proxy-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("buoy.yaml");
+    let dir = tempfile::Builder::new()
+        .prefix("buoy-proxy-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("buoy.yaml");
     std::fs::write(&file, yaml).unwrap();
     let mut cmd = Command::new(AGENT);
     cmd.args(["proxy", "--threads", "2", "--config"]).arg(&file);
@@ -52,7 +47,10 @@ fn proxy(yaml: &str) -> Proxy {
         "{:?}",
         p.output()
     );
-    Proxy { _proc: p, dir }
+    Proxy {
+        _proc: p,
+        _dir: dir,
+    }
 }
 
 fn config(port: u16, protocol: &str, backends: &[(SocketAddr, u32)], pool_extra: &str) -> String {
@@ -212,7 +210,12 @@ fn headers_are_exactly_what_nginx_sends() {
     ));
     // nginx with the reference configuration's location block, in front of the same backend.
     let nginx_port = free_port();
-    let dir = std::env::temp_dir().join(format!("buoy-nginx-{}-{nginx_port}", std::process::id()));
+    // Declared before nginx: removed after it stops.
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-nginx-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::write(
         dir.join("nginx.conf"),
@@ -244,7 +247,6 @@ fn headers_are_exactly_what_nginx_sends() {
     ];
     let via_buoy = request(at(port), "GET", "/path?q=1", &spoofed, "").unwrap();
     let via_nginx = request(at(nginx_port), "GET", "/path?q=1", &spoofed, "").unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     for h in ["host", "x-real-ip", "x-forwarded-for", "user-agent"] {
         assert_eq!(
             via_buoy.echoed(h),

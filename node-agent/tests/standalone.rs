@@ -28,16 +28,9 @@ fn vip_http() -> SocketAddr {
 
 struct Setup {
     lab: Lab,
-    dir: PathBuf,
     config: PathBuf,
     agents: [usize; 2],
     backends: Vec<Backend>,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn start_backend(lab: &Lab, host: &str) -> Backend {
@@ -63,8 +56,7 @@ fn start() -> Setup {
 /// Like [`start`]; `before` runs once the lab exists, before the agents start.
 fn start_with(before: impl FnOnce(&Lab)) -> Setup {
     let mut lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("{}-standalone", lab.lan));
-    let config = buoy_tests::seed::lab_config(&dir).unwrap();
+    let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
     let backends = vec![start_backend(&lab, "web1"), start_backend(&lab, "web2")];
     before(&lab);
     let mut agents = [0; 2];
@@ -73,7 +65,6 @@ fn start_with(before: impl FnOnce(&Lab)) -> Setup {
     }
     Setup {
         lab,
-        dir,
         config,
         agents,
         backends,
@@ -343,18 +334,15 @@ fn stop_agent(lab: &mut Lab, agent: usize, node: &str, iptables: &str, ip_family
 #[test]
 fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it() {
     let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("{}-standalone", lab.lan));
-    let config = buoy_tests::seed::lab_config(&dir).unwrap();
+    let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
     let _backends = [start_backend(&lab, "web1"), start_backend(&lab, "web2")];
     keep_alive_across_a_preemption(lab, &config, vip_http());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
     let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("{}-standalone6", lab.lan));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = lab.dir().to_path_buf();
     let backends: Vec<String> = ["web1", "web2"]
         .iter()
         .map(|h| format!("    - address: \"{}\"\n      port: 80\n", lab.host(h).ipv6))
@@ -375,7 +363,6 @@ fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
         .map(|h| echo_in(&lab.host(h).ns, "[::]:80", h).unwrap())
         .collect();
     keep_alive_across_a_preemption(lab, &config, "[fd77::100]:80".parse().unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

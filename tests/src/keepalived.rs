@@ -61,8 +61,7 @@ pub fn config(version: u8, instances: &[Instance]) -> String {
 /// Starts `keepalived --vrrp` with `config` on `host`; returns the process index in the lab and
 /// the file where keepalived writes its VRRP child's pid.
 pub fn start(lab: &mut Lab, host: &str, config: &str, log: bool) -> Result<(usize, PathBuf)> {
-    let dir = std::env::temp_dir().join(&lab.lan);
-    std::fs::create_dir_all(&dir)?;
+    let dir = lab.dir().to_path_buf();
     let conf = dir.join(format!("{host}.keepalived.conf"));
     std::fs::write(&conf, config)?;
     let (main_pid, vrrp_pid) = (

@@ -87,6 +87,8 @@ pub struct Lab {
     pub lan: String,
     pub hosts: Vec<Host>,
     procs: Vec<Proc>,
+    /// Files of this lab's run (configurations, logs), removed with the lab.
+    dir: tempfile::TempDir,
 }
 
 impl Lab {
@@ -110,6 +112,10 @@ impl Lab {
         );
         let lan = format!("{id}-lan");
         let mut lab = Lab {
+            dir: tempfile::Builder::new()
+                .prefix(&format!("{lan}-"))
+                .tempdir()
+                .context("creating the lab's directory")?,
             lan: lan.clone(),
             hosts: Vec::new(),
             procs: Vec::new(),
@@ -210,6 +216,11 @@ impl Lab {
             port: format!("p{n}"),
         });
         Ok(())
+    }
+
+    /// A directory for this lab's files; it goes when the lab does, after its processes.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn host(&self, name: &str) -> &Host {

@@ -77,7 +77,6 @@ pub struct System {
     pub lab: Lab,
     pub api: TestApi,
     pub backends: Vec<Backend>,
-    dir: PathBuf,
     pub kubeconfig: PathBuf,
     /// Pods whose agent runs (by pod name).
     pub started: BTreeSet<String>,
@@ -91,12 +90,6 @@ pub struct System {
     serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
-impl Drop for System {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl System {
     pub fn start() -> System {
         System::start_with_lb_nodes(&NODES)
@@ -105,9 +98,7 @@ impl System {
     /// Like [`System::start`], with the `buoy.io/lb` label on `lb_nodes` only.
     pub fn start_with_lb_nodes(lb_nodes: &[&str]) -> System {
         let mut lab = Lab::new(&["n1", "n2", "n3", "web1", "web2", "client", "api"]).unwrap();
-        let dir = std::env::temp_dir().join(format!("{}-e2e", lab.lan));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
+        let kubeconfig = lab.dir().join("kubeconfig");
         let api = lab.start_api("api", &kubeconfig).unwrap();
         let backends = ["web1", "web2"]
             .iter()
@@ -137,7 +128,6 @@ impl System {
             lab,
             api,
             backends,
-            dir,
             kubeconfig,
             started: BTreeSet::new(),
             agents: Default::default(),

@@ -13,7 +13,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -43,10 +42,12 @@ fn all_values() -> PathBuf {
     chart().join("ci/all-values.yaml")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("buoy-chart-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of its own (tests run in parallel), removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("buoy-chart-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs `python3 charts/tests/helmtool.py ARGS`; returns (exit code, stdout, stderr).
@@ -101,13 +102,8 @@ fn parse_stream(yaml: &str) -> Vec<Value> {
 }
 
 fn render(values: Option<&Path>, name: &str, namespace: &str, api_versions: &[&str]) -> Rendered {
-    // Tests run in parallel: one directory per render.
-    static RENDERS: AtomicUsize = AtomicUsize::new(0);
-    let dir = scratch(&format!(
-        "render-{name}-{}",
-        RENDERS.fetch_add(1, Ordering::Relaxed)
-    ));
-    let notes = dir.join("NOTES.txt");
+    let dir = scratch(&format!("render-{name}"));
+    let notes = dir.path().join("NOTES.txt");
     let chart = chart();
     let mut args = vec![
         "render",
@@ -149,7 +145,8 @@ fn render_all_values() -> Rendered {
 /// Validates a YAML stream strictly; returns helmtool's per-object lines.
 #[track_caller]
 fn validate(yaml: &str, name: &str) -> Vec<String> {
-    let file = scratch("validate").join(format!("{name}.yaml"));
+    let dir = scratch("validate");
+    let file = dir.path().join(format!("{name}.yaml"));
     std::fs::write(&file, yaml).unwrap();
     let (code, out, err) = helmtool(&[
         "validate",
@@ -502,7 +499,8 @@ fn every_option_renders_validates_and_takes_effect() {
     );
 
     // Hard anti-affinity, when no affinity is given.
-    let values = scratch("hard").join("values.yaml");
+    let dir = scratch("hard");
+    let values = dir.path().join("values.yaml");
     std::fs::write(&values, "operator:\n  podAntiAffinity: hard\n").unwrap();
     let hard = render(Some(&values), "buoy", "buoy-system", &[]);
     let pod = &hard.one("Deployment", "buoy-operator")["spec"]["template"]["spec"];
@@ -522,7 +520,8 @@ fn strict_validation_rejects_what_kubernetes_would() {
     let r = render_defaults();
     let mut deploy = r.one("Deployment", "buoy-operator").clone();
     deploy["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = json!("Always");
-    let file = scratch("invalid").join("invalid.yaml");
+    let dir = scratch("invalid");
+    let file = dir.path().join("invalid.yaml");
     std::fs::write(&file, serde_yaml::to_string(&deploy).unwrap()).unwrap();
     let (code, out, _) = helmtool(&[
         "validate",
@@ -1130,7 +1129,7 @@ fn load_toml_rust_version() -> String {
 #[test]
 fn rendered_manifests_apply_to_the_api_test_server() {
     let dir = scratch("apply");
-    let kubeconfig = dir.join("kubeconfig");
+    let kubeconfig = dir.path().join("kubeconfig");
     let mut cmd = Command::new(workspace_bin("buoy-testapi"));
     cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig);
@@ -1280,7 +1279,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     // CRDs, which this server does not have, so it is rendered without that API, as Helm
     // would on such a cluster).
     let all = render(Some(&all_values()), "edge", "buoy-ci", &[]);
-    let file = dir.join("all-values.yaml");
+    let file = dir.path().join("all-values.yaml");
     let mut text = String::new();
     for ns in ["buoy-ci", "buoy-leases", "lb"] {
         text.push_str(&format!(

@@ -17,8 +17,11 @@ fn repo() -> PathBuf {
 
 #[test]
 fn kubectl_applies_gets_and_deletes_buoy_objects() {
-    let dir = std::env::temp_dir().join(format!("buoy-testapi-kubectl-{}", std::process::id()));
-    let kubeconfig = dir.join("kubeconfig");
+    let dir = tempfile::Builder::new()
+        .prefix("buoy-testapi-kubectl-")
+        .tempdir()
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_buoy-testapi"));
     cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig);
@@ -141,5 +144,4 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
         "{out}{err}"
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(dir);
 }

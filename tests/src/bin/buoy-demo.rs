@@ -87,9 +87,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
     say("  lb1 10.77.0.1 and lb2 10.77.0.2   Buoy agents (VRRP + HTTP proxy), sharing 10.77.0.100");
     say("  web1 10.77.0.3 and web2 10.77.0.4  web servers");
     say("  client 10.77.0.5                  sends the requests\n");
-    let dir = std::env::temp_dir().join(format!("{}-demo", lab.lan));
-    let config = lab_config(&dir)?;
-    let _cleanup = RemoveDir(dir.clone());
+    let config = lab_config(lab.dir())?;
     let mut backends = Vec::new();
     for web in ["web1", "web2"] {
         let name = web.to_string();
@@ -221,12 +219,4 @@ fn run(stop: &AtomicBool) -> Result<()> {
     say("Next: README.md (Kubernetes install, the API, migrating from keepalived + nginx).");
     drop(backends);
     Ok(())
-}
-
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
