@@ -6,10 +6,12 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use buoy_tests::{
+    announce_wire::AnnouncementWatch,
     backend::{Backend, KeepAlive, echo_in, served_by_from},
     netlab::{Lab, in_netns, ns_exec},
     probe::{Probe, report},
@@ -73,22 +75,65 @@ fn start_with(before: impl FnOnce(&Lab)) -> Setup {
 
 /// Starts `buoy-agent standalone` on `node`; returns its process index.
 fn spawn_agent(lab: &mut Lab, config: &std::path::Path, node: &str) -> usize {
-    lab.spawn(
+    spawn_agent_with(lab, config, node, &[])
+}
+
+/// Like [`spawn_agent`], with these `NAME=value` settings in the agent's environment.
+fn spawn_agent_with(
+    lab: &mut Lab,
+    config: &std::path::Path,
+    node: &str,
+    environment: &[&str],
+) -> usize {
+    let agent = workspace_bin("buoy-agent");
+    let mut args: Vec<&str> = environment.to_vec();
+    args.extend([
+        agent.to_str().unwrap(),
+        "standalone",
+        "--config",
+        config.to_str().unwrap(),
+        "--node-name",
         node,
-        workspace_bin("buoy-agent").to_str().unwrap(),
-        &[
-            "standalone",
-            "--config",
-            config.to_str().unwrap(),
-            "--node-name",
-            node,
-            "--threads",
-            "1",
-            "--metrics-address",
-            "127.0.0.1:9901",
-        ],
+        "--threads",
+        "1",
+        "--metrics-address",
+        "127.0.0.1:9901",
+    ]);
+    lab.spawn(node, "env", &args).unwrap()
+}
+
+/// A `PATH` whose `iptables-restore` and `ip6tables-restore` take `delay` longer, as on a
+/// loaded host or one where kube-proxy holds the xtables lock for a while.
+fn slow_iptables_path(lab: &Lab, delay: Duration) -> String {
+    let dir = lab.dir().join("slow-iptables");
+    std::fs::create_dir_all(&dir).unwrap();
+    for tool in ["iptables-restore", "ip6tables-restore"] {
+        let real = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+        assert!(!real.is_empty(), "{tool} is installed");
+        let wrapper = dir.join(tool);
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nsleep {}\nexec {real} \"$@\"\n",
+                delay.as_secs_f64()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    format!(
+        "PATH={}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
     )
-    .unwrap()
 }
 
 /// `n` requests from the client through the VIP; who answered each.
@@ -200,7 +245,24 @@ fn sigterm_on_the_master_hands_over_without_a_failed_request() {
 /// NA moved the VIP), which knows no such connection: without handover it would answer with a
 /// reset. It forwards the packets to lb2, whose proxy still holds the connection and answers.
 /// Then both agents stop and take their rules with them.
-fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: SocketAddr) {
+/// The MAC address of a host's `eth0`.
+fn mac_of(lab: &Lab, host: &str) -> [u8; 6] {
+    let text = ns_exec(&lab.host(host).ns, &["cat", "/sys/class/net/eth0/address"]).unwrap();
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+/// `slow_iptables`: lb1's `iptables-restore` takes this much longer.
+fn keep_alive_across_a_preemption(
+    mut lab: Lab,
+    config: &std::path::Path,
+    vip: SocketAddr,
+    slow_iptables: Option<Duration>,
+) {
     let (iptables, ip_family) = if vip.is_ipv6() {
         ("ip6tables", "-6")
     } else {
@@ -215,13 +277,34 @@ fn keep_alive_across_a_preemption(mut lab: Lab, config: &std::path::Path, vip: S
     let mut conn = KeepAlive::connect_in(&lab.host("client").ns, vip).unwrap();
     let first = conn.get("/").unwrap();
     assert_eq!(first.status, 200, "{first:?}");
-    let lb1 = spawn_agent(&mut lab, config, "lb1");
+    // The next request leaves the moment the client hears lb1 announce the VIP: lb1 must
+    // already have the rule that forwards it to lb2 (make before break), or it resets it.
+    let lb1_mac = mac_of(&lab, "lb1");
+    let announced = AnnouncementWatch::start(
+        &lab.host("client").ns,
+        vip.ip(),
+        lb1_mac,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let environment = slow_iptables.map(|delay| slow_iptables_path(&lab, delay));
+    let lb1 = spawn_agent_with(
+        &mut lab,
+        config,
+        "lb1",
+        &environment.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    announced
+        .wait()
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    // The capture sees the announcement just before the client's kernel takes it in.
+    std::thread::sleep(Duration::from_millis(2));
+    let second = conn.get("/");
     assert!(
         lab.wait_sole_holder(vip.ip(), "lb1", Duration::from_secs(10)),
         "lb1 preempts\n{}",
         lab.logs()
     );
-    let second = conn.get("/");
     let forwarded = handover_chain(&lab, "lb1", iptables);
     let second = second.unwrap_or_else(|e| {
         panic!(
@@ -336,7 +419,11 @@ fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it(
     let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
     let _backends = [start_backend(&lab, "web1"), start_backend(&lab, "web2")];
-    keep_alive_across_a_preemption(lab, &config, vip_http());
+    // lb1 hears lb2 within an advert (1 s) of its start and preempts it 3.6 s later (three
+    // adverts and its skew): each of its first two rule changes (its own VIP, then forwarding
+    // to lb2) taking 2.5 s puts the forwarding rule 0.4 to 1.4 s after lb1 would announce
+    // itself, within the 2 s it waits for the rule.
+    keep_alive_across_a_preemption(lab, &config, vip_http(), Some(Duration::from_millis(2500)));
 }
 
 #[test]
@@ -362,7 +449,7 @@ fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
         .iter()
         .map(|h| echo_in(&lab.host(h).ns, "[::]:80", h).unwrap())
         .collect();
-    keep_alive_across_a_preemption(lab, &config, "[fd77::100]:80".parse().unwrap());
+    keep_alive_across_a_preemption(lab, &config, "[fd77::100]:80".parse().unwrap(), None);
 }
 
 #[test]

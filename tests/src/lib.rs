@@ -1,6 +1,7 @@
 //! Buoy's test infrastructure: the network-namespace lab, traffic probes, process guards, and
 //! the Kubernetes API test server (`testapi`) and benchmarks.
 
+pub mod announce_wire;
 pub mod backend;
 pub mod keepalived;
 pub mod kubectl;

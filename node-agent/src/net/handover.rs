@@ -123,9 +123,18 @@ pub enum HandoverError {
 /// the same rules.
 #[derive(Clone)]
 pub struct Handover {
-    desired: watch::Sender<Rules>,
+    desired: watch::Sender<Desired>,
+    /// The `seq` of the last rules the task applied (or failed to).
     applied: watch::Receiver<u64>,
     netlink: Netlink,
+}
+
+/// The rules wanted now, numbered so that a caller can wait for its own change to be applied
+/// (not for an earlier one that was being applied when it asked).
+#[derive(Clone, Default)]
+struct Desired {
+    rules: Rules,
+    seq: u64,
 }
 
 impl Handover {
@@ -133,14 +142,13 @@ impl Handover {
     pub fn start() -> Result<Handover, super::netlink::NetError> {
         let netlink = Netlink::connect()?;
         let task_netlink = netlink.clone();
-        let (desired, mut changes) = watch::channel(Rules::default());
+        let (desired, mut changes) = watch::channel(Desired::default());
         let (applied_tx, applied) = watch::channel(0u64);
         tokio::spawn(async move {
             let mut routing_ready = [false, false];
             let mut failing = false;
-            let mut generation = 0u64;
             while changes.changed().await.is_ok() {
-                let rules = changes.borrow_and_update().clone();
+                let Desired { rules, seq } = changes.borrow_and_update().clone();
                 match apply(&task_netlink, &rules, &mut routing_ready).await {
                     Ok(()) => {
                         if failing {
@@ -157,8 +165,7 @@ impl Handover {
                         failing = true;
                     }
                 }
-                generation += 1;
-                let _ = applied_tx.send(generation);
+                let _ = applied_tx.send(seq);
             }
         });
         Ok(Handover {
@@ -172,34 +179,63 @@ impl Handover {
     ///
     /// [`clear`]: Handover::clear
     pub fn deliver(&self, vips: &[IpAddr]) {
-        self.desired.send_if_modified(|r| {
-            let before = r.deliver.len();
-            r.deliver.extend(vips.iter().copied());
-            r.deliver.len() != before
-        });
+        self.change(|r| r.deliver.extend(vips.iter().copied()));
     }
 
     /// Points `vips`' unknown connections at `to` (`None`: nowhere).
     pub fn forward(&self, vips: &[IpAddr], to: Option<(IpAddr, String)>) {
-        self.desired.send_if_modified(|r| {
-            let before = r.forward.clone();
+        self.change(|r| {
             for vip in vips {
                 match &to {
                     Some(target) => r.forward.insert(*vip, target.clone()),
                     None => r.forward.remove(vip),
                 };
             }
-            r.forward != before
         });
+    }
+
+    /// Waits up to `limit` until every change asked for so far is applied; returns whether it
+    /// was. A new master that forwards calls it before it binds and announces the VIP, so that
+    /// no packet of the old master's connections reaches it before the rule that sends them on
+    /// (it would reset them): `iptables-restore` takes milliseconds, longer on a loaded host or
+    /// behind kube-proxy's hold of the xtables lock.
+    pub async fn settled(&self, limit: std::time::Duration) -> bool {
+        let wanted = self.desired.borrow().seq;
+        self.applied_by(wanted, limit).await
+    }
+
+    /// Changes the desired rules; returns the change's number if they changed.
+    fn change(&self, f: impl FnOnce(&mut Rules)) -> Option<u64> {
+        let mut seq = None;
+        self.desired.send_if_modified(|d| {
+            let before = d.rules.clone();
+            f(&mut d.rules);
+            let changed = d.rules != before;
+            if changed {
+                d.seq += 1;
+                seq = Some(d.seq);
+            }
+            changed
+        });
+        seq
+    }
+
+    /// Waits up to `limit` for change `seq` to be applied; returns whether it was.
+    async fn applied_by(&self, seq: u64, limit: std::time::Duration) -> bool {
+        let mut applied = self.applied.clone();
+        matches!(
+            tokio::time::timeout(limit, applied.wait_for(|&done| done >= seq)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Removes every rule, the chain and the policy routing (the agent is exiting, its
     /// connections drained). Waits for the removal.
     pub async fn clear(&self) {
-        let mut applied = self.applied.clone();
-        applied.mark_unchanged();
-        self.desired.send_replace(Rules::default());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), applied.changed()).await;
+        if let Some(seq) = self.change(|r| *r = Rules::default()) {
+            self.applied_by(seq, std::time::Duration::from_secs(5))
+                .await;
+        }
         for ipv6 in [false, true] {
             if let Err(e) = remove(&self.netlink, ipv6).await {
                 debug!(ipv6, error = %e, "removing the handover chain");

@@ -305,6 +305,20 @@ impl Shell {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::BindVip => {
+                    // Make before break: with the old master alive, its connections' packets
+                    // must find the forwarding rule once clients hear of us. Bounded well
+                    // within its patience (it resigns for four intervals, and serves on while
+                    // being preempted); after a real failure nothing is forwarded, and the
+                    // takeover does not wait for iptables.
+                    if let Some(handover) = &self.handover
+                        && self.machine.forwarding_to().is_some()
+                        && !handover.settled(2 * self.config.advert_interval).await
+                    {
+                        warn!(
+                            vrid = self.config.vrid,
+                            "the connection handover rules are late; taking the VIP over without them"
+                        );
+                    }
                     if let Err(e) = self.bind().await {
                         warn!(vrid = self.config.vrid, error = %e, "cannot bind the virtual addresses; giving up mastership");
                         // Through reevaluate, so that no other change clears this fault

@@ -188,6 +188,11 @@ impl Machine {
     }
 
     /// Whether the VIP is (or must be) bound on this node.
+    /// The live previous master that unknown connections are forwarded to, if any.
+    pub fn forwarding_to(&self) -> Option<IpAddr> {
+        self.forwarding_to
+    }
+
     pub fn holds_vip(&self) -> bool {
         matches!(self.state, State::Master | State::Resigning)
     }
