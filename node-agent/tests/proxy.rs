@@ -25,7 +25,7 @@ use buoy_tests::{
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
 struct Proxy {
-    _proc: Proc,
+    process: Proc,
     /// Holds the configuration file; removed after the process (fields drop in order).
     _dir: tempfile::TempDir,
 }
@@ -48,7 +48,7 @@ fn proxy(yaml: &str) -> Proxy {
         p.output()
     );
     Proxy {
-        _proc: p,
+        process: p,
         _dir: dir,
     }
 }
@@ -684,4 +684,35 @@ fn pipelined_requests_are_all_answered() {
         rest = &rest[used..];
     }
     assert_eq!(answered, ["1", "2", "3"], "in order, none lost");
+}
+
+#[test]
+fn a_stopping_proxy_answers_the_clients_waiting_to_be_accepted() {
+    let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let mut p = proxy(&config(port, "HTTP", &[(b.addr, 1)], ""));
+    // Frozen, the proxy accepts nothing: the kernel completes the handshakes and queues them,
+    // as for clients whose SYN reached a node just before its VIP moved away.
+    p.process.signal(libc::SIGSTOP);
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut c = TcpStream::connect(at(port)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(
+                format!("GET /{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    // It wakes up to the stop and the waiting clients at once.
+    p.process.signal(libc::SIGTERM);
+    p.process.signal(libc::SIGCONT);
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let mut raw = Vec::new();
+        let read = c.read_to_end(&mut raw);
+        let reply = parse_reply(&raw).map(|(r, _)| r.status);
+        assert_eq!(reply, Some(200), "client {i}: {read:?} {raw:?}");
+    }
+    assert_eq!(p.process.wait_exit(Duration::from_secs(10)), Some(0));
 }

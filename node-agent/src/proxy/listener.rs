@@ -164,7 +164,10 @@ impl Drop for OpenGuard {
 }
 
 /// The next client to serve, or `None` once the listener is stopped. Accept errors (EMFILE and
-/// friends) back off instead of spinning; clients beyond `maxConnections` are refused.
+/// friends) back off instead of spinning; clients beyond `maxConnections` are refused. At the
+/// stop, clients whose handshake the kernel has already completed are still taken (closing the
+/// socket would reset them): a client whose SYN reached this node just before its VIP moved
+/// gets its answer, as one accepted a moment earlier does.
 async fn next_client(
     socket: &TcpListener,
     stop: &mut watch::Receiver<bool>,
@@ -172,9 +175,17 @@ async fn next_client(
     open: &AtomicUsize,
 ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
-        let accepted = tokio::select! {
-            a = socket.accept() => a,
-            _ = stop.changed() => return None,
+        let accepted = if *stop.borrow() {
+            queued(socket)?
+        } else {
+            tokio::select! {
+                a = socket.accept() => a,
+                // A dropped sender is a stop too (the listener's drop sends one first).
+                changed = stop.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return None,
+                },
+            }
         };
         match accepted {
             Ok((client, peer)) => {
@@ -186,11 +197,34 @@ async fn next_client(
                 }
                 debug!(listener = %config.name, %peer, "at maxConnections; refusing");
             }
+            Err(e) if *stop.borrow() => {
+                debug!(listener = %config.name, error = %e, "accept failed while stopping");
+                return None;
+            }
             Err(e) => {
                 warn!(listener = %config.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// A connection already waiting in the accept queue, without waiting for one; `None` when the
+/// queue is empty. (tokio's `accept` would wait for the reactor's readiness, which may not have
+/// seen the latest arrivals yet.)
+fn queued(socket: &TcpListener) -> Option<std::io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+    let accepted = socket2::SockRef::from(socket)
+        .accept()
+        .and_then(|(s, peer)| {
+            s.set_nonblocking(true)?;
+            let peer = peer
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("not an IP peer"))?;
+            Ok((tokio::net::TcpStream::from_std(s.into())?, peer))
+        });
+    match accepted {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        other => Some(other),
     }
 }
 
