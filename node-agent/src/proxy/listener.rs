@@ -71,7 +71,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
+    socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -163,19 +163,28 @@ impl Drop for OpenGuard {
     }
 }
 
+/// The listen backlog: how many handshaken clients the kernel queues for `accept`.
+const BACKLOG: i32 = 4096;
+
 /// The next client to serve, or `None` once the listener is stopped. Accept errors (EMFILE and
 /// friends) back off instead of spinning; clients beyond `maxConnections` are refused. At the
 /// stop, clients whose handshake the kernel has already completed are still taken (closing the
 /// socket would reset them): a client whose SYN reached this node just before its VIP moved
-/// gets its answer, as one accepted a moment earlier does.
+/// gets its answer, as one accepted a moment earlier does. At most a backlog's worth: clients
+/// that keep connecting must not keep a stopped listener open.
 async fn next_client(
     socket: &TcpListener,
     stop: &mut watch::Receiver<bool>,
     config: &ListenerConfig,
     open: &AtomicUsize,
+    taken_after_stop: &mut i32,
 ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
         let accepted = if *stop.borrow() {
+            if *taken_after_stop >= BACKLOG {
+                return None;
+            }
+            *taken_after_stop += 1;
             queued(socket)?
         } else {
             tokio::select! {
@@ -238,7 +247,8 @@ async fn accept_http(
 ) {
     // Flips when this listener stops, so that idle keep-alive connections end.
     let (stopped_tx, stopped) = watch::channel(false);
-    while let Some((tcp, peer)) = next_client(&socket, &mut stop, &config, &open).await {
+    let mut late = 0;
+    while let Some((tcp, peer)) = next_client(&socket, &mut stop, &config, &open, &mut late).await {
         let guard = OpenGuard::new(&open, &metrics);
         let (proxy, stopped) = (proxy.clone(), stopped.clone());
         tokio::spawn(async move {
@@ -258,7 +268,10 @@ async fn accept_tcp(
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
 ) {
-    while let Some((client, peer)) = next_client(&socket, &mut stop, &config, &open).await {
+    let mut late = 0;
+    while let Some((client, peer)) =
+        next_client(&socket, &mut stop, &config, &open, &mut late).await
+    {
         let guard = OpenGuard::new(&open, &metrics);
         let Ok(current) = pool.lock().map(|p| p.clone()) else {
             continue;
