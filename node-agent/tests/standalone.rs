@@ -419,11 +419,11 @@ fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it(
     let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
     let _backends = [start_backend(&lab, "web1"), start_backend(&lab, "web2")];
-    // lb1 hears lb2 within an advert (1 s) of its start and preempts it 3.6 s later (three
-    // adverts and its skew): each of its first two rule changes (its own VIP, then forwarding
-    // to lb2) taking 2.5 s puts the forwarding rule 0.4 to 1.4 s after lb1 would announce
-    // itself, within the 2 s it waits for the rule.
-    keep_alive_across_a_preemption(lab, &config, vip_http(), Some(Duration::from_millis(2500)));
+    // lb1 preempts lb2 about 3.6 s after its own start (three adverts and its skew; lb2's
+    // lower-priority adverts do not restart its timer). Its first two rule changes (its own
+    // VIP, then forwarding to lb2, asked for within the first advert) taking 2.2 s each put the
+    // forwarding rule about 0.8 s after lb1 would announce itself, within the 2 s it waits.
+    keep_alive_across_a_preemption(lab, &config, vip_http(), Some(Duration::from_millis(2200)));
 }
 
 #[test]

@@ -126,7 +126,6 @@ pub struct Handover {
     desired: watch::Sender<Desired>,
     /// The `seq` of the last rules the task applied (or failed to).
     applied: watch::Receiver<u64>,
-    netlink: Netlink,
 }
 
 /// The rules wanted now, numbered so that a caller can wait for its own change to be applied
@@ -135,21 +134,37 @@ pub struct Handover {
 struct Desired {
     rules: Rules,
     seq: u64,
+    /// No chain at all (the agent is exiting): removed by the same task, so that a removal
+    /// never runs beside an `iptables-restore` that would declare the chains again.
+    removed: bool,
 }
 
 impl Handover {
     /// Starts the task that applies changes (on the current runtime, in this network namespace).
     pub fn start() -> Result<Handover, super::netlink::NetError> {
         let netlink = Netlink::connect()?;
-        let task_netlink = netlink.clone();
         let (desired, mut changes) = watch::channel(Desired::default());
         let (applied_tx, applied) = watch::channel(0u64);
         tokio::spawn(async move {
             let mut routing_ready = [false, false];
             let mut failing = false;
             while changes.changed().await.is_ok() {
-                let Desired { rules, seq } = changes.borrow_and_update().clone();
-                match apply(&task_netlink, &rules, &mut routing_ready).await {
+                let Desired {
+                    rules,
+                    seq,
+                    removed,
+                } = changes.borrow_and_update().clone();
+                if removed {
+                    for ipv6 in [false, true] {
+                        if let Err(e) = remove(&netlink, ipv6).await {
+                            debug!(ipv6, error = %e, "removing the handover chain");
+                        }
+                    }
+                    routing_ready = [false, false];
+                    let _ = applied_tx.send(seq);
+                    continue;
+                }
+                match apply(&netlink, &rules, &mut routing_ready).await {
                     Ok(()) => {
                         if failing {
                             info!("connection handover rules applied again");
@@ -168,11 +183,7 @@ impl Handover {
                 let _ = applied_tx.send(seq);
             }
         });
-        Ok(Handover {
-            desired,
-            applied,
-            netlink,
-        })
+        Ok(Handover { desired, applied })
     }
 
     /// Keeps `vips` reachable by our sockets after they leave this node (until [`clear`]).
@@ -212,6 +223,7 @@ impl Handover {
             f(&mut d.rules);
             let changed = d.rules != before;
             if changed {
+                d.removed = false;
                 d.seq += 1;
                 seq = Some(d.seq);
             }
@@ -232,14 +244,19 @@ impl Handover {
     /// Removes every rule, the chain and the policy routing (the agent is exiting, its
     /// connections drained). Waits for the removal.
     pub async fn clear(&self) {
-        if let Some(seq) = self.change(|r| *r = Rules::default()) {
-            self.applied_by(seq, std::time::Duration::from_secs(5))
-                .await;
-        }
-        for ipv6 in [false, true] {
-            if let Err(e) = remove(&self.netlink, ipv6).await {
-                debug!(ipv6, error = %e, "removing the handover chain");
-            }
+        let mut seq = 0;
+        self.desired.send_modify(|d| {
+            d.rules = Rules::default();
+            d.removed = true;
+            d.seq += 1;
+            seq = d.seq;
+        });
+        // After any change still being applied (each a few `iptables-restore` runs at most).
+        if !self
+            .applied_by(seq, std::time::Duration::from_secs(10))
+            .await
+        {
+            warn!("the connection handover rules were not removed in time");
         }
     }
 }
@@ -370,6 +387,9 @@ async fn run(
         })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // A command still running when the agent exits is killed with it (a restore killed
+        // before its COMMIT changes nothing).
+        .kill_on_drop(true)
         .spawn()
         .map_err(|source| HandoverError::Spawn { command, source })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {

@@ -206,6 +206,16 @@ async fn next_client(
                 }
                 debug!(listener = %config.name, %peer, "at maxConnections; refusing");
             }
+            // One queued client that went away (or a signal) says nothing of the others.
+            Err(e)
+                if *stop.borrow()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                    ) =>
+            {
+                debug!(listener = %config.name, error = %e, "a queued client went away");
+            }
             Err(e) if *stop.borrow() => {
                 debug!(listener = %config.name, error = %e, "accept failed while stopping");
                 return None;

@@ -307,12 +307,16 @@ impl Shell {
                 Action::BindVip => {
                     // Make before break: with the old master alive, its connections' packets
                     // must find the forwarding rule once clients hear of us. Bounded well
-                    // within its patience (it resigns for four intervals, and serves on while
-                    // being preempted); after a real failure nothing is forwarded, and the
-                    // takeover does not wait for iptables.
+                    // within its patience (it resigns for four of its intervals, and serves on
+                    // while being preempted); after a real failure nothing is forwarded, and
+                    // the takeover does not wait for iptables.
+                    let patience = self
+                        .config
+                        .advert_interval
+                        .min(self.machine.master_adver_interval());
                     if let Some(handover) = &self.handover
                         && self.machine.forwarding_to().is_some()
-                        && !handover.settled(2 * self.config.advert_interval).await
+                        && !handover.settled(2 * patience).await
                     {
                         warn!(
                             vrid = self.config.vrid,

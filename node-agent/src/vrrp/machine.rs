@@ -187,12 +187,12 @@ impl Machine {
         self.priority
     }
 
-    /// Whether the VIP is (or must be) bound on this node.
     /// The live previous master that unknown connections are forwarded to, if any.
     pub fn forwarding_to(&self) -> Option<IpAddr> {
         self.forwarding_to
     }
 
+    /// Whether the VIP is (or must be) bound on this node.
     pub fn holds_vip(&self) -> bool {
         matches!(self.state, State::Master | State::Resigning)
     }
