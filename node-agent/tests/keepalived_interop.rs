@@ -7,7 +7,6 @@
 
 use std::{
     net::IpAddr,
-    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
@@ -31,10 +30,6 @@ struct Scenario {
     password: Option<&'static str>,
     /// Who has the higher priority (150 against 100).
     master: Impl,
-}
-
-fn workdir(lab: &Lab) -> PathBuf {
-    lab.dir().to_path_buf()
 }
 
 fn keepalived_conf(s: &Scenario, priority: u8, me: &str, peer: &str) -> String {
@@ -197,7 +192,6 @@ fn run(s: Scenario) {
         "n2",
         false,
     );
-    std::fs::remove_dir_all(workdir(&lab)).ok();
 }
 
 #[test]
@@ -311,7 +305,7 @@ fn tshark_decodes_buoy_adverts_as_valid_vrrp() {
             lab.logs()
         );
     }
-    let pcap = workdir(&lab).join("vrrp.pcap");
+    let pcap = lab.dir().join("vrrp.pcap");
     let ns = lab.host("n2").ns.clone();
     let pcap_s = pcap.display().to_string();
     ns_exec(
@@ -363,7 +357,6 @@ fn tshark_decodes_buoy_adverts_as_valid_vrrp() {
         ],
     )
     .unwrap();
-    std::fs::remove_dir_all(workdir(&lab)).ok();
     let rows: Vec<Vec<&str>> = fields.lines().map(|l| l.split(',').collect()).collect();
     for (vrid, version, prio, addr) in [
         ("21", "3", "100", "10.77.0.100"),

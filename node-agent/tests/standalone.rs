@@ -240,11 +240,6 @@ fn sigterm_on_the_master_hands_over_without_a_failed_request() {
     );
 }
 
-/// lb2 alone holds the VIP; a client opens a keep-alive connection to it; lb1 (higher
-/// priority) starts and preempts. The client's next request goes to lb1 (its gratuitous ARP or
-/// NA moved the VIP), which knows no such connection: without handover it would answer with a
-/// reset. It forwards the packets to lb2, whose proxy still holds the connection and answers.
-/// Then both agents stop and take their rules with them.
 /// The MAC address of a host's `eth0`.
 fn mac_of(lab: &Lab, host: &str) -> [u8; 6] {
     let text = ns_exec(&lab.host(host).ns, &["cat", "/sys/class/net/eth0/address"]).unwrap();
@@ -256,7 +251,12 @@ fn mac_of(lab: &Lab, host: &str) -> [u8; 6] {
     bytes.try_into().unwrap()
 }
 
-/// `slow_iptables`: lb1's `iptables-restore` takes this much longer.
+/// lb2 alone holds the VIP; a client opens a keep-alive connection to it; lb1 (higher
+/// priority) starts and preempts. The client's next request goes to lb1 (its gratuitous ARP or
+/// NA moved the VIP), which knows no such connection: without handover it would answer with a
+/// reset. It forwards the packets to lb2, whose proxy still holds the connection and answers.
+/// Then both agents stop and take their rules with them. `slow_iptables`: lb1's
+/// `iptables-restore` takes this much longer.
 fn keep_alive_across_a_preemption(
     mut lab: Lab,
     config: &std::path::Path,

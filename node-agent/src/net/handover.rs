@@ -161,23 +161,22 @@ impl Handover {
                         }
                     }
                     routing_ready = [false, false];
-                    let _ = applied_tx.send(seq);
-                    continue;
-                }
-                match apply(&netlink, &rules, &mut routing_ready).await {
-                    Ok(()) => {
-                        if failing {
-                            info!("connection handover rules applied again");
+                } else {
+                    match apply(&netlink, &rules, &mut routing_ready).await {
+                        Ok(()) => {
+                            if failing {
+                                info!("connection handover rules applied again");
+                            }
+                            failing = false;
+                            debug!(?rules, "connection handover rules applied");
                         }
-                        failing = false;
-                        debug!(?rules, "connection handover rules applied");
-                    }
-                    Err(e) => {
-                        // Once per failing spell: the rules are rewritten on the next change.
-                        if !failing {
-                            warn!(error = %e, "cannot apply the connection handover rules; a VIP moving between live nodes may reset connections");
+                        Err(e) => {
+                            // Once per failing spell: the rules are rewritten on the next change.
+                            if !failing {
+                                warn!(error = %e, "cannot apply the connection handover rules; a VIP moving between live nodes may reset connections");
+                            }
+                            failing = true;
                         }
-                        failing = true;
                     }
                 }
                 let _ = applied_tx.send(seq);
@@ -190,12 +189,12 @@ impl Handover {
     ///
     /// [`clear`]: Handover::clear
     pub fn deliver(&self, vips: &[IpAddr]) {
-        self.change(|r| r.deliver.extend(vips.iter().copied()));
+        self.change(false, |r| r.deliver.extend(vips.iter().copied()));
     }
 
     /// Points `vips`' unknown connections at `to` (`None`: nowhere).
     pub fn forward(&self, vips: &[IpAddr], to: Option<(IpAddr, String)>) {
-        self.change(|r| {
+        self.change(false, |r| {
             for vip in vips {
                 match &to {
                     Some(target) => r.forward.insert(*vip, target.clone()),
@@ -215,15 +214,16 @@ impl Handover {
         self.applied_by(wanted, limit).await
     }
 
-    /// Changes the desired rules; returns the change's number if they changed.
-    fn change(&self, f: impl FnOnce(&mut Rules)) -> Option<u64> {
+    /// Changes the desired rules (`removed`: the chain goes altogether); returns the change's
+    /// number if anything changed.
+    fn change(&self, removed: bool, f: impl FnOnce(&mut Rules)) -> Option<u64> {
         let mut seq = None;
         self.desired.send_if_modified(|d| {
             let before = d.rules.clone();
             f(&mut d.rules);
-            let changed = d.rules != before;
+            let changed = d.rules != before || d.removed != removed;
             if changed {
-                d.removed = false;
+                d.removed = removed;
                 d.seq += 1;
                 seq = Some(d.seq);
             }
@@ -244,17 +244,11 @@ impl Handover {
     /// Removes every rule, the chain and the policy routing (the agent is exiting, its
     /// connections drained). Waits for the removal.
     pub async fn clear(&self) {
-        let mut seq = 0;
-        self.desired.send_modify(|d| {
-            d.rules = Rules::default();
-            d.removed = true;
-            d.seq += 1;
-            seq = d.seq;
-        });
         // After any change still being applied (each a few `iptables-restore` runs at most).
-        if !self
-            .applied_by(seq, std::time::Duration::from_secs(10))
-            .await
+        if let Some(seq) = self.change(true, |r| *r = Rules::default())
+            && !self
+                .applied_by(seq, std::time::Duration::from_secs(10))
+                .await
         {
             warn!("the connection handover rules were not removed in time");
         }

@@ -8,12 +8,11 @@
 
 use std::{
     io,
+    os::fd::AsRawFd,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
-
-use std::os::fd::AsRawFd;
 
 use async_trait::async_trait;
 use pingora_core::protocols::{
