@@ -184,6 +184,45 @@ fn a_timeout_is_retried_on_the_next_backend() {
 }
 
 #[test]
+fn a_keep_alive_client_is_closed_when_idle_past_its_timeout_and_not_before() {
+    // The same connection also sees a backend wait time out, then carries more requests.
+    let slow = Backend::http(
+        "127.0.0.1:0",
+        "slow",
+        Behaviour::Slow(Duration::from_secs(3)),
+    )
+    .unwrap();
+    let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 2, on: [Timeout]}\n";
+    let yaml = config(port, "HTTP", &[(slow.addr, 1), (good.addr, 1)], extra).replace(
+        "{name: l, port: ",
+        "{name: l, client: {keepaliveTimeout: 1s}, port: ",
+    );
+    let _p = proxy(&yaml);
+    let mut c = KeepAlive::connect(at(port)).unwrap();
+    // Requests 600 ms apart for over two seconds: each one moves the idle deadline on.
+    let mut last = Instant::now();
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(600));
+        let r = c.get("/").unwrap();
+        assert_eq!((r.status, r.served_by()), (200, "good"));
+        last = Instant::now();
+    }
+    assert!(slow.hits() >= 1, "a request timed out on the slow backend");
+    let waiting = Instant::now();
+    let closed = c.wait_closed(Duration::from_secs(3)).unwrap();
+    let Some(after) = closed else {
+        panic!("an idle keep-alive client was never closed");
+    };
+    let idle = waiting - last + after;
+    assert!(
+        idle >= Duration::from_millis(950),
+        "closed after {idle:?} of a 1 s keep-alive timeout"
+    );
+}
+
+#[test]
 fn no_backend_means_a_clear_error() {
     let port = free_port();
     let _p = proxy(&config(

@@ -505,6 +505,29 @@ impl KeepAlive {
             .ok_or_else(|| std::io::Error::other("no complete response before the close"))
     }
 
+    /// Waits up to `limit` for the server to close the connection; returns how long that took,
+    /// `None` if it stayed open. Bytes from the server are an error: none were asked for.
+    pub fn wait_closed(&mut self, limit: Duration) -> std::io::Result<Option<Duration>> {
+        let started = std::time::Instant::now();
+        self.conn.set_read_timeout(Some(limit))?;
+        let mut byte = [0u8; 1];
+        match self.conn.read(&mut byte) {
+            Ok(0) => Ok(Some(started.elapsed())),
+            Ok(_) => Err(std::io::Error::other(
+                "unexpected bytes on an idle connection",
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Any request on this connection, with a body (Content-Length).
     pub fn send(&mut self, method: &str, path: &str, body: &str) -> std::io::Result<Reply> {
         self.conn

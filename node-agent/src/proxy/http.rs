@@ -9,6 +9,7 @@
 
 use std::{
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, Mutex},
     task::Poll,
     time::{Duration, Instant},
@@ -26,6 +27,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::watch,
+    time::Sleep,
 };
 use tracing::debug;
 
@@ -72,6 +74,12 @@ struct Outcome {
     retries: u32,
     /// Whether the client connection can carry another request.
     keep: bool,
+}
+
+/// The client of a connection: its address, and that address as a header value.
+struct Peer {
+    addr: SocketAddr,
+    header: Option<HeaderValue>,
 }
 
 /// Which side an error came from.
@@ -136,13 +144,19 @@ impl HttpProxy {
         client: SocketAddr,
         mut stopped: watch::Receiver<bool>,
     ) {
-        let client_ip = HeaderValue::from_str(&client.ip().to_string()).ok();
+        let peer = Peer {
+            addr: client,
+            header: HeaderValue::from_str(&client.ip().to_string()).ok(),
+        };
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
         let mut pipelined = None;
         // Backend connection of the previous request, reused while requests go to its backend.
         let mut attached: Option<Idle> = None;
-        let mut wait = self.header_timeout;
+        // The connection's two timers, each moved to its next deadline (see `within_at`): one
+        // for the client's next request header, one for waits on backends.
+        let mut header_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
+        let mut backend_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
         let mut first = true;
         loop {
             let mut session = ClientSession::new(stream);
@@ -153,7 +167,13 @@ impl HttpProxy {
             // One deadline for the whole header (below), not one per read: a client trickling a
             // byte at a time never trips a per-read timeout.
             session.set_read_timeout(None);
-            let read = tokio::time::timeout(wait, session.read_request());
+            let read = async {
+                tokio::select! {
+                    biased;
+                    read = session.read_request() => Ok(read),
+                    () = header_timer.as_mut() => Err(()),
+                }
+            };
             let read = if first {
                 // A connection accepted before the listener stopped gets its first request
                 // answered, as pingora's loop does; only idle keep-alive waits are cut short.
@@ -180,21 +200,22 @@ impl HttpProxy {
                     break;
                 }
             };
-            wait = self.keepalive;
             session.set_read_timeout(Some(self.body_timeout));
             let started = Instant::now();
             let outcome = self
                 .request(
                     &mut session,
-                    client,
-                    client_ip.as_ref(),
+                    &peer,
                     header_bytes,
                     started,
                     &mut attached,
+                    backend_timer.as_mut(),
                 )
                 .await;
+            let done = Instant::now();
             self.metrics
-                .observe(outcome.status, started.elapsed(), outcome.retries);
+                .observe(outcome.status, done - started, outcome.retries);
+            header_timer.as_mut().reset(deadline(done, self.keepalive));
             // The backend connection goes to the cache before the client learns that this
             // connection ends, so that its next connection finds it there.
             let more = outcome.keep && session.will_keepalive() && !*stopped.borrow();
@@ -231,11 +252,11 @@ impl HttpProxy {
     async fn request(
         &self,
         session: &mut ClientSession,
-        client: SocketAddr,
-        client_ip: Option<&HeaderValue>,
+        peer: &Peer,
         header_bytes: usize,
         started: Instant,
         attached: &mut Option<Idle>,
+        mut timer: Pin<&mut Sleep>,
     ) -> Outcome {
         let refuse = |status, retries| Outcome {
             status,
@@ -259,7 +280,7 @@ impl HttpProxy {
         };
         let has_body = !session.is_body_empty();
         // Built again for a retry rather than cloned for every first attempt.
-        let mut first_req = match upstream_request(session, &pool, client_ip, has_body) {
+        let mut first_req = match upstream_request(session, &pool, peer.header.as_ref(), has_body) {
             Ok(r) => Some(r),
             Err(_) => return refuse(respond(session, 400, "bad request").await, 0),
         };
@@ -269,7 +290,7 @@ impl HttpProxy {
         }
         // The key costs an allocation; only consistent hashing reads it.
         let key = (pool.config.algorithm == Algorithm::ConsistentHash)
-            .then(|| hash_key(&pool, session, client))
+            .then(|| hash_key(&pool, session, peer.addr))
             .flatten();
         let method = session.req_header().method.clone();
         let mut body = Body {
@@ -328,7 +349,7 @@ impl HttpProxy {
             let mut up = UpstreamSession::new(stream);
             let req = match first_req.take() {
                 Some(r) => Ok(r),
-                None => upstream_request(session, &pool, client_ip, has_body),
+                None => upstream_request(session, &pool, peer.header.as_ref(), has_body),
             };
             let Ok(mut req) = req else {
                 return refuse(respond(session, 400, "bad request").await, retries);
@@ -336,10 +357,11 @@ impl HttpProxy {
             if !pool.config.headers.preserve_host {
                 let _ = req.insert_header(header::HOST, addr.to_string());
             }
-            let fault = match self.send(session, &mut up, req, &mut body, t).await {
+            let sent = self.send(session, &mut up, req, &mut body, t, timer.as_mut());
+            let fault = match sent.await {
                 Ok(()) => None,
                 Err(Fault::Client(e)) => {
-                    debug!(%client, error = %e, "client went away");
+                    debug!(client = %peer.addr, error = %e, "client went away");
                     return refuse(0, retries);
                 }
                 Err(Fault::BodyTooLarge) => {
@@ -374,7 +396,9 @@ impl HttpProxy {
                 retries += 1;
                 continue;
             }
-            let keep = self.respond_from(session, &mut up, addr, t).await;
+            let keep = self
+                .respond_from(session, &mut up, addr, t, timer.as_mut())
+                .await;
             if keep {
                 // Keep-alive as the backend's response says (HTTP/1.1 default, Connection).
                 up.respect_keepalive();
@@ -434,13 +458,15 @@ impl HttpProxy {
         req: RequestHeader,
         body: &mut Body,
         t: &Timeouts,
+        mut timer: Pin<&mut Sleep>,
     ) -> Result<(), Fault> {
+        use ErrorType::WriteTimedout as W;
         let sent = up.write_request_header(Box::new(req));
-        within(t.write, ErrorType::WriteTimedout, sent)
+        within_at(timer.as_mut(), t.write, W, sent)
             .await
             .map_err(Fault::Backend)?;
         for chunk in &body.kept {
-            within(t.write, ErrorType::WriteTimedout, up.write_body(chunk))
+            within_at(timer.as_mut(), t.write, W, up.write_body(chunk))
                 .await
                 .map_err(Fault::Backend)?;
         }
@@ -460,11 +486,11 @@ impl HttpProxy {
                 body.truncated = true;
                 body.kept.clear();
             }
-            within(t.write, ErrorType::WriteTimedout, up.write_body(&chunk))
+            within_at(timer.as_mut(), t.write, W, up.write_body(&chunk))
                 .await
                 .map_err(Fault::Backend)?;
         }
-        within(t.write, ErrorType::WriteTimedout, up.finish_body())
+        within_at(timer.as_mut(), t.write, W, up.finish_body())
             .await
             .map_err(Fault::Backend)?;
         // One deadline for the whole response header, however many reads it takes.
@@ -478,7 +504,7 @@ impl HttpProxy {
                 }
             }
         };
-        within(t.read, ErrorType::ReadTimedout, header)
+        within_at(timer, t.read, ErrorType::ReadTimedout, header)
             .await
             .map_err(Fault::Backend)
     }
@@ -492,6 +518,7 @@ impl HttpProxy {
         up: &mut UpstreamSession,
         addr: SocketAddr,
         t: &Timeouts,
+        mut timer: Pin<&mut Sleep>,
     ) -> bool {
         let Some(mut resp) = up.resp_header().cloned() else {
             return false;
@@ -510,7 +537,8 @@ impl HttpProxy {
             return false;
         }
         loop {
-            match within(t.read, ErrorType::ReadTimedout, up.read_body_ref()).await {
+            let chunk = up.read_body_ref();
+            match within_at(timer.as_mut(), t.read, ErrorType::ReadTimedout, chunk).await {
                 Ok(Some(chunk)) => {
                     if session.write_body(chunk).await.is_err() {
                         return false;
@@ -565,9 +593,13 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
     }
 }
 
-/// A backend read or write within `t`, else `kind`. Polled once before a timer is armed: most
-/// complete at once (a small body comes with its header, writes land in the buffer).
-async fn within<T>(
+/// A backend read or write within `t`, else `kind`. Polled once
+/// before the timer is set: most complete at once (a small body comes with its header, writes
+/// land in the buffer). The timer is the connection's, moved to each new deadline: moving a
+/// registered tokio timer later is one atomic update, where a timer made for each wait takes
+/// the timer wheel's lock to register and again when it is dropped.
+async fn within_at<T>(
+    mut timer: Pin<&mut Sleep>,
     t: Duration,
     kind: ErrorType,
     io: impl Future<Output = pingora_error::Result<T>>,
@@ -576,9 +608,30 @@ async fn within<T>(
     if let Poll::Ready(done) = futures::poll!(io.as_mut()) {
         return done;
     }
-    tokio::time::timeout(t, io)
-        .await
-        .unwrap_or_else(|_| Error::e_explain(kind, format!("backend silent for {t:?}")))
+    timer.as_mut().reset(deadline(Instant::now(), t));
+    tokio::select! {
+        biased;
+        done = io => done,
+        () = timer => Error::e_explain(kind, format!("backend silent for {t:?}")),
+    }
+}
+
+/// `within_at` on a timer of its own, for the tunnel, whose two directions wait at once.
+async fn within<T>(
+    t: Duration,
+    kind: ErrorType,
+    io: impl Future<Output = pingora_error::Result<T>>,
+) -> pingora_error::Result<T> {
+    within_at(std::pin::pin!(tokio::time::sleep(t)), t, kind, io).await
+}
+
+/// `t` after `since`, or as far as a timer goes when that overflows (a configured timeout of
+/// centuries).
+fn deadline(since: Instant, t: Duration) -> tokio::time::Instant {
+    let since = tokio::time::Instant::from_std(since);
+    since
+        .checked_add(t)
+        .unwrap_or_else(|| since + Duration::from_secs(86400 * 365 * 30))
 }
 
 /// An error of a reused connection that says the backend had closed it before our request.
