@@ -202,12 +202,13 @@ fn a_keep_alive_client_is_closed_when_idle_past_its_timeout_and_not_before() {
     let _p = proxy(&yaml);
     let mut c = KeepAlive::connect(at(port)).unwrap();
     // Requests 600 ms apart for over two seconds: each one moves the idle deadline on.
+    // `last` is taken before each request is sent, so before the proxy's idle clock starts.
     let mut last = Instant::now();
     for _ in 0..4 {
         thread::sleep(Duration::from_millis(600));
+        last = Instant::now();
         let r = c.get("/").unwrap();
         assert_eq!((r.status, r.served_by()), (200, "good"));
-        last = Instant::now();
     }
     assert!(slow.hits() >= 1, "a request timed out on the slow backend");
     let waiting = Instant::now();
@@ -217,8 +218,34 @@ fn a_keep_alive_client_is_closed_when_idle_past_its_timeout_and_not_before() {
     };
     let idle = waiting - last + after;
     assert!(
-        idle >= Duration::from_millis(950),
+        (Duration::from_secs(1)..Duration::from_millis(2500)).contains(&idle),
         "closed after {idle:?} of a 1 s keep-alive timeout"
+    );
+}
+
+#[test]
+fn a_backend_sending_only_interim_responses_times_out() {
+    // Every read finds another `100 Continue`, so the proxy is never idle while it waits; the
+    // read timeout must still end the wait.
+    let b = Backend::http(
+        "127.0.0.1:0",
+        "b",
+        Behaviour::Continues(Duration::from_secs(6)),
+    )
+    .unwrap();
+    let port = free_port();
+    let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 1}\n";
+    let _p = proxy(&config(port, "HTTP", &[(b.addr, 1)], extra));
+    let started = Instant::now();
+    let r = request(at(port), "GET", "/", &[], "").unwrap();
+    assert_eq!(
+        (r.status, r.header("X-Buoy-Error")),
+        (504, Some("backend timed out"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        started.elapsed()
     );
 }
 

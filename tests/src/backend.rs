@@ -26,6 +26,9 @@ pub enum Behaviour {
     /// Answers 200, and closes a keep-alive connection that stays idle this long without saying
     /// so beforehand (a backend with a short `keepalive_timeout`).
     DropIdle(Duration),
+    /// Sends `100 Continue` interim responses back to back for this long, then 200: a backend
+    /// that keeps a proxy reading without ever answering.
+    Continues(Duration),
 }
 
 /// A running backend; stops (and closes its listening socket) on drop.
@@ -295,6 +298,16 @@ fn serve_http(
                 thread::sleep(d);
                 200
             }
+            Behaviour::Continues(d) => {
+                let started = std::time::Instant::now();
+                while started.elapsed() < d {
+                    // Fails once the proxy gives up and closes.
+                    if out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+                200
+            }
         };
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{echo}",
@@ -506,7 +519,8 @@ impl KeepAlive {
     }
 
     /// Waits up to `limit` for the server to close the connection; returns how long that took,
-    /// `None` if it stayed open. Bytes from the server are an error: none were asked for.
+    /// `None` if it stayed open. Bytes from the server are an error: none were asked for. The
+    /// connection's read timeout stays at `limit`.
     pub fn wait_closed(&mut self, limit: Duration) -> std::io::Result<Option<Duration>> {
         let started = std::time::Instant::now();
         self.conn.set_read_timeout(Some(limit))?;

@@ -156,6 +156,7 @@ impl HttpProxy {
         // The connection's two timers, each moved to its next deadline (see `within_at`): one
         // for the client's next request header, one for waits on backends.
         let mut header_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
+        // Its deadline is set before each use.
         let mut backend_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
         let mut first = true;
         loop {
@@ -171,7 +172,7 @@ impl HttpProxy {
                 tokio::select! {
                     biased;
                     read = session.read_request() => Ok(read),
-                    () = header_timer.as_mut() => Err(()),
+                    () = tokio::task::unconstrained(header_timer.as_mut()) => Err(()),
                 }
             };
             let read = if first {
@@ -215,7 +216,6 @@ impl HttpProxy {
             let done = Instant::now();
             self.metrics
                 .observe(outcome.status, done - started, outcome.retries);
-            header_timer.as_mut().reset(deadline(done, self.keepalive));
             // The backend connection goes to the cache before the client learns that this
             // connection ends, so that its next connection finds it there.
             let more = outcome.keep && session.will_keepalive() && !*stopped.borrow();
@@ -230,6 +230,7 @@ impl HttpProxy {
                 session.shutdown().await;
                 break;
             }
+            header_timer.as_mut().reset(deadline(done, self.keepalive));
             match session.reuse().await {
                 Ok(Some(next)) => (stream, pipelined) = next.into_parts(),
                 _ => break,
@@ -345,7 +346,7 @@ impl HttpProxy {
                 }
             };
             fresh = false;
-            // Timeouts are `within`'s, not pingora's (which reads the clock for every call).
+            // Timeouts are `within_at`'s, not pingora's (which reads the clock for every call).
             let mut up = UpstreamSession::new(stream);
             let req = match first_req.take() {
                 Some(r) => Ok(r),
@@ -593,11 +594,11 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
     }
 }
 
-/// A backend read or write within `t`, else `kind`. Polled once
-/// before the timer is set: most complete at once (a small body comes with its header, writes
-/// land in the buffer). The timer is the connection's, moved to each new deadline: moving a
-/// registered tokio timer later is one atomic update, where a timer made for each wait takes
-/// the timer wheel's lock to register and again when it is dropped.
+/// A backend read or write within `t`, else `kind`. Polled once before the timer is set: most
+/// complete at once (a small body comes with its header, writes land in the buffer). The timer
+/// is the connection's, moved to each new deadline: moving a tokio timer that has not fired to a
+/// later deadline is one atomic update, where a timer made for each wait takes the timer wheel's
+/// lock to register and again when it is dropped.
 async fn within_at<T>(
     mut timer: Pin<&mut Sleep>,
     t: Duration,
@@ -612,21 +613,34 @@ async fn within_at<T>(
     tokio::select! {
         biased;
         done = io => done,
-        () = timer => Error::e_explain(kind, format!("backend silent for {t:?}")),
+        // Outside tokio's task budget, as `tokio::time::timeout` polls its timer: a backend that
+        // keeps the budget spent (an endless stream of 100 Continue) still runs out of time.
+        () = tokio::task::unconstrained(timer) => silent(kind, t),
     }
 }
 
-/// `within_at` on a timer of its own, for the tunnel, whose two directions wait at once.
+/// `within_at` for the tunnel, whose two directions wait at once: a timer of its own, made only
+/// when the first poll finds nothing.
 async fn within<T>(
     t: Duration,
     kind: ErrorType,
     io: impl Future<Output = pingora_error::Result<T>>,
 ) -> pingora_error::Result<T> {
-    within_at(std::pin::pin!(tokio::time::sleep(t)), t, kind, io).await
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = futures::poll!(io.as_mut()) {
+        return done;
+    }
+    tokio::time::timeout(t, io)
+        .await
+        .unwrap_or_else(|_| silent(kind, t))
 }
 
-/// `t` after `since`, or as far as a timer goes when that overflows (a configured timeout of
-/// centuries).
+fn silent<T>(kind: ErrorType, t: Duration) -> pingora_error::Result<T> {
+    Error::e_explain(kind, format!("backend silent for {t:?}"))
+}
+
+/// `t` after `since`; where that overflows (a timeout near `Duration::MAX`), 30 years, as far
+/// as tokio's own timers go.
 fn deadline(since: Instant, t: Duration) -> tokio::time::Instant {
     let since = tokio::time::Instant::from_std(since);
     since
@@ -709,7 +723,10 @@ fn upstream_request(
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     if has_body && !headers.contains_key(header::CONTENT_LENGTH) {
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
     let h = &pool.config.headers;
     if h.preserve_host
@@ -738,7 +755,7 @@ fn upstream_request(
                 joined.extend_from_slice(b", ");
             }
             joined.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_bytes(&joined).or_err(
+            HeaderValue::try_from(joined).or_err(
                 ErrorType::InvalidHTTPHeader,
                 "invalid X-Forwarded-For value",
             )?
