@@ -158,8 +158,9 @@ fn a_502_is_retried_for_get_but_never_for_post() {
     );
 }
 
-#[test]
-fn a_timeout_is_retried_on_the_next_backend() {
+/// A backend that answers after 3 s beside one that answers at once, and pool settings that
+/// give up on a backend after 300 ms and retry on the next.
+fn slow_beside_good() -> (Backend, Backend, &'static str) {
     let slow = Backend::http(
         "127.0.0.1:0",
         "slow",
@@ -167,8 +168,14 @@ fn a_timeout_is_retried_on_the_next_backend() {
     )
     .unwrap();
     let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
-    let port = free_port();
     let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 2, on: [Timeout]}\n";
+    (slow, good, extra)
+}
+
+#[test]
+fn a_timeout_is_retried_on_the_next_backend() {
+    let (slow, good, extra) = slow_beside_good();
+    let port = free_port();
     let _p = proxy(&config(
         port,
         "HTTP",
@@ -186,15 +193,8 @@ fn a_timeout_is_retried_on_the_next_backend() {
 #[test]
 fn a_keep_alive_client_is_closed_when_idle_past_its_timeout_and_not_before() {
     // The same connection also sees a backend wait time out, then carries more requests.
-    let slow = Backend::http(
-        "127.0.0.1:0",
-        "slow",
-        Behaviour::Slow(Duration::from_secs(3)),
-    )
-    .unwrap();
-    let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
+    let (slow, good, extra) = slow_beside_good();
     let port = free_port();
-    let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 2, on: [Timeout]}\n";
     let yaml = config(port, "HTTP", &[(slow.addr, 1), (good.addr, 1)], extra).replace(
         "{name: l, port: ",
         "{name: l, client: {keepaliveTimeout: 1s}, port: ",

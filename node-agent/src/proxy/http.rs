@@ -153,7 +153,7 @@ impl HttpProxy {
         let mut pipelined = None;
         // Backend connection of the previous request, reused while requests go to its backend.
         let mut attached: Option<Idle> = None;
-        // The connection's two timers, each moved to its next deadline (see `within_at`): one
+        // The connection's two timers, each moved to its next deadline (see `within`): one
         // for the client's next request header, one for waits on backends.
         let mut header_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
         // Its deadline is set before each use.
@@ -346,7 +346,7 @@ impl HttpProxy {
                 }
             };
             fresh = false;
-            // Timeouts are `within_at`'s, not pingora's (which reads the clock for every call).
+            // Timeouts are `within`'s, not pingora's (which reads the clock for every call).
             let mut up = UpstreamSession::new(stream);
             let req = match first_req.take() {
                 Some(r) => Ok(r),
@@ -463,11 +463,11 @@ impl HttpProxy {
     ) -> Result<(), Fault> {
         use ErrorType::WriteTimedout as W;
         let sent = up.write_request_header(Box::new(req));
-        within_at(timer.as_mut(), t.write, W, sent)
+        within(Some(timer.as_mut()), t.write, W, sent)
             .await
             .map_err(Fault::Backend)?;
         for chunk in &body.kept {
-            within_at(timer.as_mut(), t.write, W, up.write_body(chunk))
+            within(Some(timer.as_mut()), t.write, W, up.write_body(chunk))
                 .await
                 .map_err(Fault::Backend)?;
         }
@@ -487,11 +487,11 @@ impl HttpProxy {
                 body.truncated = true;
                 body.kept.clear();
             }
-            within_at(timer.as_mut(), t.write, W, up.write_body(&chunk))
+            within(Some(timer.as_mut()), t.write, W, up.write_body(&chunk))
                 .await
                 .map_err(Fault::Backend)?;
         }
-        within_at(timer.as_mut(), t.write, W, up.finish_body())
+        within(Some(timer.as_mut()), t.write, W, up.finish_body())
             .await
             .map_err(Fault::Backend)?;
         // One deadline for the whole response header, however many reads it takes.
@@ -505,7 +505,7 @@ impl HttpProxy {
                 }
             }
         };
-        within_at(timer, t.read, ErrorType::ReadTimedout, header)
+        within(Some(timer), t.read, ErrorType::ReadTimedout, header)
             .await
             .map_err(Fault::Backend)
     }
@@ -539,7 +539,7 @@ impl HttpProxy {
         }
         loop {
             let chunk = up.read_body_ref();
-            match within_at(timer.as_mut(), t.read, ErrorType::ReadTimedout, chunk).await {
+            match within(Some(timer.as_mut()), t.read, ErrorType::ReadTimedout, chunk).await {
                 Ok(Some(chunk)) => {
                     if session.write_body(chunk).await.is_err() {
                         return false;
@@ -568,7 +568,7 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
         tokio::select! {
             from_client = session.read_body_bytes(), if client_open => match from_client {
                 Ok(Some(b)) => {
-                    if within(t.write, ErrorType::WriteTimedout, up.write_body(&b)).await.is_err() {
+                    if within(None, t.write, ErrorType::WriteTimedout, up.write_body(&b)).await.is_err() {
                         return;
                     }
                 }
@@ -578,7 +578,7 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
                 }
                 Err(_) => return,
             },
-            from_backend = within(t.read, ErrorType::ReadTimedout, up.read_body_ref()), if backend_open => match from_backend {
+            from_backend = within(None, t.read, ErrorType::ReadTimedout, up.read_body_ref()), if backend_open => match from_backend {
                 Ok(Some(b)) => {
                     if session.write_body(b).await.is_err() {
                         return;
@@ -594,13 +594,14 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
     }
 }
 
-/// A backend read or write within `t`, else `kind`. Polled once before the timer is set: most
-/// complete at once (a small body comes with its header, writes land in the buffer). The timer
-/// is the connection's, moved to each new deadline: moving a tokio timer that has not fired to a
+/// A backend read or write within `t`, else `kind`. Polled once before any timer is set: most
+/// complete at once (a small body comes with its header, writes land in the buffer). `timer` is
+/// the connection's, moved to each new deadline: moving a tokio timer that has not fired to a
 /// later deadline is one atomic update, where a timer made for each wait takes the timer wheel's
-/// lock to register and again when it is dropped.
-async fn within_at<T>(
-    mut timer: Pin<&mut Sleep>,
+/// lock to register and again when it is dropped. Without one (the tunnel, whose two directions
+/// wait at once) the wait makes its own.
+async fn within<T>(
+    timer: Option<Pin<&mut Sleep>>,
     t: Duration,
     kind: ErrorType,
     io: impl Future<Output = pingora_error::Result<T>>,
@@ -609,34 +610,20 @@ async fn within_at<T>(
     if let Poll::Ready(done) = futures::poll!(io.as_mut()) {
         return done;
     }
+    let silent = || Error::e_explain(kind, format!("backend silent for {t:?}"));
+    let Some(mut timer) = timer else {
+        return tokio::time::timeout(t, io)
+            .await
+            .unwrap_or_else(|_| silent());
+    };
     timer.as_mut().reset(deadline(Instant::now(), t));
     tokio::select! {
         biased;
         done = io => done,
         // Outside tokio's task budget, as `tokio::time::timeout` polls its timer: a backend that
         // keeps the budget spent (an endless stream of 100 Continue) still runs out of time.
-        () = tokio::task::unconstrained(timer) => silent(kind, t),
+        () = tokio::task::unconstrained(timer) => silent(),
     }
-}
-
-/// `within_at` for the tunnel, whose two directions wait at once: a timer of its own, made only
-/// when the first poll finds nothing.
-async fn within<T>(
-    t: Duration,
-    kind: ErrorType,
-    io: impl Future<Output = pingora_error::Result<T>>,
-) -> pingora_error::Result<T> {
-    let mut io = std::pin::pin!(io);
-    if let Poll::Ready(done) = futures::poll!(io.as_mut()) {
-        return done;
-    }
-    tokio::time::timeout(t, io)
-        .await
-        .unwrap_or_else(|_| silent(kind, t))
-}
-
-fn silent<T>(kind: ErrorType, t: Duration) -> pingora_error::Result<T> {
-    Error::e_explain(kind, format!("backend silent for {t:?}"))
 }
 
 /// `t` after `since`; where that overflows (a timeout near `Duration::MAX`), 30 years, as far
