@@ -339,6 +339,44 @@ fn headers_are_exactly_what_nginx_sends() {
 }
 
 #[test]
+fn hop_by_hop_fields_stop_at_the_proxy() {
+    let echo = Backend::http("127.0.0.1:0", "echo", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(echo.addr, 1)], ""));
+    // `request` sends `Connection: close` first; a second Connection field names one more
+    // hop-by-hop field (RFC 9110 7.6.1).
+    let sent = [
+        ("Connection", "X-Secret"),
+        ("X-Secret", "s"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Accept", "text/html"),
+        ("X-Kept", "yes"),
+        ("Accept", "text/plain"),
+    ];
+    let reply = request(at(port), "GET", "/", &sent, "").unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    for gone in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+    ] {
+        assert_eq!(reply.echoed(gone), None, "{gone}: {:?}", reply.body);
+    }
+    assert_eq!(reply.echoed("x-kept"), Some("yes"), "{:?}", reply.body);
+    // Repeated fields keep all their values, in order.
+    let accept: Vec<&str> = reply
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("accept: "))
+        .collect();
+    assert_eq!(accept, ["text/html", "text/plain"], "{:?}", reply.body);
+}
+
+#[test]
 fn tcp_listener_proxies_bytes_and_half_close() {
     let echo = Backend::tcp_echo("127.0.0.1:0").unwrap();
     let port = free_port();

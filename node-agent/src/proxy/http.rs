@@ -17,7 +17,7 @@ use std::{
 
 use buoy_crds::{Algorithm, HashKey};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Version, header};
 use pingora_core::protocols::{
     Stream,
     http::v1::{client::HttpSession as UpstreamSession, server::HttpSession as ClientSession},
@@ -677,27 +677,25 @@ fn upstream_request(
     // of every copy and insert, and pingora's insert parses each name again): names reach the
     // backend in canonical case for common fields and in lower case otherwise, as HAProxy sends
     // them (field names are case-insensitive). Clients get the backend's case.
-    let mut parts = original.as_owned_parts();
-    parts.version = Version::HTTP_11;
-    let headers = &mut parts.headers;
-    // One look at the names first: most requests carry none of these.
-    if original
+    //
+    // Fields the client's Connection header names are hop-by-hop too.
+    let nominated: Vec<String> = original
         .headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(&k.as_str()))
-    {
-        // Fields the client's Connection header names are hop-by-hop too.
-        let nominated: Vec<String> = original
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect();
-        for name in nominated.iter().map(String::as_str).chain(HOP_BY_HOP) {
-            headers.remove(name);
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    // A new map with room for the fields added below, filled without the hop-by-hop ones: a
+    // copy of the client's map is exactly its size, and growing it rehashes every field.
+    let mut headers = HeaderMap::with_capacity(original.headers.len() + 6);
+    for (name, value) in &original.headers {
+        let n = name.as_str();
+        if !HOP_BY_HOP.contains(&n) && !nominated.iter().any(|t| t == n) {
+            // Fewer fields than the client's map held: cannot reach its limit.
+            let _ = headers.try_append(name.clone(), value.clone());
         }
     }
     let websocket = original.version == Version::HTTP_11
@@ -755,6 +753,11 @@ fn upstream_request(
             HeaderValue::from_static("http"),
         );
     }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = original.method.clone();
+    parts.uri = original.uri.clone();
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
     let mut req = RequestHeader::from(parts);
     let target = original.raw_path();
     if req.raw_path() != target {
