@@ -343,10 +343,11 @@ fn hop_by_hop_fields_stop_at_the_proxy() {
     let echo = Backend::http("127.0.0.1:0", "echo", Behaviour::Echo).unwrap();
     let port = free_port();
     let _p = proxy(&config(port, "HTTP", &[(echo.addr, 1)], ""));
-    // `request` sends `Connection: close` first; a second Connection field names one more
-    // hop-by-hop field (RFC 9110 7.6.1).
+    // `request` sends `Connection: close` first; a second Connection field names more
+    // hop-by-hop fields (RFC 9110 7.6.1), in a list with spaces and mixed case.
     let sent = [
-        ("Connection", "X-Secret"),
+        ("X-First", "1"),
+        ("Connection", "keep-alive,  x-SECRET"),
         ("X-Secret", "s"),
         ("Keep-Alive", "timeout=5"),
         ("Proxy-Connection", "keep-alive"),
@@ -354,6 +355,7 @@ fn hop_by_hop_fields_stop_at_the_proxy() {
         ("Accept", "text/html"),
         ("X-Kept", "yes"),
         ("Accept", "text/plain"),
+        ("X-Last", "1"),
     ];
     let reply = request(at(port), "GET", "/", &sent, "").unwrap();
     assert_eq!(reply.status, 200, "{:?}", reply.body);
@@ -374,6 +376,20 @@ fn hop_by_hop_fields_stop_at_the_proxy() {
         .filter_map(|l| l.strip_prefix("accept: "))
         .collect();
     assert_eq!(accept, ["text/html", "text/plain"], "{:?}", reply.body);
+    // The client's fields keep its order (a repeated field's values go together, at its
+    // first place).
+    let order: Vec<&str> = reply
+        .body
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(name, _)| name))
+        .filter(|name| ["x-first", "accept", "x-kept", "x-last"].contains(name))
+        .collect();
+    assert_eq!(
+        order,
+        ["x-first", "accept", "accept", "x-kept", "x-last"],
+        "{:?}",
+        reply.body
+    );
 }
 
 #[test]

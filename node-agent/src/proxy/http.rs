@@ -688,13 +688,14 @@ fn upstream_request(
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    // A new map with room for the fields added below, filled without the hop-by-hop ones: a
-    // copy of the client's map is exactly its size, and growing it rehashes every field.
+    // A new map with room for the fields added below, filled without the hop-by-hop ones, in
+    // the client's order. Removing them from a copy moved the last field into each hole, and
+    // the copy, often at its usable capacity, grew and rehashed when our fields were added.
     let mut headers = HeaderMap::with_capacity(original.headers.len() + 6);
     for (name, value) in &original.headers {
         let n = name.as_str();
         if !HOP_BY_HOP.contains(&n) && !nominated.iter().any(|t| t == n) {
-            // Fewer fields than the client's map held: cannot reach its limit.
+            // No more fields than the client's map held: cannot reach its limit.
             let _ = headers.try_append(name.clone(), value.clone());
         }
     }
