@@ -2,18 +2,23 @@
 
 use std::{
     io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
-/// A running child whose stderr and stdout are collected line by line. Killed (SIGKILL) on drop
-/// unless it already exited.
+/// A running child whose stderr and stdout are collected line by line. Runs in a process group
+/// of its own, which is killed (SIGKILL) on drop: nginx's workers, HAProxy's worker and
+/// keepalived's VRRP child outlive a killed parent otherwise (re-parented to init, and found
+/// still running after the tests).
 pub struct Proc {
     pub name: String,
     child: Child,
+    /// Set once the child is reaped: from then on its pid may be another process's.
+    status: Option<ExitStatus>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -21,7 +26,8 @@ impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Proc> {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .process_group(0);
         let mut child = cmd.spawn()?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
@@ -49,6 +55,7 @@ impl Proc {
         Ok(Proc {
             name: name.to_string(),
             child,
+            status: None,
             lines,
         })
     }
@@ -76,11 +83,13 @@ impl Proc {
         }
     }
 
-    /// Sends a signal (e.g. `libc::SIGTERM`).
+    /// Sends a signal (e.g. `libc::SIGTERM`), unless the child has exited.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, signal);
+        if self.status.is_none() {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped.
+            unsafe {
+                libc::kill(self.child.id() as i32, signal);
+            }
         }
     }
 
@@ -89,7 +98,7 @@ impl Proc {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.try_reap() {
                 return status.code();
             }
             if Instant::now() > deadline {
@@ -100,16 +109,45 @@ impl Proc {
     }
 
     pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.try_reap().is_none()
+    }
+
+    /// The child's exit status once it has exited. What it left running in its group (nginx's
+    /// workers after their master died) is killed first, while the child is still a zombie:
+    /// until it is reaped its pid, and so the group's id, cannot be anyone else's.
+    fn try_reap(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() && self.exited() {
+            self.kill_group();
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Whether the child has exited, without reaping it.
+    fn exited(&self) -> bool {
+        // SAFETY: waitid(2) with WNOWAIT on our own child into a zeroed siginfo_t; si_pid is
+        // set (non-zero) only when it reports an exited child.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            libc::waitid(libc::P_PID, self.child.id(), &mut info, flags) == 0 && info.si_pid() != 0
+        }
+    }
+
+    fn kill_group(&self) {
+        // SAFETY: kill(2) on the process group this Proc created, its leader not yet reaped.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
+        if self.status.is_none() {
+            self.kill_group();
+            let _ = self.child.wait();
         }
-        let _ = self.child.wait();
     }
 }
 
