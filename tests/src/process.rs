@@ -2,7 +2,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -10,10 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A running child whose stderr and stdout are collected line by line. Runs in a process group
-/// of its own, which is killed (SIGKILL) on drop: nginx's workers, HAProxy's worker and
-/// keepalived's VRRP child outlive a killed parent otherwise (re-parented to init, and found
-/// still running after the tests).
+/// A running child whose stderr and stdout are collected line by line. Killed (SIGKILL) on drop
+/// unless it already exited, with its own children: nginx's workers outlive a killed master
+/// otherwise (re-parented to init, and found still running after the tests). It stays in the
+/// test's process group, so that Ctrl-C on a test run still reaches it.
 pub struct Proc {
     pub name: String,
     child: Child,
@@ -26,8 +25,7 @@ impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Proc> {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .process_group(0);
+            .stdin(Stdio::null());
         let mut child = cmd.spawn()?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
@@ -83,7 +81,8 @@ impl Proc {
         }
     }
 
-    /// Sends a signal (e.g. `libc::SIGTERM`), unless the child has exited.
+    /// Sends a signal (e.g. `libc::SIGTERM`), unless the child has been reaped (its pid may be
+    /// another process's by then).
     pub fn signal(&self, signal: i32) {
         if self.status.is_none() {
             // SAFETY: kill(2) on our own child's pid, not yet reaped.
@@ -112,40 +111,25 @@ impl Proc {
         self.try_reap().is_none()
     }
 
-    /// The child's exit status once it has exited. What it left running in its group (nginx's
-    /// workers after their master died) is killed first, while the child is still a zombie:
-    /// until it is reaped its pid, and so the group's id, cannot be anyone else's.
+    /// The child's exit status once it has exited (and is reaped).
     fn try_reap(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() && self.exited() {
-            self.kill_group();
+        if self.status.is_none() {
             self.status = self.child.try_wait().ok().flatten();
         }
         self.status
-    }
-
-    /// Whether the child has exited, without reaping it.
-    fn exited(&self) -> bool {
-        // SAFETY: waitid(2) with WNOWAIT on our own child into a zeroed siginfo_t; si_pid is
-        // set (non-zero) only when it reports an exited child.
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-            libc::waitid(libc::P_PID, self.child.id(), &mut info, flags) == 0 && info.si_pid() != 0
-        }
-    }
-
-    fn kill_group(&self) {
-        // SAFETY: kill(2) on the process group this Proc created, its leader not yet reaped.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         if self.status.is_none() {
-            self.kill_group();
+            // Its children are read while they are still its own, then all are killed.
+            for pid in with_children(self.child.id()).into_iter().rev() {
+                // SAFETY: kill(2) on our unreaped child and on its children.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
             let _ = self.child.wait();
         }
     }
