@@ -240,13 +240,22 @@ pub struct Report {
     /// The longest stretch without an answer: from the last success before a failure to the
     /// first success after it.
     pub longest_outage: Duration,
+    /// The longest time between two consecutive answers, failures or not: the probe's own
+    /// interval when nothing was held up.
+    pub widest_between_answers: Duration,
 }
 
 pub fn report(samples: &[Sample]) -> Report {
     let mut longest = Duration::ZERO;
     let mut last_ok: Option<Duration> = None;
     let mut in_outage = false;
+    let mut widest = Duration::ZERO;
     for s in samples {
+        if s.served_by.is_some()
+            && let Some(ok) = last_ok
+        {
+            widest = widest.max(s.at.saturating_sub(ok));
+        }
         match (&s.served_by, in_outage) {
             (Some(_), true) => {
                 longest = longest.max(s.at - last_ok.unwrap_or(Duration::ZERO));
@@ -264,6 +273,7 @@ pub fn report(samples: &[Sample]) -> Report {
         total: samples.len(),
         failed: samples.iter().filter(|s| s.served_by.is_none()).count(),
         longest_outage: longest,
+        widest_between_answers: widest,
     }
 }
 
@@ -292,9 +302,13 @@ mod tests {
             Report {
                 total: 5,
                 failed: 2,
-                longest_outage: Duration::from_millis(30)
+                longest_outage: Duration::from_millis(30),
+                widest_between_answers: Duration::from_millis(30),
             }
         );
+        let steady = report(&[s(0, true), s(10, true), s(25, true), s(35, true)]);
+        assert_eq!(steady.longest_outage, Duration::ZERO);
+        assert_eq!(steady.widest_between_answers, Duration::from_millis(15));
         assert_eq!(
             report(&[s(0, true), s(10, true)]).longest_outage,
             Duration::ZERO

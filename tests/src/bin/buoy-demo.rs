@@ -203,19 +203,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
     }
     let exit = lab.proc(agents[0]).wait_exit(Duration::from_secs(15));
     pause(stop, Duration::from_millis(500))?;
-    let samples = probe.finish();
-    let r = report(&samples);
-    // Between two consecutive answers: the probe's own 10 ms when nothing was held up.
-    let answered: Vec<Duration> = samples
-        .iter()
-        .filter(|s| s.served_by.is_some())
-        .map(|s| s.at)
-        .collect();
-    let widest = answered
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
-        .max()
-        .unwrap_or_default();
+    let r = report(&probe.finish());
     say(&format!(
         "  → {} holds {VIP}; lb1 exited with code {}.",
         holder(&lab, vip),
@@ -226,7 +214,7 @@ fn run(stop: &AtomicBool) -> Result<()> {
          (a request every 10 ms).",
         r.failed,
         r.total,
-        widest.as_millis()
+        r.widest_between_answers.as_millis()
     ));
     say("\nThat is the whole tutorial architecture, with no keepalived and no nginx.");
     say("Next: README.md (Kubernetes install, the API, migrating from keepalived + nginx).");
