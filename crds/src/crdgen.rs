@@ -32,3 +32,84 @@ pub fn all_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+/// Words that YAML 1.1 (what kubectl, Helm and Argo CD read: sigs.k8s.io/yaml) turns into
+/// booleans or null when they stand unquoted, as keys or values.
+pub const YAML11_NON_STRINGS: [&str; 22] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+];
+
+/// Whether YAML 1.1 reads `word`, unquoted, as something other than a string (null, `~`, and
+/// [`YAML11_NON_STRINGS`]).
+pub fn yaml11_reads_as_non_string(word: &str) -> bool {
+    matches!(word, "" | "~" | "null" | "Null" | "NULL") || YAML11_NON_STRINGS.contains(&word)
+}
+
+/// Every property name and string enum value of `schema`, with its path, that YAML 1.1 would not
+/// read as the string it is (so a user's unquoted `on:` would reach the API server as `true`).
+pub fn yaml11_hazards(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                for (name, sub) in props {
+                    let here = format!("{path}.{name}");
+                    if yaml11_reads_as_non_string(name) {
+                        out.push(format!("property {here}"));
+                    }
+                    yaml11_hazards(sub, &here, out);
+                }
+            }
+            if let Some(Value::Array(values)) = map.get("enum") {
+                for v in values.iter().filter_map(Value::as_str) {
+                    if yaml11_reads_as_non_string(v) {
+                        out.push(format!("enum value {v:?} of {path}"));
+                    }
+                }
+            }
+            for (key, sub) in map {
+                if key != "properties" && key != "enum" {
+                    yaml11_hazards(sub, path, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| yaml11_hazards(i, path, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kubectl, Helm and Argo CD convert YAML to JSON as YAML 1.1 does: no field of any Buoy kind
+    /// may have a name (or an enum value) that arrives as a boolean or null.
+    #[test]
+    fn no_field_name_or_enum_value_is_a_yaml11_boolean_or_null() {
+        for crd in crds() {
+            let json = serde_json::to_value(&crd).unwrap_or_default();
+            let mut hazards = Vec::new();
+            yaml11_hazards(&json["spec"]["versions"], "", &mut hazards);
+            assert!(
+                hazards.is_empty(),
+                "{}: {hazards:?}",
+                crd.metadata.name.unwrap_or_default()
+            );
+        }
+        // The check itself finds what it must.
+        let mut found = Vec::new();
+        yaml11_hazards(
+            &serde_json::json!({"properties": {"retry": {"properties": {"on": {}, "attempts": {"enum": ["Off", "x"]}}}}}),
+            "spec",
+            &mut found,
+        );
+        assert_eq!(
+            found,
+            [
+                "enum value \"Off\" of spec.retry.attempts",
+                "property spec.retry.on"
+            ]
+        );
+    }
+}

@@ -298,7 +298,7 @@ pub struct Retry {
     #[serde(default = "default_retry_on")]
     #[schemars(length(max = 8))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub on: Vec<RetryOn>,
+    pub retry_on: Vec<RetryOn>,
     /// Also retry methods that are not idempotent (POST, PATCH, LOCK) (nginx:
     /// `proxy_next_upstream non_idempotent`).
     #[serde(default)]
@@ -317,7 +317,7 @@ impl Default for Retry {
     fn default() -> Self {
         Retry {
             attempts: default_attempts(),
-            on: default_retry_on(),
+            retry_on: default_retry_on(),
             non_idempotent: false,
         }
     }

@@ -136,7 +136,7 @@ fn main() {
     // Buoy, one worker thread: the seed's pool and headers, an HTTP and a TCP listener.
     std::fs::write(
         dir.join("buoy.yaml"),
-        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: bench}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n    - {name: web, port: 8080, protocol: HTTP, upstreamPool: app, client: {keepaliveTimeout: 65s, maxConnections: 4096}}\n    - {name: raw, port: 9080, protocol: TCP, upstreamPool: app}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: app}\nspec:\n  backends:\n    - {address: 10.77.0.1, port: 80, weight: 1, maxFails: 2, failTimeout: 15s}\n  retry: {attempts: 2, on: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n",
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: bench}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n    - {name: web, port: 8080, protocol: HTTP, upstreamPool: app, client: {keepaliveTimeout: 65s, maxConnections: 4096}}\n    - {name: raw, port: 9080, protocol: TCP, upstreamPool: app}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: app}\nspec:\n  backends:\n    - {address: 10.77.0.1, port: 80, weight: 1, maxFails: 2, failTimeout: 15s}\n  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n",
     )
     .unwrap();
     let buoy = lab

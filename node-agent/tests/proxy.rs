@@ -121,7 +121,7 @@ fn a_502_is_retried_for_get_but_never_for_post() {
     let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
     let port = free_port();
     // The seed's proxy_next_upstream, without passive checks so both stay in rotation.
-    let extra = "  retry: {attempts: 2, on: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  healthCheck: {passive: {maxFails: 0}}\n";
+    let extra = "  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  healthCheck: {passive: {maxFails: 0}}\n";
     let _p = proxy(&config(
         port,
         "HTTP",
@@ -168,7 +168,7 @@ fn slow_beside_good() -> (Backend, Backend, &'static str) {
     )
     .unwrap();
     let good = Backend::http("127.0.0.1:0", "good", Behaviour::Echo).unwrap();
-    let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 2, on: [Timeout]}\n";
+    let extra = "  timeouts: {read: 300ms}\n  retry: {attempts: 2, retryOn: [Timeout]}\n";
     (slow, good, extra)
 }
 

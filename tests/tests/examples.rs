@@ -220,7 +220,7 @@ fn seed_example_is_the_reference_setup() {
         ]
     );
     assert_eq!(pool.spec.load_balancing.algorithm, Algorithm::RoundRobin);
-    let on: BTreeSet<RetryOn> = pool.spec.retry.on.iter().copied().collect();
+    let on: BTreeSet<RetryOn> = pool.spec.retry.retry_on.iter().copied().collect();
     assert_eq!(
         on,
         BTreeSet::from([

@@ -1314,7 +1314,7 @@ fn pool_settings(
             }
         }
         if !stream {
-            spec.retry.on = on;
+            spec.retry.retry_on = on;
         }
     }
     if let Some(t) = p.tries

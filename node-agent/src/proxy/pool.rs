@@ -73,7 +73,7 @@ impl From<&buoy_crds::Retry> for RetryPolicy {
     fn from(r: &buoy_crds::Retry) -> Self {
         RetryPolicy {
             attempts: r.attempts,
-            on: r.on.clone(),
+            on: r.retry_on.clone(),
             non_idempotent: r.non_idempotent,
         }
     }
