@@ -4,11 +4,11 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{UpstreamPool, VirtualIP};
+use crate::{AddressPool, UpstreamPool, VirtualIP};
 
-/// Both CRDs.
+/// Every CRD.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![VirtualIP::crd(), UpstreamPool::crd()]
+    vec![VirtualIP::crd(), UpstreamPool::crd(), AddressPool::crd()]
 }
 
 /// File name of each CRD in `crds/` and `charts/buoy/crds/`.
@@ -24,7 +24,7 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Err
     ))
 }
 
-/// Both CRDs as one multi-document YAML stream (what `buoy-operator crds` prints).
+/// Every CRD as one multi-document YAML stream (what `buoy-operator crds` prints).
 pub fn all_yaml() -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
     for crd in crds() {

@@ -1,18 +1,21 @@
-//! Buoy's public API, group `buoy.io`, version `v1alpha1`: the `VirtualIP` and `UpstreamPool`
-//! custom resources, their validation (the same in a cluster and in standalone mode), CRD
-//! generation and the loader for YAML manifests.
+//! Buoy's public API, group `buoy.io`, version `v1alpha1`: the `VirtualIP`, `UpstreamPool` and
+//! `AddressPool` custom resources, their validation (the same in a cluster and in standalone
+//! mode), the address policy, CRD generation and the loader for YAML manifests.
 
+pub mod addresspool;
 pub mod crdgen;
 pub mod duration;
 pub mod manifest;
 pub mod names;
 pub mod placement;
+pub mod policy;
 pub mod reference;
 pub mod structural;
 pub mod upstreampool;
 pub mod validation;
 pub mod virtualip;
 
+pub use addresspool::*;
 pub use duration::Duration;
 pub use upstreampool::*;
 pub use validation::{FieldError, ValidationErrors};

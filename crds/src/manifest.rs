@@ -1,5 +1,6 @@
 //! Reading Buoy objects from YAML manifests (the same files users `kubectl apply`): multi-document
-//! streams of VirtualIP, UpstreamPool and Secret (for VRRPv2 passwords in standalone mode).
+//! streams of VirtualIP, UpstreamPool, AddressPool and Secret (for VRRPv2 passwords in standalone
+//! mode).
 //! Every error names the file, the document and the field.
 
 use std::{
@@ -11,13 +12,16 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{API_VERSION, FieldError, UpstreamPool, VirtualIP, validation::validate_value};
+use crate::{
+    API_VERSION, AddressPool, FieldError, UpstreamPool, VirtualIP, validation::validate_value,
+};
 
 /// One object read from a manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     VirtualIP(Box<VirtualIP>),
     UpstreamPool(Box<UpstreamPool>),
+    AddressPool(Box<AddressPool>),
     Secret(Box<Secret>),
 }
 
@@ -185,6 +189,10 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
             validate_value::<UpstreamPool>(value).map_err(|e| e.0)?;
             typed(value).map(|v| Object::UpstreamPool(Box::new(v)))
         }
+        (API_VERSION, "AddressPool") => {
+            validate_value::<AddressPool>(value).map_err(|e| e.0)?;
+            typed(value).map(|v| Object::AddressPool(Box::new(v)))
+        }
         ("v1", "Secret") => typed(value).map(|v| Object::Secret(Box::new(v))),
         ("", _) => Err(vec![FieldError::new(
             "apiVersion",
@@ -194,7 +202,7 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
         (a, k) => Err(vec![FieldError::new(
             "kind",
             format!(
-                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, v1 Secret"
+                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, {API_VERSION} AddressPool, v1 Secret"
             ),
         )]),
     }
@@ -222,6 +230,17 @@ pub fn secrets(objects: &[Located]) -> Vec<&Secret> {
         .iter()
         .filter_map(|o| match &o.object {
             Object::Secret(s) => Some(&**s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The AddressPools among `objects`.
+pub fn address_pools(objects: &[Located]) -> Vec<&AddressPool> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::AddressPool(p) => Some(&**p),
             _ => None,
         })
         .collect()

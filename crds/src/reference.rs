@@ -5,7 +5,7 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::{UpstreamPool, VirtualIP, validation::crd_schema};
+use crate::{AddressPool, UpstreamPool, VirtualIP, validation::crd_schema};
 
 /// Fields typed by Kubernetes' own API, documented there; the reference does not descend.
 const KUBERNETES_TYPES: &[(&str, &str)] = &[
@@ -18,17 +18,26 @@ const KUBERNETES_TYPES: &[(&str, &str)] = &[
         "list of [Toleration](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling)",
     ),
     (
+        "spec.allowedTolerations",
+        "list of [Toleration](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling)",
+    ),
+    (
+        "spec.namespaceSelector",
+        "[LabelSelector](https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/label-selector/)",
+    ),
+    (
         "status.conditions",
         "list of [Condition](https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/condition/)",
     ),
     ("status.nodes[].lastTransitionTime", "Time (RFC 3339)"),
 ];
 
-/// The Markdown reference for both kinds.
+/// The Markdown reference for every kind.
 pub fn markdown() -> String {
     let mut out = String::new();
     section::<VirtualIP>(&mut out);
     section::<UpstreamPool>(&mut out);
+    section::<AddressPool>(&mut out);
     out
 }
 
@@ -40,7 +49,12 @@ fn section<K: CustomResourceExt>(out: &mut String) {
         names.kind, crd.spec.group, crd.spec.versions[0].name
     ));
     out.push_str(&format!(
-        "Namespaced. Short name: `{}`. Category: `{}`.\n\n",
+        "{}. Short name: `{}`. Category: `{}`.\n\n",
+        if crd.spec.scope == "Cluster" {
+            "Cluster-scoped"
+        } else {
+            "Namespaced"
+        },
         names
             .short_names
             .as_deref()

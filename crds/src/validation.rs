@@ -263,3 +263,10 @@ impl UpstreamPool {
         validate_typed(self)
     }
 }
+
+impl crate::AddressPool {
+    /// Validates this AddressPool exactly as the API server validates it against the CRD.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        validate_typed(self)
+    }
+}

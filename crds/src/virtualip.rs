@@ -25,7 +25,7 @@ use crate::{
     status = "VirtualIPStatus",
     shortname = "vip",
     category = "buoy",
-    printcolumn = r#"{"name":"Addresses","type":"string","jsonPath":".spec.addresses","description":"The virtual IP addresses"}"#,
+    printcolumn = r#"{"name":"Addresses","type":"string","jsonPath":".status.addresses","description":"The virtual IP addresses in effect (from the spec, or allocated from an AddressPool)"}"#,
     printcolumn = r#"{"name":"VRID","type":"integer","jsonPath":".status.virtualRouterID","description":"Effective VRRP virtual router ID"}"#,
     printcolumn = r#"{"name":"Master","type":"string","jsonPath":".status.master","description":"Node currently holding the addresses"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -34,18 +34,29 @@ use crate::{
     doc = "A highly available virtual IP: addresses moved between nodes by VRRP, and the proxy listeners served on them."
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.addresses) > 0 || has(self.addressPool)").message("addresses or addressPool must be set").field_path(".addresses"))]
 #[x_kube(validation = Rule::new("self.addresses.all(a, a.contains(':')) || self.addresses.all(a, !a.contains(':'))").message("all addresses must be of one family (all IPv4 or all IPv6)").field_path(".addresses"))]
 #[x_kube(validation = Rule::new("self.vrrp.version != 2 || self.addresses.all(a, !a.contains(':'))").message("VRRP version 2 supports IPv4 only; use version 3 for IPv6 addresses").field_path(".vrrp.version"))]
 #[x_kube(validation = Rule::new("!has(self.vrrp.unicastPeers) || size(self.addresses) == 0 || self.vrrp.unicastPeers.all(p, p.contains(':') == self.addresses[0].contains(':'))").message("unicastPeers must be of the same address family as addresses").field_path(".vrrp.unicastPeers"))]
 #[x_kube(validation = Rule::new("!has(self.priorities) || size(self.addresses) == 0 || self.priorities.all(p, !has(p.sourceAddress) || p.sourceAddress.contains(':') == self.addresses[0].contains(':'))").message("sourceAddress must be of the same address family as addresses").field_path(".priorities"))]
 #[x_kube(validation = Rule::new("!has(self.track) || !has(self.track.upstreams) || size(self.listeners) > 0").message("track.upstreams needs at least one listener whose backends can be tracked").field_path(".track.upstreams"))]
 pub struct VirtualIPSpec {
-    /// The virtual addresses: 1 to 16, all IPv4 or all IPv6, each optionally with a prefix length
-    /// (`192.168.60.88/24`, `fd00::88/64`). Without a prefix the address is bound as /32 (/128),
-    /// as keepalived does (keepalived: `virtual_ipaddress`).
-    #[schemars(length(min = 1, max = 16))]
+    /// The virtual addresses: up to 16, all IPv4 or all IPv6, each optionally with a prefix
+    /// length (`192.168.60.88/24`, `fd00::88/64`). Without a prefix the address is bound as /32
+    /// (/128), as keepalived does (keepalived: `virtual_ipaddress`). Empty: one address is
+    /// allocated from `addressPool` and recorded in `status.addresses`.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub addresses: Vec<VipAddress>,
+
+    /// The AddressPool (cluster-scoped) this VirtualIP's addresses come from. With `addresses`,
+    /// the pool that must allow them (default: any pool that admits the namespace and allows
+    /// them); without, the pool one address is allocated from (kept in `status.addresses` for
+    /// the VirtualIP's life, released when it is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub address_pool: Option<String>,
 
     /// Network interface that carries the addresses and the VRRP adverts. Default: the interface
     /// whose connected subnet holds the first address (keepalived: `interface`).
@@ -117,10 +128,21 @@ impl JsonSchema for VipAddress {
         schemars::json_schema!({
             "type": "string",
             "maxLength": 49,
-            "x-kubernetes-validations": [{
-                "rule": "isIP(self) || isCIDR(self)",
-                "message": "must be an IP address, optionally with a prefix length (192.168.60.88/24, fd00::88/64)"
-            }]
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isIP(self) || isCIDR(self)",
+                    "message": "must be an IP address, optionally with a prefix length (192.168.60.88/24, fd00::88/64)"
+                },
+                {
+                    // A /0 would put a default route on the interface.
+                    "rule": "!isCIDR(self) || cidr(self).prefixLength() > 0",
+                    "message": "must not have prefix length 0"
+                },
+                {
+                    "rule": "!isIP(self) || !ip(self).isUnspecified()",
+                    "message": "must not be the unspecified address (0.0.0.0, ::)"
+                }
+            ]
         })
     }
 }
@@ -457,7 +479,10 @@ pub enum ListenerProtocol {
 #[serde(rename_all = "camelCase")]
 pub struct ClientSettings {
     /// Maximum concurrent client connections on this listener (nginx: `worker_connections`,
-    /// which bounds all listeners of a worker). Default: unlimited.
+    /// which bounds all listeners of a worker). Default 16384. At the limit, a new client
+    /// takes the place of the connection that has waited longest for a request header (idle
+    /// keep-alive, or slow: a slowloris client), as nginx reuses idle connections; only when
+    /// every connection is busy with a request is it refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_connections: Option<u32>,
@@ -481,6 +506,10 @@ pub struct ClientSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1099511627776u64))]
     pub max_request_body_bytes: Option<u64>,
+    /// Time allowed for one write to the client to make progress: a client that stops reading
+    /// its response is cut after it (nginx: `send_timeout`, 60s; TCP listeners too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<Duration>,
 }
 
 /// Observed state of a virtual IP.
@@ -506,6 +535,14 @@ pub struct VirtualIPStatus {
     /// Node that holds the addresses now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
+    /// The addresses in effect, as the operator admitted them: `spec.addresses`, or the address
+    /// allocated from `spec.addressPool` (kept for the VirtualIP's life).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub addresses: Vec<String>,
+    /// The AddressPool that allows (or gave) the addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_pool: Option<String>,
     /// One entry per participating node, each written by that node's agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
@@ -534,6 +571,11 @@ pub struct NodeStatus {
     /// this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<bool>,
+    /// The address this node sends its adverts from. The other nodes forward connections only
+    /// to such an address (connection handover), never to an arbitrary advert's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
+    pub address: Option<String>,
     /// Routers outside this VirtualIP that this node saw using its VRID (another address list,
     /// version or password, or not a configured peer): a VRID collision. Their adverts are
     /// dropped; the operator reports them and avoids the VRID when it allocates.

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use buoy_crds::{
-    FieldError, UpstreamPool, VirtualIP,
+    AddressPool, FieldError, UpstreamPool, VirtualIP,
     manifest::{self, Object},
     validation::{cel_compilation_errors, validate_value},
 };
@@ -52,6 +52,7 @@ fn every_bad_example_is_rejected_at_its_path() {
             let result = match case.kind.as_str() {
                 "VirtualIP" => validate_value::<VirtualIP>(&case.object),
                 "UpstreamPool" => validate_value::<UpstreamPool>(&case.object),
+                "AddressPool" => validate_value::<AddressPool>(&case.object),
                 other => panic!("{}: unknown kind {other}", case.name),
             };
             let actual: Vec<(String, String)> = result
@@ -85,6 +86,18 @@ fn valid_objects_pass() {
         "authentication": {"type": "Password", "secretRef": {"name": "vrrp", "key": "password"}},
         "unicast": true, "unicastPeers": ["10.0.0.5"]}}});
     assert_eq!(vip_errors(v2), vec![]);
+    // An address from a pool instead of addresses.
+    assert_eq!(
+        vip_errors(json!({"spec": {"addresses": null, "addressPool": "lan"}})),
+        vec![]
+    );
+    let pool = bad_examples::valid("AddressPool");
+    assert_eq!(validate_value::<AddressPool>(&pool), Ok(()));
+    let minimal = json!({"apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool", "metadata": {"name": "p"},
+        "spec": {"addresses": ["fd00::10-fd00::20"]}});
+    assert_eq!(validate_value::<AddressPool>(&minimal), Ok(()));
+    let typed: AddressPool = serde_json::from_value(minimal).unwrap();
+    assert!(typed.spec.auto_assign && !typed.spec.avoid_buggy_ips);
 }
 
 #[test]
@@ -112,7 +125,7 @@ fn manifest_errors_name_file_document_and_object() {
         shown,
         vec![
             "buoy.yaml: document 2 (VirtualIP prod/web): spec.addresses[0]: must be an IP address, optionally with a prefix length (192.168.60.88/24, fd00::88/64)",
-            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, v1 Secret",
+            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, buoy.io/v1alpha1 AddressPool, v1 Secret",
         ]
     );
 }

@@ -31,6 +31,7 @@ fn keyed(objects: Vec<Object>) -> BTreeMap<String, Object> {
             let key = match &o {
                 Object::VirtualIP(v) => format!("VirtualIP {:?}", v.metadata.name),
                 Object::UpstreamPool(p) => format!("UpstreamPool {:?}", p.metadata.name),
+                Object::AddressPool(p) => format!("AddressPool {:?}", p.metadata.name),
                 Object::Secret(s) => format!("Secret {:?}", s.metadata.name),
             };
             (key, o)

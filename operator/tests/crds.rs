@@ -30,7 +30,11 @@ fn committed(dir: &str, file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-const FILES: [&str; 2] = ["virtualips.buoy.io.yaml", "upstreampools.buoy.io.yaml"];
+const FILES: [&str; 3] = [
+    "virtualips.buoy.io.yaml",
+    "upstreampools.buoy.io.yaml",
+    "addresspools.buoy.io.yaml",
+];
 
 #[test]
 fn printed_crds_equal_the_committed_copies() {
@@ -168,6 +172,35 @@ fn upstreampool_crd_has_rules_columns_names_and_status() {
         found
             .iter()
             .any(|r| r.contains("duration(self.timeout) <= duration(self.interval)"))
+    );
+}
+
+#[test]
+fn addresspool_crd_is_cluster_scoped_with_rules_columns_and_status() {
+    let crd = crd("addresspools.buoy.io.yaml");
+    assert_eq!(crd.pointer("/spec/scope"), Some(&Value::from("Cluster")));
+    assert_eq!(
+        crd.pointer("/spec/names/shortNames"),
+        Some(&serde_json::json!(["apool"]))
+    );
+    assert_eq!(
+        crd.pointer("/spec/names/categories"),
+        Some(&serde_json::json!(["buoy"]))
+    );
+    assert_eq!(
+        crd.pointer("/spec/versions/0/subresources/status"),
+        Some(&serde_json::json!({}))
+    );
+    assert_eq!(
+        columns(&crd),
+        ["Addresses", "Allocated", "Available", "Age"]
+    );
+    let mut found = Vec::new();
+    rules(&crd, &mut found);
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(
+        found.iter().all(|r| r.contains("isCIDR(self)")),
+        "{found:?}"
     );
 }
 

@@ -850,7 +850,7 @@ fn deploy_manifest_is_the_chart_rendered_with_default_values() {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
     for crd in crds {
         let name = crd["metadata"]["name"].as_str().unwrap();
         let generated: Value = parse_stream(

@@ -61,14 +61,38 @@ fn every_example_validates_and_its_references_resolve() {
                     secrets.insert((ns(&s.metadata), s.metadata.name.clone().unwrap_or_default()));
                 }
                 Object::VirtualIP(_) => vips += 1,
+                Object::AddressPool(_) => {}
             }
         }
         assert!(vips > 0, "{} has no VirtualIP", dir.display());
+        let address_pools = buoy_crds::manifest::address_pools(&objects);
         for o in &objects {
             let Object::VirtualIP(vip) = &o.object else {
                 continue;
             };
             let namespace = ns(&vip.metadata);
+            // With the operator's default address policy (Enforce), a newcomer applying the
+            // directory gets a served VirtualIP: an AddressPool of the example admits it.
+            let addresses: Vec<std::net::IpAddr> = vip
+                .spec
+                .addresses
+                .iter()
+                .filter_map(|a| a.0.split('/').next()?.parse().ok())
+                .collect();
+            let admission = buoy_crds::policy::admit(
+                buoy_crds::policy::AddressPolicy::Enforce,
+                &address_pools,
+                &namespace,
+                &Default::default(),
+                &vip.spec,
+                &addresses,
+            );
+            assert!(
+                matches!(admission, buoy_crds::policy::Admission::Allowed(Some(_))),
+                "{}: VirtualIP {} is not allowed by the example's AddressPools: {admission:?}",
+                dir.display(),
+                vip.metadata.name.as_deref().unwrap_or_default()
+            );
             for l in &vip.spec.listeners {
                 assert!(
                     pools.contains(&(namespace.clone(), l.upstream_pool.clone())),

@@ -34,6 +34,7 @@ fn plural(kind: &str) -> &'static str {
     match kind {
         "VirtualIP" => "virtualips",
         "UpstreamPool" => "upstreampools",
+        "AddressPool" => "addresspools",
         other => panic!("unknown kind {other}"),
     }
 }
@@ -43,7 +44,7 @@ async fn buoy_crds_reject_every_bad_example_at_its_path() {
     let api = TestApi::start().await.unwrap();
     let client = api.client().unwrap();
     let crds = buoy_crds().unwrap();
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
     for crd in &crds {
         let (code, body) = post(
             &client,
@@ -55,13 +56,18 @@ async fn buoy_crds_reject_every_bad_example_at_its_path() {
     }
 
     // Strict field validation, as kubectl asks for it: unknown fields are errors, not pruned.
-    let uri = |kind: &str| {
-        format!(
+    // AddressPools are cluster-scoped.
+    let uri = |kind: &str| match kind {
+        "AddressPool" => format!(
+            "/apis/buoy.io/v1alpha1/{}?fieldValidation=Strict",
+            plural(kind)
+        ),
+        _ => format!(
             "/apis/buoy.io/v1alpha1/namespaces/default/{}?fieldValidation=Strict",
             plural(kind)
-        )
+        ),
     };
-    for kind in ["VirtualIP", "UpstreamPool"] {
+    for kind in ["VirtualIP", "UpstreamPool", "AddressPool"] {
         let (code, body) = post(&client, &uri(kind), &bad_examples::valid(kind)).await;
         assert_eq!(code, 201, "the valid {kind} is rejected: {body}");
     }

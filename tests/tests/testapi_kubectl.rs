@@ -37,23 +37,23 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
     );
     let k = Kubectl::new(kubeconfig);
 
+    // As the README says: the whole directory.
     let crds = repo().join("crds");
-    let out = k.ok(&[
-        "apply",
-        "-f",
-        crds.join("virtualips.buoy.io.yaml").to_str().unwrap(),
-        "-f",
-        crds.join("upstreampools.buoy.io.yaml").to_str().unwrap(),
-    ]);
-    assert!(
-        out.contains("customresourcedefinition.apiextensions.k8s.io/virtualips.buoy.io created"),
-        "{out}"
-    );
+    let out = k.ok(&["apply", "-f", crds.to_str().unwrap()]);
+    for crd in ["virtualips", "upstreampools", "addresspools"] {
+        assert!(
+            out.contains(&format!(
+                "customresourcedefinition.apiextensions.k8s.io/{crd}.buoy.io created"
+            )),
+            "{out}"
+        );
+    }
 
     let seed = repo().join("examples/seed");
     let seed = seed.to_str().unwrap();
     let out = k.ok(&["apply", "-f", seed]);
     for created in [
+        "addresspool.buoy.io/lan created",
         "secret/vrrp-auth created",
         "upstreampool.buoy.io/test-web created",
         "virtualip.buoy.io/test-web created",
@@ -64,6 +64,22 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
     assert!(
         again.contains("virtualip.buoy.io/test-web unchanged"),
         "{again}"
+    );
+    // The addresses column shows the addresses the operator admitted (status.addresses); here
+    // kubectl writes them as the operator would.
+    k.ok(&[
+        "patch",
+        "vip",
+        "test-web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"addresses": ["192.168.60.88"], "addressPool": "lan"}}"#,
+    ]);
+    let pools = k.ok(&["get", "apool"]);
+    assert!(
+        pools.starts_with("NAME") && pools.contains("ADDRESSES") && pools.contains("lan"),
+        "{pools}"
     );
 
     // The CRD's printer columns, in a Table the server builds.

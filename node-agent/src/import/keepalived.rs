@@ -1090,6 +1090,7 @@ pub(crate) fn merge(
         }
         let spec = VirtualIPSpec {
             addresses: first.addresses.iter().cloned().map(VipAddress).collect(),
+            address_pool: None,
             interface: first.interface.as_ref().map(|i| i.0.clone()),
             virtual_router_id: Some(first.vrid),
             vrrp,

@@ -431,6 +431,7 @@ struct Client {
     body_timeout: Option<Duration>,
     max_body: Option<u64>,
     max_header: Option<u32>,
+    send_timeout: Option<Duration>,
 }
 
 /// An upstream block, before the locations that use it add their proxy settings.
@@ -1196,6 +1197,7 @@ fn is_client_setting(name: &str) -> bool {
             | "client_body_timeout"
             | "client_max_body_size"
             | "large_client_header_buffers"
+            | "send_timeout"
     )
 }
 
@@ -1218,6 +1220,7 @@ fn client_setting(
         "client_header_timeout" => c.header_timeout = Some(time(d, one(d)?)?),
         "client_body_timeout" => c.body_timeout = Some(time(d, one(d)?)?),
         "client_max_body_size" => c.max_body = Some(size(d, one(d)?)?),
+        "send_timeout" => c.send_timeout = Some(time(d, one(d)?)?),
         "large_client_header_buffers" => {
             let [n, s] = d.args.as_slice() else {
                 return Err(ImportError::at(
@@ -1254,6 +1257,7 @@ fn client_settings(
         idle_timeout: c.body_timeout,
         max_request_header_bytes: c.max_header.filter(|_| http),
         max_request_body_bytes: c.max_body.filter(|_| http),
+        send_timeout: c.send_timeout,
     };
     (s != ClientSettings::default()).then_some(s)
 }

@@ -38,7 +38,11 @@ pub use store::Store;
 pub fn buoy_crds() -> Result<Vec<serde_json::Value>, TestApiError> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
     let mut out = Vec::new();
-    for file in ["virtualips.buoy.io.yaml", "upstreampools.buoy.io.yaml"] {
+    for file in [
+        "virtualips.buoy.io.yaml",
+        "upstreampools.buoy.io.yaml",
+        "addresspools.buoy.io.yaml",
+    ] {
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| TestApiError::Crds(path.clone(), e.to_string()))?;
@@ -251,7 +255,7 @@ impl TestApi {
         f(&mut self.shared.lock())
     }
 
-    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool).
+    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool, AddressPool).
     pub fn install_buoy_crds(&self) -> Result<(), TestApiError> {
         let crds = buoy_crds()?;
         self.with_store(|store| {
