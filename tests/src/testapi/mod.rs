@@ -16,6 +16,7 @@ pub mod error;
 pub mod gc;
 pub mod kubeconfig;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

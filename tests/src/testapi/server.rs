@@ -1,5 +1,6 @@
 //! The HTTP side: hyper on a loopback listener, routing of the Kubernetes REST paths to the
-//! store, content negotiation (JSON, YAML bodies, Table output) and Status error responses.
+//! store, content negotiation (JSON, YAML and protobuf bodies, Table output) and Status error
+//! responses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,7 +25,7 @@ use super::resources::ResourceType;
 use super::selectors::Selector;
 use super::store::{DeleteOpts, Store, WriteCtx};
 use super::watch::{self, WatchParams};
-use super::{discovery, table};
+use super::{discovery, protobuf, table};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -113,7 +114,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             ))));
         }
     };
-    tracing::debug!(method = %parts.method, uri = %parts.uri, "request");
+    tracing::debug!(method = %parts.method, uri = %parts.uri, content_type = header(&parts, CONTENT_TYPE), "request");
     Ok(route(&shared, &parts, &bytes).unwrap_or_else(|e| error_response(&e)))
 }
 
@@ -195,11 +196,14 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &[u8]) -> Result<Response<Bo
     }
 }
 
-/// Parses a JSON or YAML request body.
+/// Parses a JSON, YAML or protobuf request body.
 fn decode(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
     let ct = header(parts, CONTENT_TYPE);
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        // JSON and YAML only: kubectl's typed imperative commands (`create configmap`) send protobuf.
+    if ct.contains("protobuf") {
+        // kubectl's typed imperative commands (`create namespace|secret|configmap|service`).
+        return Ok(protobuf::decode(body)?);
+    }
+    if ct.contains("cbor") {
         return Err(ApiError::unsupported_media(ct));
     }
     let v: Value = if ct.contains("yaml") {
