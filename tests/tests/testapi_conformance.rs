@@ -14,7 +14,7 @@ use std::{
 };
 
 use buoy_crds::VirtualIP;
-use buoy_tests::testapi::{TestApi, buoy_crds};
+use buoy_tests::testapi::{FailWith, TestApi, buoy_crds};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
@@ -739,6 +739,131 @@ async fn watcher_lists_then_watches_and_recovers_from_gone() {
         .at(&old)
         .matching(kube::api::VersionMatch::Exact);
     assert_eq!(status_of(cms.list(&exact).await.unwrap_err()).code, 410);
+}
+
+/// A kube-rs client without the default retries of 429, 503 and 504: it sees them.
+fn client_without_retries(api: &TestApi) -> Client {
+    let mut config = kube::Config::new(format!("http://{}", api.addr()).parse().unwrap());
+    config.default_retry = false;
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn injected_failures_answer_with_their_status_and_cut_watches() {
+    let (api, client) = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let c = cms
+        .create(&PostParams::default(), &cm("c", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let mut open = cms
+        .watch(&WatchParams::default(), &c.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+
+    // 500 on every request until cleared: the open watch ends, a get fails with the Status.
+    api.fail_requests(FailWith::status(500));
+    let cut =
+        tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = open.next().await {} }).await;
+    assert!(cut.is_ok(), "the open watch outlived the failure's start");
+    let err = status_of(cms.get("c").await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    assert!(cms.watch(&WatchParams::default(), "0").await.is_err());
+    api.clear_failures();
+    assert_eq!(cms.get("c").await.unwrap().uid(), c.uid());
+
+    // 429 for a window: a client that does not retry gets it, with Retry-After; kube-rs' default
+    // client waits as told and gets through once the window has passed.
+    let window = Duration::from_secs(2);
+    let since = std::time::Instant::now();
+    api.fail_requests(FailWith::status(429).until(since + window));
+    let plain: Api<ConfigMap> = Api::default_namespaced(client_without_retries(&api));
+    let err = status_of(plain.get("c").await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (429, "TooManyRequests"));
+    assert_eq!(err.details.unwrap().retry_after_seconds, 1);
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps/c")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = client_without_retries(&api).send(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    cms.get("c").await.unwrap();
+    assert!(since.elapsed() >= window, "got through within the window");
+    plain.get("c").await.unwrap();
+
+    // A filter: only PATCHes of ConfigMaps fail; reads, other kinds and their watches go on.
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let mut secret_watch = secrets
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    api.fail_requests(
+        FailWith::status(500)
+            .method(http::Method::PATCH)
+            .path_contains("/configmaps/"),
+    );
+    let patch = Patch::Merge(json!({"data": {"a": "2"}}));
+    let err = status_of(
+        cms.patch("c", &PatchParams::default(), &patch)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 500);
+    cms.get("c").await.unwrap();
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let seen = tokio::time::timeout(WAIT, secret_watch.next()).await;
+    assert!(
+        matches!(seen, Ok(Some(Ok(WatchEvent::Added(ref o)))) if o.name_any() == "s"),
+        "the Secret watch was cut: {seen:?}"
+    );
+    api.clear_failures();
+    cms.patch("c", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+
+    // A watcher meets the errors while they last (its watch cut, its restarts refused), then
+    // recovers by itself and sees what changed meanwhile.
+    let mut events = kube::runtime::WatchStreamExt::default_backoff(watcher(
+        cms.clone(),
+        watcher::Config::default(),
+    ))
+    .boxed();
+    tokio::time::timeout(WAIT, async {
+        while !matches!(events.try_next().await, Ok(Some(watcher::Event::InitDone))) {}
+    })
+    .await
+    .unwrap();
+    api.fail_requests(FailWith::status(500).lasting(Duration::from_secs(1)));
+    let failed =
+        tokio::time::timeout(WAIT, async { while events.try_next().await.is_ok() {} }).await;
+    assert!(failed.is_ok(), "the watcher met no error");
+    // Written behind the failure's back (the store is not behind it).
+    api.with_store(|store| {
+        let rt = store.type_of("", "configmaps").unwrap();
+        store
+            .create(
+                &rt,
+                "default",
+                json!({"metadata": {"name": "meanwhile"}}),
+                &buoy_tests::testapi::store::WriteCtx::internal("test"),
+            )
+            .unwrap();
+    });
+    let recovered = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Some(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) =
+                events.try_next().await
+                && o.name_any() == "meanwhile"
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(recovered.is_ok(), "the watcher did not recover");
 }
 
 #[tokio::test]

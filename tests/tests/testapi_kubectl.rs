@@ -1,5 +1,7 @@
 //! kubectl (Debian's kubernetes-client) against the standalone `buoy-testapi` binary: apply
-//! Buoy's CRDs and the seed example, get with the CRDs' printer columns, and delete.
+//! Buoy's CRDs and the seed example, get with the CRDs' printer columns, and delete; and the
+//! typed imperative commands (`kubectl create namespace|secret|configmap|service`), which send
+//! protobuf.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -9,19 +11,16 @@ use std::{
     time::Duration,
 };
 
+use base64::Engine as _;
 use buoy_tests::{kubectl::Kubectl, process::Proc};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[test]
-fn kubectl_applies_gets_and_deletes_buoy_objects() {
-    let dir = tempfile::Builder::new()
-        .prefix("buoy-testapi-kubectl-")
-        .tempdir()
-        .unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
+/// Starts `buoy-testapi` with its kubeconfig in `dir`; kubectl pointed at it.
+fn start_server(dir: &Path) -> (Proc, Kubectl) {
+    let kubeconfig = dir.join("kubeconfig");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_buoy-testapi"));
     cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig);
@@ -35,7 +34,16 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
             .unwrap()
             .contains(&format!("server: http://{addr}"))
     );
-    let k = Kubectl::new(kubeconfig);
+    (server, Kubectl::new(kubeconfig))
+}
+
+#[test]
+fn kubectl_applies_gets_and_deletes_buoy_objects() {
+    let dir = tempfile::Builder::new()
+        .prefix("buoy-testapi-kubectl-")
+        .tempdir()
+        .unwrap();
+    let (server, k) = start_server(dir.path());
 
     // As the README says: the whole directory.
     let crds = repo().join("crds");
@@ -158,6 +166,77 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
     assert!(
         out.is_empty() && err.contains("No resources found"),
         "{out}{err}"
+    );
+    drop(server);
+}
+
+/// The commands Buoy's docs and examples suggest, verbatim: kubectl sends these objects as
+/// protobuf, and reads them back as JSON.
+#[test]
+fn kubectl_creates_built_in_objects_imperatively() {
+    let dir = tempfile::Builder::new()
+        .prefix("buoy-testapi-kubectl-create-")
+        .tempdir()
+        .unwrap();
+    let (server, k) = start_server(dir.path());
+
+    for (args, created) in [
+        ("create namespace web", "namespace/web created"),
+        (
+            "create secret generic vrrp-auth -n web --from-literal=password=1111",
+            "secret/vrrp-auth created",
+        ),
+        (
+            "create configmap c -n web --from-literal=a=b",
+            "configmap/c created",
+        ),
+        (
+            "create service loadbalancer lb -n web --tcp=80:8080",
+            "service/lb created",
+        ),
+        ("label namespace web team=a", "namespace/web labeled"),
+    ] {
+        let args: Vec<&str> = args.split(' ').collect();
+        let out = k.ok(&args);
+        assert!(out.contains(created), "kubectl {args:?}: {out}");
+    }
+
+    let ns = k.json(&["get", "namespace", "web"]);
+    assert_eq!(ns["metadata"]["labels"]["team"], "a", "{ns}");
+    assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+
+    let secret = k.json(&["get", "secret", "vrrp-auth", "-n", "web"]);
+    let password = secret["data"]["password"].as_str().unwrap();
+    let password = base64::engine::general_purpose::STANDARD
+        .decode(password)
+        .unwrap();
+    assert_eq!(password, b"1111", "{secret}");
+
+    let cm = k.json(&["get", "configmap", "c", "-n", "web"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "b"}), "{cm}");
+
+    let svc = k.json(&["get", "service", "lb", "-n", "web"]);
+    assert_eq!(svc["spec"]["type"], "LoadBalancer", "{svc}");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(
+        (&port["port"], &port["targetPort"], &port["protocol"]),
+        (
+            &serde_json::json!(80),
+            &serde_json::json!(8080),
+            &serde_json::json!("TCP")
+        ),
+        "{svc}"
+    );
+    assert_eq!(svc["spec"]["selector"]["app"], "lb", "{svc}");
+
+    // A kind the server cannot read from protobuf is refused by name, not misread.
+    let (ok, _, err) = k.run(
+        &["create", "deployment", "d", "-n", "web", "--image=nginx"],
+        None,
+    );
+    assert!(
+        !ok && err.contains("cannot decode apps/v1 Deployment from protobuf"),
+        "{err}"
     );
     drop(server);
 }

@@ -13,9 +13,11 @@ pub mod apply;
 pub mod daemonset;
 pub mod discovery;
 pub mod error;
+pub mod fault;
 pub mod gc;
 pub mod kubeconfig;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use fault::FailWith;
 pub use server::Shared;
 pub use store::Store;
 
@@ -274,6 +277,18 @@ impl TestApi {
     /// Forgets the event history: watches from any earlier resourceVersion get 410 Gone.
     pub fn compact(&self) {
         self.shared.lock().compact();
+    }
+
+    /// From now on, answers the requests `fail` matches with its status and a `Status` body
+    /// (429 with `Retry-After: 1`), until its `until` or [`TestApi::clear_failures`]; the open
+    /// watches it matches end at once. Replaces the failure in force, if any.
+    pub fn fail_requests(&self, fail: FailWith) {
+        self.shared.failure.send_replace(Some(fail));
+    }
+
+    /// Serves every request again.
+    pub fn clear_failures(&self) {
+        self.shared.failure.send_replace(None);
     }
 
     /// Requests to paths the server does not serve, as `METHOD URI`.

@@ -1,16 +1,17 @@
 //! The HTTP side: hyper on a loopback listener, routing of the Kubernetes REST paths to the
-//! store, content negotiation (JSON, YAML bodies, Table output) and Status error responses.
+//! store, content negotiation (JSON, YAML and protobuf bodies, Table output) and Status error
+//! responses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buoy_crds::structural::UnknownFields;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Bytes, Frame, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode, http::request::Parts};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -19,12 +20,13 @@ use tokio::sync::oneshot;
 
 use super::apply::Scope;
 use super::error::ApiError;
+use super::fault::FailWith;
 use super::patch::PatchType;
 use super::resources::ResourceType;
 use super::selectors::Selector;
 use super::store::{DeleteOpts, Store, WriteCtx};
 use super::watch::{self, WatchParams};
-use super::{discovery, table};
+use super::{discovery, protobuf, table};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -35,6 +37,8 @@ pub struct Shared {
     pub bookmark_interval: Duration,
     /// Paths nobody serves, for finding out what a client expects.
     pub unknown_paths: Mutex<Vec<String>>,
+    /// The injected failure in force, if any; watches subscribe to end when one starts.
+    pub failure: tokio::sync::watch::Sender<Option<FailWith>>,
 }
 
 impl Shared {
@@ -44,6 +48,7 @@ impl Shared {
             addr,
             bookmark_interval,
             unknown_paths: Mutex::new(Vec::new()),
+            failure: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -113,8 +118,29 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             ))));
         }
     };
-    tracing::debug!(method = %parts.method, uri = %parts.uri, "request");
+    tracing::debug!(method = %parts.method, uri = %parts.uri, content_type = header(&parts, CONTENT_TYPE), "request");
+    let failing = shared
+        .failure
+        .borrow()
+        .as_ref()
+        .filter(|f| f.applies(&parts.method, &path_and_query(&parts), Instant::now()))
+        .cloned();
+    if let Some(f) = failing {
+        let mut resp = error_response(&f.error());
+        if let Some(secs) = f.retry_after() {
+            resp.headers_mut().insert(RETRY_AFTER, secs.into());
+        }
+        return Ok(resp);
+    }
     Ok(route(&shared, &parts, &bytes).unwrap_or_else(|e| error_response(&e)))
+}
+
+/// The request's path with its query, which injected failures match.
+fn path_and_query(parts: &Parts) -> String {
+    parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), ToString::to_string)
 }
 
 struct Query(HashMap<String, String>);
@@ -195,11 +221,14 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &[u8]) -> Result<Response<Bo
     }
 }
 
-/// Parses a JSON or YAML request body.
+/// Parses a JSON, YAML or protobuf request body.
 fn decode(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
     let ct = header(parts, CONTENT_TYPE);
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        // JSON and YAML only: kubectl's typed imperative commands (`create configmap`) send protobuf.
+    if ct.contains("protobuf") {
+        // kubectl's typed imperative commands (`create namespace|secret|configmap|service`).
+        return Ok(protobuf::decode(body)?);
+    }
+    if ct.contains("cbor") {
         return Err(ApiError::unsupported_media(ct));
     }
     let v: Value = if ct.contains("yaml") {
@@ -297,6 +326,7 @@ fn resource(
                         .map(Duration::from_secs),
                     table: wants_table
                         .then(|| q.get("includeObject").unwrap_or("Metadata").to_string()),
+                    path: path_and_query(parts),
                 };
                 let rx = watch::start(
                     shared,

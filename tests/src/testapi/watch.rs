@@ -1,11 +1,13 @@
 //! Watches: ADDED/MODIFIED/DELETED from a resourceVersion (replayed from the bounded history),
 //! the initial state as synthetic ADDED events, `sendInitialEvents` streaming lists ending with
 //! the `k8s.io/initial-events-end` bookmark, periodic BOOKMARKs when asked, 410 Gone as an ERROR
-//! event for a compacted version, and `timeoutSeconds`.
+//! event for a compacted version, `timeoutSeconds`, and the end of the watch when an injected
+//! failure that matches it starts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Method;
 use hyper::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
@@ -23,6 +25,8 @@ pub struct WatchParams {
     pub timeout: Option<Duration>,
     /// `Some(includeObject)` when the client asked for Tables (`kubectl get -w`).
     pub table: Option<String>,
+    /// The request's path and query: an injected failure that matches it ends the watch.
+    pub path: String,
 }
 
 struct Watch {
@@ -141,6 +145,8 @@ pub fn start(
         tx,
     };
     let interval = shared.bookmark_interval;
+    // Subscribed with the failure in force seen: only one that starts later ends the watch.
+    let mut failure = shared.failure.subscribe();
     tokio::spawn(async move {
         let backlog = match backlog {
             Ok(b) => b,
@@ -200,6 +206,17 @@ pub fn start(
                 }
                 _ = timeout => return,
                 _ = watch.tx.closed() => return,
+                changed = failure.changed() => {
+                    // An injected failure cuts the watches it matches, as an overloaded server
+                    // drops its connections: clients watch or list again, into the errors.
+                    let cut = changed.is_err()
+                        || failure.borrow_and_update().as_ref().is_some_and(|f| {
+                            f.applies(&Method::GET, &params.path, std::time::Instant::now())
+                        });
+                    if cut {
+                        return;
+                    }
+                }
             }
         }
     });
