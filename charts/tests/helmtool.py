@@ -26,7 +26,7 @@ import sys
 
 MISSING = (
     "missing Python package {pkg!r} ({err}); install the chart test tools with "
-    "`python3 -m pip install helm-python-sdk kubernetes-validate` (.ci/run does)"
+    "`python3 -m pip install -r .ci/requirements.txt` (.ci/run does)"
 )
 
 try:
