@@ -746,23 +746,31 @@ fn yaml_blocks_of_the_docs_read_alike() {
 
 // ---- kubectl itself ----
 
-/// `kubectl apply --dry-run=client -o json -f FILE`: the objects kubectl would send.
-fn kubectl_reads(k: &Kubectl, file: &Path) -> Vec<Value> {
-    let out = k.ok(&[
+/// `kubectl apply --dry-run=client -o json -f FILE`: the objects kubectl would send, or what it
+/// said when it refused the file (`cannot unmarshal bool into Go struct field
+/// ObjectMeta.metadata.name of type string` for an unquoted `name: on`).
+fn kubectl_reads(k: &Kubectl, file: &Path) -> Result<Vec<Value>, String> {
+    let args = [
         "apply",
         "--dry-run=client",
         "-o",
         "json",
         "-f",
         file.to_str().unwrap(),
-    ]);
+    ];
+    let (ok, out, err) = k.run(&args, None);
+    if !ok {
+        return Err(err.trim().replace('\n', "; "));
+    }
     let v: Value = serde_json::from_str(&out).unwrap();
     // Several objects come wrapped in a List (kind List, apiVersion v1, items), one alone.
-    if v["kind"] == "List" && v["apiVersion"] == "v1" && v["items"].is_array() {
-        v["items"].as_array().unwrap().clone()
-    } else {
-        vec![v]
-    }
+    Ok(
+        if v["kind"] == "List" && v["apiVersion"] == "v1" && v["items"].is_array() {
+            v["items"].as_array().unwrap().clone()
+        } else {
+            vec![v]
+        },
+    )
 }
 
 /// What kubectl adds on a client dry run, taken off `sent` where `intended` lacks it:
@@ -800,7 +808,13 @@ fn compare_with_kubectl(k: &Kubectl, name: &str, file: &Path, out: &mut Vec<Stri
         .into_iter()
         .filter(|v| !v.is_null())
         .collect();
-    let sent = kubectl_reads(k, file);
+    let sent = match kubectl_reads(k, file) {
+        Ok(sent) => sent,
+        Err(e) => {
+            out.push(format!("{name}: kubectl refuses it: {e}"));
+            return 0;
+        }
+    };
     if sent.len() != intended.len() {
         out.push(format!(
             "{name}: kubectl sends {} objects, serde_yaml reads {}",
