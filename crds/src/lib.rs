@@ -12,6 +12,7 @@ pub mod structural;
 pub mod upstreampool;
 pub mod validation;
 pub mod virtualip;
+pub mod yaml11;
 
 pub use duration::Duration;
 pub use upstreampool::*;
