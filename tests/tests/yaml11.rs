@@ -20,9 +20,9 @@
 //! what it would send) on `deploy/`, `examples/` and the importer's output, against the
 //! Kubernetes API test server (`buoy-testapi`, for discovery of Buoy's kinds).
 //!
-//! The YAML 1.1 reader needs python3 with PyYAML (helm-python-sdk, which the chart tests need,
-//! brings it); the importer test needs `buoy-agent` built (`cargo build --workspace`), as
-//! chart.rs needs `buoy-operator`.
+//! The YAML 1.1 reader needs python3 with PyYAML (kubernetes-validate, which .ci/run installs
+//! for the chart tests, brings it); the importer tests need `buoy-agent` built, as chart.rs needs
+//! `buoy-operator` (`cargo test --workspace` builds both; alone: `cargo build --workspace`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -259,8 +259,9 @@ fn same_number(a: &Value, b: &Value) -> bool {
 /// otherwise its fields are compared one by one; likewise lists.
 fn differences(a: &Value, b: &Value, path: &str, names: (&str, &str), out: &mut Vec<String>) {
     match (a, b) {
+        // The same keys, in any order (kubectl prints them sorted).
         (Value::Object(x), Value::Object(y))
-            if x.keys().collect::<Vec<_>>() == y.keys().collect::<Vec<_>>() =>
+            if x.len() == y.len() && x.keys().all(|k| y.contains_key(k)) =>
         {
             for (k, v) in x {
                 differences(v, &y[k], &format!("{path}{}", step(k)), names, out);
