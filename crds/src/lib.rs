@@ -14,6 +14,7 @@ pub mod structural;
 pub mod upstreampool;
 pub mod validation;
 pub mod virtualip;
+pub mod yaml11;
 
 pub use addresspool::*;
 pub use duration::Duration;

@@ -594,7 +594,8 @@ impl Import {
                 out.push_str(c);
                 out.push('\n');
             }
-            let text = serde_yaml::to_string(v)
+            // Quoted where YAML 1.1 (kubectl) would read a name such as `on` or `n` as a boolean.
+            let text = buoy_crds::yaml11::to_string(v)
                 .map_err(|e| ImportError::Invalid(format!("cannot write YAML: {e}")))?;
             out.push_str(&text);
         }
