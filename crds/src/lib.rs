@@ -3,6 +3,7 @@
 //! mode), the address policy, CRD generation and the loader for YAML manifests.
 
 pub mod addresspool;
+pub mod contract;
 pub mod crdgen;
 pub mod duration;
 pub mod manifest;

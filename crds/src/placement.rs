@@ -3,6 +3,8 @@
 //! (`buoy-agent run --placement KEY`) serves only the VirtualIPs of its placement, so that two
 //! agents on one node never serve the same VirtualIP.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
 use crate::VirtualIPSpec;
 
 /// Label on agent DaemonSets and pods: the placement key.
@@ -13,11 +15,21 @@ pub const LABEL: &str = "buoy.io/placement";
 /// fit for a resource name suffix and a label value. Stable across releases: DaemonSets are
 /// named by it.
 pub fn key(spec: &VirtualIPSpec) -> String {
-    let canonical = serde_json::json!({
+    key_in(spec, None)
+}
+
+/// The placement key of `spec` whose addresses come from an AddressPool with `pool_selector`:
+/// the pool's `nodeSelector` narrows where its agents run (both selectors must match), so it is
+/// part of the placement. Without one, [`key`].
+pub fn key_in(spec: &VirtualIPSpec, pool_selector: Option<&LabelSelector>) -> String {
+    let mut canonical = serde_json::json!({
         "nodeSelector": spec.node_selector,
         "tolerations": spec.tolerations,
-    })
-    .to_string();
+    });
+    if let Some(s) = pool_selector {
+        canonical["poolNodeSelector"] = serde_json::json!(s);
+    }
+    let canonical = canonical.to_string();
     // FNV-1a, 64 bits: fixed by its definition (std's hasher may change between releases).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in canonical.bytes() {
@@ -46,5 +58,10 @@ mod tests {
         // Pinned: DaemonSet names depend on it.
         assert_eq!(key(&c), key(&spec("{addresses: [fd00::1]}")));
         assert_eq!(key(&c), "ad1269f96e");
+        // A pool's selector is part of the placement.
+        let lb: LabelSelector =
+            serde_yaml::from_str("{matchLabels: {buoy.io/lb: 'true'}}").unwrap();
+        assert_ne!(key_in(&c, Some(&lb)), key(&c));
+        assert_eq!(key_in(&c, None), key(&c));
     }
 }

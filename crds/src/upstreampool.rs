@@ -441,6 +441,26 @@ pub struct UpstreamPoolStatus {
     /// Backend counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<BackendCounts>,
+    /// One entry per node whose proxy uses the pool, each written by that node's agent: the
+    /// backends it has (names resolved), those that pass its health checks, and what is wrong
+    /// with the others (a name that does not resolve, a backend refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub nodes: Vec<PoolNodeStatus>,
+}
+
+/// What one node's agent reports about a pool.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolNodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Backends on this node (each address of a name counts) and the ready ones.
+    pub backends: BackendCounts,
+    /// Why some backends of the spec are not there, when some are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

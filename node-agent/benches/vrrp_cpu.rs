@@ -94,6 +94,7 @@ fn buoy_side(
                     stats: Arc::new(Mutex::new(Default::default())),
                     handover: None,
                     successor: false,
+                    peers: None,
                 };
                 let host = host.clone();
                 let failed = failed.clone();

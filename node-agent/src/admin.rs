@@ -1,13 +1,21 @@
 //! The agent's admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz` and `/status`
 //! (this node's VirtualIPs as JSON, what `buoy-agent` users look at instead of keepalived's
 //! notify scripts). Served by pingora, like the proxy.
+//!
+//! It is for the node's operators, not the VIPs' clients: it listens on the node's own address
+//! by default (127.0.0.1 standalone, the pod's host IP in a cluster), a connection that arrives
+//! on a VIP is closed even if it listens on every address, connections are capped, and
+//! `/status` says what an operator needs (states, reasons, the foreign routers' addresses)
+//! and never a password or a Secret.
 
 use std::{
-    net::SocketAddr,
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -17,7 +25,7 @@ use pingora_core::{
     protocols::{http::ServerSession, l4::stream::Stream},
 };
 use tokio::{net::TcpListener, sync::watch};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::agent::NodeStatus;
 
@@ -25,6 +33,22 @@ pub struct Admin {
     /// Set once the first configuration has been applied.
     pub ready: AtomicBool,
     pub status: watch::Receiver<NodeStatus>,
+    open: AtomicUsize,
+}
+
+/// Concurrent admin connections (Prometheus and a probe or two need a handful).
+pub const MAX_CONNECTIONS: usize = 64;
+/// A request must arrive within this, and the connection closes after this much idling.
+const IDLE: Duration = Duration::from_secs(10);
+
+impl Admin {
+    pub fn new(status: watch::Receiver<NodeStatus>) -> Admin {
+        Admin {
+            ready: AtomicBool::new(false),
+            status,
+            open: AtomicUsize::new(0),
+        }
+    }
 }
 
 fn status_json(status: &NodeStatus) -> serde_json::Value {
@@ -42,6 +66,9 @@ fn status_json(status: &NodeStatus) -> serde_json::Value {
                     "priority": s.priority,
                     "reason": s.reason,
                     "sinceUnixSeconds": since,
+                    "serving": s.serving,
+                    "notServing": s.not_serving,
+                    "warnings": s.warnings,
                     "collisions": s.collisions.iter().map(|(ip, why)| (ip.to_string(), serde_json::Value::from(why.clone()))).collect::<serde_json::Map<_, _>>(),
                 }),
             )
@@ -94,22 +121,40 @@ impl ServeHttp for Admin {
     }
 }
 
-/// Serves `admin` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<()> {
+/// Serves `admin` on `addr` until the process ends. Connections to an address in `vips` (the
+/// VIPs this node serves) are closed at once.
+pub async fn serve(
+    addr: SocketAddr,
+    admin: Arc<Admin>,
+    vips: watch::Receiver<BTreeSet<IpAddr>>,
+) -> std::io::Result<()> {
     let socket = TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         let (_shutdown_tx, shutdown) = watch::channel(false);
         loop {
             match socket.accept().await {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
+                    let to = tcp.local_addr().map(|a| a.ip()).ok();
+                    if to.is_some_and(|to| vips.borrow().contains(&to)) {
+                        debug!(%peer, "admin endpoint: a connection to a VIP, closed");
+                        continue;
+                    }
+                    if admin.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                        debug!(%peer, "admin endpoint: at its connection limit, closed");
+                        continue;
+                    }
+                    admin.open.fetch_add(1, Ordering::Relaxed);
                     let (admin, shutdown) = (admin.clone(), shutdown.clone());
                     tokio::spawn(async move {
-                        let mut next = admin
-                            .process_new(Box::new(Stream::from(tcp)), &shutdown)
-                            .await;
-                        while let Some(s) = next {
-                            next = admin.process_new(s, &shutdown).await;
+                        let mut stream: pingora_core::protocols::Stream =
+                            Box::new(Stream::from(tcp));
+                        // A client that sends nothing (or trickles) is not kept.
+                        while let Ok(Some(s)) =
+                            tokio::time::timeout(IDLE, admin.process_new(stream, &shutdown)).await
+                        {
+                            stream = s;
                         }
+                        admin.open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Err(e) => {

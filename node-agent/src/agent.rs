@@ -1,10 +1,12 @@
 //! Runs a node's desired state: one supervised VRRP instance per VirtualIP and the proxy's
 //! listeners, reconciled incrementally (changing one VirtualIP never touches another), with the
-//! proxy's view of each VIP (listeners open, healthy backends) fed to its instance.
+//! proxy's view of each VIP (listeners open, healthy backends) fed to its instance, and the
+//! VirtualIP's peers (the only addresses its connections may be forwarded to).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -16,12 +18,16 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    net::handover::Handover,
+    net::{
+        cleanup,
+        handover::{Handover, chain_name},
+        ledger::Ledger,
+    },
     node::{NodeConfig, VipPlan},
-    proxy::service::{ListenError, ProxyService},
+    proxy::service::{ListenError, PoolReport, ProxyService},
     vrrp::{
         host::{Host, PortStats},
-        instance::{self, Controls, DataPath, InstanceEvent, Stats},
+        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats},
         machine::State,
     },
 };
@@ -35,10 +41,47 @@ pub struct VipStatus {
     pub priority: u8,
     pub reason: String,
     pub since: SystemTime,
-    /// Routers seen using our router ID that are not ours.
+    /// Routers seen using our router ID that are not ours (at most
+    /// [`instance::MAX_FOREIGN_ROUTERS`]).
     pub collisions: BTreeMap<IpAddr, String>,
     /// Every listener is open and has a healthy backend on this node.
     pub serving: bool,
+    /// Why not, when not serving (a listener that cannot open, a pool without backends).
+    pub not_serving: Option<String>,
+    /// The address this node sends its adverts from.
+    pub address: Option<IpAddr>,
+    /// What the node serves it with but should be told (see [`VipPlan::warnings`]).
+    pub warnings: Vec<String>,
+}
+
+impl VipStatus {
+    fn new(state: State) -> VipStatus {
+        VipStatus {
+            state: state.name(),
+            priority: 0,
+            reason: String::new(),
+            since: SystemTime::now(),
+            collisions: BTreeMap::new(),
+            serving: false,
+            not_serving: None,
+            address: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// One line on why the node is in this state and what it lacks, for the VirtualIP's
+    /// status entry and Events.
+    pub fn message(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.reason.is_empty() {
+            parts.push(self.reason.clone());
+        }
+        if let Some(why) = &self.not_serving {
+            parts.push(format!("not serving: {why}"));
+        }
+        parts.extend(self.warnings.iter().cloned());
+        parts.join("; ")
+    }
 }
 
 /// The status of every VirtualIP of the node, by `namespace/name`.
@@ -48,9 +91,20 @@ struct Running {
     plan: VipPlan,
     shutdown: watch::Sender<u32>,
     data_path: watch::Sender<DataPath>,
+    peers: watch::Sender<BTreeSet<IpAddr>>,
     stats: Arc<Mutex<Stats>>,
     /// Ends with whether the VIP was left bound for a successor instance.
     task: JoinHandle<bool>,
+}
+
+/// Where the agent keeps its ledger, and who it is on the node.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// `standalone`, or the operator's placement key: names the ledger and the handover chain.
+    pub name: String,
+    /// The state directory (`--state-dir`); `None`: no crash cleanup (tests, the debug
+    /// commands).
+    pub state_dir: Option<PathBuf>,
 }
 
 pub struct Agent {
@@ -66,6 +120,10 @@ pub struct Agent {
     /// Netlink, the link watcher and the VRRP sockets, shared by every instance (one raw
     /// socket per interface and family, not one per VirtualIP).
     host: Option<Arc<Host>>,
+    identity: Identity,
+    ledger: Ledger,
+    /// What each pool has on this node, refreshed with the data path.
+    pools: watch::Sender<BTreeMap<String, PoolReport>>,
 }
 
 /// How long a graceful stop of one instance may take: the handover waits for the new master's
@@ -73,10 +131,27 @@ pub struct Agent {
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A failed instance (interface missing, socket error) is restarted after this.
 const RESTART_BACKOFF: Duration = Duration::from_secs(2);
+/// An instance refused what its VirtualIP asks for (a node's own address): tried again after
+/// this, in case the node changed (the configuration changing restarts it at once).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Agent {
-    /// A node agent with nothing to run yet. Instance events update the status channel.
+    /// A node agent with nothing to run yet, recording what it puts on the host in no ledger
+    /// (tests, the `proxy` command).
     pub fn new() -> Agent {
+        Agent::with_ledger(
+            Identity {
+                name: "standalone".into(),
+                state_dir: None,
+            },
+            Ledger::in_memory(),
+        )
+    }
+
+    /// A node agent of `identity` writing what it puts on the host to `ledger` (see
+    /// `net::cleanup::recover`, which undoes a dead predecessor's first). Instance events
+    /// update the status channel.
+    pub fn with_ledger(identity: Identity, ledger: Ledger) -> Agent {
         let (status, _) = watch::channel(NodeStatus::new());
         let (events, mut events_rx) = mpsc::unbounded_channel::<(String, InstanceEvent)>();
         let status_tx = status.clone();
@@ -92,11 +167,14 @@ impl Agent {
             desired: NodeConfig::default(),
             status,
             events,
-            handover: Handover::start()
+            handover: Handover::start(chain_name(&identity.name), ledger.clone())
                 .inspect_err(|e| warn!(error = %e, "no connection handover: a VIP moving between live nodes may reset connections"))
                 .ok(),
             // Without it each instance opens its own (and reports the same error if it fails).
-            host: Host::new().ok(),
+            host: Host::with_ledger(ledger.clone()).ok(),
+            identity,
+            ledger,
+            pools: watch::channel(BTreeMap::new()).0,
         }
     }
 
@@ -111,6 +189,11 @@ impl Agent {
             .as_ref()
             .map(|h| h.port_stats())
             .unwrap_or_default()
+    }
+
+    /// Follows what each pool the node runs has: backends, usable ones, problems.
+    pub fn pool_status(&self) -> watch::Receiver<BTreeMap<String, PoolReport>> {
+        self.pools.subscribe()
     }
 
     /// The counters of each running instance.
@@ -179,8 +262,15 @@ impl Agent {
         }
         for (key, plan) in &desired.vips {
             match self.running.get_mut(key) {
-                // Same VRRP settings: only the listener set may differ.
-                Some(r) => r.plan = plan.clone(),
+                // Same VRRP settings: only the listener set, peers or warnings may differ.
+                Some(r) => {
+                    r.peers.send_if_modified(|p| {
+                        let changed = *p != plan.peers;
+                        p.clone_from(&plan.peers);
+                        changed
+                    });
+                    r.plan = plan.clone();
+                }
                 None => {
                     let r = self.start(
                         plan.clone(),
@@ -191,6 +281,37 @@ impl Agent {
                 }
             }
         }
+        // What cannot run here is a Fault of this node, with the reason; what runs has its
+        // warnings.
+        self.status.send_if_modified(|all| {
+            let mut changed = false;
+            for (key, why) in &desired.faults {
+                let entry = all
+                    .entry(key.clone())
+                    .or_insert_with(|| VipStatus::new(State::Fault));
+                if entry.state != State::Fault.name() || entry.reason != *why {
+                    entry.state = State::Fault.name();
+                    entry.reason.clone_from(why);
+                    entry.priority = 0;
+                    entry.since = SystemTime::now();
+                    changed = true;
+                }
+            }
+            all.retain(|key, _| {
+                let keep = desired.vips.contains_key(key) || desired.faults.contains_key(key);
+                changed |= !keep;
+                keep
+            });
+            for (key, plan) in &desired.vips {
+                if let Some(entry) = all.get_mut(key)
+                    && entry.warnings != plan.warnings
+                {
+                    entry.warnings.clone_from(&plan.warnings);
+                    changed = true;
+                }
+            }
+            changed
+        });
         self.desired = desired;
         self.refresh_data_path();
     }
@@ -199,6 +320,7 @@ impl Agent {
     fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>, successor: bool) -> Running {
         let (shutdown, shutdown_rx) = watch::channel(0u32);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
+        let (peers, peers_rx) = watch::channel(plan.peers.clone());
         let key = plan.key.clone();
         let config = plan.instance.clone();
         let events = self.events.clone();
@@ -225,6 +347,7 @@ impl Agent {
                     handover: handover.clone(),
                     // Only the first run: a restart after a failure starts afresh.
                     successor: std::mem::take(&mut successor),
+                    peers: Some(peers_rx.clone()),
                 };
                 let result = match &host {
                     Some(host) => instance::run_on(host, config.clone(), controls).await,
@@ -238,7 +361,13 @@ impl Agent {
                 if *shutdown_rx.borrow() > 0 {
                     return false;
                 }
-                warn!(virtualip = %key, error = %e, "the VRRP instance failed; restarting it");
+                let backoff = if matches!(e, InstanceError::Refused(_)) {
+                    warn!(virtualip = %key, reason = %e, "refusing to bind the VirtualIP's addresses on this node");
+                    REFUSED_BACKOFF
+                } else {
+                    warn!(virtualip = %key, error = %e, "the VRRP instance failed; restarting it");
+                    RESTART_BACKOFF
+                };
                 let _ = events.send((
                     key.clone(),
                     InstanceEvent::StateChanged {
@@ -250,7 +379,7 @@ impl Agent {
                 ));
                 let mut shutdown_wait = shutdown_rx.clone();
                 tokio::select! {
-                    () = tokio::time::sleep(RESTART_BACKOFF) => {}
+                    () = tokio::time::sleep(backoff) => {}
                     _ = shutdown_wait.changed() => return false,
                 }
             }
@@ -259,6 +388,7 @@ impl Agent {
             plan,
             shutdown,
             data_path,
+            peers,
             stats,
             task,
         }
@@ -274,6 +404,12 @@ impl Agent {
     }
 
     fn refresh_data_path(&self) {
+        let reports = self.proxy.pool_reports();
+        self.pools.send_if_modified(|p| {
+            let changed = *p != reports;
+            *p = reports;
+            changed
+        });
         for (key, r) in &self.running {
             let now = self.proxy.data_path(&r.plan.listeners);
             r.data_path.send_if_modified(|d| {
@@ -282,9 +418,13 @@ impl Agent {
                 changed
             });
             let serving = now.listening && now.upstreams_healthy;
+            let why = (!serving)
+                .then(|| self.proxy.why_not_serving(&r.plan.listeners))
+                .flatten();
             self.status.send_if_modified(|all| match all.get_mut(key) {
-                Some(s) if s.serving != serving => {
+                Some(s) if s.serving != serving || s.not_serving != why => {
                     s.serving = serving;
+                    s.not_serving = why;
                     true
                 }
                 _ => false,
@@ -306,9 +446,17 @@ impl Agent {
         while self.proxy.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The shared policy routing goes with the namespace's last agent.
+        let last_agent = self
+            .identity
+            .state_dir
+            .as_ref()
+            .is_none_or(|dir| !cleanup::others_alive(dir, &self.identity.name));
         if let Some(handover) = &self.handover {
-            handover.clear().await;
+            handover.clear(last_agent).await;
         }
+        // Everything it listed is undone: nothing for a successor to clean up.
+        self.ledger.close();
         info!(
             open = self.proxy.open_connections(),
             "stopped; every virtual address released"
@@ -356,14 +504,9 @@ impl Default for Agent {
 }
 
 fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
-    let entry = all.entry(key).or_insert_with(|| VipStatus {
-        state: State::Initialize.name(),
-        priority: 0,
-        reason: String::new(),
-        since: SystemTime::now(),
-        collisions: BTreeMap::new(),
-        serving: false,
-    });
+    let entry = all
+        .entry(key)
+        .or_insert_with(|| VipStatus::new(State::Initialize));
     match event {
         InstanceEvent::StateChanged {
             state,
@@ -379,8 +522,11 @@ fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
             entry.reason = reason;
         }
         InstanceEvent::Collision { from, reason } => {
-            entry.collisions.insert(from, reason.to_string());
+            if entry.collisions.len() < instance::MAX_FOREIGN_ROUTERS {
+                entry.collisions.insert(from, reason.to_string());
+            }
         }
+        InstanceEvent::Source(address) => entry.address = Some(address),
     }
 }
 

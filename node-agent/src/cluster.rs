@@ -1,23 +1,28 @@
-//! Cluster mode's IO shell: reflectors (list + watch, never polling) of VirtualIPs,
-//! UpstreamPools, Services, EndpointSlices and this node's Node; every change re-plans the node
-//! (the same pure [`crate::node::plan`] as standalone mode). Each VirtualIP's status entry of
-//! this node is written by server-side apply under this node's own field manager, only on
-//! change, and state changes become Events. An API outage keeps the last state running: watches
-//! retry with backoff and nothing is released for want of the API.
+//! Cluster mode's source of desired state: reflectors (list + watch, never polling) of
+//! VirtualIPs, UpstreamPools, AddressPools, Namespaces, Services, EndpointSlices and this node's
+//! Node, and a cache of the Secrets holding VRRP passwords; every change re-plans the node (the
+//! same pure [`crate::node::plan`] as standalone mode). Each VirtualIP's and UpstreamPool's
+//! status entry of this node is written by server-side apply under this node's own field
+//! manager, only on change, and state changes become Events. An API outage keeps the last state
+//! running: watches retry with backoff, every write has a timeout and retries at the next round,
+//! and nothing is released for want of the API.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use buoy_crds::{UpstreamPool, VirtualIP};
+use async_trait::async_trait;
+use buoy_crds::{AddressPool, UpstreamPool, VirtualIP, policy::AddressPolicy};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
+    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
         events::{Event, EventType, Recorder, Reporter},
@@ -26,25 +31,41 @@ use kube::{
         watcher::{self, ExponentialBackoff, watcher},
     },
 };
-use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
+use tracing::warn;
 
 use crate::{
-    agent::{NodeStatus, VipStatus},
+    agent::{Agent, NodeStatus, VipStatus},
+    config::BackendPolicy,
+    dns::Resolutions,
     endpoints,
-    node::{NodeConfig, NodeIdentity, PlanError, plan},
+    files::Invalid,
+    node::{Inputs, NodeIdentity, Plan, plan},
+    proxy::service::PoolReport,
+    refresh::Refresher,
+    source::Source,
 };
+
+/// Every write to the API server (a status entry, an Event) gives up after this and is retried
+/// at the next round: an API server that hangs must not hold the agent.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// Secrets holding VRRP passwords are read again this often (agents may only `get` them, by
+/// name: no watch).
+pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
 
 /// What this agent is.
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub node: String,
-    /// Serve only the VirtualIPs of this placement (`buoy_crds::placement::key`); None: all.
+    /// Serve only the VirtualIPs of this placement (`buoy_crds::placement::key_in`); None: all.
     pub placement: Option<String>,
 }
 
 impl Identity {
-    /// The field manager of this node's `status.nodes[]` entries.
+    /// The field manager of this node's status entries.
     pub fn field_manager(&self) -> String {
         format!("buoy-agent/{}", self.node)
     }
@@ -55,6 +76,8 @@ impl Identity {
 pub struct Stores {
     vips: Store<VirtualIP>,
     pools: Store<UpstreamPool>,
+    address_pools: Store<AddressPool>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     endpoints: EndpointStores,
     nodes: Store<Node>,
 }
@@ -105,6 +128,26 @@ where
     store
 }
 
+/// Namespaces' labels only (for AddressPools' `namespaceSelector`): metadata, not whole objects.
+fn spawn_namespaces(client: &Client, changed: Arc<Notify>) -> Store<PartialObjectMeta<Namespace>> {
+    let (store, writer) = reflector::store();
+    // An Api of PartialObjectMeta asks for metadata only.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    tokio::spawn(async move {
+        let mut stream = watcher(api, Default::default())
+            .backoff(watch_backoff())
+            .reflect(writer)
+            .boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(e) => warn!(kind = "Namespace", error = %e, "watch failed; retrying"),
+            }
+        }
+    });
+    store
+}
+
 /// Starts the watches. `changed` is notified on every change.
 pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> Stores {
     let own_node = watcher::Config::default().fields(&format!("metadata.name={}", identity.node));
@@ -119,6 +162,12 @@ pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> 
             Default::default(),
             changed.clone(),
         ),
+        address_pools: spawn_reflector(
+            Api::all(client.clone()),
+            Default::default(),
+            changed.clone(),
+        ),
+        namespaces: spawn_namespaces(client, changed.clone()),
         endpoints: EndpointStores::watch(client, changed.clone()),
         nodes: spawn_reflector(Api::all(client.clone()), own_node, changed),
     }
@@ -182,67 +231,182 @@ impl Stores {
     pub async fn ready(&self) {
         let _ = self.vips.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
+        let _ = self.address_pools.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
         self.endpoints.services_and_slices_ready().await;
         let _ = self.nodes.wait_until_ready().await;
     }
 }
 
-/// The node's desired state from the stores (Secrets for VRRPv2 passwords are read on demand:
-/// agents get no cluster-wide access to Secrets).
-pub async fn desired(
-    client: &Client,
-    identity: &Identity,
-    stores: &Stores,
-) -> (NodeConfig, Vec<PlanError>) {
-    let labels: BTreeMap<String, String> = stores
-        .nodes
-        .state()
-        .iter()
-        .find(|n| n.name_any() == identity.node)
-        .map(|n| n.labels().clone())
-        .unwrap_or_default();
-    let node = NodeIdentity {
-        name: identity.node.clone(),
-        labels,
-    };
-    let vips: Vec<Arc<VirtualIP>> = stores
-        .vips
-        .state()
-        .into_iter()
-        .filter(|v| {
-            identity
-                .placement
-                .as_ref()
-                .is_none_or(|p| *p == buoy_crds::placement::key(&v.spec))
-        })
-        .collect();
-    let endpoints = stores.endpoints.snapshot();
-    let pools: Vec<UpstreamPool> = stores
-        .pools
-        .state()
-        .iter()
-        .map(|p| endpoints.resolve(p))
-        .collect();
-    let mut secrets = Vec::new();
-    for vip in &vips {
-        if let Some(auth) = &vip.spec.vrrp.authentication {
-            let ns = vip.namespace().unwrap_or_else(|| "default".into());
-            match Api::<Secret>::namespaced(client.clone(), &ns)
-                .get_opt(&auth.secret_ref.name)
-                .await
-            {
-                Ok(Some(s)) => secrets.push(s),
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(secret = %auth.secret_ref.name, error = %e, "cannot read the VRRP password")
+/// How an agent serves a cluster, from its flags (the operator sets them on its DaemonSets).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub policy: AddressPolicy,
+    /// Allow backends on the node itself (loopback, link-local, the node's addresses).
+    pub allow_node_local_backends: bool,
+}
+
+/// Cluster mode's [`Source`].
+pub struct ClusterSource {
+    client: Client,
+    identity: Identity,
+    settings: Settings,
+    stores: Stores,
+    changed: Arc<Notify>,
+    secrets: Refresher<(String, String), Secret>,
+    reporters: Vec<JoinHandle<()>>,
+    /// A change was seen and is settling (kept across a cancelled [`Source::changed`]).
+    pending: bool,
+}
+
+impl ClusterSource {
+    /// Starts the watches and the Secret cache (on the current runtime).
+    pub fn start(client: Client, identity: Identity, settings: Settings) -> ClusterSource {
+        let changed = Arc::new(Notify::new());
+        let stores = watch_all(&client, &identity, changed.clone());
+        let secret_client = client.clone();
+        let secrets = Refresher::new(
+            move |(namespace, name): (String, String)| {
+                let api: Api<Secret> = Api::namespaced(secret_client.clone(), &namespace);
+                async move {
+                    match api.get_opt(&name).await {
+                        Ok(Some(s)) => Ok((s, SECRET_REFRESH)),
+                        Ok(None) => Err("not found".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
-            }
+            },
+            API_TIMEOUT,
+            changed.clone(),
+        );
+        ClusterSource {
+            client,
+            identity,
+            settings,
+            stores,
+            changed,
+            secrets,
+            reporters: Vec::new(),
+            pending: false,
         }
     }
-    let vip_refs: Vec<&VirtualIP> = vips.iter().map(|v| &**v).collect();
-    let pool_refs: Vec<&UpstreamPool> = pools.iter().collect();
-    let secret_refs: Vec<&Secret> = secrets.iter().collect();
-    plan(&node, &vip_refs, &pool_refs, &secret_refs)
+}
+
+/// The node's own addresses, from its Node object (a backend there is the node itself).
+fn node_addresses(node: Option<&Node>) -> BTreeSet<IpAddr> {
+    node.and_then(|n| n.status.as_ref())
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
+}
+
+#[async_trait]
+impl Source for ClusterSource {
+    async fn ready(&mut self) {
+        self.stores.ready().await;
+    }
+
+    async fn changed(&mut self) -> &'static str {
+        // Cancel-safe: the runner drops this future when another event comes first.
+        if !self.pending {
+            self.changed.notified().await;
+            self.pending = true;
+        }
+        // Let a burst of changes settle into one plan.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.pending = false;
+        "the cluster's objects changed"
+    }
+
+    fn plan(&mut self, resolved: &Resolutions) -> Result<Plan, Invalid> {
+        let nodes = self.stores.nodes.state();
+        let own = nodes.iter().find(|n| n.name_any() == self.identity.node);
+        let node = NodeIdentity {
+            name: self.identity.node.clone(),
+            labels: own.map(|n| n.labels().clone()).unwrap_or_default(),
+        };
+        let backends = BackendPolicy {
+            refuse_node_local: !self.settings.allow_node_local_backends,
+            node_addresses: node_addresses(own.map(|n| &**n)),
+        };
+        let vips = self.stores.vips.state();
+        let endpoints = self.stores.endpoints.snapshot();
+        let pools: Vec<UpstreamPool> = self
+            .stores
+            .pools
+            .state()
+            .iter()
+            .map(|p| endpoints.resolve(p))
+            .collect();
+        let address_pools = self.stores.address_pools.state();
+        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
+            .stores
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        let cached = self.secrets.snapshot();
+        let secrets: Vec<&Secret> = cached.values().filter_map(|f| f.value.as_ref()).collect();
+        let secret_problems: BTreeMap<(String, String), String> = cached
+            .iter()
+            .filter_map(|(k, f)| Some((k.clone(), f.error.clone()?)))
+            .collect();
+        let vip_refs: Vec<&VirtualIP> = vips.iter().map(|v| &**v).collect();
+        let pool_refs: Vec<&UpstreamPool> = pools.iter().collect();
+        let address_pool_refs: Vec<&AddressPool> = address_pools.iter().map(|p| &**p).collect();
+        let planned = plan(Inputs {
+            node: &node,
+            vips: &vip_refs,
+            pools: &pool_refs,
+            secrets: &secrets,
+            secret_problems: &secret_problems,
+            address_pools: &address_pool_refs,
+            namespaces: &namespaces,
+            policy: self.settings.policy,
+            placement: self.identity.placement.as_deref(),
+            resolved,
+            backends: &backends,
+        });
+        // Read off the planning path; a Secret not read yet is a plan away.
+        self.secrets.want(planned.wants.secrets.iter().cloned());
+        Ok(planned)
+    }
+
+    fn report(&mut self, agent: &Agent) {
+        self.reporters.push(tokio::spawn(report_status(
+            self.client.clone(),
+            self.identity.clone(),
+            self.stores.clone(),
+            agent.status(),
+            Duration::from_millis(500),
+        )));
+        self.reporters.push(tokio::spawn(report_pools(
+            self.client.clone(),
+            self.identity.clone(),
+            self.stores.clone(),
+            agent.pool_status(),
+        )));
+    }
+
+    async fn finish(&mut self) {
+        for r in self.reporters.drain(..) {
+            r.abort();
+        }
+        if tokio::time::timeout(
+            Duration::from_secs(5),
+            clear_entries(&self.client, &self.identity, &self.stores),
+        )
+        .await
+        .is_err()
+        {
+            warn!(
+                "the API server did not answer: this node's status entries stay until the operator sees the node gone"
+            );
+        }
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -263,6 +427,13 @@ fn state_name(s: &VipStatus) -> &'static str {
     }
 }
 
+/// At most this much of a message goes into a status entry or an Event.
+const MESSAGE_LIMIT: usize = 1024;
+
+fn bounded(text: &str) -> String {
+    text.chars().take(MESSAGE_LIMIT).collect()
+}
+
 /// The apply body of this node's entry (None: remove our entry).
 fn entry_patch(vip: &VirtualIP, node: &str, status: Option<&VipStatus>) -> serde_json::Value {
     let mut body = serde_json::json!({
@@ -278,8 +449,12 @@ fn entry_patch(vip: &VirtualIP, node: &str, status: Option<&VipStatus>) -> serde
             "lastTransitionTime": rfc3339(s.since),
             "serving": s.serving,
         });
-        if !s.reason.is_empty() {
-            entry["message"] = s.reason.clone().into();
+        let message = s.message();
+        if !message.is_empty() {
+            entry["message"] = bounded(&message).into();
+        }
+        if let Some(a) = s.address {
+            entry["address"] = a.to_string().into();
         }
         if !s.collisions.is_empty() {
             entry["foreignRouters"] = s
@@ -295,15 +470,12 @@ fn entry_patch(vip: &VirtualIP, node: &str, status: Option<&VipStatus>) -> serde
 }
 
 fn vip_key(vip: &VirtualIP) -> String {
-    format!(
-        "{}/{}",
-        vip.namespace().unwrap_or_else(|| "default".into()),
-        vip.name_any()
-    )
+    buoy_crds::contract::key(vip.namespace().as_deref(), Some(&vip.name_any()))
 }
 
 /// Writes this node's entries of `status.nodes[]` as the agent's status changes, and emits an
-/// Event per state change. Writes are coalesced: at most one round per `min_interval`.
+/// Event per state change and when the node stops serving. Writes are coalesced: at most one
+/// round per `min_interval`.
 pub async fn report_status(
     client: Client,
     identity: Identity,
@@ -345,21 +517,30 @@ pub async fn report_status(
             let api: Api<VirtualIP> =
                 Api::namespaced(client.clone(), &vip.namespace().unwrap_or_default());
             let body = entry_patch(vip, &identity.node, mine);
-            match api
-                .patch_status(&vip.name_any(), &params, &Patch::Apply(&body))
-                .await
-            {
-                Ok(_) => {
-                    let previous = last.and_then(|l| l.as_ref()).map(|s| s.state);
-                    if let Some(s) = mine
-                        && previous != Some(s.state)
-                    {
-                        publish(&recorder, vip, &identity.node, s).await;
+            let patched = tokio::time::timeout(
+                API_TIMEOUT,
+                api.patch_status(&vip.name_any(), &params, &Patch::Apply(&body)),
+            )
+            .await;
+            match patched {
+                Ok(Ok(_)) => {
+                    let before = last.and_then(|l| l.as_ref());
+                    if let Some(s) = mine {
+                        if before.map(|b| b.state) != Some(s.state) {
+                            publish(&recorder, vip, &identity.node, s, state_name(s)).await;
+                        } else if s.not_serving.is_some()
+                            && before.and_then(|b| b.not_serving.as_ref()) != s.not_serving.as_ref()
+                        {
+                            publish(&recorder, vip, &identity.node, s, "NotServing").await;
+                        }
                     }
                     written.insert(key, mine.cloned());
                 }
                 // Retried at the next round (the VirtualIP may be gone).
-                Err(e) => warn!(virtualip = %key, error = %e, "cannot write status"),
+                Ok(Err(e)) => warn!(virtualip = %key, error = %e, "cannot write status"),
+                Err(_) => {
+                    warn!(virtualip = %key, "cannot write status: the API server did not answer in time")
+                }
             }
         }
         written.retain(|k, _| seen.contains(k));
@@ -369,8 +550,116 @@ pub async fn report_status(
     }
 }
 
-/// Removes this node's entries from every VirtualIP (the agent is stopping: it no longer takes
-/// part, and the operator's finalizer waits for masters to go).
+/// The apply body of this node's entry of an UpstreamPool (None: remove our entry).
+fn pool_entry_patch(
+    pool: &UpstreamPool,
+    node: &str,
+    report: Option<&PoolReport>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "apiVersion": buoy_crds::API_VERSION,
+        "kind": "UpstreamPool",
+        "metadata": {"name": pool.name_any(), "namespace": pool.namespace()},
+    });
+    if let Some(r) = report {
+        let mut entry = serde_json::json!({
+            "node": node,
+            "backends": {"total": r.total, "ready": r.ready},
+        });
+        if !r.problems.is_empty() {
+            entry["message"] = bounded(&r.problems.join("; ")).into();
+        }
+        body["status"] = serde_json::json!({ "nodes": [entry] });
+    }
+    body
+}
+
+/// Writes this node's entries of the UpstreamPools it runs (`status.nodes[]`): backends,
+/// ready ones, and what is wrong with the others; a Warning Event when a pool's problems
+/// change. Checked every few seconds and on every change.
+pub async fn report_pools(
+    client: Client,
+    identity: Identity,
+    stores: Stores,
+    mut reports: watch::Receiver<BTreeMap<String, PoolReport>>,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "buoy-agent".into(),
+            instance: Some(identity.node.clone()),
+        },
+    );
+    let params = PatchParams::apply(&identity.field_manager()).force();
+    let mut written: BTreeMap<String, Option<PoolReport>> = BTreeMap::new();
+    loop {
+        let now = reports.borrow_and_update().clone();
+        let mut seen = BTreeSet::new();
+        for pool in stores.pools.state() {
+            let key = buoy_crds::contract::key(pool.namespace().as_deref(), Some(&pool.name_any()));
+            seen.insert(key.clone());
+            let mine = now.get(&key);
+            let has_entry = pool
+                .status
+                .as_ref()
+                .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
+            let last = written.get(&key);
+            let unchanged = match (last, mine) {
+                (Some(Some(a)), Some(b)) => a == b,
+                (Some(None), None) | (None, None) => !has_entry,
+                _ => false,
+            };
+            if unchanged {
+                continue;
+            }
+            let api: Api<UpstreamPool> =
+                Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
+            let body = pool_entry_patch(&pool, &identity.node, mine);
+            let patched = tokio::time::timeout(
+                API_TIMEOUT,
+                api.patch_status(&pool.name_any(), &params, &Patch::Apply(&body)),
+            )
+            .await;
+            match patched {
+                Ok(Ok(_)) => {
+                    let before = last.and_then(|l| l.as_ref()).map(|r| &r.problems);
+                    if let Some(r) = mine
+                        && !r.problems.is_empty()
+                        && before != Some(&r.problems)
+                    {
+                        let note = format!("node {}: {}", identity.node, r.problems.join("; "));
+                        let event = Event {
+                            type_: EventType::Warning,
+                            reason: "BackendsUnavailable".into(),
+                            note: Some(bounded(&note)),
+                            action: "Resolve".into(),
+                            secondary: None,
+                        };
+                        let reference: ObjectReference = pool.object_ref(&());
+                        if !matches!(
+                            tokio::time::timeout(API_TIMEOUT, recorder.publish(&event, &reference))
+                                .await,
+                            Ok(Ok(()))
+                        ) {
+                            warn!(pool = %key, "cannot publish an event");
+                        }
+                    }
+                    written.insert(key, mine.cloned());
+                }
+                Ok(Err(e)) => warn!(pool = %key, error = %e, "cannot write the pool's status"),
+                Err(_) => {
+                    warn!(pool = %key, "cannot write the pool's status: the API server did not answer in time")
+                }
+            }
+        }
+        written.retain(|k, _| seen.contains(k));
+        let _ = tokio::time::timeout(Duration::from_secs(5), reports.changed()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Removes this node's entries from every VirtualIP and UpstreamPool (the agent is stopping: it
+/// no longer takes part, and the operator's finalizer waits for masters to go).
 pub async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores) {
     let params = PatchParams::apply(&identity.field_manager()).force();
     for vip in stores.vips.state() {
@@ -391,10 +680,28 @@ pub async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores
             warn!(virtualip = %vip_key(&vip), error = %e, "cannot remove this node's status entry");
         }
     }
+    for pool in stores.pools.state() {
+        let ours = pool
+            .status
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
+        if !ours {
+            continue;
+        }
+        let api: Api<UpstreamPool> =
+            Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
+        let body = pool_entry_patch(&pool, &identity.node, None);
+        if let Err(e) = api
+            .patch_status(&pool.name_any(), &params, &Patch::Apply(&body))
+            .await
+        {
+            warn!(pool = %pool.name_any(), error = %e, "cannot remove this node's pool entry");
+        }
+    }
 }
 
-async fn publish(recorder: &Recorder, vip: &VirtualIP, node: &str, s: &VipStatus) {
-    let type_ = if s.state == "FAULT" {
+async fn publish(recorder: &Recorder, vip: &VirtualIP, node: &str, s: &VipStatus, reason: &str) {
+    let type_ = if s.state == "FAULT" || reason == "NotServing" {
         EventType::Warning
     } else {
         EventType::Normal
@@ -403,28 +710,21 @@ async fn publish(recorder: &Recorder, vip: &VirtualIP, node: &str, s: &VipStatus
         "node {node} is {} (priority {}): {}",
         state_name(s),
         s.priority,
-        s.reason
+        s.message()
     );
     let reference: ObjectReference = vip.object_ref(&());
     let event = Event {
         type_,
-        reason: state_name(s).into(),
-        note: Some(note.chars().take(1024).collect()),
+        reason: reason.into(),
+        note: Some(bounded(&note)),
         action: "VRRP".into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &reference).await {
-        warn!(error = %e, "cannot publish an event");
+    match tokio::time::timeout(API_TIMEOUT, recorder.publish(&event, &reference)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "cannot publish an event"),
+        Err(_) => warn!("cannot publish an event: the API server did not answer in time"),
     }
-}
-
-/// Logs what the planner refused (once per distinct message).
-pub fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
-    let now: BTreeSet<String> = errors.iter().map(ToString::to_string).collect();
-    for e in now.difference(logged) {
-        info!("not served on this node: {e}");
-    }
-    *logged = now;
 }
 
 #[cfg(test)]
@@ -460,6 +760,9 @@ mod tests {
             since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000),
             collisions: [("10.0.0.9".parse().unwrap(), "x".to_string())].into(),
             serving: true,
+            not_serving: None,
+            address: Some("10.0.0.1".parse().unwrap()),
+            warnings: Vec::new(),
         };
         let body = entry_patch(&vip, "n1", Some(&s));
         assert_eq!(body["metadata"]["namespace"], "shop");
@@ -469,6 +772,7 @@ mod tests {
         assert_eq!(nodes[0]["state"], "Master");
         assert_eq!(nodes[0]["lastTransitionTime"], "2025-11-24T16:00:00Z");
         assert_eq!(nodes[0]["foreignRouters"][0], "10.0.0.9");
+        assert_eq!(nodes[0]["address"], "10.0.0.1");
         // The typed status accepts it.
         let typed: buoy_crds::VirtualIPStatus =
             serde_json::from_value(body["status"].clone()).unwrap();

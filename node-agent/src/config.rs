@@ -2,13 +2,14 @@
 //! flags) goes through these functions, so they all mean the same thing.
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr, ToSocketAddrs},
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
 use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec};
 
+use crate::dns::Resolutions;
 use crate::proxy::{
     active::Thresholds,
     listener::ListenerConfig,
@@ -29,8 +30,8 @@ pub enum ConfigError {
     NoRouterId,
     #[error("VRRP version 2 authentication needs the password from Secret {0:?}")]
     MissingPassword(String),
-    #[error("backend {0:?} of pool {1} does not resolve to an address")]
-    Unresolvable(String, String),
+    #[error("the VirtualIP has no address yet (the operator allocates one from its AddressPool)")]
+    NoAddresses,
 }
 
 /// nginx's default `keepalive_timeout`.
@@ -38,6 +39,14 @@ const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(75);
 /// nginx's default `client_body_timeout` (HTTP) and a generous idle limit for TCP clients.
 const DEFAULT_CLIENT_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(600);
+/// nginx's default `send_timeout`.
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client connections per listener unless `client.maxConnections` says otherwise. nginx's
+/// `worker_connections` defaults to 512 per worker and is commonly raised to a few thousand;
+/// Buoy holds an idle connection in a few kilobytes (docs/benchmarks.md) and, at the limit,
+/// gives a new client the place of the connection that has waited longest for a request, so a
+/// generous default costs little: 16384 idle connections stay under 100 MiB.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16_384;
 
 fn key(namespace: Option<&String>, name: Option<&String>) -> String {
     format!(
@@ -47,9 +56,56 @@ fn key(namespace: Option<&String>, name: Option<&String>) -> String {
     )
 }
 
-/// The pool as the proxy runs it. Static backends only: a Service-backed pool gets its backends
-/// from EndpointSlices in cluster mode (until then it has none and answers 503).
-pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
+/// Which backend addresses a pool may reach. In a cluster, a VirtualIP's pool naming the
+/// node's loopback, a link-local address (169.254.169.254 is the cloud's metadata service) or
+/// one of the node's own addresses would let whoever creates it reach what only the node
+/// should; such backends are refused unless the operator allows them. Standalone files are the
+/// host admin's own: everything is allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendPolicy {
+    /// Refuse loopback, link-local, unspecified and [`BackendPolicy::node_addresses`].
+    pub refuse_node_local: bool,
+    pub node_addresses: BTreeSet<IpAddr>,
+}
+
+impl BackendPolicy {
+    /// Why a backend at `ip` is refused, if it is.
+    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+        if !self.refuse_node_local {
+            return None;
+        }
+        let link_local = match ip {
+            IpAddr::V4(a) => a.is_link_local(),
+            IpAddr::V6(a) => a.is_unicast_link_local(),
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            Some("a loopback address of the node")
+        } else if link_local {
+            Some("a link-local address (169.254.0.0/16 holds cloud metadata services)")
+        } else if self.node_addresses.contains(&ip) {
+            Some("an address of the node itself")
+        } else {
+            None
+        }
+    }
+}
+
+/// The host names among a pool's static backends (IP literals need no lookup).
+pub fn host_names(pool: &UpstreamPool) -> impl Iterator<Item = String> + '_ {
+    pool.spec
+        .backends
+        .iter()
+        .flatten()
+        .filter(|b| b.address.parse::<IpAddr>().is_err())
+        .map(|b| b.address.to_ascii_lowercase())
+}
+
+/// The pool as the proxy runs it. Never fails: a backend whose name does not resolve (yet), or
+/// that the backend policy refuses, is left out and said in [`PoolConfig::problems`]; the pool's
+/// other backends serve (and without any, its listeners answer 503 with the reason). A name
+/// stands for every address it resolves to, as in nginx. Service-backed pools get their
+/// backends from EndpointSlices in cluster mode (until then they have none).
+pub fn pool(pool: &UpstreamPool, resolved: &Resolutions, policy: &BackendPolicy) -> PoolConfig {
     let name = key(
         pool.metadata.namespace.as_ref(),
         pool.metadata.name.as_ref(),
@@ -57,24 +113,58 @@ pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
     let s = &pool.spec;
     let passive = &s.health_check.passive;
     let mut backends = Vec::new();
+    let mut problems = Vec::new();
     for b in s.backends.iter().flatten() {
-        // Names are resolved when the configuration is loaded, as nginx does for `server`.
-        let addr = (b.address.as_str(), b.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| ConfigError::Unresolvable(b.address.clone(), name.clone()))?;
-        backends.push(BackendSpec {
-            addr,
-            weight: b.weight,
-            backup: b.backup,
-            down: b.down,
-            passive: PassivePolicy {
-                max_fails: b.max_fails.unwrap_or(passive.max_fails),
-                fail_timeout: b.fail_timeout.unwrap_or(passive.fail_timeout).as_std(),
+        let addresses: Vec<IpAddr> = match b.address.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => match resolved.get(&b.address.to_ascii_lowercase()) {
+                Some(f) if f.value.as_ref().is_some_and(|a| !a.is_empty()) => {
+                    if let Some(e) = &f.error {
+                        problems.push(format!(
+                            "backend {}: lookup failed ({e}); using the last addresses found",
+                            b.address
+                        ));
+                    }
+                    f.value.clone().unwrap_or_default()
+                }
+                Some(f) => {
+                    problems.push(format!(
+                        "backend {} does not resolve: {}",
+                        b.address,
+                        f.error.as_deref().unwrap_or("no address")
+                    ));
+                    continue;
+                }
+                None => {
+                    problems.push(format!("backend {}: not resolved yet", b.address));
+                    continue;
+                }
             },
-        });
+        };
+        for ip in addresses {
+            if let Some(why) = policy.refusal(ip) {
+                problems.push(format!(
+                    "backend {} ({ip}) refused: {why}; the operator allows such backends with --allow-node-local-backends",
+                    b.address
+                ));
+                continue;
+            }
+            backends.push(BackendSpec {
+                addr: SocketAddr::new(ip, b.port),
+                weight: b.weight,
+                backup: b.backup,
+                down: b.down,
+                passive: PassivePolicy {
+                    max_fails: b.max_fails.unwrap_or(passive.max_fails),
+                    fail_timeout: b.fail_timeout.unwrap_or(passive.fail_timeout).as_std(),
+                },
+            });
+        }
     }
+    // Two names (or a name and a literal) for one address: one backend, as the pool's state is
+    // kept per address.
+    let mut seen = BTreeSet::new();
+    backends.retain(|b| seen.insert(b.addr));
     let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
         protocol: a.protocol,
         path: a.path.clone().unwrap_or_else(|| "/".into()),
@@ -90,7 +180,7 @@ pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
             unhealthy: a.unhealthy_threshold,
         },
     });
-    Ok(PoolConfig {
+    PoolConfig {
         name,
         backends,
         algorithm: s.load_balancing.algorithm,
@@ -103,15 +193,20 @@ pub fn pool(pool: &UpstreamPool) -> Result<PoolConfig, ConfigError> {
         timeouts: (&s.timeouts).into(),
         headers: (&s.http).into(),
         active,
-    })
+        problems,
+    }
 }
 
-/// The listeners of a VirtualIP: one per address and listener.
-pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
+/// The listeners of a VirtualIP on `addresses` (its addresses in effect): one per address and
+/// listener.
+pub fn listeners(
+    vip: &VirtualIP,
+    addresses: &[VipAddress],
+) -> Result<Vec<ListenerConfig>, ConfigError> {
     let ns = vip.metadata.namespace.as_deref().unwrap_or("default");
     let name = vip.metadata.name.as_deref().unwrap_or("");
     let mut out = Vec::new();
-    for address in &vip.spec.addresses {
+    for address in addresses {
         let (ip, _) = parse_vip(address)?;
         for l in &vip.spec.listeners {
             let client = l.client.clone().unwrap_or_default();
@@ -121,7 +216,7 @@ pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
                 addr: SocketAddr::new(ip, l.port),
                 protocol: l.protocol,
                 pool: format!("{ns}/{}", l.upstream_pool),
-                max_connections: client.max_connections,
+                max_connections: client.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 keepalive_timeout: client
                     .keepalive_timeout
                     .map_or(DEFAULT_KEEPALIVE, |d| d.as_std()),
@@ -136,6 +231,9 @@ pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
                 header_timeout: client
                     .header_timeout
                     .map_or(DEFAULT_CLIENT_IDLE, |d| d.as_std()),
+                send_timeout: client
+                    .send_timeout
+                    .map_or(DEFAULT_SEND_TIMEOUT, |d| d.as_std()),
                 // nginx: large_client_header_buffers 4 8k, client_max_body_size 1m.
                 max_header_bytes: client.max_request_header_bytes.unwrap_or(32 * 1024),
                 max_body_bytes: client.max_request_body_bytes.unwrap_or(1024 * 1024),
@@ -145,22 +243,35 @@ pub fn listeners(vip: &VirtualIP) -> Result<Vec<ListenerConfig>, ConfigError> {
     Ok(out)
 }
 
-/// The whole proxy configuration of a node serving `vips`, with the pools they reference.
-pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig, ConfigError> {
+/// The proxy configuration of `vips` on their own addresses, with the pools they reference,
+/// static backends only (the `proxy` command and tests; names as `resolved` has them).
+pub fn proxy_with(
+    vips: &[&VirtualIP],
+    pools: &[&UpstreamPool],
+    resolved: &Resolutions,
+    policy: &BackendPolicy,
+) -> Result<ProxyConfig, ConfigError> {
     let mut config = ProxyConfig {
         listeners: Vec::new(),
         pools: BTreeMap::new(),
     };
     for vip in vips {
-        config.listeners.extend(listeners(vip)?);
+        config
+            .listeners
+            .extend(listeners(vip, &vip.spec.addresses)?);
     }
     for p in pools {
-        let p = pool(p)?;
+        let p = pool(p, resolved, policy);
         if config.listeners.iter().any(|l| l.pool == p.name) {
             config.pools.insert(p.name.clone(), p);
         }
     }
     Ok(config)
+}
+
+/// [`proxy_with`] for IP literals only, every backend allowed.
+pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig, ConfigError> {
+    proxy_with(vips, pools, &Resolutions::new(), &BackendPolicy::default())
 }
 
 /// Parses `192.168.60.88` or `192.168.60.88/24`; a bare address is a host address (/32, /128),
@@ -180,14 +291,19 @@ pub fn parse_vip(a: &VipAddress) -> Result<(IpAddr, u8), ConfigError> {
     }
 }
 
-/// The VRRP instance for `spec` on a node with `priority`. `password` is the Secret's value when
+/// The VRRP instance for `spec` on `addresses` (its addresses in effect) on a node with
+/// `priority`. `password` is the Secret's value when
 /// the spec asks for authentication; `source` the node's `sourceAddress`, if set.
 pub fn vrrp_instance(
     spec: &VirtualIPSpec,
+    addresses: &[VipAddress],
     priority: u8,
     password: Option<&[u8]>,
     source: Option<IpAddr>,
 ) -> Result<InstanceConfig, ConfigError> {
+    if addresses.is_empty() {
+        return Err(ConfigError::NoAddresses);
+    }
     let vrid = spec.virtual_router_id.ok_or(ConfigError::NoRouterId)?;
     let v = &spec.vrrp;
     let version = if v.version == 2 {
@@ -206,11 +322,7 @@ pub fn vrrp_instance(
         vrid,
         version,
         priority,
-        addresses: spec
-            .addresses
-            .iter()
-            .map(parse_vip)
-            .collect::<Result<_, _>>()?,
+        addresses: addresses.iter().map(parse_vip).collect::<Result<_, _>>()?,
         advert_interval: v.advertisement_interval.as_std(),
         adverts_per_interval: v.advertisements_per_interval,
         preempt: v.preempt,
@@ -243,6 +355,7 @@ pub fn vrrp_instance(
             .map(|u| u.weight),
         virtual_mac: v.virtual_mac,
         handover_forward: v.connection_handover.as_std(),
+        allowed_interfaces: Vec::new(),
     })
 }
 
@@ -261,7 +374,7 @@ mod tests {
         let l = &c.listeners[0];
         assert_eq!(l.addr, "192.168.60.88:80".parse().unwrap());
         assert_eq!(l.keepalive_timeout, Duration::from_secs(65));
-        assert_eq!(l.max_connections, Some(1024));
+        assert_eq!(l.max_connections, 1024);
         let p = &c.pools["default/test-web"];
         assert_eq!(p.backends.len(), 2);
         assert_eq!(
@@ -307,6 +420,7 @@ mod tests {
         let vip: buoy_crds::VirtualIP = serde_yaml::from_str(&text).unwrap();
         let c = vrrp_instance(
             &vip.spec,
+            &vip.spec.addresses,
             100,
             Some(b"1111"),
             Some("192.168.60.93".parse().unwrap()),
@@ -323,10 +437,10 @@ mod tests {
         assert_eq!(c.handover_forward, std::time::Duration::from_secs(30));
         let mut off = vip.spec.clone();
         off.vrrp.connection_handover = buoy_crds::Duration::ZERO;
-        let c = vrrp_instance(&off, 100, Some(b"1111"), None).unwrap();
+        let c = vrrp_instance(&off, &off.addresses, 100, Some(b"1111"), None).unwrap();
         assert_eq!(c.handover_forward, std::time::Duration::ZERO);
         assert_eq!(
-            vrrp_instance(&vip.spec, 100, None, None),
+            vrrp_instance(&vip.spec, &vip.spec.addresses, 100, None, None),
             Err(ConfigError::MissingPassword("vrrp-auth".into()))
         );
     }

@@ -9,7 +9,13 @@ use std::{
     path::PathBuf,
 };
 
-use crate::node::{NodeConfig, NodeIdentity, plan};
+use buoy_crds::policy::AddressPolicy;
+
+use crate::{
+    config::BackendPolicy,
+    dns::Resolutions,
+    node::{Inputs, NodeConfig, NodeIdentity, Plan, plan},
+};
 
 /// Everything wrong with a configuration, one line per problem (file, document, field).
 #[derive(Debug, thiserror::Error)]
@@ -23,18 +29,25 @@ pub struct Files {
 }
 
 impl Files {
-    /// Reads, validates and plans the configuration. Any error rejects the whole configuration:
-    /// a half-applied file set is worse than the running one.
+    /// Reads, validates and plans the configuration (no names resolved, no address policy).
+    /// Any error rejects the whole configuration: a half-applied file set is worse than the
+    /// running one.
     pub fn load(&self) -> Result<NodeConfig, Invalid> {
-        self.load_resolving(|p| p.clone())
+        self.plan(|p| p.clone(), &Resolutions::new(), AddressPolicy::Off)
+            .map(|p| p.config)
     }
 
-    /// Like [`Files::load`]; `resolve` turns Service-backed pools into static ones (from a
-    /// cluster's EndpointSlices when the agent is given a kubeconfig).
-    pub fn load_resolving(
+    /// Reads, validates and plans the configuration: `resolve` turns Service-backed pools into
+    /// static ones (from a cluster's EndpointSlices when the agent is given a kubeconfig),
+    /// `resolved` has the backends' host names, and AddressPools of the files apply under
+    /// `policy`. A VirtualIP that cannot be served rejects the whole file set; a backend name
+    /// that does not resolve does not (its pool runs short of it, as in a cluster).
+    pub fn plan(
         &self,
         resolve: impl Fn(&buoy_crds::UpstreamPool) -> buoy_crds::UpstreamPool,
-    ) -> Result<NodeConfig, Invalid> {
+        resolved: &Resolutions,
+        policy: AddressPolicy,
+    ) -> Result<Plan, Invalid> {
         let objects = buoy_crds::manifest::load(&self.paths)
             .map_err(|errors| Invalid(errors.iter().map(ToString::to_string).collect()))?;
         if objects.is_empty() {
@@ -54,11 +67,28 @@ impl Files {
             .collect();
         let pools: Vec<&buoy_crds::UpstreamPool> = pools.iter().collect();
         let secrets = buoy_crds::manifest::secrets(&objects);
-        let (config, errors) = plan(&self.node, &vips, &pools, &secrets);
-        if errors.is_empty() {
-            Ok(config)
+        let address_pools = buoy_crds::manifest::address_pools(&objects);
+        // The host's admin wrote these files: backends on the node itself are theirs to name.
+        let backends = BackendPolicy::default();
+        let planned = plan(Inputs {
+            address_pools: &address_pools,
+            policy,
+            resolved,
+            backends: &backends,
+            ..Inputs::simple(&self.node, &vips, &pools, &secrets)
+        });
+        let mut problems: Vec<String> = planned.errors.iter().map(ToString::to_string).collect();
+        problems.extend(
+            planned
+                .config
+                .faults
+                .iter()
+                .map(|(key, why)| format!("VirtualIP {key}: {why}")),
+        );
+        if problems.is_empty() {
+            Ok(planned)
         } else {
-            Err(Invalid(errors.iter().map(ToString::to_string).collect()))
+            Err(Invalid(problems))
         }
     }
 

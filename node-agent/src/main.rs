@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use buoy_agent::vrrp::instance::{self, InstanceEvent, Stats};
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info};
+use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -93,12 +93,30 @@ struct RunArgs {
     /// Proxy worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where to serve /metrics, /healthz, /readyz and /status; `off` to disable.
-    #[arg(long, default_value = "0.0.0.0:9901")]
-    metrics_address: String,
+    /// Where to serve /metrics, /healthz, /readyz and /status (never reachable through a VIP);
+    /// `off` to disable. Default: port 9901 of $HOST_IP (the DaemonSet passes status.hostIP),
+    /// else of 127.0.0.1.
+    #[arg(long)]
+    metrics_address: Option<String>,
     /// On SIGTERM, how long open client connections may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: std::time::Duration,
+    /// Serve only VirtualIPs whose addresses, interface and tolerations an AddressPool admitting
+    /// their namespace allows (`Enforce`), or any (`Off`). The operator sets it.
+    #[arg(long, default_value = "Off")]
+    address_policy: buoy_crds::policy::AddressPolicy,
+    /// Allow backends on the node itself (loopback, link-local such as 169.254.169.254, the
+    /// node's own addresses). The operator sets it.
+    #[arg(long)]
+    allow_node_local_backends: bool,
+    /// Where the agent records what it puts on the host, to undo it after a crash.
+    #[arg(
+        long,
+        env = "BUOY_STATE_DIR",
+        default_value = "/run/buoy",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -115,8 +133,9 @@ struct StandaloneArgs {
     /// Proxy worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where to serve /metrics, /healthz, /readyz and /status; `off` to disable.
-    #[arg(long, default_value = "0.0.0.0:9901")]
+    /// Where to serve /metrics, /healthz, /readyz and /status (never reachable through a VIP);
+    /// `off` to disable.
+    #[arg(long, default_value = "127.0.0.1:9901")]
     metrics_address: String,
     /// On SIGTERM, how long open client connections may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -125,6 +144,18 @@ struct StandaloneArgs {
     /// it only static backends are served.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Apply the AddressPools of the files (`Enforce`), or let the files claim any address
+    /// (`Off`: they are the host admin's own).
+    #[arg(long, default_value = "Off")]
+    address_policy: buoy_crds::policy::AddressPolicy,
+    /// Where the agent records what it puts on the host, to undo it after a crash.
+    #[arg(
+        long,
+        env = "BUOY_STATE_DIR",
+        default_value = "/run/buoy",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -175,6 +206,13 @@ struct VrrpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Proxy { .. } | Command::Run(_) | Command::Standalone(_)
+    ) && let Err(e) = buoy_agent::runner::raise_open_files_limit()
+    {
+        eprintln!("warning: cannot raise the open files limit: {e}");
+    }
     match cli.command {
         Command::Check { configs } => check(&configs),
         Command::Proxy { configs, threads } => {
@@ -239,203 +277,110 @@ fn hostname() -> String {
 }
 
 async fn standalone(args: StandaloneArgs) -> Result<()> {
-    use buoy_agent::{agent::Agent, files::Files, node::NodeIdentity};
+    use buoy_agent::{node::NodeIdentity, source::FileSource};
     let name = args.node_name.unwrap_or_else(hostname);
     let mut labels: std::collections::BTreeMap<String, String> =
         args.node_labels.into_iter().collect();
     labels
         .entry("kubernetes.io/hostname".into())
         .or_insert_with(|| name.clone());
-    let files = Files {
-        paths: args.configs,
-        node: NodeIdentity {
-            name: name.clone(),
-            labels,
-        },
-    };
-    let changed = Arc::new(tokio::sync::Notify::new());
     let endpoints = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let config =
                 kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-            let client = kube::Client::try_from(config).context("connecting to the cluster")?;
+            let client = kube::Client::try_from(with_timeouts(config))
+                .context("connecting to the cluster")?;
+            let changed = Arc::new(tokio::sync::Notify::new());
             let stores = buoy_agent::cluster::EndpointStores::watch(&client, changed.clone());
-            stores.services_and_slices_ready().await;
-            Some(stores)
+            Some((stores, changed))
         }
         None => None,
     };
-    let load = |files: &Files| match &endpoints {
-        Some(e) => {
-            let now = e.snapshot();
-            files.load_resolving(|p| now.resolve(p))
-        }
-        None => files.load(),
-    };
-    let mut fingerprint = files.fingerprint();
-    let desired = load(&files).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let mut agent = Agent::new();
-    let admin = serve_admin(&args.metrics_address, &agent).await?;
-    info!(node = %name, virtualips = desired.vips.len(), listeners = desired.proxy.listeners.len(), "starting");
-    agent.apply(desired).await;
-    admin
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut exported: std::collections::BTreeSet<String> = Default::default();
-    loop {
-        let reload = tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => Some("SIGHUP"),
-            _ = poll.tick() => (files.fingerprint() != fingerprint).then_some("a file changed"),
-            () = changed.notified() => Some("the Service endpoints changed"),
-            _ = tick.tick() => {
-                agent.tick().await;
-                export_metrics(&agent, &mut exported);
-                None
-            }
-        };
-        if let Some(why) = reload {
-            fingerprint = files.fingerprint();
-            match load(&files) {
-                Ok(desired) => {
-                    info!(
-                        reason = why,
-                        virtualips = desired.vips.len(),
-                        listeners = desired.proxy.listeners.len(),
-                        "configuration reloaded"
-                    );
-                    agent.apply(desired).await;
-                }
-                Err(e) => {
-                    error!(
-                        reason = why,
-                        "configuration rejected; the running one stays:\n{e}"
-                    );
-                }
-            }
-        }
-    }
-    info!("stopping: handing over every virtual address");
-    agent.shutdown(args.drain_timeout).await;
+    let source = FileSource::new(
+        args.configs,
+        NodeIdentity { name, labels },
+        args.address_policy,
+        endpoints,
+    );
+    let settings = settings(
+        "standalone".into(),
+        args.state_dir,
+        &args.metrics_address,
+        args.drain_timeout,
+    )?;
+    buoy_agent::runner::run(source, settings).await?;
     Ok(())
 }
 
-/// Copies the instances' status and counters into the metrics.
-fn export_metrics(
-    agent: &buoy_agent::agent::Agent,
-    exported: &mut std::collections::BTreeSet<String>,
-) {
-    let status = agent.status().borrow().clone();
-    let stats = agent.stats();
-    for (key, s) in &stats {
-        buoy_agent::vrrp::metrics::record(key, status.get(key), s);
-    }
-    for (interface, ipv6, s) in agent.port_stats() {
-        buoy_agent::vrrp::metrics::record_port(&interface, ipv6, &s);
-    }
-    for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
-        buoy_agent::vrrp::metrics::forget(gone);
-    }
-    *exported = stats.into_keys().collect();
+/// The runner's settings from the flags.
+fn settings(
+    identity: String,
+    state_dir: PathBuf,
+    metrics_address: &str,
+    drain_timeout: std::time::Duration,
+) -> Result<buoy_agent::runner::Settings> {
+    let admin = match metrics_address {
+        "off" => None,
+        a => Some(
+            a.parse()
+                .with_context(|| format!("--metrics-address {a:?}"))?,
+        ),
+    };
+    Ok(buoy_agent::runner::Settings {
+        identity: buoy_agent::agent::Identity {
+            name: identity,
+            state_dir: Some(state_dir),
+        },
+        admin,
+        drain_timeout,
+    })
 }
 
-async fn serve_admin(
-    address: &str,
-    agent: &buoy_agent::agent::Agent,
-) -> Result<Arc<buoy_agent::admin::Admin>> {
-    let admin = Arc::new(buoy_agent::admin::Admin {
-        ready: std::sync::atomic::AtomicBool::new(false),
-        status: agent.status(),
-    });
-    if address != "off" {
-        let addr: std::net::SocketAddr = address
-            .parse()
-            .with_context(|| format!("--metrics-address {address:?}"))?;
-        buoy_agent::admin::serve(addr, admin.clone())
-            .await
-            .with_context(|| format!("serving metrics on {addr}"))?;
-    }
-    Ok(admin)
+/// Every call the agent makes to the API server is bounded: connecting and sending (watches
+/// keep their own long reads, which end and resume on their own).
+fn with_timeouts(mut config: kube::Config) -> kube::Config {
+    config.connect_timeout = Some(std::time::Duration::from_secs(5));
+    config.write_timeout = Some(buoy_agent::cluster::API_TIMEOUT);
+    config
 }
 
 async fn run(args: RunArgs) -> Result<()> {
-    use buoy_agent::{agent::Agent, cluster};
-    use tokio::signal::unix::{SignalKind, signal};
+    use buoy_agent::cluster::{self, ClusterSource};
     let identity = cluster::Identity {
         node: args.node_name.clone(),
         placement: args.placement.clone(),
     };
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (in-cluster, or KUBECONFIG)")?;
-    let mut agent = Agent::new();
-    let admin = serve_admin(&args.metrics_address, &agent).await?;
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let stores = cluster::watch_all(&client, &identity, changed.clone());
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    info!(node = %identity.node, placement = ?identity.placement, "waiting for the first list of every watched kind");
-    tokio::select! {
-        () = stores.ready() => {}
-        _ = sigterm.recv() => return Ok(()),
-        _ = sigint.recv() => return Ok(()),
-    }
-    let reporter = tokio::spawn(cluster::report_status(
-        client.clone(),
-        identity.clone(),
-        stores.clone(),
-        agent.status(),
-        std::time::Duration::from_millis(500),
-    ));
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    let mut exported = Default::default();
-    let mut logged = Default::default();
-    let mut applied: Option<buoy_agent::node::NodeConfig> = None;
-    let mut replan = true;
-    loop {
-        if replan {
-            // Let a burst of changes settle into one plan.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let (desired, errors) = cluster::desired(&client, &identity, &stores).await;
-            cluster::log_plan_errors(&errors, &mut logged);
-            if applied.as_ref() != Some(&desired) {
-                info!(
-                    virtualips = desired.vips.len(),
-                    listeners = desired.proxy.listeners.len(),
-                    "applying the node's configuration"
-                );
-                agent.apply(desired.clone()).await;
-                applied = Some(desired);
-            }
-            admin
-                .ready
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            replan = false;
+        .context("finding the Kubernetes API (in-cluster, or KUBECONFIG)")?;
+    let client = kube::Client::try_from(with_timeouts(config))
+        .context("connecting to the Kubernetes API")?;
+    let metrics_address = args.metrics_address.unwrap_or_else(|| {
+        let host = std::env::var("HOST_IP").unwrap_or_else(|_| "127.0.0.1".into());
+        // An IPv6 host address needs brackets before the port.
+        match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) => format!("[{a}]:9901"),
+            _ => format!("{host}:9901"),
         }
-        tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            () = changed.notified() => replan = true,
-            _ = tick.tick() => {
-                agent.tick().await;
-                export_metrics(&agent, &mut exported);
-            }
-        }
-    }
-    info!("stopping: handing over every virtual address");
-    reporter.abort();
-    agent.shutdown(args.drain_timeout).await;
-    cluster::clear_entries(&client, &identity, &stores).await;
+    });
+    let settings = settings(
+        args.placement.clone().unwrap_or_else(|| "cluster".into()),
+        args.state_dir,
+        &metrics_address,
+        args.drain_timeout,
+    )?;
+    tracing::info!(node = %identity.node, placement = ?identity.placement, "starting");
+    let source = ClusterSource::start(
+        client,
+        identity,
+        cluster::Settings {
+            policy: args.address_policy,
+            allow_node_local_backends: args.allow_node_local_backends,
+        },
+    );
+    buoy_agent::runner::run(source, settings).await?;
     Ok(())
 }
 
@@ -520,7 +465,21 @@ async fn proxy(configs: &[PathBuf]) -> Result<()> {
     })?;
     let vips = buoy_crds::manifest::virtual_ips(&objects);
     let pools = buoy_crds::manifest::upstream_pools(&objects);
-    let desired = buoy_agent::config::proxy(&vips, &pools)?;
+    // Backend names resolve beside the proxy, as in the agent; the first answers are awaited
+    // briefly so that the proxy starts with them.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let resolver = buoy_agent::dns::resolver(changed.clone());
+    resolver.want(pools.iter().flat_map(|p| buoy_agent::config::host_names(p)));
+    let deadline = tokio::time::Instant::now() + buoy_agent::dns::LOOKUP_TIMEOUT;
+    let wanted = pools
+        .iter()
+        .flat_map(|p| buoy_agent::config::host_names(p))
+        .count();
+    while resolver.snapshot().len() < wanted && tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, changed.notified()).await;
+    }
+    let policy = buoy_agent::config::BackendPolicy::default();
+    let desired = buoy_agent::config::proxy_with(&vips, &pools, &resolver.snapshot(), &policy)?;
     let mut service = buoy_agent::proxy::service::ProxyService::new();
     let errors = service.apply(&desired).await;
     if !errors.is_empty() {
@@ -540,9 +499,15 @@ async fn proxy(configs: &[PathBuf]) -> Result<()> {
     );
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            () = changed.notified() => {
+                let desired = buoy_agent::config::proxy_with(&vips, &pools, &resolver.snapshot(), &policy)?;
+                service.apply(&desired).await;
+            }
+        }
     }
     info!("stopping: no new connections; draining open ones");
     service.stop_listening().await;
@@ -594,6 +559,7 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
     let vip = vrrp_spec(&args)?;
     let config = buoy_agent::config::vrrp_instance(
         &vip.spec,
+        &vip.spec.addresses,
         args.priority,
         args.auth_pass.as_deref().map(str::as_bytes),
         None,
@@ -629,6 +595,8 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
         stats: stats.clone(),
         handover: None,
         successor: false,
+        // No handover here: nothing is forwarded anywhere.
+        peers: None,
     };
     let result = instance::run(config, controls).await;
     if let Ok(s) = stats.lock() {

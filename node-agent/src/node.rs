@@ -1,18 +1,28 @@
 //! The desired state of one node: which VirtualIPs it serves, with which VRRP settings and
 //! priority, and the proxy listeners and pools behind them. Built from API objects by a pure
 //! function, whatever their source (the cluster or YAML files), so both modes mean the same thing.
+//!
+//! One bad object affects only what uses it: a VirtualIP that cannot be served here is left out
+//! (and reported as a fault of this node when it should have been served), a backend that does
+//! not resolve leaves only its own pool short of it, and nothing waits for the network: names
+//! and Secrets come resolved, from caches the agent keeps fresh beside the plan.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
-use buoy_crds::{UpstreamPool, VirtualIP};
+use buoy_crds::{
+    AddressPool, UpstreamPool, VipAddress, VirtualIP,
+    contract::{self, CONFLICT_ANNOTATION},
+    policy::{self, AddressPolicy, Admission},
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::{Selector, SelectorExt};
 
 use crate::{
-    config::{self, ConfigError},
+    config::{self, BackendPolicy, ConfigError},
+    dns::Resolutions,
     proxy::service::ProxyConfig,
     vrrp::instance::InstanceConfig,
 };
@@ -20,14 +30,6 @@ use crate::{
 /// The priority of a node that no `spec.priorities` entry or operator assignment names:
 /// keepalived's default. Equal priorities are broken by the higher primary address (RFC 5798).
 pub const DEFAULT_PRIORITY: u8 = 100;
-
-/// Annotation by which the operator assigns priorities when `spec.priorities` is omitted:
-/// a JSON object `{"node": priority, …}`.
-pub const PRIORITIES_ANNOTATION: &str = "buoy.io/priorities";
-
-/// Annotation by which the operator marks a VirtualIP that clashes with an earlier one (same
-/// address, router ID on an interface, or port): agents do not serve it.
-pub const CONFLICT_ANNOTATION: &str = "buoy.io/conflict";
 
 /// Who this node is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +46,12 @@ pub struct VipPlan {
     pub instance: InstanceConfig,
     /// Names of this VIP's proxy listeners (see [`ProxyConfig::listeners`]).
     pub listeners: Vec<String>,
+    /// The addresses of the VirtualIP's other nodes and configured peers: the only ones its
+    /// connections are forwarded to after a takeover. Changes do not restart the instance.
+    pub peers: BTreeSet<IpAddr>,
+    /// What this node serves it with but should be told (a password kept from before its
+    /// Secret became unreadable).
+    pub warnings: Vec<String>,
 }
 
 /// Everything this node should run.
@@ -51,9 +59,12 @@ pub struct VipPlan {
 pub struct NodeConfig {
     pub vips: BTreeMap<String, VipPlan>,
     pub proxy: ProxyConfig,
+    /// VirtualIPs that select this node but cannot be served on it, and why (the node reports
+    /// Fault for them).
+    pub faults: BTreeMap<String, String>,
 }
 
-/// A VirtualIP this node cannot serve, and why (the others are served regardless).
+/// A VirtualIP this node does not serve, and why (the others are served regardless).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("VirtualIP {key}: {error}")]
 pub struct PlanError {
@@ -61,11 +72,77 @@ pub struct PlanError {
     pub error: String,
 }
 
-fn key_of(namespace: Option<&String>, name: Option<&String>) -> String {
-    format!(
-        "{}/{}",
-        namespace.map_or("default", String::as_str),
-        name.map_or("", String::as_str)
+/// What the plan needs fetched: backend host names and Secrets (`namespace`, `name`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub names: BTreeSet<String>,
+    pub secrets: BTreeSet<(String, String)>,
+}
+
+/// The plan of a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub config: NodeConfig,
+    pub errors: Vec<PlanError>,
+    pub wants: Wants,
+}
+
+/// Everything a plan is made from.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    pub node: &'a NodeIdentity,
+    pub vips: &'a [&'a VirtualIP],
+    pub pools: &'a [&'a UpstreamPool],
+    /// Secrets at hand (the files', or the last good copies the cluster's cache holds).
+    pub secrets: &'a [&'a Secret],
+    /// Why a wanted Secret could not be read lately, by (`namespace`, `name`).
+    pub secret_problems: &'a BTreeMap<(String, String), String>,
+    pub address_pools: &'a [&'a AddressPool],
+    /// Namespace labels, for AddressPools' `namespaceSelector`.
+    pub namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    pub policy: AddressPolicy,
+    /// Serve only VirtualIPs of this placement (`buoy_crds::placement::key_in`).
+    pub placement: Option<&'a str>,
+    pub resolved: &'a Resolutions,
+    pub backends: &'a BackendPolicy,
+}
+
+impl<'a> Inputs<'a> {
+    /// Inputs with nothing but `node`, `vips`, `pools` and `secrets` (standalone files without
+    /// AddressPools, no names resolved, every backend allowed).
+    pub fn simple(
+        node: &'a NodeIdentity,
+        vips: &'a [&'a VirtualIP],
+        pools: &'a [&'a UpstreamPool],
+        secrets: &'a [&'a Secret],
+    ) -> Inputs<'a> {
+        static EMPTY_PROBLEMS: BTreeMap<(String, String), String> = BTreeMap::new();
+        static EMPTY_NAMESPACES: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        static EMPTY_RESOLVED: Resolutions = BTreeMap::new();
+        static ALLOW_ALL: BackendPolicy = BackendPolicy {
+            refuse_node_local: false,
+            node_addresses: BTreeSet::new(),
+        };
+        Inputs {
+            node,
+            vips,
+            pools,
+            secrets,
+            secret_problems: &EMPTY_PROBLEMS,
+            address_pools: &[],
+            namespaces: &EMPTY_NAMESPACES,
+            policy: AddressPolicy::Off,
+            placement: None,
+            resolved: &EMPTY_RESOLVED,
+            backends: &ALLOW_ALL,
+        }
+    }
+}
+
+fn key_of(vip: &VirtualIP) -> String {
+    contract::key(
+        vip.metadata.namespace.as_deref(),
+        vip.metadata.name.as_deref(),
     )
 }
 
@@ -92,24 +169,66 @@ pub fn priority_of(vip: &VirtualIP, node: &str) -> (u8, Option<IpAddr>) {
         let source = p.source_address.as_ref().and_then(|a| a.0.parse().ok());
         return (p.priority, source);
     }
-    let assigned = vip
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PRIORITIES_ANNOTATION))
-        .and_then(|v| serde_json::from_str::<BTreeMap<String, u8>>(v).ok())
+    let assigned = contract::assigned_priorities(vip.metadata.annotations.as_ref())
         .and_then(|m| m.get(node).copied())
         .filter(|p| (1..=254).contains(p));
     (assigned.unwrap_or(DEFAULT_PRIORITY), None)
 }
 
+/// The addresses of `vip` in effect: its spec's, or the one the operator allocated from its
+/// pool (`status.addresses`).
+pub fn addresses_of(vip: &VirtualIP) -> Vec<VipAddress> {
+    if !vip.spec.addresses.is_empty() {
+        return vip.spec.addresses.clone();
+    }
+    vip.status
+        .iter()
+        .flat_map(|s| &s.addresses)
+        .map(|a| VipAddress(a.clone()))
+        .collect()
+}
+
+/// The VirtualIP's peers as seen from `node`: configured unicast peers, the other nodes' source
+/// addresses, and the addresses the other nodes' agents report.
+fn peers_of(vip: &VirtualIP, node: &str) -> BTreeSet<IpAddr> {
+    let unicast = vip
+        .spec
+        .vrrp
+        .unicast_peers
+        .iter()
+        .flatten()
+        .filter_map(|p| p.0.parse().ok());
+    let sources = vip
+        .spec
+        .priorities
+        .iter()
+        .flatten()
+        .filter(|p| p.node != node)
+        .filter_map(|p| p.source_address.as_ref()?.0.parse().ok());
+    let reported = vip
+        .status
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter(|n| n.node != node)
+        .filter_map(|n| n.address.as_ref()?.parse().ok());
+    unicast.chain(sources).chain(reported).collect()
+}
+
 /// The password a VRRPv2 VirtualIP refers to, from the Secrets at hand.
-fn password<'a>(vip: &VirtualIP, secrets: &'a [&Secret]) -> Option<Vec<u8>> {
+fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
     let auth = vip.spec.vrrp.authentication.as_ref()?;
-    let namespace = vip.metadata.namespace.as_deref().unwrap_or("default");
-    let secret: &'a Secret = secrets.iter().copied().find(|s| {
+    let namespace = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
+    let secret: &Secret = secrets.iter().copied().find(|s| {
         s.metadata.name.as_deref() == Some(auth.secret_ref.name.as_str())
-            && s.metadata.namespace.as_deref().unwrap_or("default") == namespace
+            && s.metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(contract::DEFAULT_NAMESPACE)
+                == namespace
     })?;
     let key = &auth.secret_ref.key;
     secret
@@ -126,21 +245,21 @@ fn password<'a>(vip: &VirtualIP, secrets: &'a [&Secret]) -> Option<Vec<u8>> {
         })
 }
 
-/// The desired state of `node` given every VirtualIP, UpstreamPool and Secret it can see.
-/// A VirtualIP that cannot be served (no router ID yet, a missing password, a bad address) is
-/// left out and reported; it never stops the others.
-pub fn plan(
-    node: &NodeIdentity,
-    vips: &[&VirtualIP],
-    pools: &[&UpstreamPool],
-    secrets: &[&Secret],
-) -> (NodeConfig, Vec<PlanError>) {
-    let mut out = NodeConfig::default();
-    let mut errors = Vec::new();
-    let mut served: Vec<&VirtualIP> = Vec::new();
-    for vip in vips {
-        let key = key_of(vip.metadata.namespace.as_ref(), vip.metadata.name.as_ref());
-        let fail = |error: String| PlanError {
+/// The desired state of the node given everything it can see. A VirtualIP that cannot be
+/// served (no router ID or address yet, a missing password, an address the policy does not
+/// allow) is left out and reported; it never stops the others.
+pub fn plan(inputs: Inputs<'_>) -> Plan {
+    let node = inputs.node;
+    let mut out = Plan::default();
+    let mut served: Vec<(&VirtualIP, Vec<VipAddress>)> = Vec::new();
+    for vip in inputs.vips {
+        let key = key_of(vip);
+        let namespace = vip
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(contract::DEFAULT_NAMESPACE);
+        let skip = |error: String| PlanError {
             key: key.clone(),
             error,
         };
@@ -148,7 +267,7 @@ pub fn plan(
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
-                errors.push(fail(format!("nodeSelector: {e}")));
+                out.errors.push(skip(format!("nodeSelector: {e}")));
                 continue;
             }
         }
@@ -160,41 +279,109 @@ pub fn plan(
         if vip.metadata.deletion_timestamp.is_some() || conflicted {
             continue;
         }
+        let addresses = addresses_of(vip);
+        let ips: Vec<IpAddr> = addresses
+            .iter()
+            .filter_map(|a| config::parse_vip(a).ok().map(|(ip, _)| ip))
+            .collect();
+        let empty = BTreeMap::new();
+        let pool = match policy::admit(
+            inputs.policy,
+            inputs.address_pools,
+            namespace,
+            inputs.namespaces.get(namespace).unwrap_or(&empty),
+            &vip.spec,
+            &ips,
+        ) {
+            Admission::Allowed(pool) => pool,
+            // The operator reports it on the VirtualIP (Ready=False, AddressNotAllowed).
+            Admission::NotAllowed(why) => {
+                out.errors.push(skip(format!("not served: {why}")));
+                continue;
+            }
+        };
+        let pool_selector = pool.and_then(|p| p.spec.node_selector.as_ref());
+        if !policy::selector_matches(pool_selector, &node.labels) {
+            continue;
+        }
+        if let Some(p) = inputs.placement
+            && buoy_crds::placement::key_in(&vip.spec, pool_selector) != p
+        {
+            continue;
+        }
+        if addresses.is_empty() {
+            out.errors.push(skip(ConfigError::NoAddresses.to_string()));
+            continue;
+        }
         let (priority, source) = priority_of(vip, &node.name);
         let mut spec = vip.spec.clone();
         // The operator's allocation, when the spec leaves the router ID out.
         if spec.virtual_router_id.is_none() {
             spec.virtual_router_id = vip.status.as_ref().and_then(|s| s.virtual_router_id);
         }
-        let secret = password(vip, secrets);
-        let instance = match config::vrrp_instance(&spec, priority, secret.as_deref(), source) {
-            Ok(i) => i,
-            Err(e) => {
-                errors.push(fail(e.to_string()));
-                continue;
+        let mut warnings = Vec::new();
+        let secret = password(vip, inputs.secrets);
+        if let Some(auth) = &vip.spec.vrrp.authentication {
+            let id = (namespace.to_string(), auth.secret_ref.name.clone());
+            out.wants.secrets.insert(id.clone());
+            match (&secret, inputs.secret_problems.get(&id)) {
+                (Some(_), Some(problem)) => warnings.push(format!(
+                    "VRRP password: Secret {}: {problem}; the last password read is used",
+                    auth.secret_ref.name
+                )),
+                (None, Some(problem)) => {
+                    out.config.faults.insert(
+                        key.clone(),
+                        format!("VRRP password: Secret {}: {problem}", auth.secret_ref.name),
+                    );
+                    continue;
+                }
+                _ => {}
             }
-        };
-        let listeners = match config::listeners(vip) {
+        }
+        let instance =
+            match config::vrrp_instance(&spec, &addresses, priority, secret.as_deref(), source) {
+                Ok(mut i) => {
+                    i.allowed_interfaces = pool
+                        .and_then(|p| p.spec.interfaces.as_ref())
+                        .map(|l| l.iter().map(|i| i.0.clone()).collect())
+                        .unwrap_or_default();
+                    i
+                }
+                // Waiting for the operator, which allocates one: not a fault.
+                Err(e @ ConfigError::NoRouterId) => {
+                    out.errors.push(skip(e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    out.config.faults.insert(key.clone(), e.to_string());
+                    continue;
+                }
+            };
+        let listeners = match config::listeners(vip, &addresses) {
             Ok(l) => l,
             Err(e) => {
-                errors.push(fail(e.to_string()));
+                out.config.faults.insert(key.clone(), e.to_string());
                 continue;
             }
         };
-        out.vips.insert(
+        out.config.vips.insert(
             key.clone(),
             VipPlan {
                 key,
                 instance,
                 listeners: listeners.iter().map(|l| l.name.clone()).collect(),
+                peers: peers_of(vip, &node.name),
+                warnings,
             },
         );
-        served.push(vip);
+        out.config.proxy.listeners.extend(listeners);
+        served.push((vip, addresses));
     }
     // Two VirtualIPs with one router ID on one interface cannot both run here.
     let mut seen: BTreeMap<(Option<String>, u8, bool), String> = BTreeMap::new();
     let mut dropped = BTreeSet::new();
-    for (key, plan) in &out.vips {
+    for (key, plan) in &out.config.vips {
         let id = (
             plan.instance.interface.clone(),
             plan.instance.vrid,
@@ -204,42 +391,56 @@ pub fn plan(
                 .is_some_and(|a| a.0.is_ipv6()),
         );
         if let Some(first) = seen.get(&id) {
-            errors.push(PlanError {
+            let why = format!(
+                "virtualRouterID {} is already used by VirtualIP {first} on this node",
+                plan.instance.vrid
+            );
+            out.errors.push(PlanError {
                 key: key.clone(),
-                error: format!(
-                    "virtualRouterID {} is already used by VirtualIP {first} on this node",
-                    plan.instance.vrid
-                ),
+                error: why.clone(),
             });
+            out.config.faults.insert(key.clone(), why);
             dropped.insert(key.clone());
         } else {
             seen.insert(id, key.clone());
         }
     }
-    out.vips.retain(|k, _| !dropped.contains(k));
-    served.retain(|v| {
-        !dropped.contains(&key_of(
-            v.metadata.namespace.as_ref(),
-            v.metadata.name.as_ref(),
-        ))
-    });
-    match config::proxy(&served, pools) {
-        Ok(p) => out.proxy = p,
-        Err(e) => errors.push(proxy_error(e)),
+    if !dropped.is_empty() {
+        let gone: BTreeSet<String> = dropped
+            .iter()
+            .filter_map(|k| out.config.vips.remove(k))
+            .flat_map(|p| p.listeners)
+            .collect();
+        out.config
+            .proxy
+            .listeners
+            .retain(|l| !gone.contains(&l.name));
     }
-    (out, errors)
-}
-
-fn proxy_error(e: ConfigError) -> PlanError {
-    PlanError {
-        key: "(pools)".into(),
-        error: e.to_string(),
+    // Each pool on its own: a pool whose backends cannot be had leaves only its listeners
+    // without them.
+    let used: BTreeSet<&str> = out
+        .config
+        .proxy
+        .listeners
+        .iter()
+        .map(|l| l.pool.as_str())
+        .collect();
+    for p in inputs.pools {
+        let key = contract::key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref());
+        if !used.contains(key.as_str()) {
+            continue;
+        }
+        out.wants.names.extend(config::host_names(p));
+        let pool = config::pool(p, inputs.resolved, inputs.backends);
+        out.config.proxy.pools.insert(pool.name.clone(), pool);
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refresh::Fetched;
 
     fn objects(yaml: &str) -> Vec<buoy_crds::manifest::Located> {
         buoy_crds::manifest::parse(std::path::Path::new("test.yaml"), yaml).unwrap()
@@ -253,7 +454,7 @@ spec:
   addresses: [10.0.0.10]
   interface: eth0
   virtualRouterID: 10
-  priorities: [{node: n1, priority: 150, sourceAddress: 10.0.0.1}]
+  priorities: [{node: n1, priority: 150, sourceAddress: 10.0.0.1}, {node: n2, priority: 100, sourceAddress: 10.0.0.2}]
   listeners: [{name: web, port: 80, protocol: HTTP, upstreamPool: p}]
 ---
 apiVersion: buoy.io/v1alpha1
@@ -285,27 +486,34 @@ spec:
         }
     }
 
+    fn simple(n: &NodeIdentity, o: &[buoy_crds::manifest::Located], secrets: &[&Secret]) -> Plan {
+        let vips = buoy_crds::manifest::virtual_ips(o);
+        let pools = buoy_crds::manifest::upstream_pools(o);
+        plan(Inputs::simple(n, &vips, &pools, secrets))
+    }
+
     #[test]
     fn node_selector_priorities_and_listeners() {
         let o = objects(TWO);
-        let vips = buoy_crds::manifest::virtual_ips(&o);
-        let pools = buoy_crds::manifest::upstream_pools(&o);
-        let (c, errors) = plan(&node("n1", &[]), &vips, &pools, &[]);
-        assert!(errors.is_empty(), "{errors:?}");
+        let p = simple(&node("n1", &[]), &o, &[]);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let c = &p.config;
         assert_eq!(c.vips.keys().collect::<Vec<_>>(), ["default/a"]);
         let a = &c.vips["default/a"];
         assert_eq!(a.instance.priority, 150);
         assert_eq!(a.instance.source_address, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(a.listeners.len(), 1);
+        // The other node's source address is the only peer handover may forward to.
+        assert_eq!(a.peers, ["10.0.0.2".parse::<IpAddr>().unwrap()].into());
         assert_eq!(c.proxy.listeners.len(), 1);
         assert!(c.proxy.pools.contains_key("default/p"));
 
-        let (c, _) = plan(&node("n1", &[("role", "lb")]), &vips, &pools, &[]);
+        let c = simple(&node("n1", &[("role", "lb")]), &o, &[]).config;
         assert_eq!(c.vips.len(), 2);
         // The operator's assignment, by annotation.
         assert_eq!(c.vips["default/b"].instance.priority, 77);
-        let (c, _) = plan(&node("n2", &[("role", "lb")]), &vips, &pools, &[]);
-        assert_eq!(c.vips["default/a"].instance.priority, DEFAULT_PRIORITY);
+        let c = simple(&node("n2", &[("role", "lb")]), &o, &[]).config;
+        assert_eq!(c.vips["default/a"].instance.priority, 100);
         assert_eq!(c.vips["default/b"].instance.priority, DEFAULT_PRIORITY);
     }
 
@@ -313,39 +521,196 @@ spec:
     fn an_unservable_vip_does_not_stop_the_others() {
         let yaml = TWO.replace("virtualRouterID: 11\n", "virtualRouterID: 10\n");
         let o = objects(&yaml);
-        let vips = buoy_crds::manifest::virtual_ips(&o);
-        let pools = buoy_crds::manifest::upstream_pools(&o);
-        let (c, errors) = plan(&node("n1", &[("role", "lb")]), &vips, &pools, &[]);
-        assert_eq!(c.vips.keys().collect::<Vec<_>>(), ["default/a"]);
-        assert_eq!(errors.len(), 1);
+        let p = simple(&node("n1", &[("role", "lb")]), &o, &[]);
+        assert_eq!(p.config.vips.keys().collect::<Vec<_>>(), ["default/a"]);
+        assert_eq!(p.errors.len(), 1);
         assert!(
-            errors[0]
+            p.errors[0]
                 .to_string()
                 .contains("already used by VirtualIP default/a")
         );
+        assert!(p.config.faults["default/b"].contains("already used"));
 
-        // No router ID and no allocation yet.
+        // No router ID and no allocation yet: waiting, not a fault.
         let yaml = TWO.replace("  virtualRouterID: 11\n", "");
         let o = objects(&yaml);
-        let vips = buoy_crds::manifest::virtual_ips(&o);
-        let (c, errors) = plan(&node("n1", &[("role", "lb")]), &vips, &pools, &[]);
-        assert_eq!(c.vips.len(), 1);
-        assert!(errors[0].error.contains("virtualRouterID"), "{errors:?}");
+        let p = simple(&node("n1", &[("role", "lb")]), &o, &[]);
+        assert_eq!(p.config.vips.len(), 1);
+        assert!(
+            p.errors[0].error.contains("virtualRouterID"),
+            "{:?}",
+            p.errors
+        );
+        assert!(p.config.faults.is_empty());
     }
 
     #[test]
-    fn seed_password_comes_from_its_secret() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
-        let o = buoy_crds::manifest::load(&[dir.into()]).unwrap();
+    fn a_pool_whose_name_does_not_resolve_affects_only_its_listeners() {
+        let yaml = format!(
+            "{TWO}---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: c, namespace: other}}\nspec:\n  addresses: [10.0.0.12]\n  virtualRouterID: 12\n  listeners: [{{name: web, port: 80, protocol: HTTP, upstreamPool: q}}]\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: q, namespace: other}}\nspec:\n  backends: [{{address: no-such-host.invalid, port: 80}}, {{address: web.example, port: 8080}}]\n"
+        );
+        let o = objects(&yaml);
         let vips = buoy_crds::manifest::virtual_ips(&o);
         let pools = buoy_crds::manifest::upstream_pools(&o);
+        let n = node("n1", &[]);
+        let mut resolved = Resolutions::new();
+        resolved.insert(
+            "no-such-host.invalid".into(),
+            Fetched {
+                value: None,
+                error: Some("NXDomain".into()),
+                at: None,
+            },
+        );
+        resolved.insert(
+            "web.example".into(),
+            Fetched {
+                value: Some(vec![
+                    "10.0.2.1".parse().unwrap(),
+                    "10.0.2.2".parse().unwrap(),
+                ]),
+                error: None,
+                at: None,
+            },
+        );
+        let p = plan(Inputs {
+            resolved: &resolved,
+            ..Inputs::simple(&n, &vips, &pools, &[])
+        });
+        // Both VirtualIPs are served; the pool with the bad name runs with what resolved.
+        assert_eq!(p.config.vips.len(), 2);
+        assert!(p.config.faults.is_empty());
+        assert_eq!(
+            p.wants.names,
+            [
+                "no-such-host.invalid".to_string(),
+                "web.example".to_string()
+            ]
+            .into()
+        );
+        let q = &p.config.proxy.pools["other/q"];
+        assert_eq!(q.backends.len(), 2, "one backend per address of a name");
+        assert_eq!(
+            q.problems,
+            ["backend no-such-host.invalid does not resolve: NXDomain"]
+        );
+        assert!(p.config.proxy.pools["default/p"].problems.is_empty());
+    }
+
+    #[test]
+    fn seed_password_comes_from_its_secret_and_a_missing_one_is_a_fault() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
+        let o = buoy_crds::manifest::load(&[dir.into()]).unwrap();
         let secrets = buoy_crds::manifest::secrets(&o);
-        let (c, errors) = plan(&node("lb2", &[]), &vips, &pools, &secrets);
-        assert!(errors.is_empty(), "{errors:?}");
-        let i = &c.vips["default/test-web"].instance;
+        let p = simple(&node("lb2", &[]), &o, &secrets);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let i = &p.config.vips["default/test-web"].instance;
         assert_eq!(i.priority, 99);
         assert_eq!(i.auth, Some(crate::vrrp::packet::auth_data(b"1111")));
-        let (_, errors) = plan(&node("lb2", &[]), &vips, &pools, &[]);
-        assert!(errors[0].error.contains("vrrp-auth"), "{errors:?}");
+        assert_eq!(
+            p.wants.secrets,
+            [("default".to_string(), "vrrp-auth".to_string())].into()
+        );
+        // Without the Secret: a fault of this node, with the reason.
+        let p = simple(&node("lb2", &[]), &o, &[]);
+        assert!(p.config.vips.is_empty());
+        assert!(
+            p.config.faults["default/test-web"].contains("vrrp-auth"),
+            "{:?}",
+            p.config.faults
+        );
+        // The cluster's cache lost it but holds the last good copy: served, with a warning.
+        let vips = buoy_crds::manifest::virtual_ips(&o);
+        let pools = buoy_crds::manifest::upstream_pools(&o);
+        let n = node("lb2", &[]);
+        let problems: BTreeMap<(String, String), String> = [(
+            ("default".to_string(), "vrrp-auth".to_string()),
+            "not found".to_string(),
+        )]
+        .into();
+        let p = plan(Inputs {
+            secret_problems: &problems,
+            ..Inputs::simple(&n, &vips, &pools, &secrets)
+        });
+        assert!(p.config.vips["default/test-web"].warnings[0].contains("not found"));
+        let p = plan(Inputs {
+            secret_problems: &problems,
+            ..Inputs::simple(&n, &vips, &pools, &[])
+        });
+        assert!(p.config.faults["default/test-web"].contains("not found"));
+    }
+
+    #[test]
+    fn the_address_policy_and_the_pools_node_selector_and_interfaces_apply() {
+        let yaml = r#"
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: ingress, namespace: web}
+spec:
+  addresses: [10.20.0.100]
+  virtualRouterID: 20
+---
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata: {name: edge}
+spec:
+  addresses: [10.20.0.100-10.20.0.150]
+  namespaces: [web]
+  nodeSelector: {matchLabels: {buoy.io/edge: "true"}}
+  interfaces: [eth1]
+"#;
+        let o = objects(yaml);
+        let vips = buoy_crds::manifest::virtual_ips(&o);
+        let address_pools = buoy_crds::manifest::address_pools(&o);
+        let enforced = |n: &NodeIdentity, address_pools: &[&AddressPool], placement| {
+            plan(Inputs {
+                address_pools,
+                policy: AddressPolicy::Enforce,
+                placement,
+                ..Inputs::simple(n, &vips, &[], &[])
+            })
+        };
+        let edge = node("e1", &[("buoy.io/edge", "true")]);
+        let p = enforced(&edge, &address_pools, None);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.config.vips["web/ingress"].instance.allowed_interfaces,
+            ["eth1"]
+        );
+        // Not on a node the pool's selector leaves out.
+        let other = enforced(&node("o1", &[]), &address_pools, None);
+        assert!(other.config.vips.is_empty() && other.errors.is_empty());
+        // The placement includes the pool's selector.
+        let key = buoy_crds::placement::key_in(
+            &vips[0].spec,
+            address_pools[0].spec.node_selector.as_ref(),
+        );
+        assert_eq!(
+            enforced(&edge, &address_pools, Some(&key))
+                .config
+                .vips
+                .len(),
+            1
+        );
+        let plain = buoy_crds::placement::key(&vips[0].spec);
+        assert!(
+            enforced(&edge, &address_pools, Some(&plain))
+                .config
+                .vips
+                .is_empty()
+        );
+        // Without a pool that admits it, it is not served (and the operator says why).
+        let p = enforced(&edge, &[], None);
+        assert!(p.config.vips.is_empty() && p.config.faults.is_empty());
+        assert!(
+            p.errors[0]
+                .error
+                .contains("no AddressPool admits namespace web"),
+            "{:?}",
+            p.errors
+        );
+        // With the policy off, the same VirtualIP is served anywhere.
+        let off = plan(Inputs::simple(&node("o1", &[]), &vips, &[], &[]));
+        assert_eq!(off.config.vips.len(), 1);
     }
 }

@@ -241,6 +241,23 @@ fn sigterm_on_the_master_hands_over_without_a_failed_request() {
 }
 
 /// The MAC address of a host's `eth0`.
+/// `host`'s IPv6 link-local address on eth0.
+fn link_local(lab: &Lab, host: &str) -> String {
+    let text = ns_exec(
+        &lab.host(host).ns,
+        &[
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ],
+    )
+    .unwrap();
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{host} has no link-local address: {text}"))
+}
+
 fn mac_of(lab: &Lab, host: &str) -> [u8; 6] {
     let text = ns_exec(&lab.host(host).ns, &["cat", "/sys/class/net/eth0/address"]).unwrap();
     let bytes: Vec<u8> = text
@@ -435,12 +452,16 @@ fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
         .map(|h| format!("    - address: \"{}\"\n      port: 80\n", lab.host(h).ipv6))
         .collect();
     // VRRPv3 over IPv6: adverts from link-local addresses, so forwarding goes to lb2's
-    // link-local address through eth0.
+    // link-local address through eth0. Connections are forwarded only to a node the files name
+    // with its address (a spoofed advert's source is never a target): each node's link-local
+    // address is its sourceAddress (keepalived: `unicast_src_ip`), the address it sends from
+    // anyway.
+    let (ll1, ll2) = (link_local(&lab, "lb1"), link_local(&lab, "lb2"));
     let config = dir.join("v6.yaml");
     std::fs::write(
         &config,
         format!(
-            "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  backends:\n{}---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web, namespace: default}}\nspec:\n  addresses: [\"fd77::100\"]\n  interface: eth0\n  virtualRouterID: 61\n  vrrp: {{advertisementInterval: 200ms}}\n  priorities:\n    - {{node: lb1, priority: 150}}\n    - {{node: lb2, priority: 100}}\n  listeners:\n    - {{name: http, port: 80, protocol: HTTP, upstreamPool: web}}\n",
+            "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  backends:\n{}---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web, namespace: default}}\nspec:\n  addresses: [\"fd77::100\"]\n  interface: eth0\n  virtualRouterID: 61\n  vrrp: {{advertisementInterval: 200ms}}\n  priorities:\n    - {{node: lb1, priority: 150, sourceAddress: \"{ll1}\"}}\n    - {{node: lb2, priority: 100, sourceAddress: \"{ll2}\"}}\n  listeners:\n    - {{name: http, port: 80, protocol: HTTP, upstreamPool: web}}\n",
             backends.concat()
         ),
     )

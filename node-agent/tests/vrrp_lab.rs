@@ -329,6 +329,7 @@ impl InProcess {
                     stats: Default::default(),
                     handover: None,
                     successor: false,
+                    peers: None,
                 };
                 let _: std::sync::Arc<std::sync::Mutex<Stats>> = controls.stats.clone();
                 run(config, controls).await.unwrap();
@@ -495,7 +496,41 @@ fn a_stale_vip_from_a_crashed_run_is_removed_at_start() {
     let mut lab = Lab::new(&["n1", "n2"]).unwrap();
     let n1 = buoy(&mut lab, "n1", 150, &[]);
     wait_line(&mut lab, n1, "state=MASTER");
-    // n2 crashed earlier while master and left the address behind.
+    // n2 crashed earlier while master and left the address behind, tagged as Buoy's
+    // (`proto 0xb0`, which `ip address show` prints).
+    add_tagged(&lab, "n2", vip4(), 24);
+    assert_eq!(lab.holders(vip4()), ["n1", "n2"]);
+    let n2 = buoy(&mut lab, "n2", 100, &[]);
+    let removed = wait_line(&mut lab, n2, "removed a stale virtual address");
+    assert!(removed.contains("10.77.0.100"), "{removed}");
+    expect_holder(&lab, vip4(), "n1", Duration::from_secs(3));
+}
+
+/// Adds `addr/prefix` to `host`'s eth0 as Buoy adds a VIP (tagged with its address protocol),
+/// as an agent that crashed while master leaves it.
+fn add_tagged(lab: &Lab, host: &str, addr: IpAddr, prefix: u8) {
+    let ns = lab.host(host).ns.clone();
+    buoy_tests::netlab::in_netns(&ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let netlink = buoy_agent::net::netlink::Netlink::connect().unwrap();
+            let link = netlink.link_by_name("eth0").await.unwrap();
+            netlink.add_address(&link, addr, prefix).await.unwrap();
+        });
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_node_address_is_refused_never_removed() {
+    let mut lab = Lab::new(&["n1", "n2"]).unwrap();
+    // The VIP is n2's own address (added without Buoy's tag, as an admin or DHCP would):
+    // the agent refuses to take part rather than remove or claim it.
     buoy_tests::netlab::ip(&[
         "-n",
         &lab.host("n2").ns,
@@ -506,9 +541,15 @@ fn a_stale_vip_from_a_crashed_run_is_removed_at_start() {
         "eth0",
     ])
     .unwrap();
-    assert_eq!(lab.holders(vip4()), ["n1", "n2"]);
-    let n2 = buoy(&mut lab, "n2", 100, &[]);
-    let removed = wait_line(&mut lab, n2, "removed a stale virtual address");
-    assert!(removed.contains("10.77.0.100"), "{removed}");
-    expect_holder(&lab, vip4(), "n1", Duration::from_secs(3));
+    let n2 = buoy(&mut lab, "n2", 200, &[]);
+    let refused = wait_line(&mut lab, n2, "already an address of this node");
+    assert!(refused.contains("10.77.0.100"), "{refused}");
+    // The debug command has nothing else to run: it exits with the reason.
+    assert_eq!(lab.proc(n2).wait_exit(Duration::from_secs(5)), Some(1));
+    assert_eq!(lab.holders(vip4()), ["n2"], "the node's address stays");
+    let lines = lab.proc(n2).output();
+    assert!(
+        !lines.iter().any(|l| l.contains("state=MASTER")),
+        "{lines:?}"
+    );
 }

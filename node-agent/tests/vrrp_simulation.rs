@@ -66,7 +66,8 @@ impl Lan {
                 Action::Announce
                 | Action::Reannounce { .. }
                 | Action::StateChanged { .. }
-                | Action::Forward { .. } => {}
+                | Action::Forward { .. }
+                | Action::ForwardRefused { .. } => {}
             }
         }
         let r = &self.routers[i];

@@ -25,6 +25,10 @@ pub struct AgentSettings {
     pub image_pull_policy: String,
     pub service_account: String,
     pub resources: ResourceRequirements,
+    /// Passed on to the agents (`--address-policy`): they decide admission again themselves.
+    pub address_policy: buoy_crds::policy::AddressPolicy,
+    /// Passed on to the agents (`--allow-node-local-backends`).
+    pub allow_node_local_backends: bool,
 }
 
 /// A VirtualIP that owns a DaemonSet.
@@ -39,6 +43,8 @@ pub struct Owner {
 pub struct Placement {
     pub key: String,
     pub node_selector: Option<LabelSelector>,
+    /// The AddressPool's `nodeSelector`, required as well.
+    pub pool_node_selector: Option<LabelSelector>,
     pub tolerations: Option<Vec<Toleration>>,
     /// VirtualIPs of this placement in the DaemonSet's namespace (owner references may not
     /// cross namespaces), sorted.
@@ -50,22 +56,25 @@ pub fn name(key: &str) -> String {
     format!("buoy-agent-{key}")
 }
 
-/// The nodeSelector as required node affinity: `matchLabels` become `In` expressions, and
-/// `matchExpressions` keep their operators (node selector requirements have the same four).
-pub fn node_affinity(selector: Option<&LabelSelector>) -> Option<Value> {
-    let sel = selector?;
-    let mut exprs: Vec<Value> = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))
-        .collect();
-    for e in sel.match_expressions.iter().flatten() {
-        let mut r = json!({"key": e.key, "operator": e.operator});
-        if let Some(values) = &e.values {
-            r["values"] = json!(values);
+/// The nodeSelectors (all must match) as required node affinity: `matchLabels` become `In`
+/// expressions, and `matchExpressions` keep their operators (node selector requirements have
+/// the same four), all in one term (ANDed).
+pub fn node_affinity(selectors: &[Option<&LabelSelector>]) -> Option<Value> {
+    let mut exprs: Vec<Value> = Vec::new();
+    for sel in selectors.iter().flatten() {
+        exprs.extend(
+            sel.match_labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})),
+        );
+        for e in sel.match_expressions.iter().flatten() {
+            let mut r = json!({"key": e.key, "operator": e.operator});
+            if let Some(values) = &e.values {
+                r["values"] = json!(values);
+            }
+            exprs.push(r);
         }
-        exprs.push(r);
     }
     if exprs.is_empty() {
         return None;
@@ -87,6 +96,9 @@ fn fnv(text: &str) -> String {
 
 /// iptables' lock file, shared with the host.
 const XTABLES_LOCK: &str = "/run/xtables.lock";
+/// Where agents keep their ledgers on the host: a restarted agent undoes what a crashed one
+/// left (addresses, chains) before anything else.
+const STATE_DIR: &str = "/run/buoy";
 
 /// The DaemonSet for `placement`, as applied (server-side apply, field manager
 /// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
@@ -100,6 +112,19 @@ pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
                    "uid": o.uid, "controller": false, "blockOwnerDeletion": false})
         })
         .collect();
+    let mut args = vec![
+        "run".to_string(),
+        "--node-name".into(),
+        "$(NODE_NAME)".into(),
+        "--placement".into(),
+        placement.key.clone(),
+        // The admin endpoint: port 9901 of $HOST_IP (the agent's default).
+        "--address-policy".into(),
+        settings.address_policy.as_str().into(),
+    ];
+    if settings.allow_node_local_backends {
+        args.push("--allow-node-local-backends".into());
+    }
     let probe = |path: &str, period: u32| {
         json!({"httpGet": {"path": path, "port": AGENT_PORT}, "periodSeconds": period,
                "timeoutSeconds": 2, "failureThreshold": 3})
@@ -113,11 +138,12 @@ pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
             "name": "agent",
             "image": settings.image,
             "imagePullPolicy": settings.image_pull_policy,
-            "args": ["run", "--node-name", "$(NODE_NAME)", "--placement", placement.key,
-                     "--metrics-address", format!("0.0.0.0:{AGENT_PORT}")],
+            "args": args,
             "env": [
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                // The admin endpoint listens on the node's own address, never on a VIP.
+                {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
             ],
             "ports": [{"name": "metrics", "containerPort": AGENT_PORT, "protocol": "TCP"}],
             "securityContext": {
@@ -131,12 +157,20 @@ pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
             "resources": serde_json::to_value(&settings.resources).unwrap_or(Value::Null),
             // The host's iptables lock: kube-proxy and CNIs write the same tables, and iptables
             // only waits for them (`-w`) if all take the same lock file.
-            "volumeMounts": [{"name": "xtables-lock", "mountPath": XTABLES_LOCK}],
+            "volumeMounts": [
+                {"name": "xtables-lock", "mountPath": XTABLES_LOCK},
+                {"name": "state", "mountPath": STATE_DIR},
+            ],
         }],
-        "volumes": [{"name": "xtables-lock",
-                     "hostPath": {"path": XTABLES_LOCK, "type": "FileOrCreate"}}],
+        "volumes": [
+            {"name": "xtables-lock", "hostPath": {"path": XTABLES_LOCK, "type": "FileOrCreate"}},
+            {"name": "state", "hostPath": {"path": STATE_DIR, "type": "DirectoryOrCreate"}},
+        ],
     });
-    if let Some(affinity) = node_affinity(placement.node_selector.as_ref()) {
+    if let Some(affinity) = node_affinity(&[
+        placement.node_selector.as_ref(),
+        placement.pool_node_selector.as_ref(),
+    ]) {
         pod_spec["affinity"] = affinity;
     }
     if let Some(t) = placement.tolerations.as_ref().filter(|t| !t.is_empty()) {
@@ -193,6 +227,8 @@ mod tests {
                 json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}),
             )
             .unwrap(),
+            address_policy: buoy_crds::policy::AddressPolicy::Enforce,
+            allow_node_local_backends: false,
         }
     }
 
@@ -204,6 +240,9 @@ mod tests {
                 serde_json::from_value(json!({"matchLabels": {"role": "lb"},
                     "matchExpressions": [{"key": "zone", "operator": "Exists"}]}))
                 .unwrap(),
+            ),
+            pool_node_selector: Some(
+                serde_json::from_value(json!({"matchLabels": {"buoy.io/lb": "true"}})).unwrap(),
             ),
             tolerations: Some(
                 serde_json::from_value(json!([{"key": "cp", "operator": "Exists"}])).unwrap(),
@@ -225,8 +264,20 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(
             c.args.as_ref().unwrap().join(" "),
-            "run --node-name $(NODE_NAME) --placement ad1269f96e --metrics-address 0.0.0.0:9901"
+            "run --node-name $(NODE_NAME) --placement ad1269f96e --address-policy Enforce"
         );
+        // The admin endpoint listens on the node's own address (the agent reads $HOST_IP).
+        assert!(c.env.as_ref().unwrap().iter().any(|e| {
+            e.name == "HOST_IP"
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.field_ref.as_ref())
+                    .map(|f| f.field_path.as_str())
+                    == Some("status.hostIP")
+        }));
+        // Crash cleanup: the agent's ledger lives on the host.
+        let state = &c.volume_mounts.as_ref().unwrap()[1];
+        assert_eq!(state.mount_path, "/run/buoy");
         let caps = c
             .security_context
             .as_ref()
@@ -251,7 +302,8 @@ mod tests {
         assert_eq!(host.type_.as_deref(), Some("FileOrCreate"));
         assert_eq!(
             v.pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions").unwrap(),
-            &json!([{"key": "role", "operator": "In", "values": ["lb"]}, {"key": "zone", "operator": "Exists"}])
+            &json!([{"key": "role", "operator": "In", "values": ["lb"]}, {"key": "zone", "operator": "Exists"},
+                     {"key": "buoy.io/lb", "operator": "In", "values": ["true"]}])
         );
         assert_eq!(
             spec.update_strategy
@@ -281,6 +333,7 @@ mod tests {
         let placement = Placement {
             key: "k".into(),
             node_selector: None,
+            pool_node_selector: None,
             tolerations: None,
             owners: vec![],
         };

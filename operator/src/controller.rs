@@ -16,13 +16,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use buoy_crds::{UpstreamPool, VirtualIP};
+use buoy_crds::{AddressPool, UpstreamPool, VirtualIP};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -51,6 +52,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Identity in Events (`reportingInstance`).
     pub identity: String,
+    /// Whether AddressPools decide which VirtualIPs are served.
+    pub address_policy: buoy_crds::policy::AddressPolicy,
 }
 
 /// How long to wait for more changes before a pass, so that a burst is planned once.
@@ -64,6 +67,9 @@ struct Caches {
     /// Buoy's own kinds are watched untyped and decoded one by one (see [`Decoded`]).
     vips: Store<DynamicObject>,
     pools: Store<DynamicObject>,
+    address_pools: Store<DynamicObject>,
+    /// Namespaces' labels (metadata only), for AddressPools' `namespaceSelector`.
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<Node>,
     slices: Store<EndpointSlice>,
     daemonsets: Store<DaemonSet>,
@@ -219,6 +225,12 @@ pub async fn run(
     let caches = Caches {
         vips: reflect_untyped::<VirtualIP>(&client, notify.clone()),
         pools: reflect_untyped::<UpstreamPool>(&client, notify.clone()),
+        address_pools: reflect_untyped::<AddressPool>(&client, notify.clone()),
+        namespaces: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            notify.clone(),
+        ),
         nodes: reflect(
             Api::all(client.clone()),
             watcher::Config::default(),
@@ -239,6 +251,8 @@ pub async fn run(
         r = async {
             caches.vips.wait_until_ready().await.map_err(|_| Error::CacheSync("VirtualIP"))?;
             caches.pools.wait_until_ready().await.map_err(|_| Error::CacheSync("UpstreamPool"))?;
+            caches.address_pools.wait_until_ready().await.map_err(|_| Error::CacheSync("AddressPool"))?;
+            caches.namespaces.wait_until_ready().await.map_err(|_| Error::CacheSync("Namespace"))?;
             caches.nodes.wait_until_ready().await.map_err(|_| Error::CacheSync("Node"))?;
             caches.slices.wait_until_ready().await.map_err(|_| Error::CacheSync("EndpointSlice"))?;
             caches.daemonsets.wait_until_ready().await.map_err(|_| Error::CacheSync("DaemonSet"))
@@ -262,6 +276,7 @@ pub async fn run(
         inflight: InFlight::default(),
         vips: Decoded::new("VirtualIP"),
         pools: Decoded::new("UpstreamPool"),
+        address_pools: Decoded::new("AddressPool"),
     };
     let mut backoff: Option<Duration> = None;
     loop {
@@ -301,6 +316,7 @@ struct Pass {
     inflight: InFlight,
     vips: Decoded<VirtualIP>,
     pools: Decoded<UpstreamPool>,
+    address_pools: Decoded<AddressPool>,
 }
 
 /// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object.
@@ -323,7 +339,9 @@ impl Pass {
     async fn once(&mut self, caches: &Caches) -> (bool, Option<Duration>) {
         let (vips, bad_vips) = self.vips.decode(&caches.vips.state());
         let (pools, bad_pools) = self.pools.decode(&caches.pools.state());
-        for (o, error) in bad_vips.iter().chain(&bad_pools) {
+        let (address_pools, bad_address_pools) =
+            self.address_pools.decode(&caches.address_pools.state());
+        for (o, error) in bad_vips.iter().chain(&bad_pools).chain(&bad_address_pools) {
             let ar = ApiResource::from_gvk(
                 &o.types
                     .as_ref()
@@ -358,9 +376,21 @@ impl Pass {
             .set(i64::try_from(vips.len()).unwrap_or(i64::MAX));
         let endpoints = plan::endpoint_counts(slices.iter().map(|s| s.as_ref()));
         self.prune_memory(&vips);
+        let namespaces: std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<String, String>,
+        > = caches
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
         let plan = plan::plan(&World {
             vips: vips.iter().map(|v| v.as_ref()).collect(),
             pools: pools.iter().map(|p| p.as_ref()).collect(),
+            address_pools: address_pools.iter().map(|p| p.as_ref()).collect(),
+            namespaces: &namespaces,
+            policy: self.settings.address_policy,
             nodes: nodes.iter().map(|n| n.as_ref()).collect(),
             endpoints: &endpoints,
             memory: &self.memory,
@@ -373,6 +403,7 @@ impl Pass {
         let mut ok = self.apply_daemonsets(&plan, &daemonsets).await;
         ok &= self.apply_vips(&plan, &vips).await;
         ok &= self.apply_pools(&plan, &pools).await;
+        ok &= self.apply_address_pools(&plan, &address_pools).await;
         (
             ok,
             plan.wake_after_secs
@@ -393,6 +424,21 @@ impl Pass {
         self.memory
             .vrids
             .retain(|uid, vrid| recorded.get(uid).is_some_and(|r| *r != Some(*vrid)));
+        // Kept until the cache shows the allocation (or the VirtualIP is gone).
+        let shown: HashMap<&str, &[String]> = vips
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    v.metadata.uid.as_deref()?,
+                    v.status
+                        .as_ref()
+                        .map_or(&[][..], |s| s.addresses.as_slice()),
+                ))
+            })
+            .collect();
+        self.memory
+            .addresses
+            .retain(|uid, a| shown.get(uid.as_str()).is_some_and(|s| *s != a.as_slice()));
         let now = Timestamp::now().as_second();
         self.memory
             .moved
@@ -516,6 +562,16 @@ impl Pass {
                         self.metrics.writes.with_label_values(&[kind]).inc();
                         if part == "status"
                             && let Some(uid) = &vp.uid
+                            && let Some(s) = &vp.status
+                            && !s.addresses.is_empty()
+                            && s.address_pool.is_some()
+                        {
+                            self.memory
+                                .addresses
+                                .insert(uid.clone(), s.addresses.clone());
+                        }
+                        if part == "status"
+                            && let Some(uid) = &vp.uid
                             && let crate::allocate::Vrid::Allocated { vrid, moved } = &vp.vrid
                         {
                             self.memory.vrids.insert(uid.clone(), *vrid);
@@ -573,6 +629,43 @@ impl Pass {
                 Err(e) if gone(&e) => {}
                 Err(e) => {
                     warn!(pool = %ikey, error = %e, "cannot apply UpstreamPool status");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
+impl Pass {
+    async fn apply_address_pools(&mut self, plan: &Plan, observed: &[Arc<AddressPool>]) -> bool {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let api: Api<AddressPool> = Api::all(self.client.clone());
+        let mut ok = true;
+        for pp in plan.address_pools.iter().filter(|p| p.changed) {
+            let body = pp.apply_body();
+            let ikey = format!("addresspool/{}", pp.name);
+            let rv = observed
+                .iter()
+                .find(|p| p.name_any() == pp.name)
+                .and_then(|p| p.resource_version());
+            if self.inflight.pending(&ikey, &rv, &body) {
+                continue;
+            }
+            match api
+                .patch_status(&pp.name, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    self.metrics
+                        .writes
+                        .with_label_values(&["addresspool_status"])
+                        .inc();
+                    self.inflight.record(ikey, rv, &body);
+                }
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    warn!(pool = %pp.name, error = %e, "cannot apply AddressPool status");
                     ok = false;
                 }
             }

@@ -87,6 +87,16 @@ struct RunArgs {
     /// Concurrent writes to the API.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// `Enforce`: a VirtualIP is served only when an AddressPool admitting its namespace allows
+    /// its addresses, interface and tolerations (else Ready=False, AddressNotAllowed). `Off`:
+    /// any address; pools only hand out addresses to VirtualIPs that name one.
+    #[arg(long, default_value = "Enforce")]
+    address_policy: buoy_crds::policy::AddressPolicy,
+    /// Let UpstreamPool backends be the node itself (loopback, link-local such as the cloud
+    /// metadata address 169.254.169.254, the node's own addresses). Off: such backends are
+    /// refused and reported on the pool.
+    #[arg(long)]
+    allow_node_local_backends: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -181,10 +191,13 @@ async fn run(args: RunArgs) -> Result<()> {
             image_pull_policy: args.agent_image_pull_policy.clone(),
             service_account: args.agent_service_account.clone(),
             resources,
+            address_policy: args.address_policy,
+            allow_node_local_backends: args.allow_node_local_backends,
         },
         release_timeout: args.release_timeout,
         concurrency: args.concurrency,
         identity: identity.clone(),
+        address_policy: args.address_policy,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -7,28 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// Whether `labels` match `selector` (absent selector: everything). An unknown operator
-/// matches nothing, as the API server would have rejected it.
-pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = selector else { return true };
-    let by_labels = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
-}
+/// Whether `labels` match `selector` (absent selector: everything), as the agents decide it.
+pub use buoy_crds::policy::selector_matches as matches;
 
 fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     let effect_ok = t
@@ -64,17 +44,22 @@ pub fn schedulable(node: &Node, tolerations: Option<&[Toleration]>) -> bool {
         })
 }
 
-/// Names of the nodes selected by `selector` and `tolerations`, sorted.
+/// Names of the nodes selected by `selector`, the AddressPool's `pool_selector` (both must
+/// match) and `tolerations`, sorted.
 pub fn nodes<'a>(
     all: impl IntoIterator<Item = &'a Node>,
     selector: Option<&LabelSelector>,
+    pool_selector: Option<&LabelSelector>,
     tolerations: Option<&[Toleration]>,
 ) -> Vec<String> {
     let empty = BTreeMap::new();
     let mut out: Vec<String> = all
         .into_iter()
         .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter(|n| matches(selector, n.metadata.labels.as_ref().unwrap_or(&empty)))
+        .filter(|n| {
+            let labels = n.metadata.labels.as_ref().unwrap_or(&empty);
+            matches(selector, labels) && matches(pool_selector, labels)
+        })
         .filter(|n| schedulable(n, tolerations))
         .filter_map(|n| n.metadata.name.clone())
         .collect();
@@ -112,16 +97,16 @@ mod tests {
             "matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["2"]}]
         }))
         .unwrap();
-        assert_eq!(nodes(&all, Some(&sel), None), vec!["a"]);
+        assert_eq!(nodes(&all, Some(&sel), None, None), vec!["a"]);
         let tol: Vec<Toleration> =
             serde_json::from_value(json!([{"key": "cp", "operator": "Exists"}])).unwrap();
-        assert_eq!(nodes(&all, Some(&sel), Some(&tol)), vec!["a", "c"]);
-        assert_eq!(nodes(&all, None, None), vec!["a", "b", "d"]);
+        assert_eq!(nodes(&all, Some(&sel), None, Some(&tol)), vec!["a", "c"]);
+        assert_eq!(nodes(&all, None, None, None), vec!["a", "b", "d"]);
         let exists: LabelSelector = serde_json::from_value(
             json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
         )
         .unwrap();
-        assert_eq!(nodes(&all, Some(&exists), None), vec!["a", "b"]);
+        assert_eq!(nodes(&all, Some(&exists), None, None), vec!["a", "b"]);
         // A PreferNoSchedule taint does not keep a DaemonSet away.
         let soft = node(
             "e",

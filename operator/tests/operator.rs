@@ -51,6 +51,22 @@ impl Cluster {
                 .await
                 .unwrap();
         }
+        // As an install does: a pool that lets the test namespaces claim the test LAN's
+        // addresses (the operator enforces the address policy by default).
+        let pools: Api<buoy_crds::AddressPool> = Api::all(client.clone());
+        pools
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool",
+                    "metadata": {"name": "test-lan"},
+                    "spec": {"addresses": ["10.0.0.0/8", "192.168.60.0/24"],
+                             "namespaces": ["default", NS, "team"]},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
         let node_api: Api<Node> = Api::all(client.clone());
         for (name, labels) in nodes {
             node_api
@@ -268,9 +284,14 @@ async fn daemonsets_allocation_and_status_from_agent_reports() {
             "$(NODE_NAME)",
             "--placement",
             "ad1269f96e",
-            "--metrics-address",
-            "0.0.0.0:9901"
+            "--address-policy",
+            "Enforce"
         ])
+    );
+    // The admin endpoint is on the node's own address ($HOST_IP), never on every address.
+    assert_eq!(
+        agent["env"][2]["valueFrom"]["fieldRef"]["fieldPath"],
+        json!("status.hostIP")
     );
     assert_eq!(
         agent["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],

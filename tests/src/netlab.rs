@@ -358,6 +358,9 @@ impl Lab {
         let ns = self.host(host).ns.clone();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns, program]).args(args);
+        // Each host's agents keep their ledger (crash cleanup) in the lab's directory: the
+        // host's /run/buoy stays untouched, and what a killed agent left goes with the lab.
+        cmd.env("BUOY_STATE_DIR", self.dir().join("state").join(host));
         let p = Proc::spawn(&format!("{host}:{program}"), cmd)
             .with_context(|| format!("starting {program} in {host}"))?;
         self.procs.push(p);

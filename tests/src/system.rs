@@ -29,6 +29,9 @@ pub const VIP: &str = "10.77.0.100";
 /// keepalived host during a migration).
 fn objects(lb_nodes: &[&str]) -> String {
     let mut out = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: buoy-system}\n");
+    // What a cluster admin applies with the chart: who may claim the LAN's addresses (the
+    // operator enforces the address policy by default).
+    out.push_str(ADDRESS_POOL);
     for node in NODES {
         let labels = if lb_nodes.contains(&node) {
             ", labels: {buoy.io/lb: \"true\"}"
@@ -41,6 +44,9 @@ fn objects(lb_nodes: &[&str]) -> String {
     }
     out
 }
+
+/// The AddressPool of the lab's LAN (10.77.0.0/24), for the `default` namespace.
+pub const ADDRESS_POOL: &str = "---\napiVersion: buoy.io/v1alpha1\nkind: AddressPool\nmetadata: {name: lab-lan}\nspec:\n  addresses: [10.77.0.0/24]\n  namespaces: [default]\n";
 
 /// The pool `web` of the standard app: the two web backends.
 pub const POOL: &str = r#"
@@ -195,16 +201,9 @@ impl System {
                 .unwrap()
                 .iter()
                 .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", &node))
-                .map(|a| {
-                    // One host per namespace, but the agents' admin ports must not clash with
-                    // anything of the test: loopback of the node's own namespace.
-                    if a == "0.0.0.0:9901" {
-                        "127.0.0.1:9901".into()
-                    } else {
-                        a
-                    }
-                })
                 .collect();
+            // No $HOST_IP: the agents' admin endpoint is on the loopback of each node's own
+            // namespace, where the tests read it.
             let mut argv = vec![
                 format!("KUBECONFIG={}", self.kubeconfig.display()),
                 workspace_bin("buoy-agent").display().to_string(),

@@ -61,7 +61,7 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
     let seed = seed.to_str().unwrap();
     let out = k.ok(&["apply", "-f", seed]);
     for created in [
-        "addresspool.buoy.io/lan created",
+        "addresspool.buoy.io/default-vips created",
         "secret/vrrp-auth created",
         "upstreampool.buoy.io/test-web created",
         "virtualip.buoy.io/test-web created",
@@ -82,11 +82,11 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status": {"addresses": ["192.168.60.88"], "addressPool": "lan"}}"#,
+        r#"{"status": {"addresses": ["192.168.60.88"], "addressPool": "default-vips"}}"#,
     ]);
     let pools = k.ok(&["get", "apool"]);
     assert!(
-        pools.starts_with("NAME") && pools.contains("ADDRESSES") && pools.contains("lan"),
+        pools.starts_with("NAME") && pools.contains("ADDRESSES") && pools.contains("default-vips"),
         "{pools}"
     );
 

@@ -25,7 +25,8 @@ use std::{
 };
 
 use buoy_crds::{
-    Duration, ListenerProtocol, UpstreamPool, UpstreamPoolSpec, VirtualIP, VirtualIPSpec,
+    AddressPool, AddressPoolSpec, AddressRange, Duration, InterfaceName, ListenerProtocol,
+    NamespaceName, UpstreamPool, UpstreamPoolSpec, VirtualIP, VirtualIPSpec,
 };
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
@@ -112,6 +113,9 @@ pub struct Doc<T> {
 /// The translation.
 #[derive(Clone, Debug, Default)]
 pub struct Import {
+    /// The AddressPool that lets the imported VirtualIPs claim their addresses under the
+    /// operator's address policy (on by default).
+    pub address_pools: Vec<Doc<AddressPool>>,
     pub secrets: Vec<Doc<Secret>>,
     pub pools: Vec<Doc<UpstreamPool>>,
     pub vips: Vec<Doc<VirtualIP>>,
@@ -234,6 +238,9 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
             comments.push(l.comment.clone());
         }
         import.vips.push(Doc { object, comments });
+    }
+    if let Some(pool) = address_pool(ns, &import.vips) {
+        import.address_pools.push(pool);
     }
     // By file and line, as a compiler lists its diagnostics.
     warnings
@@ -519,20 +526,77 @@ pub(crate) fn dns_name(s: &str) -> String {
     }
 }
 
+/// The AddressPool of an import into `namespace`: exactly the imported VirtualIPs' addresses
+/// (each as a host route), for that namespace, on their interfaces when every VirtualIP names
+/// one. Named after the namespace (`<namespace>-vips`): imports into two namespaces do not
+/// overwrite each other's pool.
+fn address_pool(namespace: &str, vips: &[Doc<VirtualIP>]) -> Option<Doc<AddressPool>> {
+    let mut addresses = BTreeSet::new();
+    for v in vips {
+        for a in &v.object.spec.addresses {
+            let ip = a.0.split('/').next().unwrap_or_default();
+            let host = if ip.contains(':') { 128 } else { 32 };
+            addresses.insert(format!("{ip}/{host}"));
+        }
+    }
+    if addresses.is_empty() {
+        return None;
+    }
+    let interfaces: Option<BTreeSet<String>> = vips
+        .iter()
+        .map(|v| v.object.spec.interface.clone())
+        .collect();
+    let spec = AddressPoolSpec {
+        addresses: addresses.into_iter().map(AddressRange).collect(),
+        namespaces: Some(vec![NamespaceName(namespace.to_string())]),
+        namespace_selector: None,
+        node_selector: None,
+        interfaces: interfaces.map(|i| i.into_iter().map(InterfaceName).collect()),
+        allowed_tolerations: None,
+        auto_assign: true,
+        avoid_buggy_ips: false,
+    };
+    let mut object = AddressPool::new(&format!("{}-vips", dns_name(namespace)), spec);
+    object.metadata.namespace = None;
+    Some(Doc {
+        object,
+        comments: vec![
+            "Who may claim the imported addresses: with the operator's address policy (on by"
+                .into(),
+            format!(
+                "default) a VirtualIP is served only when an AddressPool admitting namespace {namespace}"
+            ),
+            "holds its addresses. Cluster-scoped: applied by a cluster admin.".into(),
+        ],
+    })
+}
+
 /// A DNS label (no dots), for listener and VirtualIP names.
 pub(crate) fn dns_label(s: &str) -> String {
     dns_name(&s.replace('.', "-"))
 }
 
 impl Import {
-    /// Multi-document YAML, Secrets first, then pools, then VirtualIPs; values equal to the API's
-    /// defaults are left out so that the output reads like a hand-written manifest.
+    /// Multi-document YAML, the AddressPool first (the cluster admin's part), then Secrets,
+    /// then pools, then VirtualIPs; values equal to the API's defaults are left out so that the
+    /// output reads like a hand-written manifest.
     pub fn to_yaml(&self) -> Result<String, ImportError> {
         let mut out = String::new();
         let mut docs: Vec<(Value, &[String])> = Vec::new();
         let json = |v: Result<Value, serde_json::Error>| {
             v.map_err(|e| ImportError::Invalid(format!("cannot serialize: {e}")))
         };
+        for d in &self.address_pools {
+            let mut v = json(serde_json::to_value(&d.object))?;
+            if let Some(Value::Object(spec)) = v.get_mut("spec") {
+                // The API's defaults.
+                spec.retain(|k, v| {
+                    !((k == "autoAssign" && v == &Value::Bool(true))
+                        || (k == "avoidBuggyIPs" && v == &Value::Bool(false)))
+                });
+            }
+            docs.push((v, &d.comments));
+        }
         for d in &self.secrets {
             docs.push((json(serde_json::to_value(&d.object))?, &d.comments));
         }

@@ -25,12 +25,31 @@ use std::{
 use tokio::{io::AsyncWriteExt, process::Command, sync::watch};
 use tracing::{debug, info, warn};
 
-use super::netlink::Netlink;
+use super::{
+    ledger::{Chains, Ledger},
+    netlink::Netlink,
+};
 
-/// Our chain in the mangle table, jumped to first from PREROUTING.
+/// The chain of a standalone agent in the mangle table, jumped to first from PREROUTING; its
+/// `-OUT` twin is jumped to first from POSTROUTING and tags what we forward. An agent of a
+/// cluster placement has chains of its own ([`chain_name`]), so that two agents on one node (two
+/// placements) never rewrite each other's rules.
 pub const CHAIN: &str = "BUOY-HANDOVER";
-/// Our chain in the mangle table, jumped to first from POSTROUTING: it tags what we forward.
-pub const OUT_CHAIN: &str = "BUOY-HANDOVER-OUT";
+
+/// The chain of an agent identity: [`CHAIN`] for `standalone`, `BUOY-HO-<identity>` otherwise
+/// (iptables allows 28 characters; placement keys have 10).
+pub fn chain_name(identity: &str) -> String {
+    if identity == "standalone" {
+        CHAIN.to_string()
+    } else {
+        let short: String = identity
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
+        format!("BUOY-HO-{short}")
+    }
+}
 /// The DSCP of packets a new master forwards to the old one (unassigned in the IANA registry).
 /// The old node routes a packet it has no socket for back to the VIP's holder (nodes forward
 /// IP), which would forward it again until its TTL ran out; the tag lets the new master drop
@@ -54,28 +73,30 @@ pub struct Rules {
     pub forward: BTreeMap<IpAddr, (IpAddr, String)>,
 }
 
-/// The `iptables-restore --noflush` input that makes the chain say `rules` (one family).
-pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
+/// The `iptables-restore --noflush` input that makes the chain `chain` say `rules` (one family).
+pub fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
     let host = if ipv6 { 128 } else { 32 };
+    let out_chain = format!("{chain}-OUT");
+    let (chain, out_chain) = (chain, out_chain.as_str());
     let mut out =
-        format!("*mangle\n:{CHAIN} - [0:0]\n:{OUT_CHAIN} - [0:0]\n-F {CHAIN}\n-F {OUT_CHAIN}\n");
+        format!("*mangle\n:{chain} - [0:0]\n:{out_chain} - [0:0]\n-F {chain}\n-F {out_chain}\n");
     for (vip, (gateway, interface)) in rules.forward.iter().filter(|(v, _)| v.is_ipv6() == ipv6) {
         // The VIP is ours, so a packet for it leaving by the LAN is one we forward: tag it, and
         // drop it if the old node routes it back.
         let _ = writeln!(
             out,
-            "-A {OUT_CHAIN} -d {vip}/{host} -o {interface} -p tcp -m addrtype --dst-type LOCAL \
+            "-A {out_chain} -d {vip}/{host} -o {interface} -p tcp -m addrtype --dst-type LOCAL \
              -j DSCP --set-dscp {FORWARDED_DSCP:#x}"
         );
         let _ = writeln!(
             out,
-            "-A {CHAIN} -d {vip}/{host} -i {interface} -p tcp -m dscp --dscp {FORWARDED_DSCP:#x} \
+            "-A {chain} -d {vip}/{host} -i {interface} -p tcp -m dscp --dscp {FORWARDED_DSCP:#x} \
              -m addrtype --dst-type LOCAL -j DROP"
         );
         // Not a SYN, no connection tracked here, and the VIP is ours now (a backup never
         // forwards: the packet came from a new master, and would bounce back).
         let unknown = format!(
-            "-A {CHAIN} -d {vip}/{host} -p tcp ! --syn -m addrtype --dst-type LOCAL \
+            "-A {chain} -d {vip}/{host} -p tcp ! --syn -m addrtype --dst-type LOCAL \
              -m conntrack --ctstate NEW,INVALID"
         );
         let _ = writeln!(
@@ -87,7 +108,7 @@ pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
     for vip in rules.deliver.iter().filter(|v| v.is_ipv6() == ipv6) {
         let _ = writeln!(
             out,
-            "-A {CHAIN} -d {vip}/{host} -p tcp -m addrtype ! --dst-type LOCAL \
+            "-A {chain} -d {vip}/{host} -p tcp -m addrtype ! --dst-type LOCAL \
              -m socket --transparent -j MARK --set-xmark {MARK:#x}/{MARK:#x}"
         );
         // No target: a conntrack match turns connection tracking on from the start, so every
@@ -96,7 +117,7 @@ pub fn restore_input(rules: &Rules, ipv6: bool) -> String {
         // our own older connections away).
         let _ = writeln!(
             out,
-            "-A {CHAIN} -d {vip}/{host} -p tcp -m conntrack --ctstate NEW"
+            "-A {chain} -d {vip}/{host} -p tcp -m conntrack --ctstate NEW"
         );
     }
     out.push_str("COMMIT\n");
@@ -137,12 +158,16 @@ struct Desired {
     /// No chain at all (the agent is exiting): removed by the same task, so that a removal
     /// never runs beside an `iptables-restore` that would declare the chains again.
     removed: bool,
+    /// With `removed`: the policy routing goes too (no other agent of this network namespace
+    /// uses it).
+    last_agent: bool,
 }
 
 impl Handover {
-    /// Starts the task that applies changes (on the current runtime, in this network namespace).
-    pub fn start() -> Result<Handover, super::netlink::NetError> {
-        let netlink = Netlink::connect()?;
+    /// Starts the task that applies changes (on the current runtime, in this network namespace)
+    /// to the chain `chain` (see [`chain_name`]), recorded in `ledger` before they exist.
+    pub fn start(chain: String, ledger: Ledger) -> Result<Handover, super::netlink::NetError> {
+        let netlink = Netlink::connect()?.with_ledger(ledger);
         let (desired, mut changes) = watch::channel(Desired::default());
         let (applied_tx, applied) = watch::channel(0u64);
         tokio::spawn(async move {
@@ -153,16 +178,32 @@ impl Handover {
                     rules,
                     seq,
                     removed,
+                    last_agent,
                 } = changes.borrow_and_update().clone();
                 if removed {
                     for ipv6 in [false, true] {
-                        if let Err(e) = remove(&netlink, ipv6).await {
+                        let chains = Chains {
+                            name: chain.clone(),
+                            ipv6,
+                            legacy: variant().await == Variant::Legacy,
+                        };
+                        if let Err(e) = remove_chains(&chains).await {
                             debug!(ipv6, error = %e, "removing the handover chain");
+                        }
+                        netlink.ledger().update(|e| {
+                            e.chains.remove(&chains);
+                        });
+                        if last_agent
+                            && let Err(e) = netlink
+                                .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
+                                .await
+                        {
+                            debug!(ipv6, error = %e, "removing the handover's policy routing");
                         }
                     }
                     routing_ready = [false, false];
                 } else {
-                    match apply(&netlink, &rules, &mut routing_ready).await {
+                    match apply(&netlink, &rules, &chain, &mut routing_ready).await {
                         Ok(()) => {
                             if failing {
                                 info!("connection handover rules applied again");
@@ -217,13 +258,23 @@ impl Handover {
     /// Changes the desired rules (`removed`: the chain goes altogether); returns the change's
     /// number if anything changed.
     fn change(&self, removed: bool, f: impl FnOnce(&mut Rules)) -> Option<u64> {
+        self.change_all(removed, false, f)
+    }
+
+    fn change_all(
+        &self,
+        removed: bool,
+        last_agent: bool,
+        f: impl FnOnce(&mut Rules),
+    ) -> Option<u64> {
         let mut seq = None;
         self.desired.send_if_modified(|d| {
             let before = d.rules.clone();
             f(&mut d.rules);
-            let changed = d.rules != before || d.removed != removed;
+            let changed = d.rules != before || d.removed != removed || d.last_agent != last_agent;
             if changed {
                 d.removed = removed;
+                d.last_agent = last_agent;
                 d.seq += 1;
                 seq = Some(d.seq);
             }
@@ -241,11 +292,12 @@ impl Handover {
         )
     }
 
-    /// Removes every rule, the chain and the policy routing (the agent is exiting, its
-    /// connections drained). Waits for the removal.
-    pub async fn clear(&self) {
+    /// Removes every rule and the chain, and the policy routing if this is the `last_agent` of
+    /// the network namespace (the agent is exiting, its connections drained). Waits for the
+    /// removal.
+    pub async fn clear(&self, last_agent: bool) {
         // After any change still being applied (each a few `iptables-restore` runs at most).
-        if let Some(seq) = self.change(true, |r| *r = Rules::default())
+        if let Some(seq) = self.change_all(true, last_agent, |r| *r = Rules::default())
             && !self
                 .applied_by(seq, std::time::Duration::from_secs(10))
                 .await
@@ -316,6 +368,7 @@ fn tables(ipv6: bool, variant: Variant) -> (&'static str, &'static str) {
 async fn apply(
     netlink: &Netlink,
     rules: &Rules,
+    chain: &str,
     routing_ready: &mut [bool; 2],
 ) -> Result<(), HandoverError> {
     for ipv6 in [false, true] {
@@ -324,15 +377,25 @@ async fn apply(
         if !used && !routing_ready[usize::from(ipv6)] {
             continue;
         }
-        let (iptables, restore) = tables(ipv6, variant().await);
+        let variant = variant().await;
+        // In the ledger before it exists: a crash right after must not leave it behind.
+        netlink.ledger().update(|e| {
+            e.chains.insert(Chains {
+                name: chain.to_string(),
+                ipv6,
+                legacy: variant == Variant::Legacy,
+            });
+        });
+        let (iptables, restore) = tables(ipv6, variant);
         run(
             restore,
             &["-w", "--noflush"],
-            Some(&restore_input(rules, ipv6)),
+            Some(&restore_input(rules, ipv6, chain)),
         )
         .await?;
         if !routing_ready[usize::from(ipv6)] {
-            for (hook, chain) in [("PREROUTING", CHAIN), ("POSTROUTING", OUT_CHAIN)] {
+            let out_chain = format!("{chain}-OUT");
+            for (hook, chain) in [("PREROUTING", chain), ("POSTROUTING", out_chain.as_str())] {
                 let jump = ["-w", "-t", "mangle", "-C", hook, "-j", chain];
                 if run(iptables, &jump, None).await.is_err() {
                     run(
@@ -352,15 +415,33 @@ async fn apply(
     Ok(())
 }
 
-/// Removes the jump, the chain and the policy routing of one family.
-async fn remove(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
-    let (iptables, _) = tables(ipv6, variant().await);
-    for (hook, chain) in [("PREROUTING", CHAIN), ("POSTROUTING", OUT_CHAIN)] {
+/// Removes the jumps to `chains` and the chains themselves (what is missing already is fine).
+pub async fn remove_chains(chains: &Chains) -> Result<(), HandoverError> {
+    let variant = if chains.legacy {
+        Variant::Legacy
+    } else {
+        Variant::Default
+    };
+    let (iptables, _) = tables(chains.ipv6, variant);
+    let out = chains.out();
+    for (hook, chain) in [
+        ("PREROUTING", chains.name.as_str()),
+        ("POSTROUTING", out.as_str()),
+    ] {
         let jump = ["-w", "-t", "mangle", "-D", hook, "-j", chain];
         while run(iptables, &jump, None).await.is_ok() {}
-        run(iptables, &["-w", "-t", "mangle", "-F", chain], None).await?;
-        run(iptables, &["-w", "-t", "mangle", "-X", chain], None).await?;
+        let exists = run(iptables, &["-w", "-t", "mangle", "-L", chain, "-n"], None).await;
+        if exists.is_ok() {
+            run(iptables, &["-w", "-t", "mangle", "-F", chain], None).await?;
+            run(iptables, &["-w", "-t", "mangle", "-X", chain], None).await?;
+        }
     }
+    Ok(())
+}
+
+/// Removes the policy routing of the handover in one family (no agent of this network
+/// namespace uses it any more).
+pub async fn remove_local_delivery(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
     netlink
         .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
         .await?;
@@ -431,7 +512,7 @@ mod tests {
             "10.0.0.100".parse().unwrap(),
             ("10.0.0.2".parse().unwrap(), "eth0".into()),
         );
-        let v4 = restore_input(&rules, false);
+        let v4 = restore_input(&rules, false, CHAIN);
         assert_eq!(
             v4,
             "*mangle\n:BUOY-HANDOVER - [0:0]\n:BUOY-HANDOVER-OUT - [0:0]\n-F BUOY-HANDOVER\n-F BUOY-HANDOVER-OUT\n\
@@ -443,7 +524,7 @@ mod tests {
              -A BUOY-HANDOVER -d 10.0.0.100/32 -p tcp -m conntrack --ctstate NEW\n\
              COMMIT\n"
         );
-        let v6 = restore_input(&rules, true);
+        let v6 = restore_input(&rules, true, CHAIN);
         assert!(
             v6.contains("-d fd00::100/128 -p tcp -m addrtype ! --dst-type LOCAL"),
             "{v6}"
@@ -451,7 +532,7 @@ mod tests {
         assert!(!v6.contains("TEE"), "{v6}");
         // Nothing left: the chain is emptied.
         assert_eq!(
-            restore_input(&Rules::default(), false),
+            restore_input(&Rules::default(), false, CHAIN),
             "*mangle\n:BUOY-HANDOVER - [0:0]\n:BUOY-HANDOVER-OUT - [0:0]\n-F BUOY-HANDOVER\n-F BUOY-HANDOVER-OUT\nCOMMIT\n"
         );
     }

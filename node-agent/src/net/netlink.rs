@@ -1,5 +1,7 @@
 //! Interfaces and addresses through rtnetlink: find the interface of a VIP, its MAC and primary
-//! address, add and remove virtual addresses, and watch links go up and down.
+//! address, add and remove virtual addresses (tagged as Buoy's and written to the agent's
+//! ledger first, so that nothing is left behind by a crash and nothing Buoy did not add is ever
+//! removed), and watch links go up and down.
 
 use std::net::IpAddr;
 
@@ -9,13 +11,15 @@ use rtnetlink::{
     packet_core::NetlinkPayload,
     packet_route::{
         AddressFamily, RouteNetlinkMessage,
-        address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
+        address::{AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, AddressScope},
         link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode},
         route::{RouteMessage, RouteScope, RouteType},
         rule::{RuleAction, RuleAttribute, RuleMessage},
     },
 };
 use tokio::sync::mpsc;
+
+use super::ledger::{ADDRESS_PROTOCOL, Ledger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -29,6 +33,10 @@ pub enum NetError {
     NoInterfaceFor(IpAddr),
     #[error("interface {0} has no {1} address to send adverts from")]
     NoSourceAddress(String, &'static str),
+    #[error(
+        "{0} is already on interface {1} and was not added by Buoy (a node address?): not touched"
+    )]
+    NotOurs(IpAddr, String),
 }
 
 /// `fwmark MARK/MARK lookup TABLE pref P` in one family: added and deleted as this one message.
@@ -103,15 +111,26 @@ pub struct InterfaceAddress {
     pub address: IpAddr,
     pub prefix_len: u8,
     pub link_local: bool,
+    /// `IFA_PROTO`: who added it ([`ADDRESS_PROTOCOL`]: Buoy); `None` on kernels before 6.1
+    /// and for addresses added without one.
+    pub protocol: Option<u8>,
+}
+
+impl InterfaceAddress {
+    /// Whether Buoy added it (the kernel keeps the tag).
+    pub fn buoys(&self) -> bool {
+        self.protocol == Some(ADDRESS_PROTOCOL)
+    }
 }
 
 /// A netlink connection (its task runs on the current tokio runtime). Requests are serialised:
 /// the kernel refuses a second dump on a socket while one is running (EBUSY), and many
-/// instances share this connection.
+/// instances share this connection. Addresses and links it adds are written to its ledger first.
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    ledger: Ledger,
 }
 
 fn link_from(msg: &LinkMessage) -> Link {
@@ -135,10 +154,12 @@ fn link_from(msg: &LinkMessage) -> Link {
 fn address_from(msg: &AddressMessage) -> Option<InterfaceAddress> {
     // IFA_LOCAL is the address itself on point-to-point links; IFA_ADDRESS otherwise.
     let mut address = None;
+    let mut protocol = None;
     for attr in &msg.attributes {
         match attr {
             AddressAttribute::Local(a) => address = Some(*a),
             AddressAttribute::Address(a) if address.is_none() => address = Some(*a),
+            AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
             _ => {}
         }
     }
@@ -147,6 +168,7 @@ fn address_from(msg: &AddressMessage) -> Option<InterfaceAddress> {
         address: address?,
         prefix_len: msg.header.prefix_len,
         link_local: msg.header.scope == AddressScope::Link,
+        protocol,
     })
 }
 
@@ -197,14 +219,63 @@ pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
 }
 
 impl Netlink {
-    /// Opens a connection; the connection task is spawned on the current runtime.
+    /// Opens a connection; the connection task is spawned on the current runtime. What it adds
+    /// is remembered in memory only (see [`Netlink::with_ledger`]).
     pub fn connect() -> Result<Self, NetError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         Ok(Netlink {
             handle,
             lock: Default::default(),
+            ledger: Ledger::in_memory(),
         })
+    }
+
+    /// This connection, writing what it adds to `ledger`.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// The ledger this connection writes to.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Gateways of the default routes of the main table (the node's routers: never a VIP).
+    pub async fn default_gateways(&self) -> Result<Vec<IpAddr>, NetError> {
+        use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+        let _serial = self.lock.lock().await;
+        let mut out = Vec::new();
+        for ipv6 in [false, true] {
+            let filter = if ipv6 {
+                rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+            } else {
+                rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+            };
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(filter)
+                .execute()
+                .try_collect()
+                .await?;
+            for r in routes
+                .iter()
+                .filter(|r| r.header.destination_prefix_length == 0)
+            {
+                for attr in &r.attributes {
+                    if let RouteAttribute::Gateway(g) = attr {
+                        match g {
+                            RouteAddress::Inet(a) => out.push(IpAddr::V4(*a)),
+                            RouteAddress::Inet6(a) => out.push(IpAddr::V6(*a)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, NetError> {
@@ -250,23 +321,61 @@ impl Netlink {
             .ok_or(NetError::NoInterfaceFor(addr))
     }
 
-    /// Adds `addr/prefix` to the interface (IPv6 without duplicate address detection, so that it
-    /// is usable at once, as keepalived does). Adding an address that is there already is fine.
-    pub async fn add_address(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+    /// Adds `addr/prefix` to `link`, tagged as Buoy's (IPv6 without duplicate address
+    /// detection, so that it is usable at once, as keepalived does), after writing it to the
+    /// ledger. An address that is there already is fine if Buoy added it (a successor instance
+    /// takes over its predecessor's VIP); one Buoy did not add is refused, never replaced.
+    pub async fn add_address(&self, link: &Link, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+        self.ledger.binding(&link.name, addr, prefix);
         let _serial = self.lock.lock().await;
-        let mut req = self.handle.address().add(index, addr, prefix).replace();
+        let mut req = self.handle.address().add(link.index, addr, prefix);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                ADDRESS_PROTOCOL,
+            )));
         if addr.is_ipv6() {
             req.message_mut()
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        req.execute().await?;
-        Ok(())
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+                let msgs: Vec<AddressMessage> =
+                    self.handle.address().get().execute().try_collect().await?;
+                let existing = msgs
+                    .iter()
+                    .filter_map(address_from)
+                    .find(|a| a.index == link.index && a.address == addr);
+                match existing {
+                    // Without the kernel's tag (before Linux 6.1), ours is what the ledger lists.
+                    Some(a) if a.buoys() || a.protocol.is_none() => Ok(()),
+                    _ => Err(NetError::NotOurs(addr, link.name.clone())),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Removes `addr/prefix` from the interface; returns whether it was there. No dump: with
-    /// hundreds of VIPs a dump per release would be quadratic.
+    /// Removes `addr/prefix`, which Buoy added, from `link`; returns whether it was there. No
+    /// dump: with hundreds of VIPs a dump per release would be quadratic (the caller knows the
+    /// address is its own: it added it, or found it tagged).
     pub async fn remove_address(
+        &self,
+        link: &Link,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetError> {
+        let removed = self.remove_address_at(link.index, addr, prefix).await;
+        if removed.is_ok() {
+            self.ledger.released(&link.name, addr, prefix);
+        }
+        removed
+    }
+
+    /// [`Netlink::remove_address`] by interface index, without the ledger.
+    pub async fn remove_address_at(
         &self,
         index: u32,
         addr: IpAddr,
@@ -303,6 +412,9 @@ impl Netlink {
         table: u32,
         preference: u32,
     ) -> Result<(), rtnetlink::Error> {
+        self.ledger.update(|e| {
+            e.local_delivery.insert(ipv6);
+        });
         let _serial = self.lock.lock().await;
         let mut add = self.handle.rule().add();
         *add.message_mut() = fwmark_rule(ipv6, mark, table, preference);
@@ -353,7 +465,11 @@ impl Netlink {
                 .del(local_default_route(ipv6, table, lo))
                 .execute()
                 .await,
-        )
+        )?;
+        self.ledger.update(|e| {
+            e.local_delivery.remove(&ipv6);
+        });
+        Ok(())
     }
 
     /// Creates (or re-creates) the macvlan interface `name` on `parent` with the VRRP virtual MAC,
@@ -364,6 +480,9 @@ impl Netlink {
         name: &str,
         mac: [u8; 6],
     ) -> Result<Link, NetError> {
+        self.ledger.update(|e| {
+            e.links.insert(name.to_string());
+        });
         let _serial = self.lock.lock().await;
         self.delete_link_unlocked(name).await?;
         let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
@@ -381,7 +500,11 @@ impl Netlink {
     /// Deletes the interface `name` if it exists.
     pub async fn delete_link(&self, name: &str) -> Result<(), NetError> {
         let _serial = self.lock.lock().await;
-        self.delete_link_unlocked(name).await
+        self.delete_link_unlocked(name).await?;
+        self.ledger.update(|e| {
+            e.links.remove(name);
+        });
+        Ok(())
     }
 
     async fn delete_link_unlocked(&self, name: &str) -> Result<(), NetError> {

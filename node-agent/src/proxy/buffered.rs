@@ -25,27 +25,73 @@ use tokio::{
 };
 use tracing::debug;
 
+use super::listener::ClientConnection;
+
 /// No read buffer (BufWriter reads straight through): pingora reads requests into its own buffer, and a second one would only add
 /// a copy per read (it showed in profiles). The write buffer is pingora's default (one MSS),
 /// enough to send a small response's header and body in one syscall.
 const WRITE: usize = 1460;
 
-#[derive(Debug)]
-pub struct Buffered(BufWriter<TcpStream>);
+pub struct Buffered(BufWriter<TcpStream>, Option<Arc<ClientConnection>>);
+
+impl std::fmt::Debug for Buffered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Returned by a read once a request header has used its byte budget (the session's read
+/// fails with it; the proxy answers 431).
+#[derive(Debug, thiserror::Error)]
+#[error("request header larger than the listener's limit")]
+pub struct HeaderTooLarge;
 
 impl Buffered {
     pub fn new(stream: TcpStream) -> Self {
-        Buffered(BufWriter::with_capacity(WRITE, stream))
+        Buffered(BufWriter::with_capacity(WRITE, stream), None)
+    }
+
+    /// A client connection whose request headers are held to `conn`'s budget while they are
+    /// read: pingora's parser would otherwise buffer up to 1 MiB before it checks a size.
+    pub fn limited(stream: TcpStream, conn: Arc<ClientConnection>) -> Self {
+        Buffered(BufWriter::with_capacity(WRITE, stream), Some(conn))
     }
 }
 
 impl AsyncRead for Buffered {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let this = self.get_mut();
+        let (inner, conn) = (&mut this.0, &this.1);
+        let Some(conn) = conn else {
+            return Pin::new(inner).poll_read(cx, buf);
+        };
+        let Some(allowed) = conn.admit_read(buf.remaining()) else {
+            return Poll::Ready(Err(io::Error::other(HeaderTooLarge)));
+        };
+        if allowed == buf.remaining() {
+            let before = buf.filled().len();
+            let polled = Pin::new(inner).poll_read(cx, buf);
+            if polled.is_ready() {
+                conn.consumed(buf.filled().len() - before);
+            }
+            return polled;
+        }
+        // Read at most what the budget allows.
+        let mut limited = buf.take(allowed);
+        let polled = Pin::new(inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        if polled.is_ready() {
+            // SAFETY: `limited` borrows the unfilled part of `buf`, and the read initialised
+            // and filled its first `n` bytes.
+            unsafe { buf.assume_init(n) };
+            buf.advance(n);
+            conn.consumed(n);
+        }
+        polled
     }
 }
 

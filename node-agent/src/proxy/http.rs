@@ -32,6 +32,7 @@ use tokio::{
 use tracing::debug;
 
 use super::{
+    listener::{ClientConnection, Connections},
     metrics::ListenerMetrics,
     pool::{NoBackend, Pool, Timeouts},
     retry::{Failure, should_retry},
@@ -61,6 +62,9 @@ pub struct HttpProxy {
     pub header_timeout: Duration,
     /// Between two reads of a request body (nginx client_body_timeout).
     pub body_timeout: Duration,
+    /// A write to the client that makes no progress for this long ends the connection (nginx
+    /// send_timeout).
+    pub send_timeout: Duration,
     pub max_header_bytes: usize,
     /// 0: unlimited.
     pub max_body_bytes: u64,
@@ -136,13 +140,15 @@ impl Body {
 }
 
 impl HttpProxy {
-    /// Serves one client connection until the client closes it, it idles out, or the listener
-    /// stops.
+    /// Serves one client connection until the client closes it, it idles out, the listener
+    /// stops, or the listener evicts it (at its limit, while it waits for a request header).
     pub async fn serve(
         &self,
         stream: Stream,
         client: SocketAddr,
         mut stopped: watch::Receiver<bool>,
+        conn: &ClientConnection,
+        connections: &Connections,
     ) {
         let peer = Peer {
             addr: client,
@@ -150,7 +156,7 @@ impl HttpProxy {
         };
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
-        let mut pipelined = None;
+        let mut pipelined: Option<bytes::BytesMut> = None;
         // Backend connection of the previous request, reused while requests go to its backend.
         let mut attached: Option<Idle> = None;
         // The connection's two timers, each moved to its next deadline (see `within`): one
@@ -162,17 +168,26 @@ impl HttpProxy {
         loop {
             let mut session = ClientSession::new(stream);
             session.set_pipelining_enabled(true);
+            let mut prefix_len = 0;
             if let Some(prefix) = pipelined.take() {
+                prefix_len = prefix.len();
                 session.set_pipelined_prefix(prefix);
             }
             // One deadline for the whole header (below), not one per read: a client trickling a
-            // byte at a time never trips a per-read timeout.
+            // byte at a time never trips a per-read timeout. Its size is held to the limit as
+            // it is read (a header that fills the budget fails the read: 431), and the listener
+            // may evict the connection while it waits.
             session.set_read_timeout(None);
+            conn.waiting(
+                connections.now_ms(),
+                self.max_header_bytes.saturating_sub(prefix_len),
+            );
             let read = async {
                 tokio::select! {
                     biased;
                     read = session.read_request() => Ok(read),
                     () = tokio::task::unconstrained(header_timer.as_mut()) => Err(()),
+                    () = conn.evicted() => Err(()),
                 }
             };
             let read = if first {
@@ -188,10 +203,16 @@ impl HttpProxy {
                 }
             };
             first = false;
+            conn.busy();
             let header_bytes = match read {
                 Ok(Ok(Some(n))) => n,
-                // Closed, or idle or slow past its time.
+                // Closed, or idle or slow past its time, or evicted.
                 Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(_)) if conn.header_too_large() => {
+                    respond(&mut session, 431, "request header too large").await;
+                    linger(session).await;
+                    break;
+                }
                 Ok(Err(e)) => {
                     debug!(%client, error = %e, "bad request");
                     if *e.etype() == ErrorType::InvalidHTTPHeader {
@@ -320,7 +341,7 @@ impl HttpProxy {
                 Ok(i) => i,
                 Err(reason) => {
                     let status = if reason == NoBackend::Empty { 503 } else { 502 };
-                    return refuse(respond(session, status, reason.reason()).await, retries);
+                    return refuse(respond(session, status, &pool.why(reason)).await, retries);
                 }
             };
             tried.push(i);
@@ -530,18 +551,39 @@ impl HttpProxy {
             resp.remove_header("keep-alive");
         }
         let upgrade = resp.status.as_u16() == 101;
-        if session.write_response_header(Box::new(resp)).await.is_err() {
+        // Writes to the client are held to the send timeout: a client that stops reading its
+        // response must not hold this connection and its backend forever.
+        let send = self.send_timeout;
+        let written = session.write_response_header(Box::new(resp));
+        if within(
+            Some(timer.as_mut()),
+            send,
+            ErrorType::WriteTimedout,
+            written,
+        )
+        .await
+        .is_err()
+        {
             return false;
         }
         if upgrade {
-            tunnel(session, up, t).await;
+            tunnel(session, up, t, send).await;
             return false;
         }
         loop {
             let chunk = up.read_body_ref();
             match within(Some(timer.as_mut()), t.read, ErrorType::ReadTimedout, chunk).await {
                 Ok(Some(chunk)) => {
-                    if session.write_body(chunk).await.is_err() {
+                    let written = session.write_body(chunk);
+                    if within(
+                        Some(timer.as_mut()),
+                        send,
+                        ErrorType::WriteTimedout,
+                        written,
+                    )
+                    .await
+                    .is_err()
+                    {
                         return false;
                     }
                 }
@@ -553,14 +595,26 @@ impl HttpProxy {
                 }
             }
         }
-        session.finish_body().await.is_ok()
+        within(
+            Some(timer),
+            send,
+            ErrorType::WriteTimedout,
+            session.finish_body(),
+        )
+        .await
+        .is_ok()
     }
 }
 
 /// After a 101 Switching Protocols: bytes both ways until both sides have closed, or either
 /// breaks or is silent past its timeout. A side that closes its half is passed on as a
 /// half-close (FIN), and what the other side still sends gets through.
-async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeouts) {
+async fn tunnel(
+    session: &mut ClientSession,
+    up: &mut UpstreamSession,
+    t: &Timeouts,
+    send: Duration,
+) {
     // The request's (empty) body is finished: what the client sends now passes as it is.
     up.maybe_upgrade_body_writer();
     let (mut client_open, mut backend_open) = (true, true);
@@ -580,7 +634,7 @@ async fn tunnel(session: &mut ClientSession, up: &mut UpstreamSession, t: &Timeo
             },
             from_backend = within(None, t.read, ErrorType::ReadTimedout, up.read_body_ref()), if backend_open => match from_backend {
                 Ok(Some(b)) => {
-                    if session.write_body(b).await.is_err() {
+                    if within(None, send, ErrorType::WriteTimedout, session.write_body(b)).await.is_err() {
                         return;
                     }
                 }

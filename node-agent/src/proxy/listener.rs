@@ -3,17 +3,22 @@
 //! so listeners come and go at run time without a restart.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use buoy_crds::ListenerProtocol;
 use socket2::{Domain, Socket, Type};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -31,11 +36,16 @@ pub struct ListenerConfig {
     pub protocol: ListenerProtocol,
     /// `namespace/pool`.
     pub pool: String,
-    pub max_connections: Option<u32>,
+    /// At this many open client connections, a new one takes the place of the connection that
+    /// has waited longest for a request header, or is refused when none waits.
+    pub max_connections: u32,
     pub keepalive_timeout: Duration,
     pub idle_timeout: Duration,
     /// HTTP: the whole first request header must arrive within this (slow clients are cut).
     pub header_timeout: Duration,
+    /// A write to the client that makes no progress for this long ends the connection (nginx
+    /// `send_timeout`).
+    pub send_timeout: Duration,
     pub max_header_bytes: u32,
     /// 0: unlimited.
     pub max_body_bytes: u64,
@@ -98,6 +108,7 @@ impl Listener {
                     keepalive: config.keepalive_timeout,
                     header_timeout: config.header_timeout,
                     body_timeout: config.idle_timeout,
+                    send_timeout: config.send_timeout,
                     max_header_bytes: config.max_header_bytes as usize,
                     max_body_bytes: config.max_body_bytes,
                     idle: Default::default(),
@@ -163,11 +174,140 @@ impl Drop for OpenGuard {
     }
 }
 
+/// One client connection, as its listener's limit sees it: whether it waits for a request
+/// header (and since when), the header's byte budget, and the signal that evicts it.
+#[derive(Default)]
+pub struct ClientConnection {
+    /// Milliseconds since the listener started at which it began waiting for a request header
+    /// (plus one, so that 0 means busy with a request).
+    waiting_since: AtomicU64,
+    evict: Notify,
+    /// Bytes the request header may still take (`usize::MAX`: no header is being read).
+    header_budget: AtomicUsize,
+    /// The header ran past its budget.
+    header_too_large: AtomicBool,
+}
+
+impl ClientConnection {
+    /// The connection waits for its next request header from `epoch_ms`, at most `budget`
+    /// bytes of it.
+    pub fn waiting(&self, epoch_ms: u64, budget: usize) {
+        self.header_too_large.store(false, Ordering::Relaxed);
+        self.header_budget.store(budget, Ordering::Relaxed);
+        self.waiting_since.store(epoch_ms + 1, Ordering::Relaxed);
+    }
+
+    /// A request header arrived (or the wait ended).
+    pub fn busy(&self) {
+        self.waiting_since.store(0, Ordering::Relaxed);
+        self.header_budget.store(usize::MAX, Ordering::Relaxed);
+    }
+
+    /// Resolves when the listener evicts this connection to admit another.
+    pub async fn evicted(&self) {
+        self.evict.notified().await;
+    }
+
+    /// Whether the last header read ran past its budget.
+    pub fn header_too_large(&self) -> bool {
+        self.header_too_large.load(Ordering::Relaxed)
+    }
+
+    /// How many of `wanted` bytes a read may take now; `None`: the header budget is spent (the
+    /// read must fail: the header is too large).
+    pub fn admit_read(&self, wanted: usize) -> Option<usize> {
+        let budget = self.header_budget.load(Ordering::Relaxed);
+        if budget == usize::MAX {
+            return Some(wanted);
+        }
+        if budget == 0 {
+            self.header_too_large.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(wanted.min(budget))
+    }
+
+    /// `n` bytes were read.
+    pub fn consumed(&self, n: usize) {
+        let budget = self.header_budget.load(Ordering::Relaxed);
+        if budget != usize::MAX {
+            self.header_budget
+                .store(budget.saturating_sub(n), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The client connections of a listener, so that at its limit the one that has waited longest
+/// for a request header (an idle keep-alive client, or a slowloris one trickling its header)
+/// makes room, as nginx reuses idle connections when it runs out. Registered once per
+/// connection; a request costs two atomic stores.
+pub struct Connections {
+    epoch: Instant,
+    next_id: AtomicU64,
+    all: Mutex<HashMap<u64, Arc<ClientConnection>>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            all: Mutex::default(),
+        }
+    }
+}
+
+impl Connections {
+    /// Milliseconds since the listener started (for [`ClientConnection::waiting`]).
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn add(&self) -> (u64, Arc<ClientConnection>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let c = Arc::new(ClientConnection {
+            header_budget: AtomicUsize::new(usize::MAX),
+            ..ClientConnection::default()
+        });
+        self.lock().insert(id, c.clone());
+        (id, c)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ClientConnection>>> {
+        self.all.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Evicts the connection that has waited longest for a request header; returns whether
+    /// there was one. Runs only at the limit: a scan of the connections is fine.
+    pub fn evict_longest_waiting(&self) -> bool {
+        let all = self.lock();
+        let oldest = all
+            .values()
+            .filter(|c| c.waiting_since.load(Ordering::Relaxed) != 0)
+            .min_by_key(|c| c.waiting_since.load(Ordering::Relaxed));
+        match oldest {
+            Some(c) => {
+                // Not evicted twice: it counts as busy until it is gone.
+                c.waiting_since.store(0, Ordering::Relaxed);
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The listen backlog: how many handshaken clients the kernel queues for `accept`.
 const BACKLOG: i32 = 4096;
 
 /// The next client to serve, or `None` once the listener is stopped. Accept errors (EMFILE and
-/// friends) back off instead of spinning; clients beyond `maxConnections` are refused. At the
+/// friends) back off instead of spinning; a client beyond `maxConnections` takes the place of
+/// the connection (among `connections`) that has waited longest for a request, or is refused
+/// when every connection is busy. At the
 /// stop, clients whose handshake the kernel has already completed are still taken (closing the
 /// socket would reset them): a client whose SYN reached this node just before its VIP moved
 /// gets its answer, as one accepted a moment earlier does. At most a backlog's worth: clients
@@ -177,6 +317,7 @@ async fn next_client(
     stop: &mut watch::Receiver<bool>,
     config: &ListenerConfig,
     open: &AtomicUsize,
+    connections: Option<&Connections>,
     taken_after_stop: &mut i32,
 ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
@@ -198,13 +339,11 @@ async fn next_client(
         };
         match accepted {
             Ok((client, peer)) => {
-                let full = config
-                    .max_connections
-                    .is_some_and(|max| open.load(Ordering::Relaxed) >= max as usize);
-                if !full {
+                let full = open.load(Ordering::Relaxed) >= config.max_connections as usize;
+                if !full || connections.is_some_and(Connections::evict_longest_waiting) {
                     return Some((client, peer));
                 }
-                debug!(listener = %config.name, %peer, "at maxConnections; refusing");
+                debug!(listener = %config.name, %peer, "at maxConnections, every connection busy; refusing");
             }
             // One queued client that went away (or a signal) says nothing of the others.
             Err(e)
@@ -257,14 +396,38 @@ async fn accept_http(
 ) {
     // Flips when this listener stops, so that idle keep-alive connections end.
     let (stopped_tx, stopped) = watch::channel(false);
+    let connections = Arc::new(Connections::default());
     let mut late = 0;
-    while let Some((tcp, peer)) = next_client(&socket, &mut stop, &config, &open, &mut late).await {
+    while let Some((tcp, peer)) = next_client(
+        &socket,
+        &mut stop,
+        &config,
+        &open,
+        Some(&connections),
+        &mut late,
+    )
+    .await
+    {
         let guard = OpenGuard::new(&open, &metrics);
-        let (proxy, stopped) = (proxy.clone(), stopped.clone());
+        let (proxy, stopped, connections) = (proxy.clone(), stopped.clone(), connections.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let stream = Box::new(super::buffered::Buffered::new(tcp));
-            proxy.serve(stream, peer, stopped).await;
+            let (id, conn) = connections.add();
+            conn.waiting(connections.now_ms(), usize::MAX);
+            // Nothing but the socket is held until the client sends something (nginx, too,
+            // allocates a connection's buffers only when its first bytes arrive): idle and
+            // slow clients cost little. The session's future is allocated then.
+            let first = tokio::select! {
+                biased;
+                ready = tcp.readable() => ready.is_ok(),
+                () = tokio::time::sleep(proxy.header_timeout) => false,
+                () = conn.evicted() => false,
+            };
+            if first {
+                let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
+                Box::pin(proxy.serve(stream, peer, stopped, &conn, &connections)).await;
+            }
+            connections.remove(id);
         });
     }
     let _ = stopped_tx.send(true);
@@ -280,18 +443,22 @@ async fn accept_tcp(
 ) {
     let mut late = 0;
     while let Some((client, peer)) =
-        next_client(&socket, &mut stop, &config, &open, &mut late).await
+        next_client(&socket, &mut stop, &config, &open, None, &mut late).await
     {
         let guard = OpenGuard::new(&open, &metrics);
         let Ok(current) = pool.lock().map(|p| p.clone()) else {
             continue;
         };
-        let idle = config.idle_timeout.min(current.config.timeouts.idle);
+        let timeouts = tcp::Timeouts {
+            idle: config.idle_timeout.min(current.config.timeouts.idle),
+            client_write: config.send_timeout,
+            backend_write: current.config.timeouts.write,
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let started = std::time::Instant::now();
-            tcp::serve(current, client, peer, idle).await;
+            tcp::serve(current, client, peer, timeouts).await;
             metrics.observe(0, started.elapsed(), 0);
         });
     }

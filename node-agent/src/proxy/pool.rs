@@ -67,6 +67,10 @@ pub struct PoolConfig {
     pub timeouts: Timeouts,
     pub headers: HeaderPolicy,
     pub active: Option<ActiveCheck>,
+    /// Backends of the spec that are not here, and why (a name that does not resolve, an
+    /// address the backend policy refuses): told to clients that get no backend, and reported
+    /// in status.
+    pub problems: Vec<String>,
 }
 
 impl From<&buoy_crds::Retry> for RetryPolicy {
@@ -114,6 +118,7 @@ impl PoolConfig {
             timeouts: (&buoy_crds::Timeouts::default()).into(),
             headers: (&buoy_crds::HttpSettings::default()).into(),
             active: None,
+            problems: Vec::new(),
         }
     }
 }
@@ -156,6 +161,30 @@ impl NoBackend {
         match self {
             NoBackend::Empty => "no backends in the pool",
             NoBackend::AllDown => "no healthy backend",
+        }
+    }
+}
+
+impl Pool {
+    /// Why `no` backend could serve, with the pool's first problem when it has one (what the
+    /// client reads in `X-Buoy-Error`: printable ASCII, bounded).
+    pub fn why(&self, no: NoBackend) -> String {
+        match self.config.problems.first() {
+            Some(p) if no == NoBackend::Empty => {
+                let p: String = p
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_graphic() || c == ' ' {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
+                    .take(200)
+                    .collect();
+                format!("no usable backend: {p}")
+            }
+            _ => no.reason().to_string(),
         }
     }
 }

@@ -41,6 +41,17 @@ pub struct ProxyService {
     draining: Vec<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
+/// What one pool has on this node, for status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolReport {
+    /// Backends (static ones resolved, or endpoints).
+    pub total: usize,
+    /// Of those, the ones that may receive traffic now (not down, passing both checks).
+    pub ready: usize,
+    /// Backends of the spec that are not there, and why (see `PoolConfig::problems`).
+    pub problems: Vec<String>,
+}
+
 /// A listener that could not start (for status: a node that cannot listen reports Fault).
 #[derive(Debug, thiserror::Error)]
 #[error("listener {name} on {addr}: {source}")]
@@ -149,6 +160,50 @@ impl ProxyService {
                 .iter()
                 .all(|l| l.pool.lock().is_ok_and(|p| p.counts().1 > 0)),
         }
+    }
+
+    /// Why the listeners named do not all serve (see [`ProxyService::data_path`]), if they do
+    /// not: the first listener that is not open, or whose pool has no usable backend.
+    pub fn why_not_serving(&self, names: &[String]) -> Option<String> {
+        for name in names {
+            let Some(l) = self.listeners.get(name) else {
+                return Some(format!("listener {name} cannot open"));
+            };
+            let Ok(pool) = l.pool.lock().map(|p| p.clone()) else {
+                continue;
+            };
+            if pool.counts().1 == 0 {
+                let why = pool.why(if pool.config.backends.is_empty() {
+                    super::pool::NoBackend::Empty
+                } else {
+                    super::pool::NoBackend::AllDown
+                });
+                return Some(format!(
+                    "listener {name}: UpstreamPool {}: {why}",
+                    pool.config.name
+                ));
+            }
+        }
+        None
+    }
+
+    /// What each pool has now, by `namespace/name`.
+    pub fn pool_reports(&self) -> BTreeMap<String, PoolReport> {
+        self.pools
+            .iter()
+            .filter_map(|(name, entry)| {
+                let pool = entry.slot.lock().ok()?.clone();
+                let (total, ready) = pool.counts();
+                Some((
+                    name.clone(),
+                    PoolReport {
+                        total,
+                        ready,
+                        problems: pool.config.problems.clone(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Open client connections over all listeners.

@@ -1,6 +1,7 @@
 //! The TCP (L4) proxy: one backend per connection (retrying the connect on the next backend as
 //! the pool's retry policy allows), bytes copied both ways, half-close passed on, and the
-//! connection cut after the idle timeout.
+//! connection cut after the idle timeout, or when a write to either side makes no progress for
+//! its write timeout (a peer that stops reading cannot hold the connection).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -47,15 +48,27 @@ async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> 
     }
 }
 
-/// Proxies one client connection until both directions are closed or it has been idle for
-/// `idle` (the pool's idle timeout, or the listener's, whichever is shorter).
-pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, idle: Duration) {
+/// The time limits of one TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// No byte either way for this long ends it (the pool's idle timeout, or the listener's,
+    /// whichever is shorter).
+    pub idle: Duration,
+    /// A write to the client that makes no progress (the listener's send timeout).
+    pub client_write: Duration,
+    /// A write to the backend that makes no progress (the pool's write timeout).
+    pub backend_write: Duration,
+}
+
+/// Proxies one client connection until both directions are closed, it has been idle, or a
+/// write stalls.
+pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, t: Timeouts) {
     let _ = client.set_nodelay(true);
     let Some((mut backend, i)) = connect(&pool, peer).await else {
         // Nothing to say to a TCP client: closing is the error.
         return;
     };
-    if !pipe(&mut client, &mut backend, idle).await {
+    if !pipe(&mut client, &mut backend, t).await {
         debug!(%peer, "TCP connection ended with an IO error");
     }
     // As nginx's stream module: only failing to connect counts against a backend; what happens
@@ -63,8 +76,10 @@ pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, idl
     pool.finished(i, false);
 }
 
-/// Copies both ways; returns false on an IO error (not on idle timeout or clean closes).
-async fn pipe(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> bool {
+/// Copies both ways; returns false on an IO error or a stalled write (not on idle timeout or
+/// clean closes).
+async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts) -> bool {
+    let idle = t.idle;
     let (mut ar, mut aw) = a.split();
     let (mut br, mut bw) = b.split();
     let mut buf_a = vec![0u8; 16 * 1024];
@@ -80,7 +95,7 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> bool {
                     let _ = bw.shutdown().await;
                 }
                 Ok(n) => {
-                    if bw.write_all(&buf_a[..n]).await.is_err() {
+                    if !within(t.backend_write, bw.write_all(&buf_a[..n])).await {
                         return false;
                     }
                     deadline = Instant::now() + idle;
@@ -93,7 +108,7 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> bool {
                     let _ = aw.shutdown().await;
                 }
                 Ok(n) => {
-                    if aw.write_all(&buf_b[..n]).await.is_err() {
+                    if !within(t.client_write, aw.write_all(&buf_b[..n])).await {
                         return false;
                     }
                     deadline = Instant::now() + idle;
@@ -107,4 +122,9 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> bool {
         }
     }
     true
+}
+
+/// Whether `write` completed within `t`.
+async fn within(t: Duration, write: impl Future<Output = std::io::Result<()>>) -> bool {
+    matches!(tokio::time::timeout(t, write).await, Ok(Ok(())))
 }

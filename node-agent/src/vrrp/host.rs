@@ -17,7 +17,10 @@ use super::{
     packet::DropReason,
     socket::{Incoming, VrrpSocket},
 };
-use crate::net::netlink::{Link, NetError, Netlink, watch_links};
+use crate::net::{
+    ledger::Ledger,
+    netlink::{Link, NetError, Netlink, watch_links},
+};
 
 /// Packets queued per instance before they are dropped (an instance that cannot keep up).
 const QUEUE: usize = 256;
@@ -135,7 +138,12 @@ pub struct Host {
 impl Host {
     /// Connects to netlink and starts watching links (on the current tokio runtime).
     pub fn new() -> Result<Arc<Host>, NetError> {
-        let netlink = Netlink::connect()?;
+        Host::with_ledger(Ledger::in_memory())
+    }
+
+    /// [`Host::new`], writing the addresses and links it adds to `ledger` first.
+    pub fn with_ledger(ledger: Ledger) -> Result<Arc<Host>, NetError> {
+        let netlink = Netlink::connect()?.with_ledger(ledger);
         let (links, _) = broadcast::channel(1024);
         let mut updates = watch_links()?;
         let tx = links.clone();

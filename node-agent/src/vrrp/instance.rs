@@ -24,9 +24,15 @@ use super::{
 };
 use crate::net::{
     announce::Announcer,
+    claim,
     handover::Handover,
     netlink::{Link, NetError, Netlink, primary_address},
 };
+
+/// Foreign routers an instance tracks one by one (counters, status, a log line each); more are
+/// counted together. Spoofed adverts from many source addresses must not grow memory, logs or
+/// metric series without bound.
+pub const MAX_FOREIGN_ROUTERS: usize = 16;
 
 /// Gratuitous ARP / NA schedule (keepalived's garp_master_*).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +87,8 @@ pub struct InstanceConfig {
     /// After taking the VIP from a live master, how long packets of connections we do not know
     /// are forwarded to it (`net::handover`); zero: never.
     pub handover_forward: Duration,
+    /// Interfaces the addresses may go on (the AddressPool's `interfaces`); empty: any.
+    pub allowed_interfaces: Vec<String>,
 }
 
 /// Default [`InstanceConfig::handover_forward`], the API's `vrrp.connectionHandover` default:
@@ -110,6 +118,7 @@ impl Default for InstanceConfig {
             track_upstreams: None,
             virtual_mac: false,
             handover_forward: HANDOVER_FORWARD,
+            allowed_interfaces: Vec::new(),
         }
     }
 }
@@ -157,6 +166,10 @@ pub struct Controls {
     /// The previous instance of this VirtualIP was master and left the VIP bound
     /// ([`Ended::vip_left_bound`]): start as master, and keep the addresses found bound.
     pub successor: bool,
+    /// The addresses of the VirtualIP's other nodes and configured peers: the only ones
+    /// connections are forwarded to after a takeover. `None`: any master heard (the debug
+    /// command, without handover).
+    pub peers: Option<watch::Receiver<BTreeSet<IpAddr>>>,
 }
 
 /// How an instance ended.
@@ -186,6 +199,10 @@ pub enum InstanceError {
     NoAddresses,
     #[error(transparent)]
     VridInUse(#[from] VridInUse),
+    /// The node must not bind what the VirtualIP asks for (see `net::claim`): not retried until
+    /// the configuration changes.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What an instance reports while it runs.
@@ -198,7 +215,10 @@ pub enum InstanceEvent {
         priority: u8,
     },
     /// A router that is not ours uses our VRID (another address list, interval, or unknown peer).
+    /// Reported for the first [`MAX_FOREIGN_ROUTERS`] only.
     Collision { from: IpAddr, reason: DropReason },
+    /// The address this node sends adverts from (its peers forward connections only to it).
+    Source(IpAddr),
 }
 
 /// Counters of one instance (exported as metrics by the agent).
@@ -208,8 +228,18 @@ pub struct Stats {
     pub adverts_sent: u64,
     pub other_vrid: u64,
     pub drops: BTreeMap<&'static str, u64>,
+    /// Adverts from foreign routers using our VRID, by source (at most
+    /// [`MAX_FOREIGN_ROUTERS`] sources; the rest in `collisions_other`).
     pub collisions: BTreeMap<IpAddr, u64>,
+    pub collisions_other: u64,
     pub send_errors: u64,
+}
+
+impl Stats {
+    /// All collision adverts, whatever their source.
+    pub fn collisions_total(&self) -> u64 {
+        self.collisions.values().sum::<u64>() + self.collisions_other
+    }
 }
 
 /// Why a packet for our VRID is not accepted, given our configuration (sans IO, testable).
@@ -283,8 +313,10 @@ struct Shell {
     tracked: Vec<(u32, String, i32, bool)>,
     data_path: DataPath,
     stopped: bool,
-    /// Foreign routers already reported by this instance.
+    /// Foreign routers already reported by this instance (at most [`MAX_FOREIGN_ROUTERS`]).
     collisions_reported: BTreeSet<IpAddr>,
+    /// More foreign routers than that were seen (logged once).
+    collisions_capped: bool,
     handover: Option<Handover>,
 }
 
@@ -338,7 +370,7 @@ impl Shell {
                     for (addr, prefix) in self.config.addresses.clone() {
                         if let Err(e) = self
                             .netlink
-                            .remove_address(self.vip_link.index, addr, prefix)
+                            .remove_address(&self.vip_link, addr, prefix)
                             .await
                         {
                             warn!(vrid = self.config.vrid, %addr, error = %e, "cannot remove a virtual address");
@@ -386,6 +418,13 @@ impl Shell {
                             self.config.addresses.iter().map(|(a, _)| *a).collect();
                         handover.forward(&vips, to.map(|to| (to, self.link.name.clone())));
                     }
+                }
+                Action::ForwardRefused { to } => {
+                    warn!(
+                        vrid = self.config.vrid,
+                        master = %to,
+                        "connections of this master are not forwarded after a takeover: it is not a known peer of the VirtualIP (standalone: name it in priorities[].sourceAddress or vrrp.unicastPeers)"
+                    );
                 }
                 Action::Stopped => self.stopped = true,
             }
@@ -464,7 +503,7 @@ impl Shell {
     async fn bind(&self) -> Result<(), NetError> {
         for (addr, prefix) in &self.config.addresses {
             self.netlink
-                .add_address(self.vip_link.index, *addr, *prefix)
+                .add_address(&self.vip_link, *addr, *prefix)
                 .await?;
         }
         Ok(())
@@ -574,14 +613,31 @@ impl Shell {
         debug!(vrid = self.config.vrid, reason = %reason, "advert dropped");
     }
 
-    /// Another router uses our VRID: reported once per foreign address, then counted.
+    /// Another router uses our VRID: reported once per foreign address, then counted; past
+    /// [`MAX_FOREIGN_ROUTERS`] addresses, counted together and logged once.
     fn collision(&mut self, from: IpAddr, reason: DropReason) {
-        self.bump(|s| *s.collisions.entry(from).or_default() += 1);
+        self.bump(|s| {
+            if s.collisions.len() < MAX_FOREIGN_ROUTERS || s.collisions.contains_key(&from) {
+                *s.collisions.entry(from).or_default() += 1;
+            } else {
+                s.collisions_other += 1;
+            }
+        });
         // Once per instance, not per counter: the counters outlive a restart with another VRID,
         // and a router colliding with the new VRID must be reported again.
-        if self.collisions_reported.insert(from) {
+        if self.collisions_reported.contains(&from) {
+            return;
+        }
+        if self.collisions_reported.len() < MAX_FOREIGN_ROUTERS {
+            self.collisions_reported.insert(from);
             warn!(vrid = self.config.vrid, %from, reason = %reason, "VRID collision: another router uses this virtual router ID");
             let _ = self.events.send(InstanceEvent::Collision { from, reason });
+        } else if !self.collisions_capped {
+            self.collisions_capped = true;
+            warn!(
+                vrid = self.config.vrid,
+                "more than {MAX_FOREIGN_ROUTERS} foreign routers use this virtual router ID (spoofed adverts?); the others are counted, not reported"
+            );
         }
     }
 }
@@ -605,6 +661,7 @@ pub async fn run_on(
         stats,
         handover,
         successor,
+        mut peers,
     } = controls;
     let first = config
         .addresses
@@ -617,17 +674,32 @@ pub async fn run_on(
         Some(name) => netlink.link_by_name(name).await?,
         None => netlink.interface_for(first).await?,
     };
-    // One dump serves the stale-address check, the source address and our own addresses.
+    if !config.allowed_interfaces.is_empty() && !config.allowed_interfaces.contains(&link.name) {
+        return Err(InstanceError::Refused(format!(
+            "interface {} is not one the AddressPool allows ({})",
+            link.name,
+            config.allowed_interfaces.join(", ")
+        )));
+    }
+    // One dump serves the claim check, the stale-address check, the source address and our
+    // own addresses.
     let addresses = netlink.addresses().await?;
+    let gateways = netlink.default_gateways().await?;
+    for (addr, prefix) in &config.addresses {
+        if let Some(why) = claim::refusal(*addr, *prefix, link.index, &addresses, &gateways) {
+            return Err(InstanceError::Refused(why));
+        }
+    }
     let vips: Vec<IpAddr> = config.addresses.iter().map(|(a, _)| *a).collect();
-    // Addresses left by a crashed earlier run must not make two nodes answer for the VIP (a
-    // successor's were left for it on purpose).
+    // Buoy's addresses left by an earlier instance must not make two nodes answer for the VIP
+    // (a successor's were left for it on purpose); an address Buoy did not add is refused
+    // above, never removed.
     for stale in addresses
         .iter()
-        .filter(|a| vips.contains(&a.address) && !successor)
+        .filter(|a| vips.contains(&a.address) && a.buoys() && !successor)
     {
         if netlink
-            .remove_address(stale.index, stale.address, stale.prefix_len)
+            .remove_address_at(stale.index, stale.address, stale.prefix_len)
             .await?
         {
             warn!(vrid = config.vrid, addr = %stale.address, "removed a stale virtual address left by an earlier run");
@@ -725,8 +797,15 @@ pub async fn run_on(
         data_path: initial_data_path,
         stopped: false,
         collisions_reported: BTreeSet::new(),
+        collisions_capped: false,
         handover,
     };
+    let _ = shell.events.send(InstanceEvent::Source(source));
+    if let Some(p) = &mut peers {
+        let known = p.borrow_and_update().clone();
+        let actions = shell.machine.set_known_peers(known);
+        shell.execute(actions).await;
+    }
     let now = shell.now();
     let mut actions = shell.reevaluate();
     actions.extend(if successor {
@@ -777,6 +856,15 @@ pub async fn run_on(
             Ok(()) = data_path.changed() => {
                 shell.data_path = *data_path.borrow();
                 let actions = shell.reevaluate();
+                shell.execute(actions).await;
+            }
+            Some(known) = async {
+                match &mut peers {
+                    Some(p) => p.changed().await.ok().map(|()| p.borrow_and_update().clone()),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let actions = shell.machine.set_known_peers(known);
                 shell.execute(actions).await;
             }
             changed = shutdown.changed() => {

@@ -108,6 +108,9 @@ pub enum Action {
     /// nowhere. Set while Backup (inert until the VIP is ours) so that it is in place before a
     /// takeover; cleared when the master before us is dead, or the handover window ends.
     Forward { to: Option<IpAddr> },
+    /// The master heard is not a known peer (see [`Machine::set_known_peers`]): its connections
+    /// are not forwarded. Once per such master, for the shell to say so.
+    ForwardRefused { to: IpAddr },
     /// The state changed.
     StateChanged {
         from: State,
@@ -155,6 +158,11 @@ pub struct Machine {
     forward_until: Option<Time>,
     /// Stopped with the VIP left bound for a successor instance.
     handed_over: bool,
+    /// The only addresses forwarding may point at (the VirtualIP's other nodes, configured
+    /// peers); `None`: any router heard. An advert's source is not proof of who sent it.
+    known_peers: Option<std::collections::BTreeSet<IpAddr>>,
+    /// The last master [`Action::ForwardRefused`] was for.
+    refused: Option<IpAddr>,
 }
 
 impl Machine {
@@ -175,7 +183,28 @@ impl Machine {
             forwarding_to: None,
             forward_until: None,
             handed_over: false,
+            known_peers: None,
+            refused: None,
         }
+    }
+
+    /// Restricts connection handover to these peers (see [`Machine::forwarding_to`]): a spoofed
+    /// advert can then never point this node's forwarding at an arbitrary address. Forwarding
+    /// that points elsewhere now stops.
+    pub fn set_known_peers(&mut self, peers: std::collections::BTreeSet<IpAddr>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.known_peers = Some(peers);
+        if let Some(to) = self.forwarding_to
+            && !self.may_forward_to(to)
+        {
+            self.forward_until = None;
+            self.forward(None, &mut actions);
+        }
+        actions
+    }
+
+    fn may_forward_to(&self, to: IpAddr) -> bool {
+        self.known_peers.as_ref().is_none_or(|p| p.contains(&to))
     }
 
     pub fn state(&self) -> State {
@@ -253,9 +282,21 @@ impl Machine {
         }
     }
 
-    /// Points forwarding at `to`, if it does not already (never, with handover forwarding off).
+    /// Points forwarding at `to`, if it does not already (never, with handover forwarding off,
+    /// and never at an address that is not a known peer).
     fn forward(&mut self, to: Option<IpAddr>, actions: &mut Vec<Action>) {
-        if self.forwarding_to != to && !self.config.handover_forward.is_zero() {
+        if self.config.handover_forward.is_zero() {
+            return;
+        }
+        if let Some(t) = to
+            && !self.may_forward_to(t)
+            && self.refused != Some(t)
+        {
+            self.refused = Some(t);
+            actions.push(Action::ForwardRefused { to: t });
+        }
+        let to = to.filter(|t| self.may_forward_to(*t));
+        if self.forwarding_to != to {
             self.forwarding_to = to;
             actions.push(Action::Forward { to });
         }
@@ -969,6 +1010,28 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn forwarding_points_only_at_known_peers() {
+        let mut m = forwarding(ms(10_000));
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(m.set_known_peers([peer].into()).is_empty());
+        // A spoofed advert from any other source never becomes the forwarding target.
+        assert!(forwards(&m.handle_advert(ms(100), advert("10.9.9.9", 250))).is_empty());
+        assert_eq!(m.forwarding_to(), None);
+        assert_eq!(
+            forwards(&m.handle_advert(ms(1100), advert("10.0.0.2", 250))),
+            [Some(peer)]
+        );
+        // The peer leaves the VirtualIP: forwarding to it stops.
+        assert_eq!(forwards(&m.set_known_peers(Default::default())), [None]);
+        // A takeover from a resigning unknown master forwards nothing.
+        let resign = m.handle_advert(ms(2100), advert("10.9.9.9", 0));
+        assert!(forwards(&resign).is_empty());
+        let took = m.handle_timeout(ms(3000));
+        assert!(took.contains(&Action::BindVip), "{took:?}");
+        assert!(forwards(&took).iter().all(Option::is_none), "{took:?}");
     }
 
     #[test]

@@ -53,10 +53,12 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
             "VRRP packets dropped, by reason",
             &["virtualip", "reason"],
         ),
+        // No label per foreign router: spoofed adverts from many source addresses would make
+        // as many series. Their addresses are in /status and the VirtualIP's status.
         collisions: counter(
             "buoy_vrrp_collisions_total",
-            "Advertisements for our router ID from a router that is not ours",
-            &["virtualip", "from"],
+            "Advertisements for our router ID from routers that are not ours",
+            &["virtualip"],
         ),
         interface_drops: counter(
             "buoy_vrrp_interface_dropped_total",
@@ -115,12 +117,10 @@ pub fn record(vip: &str, status: Option<&VipStatus>, stats: &Stats) {
     for (reason, n) in &stats.drops {
         raise(&f.drops.with_label_values(&[vip, reason]), *n);
     }
-    for (from, n) in &stats.collisions {
-        raise(
-            &f.collisions.with_label_values(&[vip, &from.to_string()]),
-            *n,
-        );
-    }
+    raise(
+        &f.collisions.with_label_values(&[vip]),
+        stats.collisions_total(),
+    );
 }
 
 /// Updates the counters of the VRRP socket on `interface` (one per family).
@@ -167,6 +167,9 @@ mod tests {
             since: std::time::SystemTime::now(),
             collisions: Default::default(),
             serving: true,
+            not_serving: None,
+            address: None,
+            warnings: Vec::new(),
         };
         let mut stats = Stats {
             adverts_sent: 5,

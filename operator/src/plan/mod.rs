@@ -7,9 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use buoy_crds::{BackendCounts, NodeStatus, UpstreamPool, VirtualIP, VrrpState};
+use buoy_crds::{
+    AddressPool, BackendCounts, NodeStatus, UpstreamPool, VipAddress, VirtualIP, VrrpState,
+    policy::AddressPolicy,
+};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -18,10 +21,9 @@ use crate::allocate::{self, Family, MoveReason, PriorityRequest, Vrid, VridClaim
 use crate::conditions::{self, CONFLICT, DEGRADED, READY, Want};
 use crate::selection;
 
-/// Annotation the operator writes when `spec.priorities` is absent: `{"node": priority}`.
-pub const PRIORITIES_ANNOTATION: &str = "buoy.io/priorities";
-/// Annotation on a VirtualIP that conflicts with an earlier one; agents skip such VirtualIPs.
-pub const CONFLICT_ANNOTATION: &str = "buoy.io/conflict";
+pub mod addresses;
+
+pub use buoy_crds::contract::{CONFLICT_ANNOTATION, PRIORITIES_ANNOTATION};
 /// Annotation on a VirtualIP whose VRID moved because foreign routers used it: the VRIDs it left
 /// (comma-separated), so that they stay avoided after an operator restart.
 pub const AVOIDED_ANNOTATION: &str = "buoy.io/avoided-virtual-router-ids";
@@ -55,12 +57,19 @@ pub struct Memory {
     /// VRIDs a VirtualIP left for foreign routers, by uid, until its annotation shows them (the
     /// move's status write can succeed where its annotation write failed).
     pub left: HashMap<String, BTreeSet<u8>>,
+    /// Addresses allocated from a pool and written to `status.addresses`, by uid, until the
+    /// cache shows them (two passes must not hand one address out twice).
+    pub addresses: HashMap<String, Vec<String>>,
 }
 
 /// Everything a plan is made from.
 pub struct World<'a> {
     pub vips: Vec<&'a VirtualIP>,
     pub pools: Vec<&'a UpstreamPool>,
+    pub address_pools: Vec<&'a AddressPool>,
+    /// Namespace labels, for AddressPools' `namespaceSelector`.
+    pub namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    pub policy: AddressPolicy,
     pub nodes: Vec<&'a Node>,
     /// Endpoint counts of Services, by (namespace, name).
     pub endpoints: &'a BTreeMap<(String, String), BackendCounts>,
@@ -113,6 +122,9 @@ pub struct Status {
     pub conditions: Vec<Condition>,
     pub master: Option<String>,
     pub virtual_router_id: Option<u8>,
+    /// The addresses in effect (admitted, or allocated).
+    pub addresses: Vec<String>,
+    pub address_pool: Option<String>,
 }
 
 /// The plan for one VirtualIP.
@@ -148,6 +160,7 @@ pub struct Plan {
     pub daemonsets: BTreeMap<String, Value>,
     pub vips: Vec<VipPlan>,
     pub pools: Vec<PoolPlan>,
+    pub address_pools: Vec<addresses::PoolStatusPlan>,
     /// VRIDs known to be used by foreign routers (the next [`Memory::foreign`]).
     pub foreign: BTreeSet<(Family, u8)>,
     /// When to plan again even if nothing changes (a release timeout), in seconds.
@@ -210,6 +223,8 @@ impl Status {
             conditions,
             master: s.master.clone(),
             virtual_router_id: s.virtual_router_id,
+            addresses: s.addresses.clone(),
+            address_pool: s.address_pool.clone(),
         }
     }
 
@@ -224,6 +239,12 @@ impl Status {
         }
         if let Some(v) = self.virtual_router_id {
             status["virtualRouterID"] = json!(v);
+        }
+        if !self.addresses.is_empty() {
+            status["addresses"] = json!(self.addresses);
+        }
+        if let Some(p) = &self.address_pool {
+            status["addressPool"] = json!(p);
         }
         json!({"apiVersion": buoy_crds::API_VERSION, "kind": "VirtualIP",
                "metadata": {"name": name, "namespace": namespace}, "status": status})
@@ -341,6 +362,39 @@ pub fn plan(world: &World) -> Plan {
     });
     let uid = |v: &VirtualIP| v.metadata.uid.clone();
 
+    // Addresses: the policy decides which VirtualIPs are served, on which addresses. The rest
+    // of the plan sees each served VirtualIP with its addresses in effect in its spec; those
+    // not served get their reason and nothing else.
+    let phase = addresses::plan(
+        &vips,
+        &world.address_pools,
+        world.namespaces,
+        world.policy,
+        &world.memory.addresses,
+        now,
+    );
+    let mut effective: Vec<VirtualIP> = Vec::new();
+    let mut served_by: Vec<(Option<String>, Option<LabelSelector>)> = Vec::new();
+    let mut not_served: Vec<(&VirtualIP, &'static str, String)> = Vec::new();
+    for (v, standing) in vips.iter().zip(phase.standings) {
+        match standing {
+            addresses::Standing::Served {
+                addresses,
+                pool,
+                pool_selector,
+            } => {
+                let mut e = (*v).clone();
+                e.spec.addresses = addresses.into_iter().map(VipAddress).collect();
+                effective.push(e);
+                served_by.push((pool, pool_selector));
+            }
+            addresses::Standing::NotServed { reason, message } => {
+                not_served.push((v, reason, message));
+            }
+        }
+    }
+    let vips: Vec<&VirtualIP> = effective.iter().collect();
+
     // VRIDs.
     let in_cooldown = |v: &VirtualIP| {
         uid(v)
@@ -438,10 +492,12 @@ pub fn plan(world: &World) -> Plan {
     // Nodes and priorities.
     let selected: Vec<Vec<String>> = vips
         .iter()
-        .map(|v| {
+        .zip(&served_by)
+        .map(|(v, (_, pool_selector))| {
             selection::nodes(
                 world.nodes.iter().copied(),
                 v.spec.node_selector.as_ref(),
+                pool_selector.as_ref(),
                 v.spec.tolerations.as_deref(),
             )
         })
@@ -486,13 +542,14 @@ pub fn plan(world: &World) -> Plan {
     // DaemonSets. Owners: the oldest VirtualIPs of the placement in the DaemonSet's namespace,
     // those not being deleted first, at most MAX_OWNERS (see its doc).
     let mut placements: BTreeMap<String, (Placement, Vec<Owner>)> = BTreeMap::new();
-    for v in &vips {
-        let key = buoy_crds::placement::key(&v.spec);
+    for (v, (_, pool_selector)) in vips.iter().zip(&served_by) {
+        let key = buoy_crds::placement::key_in(&v.spec, pool_selector.as_ref());
         let (placement, deleting_owners) = placements.entry(key.clone()).or_insert_with(|| {
             (
                 Placement {
                     key,
                     node_selector: v.spec.node_selector.clone(),
+                    pool_node_selector: pool_selector.clone(),
                     tolerations: v.spec.tolerations.clone(),
                     owners: Vec::new(),
                 },
@@ -576,31 +633,10 @@ pub fn plan(world: &World) -> Plan {
             finalizer: !deleting || observed_meta.finalizer,
         };
         if deleting && observed_meta.finalizer {
-            let since = v
-                .metadata
-                .deletion_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second())
-                .unwrap_or(now.as_second());
-            let waited = now.as_second() - since;
-            if masters.is_empty() {
-                meta.finalizer = false;
-                events.push(Decision::normal(
-                    "Released",
-                    "no node holds the addresses; deletion proceeds",
-                ));
-            } else if waited >= world.release_timeout_secs {
-                meta.finalizer = false;
-                events.push(Decision::warning(
-                    "ReleaseTimedOut",
-                    format!(
-                        "{} still reported as master after {}s (agent gone?); deletion proceeds",
-                        masters.join(", "),
-                        world.release_timeout_secs
-                    ),
-                ));
-            } else {
-                let left = world.release_timeout_secs - waited;
+            let (keep, event, wait) = release(v, &masters, now, world.release_timeout_secs);
+            meta.finalizer = keep;
+            events.extend(event);
+            if let Some(left) = wait {
                 wake_after_secs = Some(wake_after_secs.map_or(left, |w| w.min(left)));
             }
         }
@@ -698,6 +734,8 @@ pub fn plan(world: &World) -> Plan {
                 conditions: built,
                 master: (live_masters.len() == 1).then(|| live_masters[0].to_string()),
                 virtual_router_id: vrids[i].value(),
+                addresses: v.spec.addresses.iter().map(|a| a.0.clone()).collect(),
+                address_pool: served_by[i].0.clone(),
             }
         });
         let status_changed = status.as_ref().is_some_and(|s| *s != observed_status);
@@ -714,13 +752,152 @@ pub fn plan(world: &World) -> Plan {
         });
     }
 
+    for (v, reason, message) in not_served {
+        let (plan, wait) = not_served_plan(v, reason, message, world);
+        if let Some(left) = wait {
+            wake_after_secs = Some(wake_after_secs.map_or(left, |w| w.min(left)));
+        }
+        out.push(plan);
+    }
+
     Plan {
         daemonsets,
         vips: out,
         pools: plan_pools(world),
+        address_pools: phase.pools,
         foreign,
         wake_after_secs,
     }
+}
+
+/// Whether a deleted VirtualIP's finalizer stays (it waits for `masters` to let go, up to the
+/// release timeout), the Event that says why it goes, and how long to wait otherwise.
+fn release(
+    v: &VirtualIP,
+    masters: &[&str],
+    now: Timestamp,
+    timeout_secs: i64,
+) -> (bool, Option<Decision>, Option<i64>) {
+    let since = v
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(now.as_second());
+    let waited = now.as_second() - since;
+    if masters.is_empty() {
+        (
+            false,
+            Some(Decision::normal(
+                "Released",
+                "no node holds the addresses; deletion proceeds",
+            )),
+            None,
+        )
+    } else if waited >= timeout_secs {
+        (
+            false,
+            Some(Decision::warning(
+                "ReleaseTimedOut",
+                format!(
+                    "{} still reported as master after {timeout_secs}s (agent gone?); deletion proceeds",
+                    masters.join(", ")
+                ),
+            )),
+            None,
+        )
+    } else {
+        (true, None, Some(timeout_secs - waited))
+    }
+}
+
+/// The plan of a VirtualIP the address policy does not let be served: Ready is False with
+/// `reason` and the message, nothing is allocated for it (no router ID, no priorities, no
+/// placement), and the agents, which decide the same, do not serve it. A deletion still waits
+/// for a node that held its addresses before to let go.
+fn not_served_plan(
+    v: &VirtualIP,
+    reason: &'static str,
+    message: String,
+    world: &World,
+) -> (VipPlan, Option<i64>) {
+    let now = world.now;
+    let observed_meta = Meta::observed(v);
+    let observed_status = Status::observed(v);
+    let deleting = v.metadata.deletion_timestamp.is_some();
+    let masters: Vec<&str> = v
+        .status
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter(|n| n.state == VrrpState::Master)
+        .map(|n| n.node.as_str())
+        .collect();
+    let mut events = Vec::new();
+    let mut wait = None;
+    let mut meta = Meta {
+        priorities: None,
+        conflict: None,
+        avoided: observed_meta.avoided.clone(),
+        finalizer: !deleting || observed_meta.finalizer,
+    };
+    if deleting && observed_meta.finalizer {
+        let (keep, event, left) = release(v, &masters, now, world.release_timeout_secs);
+        meta.finalizer = keep;
+        events.extend(event);
+        wait = left;
+    }
+    if deleting {
+        meta.clone_from(&Meta {
+            finalizer: meta.finalizer,
+            ..observed_meta.clone()
+        });
+    }
+    let meta_changed = meta != observed_meta;
+    let status = (!deleting).then(|| {
+        let wants = [
+            Want::new(READY, false, reason, message.clone()),
+            Want::new(DEGRADED, false, "NotServed", "not served: see Ready"),
+            Want::new(
+                CONFLICT,
+                false,
+                "NoConflict",
+                "no other VirtualIP uses its addresses, router ID or ports",
+            ),
+        ];
+        let generation = v.metadata.generation;
+        let mut built: Vec<Condition> = wants
+            .iter()
+            .map(|w| conditions::build(w, generation, now, &observed_status.conditions))
+            .collect();
+        let before = conditions::find(&observed_status.conditions, READY);
+        if before.is_none_or(|b| b.reason != reason || b.message != message) {
+            events.push(Decision::warning(reason, message.clone()));
+        }
+        built.sort_by(|a, b| a.type_.cmp(&b.type_));
+        Status {
+            observed_generation: generation,
+            conditions: built,
+            master: None,
+            virtual_router_id: None,
+            addresses: Vec::new(),
+            address_pool: None,
+        }
+    });
+    let status_changed = status.as_ref().is_some_and(|s| *s != observed_status);
+    (
+        VipPlan {
+            namespace: v.metadata.namespace.clone().unwrap_or_default(),
+            name: v.metadata.name.clone().unwrap_or_default(),
+            uid: v.metadata.uid.clone(),
+            vrid: Vrid::Exhausted,
+            meta,
+            meta_changed,
+            status,
+            status_changed,
+            events,
+        },
+        wait,
+    )
 }
 
 /// The VRIDs a VirtualIP's [`AVOIDED_ANNOTATION`] records; what does not parse is ignored (the
@@ -945,7 +1122,38 @@ fn plan_pools(world: &World) -> Vec<PoolPlan> {
                     .unwrap_or(BackendCounts { total: 0, ready: 0 }),
                 (None, None) => BackendCounts { total: 0, ready: 0 },
             };
-            let want = if backends.ready > 0 {
+            // What the nodes that run the pool report: names resolved, health checked.
+            let reports = p
+                .status
+                .as_ref()
+                .map(|s| s.nodes.as_slice())
+                .unwrap_or_default();
+            let problems: Vec<String> = reports
+                .iter()
+                .filter_map(|n| Some(format!("{}: {}", n.node, n.message.as_ref()?)))
+                .collect();
+            let want = if backends.ready == 0 {
+                Want::new(
+                    READY,
+                    false,
+                    "NoBackends",
+                    format!("none of {} backends is available", backends.total),
+                )
+            } else if !reports.is_empty() && reports.iter().all(|n| n.backends.ready == 0) {
+                let detail: Vec<String> = reports
+                    .iter()
+                    .map(|n| match &n.message {
+                        Some(m) => format!("{}: {m}", n.node),
+                        None => format!("{}: 0 of {} ready", n.node, n.backends.total),
+                    })
+                    .collect();
+                Want::new(
+                    READY,
+                    false,
+                    "NoHealthyBackends",
+                    format!("no node has a usable backend ({})", detail.join("; ")),
+                )
+            } else {
                 Want::new(
                     READY,
                     true,
@@ -955,29 +1163,35 @@ fn plan_pools(world: &World) -> Vec<PoolPlan> {
                         backends.ready, backends.total
                     ),
                 )
-            } else {
+            };
+            let degraded = if problems.is_empty() {
                 Want::new(
-                    READY,
+                    DEGRADED,
                     false,
-                    "NoBackends",
-                    format!("none of {} backends is available", backends.total),
+                    "NoProblems",
+                    "every backend of the spec is there on every node",
                 )
+            } else {
+                Want::new(DEGRADED, true, "BackendProblems", problems.join("; "))
             };
             let observed = p.status.clone().unwrap_or_default();
             let generation = p.metadata.generation;
-            let conditions = vec![conditions::build(
-                &want,
-                generation,
-                now,
-                &observed.conditions,
-            )];
+            // Ready first; compared by type (a list-map keeps no order that matters).
+            let conditions: Vec<Condition> = [want, degraded]
+                .iter()
+                .map(|w| conditions::build(w, generation, now, &observed.conditions))
+                .collect();
+            let mut before: Vec<&Condition> = observed
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == READY || c.type_ == DEGRADED)
+                .collect();
+            before.sort_by(|a, b| a.type_.cmp(&b.type_));
+            let mut now_sorted: Vec<&Condition> = conditions.iter().collect();
+            now_sorted.sort_by(|a, b| a.type_.cmp(&b.type_));
             let changed = observed.observed_generation != generation
                 || observed.backends.as_ref() != Some(&backends)
-                || observed
-                    .conditions
-                    .iter()
-                    .filter(|c| c.type_ == READY)
-                    .ne(conditions.iter());
+                || before != now_sorted;
             Some(PoolPlan {
                 namespace,
                 name,
@@ -1033,6 +1247,8 @@ mod tests {
             image_pull_policy: "IfNotPresent".into(),
             service_account: "buoy-agent".into(),
             resources: Default::default(),
+            address_policy: AddressPolicy::Off,
+            allow_node_local_backends: false,
         }
     }
 
@@ -1068,6 +1284,8 @@ mod tests {
     struct Fixture {
         vips: Vec<VirtualIP>,
         pools: Vec<UpstreamPool>,
+        address_pools: Vec<AddressPool>,
+        policy: AddressPolicy,
         nodes: Vec<Node>,
         memory: Memory,
         now: Timestamp,
@@ -1078,6 +1296,8 @@ mod tests {
             Fixture {
                 vips,
                 pools: vec![],
+                address_pools: vec![],
+                policy: AddressPolicy::Off,
                 nodes: vec![
                     node("n1", json!({})),
                     node("n2", json!({})),
@@ -1091,9 +1311,13 @@ mod tests {
         fn plan(&self) -> Plan {
             let endpoints = BTreeMap::new();
             let settings = settings();
+            let namespaces = BTreeMap::new();
             plan(&World {
                 vips: self.vips.iter().collect(),
                 pools: self.pools.iter().collect(),
+                address_pools: self.address_pools.iter().collect(),
+                namespaces: &namespaces,
+                policy: self.policy,
                 nodes: self.nodes.iter().collect(),
                 endpoints: &endpoints,
                 memory: &self.memory,
@@ -1133,6 +1357,8 @@ mod tests {
                     st.master = s.master.clone();
                     st.virtual_router_id = s.virtual_router_id;
                     st.observed_generation = s.observed_generation;
+                    st.addresses = s.addresses.clone();
+                    st.address_pool = s.address_pool.clone();
                 }
             }
             p
@@ -1712,6 +1938,95 @@ mod tests {
         assert_eq!(
             counts[&("a".to_string(), "web".to_string())],
             BackendCounts { total: 3, ready: 2 }
+        );
+    }
+    fn address_pool(spec: Value) -> AddressPool {
+        serde_json::from_value(json!({
+            "apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool",
+            "metadata": {"name": "lan", "generation": 1},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_address_policy_serves_only_what_a_pool_allows_and_allocates_from_pools() {
+        let mut f = Fixture::new(vec![
+            vip("a", "allowed", 30, json!({"addresses": ["10.0.0.5"]})),
+            vip("a", "outside", 20, json!({"addresses": ["192.168.9.9"]})),
+            vip(
+                "b",
+                "other-namespace",
+                15,
+                json!({"addresses": ["10.0.0.6"]}),
+            ),
+            vip("a", "given", 10, json!({"addressPool": "lan"})),
+        ]);
+        f.policy = AddressPolicy::Enforce;
+        f.address_pools = vec![address_pool(json!({
+            "addresses": ["10.0.0.0/29"], "namespaces": ["a"],
+            "nodeSelector": {"matchLabels": {"lb": "true"}}, "avoidBuggyIPs": true,
+        }))];
+        f.nodes = vec![
+            node("n1", json!({"lb": "true"})),
+            node("n2", json!({"lb": "true"})),
+            node("n3", json!({})),
+        ];
+        let p = f.settle();
+        // Allowed: served, from the pool, on the pool's nodes only.
+        let allowed = of(&p, "allowed");
+        assert!(allowed.vrid.value().is_some());
+        let s = allowed.status.as_ref().unwrap();
+        assert_eq!(s.addresses, ["10.0.0.5"]);
+        assert_eq!(s.address_pool.as_deref(), Some("lan"));
+        let assigned: BTreeMap<String, u8> =
+            serde_json::from_str(allowed.meta.priorities.as_deref().unwrap()).unwrap();
+        assert_eq!(assigned.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+        // Not allowed: Ready=False with the address and why, an Event; nothing allocated.
+        for name in ["outside", "other-namespace"] {
+            let r = cond(&p, name, READY);
+            assert_eq!(
+                (r.status.as_str(), r.reason.as_str()),
+                ("False", "AddressNotAllowed")
+            );
+            assert!(reasons(&p, name).contains(&"AddressNotAllowed".to_string()));
+            assert_eq!(of(&p, name).vrid.value(), None);
+            assert!(of(&p, name).meta.priorities.is_none());
+        }
+        assert!(cond(&p, "outside", READY).message.contains("192.168.9.9"));
+        assert!(
+            cond(&p, "other-namespace", READY)
+                .message
+                .contains("namespace b")
+        );
+        // Given one: the first free address that is not buggy (10.0.0.0 is skipped), kept.
+        let given = of(&p, "given").status.as_ref().unwrap();
+        assert_eq!(given.addresses, ["10.0.0.1"]);
+        // One DaemonSet: the pool's selector is part of the placement and its affinity.
+        assert_eq!(p.daemonsets.len(), 1);
+        let ds = p.daemonsets.values().next().unwrap();
+        let terms = ds
+            .pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions")
+            .unwrap();
+        assert_eq!(
+            terms,
+            &json!([{"key": "lb", "operator": "In", "values": ["true"]}])
+        );
+        // The pool's status: 2 in use; free: 8 addresses, less .0 (buggy), the 2 in use and
+        // .6, which a VirtualIP names (not allowed, but never handed out to another).
+        assert_eq!(
+            (p.address_pools[0].allocated, p.address_pools[0].available),
+            (2, 4)
+        );
+        // Settled: nothing more to say, and the allocation stays.
+        let again = f.plan();
+        for v in &again.vips {
+            assert!(!v.status_changed && !v.meta_changed, "{} changed", v.name);
+            assert!(v.events.is_empty(), "{}: {:?}", v.name, v.events);
+        }
+        assert_eq!(
+            of(&again, "given").status.as_ref().unwrap().addresses,
+            ["10.0.0.1"]
         );
     }
 }

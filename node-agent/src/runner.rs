@@ -1,0 +1,183 @@
+//! The agent's life, the same in both modes: undo what a crashed predecessor left on the host
+//! (before anything else, before the API server is asked anything), serve the admin endpoint,
+//! wait for the source, then plan and apply on every change, reload, signal and tick, and on
+//! SIGTERM hand every VIP over, drain, and clean up. Nothing here waits on the network: names,
+//! Secrets and API writes live in their own tasks, with their own timeouts.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{Notify, watch},
+};
+use tracing::{error, info};
+
+use crate::{
+    admin::{self, Admin},
+    agent::{Agent, Identity},
+    dns,
+    net::{cleanup, ledger::Ledger},
+    node::{NodeConfig, PlanError},
+    source::Source,
+};
+
+/// How the agent runs, from its flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub identity: Identity,
+    /// Where to serve /metrics, /healthz, /readyz and /status; `None`: nowhere.
+    pub admin: Option<SocketAddr>,
+    /// On SIGTERM, how long open client connections may take to finish.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration:\n{0}")]
+    Invalid(String),
+    #[error("serving the admin endpoint on {0}: {1}")]
+    Admin(SocketAddr, std::io::Error),
+    #[error("handling signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How often the proxy's view of each VIP reaches its VRRP instance, and metrics are refreshed.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the agent on `source` until SIGTERM or SIGINT. A first plan the source refuses ends it
+/// with the reasons (a configuration that never ran); a later one keeps the running state.
+pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    // A VIP a SIGKILLed predecessor left bound must go before this node joins any election,
+    // whether or not the API server answers.
+    let ledger = match &settings.identity.state_dir {
+        Some(dir) => cleanup::recover(dir, &settings.identity.name).await.0,
+        None => Ledger::in_memory(),
+    };
+    let mut agent = Agent::with_ledger(settings.identity.clone(), ledger);
+    let (vips_tx, vips) = watch::channel(BTreeSet::new());
+    let admin = Arc::new(Admin::new(agent.status()));
+    if let Some(addr) = settings.admin {
+        admin::serve(addr, admin.clone(), vips)
+            .await
+            .map_err(|e| RunError::Admin(addr, e))?;
+    }
+    let changed = Arc::new(Notify::new());
+    let resolver = dns::resolver(changed.clone());
+    info!("waiting for the configuration source");
+    tokio::select! {
+        () = source.ready() => {}
+        _ = sigterm.recv() => return Ok(()),
+        _ = sigint.recv() => return Ok(()),
+    }
+    source.report(&agent);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut exported = Default::default();
+    let mut logged = Default::default();
+    let mut applied: Option<NodeConfig> = None;
+    let mut reason = Some("starting");
+    loop {
+        if let Some(why) = reason.take() {
+            match source.plan(&resolver.snapshot()) {
+                Ok(plan) => {
+                    resolver.want(plan.wants.names.iter().cloned());
+                    log_plan_errors(&plan.errors, &mut logged);
+                    if applied.as_ref() != Some(&plan.config) {
+                        info!(
+                            reason = why,
+                            virtualips = plan.config.vips.len(),
+                            listeners = plan.config.proxy.listeners.len(),
+                            "applying the node's configuration"
+                        );
+                        vips_tx.send_replace(
+                            plan.config
+                                .vips
+                                .values()
+                                .flat_map(|v| v.instance.addresses.iter().map(|(a, _)| *a))
+                                .collect::<BTreeSet<IpAddr>>(),
+                        );
+                        agent.apply(plan.config.clone()).await;
+                        applied = Some(plan.config);
+                    }
+                    admin.ready.store(true, Ordering::Relaxed);
+                }
+                Err(e) if applied.is_none() => return Err(RunError::Invalid(e.to_string())),
+                Err(e) => error!(
+                    reason = why,
+                    "configuration rejected; the running one stays:\n{e}"
+                ),
+            }
+        }
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => reason = Some("SIGHUP"),
+            why = source.changed() => reason = Some(why),
+            () = changed.notified() => reason = Some("a backend name resolved differently"),
+            _ = tick.tick() => {
+                agent.tick().await;
+                export_metrics(&agent, &mut exported);
+            }
+        }
+    }
+    info!("stopping: handing over every virtual address");
+    agent.shutdown(settings.drain_timeout).await;
+    source.finish().await;
+    Ok(())
+}
+
+/// Logs what the planner refused (once per distinct message).
+pub fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
+    let now: BTreeSet<String> = errors.iter().map(ToString::to_string).collect();
+    for e in now.difference(logged) {
+        info!("not served on this node: {e}");
+    }
+    *logged = now;
+}
+
+/// Copies the instances' status and counters into the metrics.
+fn export_metrics(agent: &Agent, exported: &mut BTreeSet<String>) {
+    let status = agent.status().borrow().clone();
+    let stats = agent.stats();
+    for (key, s) in &stats {
+        crate::vrrp::metrics::record(key, status.get(key), s);
+    }
+    for (interface, ipv6, s) in agent.port_stats() {
+        crate::vrrp::metrics::record_port(&interface, ipv6, &s);
+    }
+    for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
+        crate::vrrp::metrics::forget(gone);
+    }
+    *exported = stats.into_keys().collect();
+}
+
+/// Raises the soft limit of open files to the hard one, as nginx's `worker_rlimit_nofile` and
+/// Go's runtime do: every client connection is a file, and the usual soft limit of 1024 would
+/// cap a listener far below its `maxConnections`. Returns the limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
