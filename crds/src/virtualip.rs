@@ -479,7 +479,7 @@ pub enum ListenerProtocol {
 #[serde(rename_all = "camelCase")]
 pub struct ClientSettings {
     /// Maximum concurrent client connections on this listener (nginx: `worker_connections`,
-    /// which bounds all listeners of a worker). Default 16384. At the limit, a new client
+    /// which bounds all listeners of a worker). Default 4096. At the limit, a new client
     /// takes the place of the connection that has waited longest for a request header (idle
     /// keep-alive, or slow: a slowloris client), as nginx reuses idle connections; only when
     /// every connection is busy with a request is it refused.

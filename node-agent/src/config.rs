@@ -41,12 +41,13 @@ const DEFAULT_CLIENT_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(600);
 /// nginx's default `send_timeout`.
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// Client connections per listener unless `client.maxConnections` says otherwise. nginx's
-/// `worker_connections` defaults to 512 per worker and is commonly raised to a few thousand;
-/// Buoy holds an idle connection in a few kilobytes (docs/benchmarks.md) and, at the limit,
-/// gives a new client the place of the connection that has waited longest for a request, so a
-/// generous default costs little: 16384 idle connections stay under 100 MiB.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 16_384;
+/// Client connections per listener unless `client.maxConnections` says otherwise: nginx's
+/// `worker_connections` defaults to 512 and is commonly raised to 1024 (the reference config)
+/// to a few thousand. A connection that has sent part of a request holds about 15 KiB here
+/// (docs/benchmarks.md), so the default bounds a listener flooded with slow clients to about
+/// 60 MiB; at the limit a new client takes the place of the connection that has waited longest
+/// for a request, so the flood does not lock other clients out.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 
 fn key(namespace: Option<&String>, name: Option<&String>) -> String {
     format!(

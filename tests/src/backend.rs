@@ -29,6 +29,9 @@ pub enum Behaviour {
     /// Sends `100 Continue` interim responses back to back for this long, then 200: a backend
     /// that keeps a proxy reading without ever answering.
     Continues(Duration),
+    /// Answers 200 with a body of this many bytes (zeros), written as fast as the connection
+    /// takes them: a large download.
+    Large(usize),
 }
 
 /// A running backend; stops (and closes its listening socket) on drop.
@@ -112,6 +115,28 @@ impl Backend {
 
     /// Starts a TCP echo backend (bytes back until the client half-closes).
     pub fn tcp_echo(addr: &str) -> std::io::Result<Backend> {
+        Backend::tcp(addr, |mut conn| {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+        })
+    }
+
+    /// Starts a TCP backend that sends zeros as fast as each connection takes them, until the
+    /// connection breaks (a download a client may stop reading).
+    pub fn tcp_firehose(addr: &str) -> std::io::Result<Backend> {
+        Backend::tcp(addr, |mut conn| {
+            let chunk = [0u8; 64 * 1024];
+            while conn.write_all(&chunk).is_ok() {}
+        })
+    }
+
+    /// A TCP backend running `serve` for each connection, on a thread of its own.
+    fn tcp(addr: &str, serve: fn(TcpStream)) -> std::io::Result<Backend> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -121,17 +146,11 @@ impl Backend {
         let handle = thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut conn, _)) => {
+                    Ok((conn, _)) => {
                         h.fetch_add(1, Ordering::Relaxed);
                         thread::spawn(move || {
                             let _ = conn.set_nonblocking(false);
-                            let mut buf = [0u8; 4096];
-                            while let Ok(n) = conn.read(&mut buf) {
-                                if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = conn.shutdown(std::net::Shutdown::Write);
+                            serve(conn);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -291,6 +310,23 @@ fn serve_http(
             return;
         }
         let b = behaviour.lock().map(|b| *b).unwrap_or(Behaviour::Echo);
+        if let Behaviour::Large(n) = b {
+            let head = format!("HTTP/1.1 200 X\r\nContent-Length: {n}\r\n\r\n");
+            if out.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = vec![0u8; 64 * 1024];
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                // Fails once the proxy gives up on a client that does not read.
+                if out.write_all(&chunk[..k]).is_err() {
+                    return;
+                }
+                left -= k;
+            }
+            continue;
+        }
         let status = match b {
             Behaviour::Echo | Behaviour::DropIdle(_) => 200,
             Behaviour::Status(s) => s,
@@ -298,6 +334,7 @@ fn serve_http(
                 thread::sleep(d);
                 200
             }
+            Behaviour::Large(_) => 200,
             Behaviour::Continues(d) => {
                 let started = std::time::Instant::now();
                 while started.elapsed() < d {

@@ -62,6 +62,17 @@ impl Sender {
         Ok(Sender { socket })
     }
 
+    /// A sender whose packets leave from `src`, one of the namespace's addresses (a raw socket
+    /// bound to it): many such senders stand for many routers, or one spoofing router.
+    pub fn open_from(src: Ipv4Addr) -> Result<Sender> {
+        let sender = Sender::open()?;
+        sender
+            .socket
+            .bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())
+            .with_context(|| format!("bind to {src}"))?;
+        Ok(sender)
+    }
+
     /// Sends `payload` to the VRRP group with this TTL (adverts must carry 255).
     pub fn send(&self, payload: &[u8], ttl: u32) -> Result<()> {
         self.socket.set_multicast_ttl_v4(ttl)?;
