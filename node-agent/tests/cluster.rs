@@ -1,6 +1,10 @@
 //! Cluster mode end to end: two real `buoy-agent run` processes in network namespaces (Nodes
 //! `n1`, `n2`) against Buoy's Kubernetes API test server (in its own namespace on the same LAN),
-//! objects applied with kubectl. Needs root (CI runs it as root).
+//! objects applied with kubectl. Also what one tenant's mistake, an overloaded API server or a
+//! crash cannot do: a pool whose name does not resolve, a Secret that is missing or deleted,
+//! 500s and 429s for a while leave the other VirtualIPs serving without a failed request, and
+//! an agent killed while master removes its VIP at its restart even with the API server down.
+//! Needs root (CI runs it as root).
 #![allow(clippy::unwrap_used)]
 
 use std::{
@@ -55,6 +59,8 @@ struct Cluster {
     _backends: Vec<Backend>,
     api: Option<TestApi>,
     kubeconfig: PathBuf,
+    /// Each node's agent: its process in the lab and its command line.
+    agents: std::collections::BTreeMap<String, (usize, Vec<String>)>,
 }
 
 impl Cluster {
@@ -69,6 +75,32 @@ impl Cluster {
     fn vip_status(&self) -> serde_json::Value {
         let out = self.kubectl(&["get", "virtualip", "web", "-o", "json"], None);
         serde_json::from_str::<serde_json::Value>(&out).unwrap()["status"].clone()
+    }
+
+    /// `kubectl get KIND NAME -n NS -o json`.
+    fn get(&self, kind: &str, name: &str, ns: &str) -> serde_json::Value {
+        let out = self.kubectl(&["get", kind, name, "-n", ns, "-o", "json"], None);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// `node`'s entry of the VirtualIP `ns/name`'s status.
+    fn entry(&self, ns: &str, name: &str, node: &str) -> serde_json::Value {
+        self.get("virtualip", name, ns)["status"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["node"] == node)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Starts `node`'s agent again with the same command line.
+    fn restart_agent(&mut self, node: &str) -> usize {
+        let argv = self.agents[node].1.clone();
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let index = self.lab.spawn(node, "env", &refs).unwrap();
+        self.agents.insert(node.to_string(), (index, argv));
+        index
     }
 }
 
@@ -85,29 +117,30 @@ fn start_agents(nodes: &[&str]) -> Cluster {
         .iter()
         .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
         .collect();
+    let mut agents = std::collections::BTreeMap::new();
     for node in nodes {
-        lab.spawn(
-            node,
-            "env",
-            &[
-                &format!("KUBECONFIG={}", kubeconfig.display()),
-                workspace_bin("buoy-agent").to_str().unwrap(),
-                "run",
-                "--node-name",
-                node,
-                "--threads",
-                "1",
-                "--metrics-address",
-                "127.0.0.1:9901",
-            ],
-        )
-        .unwrap();
+        let argv: Vec<String> = [
+            format!("KUBECONFIG={}", kubeconfig.display()),
+            workspace_bin("buoy-agent").display().to_string(),
+            "run".into(),
+            "--node-name".into(),
+            node.to_string(),
+            "--threads".into(),
+            "1".into(),
+            "--metrics-address".into(),
+            "127.0.0.1:9901".into(),
+        ]
+        .into();
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let index = lab.spawn(node, "env", &refs).unwrap();
+        agents.insert(node.to_string(), (index, argv));
     }
     Cluster {
         lab,
         _backends: backends,
         api: Some(api),
         kubeconfig,
+        agents,
     }
 }
 
@@ -340,4 +373,293 @@ spec:
     wait_for("only web2 serves", Duration::from_secs(10), || {
         served_by(&c.lab, 4).iter().all(|a| a == "web2")
     });
+}
+
+/// Another tenant's objects on the same nodes: a VirtualIP whose pool names a host that does not
+/// resolve, one whose Secret never existed, one whose Secret is deleted after it started.
+const OTHER: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: bad, namespace: other}
+spec:
+  backends: [{address: no-such-host.invalid, port: 80}]
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: typo, namespace: other}
+spec:
+  addresses: [10.77.0.101]
+  interface: eth0
+  virtualRouterID: 61
+  vrrp: {advertisementInterval: 100ms}
+  priorities: [{node: n1, priority: 150}, {node: n2, priority: 100}]
+  listeners: [{name: http, port: 8080, protocol: HTTP, upstreamPool: bad}]
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: no-secret, namespace: other}
+spec:
+  addresses: [10.77.0.102]
+  interface: eth0
+  virtualRouterID: 62
+  vrrp: {version: 2, authentication: {type: Password, secretRef: {name: missing, key: password}}}
+  priorities: [{node: n1, priority: 150}, {node: n2, priority: 100}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: vrrp, namespace: other}
+stringData: {password: s3cret}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: secret-deleted, namespace: other}
+spec:
+  addresses: [10.77.0.103]
+  interface: eth0
+  virtualRouterID: 63
+  vrrp: {version: 2, authentication: {type: Password, secretRef: {name: vrrp, key: password}}}
+  priorities: [{node: n1, priority: 150}, {node: n2, priority: 100}]
+"#;
+
+#[test]
+fn another_tenants_bad_pool_and_secrets_affect_only_their_own_virtualips() {
+    let c = start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    c.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    let probe = buoy_tests::probe::Probe::start_http(
+        &c.lab.host("client").ns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    c.kubectl(&["create", "namespace", "other"], None);
+    c.kubectl(&["apply", "-f", "-"], Some(OTHER));
+
+    // The pool that does not resolve: its own listener answers 503 and says why; the pool's
+    // status and an Event name the backend; the VirtualIP's entry says it does not serve.
+    let typo: IpAddr = "10.77.0.101".parse().unwrap();
+    assert!(
+        c.lab.wait_sole_holder(typo, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    let client = c.lab.host("client").ns.clone();
+    wait_for(
+        "the reason in X-Buoy-Error",
+        Duration::from_secs(20),
+        || {
+            let target = SocketAddr::new(typo, 8080);
+            let r = buoy_tests::netlab::in_netns(&client, move || {
+                buoy_tests::backend::request(target, "GET", "/", &[], "")
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+            r.is_some_and(|r| {
+                r.status == 503
+                    && r.header("X-Buoy-Error")
+                        .is_some_and(|e| e.contains("no-such-host.invalid does not resolve"))
+            })
+        },
+    );
+    wait_for(
+        "the pool's status names the backend",
+        Duration::from_secs(10),
+        || {
+            let pool = c.get("upstreampool", "bad", "other");
+            pool["status"]["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| {
+                    n["node"] == "n1"
+                        && n["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("no-such-host.invalid does not resolve"))
+                })
+        },
+    );
+    wait_for(
+        "the VirtualIP says why it does not serve",
+        Duration::from_secs(10),
+        || {
+            let e = c.entry("other", "typo", "n1");
+            e["serving"] == false
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not serving") && m.contains("other/bad"))
+        },
+    );
+    let events = c.kubectl(
+        &[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            "other",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(events.contains("BackendsUnavailable"), "{events}");
+
+    // The Secret that never existed: not served, a Fault with the reason on each node.
+    wait_for("Fault with the reason", Duration::from_secs(20), || {
+        let e = c.entry("other", "no-secret", "n1");
+        e["state"] == "Fault"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Secret missing") && m.contains("not found"))
+    });
+    assert!(c.lab.holders("10.77.0.102".parse().unwrap()).is_empty());
+
+    // The Secret deleted after its VirtualIP started: the VirtualIP keeps running on the
+    // password it read, and says so.
+    let kept: IpAddr = "10.77.0.103".parse().unwrap();
+    assert!(
+        c.lab.wait_sole_holder(kept, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    c.kubectl(&["delete", "secret", "vrrp", "-n", "other"], None);
+    wait_for("the warning", Duration::from_secs(90), || {
+        c.entry("other", "secret-deleted", "n1")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Secret vrrp: not found; the last password read is used"))
+    });
+    assert_eq!(c.lab.holders(kept), ["n1"], "{}", c.lab.logs());
+
+    // Throughout, the first VirtualIP served every request.
+    let r = buoy_tests::probe::report(&probe.finish());
+    eprintln!("isolation: {r:?}");
+    assert!(r.total > 100, "{r:?}");
+    assert_eq!(r.failed, 0, "the first VirtualIP was disturbed: {r:?}");
+    assert_eq!(c.lab.holders(vip), ["n1"]);
+}
+
+#[test]
+fn an_api_server_answering_500_and_429_stops_nothing() {
+    let c = start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    c.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    let probe = buoy_tests::probe::Probe::start_http(
+        &c.lab.host("client").ns,
+        SocketAddr::new(vip, 80),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let api = c.api.as_ref().unwrap();
+    // 5 s of 500s, then 5 s of 429s (overload, Retry-After: 1), watches cut.
+    use buoy_tests::testapi::FailWith;
+    api.fail_requests(FailWith::status(500).lasting(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_secs(5));
+    api.fail_requests(FailWith::status(429).lasting(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_secs(5));
+    api.clear_failures();
+    // The agents catch up: a change made now is applied.
+    c.kubectl(
+        &[
+            "patch",
+            "virtualip",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"priorities":[{"node":"n1","priority":100},{"node":"n2","priority":150}]}}"#,
+        ],
+        None,
+    );
+    assert!(
+        c.lab.wait_sole_holder(vip, "n2", Duration::from_secs(15)),
+        "{}",
+        c.lab.logs()
+    );
+    let r = buoy_tests::probe::report(&probe.finish());
+    eprintln!("API errors: {r:?}");
+    assert!(r.total > 100, "{r:?}");
+    assert_eq!(r.failed, 0, "{r:?}");
+}
+
+/// Buoy's handover chains, policy rule and the VIP on `node`.
+fn leftovers(c: &Cluster, node: &str) -> (bool, bool, bool) {
+    let ns = &c.lab.host(node).ns;
+    let chains =
+        buoy_tests::netlab::ns_exec(ns, &["iptables", "-w", "-t", "mangle", "-S"]).unwrap();
+    let rules = buoy_tests::netlab::ns_exec(ns, &["ip", "rule"]).unwrap();
+    let vip: IpAddr = VIP.parse().unwrap();
+    (
+        chains.contains("BUOY"),
+        rules.contains("1900:"),
+        c.lab.holders(vip).contains(&node.to_string()),
+    )
+}
+
+#[test]
+fn a_master_killed_while_the_api_is_down_removes_its_vip_at_restart_and_uninstall_leaves_nothing() {
+    let mut c = start();
+    let vip: IpAddr = VIP.parse().unwrap();
+    c.kubectl(&["apply", "-f", "-"], Some(OBJECTS));
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    assert_eq!(leftovers(&c, "n1"), (true, true, true));
+    // n1's agent dies (SIGKILL): the VIP stays bound on n1, n2 takes over: both hold it.
+    let n1 = c.agents["n1"].0;
+    c.lab.proc(n1).signal(libc::SIGKILL);
+    wait_for("n2 takes over", Duration::from_secs(10), || {
+        c.lab.holders(vip) == ["n1", "n2"]
+    });
+    // The API server goes down, then n1's agent restarts: before it waits for the API, it
+    // removes what its predecessor left, and the VIP is n2's alone.
+    c.api.as_mut().unwrap().stop();
+    let restarted = c.restart_agent("n1");
+    wait_for("the stale VIP removed", Duration::from_secs(10), || {
+        c.lab.holders(vip) == ["n2"]
+    });
+    assert!(
+        c.lab
+            .proc(restarted)
+            .output()
+            .iter()
+            .any(|l| l.contains("did not exit cleanly") && l.contains("10.77.0.100")),
+        "{}",
+        c.lab.logs()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.lab.holders(vip), ["n2"], "never on two nodes again");
+    // The API comes back: n1 rejoins and, with the higher priority, takes the VIP back.
+    c.api.as_mut().unwrap().resume().unwrap();
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(20)),
+        "{}",
+        c.lab.logs()
+    );
+    // Uninstall (the agents stop): nothing of Buoy is left on any node.
+    for node in ["n1", "n2"] {
+        let agent = c.agents[node].0;
+        c.lab.proc(agent).signal(libc::SIGTERM);
+        assert_eq!(
+            c.lab.proc(agent).wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "{}",
+            c.lab.logs()
+        );
+    }
+    for node in ["n1", "n2"] {
+        assert_eq!(leftovers(&c, node), (false, false, false), "{node}");
+    }
 }
