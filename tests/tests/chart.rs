@@ -1265,9 +1265,26 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     assert!(
         strings(&agent["args"])
             .join(" ")
-            .contains("--metrics-address 0.0.0.0:9901"),
+            .contains("--address-policy Enforce"),
         "{agent}"
     );
+    // The admin endpoint (metrics, probes; port 9901) listens on the node's own address, which
+    // the agent reads from $HOST_IP, not on every address of the host network.
+    assert!(
+        !strings(&agent["args"]).join(" ").contains("0.0.0.0"),
+        "{agent}"
+    );
+    let host_ip = agent["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HOST_IP")
+        .unwrap_or_else(|| panic!("no HOST_IP: {agent}"));
+    assert_eq!(
+        host_ip["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.hostIP"
+    );
+    assert_eq!(agent["ports"][0]["containerPort"], 9901);
     // The chart's agent metrics Service selects these pods.
     let svc = rendered.one("Service", "buoy-agent-metrics");
     for (key, value) in svc["spec"]["selector"].as_object().unwrap() {
