@@ -700,7 +700,9 @@ fn agent_rbac_is_least_privilege() {
         );
         assert_ne!(res, "secrets", "no Secrets without VRRP authentication");
         if WRITE_VERBS.contains(&verb.as_str()) {
-            let allowed = (g == "buoy.io" && res == "virtualips/status" && verb == "patch")
+            let allowed = (g == "buoy.io"
+                && (res == "virtualips/status" || res == "upstreampools/status")
+                && verb == "patch")
                 || (g == "events.k8s.io"
                     && res == "events"
                     && (verb == "create" || verb == "patch"));
@@ -717,19 +719,44 @@ fn agent_rbac_is_least_privilege() {
     let expect: BTreeSet<(String, String)> = [
         ("buoy.io", "virtualips"),
         ("buoy.io", "upstreampools"),
+        ("buoy.io", "addresspools"),
         ("discovery.k8s.io", "endpointslices"),
         ("", "services"),
         ("", "nodes"),
-        ("", "pods"),
+        ("", "namespaces"),
     ]
     .into_iter()
     .map(|(g, r)| (g.to_string(), r.to_string()))
     .collect();
     assert_eq!(reads, expect);
-    assert!(
-        agent
-            .iter()
-            .any(|(g, r, v, _, _)| g == "buoy.io" && r == "virtualips/status" && v == "patch")
+    for status in ["virtualips/status", "upstreampools/status"] {
+        assert!(
+            agent
+                .iter()
+                .any(|(g, r, v, _, _)| g == "buoy.io" && r == status && v == "patch"),
+            "{status}"
+        );
+    }
+    // The agents' ClusterRole, rule by rule: what node-agent/src/cluster.rs calls (reflectors
+    // over Buoy's kinds, the Services and EndpointSlices of Service-backed pools, its own Node,
+    // Namespaces' labels for AddressPools' namespaceSelector; server-side apply of its own
+    // status entries; the Events recorder), and nothing else. No Pods.
+    assert_eq!(
+        r.one("ClusterRole", "buoy-agent")["rules"],
+        json!([
+            {"apiGroups": ["buoy.io"], "resources": ["virtualips", "upstreampools"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["addresspools"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["virtualips/status", "upstreampools/status"],
+             "verbs": ["patch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["services", "nodes"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+             "verbs": ["create", "patch"]},
+        ])
     );
     for verb in ["create", "patch"] {
         assert!(
@@ -764,7 +791,7 @@ fn agent_rbac_is_least_privilege() {
         }
         if WRITE_VERBS.contains(&verb.as_str()) {
             assert!(
-                (res == "virtualips/status" && verb == "patch")
+                ((res == "virtualips/status" || res == "upstreampools/status") && verb == "patch")
                     || (g == "events.k8s.io" && res == "events"),
                 "agent may not {verb} {g}/{res}"
             );
@@ -808,11 +835,37 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
         assert!(has("events.k8s.io", "events", verb, None));
         assert!(has("", "events", verb, None));
     }
-    for res in ["nodes", "pods"] {
-        for verb in ["get", "list", "watch"] {
-            assert!(has("", res, verb, None));
-        }
+    for verb in ["get", "list", "watch"] {
+        assert!(has("", "nodes", verb, None), "{verb}");
+        assert!(has("buoy.io", "addresspools", verb, None), "{verb}");
     }
+    // Namespaces' labels (AddressPools' namespaceSelector) and the EndpointSlices of
+    // Service-backed pools: reflectors only, so list and watch.
+    for verb in ["list", "watch"] {
+        assert!(has("", "namespaces", verb, None), "{verb}");
+        assert!(
+            has("discovery.k8s.io", "endpointslices", verb, None),
+            "{verb}"
+        );
+    }
+    // AddressPools are the cluster admin's: the operator writes their status (server-side
+    // apply), never their spec.
+    let on_pools: BTreeSet<(&str, &str)> = op
+        .iter()
+        .filter(|(_, res, _, _, _)| res.starts_with("addresspools"))
+        .map(|(_, res, verb, _, _)| (res.as_str(), verb.as_str()))
+        .collect();
+    assert_eq!(
+        on_pools,
+        BTreeSet::from([
+            ("addresspools", "get"),
+            ("addresspools", "list"),
+            ("addresspools", "watch"),
+            ("addresspools/status", "patch"),
+        ])
+    );
+    // Reads of Namespaces are list and watch (their labels), not get.
+    assert!(!has("", "namespaces", "get", None));
     for (g, res, verb, _, ns) in &op {
         assert!(!(g == "*" || res == "*" || verb == "*"), "no wildcards");
         assert_ne!(res, "secrets", "the operator reads no Secret");
@@ -828,6 +881,45 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
                 res == "daemonsets" && ns.as_deref() == Some("buoy-system"),
                 "the operator deletes nothing but its DaemonSets: {g}/{res}"
             );
+        }
+    }
+}
+
+/// (API group, resource, verb) of every rule of a Role or ClusterRole.
+fn role_grants(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in strings(&rule["apiGroups"]) {
+            for res in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((g.clone(), res.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn roles(r: &Rendered) -> Vec<&Value> {
+    r.objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .collect()
+}
+
+#[test]
+fn no_role_of_the_chart_grants_pods() {
+    // Neither the operator nor the agents read Pods (placement and status come from Nodes and
+    // the agents' own reports).
+    for r in [render_defaults(), render_all_values()] {
+        for role in roles(&r) {
+            for (g, res, verb) in role_grants(role) {
+                assert!(
+                    !(g.is_empty() && (res == "pods" || res.starts_with("pods/"))),
+                    "{} grants {verb} on {res}",
+                    role["metadata"]["name"]
+                );
+            }
         }
     }
 }
