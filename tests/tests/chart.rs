@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use buoy_crds::manifest::{self, Object};
+use buoy_crds::{
+    manifest::{self, Object},
+    policy,
+};
 use buoy_tests::{
     kubectl::Kubectl,
     process::{Proc, workspace_bin},
@@ -272,7 +275,14 @@ fn default_values_render_an_operator_that_validates_strictly() {
             "--agent-image-pull-policy=IfNotPresent",
             "--agent-service-account=buoy-agent",
             r#"--agent-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}"#,
+            "--address-policy=Enforce",
         ]
+    );
+    // Backends on the node itself stay refused unless the value says otherwise.
+    assert!(
+        !strings(&c["args"])
+            .iter()
+            .any(|a| a.starts_with("--allow-node-local-backends"))
     );
     assert_eq!(c["env"][0]["name"], "POD_NAMESPACE");
     assert_eq!(
@@ -353,13 +363,14 @@ fn every_option_renders_validates_and_takes_effect() {
         "{lines:#?}"
     );
 
-    // VirtualIPs and UpstreamPools: what `buoy-agent check` accepts.
+    // VirtualIPs, UpstreamPools and AddressPools: what `buoy-agent check` accepts (the CRDs'
+    // schemas and rules, buoy_crds::manifest).
     let buoy: Vec<&Value> = r
         .objects
         .iter()
         .filter(|o| o["apiVersion"] == "buoy.io/v1alpha1")
         .collect();
-    assert_eq!(buoy.len(), 2);
+    assert_eq!(buoy.len(), 3);
     let text = buoy
         .iter()
         .map(|o| serde_yaml::to_string(o).unwrap())
@@ -367,15 +378,54 @@ fn every_option_renders_validates_and_takes_effect() {
         .join("---\n");
     let parsed = manifest::parse(Path::new("rendered"), &text)
         .unwrap_or_else(|e| panic!("rendered Buoy objects are invalid: {e:?}"));
-    assert!(matches!(
-        parsed[0].object,
-        Object::UpstreamPool(_) | Object::VirtualIP(_)
-    ));
+    assert_eq!(parsed.len(), 3);
+    assert!(parsed.iter().all(|p| matches!(
+        p.object,
+        Object::UpstreamPool(_) | Object::VirtualIP(_) | Object::AddressPool(_)
+    )));
     let vip = r.one("VirtualIP", "web");
     assert_eq!(vip["metadata"]["namespace"], "default");
     assert_eq!(vip["metadata"]["labels"]["tier"], "frontend");
     assert_eq!(vip["spec"]["virtualRouterID"], 51);
     r.one("UpstreamPool", "web");
+    // AddressPools are cluster-scoped: no namespace, not even the release's.
+    let apool = r.one("AddressPool", "lan");
+    assert!(apool["metadata"].get("namespace").is_none(), "{apool:#}");
+    assert_eq!(apool["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(
+        apool["metadata"]["annotations"]["example.com/note"],
+        "the reference address"
+    );
+    assert_eq!(apool["spec"]["addresses"], json!(["192.168.60.88/32"]));
+    // And it admits the release's VirtualIP under the Enforce policy, as the operator and the
+    // agents decide it.
+    let pools = manifest::address_pools(&parsed);
+    assert_eq!(pools.len(), 1);
+    let Some(Object::VirtualIP(vip)) = parsed
+        .iter()
+        .map(|p| &p.object)
+        .find(|o| matches!(o, Object::VirtualIP(_)))
+    else {
+        unreachable!()
+    };
+    let addresses: Vec<std::net::IpAddr> = vip
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| a.0.split('/').next()?.parse().ok())
+        .collect();
+    let admission = policy::admit(
+        policy::AddressPolicy::Enforce,
+        &pools,
+        "default",
+        &Default::default(),
+        &vip.spec,
+        &addresses,
+    );
+    assert!(
+        matches!(admission, policy::Admission::Allowed(Some(_))),
+        "{admission:?}"
+    );
 
     // ServiceMonitors, with the capability: one per metrics Service, matching its labels.
     let monitors = r.of_kind("ServiceMonitor");
@@ -457,6 +507,8 @@ fn every_option_renders_validates_and_takes_effect() {
             "--agent-image-pull-policy=Always",
             "--agent-service-account=buoy-node-agent",
             r#"--agent-resources={"limits":{"cpu":"500m","memory":"384Mi"},"requests":{"cpu":"100m","memory":"96Mi"}}"#,
+            "--address-policy=Off",
+            "--allow-node-local-backends",
             "--example-flag=1",
         ]
     );
@@ -591,6 +643,25 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
         (
             json!({"operator": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
             "invalid propertyName 'app.kubernetes.io/instance'",
+        ),
+        (
+            json!({"addressPolicy": "Audit"}),
+            "value must be one of 'Enforce', 'Off'",
+        ),
+        // A bare `Off` in a values file is YAML 1.1's false: refused, not read as some policy.
+        (json!({"addressPolicy": false}), "/addressPolicy"),
+        (
+            json!({"allowNodeLocalBackends": "yes"}),
+            "/allowNodeLocalBackends",
+        ),
+        // AddressPools are cluster-scoped.
+        (
+            json!({"addressPools": [{"name": "lan", "namespace": "default", "spec": {}}]}),
+            "additional properties 'namespace' not allowed",
+        ),
+        (
+            json!({"addressPools": [{"name": "lan"}]}),
+            "missing property 'spec'",
         ),
     ] {
         let (code, out, err) = helmtool(&[
@@ -1238,6 +1309,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "namespace/buoy-system created",
         "customresourcedefinition.apiextensions.k8s.io/virtualips.buoy.io created",
         "customresourcedefinition.apiextensions.k8s.io/upstreampools.buoy.io created",
+        "customresourcedefinition.apiextensions.k8s.io/addresspools.buoy.io created",
         "serviceaccount/buoy-operator created",
         "serviceaccount/buoy-agent created",
         "clusterrole.rbac.authorization.k8s.io/buoy-operator created",
@@ -1354,6 +1426,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         agent["resources"],
         json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
     );
+    // The chart's address policy reaches the agents through the operator.
     assert!(
         strings(&agent["args"])
             .join(" ")
@@ -1403,11 +1476,15 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "role.rbac.authorization.k8s.io/edge-buoy-agent-vrrp-secrets created",
         "virtualip.buoy.io/web created",
         "upstreampool.buoy.io/web created",
+        "addresspool.buoy.io/lan created",
     ] {
         assert!(out.contains(created), "{created} missing in:\n{out}");
     }
     let vips = k.ok(&["get", "vip", "-n", "default"]);
     assert!(vips.lines().any(|l| l.starts_with("web ")), "{vips}");
+    let apool = k.json(&["get", "apool", "lan"]);
+    assert!(apool["metadata"].get("namespace").is_none(), "{apool}");
+    assert_eq!(apool["spec"]["namespaces"], json!(["default"]));
     let secrets_role = k.json(&["get", "role", "edge-buoy-agent-vrrp-secrets", "-n", "lb"]);
     assert_eq!(
         secrets_role["rules"],
