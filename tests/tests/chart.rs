@@ -524,6 +524,16 @@ fn every_option_renders_validates_and_takes_effect() {
 
     let pdb = r.one("PodDisruptionBudget", "edge-buoy-operator");
     assert_eq!(pdb["spec"]["maxUnavailable"], 2);
+    // rbac.aggregateToView and rbac.editorRole off: the operator's and the agents' roles only.
+    let cluster_roles: BTreeSet<&str> = r
+        .of_kind("ClusterRole")
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        BTreeSet::from(["edge-buoy-agent", "edge-buoy-operator"])
+    );
     let lease_role = r.one("Role", "edge-buoy-operator-leader-election");
     assert_eq!(lease_role["metadata"]["namespace"], "buoy-leases");
     let op_sa = r.one("ServiceAccount", "buoy-operator-sa");
@@ -644,6 +654,12 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
             json!({"operator": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
             "invalid propertyName 'app.kubernetes.io/instance'",
         ),
+        // commonLabels go on every ClusterRole: an aggregation label would hand the operator's
+        // rules to whoever has `edit`.
+        (
+            json!({"commonLabels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}}),
+            "invalid propertyName 'rbac.authorization.k8s.io/aggregate-to-edit'",
+        ),
         (
             json!({"addressPolicy": "Audit"}),
             "value must be one of 'Enforce', 'Off'",
@@ -663,6 +679,7 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
             json!({"addressPools": [{"name": "lan"}]}),
             "missing property 'spec'",
         ),
+        (json!({"rbac": {"editorRole": "yes"}}), "/rbac/editorRole"),
     ] {
         let (code, out, err) = helmtool(&[
             "schema",
@@ -978,6 +995,18 @@ fn roles(r: &Rendered) -> Vec<&Value> {
         .collect()
 }
 
+fn aggregation_labels(role: &Value) -> Vec<String> {
+    role["metadata"]["labels"]
+        .as_object()
+        .map(|l| {
+            l.keys()
+                .filter(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn no_role_of_the_chart_grants_pods() {
     // Neither the operator nor the agents read Pods (placement and status come from Nodes and
@@ -992,6 +1021,137 @@ fn no_role_of_the_chart_grants_pods() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn view_role_is_read_only_and_aggregated_into_view() {
+    let r = render_defaults();
+    let view = r.one("ClusterRole", "buoy-view");
+    assert_eq!(
+        view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+        "true"
+    );
+    // `view` only: Kubernetes aggregates `view` into `edit` and `edit` into `admin` itself.
+    assert_eq!(
+        aggregation_labels(view),
+        ["rbac.authorization.k8s.io/aggregate-to-view"]
+    );
+    let mut want = BTreeSet::new();
+    for res in [
+        "virtualips",
+        "virtualips/status",
+        "upstreampools",
+        "upstreampools/status",
+        "addresspools",
+        "addresspools/status",
+    ] {
+        for verb in ["get", "list", "watch"] {
+            want.insert(("buoy.io".to_string(), res.to_string(), verb.to_string()));
+        }
+    }
+    assert_eq!(role_grants(view), want, "get, list and watch, nothing else");
+}
+
+#[test]
+fn editor_role_writes_virtualips_and_upstreampools_and_no_addresspool() {
+    let r = render_defaults();
+    let editor = r.one("ClusterRole", "buoy-editor");
+    // Not aggregated into `edit` or `admin` (nor anything else): a cluster admin binds it per
+    // namespace, as a VirtualIP claims an address of the LAN.
+    assert!(aggregation_labels(editor).is_empty(), "{editor:#}");
+    let got = role_grants(editor);
+    for res in ["virtualips", "upstreampools"] {
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            assert!(
+                got.contains(&("buoy.io".to_string(), res.to_string(), verb.to_string())),
+                "{verb} {res}"
+            );
+        }
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(got.contains(&(
+            "buoy.io".to_string(),
+            "addresspools".to_string(),
+            verb.to_string()
+        )));
+    }
+    for (g, res, verb) in &got {
+        assert_eq!(g, "buoy.io", "Buoy's kinds only: {res}");
+        if WRITE_VERBS.contains(&verb.as_str()) {
+            assert!(
+                res == "virtualips" || res == "upstreampools",
+                "the editor may not {verb} {res}"
+            );
+        }
+    }
+    // The chart binds neither role to anyone: that is the cluster admin's call.
+    for b in r
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        let role = b["roleRef"]["name"].as_str().unwrap();
+        assert!(role != "buoy-editor" && role != "buoy-view", "{b:#}");
+    }
+}
+
+#[test]
+fn only_the_operator_writes_addresspools_and_only_their_status() {
+    for (r, operator, view) in [
+        (render_defaults(), "buoy-operator", "buoy-view"),
+        (render_all_values(), "edge-buoy-operator", "edge-buoy-view"),
+    ] {
+        for role in roles(&r) {
+            let name = role["metadata"]["name"].as_str().unwrap();
+            for (g, res, verb) in role_grants(role) {
+                if g == "buoy.io"
+                    && res.starts_with("addresspools")
+                    && WRITE_VERBS.contains(&verb.as_str())
+                {
+                    assert!(
+                        name == operator && res == "addresspools/status" && verb == "patch",
+                        "{name} may not {verb} {res}"
+                    );
+                }
+            }
+            // Only the read-only role joins the built-in roles.
+            if name != view {
+                assert!(aggregation_labels(role).is_empty(), "{role:#}");
+            }
+        }
+    }
+}
+
+#[test]
+fn user_roles_follow_their_values() {
+    let dir = scratch("rbac");
+    let values = dir.path().join("values.yaml");
+    let cluster_roles = |yaml: &str| -> BTreeSet<String> {
+        std::fs::write(&values, yaml).unwrap();
+        render(Some(&values), "buoy", "buoy-system", &[])
+            .of_kind("ClusterRole")
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+    assert_eq!(
+        cluster_roles("rbac:\n  aggregateToView: false\n"),
+        set(&["buoy-agent", "buoy-editor", "buoy-operator"])
+    );
+    assert_eq!(
+        cluster_roles("rbac:\n  editorRole: false\n"),
+        set(&["buoy-agent", "buoy-operator", "buoy-view"])
+    );
+    // Without rbac.create, no RBAC at all, the user roles included.
+    std::fs::write(&values, "rbac:\n  create: false\n").unwrap();
+    let none = render(Some(&values), "buoy", "buoy-system", &[]);
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(none.of_kind(kind).is_empty(), "{kind}");
     }
 }
 
@@ -1314,6 +1474,8 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "serviceaccount/buoy-agent created",
         "clusterrole.rbac.authorization.k8s.io/buoy-operator created",
         "clusterrole.rbac.authorization.k8s.io/buoy-agent created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-view created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-editor created",
         "clusterrolebinding.rbac.authorization.k8s.io/buoy-operator created",
         "clusterrolebinding.rbac.authorization.k8s.io/buoy-agent created",
         "role.rbac.authorization.k8s.io/buoy-operator created",
