@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use buoy_crds::manifest::{self, Object};
+use buoy_crds::{
+    manifest::{self, Object},
+    policy,
+};
 use buoy_tests::{
     kubectl::Kubectl,
     process::{Proc, workspace_bin},
@@ -272,7 +275,14 @@ fn default_values_render_an_operator_that_validates_strictly() {
             "--agent-image-pull-policy=IfNotPresent",
             "--agent-service-account=buoy-agent",
             r#"--agent-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}"#,
+            "--address-policy=Enforce",
         ]
+    );
+    // Backends on the node itself stay refused unless the value says otherwise.
+    assert!(
+        !strings(&c["args"])
+            .iter()
+            .any(|a| a.starts_with("--allow-node-local-backends"))
     );
     assert_eq!(c["env"][0]["name"], "POD_NAMESPACE");
     assert_eq!(
@@ -353,13 +363,14 @@ fn every_option_renders_validates_and_takes_effect() {
         "{lines:#?}"
     );
 
-    // VirtualIPs and UpstreamPools: what `buoy-agent check` accepts.
+    // VirtualIPs, UpstreamPools and AddressPools: what `buoy-agent check` accepts (the CRDs'
+    // schemas and rules, buoy_crds::manifest).
     let buoy: Vec<&Value> = r
         .objects
         .iter()
         .filter(|o| o["apiVersion"] == "buoy.io/v1alpha1")
         .collect();
-    assert_eq!(buoy.len(), 2);
+    assert_eq!(buoy.len(), 3);
     let text = buoy
         .iter()
         .map(|o| serde_yaml::to_string(o).unwrap())
@@ -367,15 +378,54 @@ fn every_option_renders_validates_and_takes_effect() {
         .join("---\n");
     let parsed = manifest::parse(Path::new("rendered"), &text)
         .unwrap_or_else(|e| panic!("rendered Buoy objects are invalid: {e:?}"));
-    assert!(matches!(
-        parsed[0].object,
-        Object::UpstreamPool(_) | Object::VirtualIP(_)
-    ));
+    assert_eq!(parsed.len(), 3);
+    assert!(parsed.iter().all(|p| matches!(
+        p.object,
+        Object::UpstreamPool(_) | Object::VirtualIP(_) | Object::AddressPool(_)
+    )));
     let vip = r.one("VirtualIP", "web");
     assert_eq!(vip["metadata"]["namespace"], "default");
     assert_eq!(vip["metadata"]["labels"]["tier"], "frontend");
     assert_eq!(vip["spec"]["virtualRouterID"], 51);
     r.one("UpstreamPool", "web");
+    // AddressPools are cluster-scoped: no namespace, not even the release's.
+    let apool = r.one("AddressPool", "lan");
+    assert!(apool["metadata"].get("namespace").is_none(), "{apool:#}");
+    assert_eq!(apool["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(
+        apool["metadata"]["annotations"]["example.com/note"],
+        "the reference address"
+    );
+    assert_eq!(apool["spec"]["addresses"], json!(["192.168.60.88/32"]));
+    // And it admits the release's VirtualIP under the Enforce policy, as the operator and the
+    // agents decide it.
+    let pools = manifest::address_pools(&parsed);
+    assert_eq!(pools.len(), 1);
+    let Some(Object::VirtualIP(vip)) = parsed
+        .iter()
+        .map(|p| &p.object)
+        .find(|o| matches!(o, Object::VirtualIP(_)))
+    else {
+        unreachable!()
+    };
+    let addresses: Vec<std::net::IpAddr> = vip
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| a.0.split('/').next()?.parse().ok())
+        .collect();
+    let admission = policy::admit(
+        policy::AddressPolicy::Enforce,
+        &pools,
+        "default",
+        &Default::default(),
+        &vip.spec,
+        &addresses,
+    );
+    assert!(
+        matches!(admission, policy::Admission::Allowed(Some(_))),
+        "{admission:?}"
+    );
 
     // ServiceMonitors, with the capability: one per metrics Service, matching its labels.
     let monitors = r.of_kind("ServiceMonitor");
@@ -457,6 +507,8 @@ fn every_option_renders_validates_and_takes_effect() {
             "--agent-image-pull-policy=Always",
             "--agent-service-account=buoy-node-agent",
             r#"--agent-resources={"limits":{"cpu":"500m","memory":"384Mi"},"requests":{"cpu":"100m","memory":"96Mi"}}"#,
+            "--address-policy=Off",
+            "--allow-node-local-backends",
             "--example-flag=1",
         ]
     );
@@ -472,6 +524,16 @@ fn every_option_renders_validates_and_takes_effect() {
 
     let pdb = r.one("PodDisruptionBudget", "edge-buoy-operator");
     assert_eq!(pdb["spec"]["maxUnavailable"], 2);
+    // rbac.aggregateToView and rbac.editorRole off: the operator's and the agents' roles only.
+    let cluster_roles: BTreeSet<&str> = r
+        .of_kind("ClusterRole")
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        BTreeSet::from(["edge-buoy-agent", "edge-buoy-operator"])
+    );
     let lease_role = r.one("Role", "edge-buoy-operator-leader-election");
     assert_eq!(lease_role["metadata"]["namespace"], "buoy-leases");
     let op_sa = r.one("ServiceAccount", "buoy-operator-sa");
@@ -592,6 +654,32 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
             json!({"operator": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
             "invalid propertyName 'app.kubernetes.io/instance'",
         ),
+        // commonLabels go on every ClusterRole: an aggregation label would hand the operator's
+        // rules to whoever has `edit`.
+        (
+            json!({"commonLabels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}}),
+            "invalid propertyName 'rbac.authorization.k8s.io/aggregate-to-edit'",
+        ),
+        (
+            json!({"addressPolicy": "Audit"}),
+            "value must be one of 'Enforce', 'Off'",
+        ),
+        // A bare `Off` in a values file is YAML 1.1's false: refused, not read as some policy.
+        (json!({"addressPolicy": false}), "/addressPolicy"),
+        (
+            json!({"allowNodeLocalBackends": "yes"}),
+            "/allowNodeLocalBackends",
+        ),
+        // AddressPools are cluster-scoped.
+        (
+            json!({"addressPools": [{"name": "lan", "namespace": "default", "spec": {}}]}),
+            "additional properties 'namespace' not allowed",
+        ),
+        (
+            json!({"addressPools": [{"name": "lan"}]}),
+            "missing property 'spec'",
+        ),
+        (json!({"rbac": {"editorRole": "yes"}}), "/rbac/editorRole"),
     ] {
         let (code, out, err) = helmtool(&[
             "schema",
@@ -700,7 +788,9 @@ fn agent_rbac_is_least_privilege() {
         );
         assert_ne!(res, "secrets", "no Secrets without VRRP authentication");
         if WRITE_VERBS.contains(&verb.as_str()) {
-            let allowed = (g == "buoy.io" && res == "virtualips/status" && verb == "patch")
+            let allowed = (g == "buoy.io"
+                && (res == "virtualips/status" || res == "upstreampools/status")
+                && verb == "patch")
                 || (g == "events.k8s.io"
                     && res == "events"
                     && (verb == "create" || verb == "patch"));
@@ -717,19 +807,44 @@ fn agent_rbac_is_least_privilege() {
     let expect: BTreeSet<(String, String)> = [
         ("buoy.io", "virtualips"),
         ("buoy.io", "upstreampools"),
+        ("buoy.io", "addresspools"),
         ("discovery.k8s.io", "endpointslices"),
         ("", "services"),
         ("", "nodes"),
-        ("", "pods"),
+        ("", "namespaces"),
     ]
     .into_iter()
     .map(|(g, r)| (g.to_string(), r.to_string()))
     .collect();
     assert_eq!(reads, expect);
-    assert!(
-        agent
-            .iter()
-            .any(|(g, r, v, _, _)| g == "buoy.io" && r == "virtualips/status" && v == "patch")
+    for status in ["virtualips/status", "upstreampools/status"] {
+        assert!(
+            agent
+                .iter()
+                .any(|(g, r, v, _, _)| g == "buoy.io" && r == status && v == "patch"),
+            "{status}"
+        );
+    }
+    // The agents' ClusterRole, rule by rule: what node-agent/src/cluster.rs calls (reflectors
+    // over Buoy's kinds, the Services and EndpointSlices of Service-backed pools, its own Node,
+    // Namespaces' labels for AddressPools' namespaceSelector; server-side apply of its own
+    // status entries; the Events recorder), and nothing else. No Pods.
+    assert_eq!(
+        r.one("ClusterRole", "buoy-agent")["rules"],
+        json!([
+            {"apiGroups": ["buoy.io"], "resources": ["virtualips", "upstreampools"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["addresspools"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["virtualips/status", "upstreampools/status"],
+             "verbs": ["patch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["services", "nodes"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+             "verbs": ["create", "patch"]},
+        ])
     );
     for verb in ["create", "patch"] {
         assert!(
@@ -764,7 +879,7 @@ fn agent_rbac_is_least_privilege() {
         }
         if WRITE_VERBS.contains(&verb.as_str()) {
             assert!(
-                (res == "virtualips/status" && verb == "patch")
+                ((res == "virtualips/status" || res == "upstreampools/status") && verb == "patch")
                     || (g == "events.k8s.io" && res == "events"),
                 "agent may not {verb} {g}/{res}"
             );
@@ -808,11 +923,37 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
         assert!(has("events.k8s.io", "events", verb, None));
         assert!(has("", "events", verb, None));
     }
-    for res in ["nodes", "pods"] {
-        for verb in ["get", "list", "watch"] {
-            assert!(has("", res, verb, None));
-        }
+    for verb in ["get", "list", "watch"] {
+        assert!(has("", "nodes", verb, None), "{verb}");
+        assert!(has("buoy.io", "addresspools", verb, None), "{verb}");
     }
+    // Namespaces' labels (AddressPools' namespaceSelector) and the EndpointSlices of
+    // Service-backed pools: reflectors only, so list and watch.
+    for verb in ["list", "watch"] {
+        assert!(has("", "namespaces", verb, None), "{verb}");
+        assert!(
+            has("discovery.k8s.io", "endpointslices", verb, None),
+            "{verb}"
+        );
+    }
+    // AddressPools are the cluster admin's: the operator writes their status (server-side
+    // apply), never their spec.
+    let on_pools: BTreeSet<(&str, &str)> = op
+        .iter()
+        .filter(|(_, res, _, _, _)| res.starts_with("addresspools"))
+        .map(|(_, res, verb, _, _)| (res.as_str(), verb.as_str()))
+        .collect();
+    assert_eq!(
+        on_pools,
+        BTreeSet::from([
+            ("addresspools", "get"),
+            ("addresspools", "list"),
+            ("addresspools", "watch"),
+            ("addresspools/status", "patch"),
+        ])
+    );
+    // Reads of Namespaces are list and watch (their labels), not get.
+    assert!(!has("", "namespaces", "get", None));
     for (g, res, verb, _, ns) in &op {
         assert!(!(g == "*" || res == "*" || verb == "*"), "no wildcards");
         assert_ne!(res, "secrets", "the operator reads no Secret");
@@ -829,6 +970,188 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
                 "the operator deletes nothing but its DaemonSets: {g}/{res}"
             );
         }
+    }
+}
+
+/// (API group, resource, verb) of every rule of a Role or ClusterRole.
+fn role_grants(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in strings(&rule["apiGroups"]) {
+            for res in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((g.clone(), res.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn roles(r: &Rendered) -> Vec<&Value> {
+    r.objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .collect()
+}
+
+fn aggregation_labels(role: &Value) -> Vec<String> {
+    role["metadata"]["labels"]
+        .as_object()
+        .map(|l| {
+            l.keys()
+                .filter(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn no_role_of_the_chart_grants_pods() {
+    // Neither the operator nor the agents read Pods (placement and status come from Nodes and
+    // the agents' own reports).
+    for r in [render_defaults(), render_all_values()] {
+        for role in roles(&r) {
+            for (g, res, verb) in role_grants(role) {
+                assert!(
+                    !(g.is_empty() && (res == "pods" || res.starts_with("pods/"))),
+                    "{} grants {verb} on {res}",
+                    role["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn view_role_is_read_only_and_aggregated_into_view() {
+    let r = render_defaults();
+    let view = r.one("ClusterRole", "buoy-view");
+    assert_eq!(
+        view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+        "true"
+    );
+    // `view` only: Kubernetes aggregates `view` into `edit` and `edit` into `admin` itself.
+    assert_eq!(
+        aggregation_labels(view),
+        ["rbac.authorization.k8s.io/aggregate-to-view"]
+    );
+    let mut want = BTreeSet::new();
+    for res in [
+        "virtualips",
+        "virtualips/status",
+        "upstreampools",
+        "upstreampools/status",
+        "addresspools",
+        "addresspools/status",
+    ] {
+        for verb in ["get", "list", "watch"] {
+            want.insert(("buoy.io".to_string(), res.to_string(), verb.to_string()));
+        }
+    }
+    assert_eq!(role_grants(view), want, "get, list and watch, nothing else");
+}
+
+#[test]
+fn editor_role_writes_virtualips_and_upstreampools_and_no_addresspool() {
+    let r = render_defaults();
+    let editor = r.one("ClusterRole", "buoy-editor");
+    // Not aggregated into `edit` or `admin` (nor anything else): a cluster admin binds it per
+    // namespace, as a VirtualIP claims an address of the LAN.
+    assert!(aggregation_labels(editor).is_empty(), "{editor:#}");
+    let got = role_grants(editor);
+    for res in ["virtualips", "upstreampools"] {
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            assert!(
+                got.contains(&("buoy.io".to_string(), res.to_string(), verb.to_string())),
+                "{verb} {res}"
+            );
+        }
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(got.contains(&(
+            "buoy.io".to_string(),
+            "addresspools".to_string(),
+            verb.to_string()
+        )));
+    }
+    for (g, res, verb) in &got {
+        assert_eq!(g, "buoy.io", "Buoy's kinds only: {res}");
+        if WRITE_VERBS.contains(&verb.as_str()) {
+            assert!(
+                res == "virtualips" || res == "upstreampools",
+                "the editor may not {verb} {res}"
+            );
+        }
+    }
+    // The chart binds neither role to anyone: that is the cluster admin's call.
+    for b in r
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
+        let role = b["roleRef"]["name"].as_str().unwrap();
+        assert!(role != "buoy-editor" && role != "buoy-view", "{b:#}");
+    }
+}
+
+#[test]
+fn only_the_operator_writes_addresspools_and_only_their_status() {
+    for (r, operator, view) in [
+        (render_defaults(), "buoy-operator", "buoy-view"),
+        (render_all_values(), "edge-buoy-operator", "edge-buoy-view"),
+    ] {
+        for role in roles(&r) {
+            let name = role["metadata"]["name"].as_str().unwrap();
+            for (g, res, verb) in role_grants(role) {
+                if g == "buoy.io"
+                    && res.starts_with("addresspools")
+                    && WRITE_VERBS.contains(&verb.as_str())
+                {
+                    assert!(
+                        name == operator && res == "addresspools/status" && verb == "patch",
+                        "{name} may not {verb} {res}"
+                    );
+                }
+            }
+            // Only the read-only role joins the built-in roles.
+            if name != view {
+                assert!(aggregation_labels(role).is_empty(), "{role:#}");
+            }
+        }
+    }
+}
+
+#[test]
+fn user_roles_follow_their_values() {
+    let dir = scratch("rbac");
+    let values = dir.path().join("values.yaml");
+    let cluster_roles = |yaml: &str| -> BTreeSet<String> {
+        std::fs::write(&values, yaml).unwrap();
+        render(Some(&values), "buoy", "buoy-system", &[])
+            .of_kind("ClusterRole")
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+    assert_eq!(
+        cluster_roles("rbac:\n  aggregateToView: false\n"),
+        set(&["buoy-agent", "buoy-editor", "buoy-operator"])
+    );
+    assert_eq!(
+        cluster_roles("rbac:\n  editorRole: false\n"),
+        set(&["buoy-agent", "buoy-operator", "buoy-view"])
+    );
+    // Without rbac.create, no RBAC at all, the user roles included.
+    std::fs::write(&values, "rbac:\n  create: false\n").unwrap();
+    let none = render(Some(&values), "buoy", "buoy-system", &[]);
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(none.of_kind(kind).is_empty(), "{kind}");
     }
 }
 
@@ -1146,10 +1469,13 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "namespace/buoy-system created",
         "customresourcedefinition.apiextensions.k8s.io/virtualips.buoy.io created",
         "customresourcedefinition.apiextensions.k8s.io/upstreampools.buoy.io created",
+        "customresourcedefinition.apiextensions.k8s.io/addresspools.buoy.io created",
         "serviceaccount/buoy-operator created",
         "serviceaccount/buoy-agent created",
         "clusterrole.rbac.authorization.k8s.io/buoy-operator created",
         "clusterrole.rbac.authorization.k8s.io/buoy-agent created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-view created",
+        "clusterrole.rbac.authorization.k8s.io/buoy-editor created",
         "clusterrolebinding.rbac.authorization.k8s.io/buoy-operator created",
         "clusterrolebinding.rbac.authorization.k8s.io/buoy-agent created",
         "role.rbac.authorization.k8s.io/buoy-operator created",
@@ -1262,12 +1588,30 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         agent["resources"],
         json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
     );
+    // The chart's address policy reaches the agents through the operator.
     assert!(
         strings(&agent["args"])
             .join(" ")
-            .contains("--metrics-address 0.0.0.0:9901"),
+            .contains("--address-policy Enforce"),
         "{agent}"
     );
+    // The admin endpoint (metrics, probes; port 9901) listens on the node's own address, which
+    // the agent reads from $HOST_IP, not on every address of the host network.
+    assert!(
+        !strings(&agent["args"]).join(" ").contains("0.0.0.0"),
+        "{agent}"
+    );
+    let host_ip = agent["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HOST_IP")
+        .unwrap_or_else(|| panic!("no HOST_IP: {agent}"));
+    assert_eq!(
+        host_ip["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.hostIP"
+    );
+    assert_eq!(agent["ports"][0]["containerPort"], 9901);
     // The chart's agent metrics Service selects these pods.
     let svc = rendered.one("Service", "buoy-agent-metrics");
     for (key, value) in svc["spec"]["selector"].as_object().unwrap() {
@@ -1294,11 +1638,15 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "role.rbac.authorization.k8s.io/edge-buoy-agent-vrrp-secrets created",
         "virtualip.buoy.io/web created",
         "upstreampool.buoy.io/web created",
+        "addresspool.buoy.io/lan created",
     ] {
         assert!(out.contains(created), "{created} missing in:\n{out}");
     }
     let vips = k.ok(&["get", "vip", "-n", "default"]);
     assert!(vips.lines().any(|l| l.starts_with("web ")), "{vips}");
+    let apool = k.json(&["get", "apool", "lan"]);
+    assert!(apool["metadata"].get("namespace").is_none(), "{apool}");
+    assert_eq!(apool["spec"]["namespaces"], json!(["default"]));
     let secrets_role = k.json(&["get", "role", "edge-buoy-agent-vrrp-secrets", "-n", "lb"]);
     assert_eq!(
         secrets_role["rules"],
