@@ -806,6 +806,67 @@ fn pipelined_requests_are_all_answered() {
     assert_eq!(answered, ["1", "2", "3"], "in order, none lost");
 }
 
+/// Reads one whole response from a keep-alive connection.
+fn read_reply(c: &mut TcpStream) -> buoy_tests::backend::Reply {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((r, used)) = parse_reply(&raw) {
+            assert_eq!(used, raw.len(), "nothing but one response");
+            return r;
+        }
+        let n = c.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "closed in a response: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn keep_alive_requests_after_a_pause_or_split_across_it_are_answered() {
+    // A keep-alive connection with nothing to read rests 100 ms after a response (only its
+    // socket is kept); a request whose first bytes came before that, or that comes long after,
+    // is answered all the same.
+    let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let _p = proxy(&config(port, "HTTP", &[(b.addr, 1)], ""));
+    let mut c = TcpStream::connect(at(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\nX-N: 1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_reply(&mut c).echoed("x-n"), Some("1"));
+    // Begun before the rest delay, finished after it.
+    thread::sleep(Duration::from_millis(20));
+    c.write_all(b"GET /2 HTTP/1.1\r\nHo").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    c.write_all(b"st: x\r\nX-N: 2\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut c).echoed("x-n"), Some("2"));
+    // Long after the rest delay, split again, then two pipelined in one write.
+    thread::sleep(Duration::from_millis(400));
+    c.write_all(b"GET /3 HTTP/1.1\r\nHost: x\r\n").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    c.write_all(b"X-N: 3\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut c).echoed("x-n"), Some("3"));
+    thread::sleep(Duration::from_millis(300));
+    c.write_all(b"GET /4 HTTP/1.1\r\nHost: x\r\nX-N: 4\r\n\r\nGET /5 HTTP/1.1\r\nHost: x\r\nX-N: 5\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let (first, used) = parse_reply(&raw).expect("a response");
+    let (second, _) = parse_reply(&raw[used..]).expect("a second response");
+    assert_eq!(
+        (first.echoed("x-n"), second.echoed("x-n")),
+        (Some("4"), Some("5"))
+    );
+    assert_eq!(
+        b.connections(),
+        1,
+        "one backend connection carried them all"
+    );
+}
+
 #[test]
 fn a_stopping_proxy_answers_the_clients_waiting_to_be_accepted() {
     let b = Backend::http("127.0.0.1:0", "b", Behaviour::Echo).unwrap();

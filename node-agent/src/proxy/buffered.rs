@@ -56,6 +56,12 @@ impl Buffered {
     pub fn limited(stream: TcpStream, conn: Arc<ClientConnection>) -> Self {
         Buffered(BufWriter::with_capacity(WRITE, stream), Some(conn))
     }
+
+    /// The socket, once what was written has been flushed (a resting connection keeps only
+    /// it).
+    pub fn into_inner(self) -> TcpStream {
+        self.0.into_inner()
+    }
 }
 
 impl AsyncRead for Buffered {

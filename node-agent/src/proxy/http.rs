@@ -53,6 +53,25 @@ const RETRY_BUFFER: usize = 64 * 1024;
 /// reset the connection before the client has read the response (nginx's lingering close).
 const LINGER: Duration = Duration::from_millis(500);
 
+/// A keep-alive connection whose next request has not begun this long after the last response
+/// rests: its session, buffers and this future are dropped, and only the socket waits (as
+/// nginx frees a request's buffers between keep-alive requests). Clients that send their next
+/// request at once (any client under load) never rest.
+const REST_AFTER: Duration = Duration::from_millis(100);
+
+/// A keep-alive connection resting between requests: its socket, and when it closes.
+pub struct Resting {
+    pub tcp: tokio::net::TcpStream,
+    pub until: tokio::time::Instant,
+}
+
+/// What ended a wait for a request header.
+enum HeaderWait {
+    Read(pingora_error::Result<Option<usize>>),
+    Timer,
+    Evicted,
+}
+
 pub struct HttpProxy {
     pub pool: PoolSlot,
     pub metrics: Arc<ListenerMetrics>,
@@ -141,7 +160,9 @@ impl Body {
 
 impl HttpProxy {
     /// Serves one client connection until the client closes it, it idles out, the listener
-    /// stops, or the listener evicts it (at its limit, while it waits for a request header).
+    /// stops, the listener evicts it (at its limit, while it waits for a request header), or it
+    /// rests between keep-alive requests (then its socket is returned, see [`REST_AFTER`]).
+    /// `first`: no request has been read on the connection yet.
     pub async fn serve(
         &self,
         stream: Stream,
@@ -149,7 +170,8 @@ impl HttpProxy {
         mut stopped: watch::Receiver<bool>,
         conn: &ClientConnection,
         connections: &Connections,
-    ) {
+        first: bool,
+    ) -> Option<Resting> {
         let peer = Peer {
             addr: client,
             header: HeaderValue::from_str(&client.ip().to_string()).ok(),
@@ -164,7 +186,9 @@ impl HttpProxy {
         let mut header_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
         // Its deadline is set before each use.
         let mut backend_timer = std::pin::pin!(tokio::time::sleep(self.header_timeout));
-        let mut first = true;
+        let mut first = first;
+        // While the header timer stands for the rest delay: the keep-alive deadline.
+        let mut rests_until: Option<tokio::time::Instant> = None;
         loop {
             let mut session = ClientSession::new(stream);
             session.set_pipelining_enabled(true);
@@ -183,11 +207,22 @@ impl HttpProxy {
                 self.max_header_bytes.saturating_sub(prefix_len),
             );
             let read = async {
-                tokio::select! {
-                    biased;
-                    read = session.read_request() => Ok(read),
-                    () = tokio::task::unconstrained(header_timer.as_mut()) => Err(()),
-                    () = conn.evicted() => Err(()),
+                let mut reading = std::pin::pin!(session.read_request());
+                loop {
+                    tokio::select! {
+                        biased;
+                        read = &mut reading => return HeaderWait::Read(read),
+                        () = tokio::task::unconstrained(header_timer.as_mut()) => {
+                            // The rest delay is over, but the next request has begun: it gets
+                            // the rest of the keep-alive time (its bytes are in the read).
+                            if conn.header_started() && let Some(until) = rests_until.take() {
+                                header_timer.as_mut().reset(until);
+                                continue;
+                            }
+                            return HeaderWait::Timer;
+                        }
+                        () = conn.evicted() => return HeaderWait::Evicted,
+                    }
                 }
             };
             let read = if first {
@@ -203,17 +238,37 @@ impl HttpProxy {
                 }
             };
             first = false;
+            // Only with nothing of the next request read: dropping the read loses no byte.
+            let rest = matches!(read, HeaderWait::Timer)
+                && !conn.header_started()
+                && rests_until.is_some_and(|u| tokio::time::Instant::now() < u);
             conn.busy();
             let header_bytes = match read {
-                Ok(Ok(Some(n))) => n,
+                // The next request has not begun: the connection rests.
+                HeaderWait::Timer if rest => {
+                    if let Some(idle) = attached.take() {
+                        self.keep_idle(idle);
+                    }
+                    let mut stream = session.into_inner();
+                    if stream.flush().await.is_err() {
+                        return None;
+                    }
+                    let tcp = stream
+                        .into_any()
+                        .downcast::<super::buffered::Buffered>()
+                        .ok()?
+                        .into_inner();
+                    return rests_until.map(|until| Resting { tcp, until });
+                }
+                HeaderWait::Read(Ok(Some(n))) => n,
                 // Closed, or idle or slow past its time, or evicted.
-                Ok(Ok(None)) | Err(_) => break,
-                Ok(Err(_)) if conn.header_too_large() => {
+                HeaderWait::Read(Ok(None)) | HeaderWait::Timer | HeaderWait::Evicted => break,
+                HeaderWait::Read(Err(_)) if conn.header_too_large() => {
                     respond(&mut session, 431, "request header too large").await;
                     linger(session).await;
                     break;
                 }
-                Ok(Err(e)) => {
+                HeaderWait::Read(Err(e)) => {
                     debug!(%client, error = %e, "bad request");
                     if *e.etype() == ErrorType::InvalidHTTPHeader {
                         respond(&mut session, 400, "bad request").await;
@@ -251,15 +306,26 @@ impl HttpProxy {
                 session.shutdown().await;
                 break;
             }
-            header_timer.as_mut().reset(deadline(done, self.keepalive));
+            let keepalive_until = deadline(done, self.keepalive);
             match session.reuse().await {
                 Ok(Some(next)) => (stream, pipelined) = next.into_parts(),
                 _ => break,
+            }
+            // Nothing of the next request yet: wait the rest delay first (the timer is moved
+            // once either way).
+            let waiting = pipelined.as_ref().is_none_or(|p| p.is_empty());
+            if waiting && self.keepalive > REST_AFTER {
+                header_timer.as_mut().reset(deadline(done, REST_AFTER));
+                rests_until = Some(keepalive_until);
+            } else {
+                header_timer.as_mut().reset(keepalive_until);
+                rests_until = None;
             }
         }
         if let Some(conn) = attached {
             self.keep_idle(conn);
         }
+        None
     }
 
     fn keep_idle(&self, conn: Idle) {

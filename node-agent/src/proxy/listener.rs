@@ -184,6 +184,8 @@ pub struct ClientConnection {
     evict: Notify,
     /// Bytes the request header may still take (`usize::MAX`: no header is being read).
     header_budget: AtomicUsize,
+    /// The budget the current header began with.
+    header_limit: AtomicUsize,
     /// The header ran past its budget.
     header_too_large: AtomicBool,
 }
@@ -194,7 +196,13 @@ impl ClientConnection {
     pub fn waiting(&self, epoch_ms: u64, budget: usize) {
         self.header_too_large.store(false, Ordering::Relaxed);
         self.header_budget.store(budget, Ordering::Relaxed);
+        self.header_limit.store(budget, Ordering::Relaxed);
         self.waiting_since.store(epoch_ms + 1, Ordering::Relaxed);
+    }
+
+    /// Whether a byte of the request header being waited for has been read.
+    pub fn header_started(&self) -> bool {
+        self.header_budget.load(Ordering::Relaxed) != self.header_limit.load(Ordering::Relaxed)
     }
 
     /// A request header arrived (or the wait ended).
@@ -410,25 +418,46 @@ async fn accept_http(
     {
         let guard = OpenGuard::new(&open, &metrics);
         let (proxy, stopped, connections) = (proxy.clone(), stopped.clone(), connections.clone());
-        tokio::spawn(async move {
+        let task = async move {
             let _guard = guard;
             let (id, conn) = connections.add();
-            conn.waiting(connections.now_ms(), usize::MAX);
-            // Nothing but the socket is held until the client sends something (nginx, too,
-            // allocates a connection's buffers only when its first bytes arrive): idle and
-            // slow clients cost little. The session's future is allocated then.
-            let first = tokio::select! {
-                biased;
-                ready = tcp.readable() => ready.is_ok(),
-                () = tokio::time::sleep(proxy.header_timeout) => false,
-                () = conn.evicted() => false,
-            };
-            if first {
+            // Nothing but the socket is held until the client sends something, and again while
+            // a keep-alive connection rests between requests (nginx, too, holds a connection's
+            // buffers only while a request is under way): idle clients cost about a kilobyte.
+            // The session and its future are allocated when bytes arrive.
+            let mut tcp = tcp;
+            let mut until = tokio::time::Instant::now() + proxy.header_timeout;
+            let mut first = true;
+            loop {
+                conn.waiting(connections.now_ms(), usize::MAX);
+                // A peek, not `readable()`: a socket just accepted reads as ready before any
+                // byte has come (tokio's readiness starts unknown).
+                let mut byte = [0u8; 1];
+                let mut stop = stopped.clone();
+                let data = tokio::select! {
+                    biased;
+                    ready = tcp.peek(&mut byte) => ready.is_ok_and(|n| n > 0),
+                    () = tokio::time::sleep_until(until) => false,
+                    () = conn.evicted() => false,
+                    // A connection accepted before the stop gets its first request answered.
+                    _ = stop.wait_for(|s| *s), if !first => false,
+                };
+                if !data {
+                    break;
+                }
                 let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
-                Box::pin(proxy.serve(stream, peer, stopped, &conn, &connections)).await;
+                let serve = proxy.serve(stream, peer, stopped.clone(), &conn, &connections, first);
+                match Box::pin(serve).await {
+                    Some(rest) => {
+                        (tcp, until) = (rest.tcp, rest.until);
+                        first = false;
+                    }
+                    None => break,
+                }
             }
             connections.remove(id);
-        });
+        };
+        tokio::spawn(task);
     }
     let _ = stopped_tx.send(true);
 }

@@ -25,7 +25,8 @@ struct Args {
     /// Fewer runs and shorter windows: a check that everything runs, not figures to quote.
     #[arg(long)]
     quick: bool,
-    /// Only these benchmarks (comma-separated): failover, proxy, agent_rss, vrrp_cpu, scale.
+    /// Only these benchmarks (comma-separated): failover, proxy, agent_rss, connections,
+    /// vrrp_cpu, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The report to write; the timeline plot goes to `benchmarks/` beside it.
@@ -97,6 +98,22 @@ process on one host and by keepalived plus nginx on the other, idle after the se
 held` checks that each side really holds its addresses; RSS is resident memory (for keepalived + \
 nginx the sum, with keepalived and nginx in parentheses); the last column is Buoy's memory as a \
 multiple of the classic stack's.",
+    },
+    Bench {
+        name: "connections",
+        title: "Memory per client connection: Buoy against nginx and HAProxy",
+        package: "buoy-agent",
+        args: &[],
+        quick_args: &["--connections", "300"],
+        quick_env: &[],
+        reading: "A client namespace opens the number of connections in the title to one proxy \
+at a time, all of one kind, and keeps them: `idle` sends nothing, `slow` sends half a request \
+header and stops (a slowloris client), `keep-alive` gets one answer and then waits. Each proxy runs \
+one worker, starts fresh for each kind (an allocator keeps what it once freed) and is warmed up by \
+50 requests; the figure is the growth of its resident memory divided by the connections held. \
+`slow × nginx` compares the costliest kind. The last line multiplies Buoy's slow figure by the \
+default connection limit of a listener (`client.maxConnections`), which is what the chart's memory \
+limit for the agent is sized from.",
     },
     Bench {
         name: "vrrp_cpu",
@@ -257,6 +274,17 @@ fn figures(name: &str, blocks: &[Block], stdout: &str) -> String {
             ) {
                 out.push(format!(
                     "In this run buoy-agent used {b} against {k} for keepalived + nginx ({x} ×)."
+                ));
+            }
+        }
+        "connections" => {
+            if let (Some(slow), Some(idle), Some(x)) = (
+                c("Buoy", "slow (half a header: slowloris)"),
+                c("Buoy", "idle (nothing sent)"),
+                c("Buoy", "slow × nginx"),
+            ) {
+                out.push(format!(
+                    "In this run Buoy held a slow connection in {slow} ({x} × nginx) and an idle one in {idle}."
                 ));
             }
         }
