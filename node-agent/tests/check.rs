@@ -25,7 +25,7 @@ fn accepts_the_seed_example() {
     assert!(ok, "{stderr}");
     assert_eq!(
         stdout.trim(),
-        "configuration OK: 1 VirtualIP(s), 1 UpstreamPool(s), 1 Secret(s)"
+        "configuration OK: 1 VirtualIP(s), 1 UpstreamPool(s), 1 AddressPool(s), 1 Secret(s)"
     );
 }
 

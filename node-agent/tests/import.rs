@@ -309,3 +309,64 @@ fn the_binary_fails_on_malformed_input() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: nginx.conf:"), "{stderr}");
 }
+
+/// The migration guide shows the tutorial's import as it really runs: the command, its
+/// warnings, `check`, and the YAML, verbatim. `BUOY_BLESS=1` rewrites the guide's block.
+#[test]
+fn the_migration_guide_shows_the_real_output() {
+    let dir = fixtures().join("seed");
+    let run = |args: &[&str], cwd: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (yaml, warnings) = run(
+        &[
+            "import",
+            "--keepalived",
+            "lb1.conf",
+            "lb2.conf",
+            "--nginx",
+            "nginx.conf",
+        ],
+        &dir,
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-guide-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(tmp.path().join("buoy.yaml"), &yaml).unwrap();
+    let (checked, _) = run(&["check", "--config", "buoy.yaml"], tmp.path());
+    let start =
+        "$ buoy-agent import --keepalived lb1.conf lb2.conf --nginx nginx.conf > buoy.yaml\n";
+    let block = format!(
+        "{start}{warnings}$ buoy-agent check --config buoy.yaml\n{checked}$ cat buoy.yaml\n{yaml}"
+    );
+    let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/migration.md");
+    let guide = std::fs::read_to_string(&guide_path).unwrap();
+    let at = guide
+        .find(start)
+        .expect("the guide shows the import command");
+    let end = at + guide[at..].find("```\n").expect("the block ends");
+    if std::env::var_os("BUOY_BLESS").is_some() {
+        let rewritten = format!("{}{block}{}", &guide[..at], &guide[end..]);
+        std::fs::write(&guide_path, rewritten).unwrap();
+        return;
+    }
+    assert!(
+        guide[at..end] == block,
+        "docs/migration.md shows another output than the importer's; run \
+         BUOY_BLESS=1 cargo test -p buoy-agent --test import the_migration_guide to rewrite it"
+    );
+}
