@@ -365,6 +365,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backends_on_the_node_are_refused_in_a_cluster_and_allowed_standalone() {
+        let pool: UpstreamPool = serde_yaml::from_str(
+            "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: p, namespace: t}\nspec:\n  backends:\n    - {address: 127.0.0.1, port: 80}\n    - {address: 169.254.169.254, port: 80}\n    - {address: 'fe80::1', port: 80}\n    - {address: 10.0.0.5, port: 80}\n    - {address: 0.0.0.0, port: 80}\n    - {address: 10.0.0.9, port: 80}\n",
+        )
+        .unwrap();
+        let node: BTreeSet<IpAddr> = ["10.0.0.5".parse().unwrap()].into();
+        let cluster = BackendPolicy {
+            refuse_node_local: true,
+            node_addresses: node.clone(),
+        };
+        let c = super::pool(&pool, &Resolutions::new(), &cluster);
+        let kept: Vec<String> = c.backends.iter().map(|b| b.addr.to_string()).collect();
+        assert_eq!(kept, ["10.0.0.9:80"]);
+        assert_eq!(c.problems.len(), 5, "{:?}", c.problems);
+        for (problem, why) in c.problems.iter().zip([
+            "loopback",
+            "link-local address (169.254.0.0/16",
+            "link-local",
+            "address of the node itself",
+            "loopback",
+        ]) {
+            assert!(
+                problem.contains(why) && problem.contains("--allow-node-local-backends"),
+                "{problem}"
+            );
+        }
+        // Standalone (and a cluster whose operator allows them): every backend serves.
+        let allowed = BackendPolicy {
+            refuse_node_local: false,
+            node_addresses: node,
+        };
+        let c = super::pool(&pool, &Resolutions::new(), &allowed);
+        assert_eq!((c.backends.len(), c.problems.len()), (6, 0));
+    }
+
+    #[test]
     fn seed_example_becomes_the_nginx_setup() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
         let objects = buoy_crds::manifest::load(&[dir.into()]).unwrap();
