@@ -1,6 +1,7 @@
 //! The real `buoy-operator run` binary against the Kubernetes API test server: agent
 //! DaemonSets, allocation, conflicts, references, status from the agents' reports, deletion
-//! with the finalizer, Events, metrics, and leader election between replicas.
+//! with the finalizer, Events, metrics, leader election between replicas, and the address
+//! policy (AddressPools: what is served, what is refused and why, allocation from a pool).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -938,4 +939,344 @@ async fn an_object_the_operator_cannot_read_is_left_out_with_a_warning() {
     assert!(note.contains("cannot read"), "{note}");
     let mut op = op;
     assert!(op.running(), "the operator keeps running");
+}
+
+/// The AddressPool of the address-policy test: three addresses for `team-a`, on the `role=lb`
+/// nodes, applied as a cluster admin would.
+const TEAM_A_POOL: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata:
+  name: team-a-lan
+spec:
+  addresses: ["10.77.0.10-10.77.0.12"]
+  namespaces: [team-a]
+  nodeSelector:
+    matchLabels: {role: lb}
+"#;
+
+/// Two VirtualIPs the API server accepts (they are valid) but no AddressPool allows: the
+/// gateway's address in team-a, and team-b, which no pool admits.
+const NOT_ALLOWED: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: bad, namespace: team-a}
+spec:
+  addresses: ["10.77.0.1"]
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: other, namespace: team-b}
+spec:
+  addresses: ["10.77.0.30"]
+"#;
+
+/// Waits until the AddressPool `name` reports `allocated` and `available` with the Ready
+/// condition's `reason`; returns its status.
+async fn wait_address_pool(
+    c: &Cluster,
+    name: &str,
+    allocated: i64,
+    available: i64,
+    reason: &str,
+) -> buoy_crds::AddressPoolStatus {
+    let pools: Api<buoy_crds::AddressPool> = Api::all(c.client.clone());
+    eventually(
+        &format!("AddressPool {name}: {allocated} allocated, {available} available, {reason}"),
+        || async {
+            let st = pools.get(name).await.ok()?.status?;
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (st.allocated == allocated && st.available == available && ready.reason == reason)
+                .then_some(st)
+        },
+    )
+    .await
+}
+
+/// The addresses in effect in a VirtualIP's status, once there are some.
+async fn wait_addresses(c: &Cluster, ns: &str, name: &str) -> VirtualIP {
+    eventually(&format!("{ns}/{name}'s addresses"), || async {
+        let v = c.vips(ns).get(name).await.ok()?;
+        (!v.status.as_ref()?.addresses.is_empty()).then_some(v)
+    })
+    .await
+}
+
+/// The address policy end to end through the binary (`--address-policy Enforce`, the
+/// default): a VirtualIP is served only on addresses an AddressPool admitting its namespace
+/// holds, on the pool's nodes; the others say why (naming the address), get nothing allocated
+/// and disturb nothing; a VirtualIP that names the pool gets its first free address, keeps it
+/// across an operator restart, and the address is handed out again once it is gone; the pool's
+/// status counts all along.
+#[tokio::test]
+async fn the_address_policy_serves_what_a_pool_allows_and_allocates_from_it() {
+    use buoy_crds::policy::Range;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    const POOL: &str = "team-a-lan";
+    let c = Cluster::start(&three_nodes()).await;
+    let namespaces: Api<Namespace> = Api::all(c.client.clone());
+    for ns in ["team-a", "team-b"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let kubectl = buoy_tests::kubectl::Kubectl::new(c.api.kubeconfig_path().to_path_buf());
+    let apply = |yaml: &str| {
+        let (ok, out, err) = kubectl.run(&["apply", "-f", "-"], Some(yaml));
+        assert!(ok, "kubectl apply failed:\n{out}\n{err}");
+    };
+    apply(TEAM_A_POOL);
+    let mut op = c.operator(
+        "op-1",
+        &["--leader-election", "false", "--address-policy", "Enforce"],
+    );
+    let st = wait_address_pool(&c, POOL, 0, 3, "AddressesAvailable").await;
+    assert_eq!(st.observed_generation, Some(1));
+
+    // 1. An address inside the pool: served, from the pool, on the pool's nodes (n3 is not
+    // role=lb), with a VRID, priorities, the finalizer and an agent DaemonSet.
+    c.create_vip("team-a", "ok", json!({"addresses": ["10.77.0.10"]}))
+        .await;
+    let ok = eventually("team-a/ok's allocations", || async {
+        let v = c.vips("team-a").get("ok").await.ok()?;
+        (v.status.as_ref()?.virtual_router_id.is_some()
+            && v.annotations().contains_key("buoy.io/priorities"))
+        .then_some(v)
+    })
+    .await;
+    let st = ok.status.clone().unwrap();
+    assert_eq!(st.virtual_router_id, Some(1));
+    assert_eq!(st.addresses, ["10.77.0.10"]);
+    assert_eq!(st.address_pool.as_deref(), Some(POOL));
+    let prio: std::collections::BTreeMap<String, u8> =
+        serde_json::from_str(&ok.annotations()["buoy.io/priorities"]).unwrap();
+    assert_eq!(prio.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+    assert!(ok.finalizers().contains(&"buoy.io/release".to_string()));
+    c.wait_condition("team-a", "ok", "Ready", "False", "NoMaster")
+        .await;
+    let pool_selector: LabelSelector =
+        serde_json::from_value(json!({"matchLabels": {"role": "lb"}})).unwrap();
+    let key = buoy_crds::placement::key_in(&ok.spec, Some(&pool_selector));
+    let ds_name = format!("buoy-agent-{key}");
+    let dss: Api<DaemonSet> = Api::namespaced(c.client.clone(), NS);
+    let ds = eventually("team-a/ok's DaemonSet", || async {
+        dss.get(&ds_name).await.ok()
+    })
+    .await;
+    assert_eq!(
+        serde_json::to_value(&ds).unwrap().pointer(
+            "/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions"
+        ),
+        Some(&json!([{"key": "role", "operator": "In", "values": ["lb"]}])),
+        "the pool's nodeSelector is the DaemonSet's node affinity"
+    );
+    // The agents hold it: it serves.
+    c.report(
+        "team-a",
+        "ok",
+        "n1",
+        json!({"state": "Master", "priority": 200, "serving": true}),
+    )
+    .await;
+    c.report(
+        "team-a",
+        "ok",
+        "n2",
+        json!({"state": "Backup", "priority": 190}),
+    )
+    .await;
+    c.wait_condition("team-a", "ok", "Ready", "True", "Serving")
+        .await;
+    c.wait_condition("team-a", "ok", "Degraded", "False", "Redundant")
+        .await;
+    wait_address_pool(&c, POOL, 1, 2, "AddressesAvailable").await;
+    let ok_before = c.vips("team-a").get("ok").await.unwrap();
+
+    // 2. The gateway's address in team-a and any address in team-b: accepted by the API server,
+    // refused by the operator, with the address in the condition and in a Warning Event, and
+    // nothing allocated (no VRID, no priorities, no addresses, no DaemonSet).
+    apply(NOT_ALLOWED);
+    for (ns, name, address, why) in [
+        (
+            "team-a",
+            "bad",
+            "10.77.0.1",
+            "AddressPool team-a-lan (10.77.0.10-10.77.0.12) does not hold 10.77.0.1",
+        ),
+        (
+            "team-b",
+            "other",
+            "10.77.0.30",
+            "no AddressPool admits namespace team-b",
+        ),
+    ] {
+        let m = c
+            .wait_condition(ns, name, "Ready", "False", "AddressNotAllowed")
+            .await;
+        assert!(m.contains(address) && m.contains(why), "{ns}/{name}: {m}");
+        let (kind, _, note) = c.wait_event(ns, name, "AddressNotAllowed").await;
+        assert_eq!(kind, "Warning");
+        assert!(note.contains(address), "{ns}/{name}: {note}");
+        let v = c.vips(ns).get(name).await.unwrap();
+        let st = v.status.clone().unwrap();
+        assert_eq!(st.virtual_router_id, None, "{ns}/{name}");
+        assert!(st.addresses.is_empty(), "{ns}/{name}: {:?}", st.addresses);
+        assert_eq!(st.address_pool, None, "{ns}/{name}");
+        assert!(
+            !v.annotations().contains_key("buoy.io/priorities"),
+            "{ns}/{name}"
+        );
+        assert_eq!(
+            c.condition(ns, name, "Degraded").await.map(|d| (d.0, d.1)),
+            Some(("False".into(), "NotServed".into()))
+        );
+    }
+    let names: Vec<String> = dss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(
+        names,
+        std::slice::from_ref(&ds_name),
+        "no DaemonSet for what is not served"
+    );
+    // team-a/ok is untouched: not even written.
+    let ok_after = c.vips("team-a").get("ok").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&ok_after.status).unwrap(),
+        serde_json::to_value(&ok_before.status).unwrap()
+    );
+    assert_eq!(ok_after.annotations(), ok_before.annotations());
+    assert_eq!(
+        ok_after.metadata.resource_version,
+        ok_before.metadata.resource_version
+    );
+    wait_address_pool(&c, POOL, 1, 2, "AddressesAvailable").await;
+
+    // 3. No address, the pool named: the first free one (10.77.0.10 is ok's).
+    c.create_vip("team-a", "auto", json!({"addressPool": POOL}))
+        .await;
+    let auto = wait_addresses(&c, "team-a", "auto").await;
+    let auto_status = auto.status.clone().unwrap();
+    let range = Range::parse("10.77.0.10-10.77.0.12").unwrap();
+    assert!(
+        auto_status
+            .addresses
+            .iter()
+            .all(|a| range.contains(a.parse().unwrap())),
+        "{:?}",
+        auto_status.addresses
+    );
+    assert_eq!(
+        auto_status.addresses,
+        ["10.77.0.11"],
+        "the first free address"
+    );
+    assert_eq!(auto_status.address_pool.as_deref(), Some(POOL));
+    assert_eq!(auto_status.virtual_router_id, Some(2));
+    c.wait_condition("team-a", "auto", "Ready", "False", "NoMaster")
+        .await;
+    wait_address_pool(&c, POOL, 2, 1, "AddressesAvailable").await;
+    // As `kubectl get` shows it (the printer columns).
+    let table = kubectl.ok(&["get", "apool", POOL]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.first().map(|r| r[..4].to_vec()),
+        Some(vec!["NAME", "ADDRESSES", "ALLOCATED", "AVAILABLE"]),
+        "{table}"
+    );
+    assert_eq!(
+        rows.get(1).map(|r| r[..4].to_vec()),
+        Some(vec![POOL, "[\"10.77.0.10-10.77.0.12\"]", "2", "1"]),
+        "{table}"
+    );
+    // ok's status is still what it was (the barrier: auto's pass came after bad's and other's).
+    let ok_after = c.vips("team-a").get("ok").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&ok_after.status).unwrap(),
+        serde_json::to_value(&ok_before.status).unwrap()
+    );
+
+    // 4. The operator dies. Meanwhile ok moves to 10.77.0.12, so that 10.77.0.10 is free: an
+    // operator that allocated afresh would give it to auto. And `late` asks the pool too. The
+    // new operator (default policy) keeps auto's address and gives `late` 10.77.0.10.
+    op.signal(libc::SIGKILL);
+    let _ = op.wait_exit(Duration::from_secs(5));
+    assert!(!op.running(), "the operator is gone");
+    c.vips("team-a")
+        .patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["10.77.0.12"]}})),
+        )
+        .await
+        .unwrap();
+    c.create_vip("team-a", "late", json!({"addressPool": POOL}))
+        .await;
+    let _op = c.operator("op-2", &["--leader-election", "false"]);
+    let late = wait_addresses(&c, "team-a", "late").await;
+    assert_eq!(late.status.unwrap().addresses, ["10.77.0.10"]);
+    // The pool's status is written after the pass's VirtualIP writes: this pass is done.
+    let st = wait_address_pool(&c, POOL, 3, 0, "Exhausted").await;
+    assert_eq!(st.conditions[0].status, "False");
+    let auto_now = c.vips("team-a").get("auto").await.unwrap();
+    let auto_now_status = auto_now.status.clone().unwrap();
+    assert_eq!(
+        auto_now_status.addresses, auto_status.addresses,
+        "kept across the restart"
+    );
+    assert_eq!(
+        auto_now_status.virtual_router_id,
+        auto_status.virtual_router_id
+    );
+    let ok_now = c.vips("team-a").get("ok").await.unwrap().status.unwrap();
+    assert_eq!(ok_now.addresses, ["10.77.0.12"]);
+    assert_eq!(ok_now.virtual_router_id, Some(1));
+
+    // 5. auto goes (its finalizer released: no node reported Master): one address fewer in
+    // use, and the next VirtualIP that asks gets it back.
+    c.vips("team-a")
+        .delete("auto", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("team-a/auto goes", || async {
+        c.gone("team-a", "auto").await.then_some(())
+    })
+    .await;
+    wait_address_pool(&c, POOL, 2, 1, "AddressesAvailable").await;
+    c.create_vip("team-a", "again", json!({"addressPool": POOL}))
+        .await;
+    let again = wait_addresses(&c, "team-a", "again").await;
+    assert_eq!(again.status.unwrap().addresses, auto_status.addresses);
+    wait_address_pool(&c, POOL, 3, 0, "Exhausted").await;
+    // One more: none left.
+    c.create_vip("team-a", "one-more", json!({"addressPool": POOL}))
+        .await;
+    let m = c
+        .wait_condition("team-a", "one-more", "Ready", "False", "PoolExhausted")
+        .await;
+    assert!(m.contains(POOL), "{m}");
+
+    // The restarted operator (default policy) still refuses bad and other, as before.
+    for (ns, name, address) in [
+        ("team-a", "bad", "10.77.0.1"),
+        ("team-b", "other", "10.77.0.30"),
+    ] {
+        let (s, r, m) = c.condition(ns, name, "Ready").await.unwrap();
+        assert_eq!((s.as_str(), r.as_str()), ("False", "AddressNotAllowed"));
+        assert!(m.contains(address), "{m}");
+        let st = c.vips(ns).get(name).await.unwrap().status.unwrap();
+        assert_eq!(st.virtual_router_id, None);
+    }
 }

@@ -101,8 +101,6 @@ pub fn plan(
     now: Timestamp,
 ) -> AddressPlan {
     let empty = BTreeMap::new();
-    // Every address a VirtualIP names or holds is taken: allocation never hands it out again.
-    let mut used: BTreeSet<IpAddr> = BTreeSet::new();
     let recorded = |v: &VirtualIP| -> Vec<String> {
         v.metadata
             .uid
@@ -112,15 +110,12 @@ pub fn plan(
             .or_else(|| v.status.as_ref().map(|s| s.addresses.clone()))
             .unwrap_or_default()
     };
-    for v in vips {
-        if v.spec.addresses.is_empty() {
-            used.extend(recorded(v).iter().filter_map(|a| ip_of(a)));
-        } else {
-            used.extend(v.spec.addresses.iter().filter_map(|a| ip_of(&a.0)));
-        }
-    }
-    let mut standings = Vec::with_capacity(vips.len());
-    let mut in_effect: Vec<(Option<String>, Vec<IpAddr>)> = Vec::new();
+    // First every VirtualIP's own addresses (named in its spec, or held from its pool) and their
+    // admission; then allocation. Every address an admitted VirtualIP names or holds is taken:
+    // allocation never hands it out again. A refused VirtualIP takes nothing, so a namespace no
+    // pool admits cannot use up another team's pool by naming its addresses.
+    let mut used: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut decided = Vec::with_capacity(vips.len());
     for v in vips {
         let namespace = v.metadata.namespace.as_deref().unwrap_or_default();
         let labels = namespaces.get(namespace).unwrap_or(&empty);
@@ -145,7 +140,16 @@ pub fn plan(
             )
         };
         let ips: Vec<IpAddr> = addresses.iter().filter_map(|a| ip_of(a)).collect();
-        let standing = match policy::admit(policy, pools, namespace, labels, &v.spec, &ips) {
+        let admission = policy::admit(policy, pools, namespace, labels, &v.spec, &ips);
+        if matches!(admission, Admission::Allowed(_)) {
+            used.extend(ips.iter().copied());
+        }
+        decided.push((addresses, allocated, admission));
+    }
+    let mut standings = Vec::with_capacity(vips.len());
+    let mut in_effect: Vec<(Option<String>, Vec<IpAddr>)> = Vec::new();
+    for (v, (addresses, allocated, admission)) in vips.iter().zip(decided) {
+        let standing = match admission {
             Admission::NotAllowed(message) => Standing::NotServed {
                 reason: "AddressNotAllowed",
                 message,
@@ -374,6 +378,47 @@ mod tests {
             served(&p.standings[0]),
             Some(&["10.0.0.10".to_string()][..])
         );
+    }
+
+    #[test]
+    fn refused_virtualips_take_no_address_of_a_pool() {
+        // Another namespace names every address of `lan` (refused: no pool admits it); `web`
+        // still gets one allocated, and the pool counts only what `web` uses.
+        let lan = lan();
+        let squatters: Vec<VirtualIP> = ["10.0.0.10", "10.0.0.11"]
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                vip(&format!(
+                    "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: s{i}, namespace: shop}}\nspec: {{addresses: [{a}]}}"
+                ))
+            })
+            .collect();
+        let asks = vip(
+            "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a, namespace: web, uid: u1}\nspec: {addressPool: lan}",
+        );
+        let p = plan(
+            &[&squatters[0], &squatters[1], &asks],
+            &[&lan],
+            &BTreeMap::new(),
+            AddressPolicy::Enforce,
+            &HashMap::new(),
+            Timestamp::now(),
+        );
+        for s in &p.standings[..2] {
+            assert!(matches!(
+                s,
+                Standing::NotServed {
+                    reason: "AddressNotAllowed",
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            served(&p.standings[2]),
+            Some(&["10.0.0.10".to_string()][..])
+        );
+        assert_eq!((p.pools[0].allocated, p.pools[0].available), (1, 1));
     }
 
     #[test]

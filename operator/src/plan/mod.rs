@@ -2012,11 +2012,12 @@ mod tests {
             terms,
             &json!([{"key": "lb", "operator": "In", "values": ["true"]}])
         );
-        // The pool's status: 2 in use; free: 8 addresses, less .0 (buggy), the 2 in use and
-        // .6, which a VirtualIP names (not allowed, but never handed out to another).
+        // The pool's status: 2 in use; free: 8 addresses, less .0 (buggy) and the 2 in use.
+        // .6, which a refused VirtualIP names, stays free: a namespace the pool does not admit
+        // cannot use up another team's pool.
         assert_eq!(
             (p.address_pools[0].allocated, p.address_pools[0].available),
-            (2, 4)
+            (2, 5)
         );
         // Settled: nothing more to say, and the allocation stays.
         let again = f.plan();
