@@ -3,6 +3,7 @@
 
 pub mod announce_wire;
 pub mod backend;
+pub mod house;
 pub mod keepalived;
 pub mod kubectl;
 pub mod netlab;

@@ -1,0 +1,406 @@
+//! Measures Buoy's production code against the house's rules (`docs/architecture.md`): file
+//! and function sizes, visibility, and the floors of each crate, where a module may use modules
+//! of lower floors and of its own room only. Parsed with syn, so that strings, comments and
+//! `#[cfg(test)]` modules are told apart from code.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use syn::{spanned::Spanned, visit::Visit};
+
+/// Lines above which a file is big.
+pub const FILE_LINES: usize = 800;
+/// Lines above which a production function is long.
+pub const FN_LINES: usize = 100;
+
+/// A crate's source directory, and its rooms by floor: a module path prefix (`vrrp::machine`,
+/// `proxy`) and its floor. A module belongs to the room of its longest matching prefix; a
+/// module in no room is on floor 0. Uses within a room, or down to a lower floor, are fine;
+/// anything else runs up or sideways.
+pub struct Crate {
+    pub name: &'static str,
+    pub src: &'static str,
+    pub rooms: &'static [(&'static str, u32)],
+}
+
+/// Buoy's crates and their floors. Lower floors know nothing of higher ones: the protocol and
+/// proxy engines know nothing of where their configuration comes from, and the sources
+/// (files, cluster) nothing of each other.
+pub const CRATES: &[Crate] = &[
+    Crate {
+        name: "buoy-crds",
+        src: "crds/src",
+        rooms: &[],
+    },
+    Crate {
+        name: "buoy-agent",
+        src: "node-agent/src",
+        rooms: &[
+            // Sans-IO cores.
+            ("vrrp::packet", 5),
+            ("vrrp::machine", 10),
+            ("vrrp::track", 10),
+            ("import", 10),
+            // Host IO and small services.
+            ("net", 20),
+            ("dns", 20),
+            ("refresh", 15),
+            // The engines: neither uses the other.
+            ("vrrp", 30),
+            ("proxy", 30),
+            // Desired state into engine configuration.
+            ("config", 40),
+            ("endpoints", 40),
+            ("node", 45),
+            // Running a node's configuration, and reporting on it.
+            ("agent", 50),
+            ("admin", 55),
+            // Where desired state comes from.
+            ("source", 60),
+            ("files", 65),
+            ("cluster", 65),
+            ("runner", 70),
+        ],
+    },
+    Crate {
+        name: "buoy-operator",
+        src: "operator/src",
+        rooms: &[
+            ("conditions", 10),
+            ("selection", 10),
+            ("allocate", 10),
+            ("agent", 20),
+            ("plan", 30),
+            ("leader", 40),
+            ("telemetry", 40),
+            ("controller", 50),
+        ],
+    },
+];
+
+/// One source file's figures.
+#[derive(Debug, Default)]
+pub struct FileFigures {
+    pub path: PathBuf,
+    pub lines: usize,
+    /// Production functions over [`FN_LINES`]: name and lines.
+    pub long_fns: Vec<(String, usize)>,
+    pub public: usize,
+    pub restricted: usize,
+    /// Uses that run up or sideways: the module used.
+    pub upward: Vec<String>,
+}
+
+/// The figures of every crate.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub files: Vec<FileFigures>,
+}
+
+impl Report {
+    /// Files over [`FILE_LINES`].
+    pub fn big_files(&self) -> Vec<&FileFigures> {
+        self.files.iter().filter(|f| f.lines > FILE_LINES).collect()
+    }
+
+    /// Production functions over [`FN_LINES`], with their file.
+    pub fn long_fns(&self) -> Vec<(&Path, &str, usize)> {
+        self.files
+            .iter()
+            .flat_map(|f| {
+                f.long_fns
+                    .iter()
+                    .map(|(n, l)| (f.path.as_path(), n.as_str(), *l))
+            })
+            .collect()
+    }
+
+    /// Uses that run up or sideways, with their file.
+    pub fn upward(&self) -> Vec<(&Path, &str)> {
+        self.files
+            .iter()
+            .flat_map(|f| f.upward.iter().map(|u| (f.path.as_path(), u.as_str())))
+            .collect()
+    }
+
+    /// `pub` and restricted (`pub(crate)`, `pub(super)`, `pub(in …)`) items.
+    pub fn visibility(&self) -> (usize, usize) {
+        self.files
+            .iter()
+            .fold((0, 0), |(p, r), f| (p + f.public, r + f.restricted))
+    }
+
+    /// The figures, one per line.
+    pub fn summary(&self) -> String {
+        let (public, restricted) = self.visibility();
+        format!(
+            "files over {FILE_LINES} lines: {}\nproduction functions over {FN_LINES} lines: {}\n`pub` items: {public}; restricted (`pub(crate)`, `pub(super)`): {restricted}\nuses from a lower floor to a higher one or sideways: {}",
+            self.big_files().len(),
+            self.long_fns().len(),
+            self.upward().len()
+        )
+    }
+
+    /// Every file, function and use counted.
+    pub fn details(&self) -> String {
+        let mut out = String::new();
+        for f in self.big_files() {
+            let _ = writeln!(out, "big file: {} ({} lines)", f.path.display(), f.lines);
+        }
+        for (path, name, lines) in self.long_fns() {
+            let _ = writeln!(out, "long fn: {}: {name} ({lines} lines)", path.display());
+        }
+        for (path, used) in self.upward() {
+            let _ = writeln!(out, "upward: {} uses {used}", path.display());
+        }
+        out
+    }
+}
+
+/// The module path of a file under `src` (`net/mod.rs` → `net`, `vrrp/machine.rs` →
+/// `vrrp::machine`, `lib.rs` → ``).
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The room (its prefix) and floor of a module path.
+fn room<'a>(rooms: &'a [(&'a str, u32)], module: &[String]) -> (&'a str, u32) {
+    let joined = module.join("::");
+    rooms
+        .iter()
+        .filter(|(prefix, _)| joined == *prefix || joined.starts_with(&format!("{prefix}::")))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(("", 0), |(p, f)| (*p, *f))
+}
+
+fn is_test_only(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        (a.path().is_ident("cfg") && {
+            let text = a.meta.to_token_stream_string();
+            text.contains("test") && !text.contains("not")
+        }) || a.path().is_ident("test")
+            || a.path().segments.last().is_some_and(|s| s.ident == "test")
+    })
+}
+
+trait MetaText {
+    fn to_token_stream_string(&self) -> String;
+}
+
+impl MetaText for syn::Meta {
+    fn to_token_stream_string(&self) -> String {
+        quote::ToTokens::to_token_stream(self).to_string()
+    }
+}
+
+struct Visitor<'a> {
+    rooms: &'a [(&'a str, u32)],
+    module: Vec<String>,
+    /// Nested inline modules (`mod x { … }`) add to the file's module path.
+    inline: Vec<String>,
+    figures: FileFigures,
+}
+
+impl Visitor<'_> {
+    fn here(&self) -> Vec<String> {
+        self.module.iter().chain(&self.inline).cloned().collect()
+    }
+
+    fn function(&mut self, name: String, span: proc_macro2::Span) {
+        let lines = span.end().line.saturating_sub(span.start().line) + 1;
+        if lines > FN_LINES {
+            self.figures.long_fns.push((name, lines));
+        }
+    }
+
+    /// A path used in code or in a `use`: where it leads, if inside the crate.
+    fn used(&mut self, segments: &[String]) {
+        let here = self.here();
+        let target: Vec<String> = match segments.first().map(String::as_str) {
+            Some("crate") => segments[1..].to_vec(),
+            Some("super") => {
+                let mut base = here.clone();
+                let mut rest = segments;
+                while rest.first().map(String::as_str) == Some("super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+                base.extend(rest.iter().cloned());
+                base
+            }
+            _ => return,
+        };
+        let (from_room, from_floor) = room(self.rooms, &here);
+        let (to_room, to_floor) = room(self.rooms, &target);
+        if to_room.is_empty() || to_room == from_room {
+            return;
+        }
+        if to_floor >= from_floor {
+            let used =
+                format!("{to_room} (floor {to_floor}) from {from_room} (floor {from_floor})");
+            if !self.figures.upward.contains(&used) {
+                self.figures.upward.push(used);
+            }
+        }
+    }
+}
+
+fn use_paths(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            use_paths(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) => {
+            let mut full = prefix.clone();
+            if n.ident != "self" {
+                full.push(n.ident.to_string());
+            }
+            out.push(full);
+        }
+        syn::UseTree::Rename(r) => {
+            let mut full = prefix.clone();
+            full.push(r.ident.to_string());
+            out.push(full);
+        }
+        syn::UseTree::Glob(_) => out.push(prefix.clone()),
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                use_paths(t, prefix, out);
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Visitor<'_> {
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        if is_test_only(&m.attrs) {
+            return;
+        }
+        self.visit_visibility(&m.vis);
+        if let Some((_, items)) = &m.content {
+            self.inline.push(m.ident.to_string());
+            for item in items {
+                self.visit_item(item);
+            }
+            self.inline.pop();
+        }
+    }
+
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        if is_test_only(&f.attrs) {
+            return;
+        }
+        self.function(f.sig.ident.to_string(), f.span());
+        syn::visit::visit_item_fn(self, f);
+    }
+
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        if is_test_only(&f.attrs) {
+            return;
+        }
+        self.function(f.sig.ident.to_string(), f.span());
+        syn::visit::visit_impl_item_fn(self, f);
+    }
+
+    fn visit_item_impl(&mut self, i: &'ast syn::ItemImpl) {
+        if is_test_only(&i.attrs) {
+            return;
+        }
+        syn::visit::visit_item_impl(self, i);
+    }
+
+    fn visit_visibility(&mut self, v: &'ast syn::Visibility) {
+        match v {
+            syn::Visibility::Public(_) => self.figures.public += 1,
+            syn::Visibility::Restricted(_) => self.figures.restricted += 1,
+            syn::Visibility::Inherited => {}
+        }
+    }
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        if is_test_only(&u.attrs) {
+            return;
+        }
+        self.visit_visibility(&u.vis);
+        let mut paths = Vec::new();
+        use_paths(&u.tree, &mut Vec::new(), &mut paths);
+        for p in paths {
+            self.used(&p);
+        }
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        let segments: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        self.used(&segments);
+        syn::visit::visit_path(self, p);
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Measures every crate of [`CRATES`] under the workspace `root`.
+pub fn measure(root: &Path) -> Result<Report> {
+    let mut report = Report::default();
+    for krate in CRATES {
+        let src = root.join(krate.src);
+        let mut files = Vec::new();
+        rust_files(&src, &mut files)?;
+        files.sort();
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let ast = syn::parse_file(&text).with_context(|| format!("{}", file.display()))?;
+            let mut visitor = Visitor {
+                rooms: krate.rooms,
+                module: module_of(&src, &file),
+                inline: Vec::new(),
+                figures: FileFigures {
+                    path: file.strip_prefix(root).unwrap_or(&file).to_path_buf(),
+                    lines: text.lines().count(),
+                    ..FileFigures::default()
+                },
+            };
+            visitor.visit_file(&ast);
+            report.files.push(visitor.figures);
+        }
+    }
+    Ok(report)
+}
+
+/// The figures by crate name, for tests that hold one crate to a rule.
+pub fn by_crate(report: &Report) -> BTreeMap<&'static str, Vec<&FileFigures>> {
+    let mut out: BTreeMap<&'static str, Vec<&FileFigures>> = BTreeMap::new();
+    for f in &report.files {
+        if let Some(k) = CRATES.iter().find(|k| f.path.starts_with(k.src)) {
+            out.entry(k.name).or_default().push(f);
+        }
+    }
+    out
+}
