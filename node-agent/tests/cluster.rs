@@ -14,7 +14,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, echo_in, served_by_from},
+    backend::{Backend, served_by_from},
     kubectl::Kubectl,
     netlab::Lab,
     process::workspace_bin,
@@ -113,10 +113,7 @@ fn start_agents(nodes: &[&str]) -> Cluster {
     let mut lab = Lab::new(&["n1", "n2", "web1", "web2", "client", "api"]).unwrap();
     let kubeconfig = lab.dir().join("kubeconfig");
     let api = lab.start_api("api", &kubeconfig).unwrap();
-    let backends = ["web1", "web2"]
-        .iter()
-        .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
-        .collect();
+    let backends = lab.web_backends(&["web1", "web2"], false);
     let mut agents = std::collections::BTreeMap::new();
     for node in nodes {
         let argv: Vec<String> = [

@@ -10,44 +10,20 @@
 use std::{
     io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use buoy_tests::{
     backend::{Backend, Behaviour, free_port, parse_reply, request},
-    process::{Proc, rss_mb},
+    process::{ProxyProcess, rss_mb},
 };
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
-struct Proxy {
-    process: Proc,
-    _dir: tempfile::TempDir,
-}
-
 /// Runs `buoy-agent proxy` on this YAML; waits until it listens.
-fn proxy(yaml: &str) -> Proxy {
-    let dir = tempfile::Builder::new()
-        .prefix("buoy-limits-")
-        .tempdir()
-        .unwrap();
-    let file = dir.path().join("buoy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut cmd = Command::new(AGENT);
-    cmd.args(["proxy", "--threads", "2", "--config"]).arg(&file);
-    let p = Proc::spawn("proxy", cmd).unwrap();
-    assert!(
-        p.wait_for_line("proxy ready", Duration::from_secs(10))
-            .is_some(),
-        "{:?}",
-        p.output()
-    );
-    Proxy {
-        process: p,
-        _dir: dir,
-    }
+fn proxy(yaml: &str) -> ProxyProcess {
+    ProxyProcess::start(AGENT, yaml)
 }
 
 /// One listener on 127.0.0.1:`port` with `client` settings, to `backend`.

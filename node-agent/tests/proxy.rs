@@ -19,38 +19,14 @@ use std::{
 
 use buoy_tests::{
     backend::{Backend, Behaviour, KeepAlive, free_port, parse_reply, request},
-    process::Proc,
+    process::{Proc, ProxyProcess},
 };
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
-struct Proxy {
-    process: Proc,
-    /// Holds the configuration file; removed after the process (fields drop in order).
-    _dir: tempfile::TempDir,
-}
-
 /// Runs `buoy-agent proxy` on this YAML; waits until it listens.
-fn proxy(yaml: &str) -> Proxy {
-    let dir = tempfile::Builder::new()
-        .prefix("buoy-proxy-")
-        .tempdir()
-        .unwrap();
-    let file = dir.path().join("buoy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut cmd = Command::new(AGENT);
-    cmd.args(["proxy", "--threads", "2", "--config"]).arg(&file);
-    let p = Proc::spawn("proxy", cmd).unwrap();
-    assert!(
-        p.wait_for_line("proxy ready", Duration::from_secs(10))
-            .is_some(),
-        "{:?}",
-        p.output()
-    );
-    Proxy {
-        process: p,
-        _dir: dir,
-    }
+fn proxy(yaml: &str) -> ProxyProcess {
+    ProxyProcess::start(AGENT, yaml)
 }
 
 fn config(port: u16, protocol: &str, backends: &[(SocketAddr, u32)], pool_extra: &str) -> String {

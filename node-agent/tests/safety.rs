@@ -12,7 +12,7 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, echo_in, request},
+    backend::{Backend, request},
     netlab::{Lab, in_netns, ip, ns_exec},
     process::workspace_bin,
     seed::VIP,
@@ -47,10 +47,7 @@ fn spawn_agent(lab: &mut Lab, config: &Path, node: &str, metrics: &str) -> usize
 fn seed(metrics: &str) -> (Lab, std::path::PathBuf, [usize; 2], Vec<Backend>) {
     let mut lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
-    let backends = ["web1", "web2"]
-        .iter()
-        .map(|h| echo_in(&lab.host(h).ns, "0.0.0.0:80", h).unwrap())
-        .collect();
+    let backends = lab.web_backends(&["web1", "web2"], false);
     let lb1 = spawn_agent(&mut lab, &config, "lb1", metrics);
     let lb2 = spawn_agent(&mut lab, &config, "lb2", metrics);
     assert!(

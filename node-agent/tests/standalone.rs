@@ -12,7 +12,7 @@ use std::{
 
 use buoy_tests::{
     announce_wire::AnnouncementWatch,
-    backend::{Backend, KeepAlive, echo_in, served_by_from},
+    backend::{Backend, KeepAlive, served_by_from},
     netlab::{Lab, in_netns, ns_exec},
     probe::{Probe, report},
     process::workspace_bin,
@@ -35,10 +35,6 @@ struct Setup {
     backends: Vec<Backend>,
 }
 
-fn start_backend(lab: &Lab, host: &str) -> Backend {
-    echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap()
-}
-
 fn setup() -> Setup {
     let s = start();
     assert!(
@@ -59,7 +55,7 @@ fn start() -> Setup {
 fn start_with(before: impl FnOnce(&Lab)) -> Setup {
     let mut lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
-    let backends = vec![start_backend(&lab, "web1"), start_backend(&lab, "web2")];
+    let backends = lab.web_backends(&["web1", "web2"], false);
     before(&lab);
     let mut agents = [0; 2];
     for (i, node) in ["lb1", "lb2"].iter().enumerate() {
@@ -435,7 +431,7 @@ fn stop_agent(lab: &mut Lab, agent: usize, node: &str, iptables: &str, ip_family
 fn a_keep_alive_connection_survives_a_preemption_on_the_master_that_accepted_it() {
     let lab = Lab::new(&["lb1", "lb2", "web1", "web2", "client"]).unwrap();
     let config = buoy_tests::seed::lab_config(lab.dir()).unwrap();
-    let _backends = [start_backend(&lab, "web1"), start_backend(&lab, "web2")];
+    let _backends = lab.web_backends(&["web1", "web2"], false);
     // lb1 preempts lb2 about 3.6 s after its own start (three adverts and its skew; lb2's
     // lower-priority adverts do not restart its timer). Its first two rule changes (its own
     // VIP, then forwarding to lb2, asked for within the first advert) taking 2.2 s each put the
@@ -466,10 +462,7 @@ fn a_keep_alive_connection_survives_a_preemption_over_ipv6() {
         ),
     )
     .unwrap();
-    let _backends: Vec<Backend> = ["web1", "web2"]
-        .iter()
-        .map(|h| echo_in(&lab.host(h).ns, "[::]:80", h).unwrap())
-        .collect();
+    let _backends = lab.web_backends(&["web1", "web2"], true);
     keep_alive_across_a_preemption(lab, &config, "[fd77::100]:80".parse().unwrap(), None);
 }
 

@@ -372,6 +372,25 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     }
 }
 
+impl crate::netlab::Lab {
+    /// An echo HTTP backend named `name` on `addr` (`0.0.0.0:80`, `[::]:80`) inside `host`'s
+    /// namespace; panics if it cannot listen.
+    pub fn echo_backend(&self, host: &str, addr: &str, name: &str) -> Backend {
+        echo_in(&self.host(host).ns, addr, name)
+            .unwrap_or_else(|e| panic!("a backend on {host} {addr}: {e}"))
+    }
+
+    /// The lab's web servers: an echo backend on port 80 of each of `hosts` (on every IPv4
+    /// address, or every IPv6 one with `ipv6`), named after its host.
+    pub fn web_backends(&self, hosts: &[&str], ipv6: bool) -> Vec<Backend> {
+        let addr = if ipv6 { "[::]:80" } else { "0.0.0.0:80" };
+        hosts
+            .iter()
+            .map(|h| self.echo_backend(h, addr, h))
+            .collect()
+    }
+}
+
 /// An echo HTTP backend named `name` on `addr`, inside the network namespace `ns` (a lab host).
 pub fn echo_in(ns: &str, addr: &str, name: &str) -> std::io::Result<Backend> {
     let (addr, name) = (addr.to_string(), name.to_string());

@@ -135,6 +135,40 @@ impl Drop for Proc {
     }
 }
 
+/// `buoy-agent proxy` (the binary at `agent`) serving a YAML configuration, for the proxy's
+/// tests: started, and ready to accept, when returned.
+pub struct ProxyProcess {
+    pub process: Proc,
+    /// Holds the configuration file; removed after the process (fields drop in order).
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Runs `agent proxy --threads 2` on `yaml`; waits until it listens (panics after 10 s
+    /// with its output).
+    pub fn start(agent: &str, yaml: &str) -> ProxyProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("buoy-proxy-")
+            .tempdir()
+            .expect("a temporary directory");
+        let file = dir.path().join("buoy.yaml");
+        std::fs::write(&file, yaml).expect("the configuration written");
+        let mut cmd = Command::new(agent);
+        cmd.args(["proxy", "--threads", "2", "--config"]).arg(&file);
+        let p = Proc::spawn("proxy", cmd).expect("the proxy started");
+        assert!(
+            p.wait_for_line("proxy ready", Duration::from_secs(10))
+                .is_some(),
+            "{:?}",
+            p.output()
+        );
+        ProxyProcess {
+            process: p,
+            _dir: dir,
+        }
+    }
+}
+
 /// Path of a workspace binary built next to the running program (`target/<profile>/NAME`), from
 /// a test (`target/<profile>/deps/test-binary`) or another binary (`target/<profile>/demo`).
 pub fn workspace_bin(name: &str) -> PathBuf {

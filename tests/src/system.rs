@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    backend::{Backend, echo_in, served_by_from},
+    backend::{Backend, served_by_from},
     kubectl::Kubectl,
     netlab::Lab,
     process::workspace_bin,
@@ -79,6 +79,63 @@ pub fn app() -> String {
     format!("{POOL}---\n{VIRTUAL_IP}")
 }
 
+/// One YAML document with values set at JSON pointers (`/spec/vrrp`, `/spec/backends/0/weight`;
+/// an array index one past the end appends), printed as kubectl reads it back. Objects on the
+/// way are created; a pointer through anything else panics, so a test never edits what is not
+/// there (a text replacement that matches nothing would go unnoticed).
+pub fn edit(yaml: &str, edits: &[(&str, Value)]) -> String {
+    let mut doc: Value = serde_yaml::from_str(yaml).unwrap();
+    for (pointer, value) in edits {
+        set(&mut doc, pointer, value.clone());
+    }
+    buoy_crds::yaml11::to_string(&doc).unwrap()
+}
+
+fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let mut at = doc;
+    let steps: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, step) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        at = match at {
+            Value::Object(map) => {
+                let slot = map
+                    .entry(step.to_string())
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if last {
+                    *slot = value;
+                    return;
+                }
+                slot
+            }
+            Value::Array(items) => {
+                let index: usize = step.parse().unwrap_or_else(|_| panic!("{pointer}: {step}"));
+                assert!(index <= items.len(), "{pointer}: no element {index}");
+                if index == items.len() {
+                    items.push(Value::Object(Default::default()));
+                }
+                if last {
+                    items[index] = value;
+                    return;
+                }
+                &mut items[index]
+            }
+            other => panic!("{pointer}: {step} is inside {other}, not an object or array"),
+        };
+    }
+}
+
+/// The pool `web` with these backends (`address:port`).
+pub fn pool(backends: &[&str]) -> String {
+    let list: Vec<Value> = backends
+        .iter()
+        .map(|b| {
+            let (address, port) = b.split_once(':').unwrap();
+            serde_json::json!({"address": address, "port": port.parse::<u16>().unwrap()})
+        })
+        .collect();
+    edit(POOL, &[("/spec/backends", Value::Array(list))])
+}
+
 pub struct System {
     pub lab: Lab,
     pub api: TestApi,
@@ -106,10 +163,7 @@ impl System {
         let mut lab = Lab::new(&["n1", "n2", "n3", "web1", "web2", "client", "api"]).unwrap();
         let kubeconfig = lab.dir().join("kubeconfig");
         let api = lab.start_api("api", &kubeconfig).unwrap();
-        let backends = ["web1", "web2"]
-            .iter()
-            .map(|host| echo_in(&lab.host(host).ns, "0.0.0.0:80", host).unwrap())
-            .collect();
+        let backends = lab.web_backends(&["web1", "web2"], false);
         let operator_argv: Vec<String> = [
             format!("KUBECONFIG={}", kubeconfig.display()),
             workspace_bin("buoy-operator").display().to_string(),
@@ -370,4 +424,45 @@ pub fn installed_on(app: &str, lb_nodes: &[&str]) -> (System, String) {
 
     s.serial = Some(guard);
     (s, master)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn edits_set_append_and_refuse_what_is_not_there() {
+        let doc: Value = serde_yaml::from_str(&edit(
+            VIRTUAL_IP,
+            &[
+                ("/spec/vrrp/preempt", json!(false)),
+                ("/spec/addresses/1", json!("10.77.0.101")),
+                ("/spec/virtualRouterID", json!(7)),
+                ("/metadata/name", json!("on")),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["spec"]["vrrp"],
+            json!({"advertisementInterval": "100ms", "preempt": false})
+        );
+        assert_eq!(
+            doc["spec"]["addresses"],
+            json!(["10.77.0.100", "10.77.0.101"])
+        );
+        assert_eq!(doc["spec"]["virtualRouterID"], 7);
+        // Printed as kubectl reads it: a YAML 1.1 boolean word stays a string.
+        assert_eq!(doc["metadata"]["name"], "on");
+        let pools: Value = serde_yaml::from_str(&pool(&["10.0.0.1:8080"])).unwrap();
+        assert_eq!(
+            pools["spec"]["backends"],
+            json!([{"address": "10.0.0.1", "port": 8080}])
+        );
+        for bad in ["/spec/addresses/5", "/spec/interface/x"] {
+            let r = std::panic::catch_unwind(|| edit(VIRTUAL_IP, &[(bad, json!(1))]));
+            assert!(r.is_err(), "{bad} edited");
+        }
+    }
 }

@@ -11,28 +11,14 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, Behaviour, echo_in, request},
+    backend::{Behaviour, request},
     kubectl::Kubectl,
     netlab::{Lab, in_netns},
     probe::{Probe, Sample, report},
-    system::{NODES, System, VIP, VIRTUAL_IP, condition, installed_with, served_by},
+    system::{NODES, System, VIP, VIRTUAL_IP, condition, edit, installed_with, pool, served_by},
     vrrp_wire,
 };
-use serde_json::Value;
-
-/// The pool `web` with these backends (`address:port`) and extra spec lines.
-fn pool(backends: &[&str], extra: &str) -> String {
-    let list: String = backends
-        .iter()
-        .map(|b| {
-            let (a, p) = b.split_once(':').unwrap();
-            format!("    - {{address: {a}, port: {p}}}\n")
-        })
-        .collect();
-    format!(
-        "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  backends:\n{list}{extra}"
-    )
-}
+use serde_json::{Value, json};
 
 fn app(pool: &str) -> String {
     format!("{pool}\n---\n{VIRTUAL_IP}")
@@ -40,11 +26,6 @@ fn app(pool: &str) -> String {
 
 fn vip() -> IpAddr {
     VIP.parse().unwrap()
-}
-
-/// An echo HTTP backend named `name` on `addr` inside `host`'s namespace.
-fn backend_in(lab: &Lab, host: &str, addr: &str, name: &str) -> Backend {
-    echo_in(&lab.host(host).ns, addr, name).unwrap()
 }
 
 fn probe(s: &System, max: Duration) -> Probe {
@@ -141,9 +122,25 @@ fn a_backend_killed_under_load_costs_no_request_and_comes_back_after_rise_checks
     // out for 1 s; a request is tried on at most 2 backends, on connect failure or timeout.
     const INTERVAL: Duration = Duration::from_millis(200);
     const RISE: u32 = 2;
-    let checked = pool(
-        &["10.77.0.4:80", "10.77.0.5:80"],
-        "  healthCheck:\n    active: {protocol: HTTP, path: /health, interval: 200ms, timeout: 100ms, healthyThreshold: 2, unhealthyThreshold: 2}\n    passive: {maxFails: 1, failTimeout: 1s}\n  retry: {attempts: 2, retryOn: [ConnectFailure, Timeout]}\n  timeouts: {connect: 250ms, read: 500ms}\n",
+    let checked = edit(
+        &pool(&["10.77.0.4:80", "10.77.0.5:80"]),
+        &[
+            (
+                "/spec/healthCheck",
+                json!({
+                    "active": {"protocol": "HTTP", "path": "/health", "interval": "200ms", "timeout": "100ms", "healthyThreshold": 2, "unhealthyThreshold": 2},
+                    "passive": {"maxFails": 1, "failTimeout": "1s"},
+                }),
+            ),
+            (
+                "/spec/retry",
+                json!({"attempts": 2, "retryOn": ["ConnectFailure", "Timeout"]}),
+            ),
+            (
+                "/spec/timeouts",
+                json!({"connect": "250ms", "read": "500ms"}),
+            ),
+        ],
     );
     let (mut s, _) = installed_with(&app(&checked));
 
@@ -154,7 +151,7 @@ fn a_backend_killed_under_load_costs_no_request_and_comes_back_after_rise_checks
     std::thread::sleep(Duration::from_millis(1500));
     s.backends.remove(0).kill();
     std::thread::sleep(Duration::from_millis(2000));
-    let web1 = backend_in(&s.lab, "web1", "0.0.0.0:80", "web1");
+    let web1 = s.lab.echo_backend("web1", "0.0.0.0:80", "web1");
     let restored_at = p.started().elapsed();
     let run = wrk_finish(&mut s, wrk, false);
     let samples = p.finish();
@@ -198,9 +195,9 @@ fn a_backend_killed_under_load_costs_no_request_and_comes_back_after_rise_checks
 /// always keep a live backend.
 #[test]
 fn an_upstream_pool_edited_fifty_times_under_load_fails_no_request() {
-    let (mut s, _) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
+    let (mut s, _) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"])));
     // web3: a third backend, port 8080 on web2's host.
-    let _web3 = backend_in(&s.lab, "web2", "0.0.0.0:8080", "web3");
+    let _web3 = s.lab.echo_backend("web2", "0.0.0.0:8080", "web3");
     let addr: BTreeMap<&str, &str> = [
         ("web1", "10.77.0.4:80"),
         ("web2", "10.77.0.5:80"),
@@ -225,7 +222,7 @@ fn an_upstream_pool_edited_fifty_times_under_load_fails_no_request() {
         let backends: Vec<&str> = set.iter().map(|b| addr[b]).collect();
         // Timed from kubectl's return: kubectl itself (a Go process parsing OpenAPI) can take
         // seconds when wrk saturates this 2-core machine; the agents' reaction is what counts.
-        s.kubectl(&["apply", "-f", "-"], Some(&pool(&backends, "")));
+        s.kubectl(&["apply", "-f", "-"], Some(&pool(&backends)));
         let applied = Instant::now();
         // In effect on the master once every backend of the set has answered through the VIP
         // and the last 12 answers all came from the set (a removed backend still in rotation
@@ -289,7 +286,7 @@ fn node_state(st: &Value, node: &str) -> Option<String> {
 /// the same address with the same objects.
 #[test]
 fn the_api_server_killed_for_thirty_seconds_then_back() {
-    let (mut s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
+    let (mut s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"])));
     let p = probe(&s, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     s.api.stop();
@@ -324,7 +321,7 @@ fn the_api_server_killed_for_thirty_seconds_then_back() {
     // Caught up: a pool edit after the return takes effect within a few seconds: the agents'
     // watches retry at least every 5 s (2.5 s, plus up to 100 % jitter), + 2 s slack.
     let edited = Instant::now();
-    s.kubectl(&["apply", "-f", "-"], Some(&pool(&["10.77.0.5:80"], "")));
+    s.kubectl(&["apply", "-f", "-"], Some(&pool(&["10.77.0.5:80"])));
     let mut in_a_row = 0;
     while in_a_row < 20 {
         in_a_row = if served_by(&s.lab).as_deref() == Some("web2") {
@@ -458,7 +455,7 @@ const EACH: u64 = 5;
 /// claiming the address, malformed and foreign VRRP adverts on the LAN.
 #[test]
 fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
-    let (s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"], "")));
+    let (s, master) = installed_with(&app(&pool(&["10.77.0.4:80", "10.77.0.5:80"])));
     let p = probe(&s, Duration::from_secs(90));
     let spec_of = |kind: &str| s.json(&["get", kind, "web", "-n", "default"])["spec"].clone();
     let (vip_spec, pool_spec) = (spec_of("virtualip"), spec_of("upstreampool"));
@@ -469,36 +466,32 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
 
     // (a) Invalid edits of the running objects (crds/tests/bad_examples.yaml), each rejected
     // with the field path.
-    let bad_vip = |from: &str, to: &str| {
-        assert!(VIRTUAL_IP.contains(from));
-        VIRTUAL_IP.replace(from, to)
-    };
+    let bad_vip = |pointer: &str, value: Value| edit(VIRTUAL_IP, &[(pointer, value)]);
+    let bad_pool =
+        |pointer: &str, value: Value| edit(&pool(&["10.77.0.4:80"]), &[(pointer, value)]);
     let cases = [
         (
-            bad_vip("[10.77.0.100]", "[10.77.0.100, 300.1.1.1]"),
+            bad_vip("/spec/addresses/1", json!("300.1.1.1")),
             "spec.addresses[1]",
         ),
         (
-            bad_vip(
-                "{advertisementInterval: 100ms}",
-                "{advertisementInterval: 105ms}",
-            ),
+            bad_vip("/spec/vrrp/advertisementInterval", json!("105ms")),
             "spec.vrrp.advertisementInterval",
         ),
         (
-            bad_vip("{advertisementInterval: 100ms}", "{version: 4}"),
+            bad_vip("/spec/vrrp", json!({"version": 4})),
             "spec.vrrp.version",
         ),
         (
-            bad_vip("interface: eth0", "interface: eth0\n  virtualRouterID: 256"),
+            bad_vip("/spec/virtualRouterID", json!(256)),
             "spec.virtualRouterID",
         ),
         (
-            pool(&["10.77.0.4:80"], "").replace("port: 80}", "port: 80, weight: 101}"),
+            bad_pool("/spec/backends/0/weight", json!(101)),
             "spec.backends[0].weight",
         ),
         (
-            pool(&["10.77.0.4:80"], "").replace("10.77.0.4", "web server"),
+            bad_pool("/spec/backends/0/address", json!("web server")),
             "spec.backends[0].address",
         ),
     ];
@@ -516,7 +509,7 @@ fn bad_inputs_are_rejected_flagged_or_dropped_and_the_vip_keeps_serving() {
     // Warning Event), not served; the first keeps its node.
     s.kubectl(
         &["apply", "-f", "-"],
-        Some(&VIRTUAL_IP.replace("{name: web,", "{name: web-dup,")),
+        Some(&edit(VIRTUAL_IP, &[("/metadata/name", json!("web-dup"))])),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let dup = loop {

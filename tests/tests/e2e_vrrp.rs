@@ -15,18 +15,18 @@ use buoy_tests::{
     probe::{Probe, Sample},
     system::{self, NODES, System, VIP, condition, installed_on, installed_with, served_by},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Failover bound (every scenario advertises every 100 ms): Master_Down_Interval (3 × 100 ms + skew, the skew under one interval) plus
 /// 100 ms for the address, the announcements and the probe's 10 ms period.
 const FAILOVER_BOUND: Duration = Duration::from_millis(300 + 100 + 100);
 
-/// The standard app with other VRRP settings.
-fn app(vrrp: &str) -> String {
-    assert!(system::app().contains("vrrp: {advertisementInterval: 100ms}"));
-    system::app().replace(
-        "vrrp: {advertisementInterval: 100ms}",
-        &format!("vrrp: {{{vrrp}}}"),
+/// The standard app with other settings of the VirtualIP (JSON pointer, value).
+fn app(edits: &[(&str, Value)]) -> String {
+    format!(
+        "{}---\n{}",
+        system::POOL,
+        system::edit(system::VIRTUAL_IP, edits)
     )
 }
 
@@ -171,7 +171,10 @@ fn http_probe(s: &System, max: Duration) -> Probe {
 /// Scenario 3b: with `preempt: false` the node that returns stays Backup and nothing moves.
 #[test]
 fn without_preemption_the_returning_master_takes_nothing_back() {
-    let (s, master) = installed_with(&app("advertisementInterval: 100ms, preempt: false"));
+    let (s, master) = installed_with(&app(&[(
+        "/spec/vrrp",
+        json!({"advertisementInterval": "100ms", "preempt": false}),
+    )]));
     let probe = http_probe(&s, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
     let cut_at = probe.started().elapsed();
@@ -281,9 +284,10 @@ fn a_partition_of_the_vrrp_path_heals_to_one_master() {
 /// needs 6 in a row: 0.12 per minute, too many for a 60 s test at 20% loss, plenty for real LANs.)
 #[test]
 fn twenty_percent_loss_for_a_minute_moves_nothing() {
-    let (s, master) = installed_with(&app(
-        "advertisementInterval: 100ms, advertisementsPerInterval: 3",
-    ));
+    let (s, master) = installed_with(&app(&[(
+        "/spec/vrrp",
+        json!({"advertisementInterval": "100ms", "advertisementsPerInterval": 3}),
+    )]));
     let before = transitions(&s);
     s.lab.set_loss(20).unwrap();
     let start = Instant::now();
@@ -325,13 +329,17 @@ fn twenty_percent_loss_for_a_minute_moves_nothing() {
 #[test]
 fn buoy_and_keepalived_nodes_share_one_vip() {
     const VRID: u8 = 51;
-    let app = system::app().replace(
-        "vrrp: {advertisementInterval: 100ms}",
-        &format!(
-            "virtualRouterID: {VRID}\n  vrrp: {{advertisementInterval: 100ms, connectionHandover: 0s}}\n  \
-                 priorities:\n    - {{node: n1, priority: 200}}\n    - {{node: n2, priority: 100}}"
+    let app = app(&[
+        ("/spec/virtualRouterID", json!(VRID)),
+        (
+            "/spec/vrrp",
+            json!({"advertisementInterval": "100ms", "connectionHandover": "0s"}),
         ),
-    );
+        (
+            "/spec/priorities",
+            json!([{"node": "n1", "priority": 200}, {"node": "n2", "priority": 100}]),
+        ),
+    ]);
     let (mut s, master) = installed_on(&app, &["n1", "n2"]);
     assert_eq!(master, "n1");
     assert_eq!(s.vip_status()["virtualRouterID"], VRID);

@@ -449,24 +449,21 @@ fn read_timeline(path: &Path) -> Result<Vec<Sample>> {
         .collect()
 }
 
-/// The longest stretch without an answer, as the benchmark measures it: from the last answer
-/// before a failure to the first answer after it.
+/// The longest stretch without an answer, as the benchmark measures it (and the tests, with
+/// [`buoy_tests::probe::report`]): from the last answer before a failure to the first answer
+/// after it, in milliseconds.
 fn longest_outage(samples: &[&Sample]) -> f64 {
-    let (mut longest, mut last_ok, mut in_outage) = (0.0f64, None, false);
-    for s in samples {
-        match (&s.served_by, in_outage) {
-            (Some(_), true) => {
-                longest = longest.max(s.ms - last_ok.unwrap_or(s.ms));
-                (in_outage, last_ok) = (false, Some(s.ms));
-            }
-            (Some(_), false) => last_ok = Some(s.ms),
-            (None, _) => in_outage = true,
-        }
-    }
-    if in_outage && let (Some(l), Some(ok)) = (samples.last(), last_ok) {
-        longest = longest.max(l.ms - ok);
-    }
-    longest
+    let probes: Vec<buoy_tests::probe::Sample> = samples
+        .iter()
+        .map(|s| buoy_tests::probe::Sample {
+            at: std::time::Duration::from_secs_f64(s.ms.max(0.0) / 1000.0),
+            served_by: s.served_by.clone(),
+        })
+        .collect();
+    buoy_tests::probe::report(&probes)
+        .longest_outage
+        .as_secs_f64()
+        * 1000.0
 }
 
 /// Rows of the plot: which node answered a probe, or none.
