@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{AddressPool, UpstreamPool, VirtualIP, yaml11::reads_as_non_string};
+use crate::{AddressPool, UpstreamPool, VirtualIP};
 
 /// Every CRD.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -33,42 +33,43 @@ pub fn all_yaml() -> Result<String, serde_yaml::Error> {
     Ok(out)
 }
 
-/// Every property name and string enum value of `schema`, with its path, that YAML 1.1 would not
-/// read as the string it is (so a user's unquoted `on:` would reach the API server as `true`).
-pub fn yaml11_hazards(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
-    use serde_json::Value;
-    match schema {
-        Value::Object(map) => {
-            if let Some(Value::Object(props)) = map.get("properties") {
-                for (name, sub) in props {
-                    let here = format!("{path}.{name}");
-                    if reads_as_non_string(name) {
-                        out.push(format!("property {here}"));
-                    }
-                    yaml11_hazards(sub, &here, out);
-                }
-            }
-            if let Some(Value::Array(values)) = map.get("enum") {
-                for v in values.iter().filter_map(Value::as_str) {
-                    if reads_as_non_string(v) {
-                        out.push(format!("enum value {v:?} of {path}"));
-                    }
-                }
-            }
-            for (key, sub) in map {
-                if key != "properties" && key != "enum" {
-                    yaml11_hazards(sub, path, out);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| yaml11_hazards(i, path, out)),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml11::reads_as_non_string;
+
+    /// Every property name and string enum value of `schema`, with its path, that YAML 1.1 would not
+    /// read as the string it is (so a user's unquoted `on:` would reach the API server as `true`).
+    fn yaml11_hazards(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        use serde_json::Value;
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::Object(props)) = map.get("properties") {
+                    for (name, sub) in props {
+                        let here = format!("{path}.{name}");
+                        if reads_as_non_string(name) {
+                            out.push(format!("property {here}"));
+                        }
+                        yaml11_hazards(sub, &here, out);
+                    }
+                }
+                if let Some(Value::Array(values)) = map.get("enum") {
+                    for v in values.iter().filter_map(Value::as_str) {
+                        if reads_as_non_string(v) {
+                            out.push(format!("enum value {v:?} of {path}"));
+                        }
+                    }
+                }
+                for (key, sub) in map {
+                    if key != "properties" && key != "enum" {
+                        yaml11_hazards(sub, path, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| yaml11_hazards(i, path, out)),
+            _ => {}
+        }
+    }
 
     /// kubectl, Helm and Argo CD convert YAML to JSON as YAML 1.1 does: no field of any Buoy kind
     /// may have a name (or an enum value) that arrives as a boolean or null.

@@ -9,7 +9,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The pattern the CRD schema enforces; kept in step with [`parse`].
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 /// A non-negative duration written as a Go duration string.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,22 +19,27 @@ pub struct Duration(pub StdDuration);
 #[error(
     "invalid duration {input:?}: {reason} (use a number and a unit: ns, us, ms, s, m, h; e.g. 100ms, 1s, 1m30s)"
 )]
+/// A duration that does not parse, with the input and why.
 pub struct DurationError {
     input: String,
     reason: &'static str,
 }
 
 impl Duration {
+    /// No time.
     pub const ZERO: Duration = Duration(StdDuration::ZERO);
 
+    /// `ms` milliseconds.
     pub const fn from_millis(ms: u64) -> Self {
         Duration(StdDuration::from_millis(ms))
     }
 
+    /// `s` seconds.
     pub const fn from_secs(s: u64) -> Self {
         Duration(StdDuration::from_secs(s))
     }
 
+    /// As a `std::time::Duration`.
     pub fn as_std(&self) -> StdDuration {
         self.0
     }
@@ -44,6 +49,7 @@ impl Duration {
         self.0.as_millis()
     }
 
+    /// Whether it is no time.
     pub fn is_zero(&self) -> bool {
         self.0.is_zero()
     }

@@ -2,6 +2,8 @@
 //! `AddressPool` custom resources, their validation (the same in a cluster and in standalone
 //! mode), the address policy, CRD generation and the loader for YAML manifests.
 
+#![warn(missing_docs)]
+
 pub mod addresspool;
 pub mod contract;
 pub mod crdgen;

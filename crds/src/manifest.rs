@@ -19,28 +19,37 @@ use crate::{
 /// One object read from a manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
+    /// A `VirtualIP`.
     VirtualIP(Box<VirtualIP>),
+    /// An `UpstreamPool`.
     UpstreamPool(Box<UpstreamPool>),
+    /// An `AddressPool`.
     AddressPool(Box<AddressPool>),
+    /// A `Secret` (standalone mode: VRRP passwords beside the objects).
     Secret(Box<Secret>),
 }
 
 /// An object and where it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Located {
+    /// The file it was read from.
     pub file: PathBuf,
     /// 1-based index of the YAML document in the file.
     pub document: usize,
+    /// The object.
     pub object: Object,
 }
 
 /// Why a document was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ManifestError {
+    /// The file.
     pub file: PathBuf,
+    /// 1-based index of the YAML document in the file.
     pub document: usize,
     /// `VirtualIP default/web`, when known.
     pub object: Option<String>,
+    /// The field and what is wrong with it.
     pub error: FieldError,
 }
 

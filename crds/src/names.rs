@@ -2,14 +2,14 @@
 //! API server and standalone mode accept exactly the same names.
 
 /// RFC 1123 label (Kubernetes `DNS_LABEL`), for listener names.
-pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+pub(crate) const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// RFC 1123 subdomain (Kubernetes object names, node names).
-pub const DNS_SUBDOMAIN_PATTERN: &str =
+pub(crate) const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Linux interface names: 1 to 15 bytes, no `/`, no white space (IFNAMSIZ is 16 with the NUL).
-pub const INTERFACE_PATTERN: &str = r"^[A-Za-z0-9_.:@+-]{1,15}$";
+pub(crate) const INTERFACE_PATTERN: &str = r"^[A-Za-z0-9_.:@+-]{1,15}$";
 
 /// A backend host: an IP address or a DNS name.
 pub const HOST_PATTERN: &str = r"^([0-9a-fA-F:.]+|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*)$";
@@ -18,4 +18,4 @@ pub const HOST_PATTERN: &str = r"^([0-9a-fA-F:.]+|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA
 pub const STATUS_RANGE_PATTERN: &str = r"^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$";
 
 /// An HTTP header or cookie name (RFC 9110 token).
-pub const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+pub(crate) const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";

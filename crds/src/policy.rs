@@ -75,8 +75,11 @@ pub fn selector_matches(
 /// An inclusive range of addresses of one family, as numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Range {
+    /// The first address, as a number.
     pub first: u128,
+    /// The last address, as a number.
     pub last: u128,
+    /// Whether the addresses are IPv6.
     pub ipv6: bool,
 }
 
@@ -136,6 +139,7 @@ impl Range {
         })
     }
 
+    /// Whether `ip` is in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv6() == self.ipv6 && (self.first..=self.last).contains(&number(ip))
     }
@@ -145,6 +149,7 @@ impl Range {
         (self.last - self.first).saturating_add(1)
     }
 
+    /// Never: a range holds at least its first address.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -237,7 +242,7 @@ pub fn first_free(
 }
 
 /// Whether `pool` admits VirtualIPs of the namespace `namespace` with `labels`.
-pub fn admits_namespace(
+pub(crate) fn admits_namespace(
     pool: &AddressPool,
     namespace: &str,
     labels: &BTreeMap<String, String>,

@@ -19,7 +19,9 @@ use crate::validation::FieldError;
 /// uses: a typo is an error there); `Prune` silently drops them as the API server does by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnknownFields {
+    /// An unknown field is an error.
     Reject,
+    /// Unknown fields are dropped.
     Prune,
 }
 

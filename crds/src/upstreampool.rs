@@ -133,6 +133,9 @@ pub struct LoadBalancing {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum Algorithm {
     #[default]
     RoundRobin,
@@ -141,6 +144,9 @@ pub enum Algorithm {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum HashKey {
     #[serde(rename = "ClientIP")]
     ClientIp,
@@ -244,6 +250,9 @@ impl StatusRange {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum HealthCheckProtocol {
     #[default]
     TCP,
@@ -326,6 +335,9 @@ impl Default for Retry {
 #[derive(
     JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum RetryOn {
     ConnectFailure,
     Timeout,
@@ -465,6 +477,7 @@ pub struct PoolNodeStatus {
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+/// How many backends a pool has, and how many are ready.
 pub struct BackendCounts {
     /// Backends in the pool (static, or endpoints of the Service).
     pub total: u32,

@@ -18,11 +18,14 @@ use crate::{
 /// One violation: where (`spec.vrrp.version`, `spec.listeners[1].port`) and what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The field's path, as the API server prints it.
     pub path: String,
+    /// What is wrong.
     pub message: String,
 }
 
 impl FieldError {
+    /// A violation at `path`.
     pub fn new(path: &str, message: String) -> Self {
         FieldError {
             path: path.to_string(),
@@ -58,13 +61,14 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl ValidationErrors {
+    /// Every violation, in document order.
     pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
         self.0.iter()
     }
 }
 
 /// The CRD's `openAPIV3Schema` for `K`.
-pub fn crd_schema<K: CustomResourceExt>() -> Value {
+pub(crate) fn crd_schema<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
     crd.spec
         .versions

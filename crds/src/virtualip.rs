@@ -305,6 +305,9 @@ pub struct VrrpAuthentication {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum AuthenticationType {
     Password,
 }
@@ -467,6 +470,9 @@ pub struct Listener {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum ListenerProtocol {
     #[default]
     HTTP,
@@ -585,6 +591,9 @@ pub struct NodeStatus {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
 pub enum VrrpState {
     Initialize,
     Backup,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// Words that YAML 1.1 (what kubectl, Helm and Argo CD read: sigs.k8s.io/yaml) turns into
 /// booleans when they stand unquoted, as keys or values.
-pub const BOOLEANS: [&str; 22] = [
+pub(crate) const BOOLEANS: [&str; 22] = [
     "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
     "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
 ];
@@ -36,7 +36,7 @@ static NUMBER_OR_MERGE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether YAML 1.1 reads `word`, unquoted, as something other than a string: null (``, `~`,
 /// `null`), a boolean ([`BOOLEANS`]), a number, or the merge key.
-pub fn reads_as_non_string(word: &str) -> bool {
+pub(crate) fn reads_as_non_string(word: &str) -> bool {
     matches!(word, "" | "~" | "null" | "Null" | "NULL")
         || BOOLEANS.contains(&word)
         || NUMBER_OR_MERGE.is_match(word)
