@@ -87,26 +87,56 @@ fn walk(
     unknown: UnknownFields,
     errors: &mut Vec<FieldError>,
 ) {
-    let err =
-        |errors: &mut Vec<FieldError>, message: String| errors.push(FieldError::new(path, message));
     let Some(schema) = schema.as_object() else {
         return;
     };
-
+    let mut at = At { path, errors };
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
             let want = schema
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or("value");
-            err(
-                errors,
-                format!("Invalid value: \"null\": must be of type {want}"),
-            );
+            at.err(format!("Invalid value: \"null\": must be of type {want}"));
         }
         return;
     }
+    if !has_type(schema, value, &mut at) {
+        return;
+    }
+    check_enum(schema, value, &mut at);
+    match value {
+        Value::Number(n) => check_number(schema, n, &mut at),
+        Value::String(s) => check_string(schema, s, &mut at),
+        Value::Array(items) => {
+            check_array(schema, items, &mut at);
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item_schema, item, &format!("{path}[{i}]"), unknown, errors);
+                }
+            }
+        }
+        Value::Object(map) => walk_object(schema, map, path, unknown, errors),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
 
+/// Where a check is, and the violations found so far.
+struct At<'a> {
+    path: &'a str,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl At<'_> {
+    fn err(&mut self, message: String) {
+        self.errors.push(FieldError::new(self.path, message));
+    }
+}
+
+type Schema = serde_json::Map<String, Value>;
+
+/// Whether `value` is of the schema's type (an int-or-string takes either); else says why.
+fn has_type(schema: &Schema, value: &Value, at: &mut At<'_>) -> bool {
     let int_or_string = schema
         .get("x-kubernetes-int-or-string")
         .and_then(Value::as_bool)
@@ -115,23 +145,20 @@ fn walk(
         let got = json_type(value);
         let ok = got == want || (want == "number" && got == "integer");
         if !ok && !int_or_string {
-            err(
-                errors,
-                format!("Invalid value: \"{got}\": must be of type {want}"),
-            );
-            return;
+            at.err(format!("Invalid value: \"{got}\": must be of type {want}"));
+            return false;
         }
     } else if int_or_string && !matches!(json_type(value), "integer" | "string") {
-        err(
-            errors,
-            format!(
-                "Invalid value: {}: must be an integer or a string",
-                short(value)
-            ),
-        );
-        return;
+        at.err(format!(
+            "Invalid value: {}: must be an integer or a string",
+            short(value)
+        ));
+        return false;
     }
+    true
+}
 
+fn check_enum(schema: &Schema, value: &Value, at: &mut At<'_>) {
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
@@ -142,136 +169,121 @@ fn walk(
                 other => format!("\"{other}\""),
             })
             .collect();
-        err(
-            errors,
-            format!(
-                "Unsupported value: {}: supported values: {}",
-                short(value),
-                list.join(", ")
-            ),
-        );
+        at.err(format!(
+            "Unsupported value: {}: supported values: {}",
+            short(value),
+            list.join(", ")
+        ));
     }
+}
 
-    match value {
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
-                && x < min
-            {
-                err(
-                    errors,
-                    format!(
-                        "Invalid value: {n}: must be greater than or equal to {}",
-                        fmt_num(min)
-                    ),
-                );
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
-                && x > max
-            {
-                err(
-                    errors,
-                    format!(
-                        "Invalid value: {n}: must be less than or equal to {}",
-                        fmt_num(max)
-                    ),
-                );
+fn check_number(schema: &Schema, n: &serde_json::Number, at: &mut At<'_>) {
+    let x = n.as_f64().unwrap_or(f64::NAN);
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        && x < min
+    {
+        at.err(format!(
+            "Invalid value: {n}: must be greater than or equal to {}",
+            fmt_num(min)
+        ));
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        && x > max
+    {
+        at.err(format!(
+            "Invalid value: {n}: must be less than or equal to {}",
+            fmt_num(max)
+        ));
+    }
+}
+
+fn check_string(schema: &Schema, s: &str, at: &mut At<'_>) {
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && s.chars().count() as u64 > max
+    {
+        at.err(format!("Too long: may not be more than {max} characters"));
+    }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && (s.chars().count() as u64) < min
+    {
+        at.err(format!(
+            "Invalid value: \"{s}\": must be at least {min} characters long"
+        ));
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        match pattern_matches(pattern, s) {
+            Ok(true) => {}
+            Ok(false) => at.err(format!("Invalid value: \"{s}\": must match '{pattern}'")),
+            Err(e) => at.err(e),
+        }
+    }
+}
+
+/// An array's length limits and list type (its items are walked by the caller).
+fn check_array(schema: &Schema, items: &[Value], at: &mut At<'_>) {
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        && items.len() as u64 > max
+    {
+        at.err(format!(
+            "Too many: {}: must have at most {max} items",
+            items.len()
+        ));
+    }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        && (items.len() as u64) < min
+    {
+        at.err(format!(
+            "Invalid value: {}: must have at least {min} items",
+            items.len()
+        ));
+    }
+    check_list_uniqueness(schema, items, at.path, at.errors);
+}
+
+/// An object's required fields, then each field against its schema; fields the schema does
+/// not declare are errors or pruned.
+fn walk_object(
+    schema: &Schema,
+    map: &mut serde_json::Map<String, Value>,
+    path: &str,
+    unknown: UnknownFields,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for field in required.iter().filter_map(Value::as_str) {
+            if !map.contains_key(field) {
+                errors.push(FieldError::new(
+                    &join(path, field),
+                    "Required value".to_string(),
+                ));
             }
         }
-        Value::String(s) => {
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-                && s.chars().count() as u64 > max
-            {
-                err(
-                    errors,
-                    format!("Too long: may not be more than {max} characters"),
-                );
-            }
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-                && (s.chars().count() as u64) < min
-            {
-                err(
-                    errors,
-                    format!("Invalid value: \"{s}\": must be at least {min} characters long"),
-                );
-            }
-            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-                match pattern_matches(pattern, s) {
-                    Ok(true) => {}
-                    Ok(false) => err(
-                        errors,
-                        format!("Invalid value: \"{s}\": must match '{pattern}'"),
-                    ),
-                    Err(e) => err(errors, e),
-                }
+    }
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let props = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+    let mut pruned = Vec::new();
+    for (key, child) in map.iter_mut() {
+        let child_path = join(path, key);
+        if let Some(child_schema) = props.and_then(|p| p.get(key)) {
+            walk(child_schema, child, &child_path, unknown, errors);
+        } else if let Some(additional) = additional {
+            walk(additional, child, &child_path, unknown, errors);
+        } else if !preserve && (props.is_some() || schema.get("type").is_some()) {
+            match unknown {
+                UnknownFields::Reject => errors.push(FieldError::new(
+                    &child_path,
+                    "field not declared in schema".to_string(),
+                )),
+                UnknownFields::Prune => pruned.push(key.clone()),
             }
         }
-        Value::Array(items) => {
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-                && items.len() as u64 > max
-            {
-                err(
-                    errors,
-                    format!("Too many: {}: must have at most {max} items", items.len()),
-                );
-            }
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && (items.len() as u64) < min
-            {
-                err(
-                    errors,
-                    format!(
-                        "Invalid value: {}: must have at least {min} items",
-                        items.len()
-                    ),
-                );
-            }
-            check_list_uniqueness(schema, items, path, errors);
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter_mut().enumerate() {
-                    walk(item_schema, item, &format!("{path}[{i}]"), unknown, errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            if let Some(required) = schema.get("required").and_then(Value::as_array) {
-                for field in required.iter().filter_map(Value::as_str) {
-                    if !map.contains_key(field) {
-                        errors.push(FieldError::new(
-                            &join(path, field),
-                            "Required value".to_string(),
-                        ));
-                    }
-                }
-            }
-            let preserve = schema
-                .get("x-kubernetes-preserve-unknown-fields")
-                .and_then(Value::as_bool)
-                == Some(true);
-            let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let mut pruned = Vec::new();
-            for (key, child) in map.iter_mut() {
-                let child_path = join(path, key);
-                if let Some(child_schema) = props.and_then(|p| p.get(key)) {
-                    walk(child_schema, child, &child_path, unknown, errors);
-                } else if let Some(additional) = additional {
-                    walk(additional, child, &child_path, unknown, errors);
-                } else if !preserve && (props.is_some() || schema.get("type").is_some()) {
-                    match unknown {
-                        UnknownFields::Reject => errors.push(FieldError::new(
-                            &child_path,
-                            "field not declared in schema".to_string(),
-                        )),
-                        UnknownFields::Prune => pruned.push(key.clone()),
-                    }
-                }
-            }
-            for key in pruned {
-                map.remove(&key);
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
+    }
+    for key in pruned {
+        map.remove(&key);
     }
 }
 
