@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec};
+use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract};
 
 use crate::dns::Resolutions;
 use crate::proxy::{
@@ -48,14 +48,6 @@ const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// 60 MiB; at the limit a new client takes the place of the connection that has waited longest
 /// for a request, so the flood does not lock other clients out.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
-
-fn key(namespace: Option<&String>, name: Option<&String>) -> String {
-    format!(
-        "{}/{}",
-        namespace.map_or("default", String::as_str),
-        name.map_or("", String::as_str)
-    )
-}
 
 /// Which backend addresses a pool may reach. In a cluster, a VirtualIP's pool naming the
 /// node's loopback, a link-local address (169.254.169.254 is the cloud's metadata service) or
@@ -107,9 +99,9 @@ pub fn host_names(pool: &UpstreamPool) -> impl Iterator<Item = String> + '_ {
 /// stands for every address it resolves to, as in nginx. Service-backed pools get their
 /// backends from EndpointSlices in cluster mode (until then they have none).
 pub fn pool(pool: &UpstreamPool, resolved: &Resolutions, policy: &BackendPolicy) -> PoolConfig {
-    let name = key(
-        pool.metadata.namespace.as_ref(),
-        pool.metadata.name.as_ref(),
+    let name = contract::key(
+        pool.metadata.namespace.as_deref(),
+        pool.metadata.name.as_deref(),
     );
     let s = &pool.spec;
     let passive = &s.health_check.passive;
@@ -204,8 +196,15 @@ pub fn listeners(
     vip: &VirtualIP,
     addresses: &[VipAddress],
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
-    let ns = vip.metadata.namespace.as_deref().unwrap_or("default");
-    let name = vip.metadata.name.as_deref().unwrap_or("");
+    let vip_key = contract::key(
+        vip.metadata.namespace.as_deref(),
+        vip.metadata.name.as_deref(),
+    );
+    let ns = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
     let mut out = Vec::new();
     for address in addresses {
         let (ip, _) = parse_vip(address)?;
@@ -213,10 +212,10 @@ pub fn listeners(
             let client = l.client.clone().unwrap_or_default();
             let tcp = l.protocol == buoy_crds::ListenerProtocol::TCP;
             out.push(ListenerConfig {
-                name: format!("{ns}/{name}/{}@{ip}", l.name),
+                name: format!("{vip_key}/{}@{ip}", l.name),
                 addr: SocketAddr::new(ip, l.port),
                 protocol: l.protocol,
-                pool: format!("{ns}/{}", l.upstream_pool),
+                pool: contract::key(Some(ns), Some(&l.upstream_pool)),
                 max_connections: client.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 keepalive_timeout: client
                     .keepalive_timeout

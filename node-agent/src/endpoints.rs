@@ -18,7 +18,11 @@ pub fn resolve(
     let Some(service_ref) = &pool.spec.service else {
         return pool.clone();
     };
-    let namespace = pool.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = pool
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(buoy_crds::contract::DEFAULT_NAMESPACE);
     let mut resolved = pool.clone();
     resolved.spec.service = None;
     let mut backends = Vec::new();

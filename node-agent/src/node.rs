@@ -23,7 +23,7 @@ use kube::core::{Selector, SelectorExt};
 use crate::{
     config::{self, BackendPolicy, ConfigError},
     dns::Resolutions,
-    proxy::service::ProxyConfig,
+    proxy::{listener::ListenerConfig, service::ProxyConfig},
     vrrp::instance::InstanceConfig,
 };
 
@@ -249,136 +249,175 @@ fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
 /// served (no router ID or address yet, a missing password, an address the policy does not
 /// allow) is left out and reported; it never stops the others.
 pub fn plan(inputs: Inputs<'_>) -> Plan {
-    let node = inputs.node;
     let mut out = Plan::default();
-    let mut served: Vec<(&VirtualIP, Vec<VipAddress>)> = Vec::new();
     for vip in inputs.vips {
         let key = key_of(vip);
-        let namespace = vip
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(contract::DEFAULT_NAMESPACE);
-        let skip = |error: String| PlanError {
-            key: key.clone(),
-            error,
-        };
-        match selects(vip, node) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                out.errors.push(skip(format!("nodeSelector: {e}")));
-                continue;
+        match plan_vip(vip, &key, &inputs, &mut out) {
+            Ok(Some((vip_plan, listeners))) => {
+                out.config.vips.insert(key, vip_plan);
+                out.config.proxy.listeners.extend(listeners);
+            }
+            Ok(None) => {}
+            Err(Unserved::Skipped(error)) => out.errors.push(PlanError { key, error }),
+            Err(Unserved::Fault(why)) => {
+                out.config.faults.insert(key, why);
             }
         }
-        let conflicted = vip
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(CONFLICT_ANNOTATION));
-        if vip.metadata.deletion_timestamp.is_some() || conflicted {
-            continue;
-        }
-        let addresses = addresses_of(vip);
-        let ips: Vec<IpAddr> = addresses
-            .iter()
-            .filter_map(|a| config::parse_vip(a).ok().map(|(ip, _)| ip))
-            .collect();
-        let empty = BTreeMap::new();
-        let pool = match policy::admit(
-            inputs.policy,
-            inputs.address_pools,
-            namespace,
-            inputs.namespaces.get(namespace).unwrap_or(&empty),
-            &vip.spec,
-            &ips,
-        ) {
-            Admission::Allowed(pool) => pool,
-            // The operator reports it on the VirtualIP (Ready=False, AddressNotAllowed).
-            Admission::NotAllowed(why) => {
-                out.errors.push(skip(format!("not served: {why}")));
-                continue;
-            }
-        };
-        let pool_selector = pool.and_then(|p| p.spec.node_selector.as_ref());
-        if !policy::selector_matches(pool_selector, &node.labels) {
-            continue;
-        }
-        if let Some(p) = inputs.placement
-            && buoy_crds::placement::key_in(&vip.spec, pool_selector) != p
-        {
-            continue;
-        }
-        if addresses.is_empty() {
-            out.errors.push(skip(ConfigError::NoAddresses.to_string()));
-            continue;
-        }
-        let (priority, source) = priority_of(vip, &node.name);
-        let mut spec = vip.spec.clone();
-        // The operator's allocation, when the spec leaves the router ID out.
-        if spec.virtual_router_id.is_none() {
-            spec.virtual_router_id = vip.status.as_ref().and_then(|s| s.virtual_router_id);
-        }
-        let mut warnings = Vec::new();
-        let secret = password(vip, inputs.secrets);
-        if let Some(auth) = &vip.spec.vrrp.authentication {
-            let id = (namespace.to_string(), auth.secret_ref.name.clone());
-            out.wants.secrets.insert(id.clone());
-            match (&secret, inputs.secret_problems.get(&id)) {
-                (Some(_), Some(problem)) => warnings.push(format!(
-                    "VRRP password: Secret {}: {problem}; the last password read is used",
-                    auth.secret_ref.name
-                )),
-                (None, Some(problem)) => {
-                    out.config.faults.insert(
-                        key.clone(),
-                        format!("VRRP password: Secret {}: {problem}", auth.secret_ref.name),
-                    );
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        let instance =
-            match config::vrrp_instance(&spec, &addresses, priority, secret.as_deref(), source) {
-                Ok(mut i) => {
-                    i.allowed_interfaces = pool
-                        .and_then(|p| p.spec.interfaces.as_ref())
-                        .map(|l| l.iter().map(|i| i.0.clone()).collect())
-                        .unwrap_or_default();
-                    i
-                }
-                // Waiting for the operator, which allocates one: not a fault.
-                Err(e @ ConfigError::NoRouterId) => {
-                    out.errors.push(skip(e.to_string()));
-                    continue;
-                }
-                Err(e) => {
-                    out.config.faults.insert(key.clone(), e.to_string());
-                    continue;
-                }
-            };
-        let listeners = match config::listeners(vip, &addresses) {
-            Ok(l) => l,
-            Err(e) => {
-                out.config.faults.insert(key.clone(), e.to_string());
-                continue;
-            }
-        };
-        out.config.vips.insert(
-            key.clone(),
-            VipPlan {
-                key,
-                instance,
-                listeners: listeners.iter().map(|l| l.name.clone()).collect(),
-                peers: peers_of(vip, &node.name),
-                warnings,
-            },
-        );
-        out.config.proxy.listeners.extend(listeners);
-        served.push((vip, addresses));
     }
-    // Two VirtualIPs with one router ID on one interface cannot both run here.
+    drop_shared_router_ids(&mut out);
+    plan_pools(&inputs, &mut out);
+    out
+}
+
+/// Why a VirtualIP that selects this node is not served here.
+enum Unserved {
+    /// Reported as a plan error only (waiting for the operator, or refused by the policy,
+    /// which the operator reports on the VirtualIP).
+    Skipped(String),
+    /// Reported as a fault of this node for the VirtualIP.
+    Fault(String),
+}
+
+/// One VirtualIP's plan on this node: `None` when it does not run here (not selected, being
+/// deleted, in conflict, placed on another agent).
+fn plan_vip(
+    vip: &VirtualIP,
+    key: &str,
+    inputs: &Inputs<'_>,
+    out: &mut Plan,
+) -> Result<Option<(VipPlan, Vec<ListenerConfig>)>, Unserved> {
+    let node = inputs.node;
+    match selects(vip, node) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) => return Err(Unserved::Skipped(format!("nodeSelector: {e}"))),
+    }
+    let conflicted = vip
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CONFLICT_ANNOTATION));
+    if vip.metadata.deletion_timestamp.is_some() || conflicted {
+        return Ok(None);
+    }
+    let addresses = addresses_of(vip);
+    let Some(pool) = admitted(vip, &addresses, inputs)? else {
+        return Ok(None);
+    };
+    if addresses.is_empty() {
+        return Err(Unserved::Skipped(ConfigError::NoAddresses.to_string()));
+    }
+    let (priority, source) = priority_of(vip, &node.name);
+    let mut spec = vip.spec.clone();
+    // The operator's allocation, when the spec leaves the router ID out.
+    if spec.virtual_router_id.is_none() {
+        spec.virtual_router_id = vip.status.as_ref().and_then(|s| s.virtual_router_id);
+    }
+    let mut warnings = Vec::new();
+    let secret = vrrp_password(vip, inputs, out, &mut warnings)?;
+    let mut instance =
+        match config::vrrp_instance(&spec, &addresses, priority, secret.as_deref(), source) {
+            Ok(i) => i,
+            // Waiting for the operator, which allocates one: not a fault.
+            Err(e @ ConfigError::NoRouterId) => return Err(Unserved::Skipped(e.to_string())),
+            Err(e) => return Err(Unserved::Fault(e.to_string())),
+        };
+    instance.allowed_interfaces = pool
+        .and_then(|p| p.spec.interfaces.as_ref())
+        .map(|l| l.iter().map(|i| i.0.clone()).collect())
+        .unwrap_or_default();
+    let listeners =
+        config::listeners(vip, &addresses).map_err(|e| Unserved::Fault(e.to_string()))?;
+    let vip_plan = VipPlan {
+        key: key.to_string(),
+        instance,
+        listeners: listeners.iter().map(|l| l.name.clone()).collect(),
+        peers: peers_of(vip, &node.name),
+        warnings,
+    };
+    Ok(Some((vip_plan, listeners)))
+}
+
+/// The address policy and placement for a VirtualIP with `addresses`: `Some(pool in effect)`
+/// when it runs on this node (and this agent), `None` when the pool's nodes or the placement
+/// leave this node out.
+fn admitted<'a>(
+    vip: &VirtualIP,
+    addresses: &[VipAddress],
+    inputs: &Inputs<'a>,
+) -> Result<Option<Option<&'a AddressPool>>, Unserved> {
+    let namespace = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
+    let ips: Vec<IpAddr> = addresses
+        .iter()
+        .filter_map(|a| config::parse_vip(a).ok().map(|(ip, _)| ip))
+        .collect();
+    let empty = BTreeMap::new();
+    let pool = match policy::admit(
+        inputs.policy,
+        inputs.address_pools,
+        namespace,
+        inputs.namespaces.get(namespace).unwrap_or(&empty),
+        &vip.spec,
+        &ips,
+    ) {
+        Admission::Allowed(pool) => pool,
+        // The operator reports it on the VirtualIP (Ready=False, AddressNotAllowed).
+        Admission::NotAllowed(why) => return Err(Unserved::Skipped(format!("not served: {why}"))),
+    };
+    let pool_selector = pool.and_then(|p| p.spec.node_selector.as_ref());
+    if !policy::selector_matches(pool_selector, &inputs.node.labels) {
+        return Ok(None);
+    }
+    if let Some(p) = inputs.placement
+        && buoy_crds::placement::key_in(&vip.spec, pool_selector) != p
+    {
+        return Ok(None);
+    }
+    Ok(Some(pool))
+}
+
+/// The VRRPv2 password of a VirtualIP, if it has one: wanted from the source, the last one
+/// read kept (with a warning) while its Secret cannot be read, a fault when none was ever read.
+fn vrrp_password(
+    vip: &VirtualIP,
+    inputs: &Inputs<'_>,
+    out: &mut Plan,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Vec<u8>>, Unserved> {
+    let secret = password(vip, inputs.secrets);
+    let Some(auth) = &vip.spec.vrrp.authentication else {
+        return Ok(secret);
+    };
+    let namespace = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
+    let id = (namespace.to_string(), auth.secret_ref.name.clone());
+    out.wants.secrets.insert(id.clone());
+    match (&secret, inputs.secret_problems.get(&id)) {
+        (Some(_), Some(problem)) => warnings.push(format!(
+            "VRRP password: Secret {}: {problem}; the last password read is used",
+            auth.secret_ref.name
+        )),
+        (None, Some(problem)) => {
+            return Err(Unserved::Fault(format!(
+                "VRRP password: Secret {}: {problem}",
+                auth.secret_ref.name
+            )));
+        }
+        _ => {}
+    }
+    Ok(secret)
+}
+
+/// Two VirtualIPs with one router ID on one interface cannot both run here: the later ones
+/// (by key) are faults, and their listeners go.
+fn drop_shared_router_ids(out: &mut Plan) {
     let mut seen: BTreeMap<(Option<String>, u8, bool), String> = BTreeMap::new();
     let mut dropped = BTreeSet::new();
     for (key, plan) in &out.config.vips {
@@ -416,25 +455,27 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             .listeners
             .retain(|l| !gone.contains(&l.name));
     }
-    // Each pool on its own: a pool whose backends cannot be had leaves only its listeners
-    // without them.
-    let used: BTreeSet<&str> = out
+}
+
+/// The pools the listeners use, each on its own: a pool whose backends cannot be had leaves
+/// only its listeners without them.
+fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
+    let used: BTreeSet<String> = out
         .config
         .proxy
         .listeners
         .iter()
-        .map(|l| l.pool.as_str())
+        .map(|l| l.pool.clone())
         .collect();
     for p in inputs.pools {
         let key = contract::key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref());
-        if !used.contains(key.as_str()) {
+        if !used.contains(&key) {
             continue;
         }
         out.wants.names.extend(config::host_names(p));
         let pool = config::pool(p, inputs.resolved, inputs.backends);
         out.config.proxy.pools.insert(pool.name.clone(), pool);
     }
-    out
 }
 
 #[cfg(test)]
