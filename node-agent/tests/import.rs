@@ -16,8 +16,8 @@ use std::{
     process::Command,
 };
 
-use buoy_agent::import::{self, Import, NodeNameFrom, Options};
 use buoy_crds::manifest::{self, Object};
+use buoy_import::{self as import, Import, NodeNameFrom, Options};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import")

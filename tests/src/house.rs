@@ -37,6 +37,11 @@ pub const CRATES: &[Crate] = &[
         rooms: &[],
     },
     Crate {
+        name: "buoy-import",
+        src: "import/src",
+        rooms: &[],
+    },
+    Crate {
         name: "buoy-agent",
         src: "node-agent/src",
         rooms: &[
@@ -44,7 +49,6 @@ pub const CRATES: &[Crate] = &[
             ("vrrp::packet", 5),
             ("vrrp::machine", 10),
             ("vrrp::track", 10),
-            ("import", 10),
             // Host IO and small services.
             ("net", 20),
             ("dns", 20),
