@@ -16,8 +16,8 @@ use buoy_crds::{
 };
 
 use super::{
-    ImportError, NodeNameFrom, VipDraft, Warnings, decimal_seconds, dns_label, dns_name,
-    syntax::{self, Loc},
+    ImportError, Loc, NodeNameFrom, VipDraft, Warnings, decimal_seconds, dns_label, dns_name,
+    syntax,
 };
 
 // ---------------------------------------------------------------------------------------------

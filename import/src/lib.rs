@@ -13,15 +13,18 @@
 //! `listen ADDRESS:PORT` make the VirtualIP, or a documentation address (192.0.2.1) stands in
 //! with a warning that it must be replaced.
 
-pub mod keepalived;
-pub mod nginx;
+mod diagnostics;
+mod draft;
+mod keepalived;
+mod names;
+mod nginx;
+mod options;
 mod syntax;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt,
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use buoy_crds::{
@@ -31,77 +34,11 @@ use buoy_crds::{
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
-pub use syntax::Loc;
-
-/// Something in the input that has no translation (or a different one than it seems).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Warning {
-    pub at: Loc,
-    pub directive: String,
-    pub why: String,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: directive \"{}\" is not translated: {}",
-            self.at, self.directive, self.why
-        )
-    }
-}
-
-/// Why an import failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// Malformed or invalid input, at a place in a file.
-    #[error("{at}: {message}")]
-    At { at: Loc, message: String },
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Usage(String),
-    /// The objects do not pass the API's validation: a translation bug, or an input whose
-    /// combination has no valid translation.
-    #[error("the translated objects do not validate:\n{0}")]
-    Invalid(String),
-}
-
-impl ImportError {
-    pub(crate) fn at(at: &Loc, message: impl Into<String>) -> Self {
-        ImportError::At {
-            at: at.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Where node names come from when several keepalived files are merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum NodeNameFrom {
-    /// `global_defs { router_id … }`; the file's name when a file has none, or when two files
-    /// share one (the keepalived sample's `LVS_DEVEL` is often left as is on every host).
-    #[default]
-    RouterId,
-    /// The file's name without its extension (`lb1.conf` → `lb1`), or its directory's when files
-    /// share a name (`lb1/keepalived.conf` → `lb1`).
-    FileName,
-}
-
-/// The inputs of an import.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// One keepalived.conf per host.
-    pub keepalived: Vec<PathBuf>,
-    /// nginx.conf files (the same upstreams in several files are merged).
-    pub nginx: Vec<PathBuf>,
-    pub namespace: String,
-    pub node_name_from: NodeNameFrom,
-}
+pub(crate) use diagnostics::Warnings;
+pub use diagnostics::{ImportError, Loc, Warning};
+pub(crate) use draft::VipDraft;
+pub(crate) use names::{dns_label, dns_name};
+pub use options::{NodeNameFrom, Options};
 
 /// An object and the comment lines printed above it.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,20 +57,6 @@ pub struct Import {
     pub pools: Vec<Doc<UpstreamPool>>,
     pub vips: Vec<Doc<VirtualIP>>,
     pub warnings: Vec<Warning>,
-}
-
-/// Collects warnings while parsing and translating.
-#[derive(Default, Debug)]
-pub struct Warnings(pub Vec<Warning>);
-
-impl Warnings {
-    pub fn add(&mut self, at: &Loc, directive: &str, why: impl Into<String>) {
-        self.0.push(Warning {
-            at: at.clone(),
-            directive: directive.to_string(),
-            why: why.into(),
-        });
-    }
 }
 
 /// Runs the import: reads the files, translates, validates.
@@ -242,11 +165,7 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
     if let Some(pool) = address_pool(ns, &import.vips) {
         import.address_pools.push(pool);
     }
-    // By file and line, as a compiler lists its diagnostics.
-    warnings
-        .0
-        .sort_by(|a, b| (&a.at.file, a.at.line).cmp(&(&b.at.file, b.at.line)));
-    import.warnings = warnings.0;
+    import.warnings = warnings.sorted();
     // The API's own validation: what `buoy-agent check` and the API server would say.
     let yaml = import.to_yaml()?;
     if let Err(errors) = buoy_crds::manifest::parse(Path::new("<import>"), &yaml) {
@@ -269,19 +188,6 @@ fn meta(name: &str, ns: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1:
         namespace: Some(ns.into()),
         ..Default::default()
     }
-}
-
-/// A VirtualIP being built: the spec without listeners, and what the later steps need.
-#[derive(Clone, Debug)]
-pub(crate) struct VipDraft {
-    /// Identity for attaching listeners.
-    pub key: usize,
-    pub name: String,
-    pub spec: VirtualIPSpec,
-    pub password: Option<(String, Loc)>,
-    /// `track_script` of an nginx check: becomes `track.upstreams` if the VIP gets listeners.
-    pub track_upstreams: Option<(i32, Loc)>,
-    pub comments: Vec<String>,
 }
 
 struct AttachedListener {
@@ -505,27 +411,6 @@ fn name_vips(vips: &mut [VipDraft], listeners: &BTreeMap<usize, Vec<AttachedList
     }
 }
 
-/// Lower case, `_` and other characters outside a DNS label turned into `-`.
-pub(crate) fn dns_name(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_alphanumeric() || c == '.' {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
-    let out: String = out.chars().take(63).collect();
-    let out = out.trim_end_matches(['-', '.']).to_string();
-    if out.is_empty() {
-        "imported".into()
-    } else {
-        out
-    }
-}
-
 /// The AddressPool of an import into `namespace`: exactly the imported VirtualIPs' addresses
 /// (each as a host route), for that namespace, on their interfaces when every VirtualIP names
 /// one. Named after the namespace (`<namespace>-vips`): imports into two namespaces do not
@@ -569,11 +454,6 @@ fn address_pool(namespace: &str, vips: &[Doc<VirtualIP>]) -> Option<Doc<AddressP
             "holds its addresses. Cluster-scoped: applied by a cluster admin.".into(),
         ],
     })
-}
-
-/// A DNS label (no dots), for listener and VirtualIP names.
-pub(crate) fn dns_label(s: &str) -> String {
-    dns_name(&s.replace('.', "-"))
 }
 
 impl Import {
@@ -727,15 +607,6 @@ pub(crate) fn decimal_seconds(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_become_dns_names() {
-        assert_eq!(dns_name("test_web"), "test-web");
-        assert_eq!(dns_name("LVS_DEVEL"), "lvs-devel");
-        assert_eq!(dns_name("__x__"), "x");
-        assert_eq!(dns_label("api.example.com"), "api-example-com");
-        assert_eq!(dns_name("___"), "imported");
-    }
 
     #[test]
     fn decimal_seconds_parse() {

@@ -15,10 +15,7 @@ use buoy_crds::{
     LoadBalancing, Retry, RetryOn, UpstreamPoolSpec,
 };
 
-use super::{
-    ImportError, Warnings, dns_label, dns_name,
-    syntax::{self, Loc},
-};
+use super::{ImportError, Loc, Warnings, dns_label, dns_name, syntax};
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -1539,11 +1536,6 @@ fn size(d: &Directive, v: &str) -> Result<u64, ImportError> {
             format!("{}: {v:?} is not a size (1024, 8k, 1m)", d.name),
         )
     })
-}
-
-/// Used by `include` resolution in tests.
-pub fn base_dir(path: &Path) -> PathBuf {
-    path.parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
 #[cfg(test)]
