@@ -28,8 +28,8 @@ use std::{
 };
 
 use buoy_crds::{
-    AddressPool, AddressPoolSpec, AddressRange, Duration, InterfaceName, ListenerProtocol,
-    NamespaceName, UpstreamPool, UpstreamPoolSpec, VirtualIP, VirtualIPSpec,
+    AddressPool, AddressPoolSpec, AddressRange, InterfaceName, ListenerProtocol, NamespaceName,
+    UpstreamPool, UpstreamPoolSpec, VirtualIP, VirtualIPSpec,
 };
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
@@ -577,44 +577,4 @@ fn prune(v: &mut Value, default: &Value, keep: &[&str], path: &str) {
     }
     // An object emptied by pruning says nothing either.
     map.retain(|_, val| !matches!(val, Value::Object(m) if m.is_empty()));
-}
-
-/// Seconds with an optional fraction (keepalived's `advert_int 0.1`, `preempt_delay 2.5`).
-pub(crate) fn decimal_seconds(s: &str) -> Option<Duration> {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let mut micros: u64 = 0;
-    let mut scale = 100_000;
-    for d in frac.bytes().take(6) {
-        micros += u64::from(d - b'0') * scale;
-        scale /= 10;
-    }
-    Some(Duration(
-        std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_seconds_parse() {
-        assert_eq!(decimal_seconds("1"), Some(Duration::from_secs(1)));
-        assert_eq!(decimal_seconds("0.1"), Some(Duration::from_millis(100)));
-        assert_eq!(decimal_seconds("2.55"), Some(Duration::from_millis(2550)));
-        assert_eq!(decimal_seconds("x"), None);
-        assert_eq!(decimal_seconds("-1"), None);
-        assert_eq!(decimal_seconds(""), None);
-    }
 }
