@@ -146,39 +146,9 @@ pub(crate) fn upstream(
                 hashing = Some(s.at.clone());
             }
             "hash" => {
-                let key = first(s)?;
-                if !matches!(s.args.get(1..), Some([] | [_]))
-                    || s.args.get(1).is_some_and(|c| c != "consistent")
-                {
-                    return Err(ImportError::at(
-                        &s.at,
-                        "hash takes a key and optionally \"consistent\"",
-                    ));
-                }
-                let lb = if key == "$remote_addr" || key == "$binary_remote_addr" {
-                    Some((HashKey::ClientIp, None))
-                } else if let Some(h) = key.strip_prefix("$http_") {
-                    Some((HashKey::Header, Some(h.replace('_', "-"))))
-                } else {
-                    key.strip_prefix("$cookie_")
-                        .map(|c| (HashKey::Cookie, Some(c.to_string())))
-                };
-                match lb {
-                    Some((k, n)) => {
-                        spec.load_balancing = LoadBalancing {
-                            algorithm: Algorithm::ConsistentHash,
-                            hash_key: Some(k),
-                            hash_key_name: n,
-                        };
-                        hashing = Some(s.at.clone());
-                    }
-                    None => warnings.add(
-                        &s.at,
-                        "hash",
-                        format!(
-                            "Buoy hashes the client IP, a header or a cookie, not {key:?}; the pool balances round robin"
-                        ),
-                    ),
+                if let Some(lb) = hash(s, warnings)? {
+                    spec.load_balancing = lb;
+                    hashing = Some(s.at.clone());
                 }
             }
             "keepalive" => spec.http.keepalive_connections = number(s, one(s)?, 0, 10_000)? as u32,
@@ -219,6 +189,45 @@ pub(crate) fn upstream(
         used_by: None,
         implicit: false,
     })
+}
+
+/// `hash KEY [consistent]`: consistent hashing on the client IP, a header or a cookie; None for
+/// another key (warned: the pool balances round robin).
+fn hash(s: &Directive, warnings: &mut Warnings) -> Result<Option<LoadBalancing>, ImportError> {
+    let key = first(s)?;
+    if !matches!(s.args.get(1..), Some([] | [_]))
+        || s.args.get(1).is_some_and(|c| c != "consistent")
+    {
+        return Err(ImportError::at(
+            &s.at,
+            "hash takes a key and optionally \"consistent\"",
+        ));
+    }
+    let lb = if key == "$remote_addr" || key == "$binary_remote_addr" {
+        Some((HashKey::ClientIp, None))
+    } else if let Some(h) = key.strip_prefix("$http_") {
+        Some((HashKey::Header, Some(h.replace('_', "-"))))
+    } else {
+        key.strip_prefix("$cookie_")
+            .map(|c| (HashKey::Cookie, Some(c.to_string())))
+    };
+    match lb {
+        Some((k, n)) => Ok(Some(LoadBalancing {
+            algorithm: Algorithm::ConsistentHash,
+            hash_key: Some(k),
+            hash_key_name: n,
+        })),
+        None => {
+            warnings.add(
+                &s.at,
+                "hash",
+                format!(
+                    "Buoy hashes the client IP, a header or a cookie, not {key:?}; the pool balances round robin"
+                ),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A `server` of an upstream block; None when it cannot be translated (warned).
