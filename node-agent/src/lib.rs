@@ -8,7 +8,6 @@ pub mod config;
 pub mod dns;
 pub mod endpoints;
 pub mod files;
-pub mod import;
 pub mod net;
 pub mod node;
 pub mod proxy;

@@ -403,7 +403,7 @@ fn run_async<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
 }
 
 fn import(args: ImportArgs) -> ExitCode {
-    use buoy_agent::import::{self, NodeNameFrom, Options};
+    use buoy_import::{NodeNameFrom, Options};
     let options = Options {
         keepalived: args.keepalived,
         nginx: args.nginx,
@@ -414,7 +414,7 @@ fn import(args: ImportArgs) -> ExitCode {
             NodeNameFrom::RouterId
         },
     };
-    match import::import(&options).and_then(|i| Ok((i.to_yaml()?, i.warnings))) {
+    match buoy_import::import(&options).and_then(|i| Ok((i.to_yaml()?, i.warnings))) {
         Ok((yaml, warnings)) => {
             for w in &warnings {
                 eprintln!("warning: {w}");

@@ -37,6 +37,43 @@ pub const CRATES: &[Crate] = &[
         rooms: &[],
     },
     Crate {
+        name: "buoy-import",
+        src: "import/src",
+        rooms: &[
+            // What every part uses: places, warnings and errors; the options; DNS names.
+            ("diagnostics", 5),
+            ("options", 5),
+            ("names", 5),
+            // Reading files and their includes; a VirtualIP being built.
+            ("syntax", 10),
+            ("draft", 10),
+            // keepalived and nginx, each on its own: parsing, then translating, then merging
+            // the files; neither knows the other.
+            ("keepalived::parse", 20),
+            ("nginx::parse", 20),
+            ("keepalived::values", 25),
+            ("nginx::values", 25),
+            ("nginx::untranslated", 25),
+            ("keepalived::defs", 28),
+            ("nginx::config", 28),
+            ("keepalived::instance", 30),
+            ("nginx::settings", 30),
+            ("nginx::upstream", 30),
+            ("keepalived::translate", 35),
+            ("nginx::server", 35),
+            ("nginx::translate", 40),
+            ("keepalived::merge", 40),
+            ("nginx::merge", 40),
+            ("keepalived", 45),
+            ("nginx", 45),
+            // Where the two halves meet, the objects and their YAML, and the import on top.
+            ("listeners", 50),
+            ("objects", 60),
+            ("yaml", 65),
+            ("pipeline", 70),
+        ],
+    },
+    Crate {
         name: "buoy-agent",
         src: "node-agent/src",
         rooms: &[
@@ -44,7 +81,6 @@ pub const CRATES: &[Crate] = &[
             ("vrrp::packet", 5),
             ("vrrp::machine", 10),
             ("vrrp::track", 10),
-            ("import", 10),
             // Host IO and small services.
             ("net", 20),
             ("dns", 20),

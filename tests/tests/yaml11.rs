@@ -12,7 +12,7 @@
 //! (`crds/`, `charts/buoy/crds/`), the chart's own YAML (`Chart.yaml`, `values.yaml`,
 //! `ci/all-values.yaml`) and its renders with default values and with every option,
 //! `deploy/*.yaml`, `examples/**`, what `buoy-agent import` prints for every fixture under
-//! `node-agent/tests/fixtures/import/` and the committed `expected.yaml` files, and every
+//! `import/tests/fixtures/` and the committed `expected.yaml` files, and every
 //! ```` ```yaml ```` block of the README, `docs/*.md` and the chart's README. A walk of the
 //! repository fails on a YAML file that is neither checked nor listed as exempt.
 //!
@@ -505,7 +505,7 @@ fn crds_chart_deploy_examples_and_committed_import_outputs_read_alike() {
         "charts/buoy/values.yaml",
         "deploy/buoy.yaml",
         "examples/seed/upstreampool.yaml",
-        "node-agent/tests/fixtures/import/cases/01-single-host-no-nginx/expected.yaml",
+        "import/tests/fixtures/cases/01-single-host-no-nginx/expected.yaml",
     ] {
         assert!(files.contains(&repo().join(must)), "{must} is not checked");
     }
@@ -603,10 +603,10 @@ struct ImportCase {
     args: Vec<String>,
 }
 
-/// Every case under `node-agent/tests/fixtures/import/cases/` (its `args`, one argument per
-/// line, as node-agent/tests/import.rs reads them), and the reference tutorial's `seed`.
+/// Every case under `import/tests/fixtures/cases/` (its `args`, one argument per line, as
+/// import/tests/import.rs reads them), and the reference tutorial's `seed`.
 fn import_cases() -> Vec<ImportCase> {
-    let fixtures = repo().join("node-agent/tests/fixtures/import");
+    let fixtures = repo().join("import/tests/fixtures");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures.join("cases"))
         .unwrap()
         .map(|e| e.unwrap().path())

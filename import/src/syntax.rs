@@ -1,39 +1,21 @@
-//! What the keepalived and nginx readers share: locations and `include` globs.
+//! What the keepalived and nginx readers share: reading files and `include` globs.
 //!
 //! No maintained, widely used crate parses keepalived.conf, and the nginx parsers on crates.io
 //! either reject directives outside their fixed AST (so they cannot report them as untranslated)
 //! or are young single-purpose crates; both formats are small, so they are read by hand here, with
 //! a line number on every token and `include` resolved the way each program does it.
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    rc::Rc,
-};
+use std::path::{Path, PathBuf};
 
-use super::ImportError;
-
-/// A place in an input file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Loc {
-    pub file: Rc<Path>,
-    /// 1-based.
-    pub line: usize,
-}
-
-impl fmt::Display for Loc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
-    }
-}
+use crate::diagnostics::{ImportError, Loc};
 
 /// Include nesting deeper than this is refused (no real configuration comes near it; cycles are
 /// caught before, by path).
-pub const MAX_INCLUDE_DEPTH: usize = 16;
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// The error for an `include` at `at` of `file` while `stack` (the files being read, outermost
 /// first) is open, if that makes a cycle or nests too deeply.
-pub fn check_include(at: &super::Loc, file: &Path, stack: &[PathBuf]) -> Result<(), ImportError> {
+pub(crate) fn check_include(at: &Loc, file: &Path, stack: &[PathBuf]) -> Result<(), ImportError> {
     let canonical = canonical(file);
     if stack.contains(&canonical) {
         return Err(ImportError::at(
@@ -48,11 +30,12 @@ pub fn check_include(at: &super::Loc, file: &Path, stack: &[PathBuf]) -> Result<
 }
 
 /// The path that identifies a file for cycle detection.
-pub fn canonical(path: &Path) -> PathBuf {
+pub(crate) fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-pub fn read(path: &Path) -> Result<String, ImportError> {
+/// The whole text of an input file.
+pub(crate) fn read(path: &Path) -> Result<String, ImportError> {
     std::fs::read_to_string(path).map_err(|source| ImportError::Read {
         path: path.to_path_buf(),
         source,
@@ -62,7 +45,7 @@ pub fn read(path: &Path) -> Result<String, ImportError> {
 /// The files an `include` pattern names, sorted (as glob(3) returns them). `base` is the directory
 /// that relative patterns are resolved against. A pattern without wildcards names its file whether
 /// or not it exists (the caller reports a missing one).
-pub fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
+pub(crate) fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
     let full = if Path::new(pattern).is_absolute() {
         PathBuf::from(pattern)
     } else {
@@ -110,7 +93,7 @@ fn has_wildcard(s: &str) -> bool {
 }
 
 /// Shell-style matching of one path component: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     matches(&p, &n)

@@ -1,0 +1,39 @@
+//! Buoy's importer (`buoy-agent import`): translates a classic keepalived + nginx setup (one
+//! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects.
+//!
+//! Every directive is either translated or reported as a [`Warning`] with its file and line; none
+//! is dropped silently. Malformed input is an [`ImportError`] with file and line. The result is
+//! checked with the API's own validation ([`buoy_crds::manifest::parse`]) before it is returned.
+//!
+//! How the two halves meet: keepalived gives the VirtualIPs (one per `virtual_router_id` and
+//! address set, with one priority per host file); nginx gives the UpstreamPools and the listeners.
+//! nginx listens on every address of the host, so a `listen 80;` server becomes a listener on
+//! every IPv4 VirtualIP (`listen [::]:80;` on every IPv6 one), and `listen 192.168.60.88:80;` only
+//! on the VirtualIP that holds 192.168.60.88. Without keepalived files, the addresses of
+//! `listen ADDRESS:PORT` make the VirtualIP, or a documentation address (192.0.2.1) stands in
+//! with a warning that it must be replaced.
+//!
+//! The modules by floor, lowest first: `diagnostics`, `options`, `names` (what every other
+//! module uses); `syntax` (reading files and includes) and `draft` (a VirtualIP being built);
+//! `keepalived` and `nginx`, each from parsing through translating to merging its files;
+//! `listeners` (nginx's servers onto keepalived's VirtualIPs); `objects` and `yaml` (the output);
+//! `pipeline` (the import from end to end).
+
+#![warn(unreachable_pub, missing_docs)]
+
+mod diagnostics;
+mod draft;
+mod keepalived;
+mod listeners;
+mod names;
+mod nginx;
+mod objects;
+mod options;
+mod pipeline;
+mod syntax;
+mod yaml;
+
+pub use diagnostics::{ImportError, Loc, Warning};
+pub use objects::Import;
+pub use options::{NodeNameFrom, Options};
+pub use pipeline::import;
