@@ -17,8 +17,7 @@ use std::{
 use async_trait::async_trait;
 use buoy_crds::{AddressPool, UpstreamPool, VirtualIP, policy::AddressPolicy};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -27,8 +26,7 @@ use kube::{
         WatchStreamExt,
         events::{Event, EventType, Recorder, Reporter},
         reflector::{self, Store},
-        utils::ResetTimerBackoff,
-        watcher::{self, ExponentialBackoff, watcher},
+        watcher::{self, watcher},
     },
 };
 use tokio::{
@@ -41,12 +39,11 @@ use crate::{
     agent::{Agent, NodeStatus, VipStatus},
     config::BackendPolicy,
     dns::Resolutions,
-    endpoints,
-    files::Invalid,
     node::{Inputs, NodeIdentity, Plan, plan},
     proxy::service::PoolReport,
     refresh::Refresher,
-    source::Source,
+    source::{Invalid, Source},
+    watch::{EndpointStores, spawn_reflector, watch_backoff},
 };
 
 /// Every write to the API server (a status entry, an Event) gives up after this and is retried
@@ -80,52 +77,6 @@ pub struct Stores {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     endpoints: EndpointStores,
     nodes: Store<Node>,
-}
-
-/// First retry of a failed watch, and the longest wait between retries before jitter (which
-/// adds up to as much again).
-const WATCH_RETRY_MIN: Duration = Duration::from_millis(500);
-const WATCH_RETRY_MAX: Duration = Duration::from_millis(2500);
-
-/// How watches retry while the API server is away. kube-runtime's default (client-go's
-/// reflector: up to 30 s) spares an API server with thousands of watching nodes, but leaves an
-/// agent blind for up to half a minute after an outage; the agents are the few load-balancer
-/// nodes, so they retry at most every 5 s and catch up within seconds of the API's return.
-fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
-    ResetTimerBackoff::new(
-        backon::ExponentialBuilder::default()
-            .with_min_delay(WATCH_RETRY_MIN)
-            .with_max_delay(WATCH_RETRY_MAX)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .into(),
-        // A watch that has run this long without an error starts over from the first delay.
-        Duration::from_secs(120),
-    )
-}
-
-fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
-where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
-    tokio::spawn(async move {
-        let mut stream = watcher(api, config)
-            .backoff(watch_backoff())
-            .reflect(writer)
-            .boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => changed.notify_one(),
-                // The backoff retries; the store keeps the last known state meanwhile.
-                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
-            }
-        }
-    });
-    store
 }
 
 /// Namespaces' labels only (for AddressPools' `namespaceSelector`): metadata, not whole objects.
@@ -170,59 +121,6 @@ pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> 
         namespaces: spawn_namespaces(client, changed.clone()),
         endpoints: EndpointStores::watch(client, changed.clone()),
         nodes: spawn_reflector(Api::all(client.clone()), own_node, changed),
-    }
-}
-
-/// Services and EndpointSlices only: what standalone mode needs for Service-backed pools.
-#[derive(Clone)]
-pub struct EndpointStores {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-}
-
-impl EndpointStores {
-    pub fn watch(client: &Client, changed: Arc<Notify>) -> EndpointStores {
-        EndpointStores {
-            services: spawn_reflector(
-                Api::all(client.clone()),
-                Default::default(),
-                changed.clone(),
-            ),
-            slices: spawn_reflector(
-                Api::all(client.clone()),
-                watcher::Config::default().labels(endpoints::SERVICE_NAME_LABEL),
-                changed,
-            ),
-        }
-    }
-
-    /// Waits until both watches have listed once.
-    pub async fn services_and_slices_ready(&self) {
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.slices.wait_until_ready().await;
-    }
-
-    /// The Services and EndpointSlices now, to resolve every pool of one plan from one view.
-    pub fn snapshot(&self) -> EndpointSnapshot {
-        EndpointSnapshot {
-            services: self.services.state(),
-            slices: self.slices.state(),
-        }
-    }
-}
-
-/// Services and EndpointSlices at one moment.
-pub struct EndpointSnapshot {
-    services: Vec<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
-}
-
-impl EndpointSnapshot {
-    /// `pool` with its Service's ready endpoints as static backends.
-    pub fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
-        let services: Vec<&Service> = self.services.iter().map(|s| &**s).collect();
-        let slices: Vec<&EndpointSlice> = self.slices.iter().map(|s| &**s).collect();
-        endpoints::resolve(pool, &services, &slices)
     }
 }
 
@@ -730,21 +628,6 @@ async fn publish(recorder: &Recorder, vip: &VirtualIP, node: &str, s: &VipStatus
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn watches_retry_within_five_seconds_forever() {
-        let delays: Vec<Duration> = watch_backoff().take(50).collect();
-        assert_eq!(delays.len(), 50, "never gives up");
-        assert!(delays[0] >= WATCH_RETRY_MIN && delays[0] <= 2 * WATCH_RETRY_MIN);
-        assert!(
-            delays.iter().all(|d| *d <= 2 * WATCH_RETRY_MAX),
-            "{delays:?}"
-        );
-        assert!(
-            delays[10..].iter().all(|d| *d >= WATCH_RETRY_MAX),
-            "{delays:?}"
-        );
-    }
 
     #[test]
     fn the_entry_patch_carries_only_this_nodes_entry() {

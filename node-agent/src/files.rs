@@ -1,4 +1,5 @@
-//! Standalone mode's source of desired state: VirtualIP, UpstreamPool and Secret documents in YAML
+//! Standalone mode's source of desired state ([`FileSource`]): VirtualIP, UpstreamPool, AddressPool
+//! and Secret documents in YAML
 //! files, validated as the API server would, planned for this node. A changed file is noticed by
 //! its content, polled: inotify misses the symlink swaps of Kubernetes ConfigMap volumes and the
 //! rename-over of editors, and a handful of small files is cheap to re-read every second.
@@ -7,20 +8,21 @@ use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
     path::PathBuf,
+    sync::Arc,
+    time::Duration,
 };
 
+use async_trait::async_trait;
 use buoy_crds::policy::AddressPolicy;
+use tokio::sync::Notify;
 
 use crate::{
     config::BackendPolicy,
     dns::Resolutions,
     node::{Inputs, NodeConfig, NodeIdentity, Plan, plan},
+    source::{Invalid, Source},
+    watch::EndpointStores,
 };
-
-/// Everything wrong with a configuration, one line per problem (file, document, field).
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct Invalid(pub Vec<String>);
 
 /// The files of a standalone agent.
 pub struct Files {
@@ -102,6 +104,80 @@ impl Files {
         }
         errors.len().hash(&mut h);
         h.finish()
+    }
+}
+
+/// Standalone mode: VirtualIP, UpstreamPool, AddressPool and Secret documents in files,
+/// re-read when one changes (polled every second) or on SIGHUP, and, with a kubeconfig, the
+/// Service endpoints of Service-backed pools.
+pub struct FileSource {
+    files: Files,
+    fingerprint: u64,
+    poll: tokio::time::Interval,
+    endpoints: Option<EndpointStores>,
+    endpoints_changed: Arc<Notify>,
+    policy: AddressPolicy,
+}
+
+impl FileSource {
+    /// The files at `paths` as seen by `node`, AddressPools in them applying under `policy`;
+    /// `endpoints`: a cluster's Services and EndpointSlices (notifying `endpoints_changed`).
+    pub fn new(
+        paths: Vec<PathBuf>,
+        node: NodeIdentity,
+        policy: AddressPolicy,
+        endpoints: Option<(EndpointStores, Arc<Notify>)>,
+    ) -> FileSource {
+        let files = Files { paths, node };
+        let (endpoints, endpoints_changed) = match endpoints {
+            Some((e, n)) => (Some(e), n),
+            None => (None, Arc::new(Notify::new())),
+        };
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        FileSource {
+            fingerprint: files.fingerprint(),
+            files,
+            poll,
+            endpoints,
+            endpoints_changed,
+            policy,
+        }
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn ready(&mut self) {
+        if let Some(e) = &self.endpoints {
+            e.services_and_slices_ready().await;
+        }
+    }
+
+    async fn changed(&mut self) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.poll.tick() => {
+                    let now = self.files.fingerprint();
+                    if now != self.fingerprint {
+                        self.fingerprint = now;
+                        return "a file changed";
+                    }
+                }
+                () = self.endpoints_changed.notified() => return "the Service endpoints changed",
+            }
+        }
+    }
+
+    fn plan(&mut self, resolved: &Resolutions) -> Result<Plan, Invalid> {
+        self.fingerprint = self.files.fingerprint();
+        match &self.endpoints {
+            Some(e) => {
+                let now = e.snapshot();
+                self.files.plan(|p| now.resolve(p), resolved, self.policy)
+            }
+            None => self.files.plan(|p| p.clone(), resolved, self.policy),
+        }
     }
 }
 

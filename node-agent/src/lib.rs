@@ -15,3 +15,4 @@ pub mod refresh;
 pub mod runner;
 pub mod source;
 pub mod vrrp;
+pub mod watch;

@@ -277,7 +277,7 @@ fn hostname() -> String {
 }
 
 async fn standalone(args: StandaloneArgs) -> Result<()> {
-    use buoy_agent::{node::NodeIdentity, source::FileSource};
+    use buoy_agent::{files::FileSource, node::NodeIdentity};
     let name = args.node_name.unwrap_or_else(hostname);
     let mut labels: std::collections::BTreeMap<String, String> =
         args.node_labels.into_iter().collect();
@@ -293,7 +293,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
             let client = kube::Client::try_from(with_timeouts(config))
                 .context("connecting to the cluster")?;
             let changed = Arc::new(tokio::sync::Notify::new());
-            let stores = buoy_agent::cluster::EndpointStores::watch(&client, changed.clone());
+            let stores = buoy_agent::watch::EndpointStores::watch(&client, changed.clone());
             Some((stores, changed))
         }
         None => None,

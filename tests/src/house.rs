@@ -96,6 +96,7 @@ pub const CRATES: &[Crate] = &[
             ("agent", 50),
             ("admin", 55),
             // Where desired state comes from.
+            ("watch", 55),
             ("source", 60),
             ("files", 65),
             ("cluster", 65),
