@@ -11,6 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use buoy_vrrp::machine::State;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -28,7 +29,6 @@ use crate::{
     vrrp::{
         host::{Host, PortStats},
         instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats},
-        machine::State,
     },
 };
 
@@ -567,7 +567,7 @@ mod tests {
             "default/a".into(),
             InstanceEvent::Collision {
                 from: "10.0.0.9".parse().unwrap(),
-                reason: crate::vrrp::packet::DropReason::UnknownPeer,
+                reason: buoy_vrrp::packet::DropReason::UnknownPeer,
             },
         );
         assert!(

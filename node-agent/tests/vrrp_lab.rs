@@ -251,9 +251,9 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
         s.set_multicast_ttl_v4(255).unwrap();
         s.bind_device(Some(b"eth0")).unwrap();
         let dst: SocketAddr = "224.0.0.18:0".parse().unwrap();
-        let foreign = buoy_agent::vrrp::packet::encode(
-            &buoy_agent::vrrp::packet::Advertisement {
-                version: buoy_agent::vrrp::packet::Version::V3,
+        let foreign = buoy_vrrp::packet::encode(
+            &buoy_vrrp::packet::Advertisement {
+                version: buoy_vrrp::packet::Version::V3,
                 vrid: 10,
                 priority: 254,
                 interval_cs: 10,

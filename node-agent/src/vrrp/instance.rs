@@ -15,12 +15,15 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{
-    host::{Host, Port, VridInUse},
+use buoy_vrrp::{
     machine::{Action, Config as MachineConfig, Machine, Received, State},
     packet::{self, AUTH_LEN, Advertisement, DropReason, MULTICAST_V4, MULTICAST_V6, TTL, Version},
-    socket::Incoming,
     track::{Condition, effective_priority},
+};
+
+use super::{
+    host::{Host, Port, VridInUse},
+    socket::Incoming,
 };
 use crate::net::{
     announce::Announcer,

@@ -19,7 +19,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::packet::Version;
+use crate::packet::Version;
 
 /// Time since an arbitrary epoch, supplied by the caller (the shell's monotonic clock, or a
 /// simulation's virtual clock).
