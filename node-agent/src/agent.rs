@@ -28,7 +28,7 @@ use crate::{
     proxy::service::{ListenError, PoolReport, ProxyService},
     vrrp::{
         host::{Host, PortStats},
-        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats},
+        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats, Stop},
     },
 };
 
@@ -89,7 +89,7 @@ pub type NodeStatus = BTreeMap<String, VipStatus>;
 
 struct Running {
     plan: VipPlan,
-    shutdown: watch::Sender<u32>,
+    shutdown: watch::Sender<Option<Stop>>,
     data_path: watch::Sender<DataPath>,
     peers: watch::Sender<BTreeSet<IpAddr>>,
     stats: Arc<Mutex<Stats>>,
@@ -242,11 +242,11 @@ impl Agent {
                     .get(&key)
                     .is_some_and(|p| can_succeed(&r.plan.instance, &p.instance));
                 info!(virtualip = %key, keep_the_vip_if_master = keep, "stopping the VRRP instance");
-                let _ = r.shutdown.send(if keep {
-                    instance::STOP_FOR_SUCCESSOR
+                let _ = r.shutdown.send(Some(if keep {
+                    Stop::ForSuccessor
                 } else {
-                    instance::STOP_GRACEFULLY
-                });
+                    Stop::Gracefully
+                }));
                 stopping.push((key, r.shutdown, r.task));
             }
         }
@@ -318,7 +318,7 @@ impl Agent {
 
     /// Starts the instance of `plan`; `successor`: its previous instance left the VIP bound.
     fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>, successor: bool) -> Running {
-        let (shutdown, shutdown_rx) = watch::channel(0u32);
+        let (shutdown, shutdown_rx) = watch::channel(None);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
         let (peers, peers_rx) = watch::channel(plan.peers.clone());
         let key = plan.key.clone();
@@ -358,7 +358,7 @@ impl Agent {
                     Ok(ended) => return ended.vip_left_bound,
                     Err(e) => e,
                 };
-                if *shutdown_rx.borrow() > 0 {
+                if shutdown_rx.borrow().is_some() {
                     return false;
                 }
                 let backoff = if matches!(e, InstanceError::Refused(_)) {
@@ -436,7 +436,7 @@ impl Agent {
     /// listeners stop accepting, and open connections get up to `grace` to finish.
     pub async fn shutdown(mut self, grace: Duration) {
         for r in self.running.values() {
-            let _ = r.shutdown.send(instance::STOP_GRACEFULLY);
+            let _ = r.shutdown.send(Some(Stop::Gracefully));
         }
         for (key, r) in std::mem::take(&mut self.running) {
             stop_instance(&key, &r.shutdown, r.task).await;
@@ -469,14 +469,14 @@ impl Agent {
 /// it left the VIP bound for a successor.
 async fn stop_instance(
     key: &str,
-    shutdown: &watch::Sender<u32>,
+    shutdown: &watch::Sender<Option<Stop>>,
     mut task: JoinHandle<bool>,
 ) -> bool {
     if let Ok(ended) = tokio::time::timeout(STOP_GRACE, &mut task).await {
         return ended.unwrap_or(false);
     }
     warn!(virtualip = %key, "the handover takes too long; stopping at once");
-    let _ = shutdown.send(instance::STOP_NOW);
+    let _ = shutdown.send(Some(Stop::Now));
     if tokio::time::timeout(Duration::from_secs(2), &mut task)
         .await
         .is_err()
