@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use buoy_vrrp::machine::State;
+use buoy_vrrp::machine::{Role, State};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -35,8 +35,8 @@ use crate::{
 /// What this node knows about one of its VirtualIPs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VipStatus {
-    /// `MASTER` (addresses bound and announced, listeners open), `BACKUP`, `FAULT`, `INIT`.
-    pub state: &'static str,
+    /// Master (addresses bound and announced, listeners open), Backup, Fault, Initialize.
+    pub state: Role,
     /// Effective priority (after tracking).
     pub priority: u8,
     pub reason: String,
@@ -55,9 +55,9 @@ pub struct VipStatus {
 }
 
 impl VipStatus {
-    fn new(state: State) -> VipStatus {
+    fn new(state: Role) -> VipStatus {
         VipStatus {
-            state: state.name(),
+            state,
             priority: 0,
             reason: String::new(),
             since: SystemTime::now(),
@@ -288,9 +288,9 @@ impl Agent {
             for (key, why) in &desired.faults {
                 let entry = all
                     .entry(key.clone())
-                    .or_insert_with(|| VipStatus::new(State::Fault));
-                if entry.state != State::Fault.name() || entry.reason != *why {
-                    entry.state = State::Fault.name();
+                    .or_insert_with(|| VipStatus::new(Role::Fault));
+                if entry.state != Role::Fault || entry.reason != *why {
+                    entry.state = Role::Fault;
                     entry.reason.clone_from(why);
                     entry.priority = 0;
                     entry.since = SystemTime::now();
@@ -506,7 +506,7 @@ impl Default for Agent {
 fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
     let entry = all
         .entry(key)
-        .or_insert_with(|| VipStatus::new(State::Initialize));
+        .or_insert_with(|| VipStatus::new(Role::Initialize));
     match event {
         InstanceEvent::StateChanged {
             state,
@@ -514,10 +514,10 @@ fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
             priority,
             ..
         } => {
-            if entry.state != state.name() {
+            if entry.state != state.role() {
                 entry.since = SystemTime::now();
             }
-            entry.state = state.name();
+            entry.state = state.role();
             entry.priority = priority;
             entry.reason = reason;
         }
@@ -548,7 +548,7 @@ mod tests {
             },
         );
         let a = &all["default/a"];
-        assert_eq!((a.state, a.priority), ("MASTER", 102));
+        assert_eq!((a.state, a.priority), (Role::Master, 102));
         let since = a.since;
         apply_event(
             &mut all,
