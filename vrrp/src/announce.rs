@@ -33,7 +33,7 @@ impl Default for AnnounceConfig {
 
 /// The announcements still to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Announcements {
+pub(crate) struct Announcements {
     config: AnnounceConfig,
     /// Bursts still to send: when, and how many rounds.
     bursts: Vec<(Time, u32)>,
@@ -42,7 +42,8 @@ pub struct Announcements {
 }
 
 impl Announcements {
-    pub fn new(config: AnnounceConfig) -> Announcements {
+    /// Nothing scheduled yet.
+    pub(crate) fn new(config: AnnounceConfig) -> Announcements {
         Announcements {
             config,
             bursts: Vec::new(),
@@ -52,7 +53,7 @@ impl Announcements {
 
     /// The VIP was just taken (or its link came back): a burst now, another after the delay, and
     /// refreshes from now on. Replaces whatever was scheduled.
-    pub fn start(&mut self, now: Time) {
+    pub(crate) fn start(&mut self, now: Time) {
         self.bursts = vec![(now, self.config.repeat)];
         if !self.config.delay.is_zero() {
             self.bursts
@@ -64,19 +65,19 @@ impl Announcements {
 
     /// Another router also claimed the VIP: a burst now and another after `again_after`, beside
     /// what is already scheduled.
-    pub fn again(&mut self, now: Time, again_after: Duration) {
+    pub(crate) fn again(&mut self, now: Time, again_after: Duration) {
         self.bursts.push((now, self.config.repeat));
         self.bursts.push((now + again_after, self.config.repeat));
     }
 
     /// The VIP was released: nothing more to announce.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.bursts.clear();
         self.refresh_at = None;
     }
 
     /// The rounds due at `now` (bursts and refresh), which are then no longer due.
-    pub fn due(&mut self, now: Time) -> u32 {
+    pub(crate) fn due(&mut self, now: Time) -> u32 {
         let mut due = 0u32;
         self.bursts.retain(|(at, n)| {
             if *at <= now {
@@ -94,12 +95,12 @@ impl Announcements {
     }
 
     /// When the next burst is due.
-    pub fn next_burst(&self) -> Option<Time> {
+    pub(crate) fn next_burst(&self) -> Option<Time> {
         self.bursts.iter().map(|(at, _)| *at).min()
     }
 
     /// When the next refresh is due.
-    pub fn next_refresh(&self) -> Option<Time> {
+    pub(crate) fn next_refresh(&self) -> Option<Time> {
         self.refresh_at
     }
 }

@@ -27,16 +27,20 @@ impl DataPath {
 pub struct TrackedInterface {
     /// Its index (how link-state updates name it).
     pub index: u32,
+    /// Its name (for the log).
     pub name: String,
     /// keepalived's weight (see [`crate::track`]).
     pub weight: i32,
+    /// Whether it is up now.
     pub up: bool,
 }
 
 /// A link-state update: interface `index` is up or down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkState {
+    /// The interface index.
     pub index: u32,
+    /// Whether it is up.
     pub up: bool,
 }
 
@@ -78,7 +82,9 @@ pub struct Health {
     pub link_up: bool,
     /// Binding the virtual addresses failed, and has not been retried yet.
     pub bind_failed: bool,
+    /// What the node's proxy says about the VIP's listeners.
     pub data_path: DataPath,
+    /// The tracked interfaces, as last reported.
     pub tracked: Vec<TrackedInterface>,
     /// Weight of the "this node has healthy upstreams" condition (`track.upstreams`).
     pub track_upstreams: Option<i32>,

@@ -6,6 +6,8 @@
 //! IO shell (`buoy-agent`'s `vrrp::instance`) owns the sockets, netlink and the clock, and only
 //! does what it is told.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod announce;
 pub mod fault;
 pub mod machine;

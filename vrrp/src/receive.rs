@@ -12,7 +12,9 @@ use crate::{
 /// What adverts of our virtual router look like.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
+    /// Our virtual router ID.
     pub vrid: u8,
+    /// Our protocol version.
     pub version: Version,
     /// VRRPv2 password (v3 has none).
     pub auth: Option<[u8; AUTH_LEN]>,

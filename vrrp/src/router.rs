@@ -1,6 +1,6 @@
 //! One virtual router, sans IO: the RFC state machine ([`Machine`]) with what the RFC leaves to
-//! the implementation decided beside it: when to announce the VIP ([`Announcements`]), when to
-//! retry binding it, and which fault holds and what the priority is ([`Health`]). The IO shell
+//! the implementation decided beside it: when to announce the VIP ([`crate::announce`]), when
+//! to retry binding it, and which fault holds and what the priority is ([`Health`]). The IO shell
 //! feeds it what happens (adverts, link states, the data path, a failed bind, stop requests) with
 //! the time, does the [`Action`]s it returns, and calls [`Router::handle_timeout`] at
 //! [`Router::poll_timeout`].
@@ -19,26 +19,45 @@ pub const BIND_RETRY: Duration = Duration::from_secs(1);
 /// What the shell must do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send an advert with this priority now.
-    SendAdvert { priority: u8 },
+    /// Send an advert now.
+    SendAdvert {
+        /// The priority it carries (0: resigning).
+        priority: u8,
+    },
     /// Add the virtual addresses to the interface (report a failure with
     /// [`Router::bind_failed`]). With `handover_wait`, the connection handover rules for the
     /// previous master should be in place first: wait for them up to this long.
-    BindVip { handover_wait: Option<Duration> },
+    BindVip {
+        /// How long to wait for the handover rules first, if at all.
+        handover_wait: Option<Duration>,
+    },
     /// Remove the virtual addresses from the interface.
     ReleaseVip,
-    /// Send `rounds` rounds of gratuitous ARP / unsolicited NA (one per virtual address each).
-    Announce { rounds: u32 },
+    /// Send gratuitous ARP / unsolicited NA now.
+    Announce {
+        /// How many rounds (a round: one announcement per virtual address).
+        rounds: u32,
+    },
     /// Forward unknown connections to this previous master (`None`: nowhere); see
     /// [`machine::Action::Forward`].
-    Forward { to: Option<IpAddr> },
+    Forward {
+        /// The previous master, or nowhere.
+        to: Option<IpAddr>,
+    },
     /// A master heard is not a known peer: its connections are not forwarded (say so, once).
-    ForwardRefused { to: IpAddr },
+    ForwardRefused {
+        /// The master whose connections are not forwarded.
+        to: IpAddr,
+    },
     /// The state changed; `priority` is the effective priority now.
     StateChanged {
+        /// The state before.
         from: State,
+        /// The state now.
         to: State,
+        /// Why (logged and reported).
         reason: &'static str,
+        /// The effective priority.
         priority: u8,
     },
     /// The router has stopped; the shell may exit.

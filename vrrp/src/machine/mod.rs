@@ -24,7 +24,8 @@ use crate::packet::Version;
 
 mod timer;
 
-pub use timer::{Timer, TimerTable};
+pub use timer::Timer;
+use timer::TimerTable;
 
 /// Time since an arbitrary epoch, supplied by the caller (the shell's monotonic clock, or a
 /// simulation's virtual clock).
@@ -45,7 +46,9 @@ pub const MAX_ADVERTS_PER_INTERVAL: u8 = 4;
 pub const REDUNDANT_ADVERT_GAP: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A router's settings.
 pub struct Config {
+    /// VRRPv2 (RFC 3768) or VRRPv3 (RFC 5798).
     pub version: Version,
     /// Base priority 1..255 (the effective priority may differ, see [`Machine::set_priority`]).
     pub priority: u8,
@@ -54,7 +57,10 @@ pub struct Config {
     /// Adverts a master sends per interval, 1..=[`MAX_ADVERTS_PER_INTERVAL`] (other values are
     /// clamped into that range): the first, then copies [`Machine::copy_gap`] apart.
     pub adverts_per_interval: u8,
+    /// Whether a higher-priority backup takes over from a lower-priority master.
     pub preempt: bool,
+    /// After start or recovery, how long a backup waits before it preempts (keepalived's
+    /// `preempt_delay`).
     pub preempt_delay: Duration,
     /// Our primary address on the interface: the source of our adverts and the tie-breaker
     /// between equal priorities.
@@ -73,10 +79,15 @@ struct Heard {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A state of the machine.
 pub enum State {
+    /// Not started, or stopped.
     Initialize,
+    /// Listening for a master.
     Backup,
+    /// Holding the VIP and advertising.
     Master,
+    /// Not eligible: see [`Machine::set_fault`].
     Fault,
     /// A master that resigned (graceful stop) and still holds the VIP until a new master speaks.
     Resigning,
@@ -103,9 +114,13 @@ impl State {
 /// master, as it still holds and serves the VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Not started, or stopped.
     Initialize,
+    /// Listening for a master.
     Backup,
+    /// Holding the VIP (or handing it over).
     Master,
+    /// Not eligible.
     Fault,
 }
 
@@ -127,29 +142,44 @@ impl Role {
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send an advert with this priority now.
-    SendAdvert { priority: u8 },
+    /// Send an advert now.
+    SendAdvert {
+        /// The priority it carries (0: resigning).
+        priority: u8,
+    },
     /// Add the virtual addresses to the interface.
     BindVip,
     /// Remove the virtual addresses from the interface.
     ReleaseVip,
     /// Start announcing the addresses (gratuitous ARP / unsolicited NA bursts and refreshes).
     Announce,
-    /// Announce the addresses again now and once more after this delay: another router also
+    /// Announce the addresses again now and once more after a delay: another router also
     /// claimed them, and its own burst may still be on its way after our first one.
-    Reannounce { again_after: Duration },
+    Reannounce {
+        /// The delay of the second burst.
+        again_after: Duration,
+    },
     /// Packets of TCP connections this node does not know, sent to a VIP it holds, go to this
     /// router (the master before us, which may still serve connections it accepted); `None`:
     /// nowhere. Set while Backup (inert until the VIP is ours) so that it is in place before a
     /// takeover; cleared when the master before us is dead, or the handover window ends.
-    Forward { to: Option<IpAddr> },
+    Forward {
+        /// The previous master, or nowhere.
+        to: Option<IpAddr>,
+    },
     /// The master heard is not a known peer (see [`Machine::set_known_peers`]): its connections
     /// are not forwarded. Once per such master, for the shell to say so.
-    ForwardRefused { to: IpAddr },
+    ForwardRefused {
+        /// The master whose connections are not forwarded.
+        to: IpAddr,
+    },
     /// The state changed.
     StateChanged {
+        /// The state before.
         from: State,
+        /// The state now.
         to: State,
+        /// Why (logged and reported).
         reason: &'static str,
     },
     /// Shutdown is complete; the shell may exit.
@@ -159,12 +189,16 @@ pub enum Action {
 /// An advert that passed the receive checks of the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Received {
+    /// Its source address.
     pub from: IpAddr,
+    /// Its priority (0: the master resigns).
     pub priority: u8,
+    /// The advertisement interval it carries.
     pub interval: Duration,
 }
 
 #[derive(Clone, Debug)]
+/// One router's RFC 5798 state machine.
 pub struct Machine {
     config: Config,
     state: State,
@@ -200,6 +234,7 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine in Initialize; see [`Machine::startup`].
     pub fn new(config: Config) -> Self {
         Machine {
             priority: config.priority,
@@ -240,6 +275,7 @@ impl Machine {
         self.known_peers.as_ref().is_none_or(|p| p.contains(&to))
     }
 
+    /// The current state.
     pub fn state(&self) -> State {
         self.state
     }
@@ -264,6 +300,7 @@ impl Machine {
         self.stopping
     }
 
+    /// The master's advertisement interval (ours until a v3 master's adverts say otherwise).
     pub fn master_adver_interval(&self) -> Duration {
         self.master_adver_interval
     }

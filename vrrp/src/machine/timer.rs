@@ -19,7 +19,8 @@ pub enum Timer {
 }
 
 impl Timer {
-    /// Every timer, in the order [`TimerTable::next`] prefers on equal deadlines.
+    /// Every timer, in the order [`Machine::next_timer`](super::Machine::next_timer) prefers on
+    /// equal deadlines.
     pub const VALUES: [Timer; 4] = [
         Timer::HandoverEnd,
         Timer::MasterDown,
@@ -39,38 +40,38 @@ impl Timer {
 
 /// The deadline of each [`Timer`], if armed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TimerTable {
+pub(crate) struct TimerTable {
     deadlines: [Option<Time>; 4],
 }
 
 impl TimerTable {
     /// Arms `timer` for `at` (re-arms it if it ran).
-    pub fn set(&mut self, timer: Timer, at: Time) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Time) {
         self.deadlines[timer.index()] = Some(at);
     }
 
     /// Disarms `timer`.
-    pub fn stop(&mut self, timer: Timer) {
+    pub(crate) fn stop(&mut self, timer: Timer) {
         self.deadlines[timer.index()] = None;
     }
 
     /// Disarms every timer.
-    pub fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         self.deadlines = [None; 4];
     }
 
     /// The deadline of `timer`, if armed.
-    pub fn get(&self, timer: Timer) -> Option<Time> {
+    pub(crate) fn get(&self, timer: Timer) -> Option<Time> {
         self.deadlines[timer.index()]
     }
 
     /// Whether `timer` is armed and its deadline has passed at `now`.
-    pub fn is_expired(&self, timer: Timer, now: Time) -> bool {
+    pub(crate) fn is_expired(&self, timer: Timer, now: Time) -> bool {
         self.get(timer).is_some_and(|at| at <= now)
     }
 
     /// The timer that runs out first, and when.
-    pub fn next(&self) -> Option<(Timer, Time)> {
+    pub(crate) fn next(&self) -> Option<(Timer, Time)> {
         Timer::VALUES
             .into_iter()
             .filter_map(|t| Some((t, self.get(t)?)))
