@@ -600,3 +600,15 @@ pub enum VrrpState {
     Master,
     Fault,
 }
+
+impl VrrpState {
+    /// The name as serialized (`Master`), also an Event's reason for a transition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpState::Initialize => "Initialize",
+            VrrpState::Backup => "Backup",
+            VrrpState::Master => "Master",
+            VrrpState::Fault => "Fault",
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use buoy_agent::vrrp::packet::{decode, decode_ipv4_packet, encode};
+use buoy_vrrp::packet::{decode, decode_ipv4_packet, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

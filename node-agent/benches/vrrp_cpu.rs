@@ -16,7 +16,7 @@ use std::{
 
 use buoy_agent::vrrp::{
     host::Host,
-    instance::{Controls, InstanceConfig, run_on},
+    instance::{Controls, InstanceConfig, Stop, run_on},
 };
 use buoy_tests::{
     keepalived,
@@ -82,7 +82,7 @@ fn buoy_side(
             let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut stops = Vec::new();
             for config in configs(priority) {
-                let (stop, shutdown) = tokio::sync::watch::channel(0u32);
+                let (stop, shutdown) = tokio::sync::watch::channel(None);
                 let (_up, data_path) =
                     tokio::sync::watch::channel(buoy_agent::vrrp::instance::DataPath::SERVING);
                 let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -117,7 +117,7 @@ fn buoy_side(
                 "{failed} instances failed; the figures would be meaningless"
             );
             for s in &stops {
-                let _ = s.send(2);
+                let _ = s.send(Some(Stop::Now));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             100.0 * used.as_secs_f64() / measure.as_secs_f64()

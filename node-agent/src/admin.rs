@@ -62,7 +62,7 @@ fn status_json(status: &NodeStatus) -> serde_json::Value {
             (
                 key.clone(),
                 serde_json::json!({
-                    "state": s.state,
+                    "state": s.state.name(),
                     "priority": s.priority,
                     "reason": s.reason,
                     "sinceUnixSeconds": since,

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use buoy_vrrp::machine::{Role, State};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -27,16 +28,15 @@ use crate::{
     proxy::service::{ListenError, PoolReport, ProxyService},
     vrrp::{
         host::{Host, PortStats},
-        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats},
-        machine::State,
+        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats, Stop},
     },
 };
 
 /// What this node knows about one of its VirtualIPs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VipStatus {
-    /// `MASTER` (addresses bound and announced, listeners open), `BACKUP`, `FAULT`, `INIT`.
-    pub state: &'static str,
+    /// Master (addresses bound and announced, listeners open), Backup, Fault, Initialize.
+    pub state: Role,
     /// Effective priority (after tracking).
     pub priority: u8,
     pub reason: String,
@@ -55,9 +55,9 @@ pub struct VipStatus {
 }
 
 impl VipStatus {
-    fn new(state: State) -> VipStatus {
+    fn new(state: Role) -> VipStatus {
         VipStatus {
-            state: state.name(),
+            state,
             priority: 0,
             reason: String::new(),
             since: SystemTime::now(),
@@ -89,7 +89,7 @@ pub type NodeStatus = BTreeMap<String, VipStatus>;
 
 struct Running {
     plan: VipPlan,
-    shutdown: watch::Sender<u32>,
+    shutdown: watch::Sender<Option<Stop>>,
     data_path: watch::Sender<DataPath>,
     peers: watch::Sender<BTreeSet<IpAddr>>,
     stats: Arc<Mutex<Stats>>,
@@ -242,11 +242,11 @@ impl Agent {
                     .get(&key)
                     .is_some_and(|p| can_succeed(&r.plan.instance, &p.instance));
                 info!(virtualip = %key, keep_the_vip_if_master = keep, "stopping the VRRP instance");
-                let _ = r.shutdown.send(if keep {
-                    instance::STOP_FOR_SUCCESSOR
+                let _ = r.shutdown.send(Some(if keep {
+                    Stop::ForSuccessor
                 } else {
-                    instance::STOP_GRACEFULLY
-                });
+                    Stop::Gracefully
+                }));
                 stopping.push((key, r.shutdown, r.task));
             }
         }
@@ -288,9 +288,9 @@ impl Agent {
             for (key, why) in &desired.faults {
                 let entry = all
                     .entry(key.clone())
-                    .or_insert_with(|| VipStatus::new(State::Fault));
-                if entry.state != State::Fault.name() || entry.reason != *why {
-                    entry.state = State::Fault.name();
+                    .or_insert_with(|| VipStatus::new(Role::Fault));
+                if entry.state != Role::Fault || entry.reason != *why {
+                    entry.state = Role::Fault;
                     entry.reason.clone_from(why);
                     entry.priority = 0;
                     entry.since = SystemTime::now();
@@ -318,7 +318,7 @@ impl Agent {
 
     /// Starts the instance of `plan`; `successor`: its previous instance left the VIP bound.
     fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>, successor: bool) -> Running {
-        let (shutdown, shutdown_rx) = watch::channel(0u32);
+        let (shutdown, shutdown_rx) = watch::channel(None);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
         let (peers, peers_rx) = watch::channel(plan.peers.clone());
         let key = plan.key.clone();
@@ -358,7 +358,7 @@ impl Agent {
                     Ok(ended) => return ended.vip_left_bound,
                     Err(e) => e,
                 };
-                if *shutdown_rx.borrow() > 0 {
+                if shutdown_rx.borrow().is_some() {
                     return false;
                 }
                 let backoff = if matches!(e, InstanceError::Refused(_)) {
@@ -436,7 +436,7 @@ impl Agent {
     /// listeners stop accepting, and open connections get up to `grace` to finish.
     pub async fn shutdown(mut self, grace: Duration) {
         for r in self.running.values() {
-            let _ = r.shutdown.send(instance::STOP_GRACEFULLY);
+            let _ = r.shutdown.send(Some(Stop::Gracefully));
         }
         for (key, r) in std::mem::take(&mut self.running) {
             stop_instance(&key, &r.shutdown, r.task).await;
@@ -469,14 +469,14 @@ impl Agent {
 /// it left the VIP bound for a successor.
 async fn stop_instance(
     key: &str,
-    shutdown: &watch::Sender<u32>,
+    shutdown: &watch::Sender<Option<Stop>>,
     mut task: JoinHandle<bool>,
 ) -> bool {
     if let Ok(ended) = tokio::time::timeout(STOP_GRACE, &mut task).await {
         return ended.unwrap_or(false);
     }
     warn!(virtualip = %key, "the handover takes too long; stopping at once");
-    let _ = shutdown.send(instance::STOP_NOW);
+    let _ = shutdown.send(Some(Stop::Now));
     if tokio::time::timeout(Duration::from_secs(2), &mut task)
         .await
         .is_err()
@@ -506,7 +506,7 @@ impl Default for Agent {
 fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
     let entry = all
         .entry(key)
-        .or_insert_with(|| VipStatus::new(State::Initialize));
+        .or_insert_with(|| VipStatus::new(Role::Initialize));
     match event {
         InstanceEvent::StateChanged {
             state,
@@ -514,10 +514,10 @@ fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
             priority,
             ..
         } => {
-            if entry.state != state.name() {
+            if entry.state != state.role() {
                 entry.since = SystemTime::now();
             }
-            entry.state = state.name();
+            entry.state = state.role();
             entry.priority = priority;
             entry.reason = reason;
         }
@@ -548,7 +548,7 @@ mod tests {
             },
         );
         let a = &all["default/a"];
-        assert_eq!((a.state, a.priority), ("MASTER", 102));
+        assert_eq!((a.state, a.priority), (Role::Master, 102));
         let since = a.since;
         apply_event(
             &mut all,
@@ -567,7 +567,7 @@ mod tests {
             "default/a".into(),
             InstanceEvent::Collision {
                 from: "10.0.0.9".parse().unwrap(),
-                reason: crate::vrrp::packet::DropReason::UnknownPeer,
+                reason: buoy_vrrp::packet::DropReason::UnknownPeer,
             },
         );
         assert!(

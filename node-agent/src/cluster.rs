@@ -15,7 +15,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use buoy_crds::{AddressPool, UpstreamPool, VirtualIP, policy::AddressPolicy};
+use buoy_crds::{AddressPool, UpstreamPool, VirtualIP, VrrpState, policy::AddressPolicy};
+use buoy_vrrp::machine::Role;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret};
 use kube::{
@@ -316,12 +317,14 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn state_name(s: &VipStatus) -> &'static str {
-    match s.state {
-        "MASTER" => "Master",
-        "BACKUP" => "Backup",
-        "FAULT" => "Fault",
-        _ => "Initialize",
+/// The API's name for this node's state of a VirtualIP: the one place the agent's state
+/// becomes the API's.
+fn api_state(role: Role) -> VrrpState {
+    match role {
+        Role::Initialize => VrrpState::Initialize,
+        Role::Backup => VrrpState::Backup,
+        Role::Master => VrrpState::Master,
+        Role::Fault => VrrpState::Fault,
     }
 }
 
@@ -342,7 +345,7 @@ fn entry_patch(vip: &VirtualIP, node: &str, status: Option<&VipStatus>) -> serde
     if let Some(s) = status {
         let mut entry = serde_json::json!({
             "node": node,
-            "state": state_name(s),
+            "state": api_state(s.state),
             "priority": s.priority,
             "lastTransitionTime": rfc3339(s.since),
             "serving": s.serving,
@@ -425,7 +428,8 @@ pub async fn report_status(
                     let before = last.and_then(|l| l.as_ref());
                     if let Some(s) = mine {
                         if before.map(|b| b.state) != Some(s.state) {
-                            publish(&recorder, vip, &identity.node, s, state_name(s)).await;
+                            let reason = api_state(s.state).as_str();
+                            publish(&recorder, vip, &identity.node, s, reason).await;
                         } else if s.not_serving.is_some()
                             && before.and_then(|b| b.not_serving.as_ref()) != s.not_serving.as_ref()
                         {
@@ -599,14 +603,14 @@ pub async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores
 }
 
 async fn publish(recorder: &Recorder, vip: &VirtualIP, node: &str, s: &VipStatus, reason: &str) {
-    let type_ = if s.state == "FAULT" || reason == "NotServing" {
+    let type_ = if s.state == Role::Fault || reason == "NotServing" {
         EventType::Warning
     } else {
         EventType::Normal
     };
     let note = format!(
         "node {node} is {} (priority {}): {}",
-        state_name(s),
+        api_state(s.state).as_str(),
         s.priority,
         s.message()
     );
@@ -637,7 +641,7 @@ mod tests {
         )
         .unwrap();
         let s = VipStatus {
-            state: "MASTER",
+            state: Role::Master,
             priority: 102,
             reason: "no advert within Master_Down_Interval".into(),
             since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000),

@@ -8,6 +8,7 @@ use std::{
 };
 
 use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract};
+use buoy_vrrp::packet::{Version, auth_data};
 
 use crate::dns::Resolutions;
 use crate::proxy::{
@@ -17,10 +18,7 @@ use crate::proxy::{
     pool::{ActiveCheck, BackendSpec, PoolConfig},
     service::ProxyConfig,
 };
-use crate::vrrp::{
-    instance::{AnnounceConfig, InstanceConfig},
-    packet::{Version, auth_data},
-};
+use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -565,7 +565,7 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
         args.auth_pass.as_deref().map(str::as_bytes),
         None,
     )?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
+    let (shutdown_tx, shutdown_rx) = watch::channel(None);
     // No proxy runs here, so there is nothing to track: upstreams count as healthy.
     let (_data_path_tx, data_path) = watch::channel(instance::DataPath::SERVING);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -578,7 +578,13 @@ async fn vrrp(args: VrrpArgs) -> Result<()> {
                 _ = sigterm.recv() => {}
                 _ = sigint.recv() => {}
             }
-            shutdown_tx.send_modify(|n| *n += 1);
+            // The first signal hands over gracefully, another stops at once.
+            shutdown_tx.send_modify(|s| {
+                *s = Some(match s {
+                    None => instance::Stop::Gracefully,
+                    Some(_) => instance::Stop::Now,
+                })
+            });
         }
     });
     tokio::spawn(async move {

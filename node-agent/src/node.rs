@@ -647,7 +647,7 @@ spec:
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let i = &p.config.vips["default/test-web"].instance;
         assert_eq!(i.priority, 99);
-        assert_eq!(i.auth, Some(crate::vrrp::packet::auth_data(b"1111")));
+        assert_eq!(i.auth, Some(buoy_vrrp::packet::auth_data(b"1111")));
         assert_eq!(
             p.wants.secrets,
             [("default".to_string(), "vrrp-auth".to_string())].into()

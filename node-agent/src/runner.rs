@@ -24,6 +24,7 @@ use crate::{
     net::{cleanup, ledger::Ledger},
     node::{NodeConfig, PlanError},
     source::Source,
+    vrrp::metrics::VrrpMetrics,
 };
 
 /// How the agent runs, from its flags.
@@ -44,6 +45,8 @@ pub enum RunError {
     Admin(SocketAddr, std::io::Error),
     #[error("handling signals: {0}")]
     Signals(std::io::Error),
+    #[error("registering the VRRP metrics: {0}")]
+    Metrics(prometheus::Error),
 }
 
 /// How often the proxy's view of each VIP reaches its VRRP instance, and metrics are refreshed.
@@ -80,6 +83,8 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
     source.report(&agent);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The proxy's registry, which the admin endpoint serves.
+    let metrics = VrrpMetrics::new(&crate::proxy::metrics::REGISTRY).map_err(RunError::Metrics)?;
     let mut exported = Default::default();
     let mut logged = Default::default();
     let mut applied: Option<NodeConfig> = None;
@@ -124,7 +129,7 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
             () = changed.notified() => reason = Some("a backend name resolved differently"),
             _ = tick.tick() => {
                 agent.tick().await;
-                export_metrics(&agent, &mut exported);
+                export_metrics(&agent, &metrics, &mut exported);
             }
         }
     }
@@ -144,17 +149,20 @@ pub fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
 }
 
 /// Copies the instances' status and counters into the metrics.
-fn export_metrics(agent: &Agent, exported: &mut BTreeSet<String>) {
+fn export_metrics(agent: &Agent, metrics: &VrrpMetrics, exported: &mut BTreeSet<String>) {
     let status = agent.status().borrow().clone();
     let stats = agent.stats();
     for (key, s) in &stats {
-        crate::vrrp::metrics::record(key, status.get(key), s);
+        if let Some(v) = status.get(key) {
+            metrics.record_state(key, v.state, v.priority);
+        }
+        metrics.record_counters(key, s);
     }
     for (interface, ipv6, s) in agent.port_stats() {
-        crate::vrrp::metrics::record_port(&interface, ipv6, &s);
+        metrics.record_port(&interface, ipv6, &s);
     }
     for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
-        crate::vrrp::metrics::forget(gone);
+        metrics.forget(gone);
     }
     *exported = stats.into_keys().collect();
 }

@@ -624,9 +624,16 @@ fn a_master_killed_while_the_api_is_down_removes_its_vip_at_restart_and_uninstal
     // removes what its predecessor left, and the VIP is n2's alone.
     c.api.as_mut().unwrap().stop();
     let restarted = c.restart_agent("n1");
-    wait_for("the stale VIP removed", Duration::from_secs(10), || {
-        c.lab.holders(vip) == ["n2"]
-    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.lab.holders(vip) != ["n2"] {
+        assert!(
+            Instant::now() < deadline,
+            "the stale VIP is still on {:?}\n{}",
+            c.lab.holders(vip),
+            c.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         c.lab
             .proc(restarted)

@@ -251,9 +251,9 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
         s.set_multicast_ttl_v4(255).unwrap();
         s.bind_device(Some(b"eth0")).unwrap();
         let dst: SocketAddr = "224.0.0.18:0".parse().unwrap();
-        let foreign = buoy_agent::vrrp::packet::encode(
-            &buoy_agent::vrrp::packet::Advertisement {
-                version: buoy_agent::vrrp::packet::Version::V3,
+        let foreign = buoy_vrrp::packet::encode(
+            &buoy_vrrp::packet::Advertisement {
+                version: buoy_vrrp::packet::Version::V3,
                 vrid: 10,
                 priority: 254,
                 interval_cs: 10,
@@ -303,7 +303,7 @@ fn malformed_and_foreign_adverts_are_dropped_counted_and_reported() {
 /// An instance run in-process on a thread inside a namespace, for what the debug command's fixed
 /// flags do not expose (tracking, virtual MAC).
 struct InProcess {
-    shutdown: tokio::sync::watch::Sender<u32>,
+    shutdown: tokio::sync::watch::Sender<Option<buoy_agent::vrrp::instance::Stop>>,
     data_path: tokio::sync::watch::Sender<buoy_agent::vrrp::instance::DataPath>,
     handle: Option<thread::JoinHandle<()>>,
 }
@@ -311,7 +311,7 @@ struct InProcess {
 impl InProcess {
     fn start(ns: &str, config: buoy_agent::vrrp::instance::InstanceConfig) -> InProcess {
         use buoy_agent::vrrp::instance::{Controls, Stats, run};
-        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(0u32);
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(None);
         let (data_path, data_path_rx) =
             tokio::sync::watch::channel(buoy_agent::vrrp::instance::DataPath::SERVING);
         let handle = in_netns(ns, move || {
@@ -346,7 +346,9 @@ impl InProcess {
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(2);
+        let _ = self
+            .shutdown
+            .send(Some(buoy_agent::vrrp::instance::Stop::Now));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

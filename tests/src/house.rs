@@ -74,19 +74,34 @@ pub const CRATES: &[Crate] = &[
         ],
     },
     Crate {
+        name: "buoy-vrrp",
+        src: "vrrp/src",
+        rooms: &[
+            ("packet", 5),
+            ("track", 5),
+            ("machine", 10),
+            ("fault", 10),
+            ("receive", 15),
+            ("announce", 15),
+            // The machine with what is decided beside it.
+            ("router", 20),
+        ],
+    },
+    Crate {
         name: "buoy-agent",
         src: "node-agent/src",
         rooms: &[
-            // Sans-IO cores.
-            ("vrrp::packet", 5),
-            ("vrrp::machine", 10),
-            ("vrrp::track", 10),
-            // Host IO and small services.
+            // Host IO and small services (the sans-IO cores are crates of their own: buoy-vrrp,
+            // buoy-import).
             ("net", 20),
             ("dns", 20),
             ("refresh", 15),
-            // The engines: neither uses the other.
+            // The engines: neither uses the other. VRRP's IO shell: the socket, what instances
+            // share, the instance; its metrics read the instances' counters.
+            ("vrrp::socket", 22),
+            ("vrrp::host", 25),
             ("vrrp", 30),
+            ("vrrp::metrics", 32),
             ("proxy", 30),
             // Desired state into engine configuration.
             ("config", 40),

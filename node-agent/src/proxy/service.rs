@@ -8,10 +8,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use buoy_vrrp::fault::DataPath;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-use crate::vrrp::instance::DataPath;
 
 use super::{
     health,

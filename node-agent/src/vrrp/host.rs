@@ -7,16 +7,14 @@ use std::{
     sync::{Arc, Mutex, Weak},
 };
 
+use buoy_vrrp::packet::DropReason;
 use tokio::{
     sync::{broadcast, mpsc},
     task::JoinHandle,
 };
 use tracing::warn;
 
-use super::{
-    packet::DropReason,
-    socket::{Incoming, VrrpSocket},
-};
+use super::socket::{Incoming, VrrpSocket};
 use crate::net::{
     ledger::Ledger,
     netlink::{Link, NetError, Netlink, watch_links},

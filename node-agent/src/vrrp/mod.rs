@@ -1,9 +1,7 @@
-//! VRRP: the wire format, the state machine and the IO shell that drives them.
+//! VRRP's IO shell: the sockets, the hosts' shared resources, the instance that drives the
+//! sans-IO core of the `buoy-vrrp` crate, and the metrics.
 
 pub mod host;
 pub mod instance;
-pub mod machine;
 pub mod metrics;
-pub mod packet;
 pub mod socket;
-pub mod track;

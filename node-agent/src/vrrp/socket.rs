@@ -9,10 +9,9 @@ use std::{
     os::fd::AsRawFd,
 };
 
+use buoy_vrrp::packet::{DropReason, IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL, split_ipv4};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-
-use super::packet::{DropReason, IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL, split_ipv4};
 
 /// A received VRRP message and what the IP layer said about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

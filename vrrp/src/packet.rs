@@ -16,12 +16,16 @@ pub const TTL: u8 = 255;
 pub const AUTH_LEN: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The protocol version.
 pub enum Version {
+    /// RFC 3768, IPv4 only, whole seconds, optional simple password.
     V2,
+    /// RFC 5798, IPv4 and IPv6, centiseconds.
     V3,
 }
 
 impl Version {
+    /// The version number in the header.
     pub fn number(self) -> u8 {
         match self {
             Version::V2 => 2,
@@ -33,8 +37,11 @@ impl Version {
 /// One advertisement, as sent or received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertisement {
+    /// The protocol version.
     pub version: Version,
+    /// The virtual router ID.
     pub vrid: u8,
+    /// The sender's priority (0: it resigns; 255: it owns the addresses).
     pub priority: u8,
     /// Advertisement interval in centiseconds (v2 carries whole seconds: stored × 100).
     pub interval_cs: u16,
@@ -47,36 +54,52 @@ pub struct Advertisement {
 /// Why a received packet was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
 pub enum DropReason {
+    /// Packet too short.
     #[error("packet too short")]
     Truncated,
+    /// Malformed IP header.
     #[error("malformed IP header")]
     BadIpHeader,
+    /// Not VRRP (IP protocol is not 112).
     #[error("not VRRP (IP protocol is not 112)")]
     NotVrrp,
+    /// TTL or hop limit is not 255.
     #[error("TTL or hop limit is not 255")]
     BadTtl,
+    /// Unknown VRRP version.
     #[error("unknown VRRP version")]
     BadVersion,
+    /// VRRP version differs from ours.
     #[error("VRRP version differs from ours")]
     WrongVersion,
+    /// Not an advertisement (type is not 1).
     #[error("not an advertisement (type is not 1)")]
     BadType,
+    /// Bad checksum.
     #[error("bad checksum")]
     BadChecksum,
+    /// Address count does not match the packet length.
     #[error("address count does not match the packet length")]
     BadLength,
+    /// Advertisement interval is zero.
     #[error("advertisement interval is zero")]
     ZeroInterval,
+    /// Unsupported authentication type.
     #[error("unsupported authentication type")]
     UnsupportedAuth,
+    /// Authentication failed.
     #[error("authentication failed")]
     AuthMismatch,
+    /// Addresses of the wrong family.
     #[error("addresses of the wrong family")]
     WrongFamily,
+    /// Sent from one of our own addresses.
     #[error("sent from one of our own addresses")]
     OwnAddress,
+    /// Address list differs from ours.
     #[error("address list differs from ours")]
     AddressMismatch,
+    /// From a router that is not a known peer.
     #[error("from a router that is not a known peer")]
     UnknownPeer,
 }
@@ -108,9 +131,13 @@ impl DropReason {
 /// The parts of an IPv4 header that VRRP checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Header {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Time to live.
     pub ttl: u8,
+    /// The IP protocol number.
     pub protocol: u8,
 }
 

@@ -6,8 +6,11 @@
 /// One tracked condition and whether it holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {
+    /// What is tracked (reported when it forces Fault).
     pub name: String,
+    /// keepalived's weight (see the module).
     pub weight: i32,
+    /// Whether the condition holds now.
     pub ok: bool,
 }
 

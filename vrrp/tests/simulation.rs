@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use buoy_agent::vrrp::{
+use buoy_vrrp::{
     machine::{Action, Config, Machine, Received, State, Time},
     packet::Version,
 };
