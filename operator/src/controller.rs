@@ -32,8 +32,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use crate::agent::{self, AgentSettings};
-use crate::plan::{self, FIELD_MANAGER, Memory, Plan, VipPlan, World};
+use crate::daemonset::{self, AgentSettings};
+use crate::plan::{self, FIELD_MANAGER, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
 
 /// Errors that stop the controller (write failures do not: they are retried).
@@ -243,7 +243,11 @@ pub async fn run(
         ),
         daemonsets: reflect(
             Api::namespaced(client.clone(), &ns),
-            watcher::Config::default().labels(&format!("{}={}", agent::APP_LABEL, agent::APP)),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                daemonset::APP_LABEL,
+                daemonset::APP
+            )),
             notify.clone(),
         ),
     };
@@ -385,7 +389,7 @@ impl Pass {
             .iter()
             .map(|n| (n.name_any(), n.labels().clone()))
             .collect();
-        let plan = plan::plan(&World {
+        let plan = plan::plan_world(&World {
             vips: vips.iter().map(|v| v.as_ref()).collect(),
             pools: pools.iter().map(|p| p.as_ref()).collect(),
             address_pools: address_pools.iter().map(|p| p.as_ref()).collect(),
@@ -461,9 +465,10 @@ impl Pass {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut ok = true;
         for (key, desired) in &plan.daemonsets {
-            let name = agent::name(key);
+            let name = daemonset::name(key);
             let current = observed.iter().find(|d| d.name_any() == name);
-            if current.and_then(|d| agent::applied_hash(d)) == agent::desired_hash(desired) {
+            if current.and_then(|d| daemonset::applied_hash(d)) == daemonset::desired_hash(desired)
+            {
                 continue;
             }
             let ikey = format!("ds/{name}");
@@ -483,7 +488,7 @@ impl Pass {
                 }
             }
         }
-        let wanted: BTreeSet<String> = plan.daemonsets.keys().map(|k| agent::name(k)).collect();
+        let wanted: BTreeSet<String> = plan.daemonsets.keys().map(|k| daemonset::name(k)).collect();
         for d in observed {
             let name = d.name_any();
             if wanted.contains(&name) || d.metadata.deletion_timestamp.is_some() {
@@ -674,7 +679,7 @@ impl Pass {
     }
 }
 
-fn key(part: &str, vp: &VipPlan) -> String {
+fn key(part: &str, vp: &VirtualIpPlan) -> String {
     format!("{part}/{}/{}", vp.namespace, vp.name)
 }
 
@@ -682,7 +687,7 @@ async fn write_vip(
     client: Client,
     recorder: Recorder,
     index: usize,
-    vp: &VipPlan,
+    vp: &VirtualIpPlan,
     meta: Option<Value>,
     status: Option<Value>,
     obj: &VirtualIP,

@@ -1,12 +1,12 @@
 //! Buoy's operator: VirtualIPs and UpstreamPools in, node agent DaemonSets, allocations,
 //! annotations and status out. The decisions are pure functions ([`plan`], [`allocate`],
-//! [`selection`], [`agent`], [`conditions`], [`leader::decide`]); [`controller`] and
+//! [`selection`], [`daemonset`], [`conditions`], [`leader::decide`]); [`controller`] and
 //! [`leader`] are the thin IO shells around them.
 
-pub mod agent;
 pub mod allocate;
 pub mod conditions;
 pub mod controller;
+pub mod daemonset;
 pub mod leader;
 pub mod plan;
 pub mod selection;

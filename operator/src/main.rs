@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use buoy_operator::{agent::AgentSettings, controller, leader, telemetry::Metrics};
+use buoy_operator::{controller, daemonset::AgentSettings, leader, telemetry::Metrics};
 use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use tokio::sync::watch;

@@ -37,7 +37,7 @@ pub enum Standing {
 
 /// The status the operator writes on an AddressPool.
 #[derive(Clone, Debug)]
-pub struct PoolStatusPlan {
+pub struct AddressPoolPlan {
     pub name: String,
     pub observed_generation: Option<i64>,
     pub allocated: i64,
@@ -46,7 +46,7 @@ pub struct PoolStatusPlan {
     pub changed: bool,
 }
 
-impl PoolStatusPlan {
+impl AddressPoolPlan {
     pub fn apply_body(&self) -> Value {
         let mut status = json!({
             "allocated": self.allocated,
@@ -63,10 +63,10 @@ impl PoolStatusPlan {
 
 /// What the phase decides.
 #[derive(Clone, Debug)]
-pub struct AddressPlan {
+pub struct Addresses {
     /// One per VirtualIP, in the order given.
     pub standings: Vec<Standing>,
-    pub pools: Vec<PoolStatusPlan>,
+    pub pools: Vec<AddressPoolPlan>,
 }
 
 fn ip_of(address: &str) -> Option<IpAddr> {
@@ -92,14 +92,14 @@ fn wanted_family(v: &VirtualIP) -> Option<bool> {
 /// Decides every VirtualIP's addresses. `vips` in precedence order (oldest first: an earlier
 /// VirtualIP keeps an address a later one asks for); `remembered`: allocations this operator
 /// wrote that its cache may not show yet, by uid.
-pub fn plan(
+pub fn decide(
     vips: &[&VirtualIP],
     pools: &[&AddressPool],
     namespaces: &BTreeMap<String, BTreeMap<String, String>>,
     policy: AddressPolicy,
     remembered: &HashMap<String, Vec<String>>,
     now: Timestamp,
-) -> AddressPlan {
+) -> Addresses {
     let empty = BTreeMap::new();
     let recorded = |v: &VirtualIP| -> Vec<String> {
         v.metadata
@@ -208,7 +208,7 @@ pub fn plan(
         .iter()
         .filter_map(|p| pool_status(p, &in_effect, &used, now))
         .collect();
-    AddressPlan { standings, pools }
+    Addresses { standings, pools }
 }
 
 /// One pool's status: what VirtualIPs use of it, what is free, whether it is usable.
@@ -217,7 +217,7 @@ fn pool_status(
     in_effect: &[(Option<String>, Vec<IpAddr>)],
     used: &BTreeSet<IpAddr>,
     now: Timestamp,
-) -> Option<PoolStatusPlan> {
+) -> Option<AddressPoolPlan> {
     let name = p.metadata.name.clone()?;
     let allocated = in_effect
         .iter()
@@ -253,7 +253,7 @@ fn pool_status(
         || observed.allocated != allocated
         || observed.available != available
         || observed.conditions != conditions;
-    Some(PoolStatusPlan {
+    Some(AddressPoolPlan {
         name,
         observed_generation: generation,
         allocated,
@@ -301,7 +301,7 @@ mod tests {
         let (a, b, c) = (asks("a", "u1"), asks("b", "u2"), asks("c", "u3"));
         let ns = BTreeMap::new();
         let now = Timestamp::now();
-        let p = plan(
+        let p = decide(
             &[&named, &a, &b, &c],
             &[&lan],
             &ns,
@@ -331,7 +331,7 @@ mod tests {
         let mut a_recorded = a.clone();
         a_recorded.status =
             Some(serde_json::from_value(json!({"addresses": ["10.0.0.11"]})).unwrap());
-        let p = plan(
+        let p = decide(
             &[&b, &a_recorded],
             &[&lan],
             &ns,
@@ -349,7 +349,7 @@ mod tests {
         // A write the cache does not show yet counts too.
         let remembered: HashMap<String, Vec<String>> =
             [("u2".into(), vec!["10.0.0.11".into()])].into();
-        let p = plan(
+        let p = decide(
             &[&a, &b],
             &[&lan],
             &ns,
@@ -366,7 +366,7 @@ mod tests {
             Some(&["10.0.0.11".to_string()][..])
         );
         // Released on delete: without `a`, its address is free again.
-        let p = plan(
+        let p = decide(
             &[&c],
             &[&lan],
             &ns,
@@ -397,7 +397,7 @@ mod tests {
         let asks = vip(
             "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a, namespace: web, uid: u1}\nspec: {addressPool: lan}",
         );
-        let p = plan(
+        let p = decide(
             &[&squatters[0], &squatters[1], &asks],
             &[&lan],
             &BTreeMap::new(),
@@ -433,7 +433,7 @@ mod tests {
         let inside = vip(
             "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: z, namespace: web}\nspec: {addresses: [10.0.0.10]}",
         );
-        let p = plan(
+        let p = decide(
             &[&outside, &other_ns, &inside],
             &[&lan],
             &BTreeMap::new(),
@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(pool.as_deref(), Some("lan"));
         assert!(pool_selector.is_some());
         // Off: served, no pool.
-        let p = plan(
+        let p = decide(
             &[&outside],
             &[&lan],
             &BTreeMap::new(),

@@ -16,9 +16,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::agent::{self, AgentSettings, Owner, Placement};
 use crate::allocate::{self, Family, MoveReason, PriorityRequest, Vrid, VridClaim};
 use crate::conditions::{self, CONFLICT, DEGRADED, READY, Want};
+use crate::daemonset::{self, AgentSettings, Owner, Placement};
 use crate::selection;
 
 pub mod addresses;
@@ -129,7 +129,7 @@ pub struct Status {
 
 /// The plan for one VirtualIP.
 #[derive(Clone, Debug)]
-pub struct VipPlan {
+pub struct VirtualIpPlan {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
@@ -144,7 +144,7 @@ pub struct VipPlan {
 
 /// The plan for one UpstreamPool's status.
 #[derive(Clone, Debug)]
-pub struct PoolPlan {
+pub struct UpstreamPoolPlan {
     pub namespace: String,
     pub name: String,
     pub observed_generation: Option<i64>,
@@ -158,9 +158,9 @@ pub struct PoolPlan {
 pub struct Plan {
     /// Agent DaemonSets by placement key, as applied.
     pub daemonsets: BTreeMap<String, Value>,
-    pub vips: Vec<VipPlan>,
-    pub pools: Vec<PoolPlan>,
-    pub address_pools: Vec<addresses::PoolStatusPlan>,
+    pub vips: Vec<VirtualIpPlan>,
+    pub pools: Vec<UpstreamPoolPlan>,
+    pub address_pools: Vec<addresses::AddressPoolPlan>,
     /// VRIDs known to be used by foreign routers (the next [`Memory::foreign`]).
     pub foreign: BTreeSet<(Family, u8)>,
     /// When to plan again even if nothing changes (a release timeout), in seconds.
@@ -251,7 +251,7 @@ impl Status {
     }
 }
 
-impl PoolPlan {
+impl UpstreamPoolPlan {
     pub fn apply_body(&self) -> Value {
         let mut status = json!({"conditions": self.conditions, "backends": self.backends});
         if let Some(g) = self.observed_generation {
@@ -333,21 +333,21 @@ fn reserved_port(vip: &VirtualIP) -> Option<(&'static str, String)> {
     vip.spec
         .listeners
         .iter()
-        .find(|l| l.port == agent::AGENT_PORT)
+        .find(|l| l.port == daemonset::AGENT_PORT)
         .map(|l| {
             (
                 "PortInUse",
                 format!(
                     "listener {} uses port {}, the port of the node agent's metrics and probes",
                     l.name,
-                    agent::AGENT_PORT
+                    daemonset::AGENT_PORT
                 ),
             )
         })
 }
 
 /// Plans everything. Objects without a name are skipped (the API server never returns them).
-pub fn plan(world: &World) -> Plan {
+pub fn plan_world(world: &World) -> Plan {
     let now = world.now;
     let mut vips: Vec<&VirtualIP> = world
         .vips
@@ -365,7 +365,7 @@ pub fn plan(world: &World) -> Plan {
     // Addresses: the policy decides which VirtualIPs are served, on which addresses. The rest
     // of the plan sees each served VirtualIP with its addresses in effect in its spec; those
     // not served get their reason and nothing else.
-    let phase = addresses::plan(
+    let phase = addresses::decide(
         &vips,
         &world.address_pools,
         world.namespaces,
@@ -576,7 +576,7 @@ pub fn plan(world: &World) -> Plan {
             p.owners.extend(deleting);
             p.owners.truncate(MAX_OWNERS);
             p.owners.sort();
-            (k, agent::daemonset(world.agents, &p))
+            (k, daemonset::desired(world.agents, &p))
         })
         .collect();
 
@@ -739,7 +739,7 @@ pub fn plan(world: &World) -> Plan {
             }
         });
         let status_changed = status.as_ref().is_some_and(|s| *s != observed_status);
-        out.push(VipPlan {
+        out.push(VirtualIpPlan {
             namespace,
             name,
             uid: uid(v),
@@ -820,7 +820,7 @@ fn not_served_plan(
     reason: &'static str,
     message: String,
     world: &World,
-) -> (VipPlan, Option<i64>) {
+) -> (VirtualIpPlan, Option<i64>) {
     let now = world.now;
     let observed_meta = Meta::observed(v);
     let observed_status = Status::observed(v);
@@ -885,7 +885,7 @@ fn not_served_plan(
     });
     let status_changed = status.as_ref().is_some_and(|s| *s != observed_status);
     (
-        VipPlan {
+        VirtualIpPlan {
             namespace: v.metadata.namespace.clone().unwrap_or_default(),
             name: v.metadata.name.clone().unwrap_or_default(),
             uid: v.metadata.uid.clone(),
@@ -1102,7 +1102,7 @@ fn vip_conditions(
     vec![ready, degraded, conflict_want]
 }
 
-fn plan_pools(world: &World) -> Vec<PoolPlan> {
+fn plan_pools(world: &World) -> Vec<UpstreamPoolPlan> {
     let now = world.now;
     world
         .pools
@@ -1192,7 +1192,7 @@ fn plan_pools(world: &World) -> Vec<PoolPlan> {
             let changed = observed.observed_generation != generation
                 || observed.backends.as_ref() != Some(&backends)
                 || before != now_sorted;
-            Some(PoolPlan {
+            Some(UpstreamPoolPlan {
                 namespace,
                 name,
                 observed_generation: generation,
@@ -1312,7 +1312,7 @@ mod tests {
             let endpoints = BTreeMap::new();
             let settings = settings();
             let namespaces = BTreeMap::new();
-            plan(&World {
+            plan_world(&World {
                 vips: self.vips.iter().collect(),
                 pools: self.pools.iter().collect(),
                 address_pools: self.address_pools.iter().collect(),
@@ -1378,7 +1378,7 @@ mod tests {
         }
     }
 
-    fn of<'a>(p: &'a Plan, name: &str) -> &'a VipPlan {
+    fn of<'a>(p: &'a Plan, name: &str) -> &'a VirtualIpPlan {
         p.vips.iter().find(|v| v.name == name).unwrap()
     }
 

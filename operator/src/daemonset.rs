@@ -102,7 +102,7 @@ const STATE_DIR: &str = "/run/buoy";
 
 /// The DaemonSet for `placement`, as applied (server-side apply, field manager
 /// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
-pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
+pub fn desired(settings: &AgentSettings, placement: &Placement) -> Value {
     let labels = json!({APP_LABEL: APP, buoy_crds::placement::LABEL: placement.key});
     let owners: Vec<Value> = placement
         .owners
@@ -205,7 +205,7 @@ pub fn applied_hash(ds: &DaemonSet) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The hash [`daemonset`] put on `desired`.
+/// The hash [`desired`] put on `desired`.
 pub fn desired_hash(desired: &Value) -> Option<&str> {
     desired
         .pointer("/metadata/annotations")?
@@ -252,7 +252,7 @@ mod tests {
                 uid: "u1".into(),
             }],
         };
-        let v = daemonset(&settings(), &placement);
+        let v = desired(&settings(), &placement);
         // It is a valid DaemonSet.
         let ds: DaemonSet = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(ds.metadata.name.as_deref(), Some("buoy-agent-ad1269f96e"));
@@ -318,14 +318,11 @@ mod tests {
             Some(&json!("u1"))
         );
         // The hash changes with what matters and only with it.
-        let same = daemonset(&settings(), &placement);
+        let same = desired(&settings(), &placement);
         assert_eq!(desired_hash(&same), desired_hash(&v));
         let mut other = settings();
         other.image = "ghcr.io/buoy-io/buoy-agent:0.2.0".into();
-        assert_ne!(
-            desired_hash(&daemonset(&other, &placement)),
-            desired_hash(&v)
-        );
+        assert_ne!(desired_hash(&desired(&other, &placement)), desired_hash(&v));
     }
 
     #[test]
@@ -337,7 +334,7 @@ mod tests {
             tolerations: None,
             owners: vec![],
         };
-        let v = daemonset(&settings(), &placement);
+        let v = desired(&settings(), &placement);
         assert!(v.pointer("/spec/template/spec/affinity").is_none());
         assert!(v.pointer("/spec/template/spec/tolerations").is_none());
     }
