@@ -33,8 +33,11 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::daemonset::{self, AgentSettings};
-use crate::plan::{self, FIELD_MANAGER, Memory, Plan, VirtualIpPlan, World};
+use crate::plan::{self, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
+
+/// The operator's field manager for server-side apply, and its reporting controller in Events.
+pub const FIELD_MANAGER: &str = "buoy-operator";
 
 /// Errors that stop the controller (write failures do not: they are retried).
 #[derive(Debug, thiserror::Error)]
@@ -513,14 +516,12 @@ impl Pass {
     }
 
     async fn apply_vips(&mut self, plan: &Plan, observed: &[Arc<VirtualIP>]) -> bool {
-        let by_name: HashMap<(String, String), &Arc<VirtualIP>> = observed
-            .iter()
-            .map(|v| ((v.namespace().unwrap_or_default(), v.name_any()), v))
-            .collect();
+        let by_key: HashMap<String, &Arc<VirtualIP>> =
+            observed.iter().map(|v| (plan::key_of(v), v)).collect();
         // What to write, decided before writing (the in-flight table is not shared).
         let mut work: Vec<VipWork> = Vec::new();
         for (i, vp) in plan.vips.iter().enumerate() {
-            let Some(obj) = by_name.get(&(vp.namespace.clone(), vp.name.clone())) else {
+            let Some(obj) = by_key.get(&vp.key()) else {
                 continue;
             };
             let rv = obj.resource_version();
@@ -594,7 +595,7 @@ impl Pass {
                     }
                     Some((_, Err(e))) if gone(&e) => {}
                     Some((_, Err(e))) => {
-                        warn!(virtualip = %format!("{}/{}", vp.namespace, vp.name), part, error = %e, "cannot apply");
+                        warn!(virtualip = %vp.key(), part, error = %e, "cannot apply");
                         ok = false;
                     }
                     None => {}
@@ -609,7 +610,7 @@ impl Pass {
         let mut ok = true;
         for pp in plan.pools.iter().filter(|p| p.changed) {
             let body = pp.apply_body();
-            let ikey = format!("pool/{}/{}", pp.namespace, pp.name);
+            let ikey = format!("pool/{}", pp.key());
             let rv = observed
                 .iter()
                 .find(|p| {
@@ -679,8 +680,9 @@ impl Pass {
     }
 }
 
+/// The in-flight key of a VirtualIP's `part` (`meta` or `status`).
 fn key(part: &str, vp: &VirtualIpPlan) -> String {
-    format!("{part}/{}/{}", vp.namespace, vp.name)
+    format!("{part}/{}", vp.key())
 }
 
 async fn write_vip(
