@@ -37,26 +37,36 @@ use crate::plan::{self, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
 
 /// The operator's field manager for server-side apply, and its reporting controller in Events.
-pub const FIELD_MANAGER: &str = "buoy-operator";
+pub(crate) const FIELD_MANAGER: &str = "buoy-operator";
 
 /// Errors that stop the controller (write failures do not: they are retried).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("the {0} cache stopped before it was filled")]
     CacheSync(&'static str),
 }
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub agents: AgentSettings,
-    pub release_timeout: Duration,
+pub(crate) struct Settings {
+    /// How the agents it deploys run.
+    pub(crate) agents: AgentSettings,
+    /// How long a deleted VirtualIP waits for its master to let go.
+    pub(crate) release_timeout: Duration,
     /// Concurrent writes.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Identity in Events (`reportingInstance`).
-    pub identity: String,
+    pub(crate) identity: String,
     /// Whether AddressPools decide which VirtualIPs are served.
-    pub address_policy: buoy_crds::policy::AddressPolicy,
+    pub(crate) address_policy: buoy_crds::policy::AddressPolicy,
+}
+
+/// What the controller works with, built once per process from the flags: the API client, its
+/// settings, and the metrics it counts into.
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// How long to wait for more changes before a pass, so that a burst is planned once.
@@ -217,12 +227,12 @@ impl InFlight {
 }
 
 /// Runs until `stop` changes.
-pub async fn run(
-    client: Client,
-    settings: Settings,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), Error> {
+pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+    let Context {
+        client,
+        settings,
+        metrics,
+    } = ctx;
     let notify = Arc::new(Notify::new());
     let ns = settings.agents.namespace.clone();
     let caches = Caches {

@@ -91,6 +91,8 @@ pub const CRATES: &[Crate] = &[
             ("leader", 40),
             ("telemetry", 40),
             ("controller", 50),
+            // The process, wired from its flags (`main.rs` only parses them).
+            ("app", 60),
         ],
     },
 ];
