@@ -25,14 +25,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The address family of a VirtualIP: VRRP for IPv4 and for IPv6 are separate ID spaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
     /// The family of a VirtualIP's addresses (validation keeps them to one family).
-    pub fn of(spec: &buoy_crds::VirtualIPSpec) -> Family {
+    pub(crate) fn of(spec: &buoy_crds::VirtualIPSpec) -> Family {
         match spec.addresses.first() {
             Some(a) if a.0.contains(':') => Family::V6,
             _ => Family::V4,
@@ -42,24 +42,24 @@ impl Family {
 
 /// What allocation knows of one VirtualIP.
 #[derive(Clone, Debug)]
-pub struct VridClaim {
+pub(crate) struct VridClaim {
     /// `namespace/name`, for messages.
-    pub id: String,
-    pub family: Family,
+    pub(crate) id: String,
+    pub(crate) family: Family,
     /// `spec.interface`: VirtualIPs that name different interfaces are taken to be on
     /// different LANs; an unnamed one may be on any.
-    pub interface: Option<String>,
+    pub(crate) interface: Option<String>,
     /// `spec.virtualRouterID`.
-    pub spec: Option<u8>,
+    pub(crate) spec: Option<u8>,
     /// `status.virtualRouterID` as recorded (or just written by this operator).
-    pub recorded: Option<u8>,
+    pub(crate) recorded: Option<u8>,
     /// Whether an agent reports foreign routers on the VirtualIP's current VRID.
-    pub foreign: bool,
+    pub(crate) foreign: bool,
 }
 
 /// Why an allocated ID had to move.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MoveReason {
+pub(crate) enum MoveReason {
     ForeignRouters,
     TakenBySpec(String),
     TakenByEarlier(String),
@@ -67,7 +67,7 @@ pub enum MoveReason {
 
 /// The outcome for one VirtualIP.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Vrid {
+pub(crate) enum Vrid {
     /// From `spec.virtualRouterID`.
     Spec(u8),
     /// Allocated earlier and kept.
@@ -82,7 +82,7 @@ pub enum Vrid {
 }
 
 impl Vrid {
-    pub fn value(&self) -> Option<u8> {
+    pub(crate) fn value(&self) -> Option<u8> {
         match self {
             Vrid::Spec(v) | Vrid::Kept(v) | Vrid::Allocated { vrid: v, .. } => Some(*v),
             Vrid::Exhausted => None,
@@ -115,7 +115,7 @@ impl Taken {
 
 /// Allocates VRIDs for `claims`, which must be in precedence order (oldest first). `avoid`:
 /// IDs seen used by foreign routers, never handed out again. Returns one outcome per claim.
-pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> {
+pub(crate) fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> {
     let mut used = Taken::default();
     let mut spec_users = Taken::default();
     let mut out: Vec<Option<Vrid>> = vec![None; claims.len()];
@@ -176,20 +176,20 @@ pub fn vrids(claims: &[VridClaim], avoid: &BTreeSet<(Family, u8)>) -> Vec<Vrid> 
 }
 
 /// The highest priority the operator assigns; the other nodes get [`step`] less each.
-pub const TOP_PRIORITY: u8 = 200;
+const TOP_PRIORITY: u8 = 200;
 
 /// The gap between assigned priorities: up to 10, less only when there are many nodes. Backups'
 /// skew times differ by `gap / 256` of an interval, so with a gap of 1 at 100 ms intervals two
 /// backups fire within 0.4 ms of each other when the master resigns, both become master and
 /// both announce; a gap of 10 separates them by 4 ms.
-pub fn step(nodes: usize) -> u8 {
+pub(crate) fn step(nodes: usize) -> u8 {
     u8::try_from(199 / nodes.max(1)).unwrap_or(10).clamp(1, 10)
 }
 
 /// A stable 64-bit hash of `(vip, node)`: FNV-1a, then the SplitMix64 finalizer so that
 /// similar names spread well. Fixed by definition (std's hashers may change between releases,
 /// and priorities must not move when the operator is upgraded).
-pub fn rendezvous_score(vip: &str, node: &str) -> u64 {
+fn rendezvous_score(vip: &str, node: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in vip.bytes().chain([0u8]).chain(node.bytes()) {
         h ^= u64::from(b);
@@ -201,7 +201,7 @@ pub fn rendezvous_score(vip: &str, node: &str) -> u64 {
 }
 
 /// `nodes` ranked for `vip`, best first (ties, which need a 64-bit collision, by name).
-pub fn rank<'a>(vip: &str, nodes: &[&'a str]) -> Vec<&'a str> {
+fn rank<'a>(vip: &str, nodes: &[&'a str]) -> Vec<&'a str> {
     let mut ranked: Vec<(u64, &str)> = nodes
         .iter()
         .map(|n| (rendezvous_score(vip, n), *n))
@@ -213,20 +213,20 @@ pub fn rank<'a>(vip: &str, nodes: &[&'a str]) -> Vec<&'a str> {
 
 /// One VirtualIP for priority assignment.
 #[derive(Clone, Debug)]
-pub struct PriorityRequest {
+pub(crate) struct PriorityRequest {
     /// The rendezvous identity: the VirtualIP's uid (or `namespace/name` before it has one).
-    pub id: String,
+    pub(crate) id: String,
     /// The nodes it selects.
-    pub nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
     /// Set when the VirtualIP has `spec.priorities`: its preferred master, which counts toward
     /// that node's load but gets no assignment.
-    pub fixed_master: Option<String>,
+    pub(crate) fixed_master: Option<String>,
 }
 
 /// Assigns priorities to `requests` (precedence order, oldest first): `None` for the ones with
 /// `fixed_master`, else `{node: priority}` with the chosen master at [`TOP_PRIORITY`] and the
 /// other nodes below it in rendezvous order (never under 1).
-pub fn priorities(requests: &[PriorityRequest]) -> Vec<Option<BTreeMap<String, u8>>> {
+pub(crate) fn priorities(requests: &[PriorityRequest]) -> Vec<Option<BTreeMap<String, u8>>> {
     let all_nodes: BTreeSet<&str> = requests
         .iter()
         .flat_map(|r| r.nodes.iter().map(String::as_str))

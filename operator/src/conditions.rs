@@ -4,21 +4,21 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-pub const READY: &str = "Ready";
-pub const DEGRADED: &str = "Degraded";
-pub const CONFLICT: &str = "Conflict";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const DEGRADED: &str = "Degraded";
+pub(crate) const CONFLICT: &str = "Conflict";
 
 /// A condition's desired value, before times.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Want {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+pub(crate) struct Want {
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl Want {
-    pub fn new(
+    pub(crate) fn new(
         type_: &'static str,
         status: bool,
         reason: &str,
@@ -34,7 +34,7 @@ impl Want {
 }
 
 /// Seconds precision, as the API serializes times: a time read back compares equal.
-pub fn truncate(now: Timestamp) -> Timestamp {
+pub(crate) fn truncate(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
@@ -43,7 +43,7 @@ fn status_str(b: bool) -> &'static str {
 }
 
 /// The condition for `want`, keeping the previous transition time when the status is unchanged.
-pub fn build(
+pub(crate) fn build(
     want: &Want,
     generation: Option<i64>,
     now: Timestamp,
@@ -66,7 +66,7 @@ pub fn build(
 }
 
 /// The condition of `type_` in `list`.
-pub fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     list.iter().find(|c| c.type_ == type_)
 }
 

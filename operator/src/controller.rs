@@ -32,28 +32,41 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use crate::agent::{self, AgentSettings};
-use crate::plan::{self, FIELD_MANAGER, Memory, Plan, VipPlan, World};
+use crate::daemonset::{self, AgentSettings};
+use crate::plan::{self, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
+
+/// The operator's field manager for server-side apply, and its reporting controller in Events.
+pub(crate) const FIELD_MANAGER: &str = "buoy-operator";
 
 /// Errors that stop the controller (write failures do not: they are retried).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("the {0} cache stopped before it was filled")]
     CacheSync(&'static str),
 }
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub agents: AgentSettings,
-    pub release_timeout: Duration,
+pub(crate) struct Settings {
+    /// How the agents it deploys run.
+    pub(crate) agents: AgentSettings,
+    /// How long a deleted VirtualIP waits for its master to let go.
+    pub(crate) release_timeout: Duration,
     /// Concurrent writes.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Identity in Events (`reportingInstance`).
-    pub identity: String,
+    pub(crate) identity: String,
     /// Whether AddressPools decide which VirtualIPs are served.
-    pub address_policy: buoy_crds::policy::AddressPolicy,
+    pub(crate) address_policy: buoy_crds::policy::AddressPolicy,
+}
+
+/// What the controller works with, built once per process from the flags: the API client, its
+/// settings, and the metrics it counts into.
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// How long to wait for more changes before a pass, so that a burst is planned once.
@@ -214,12 +227,12 @@ impl InFlight {
 }
 
 /// Runs until `stop` changes.
-pub async fn run(
-    client: Client,
-    settings: Settings,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), Error> {
+pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+    let Context {
+        client,
+        settings,
+        metrics,
+    } = ctx;
     let notify = Arc::new(Notify::new());
     let ns = settings.agents.namespace.clone();
     let caches = Caches {
@@ -243,7 +256,11 @@ pub async fn run(
         ),
         daemonsets: reflect(
             Api::namespaced(client.clone(), &ns),
-            watcher::Config::default().labels(&format!("{}={}", agent::APP_LABEL, agent::APP)),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                daemonset::APP_LABEL,
+                daemonset::APP
+            )),
             notify.clone(),
         ),
     };
@@ -385,7 +402,7 @@ impl Pass {
             .iter()
             .map(|n| (n.name_any(), n.labels().clone()))
             .collect();
-        let plan = plan::plan(&World {
+        let plan = plan::plan_world(&World {
             vips: vips.iter().map(|v| v.as_ref()).collect(),
             pools: pools.iter().map(|p| p.as_ref()).collect(),
             address_pools: address_pools.iter().map(|p| p.as_ref()).collect(),
@@ -461,9 +478,10 @@ impl Pass {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut ok = true;
         for (key, desired) in &plan.daemonsets {
-            let name = agent::name(key);
+            let name = daemonset::name(key);
             let current = observed.iter().find(|d| d.name_any() == name);
-            if current.and_then(|d| agent::applied_hash(d)) == agent::desired_hash(desired) {
+            if current.and_then(|d| daemonset::applied_hash(d)) == daemonset::desired_hash(desired)
+            {
                 continue;
             }
             let ikey = format!("ds/{name}");
@@ -483,7 +501,7 @@ impl Pass {
                 }
             }
         }
-        let wanted: BTreeSet<String> = plan.daemonsets.keys().map(|k| agent::name(k)).collect();
+        let wanted: BTreeSet<String> = plan.daemonsets.keys().map(|k| daemonset::name(k)).collect();
         for d in observed {
             let name = d.name_any();
             if wanted.contains(&name) || d.metadata.deletion_timestamp.is_some() {
@@ -508,14 +526,12 @@ impl Pass {
     }
 
     async fn apply_vips(&mut self, plan: &Plan, observed: &[Arc<VirtualIP>]) -> bool {
-        let by_name: HashMap<(String, String), &Arc<VirtualIP>> = observed
-            .iter()
-            .map(|v| ((v.namespace().unwrap_or_default(), v.name_any()), v))
-            .collect();
+        let by_key: HashMap<String, &Arc<VirtualIP>> =
+            observed.iter().map(|v| (plan::key_of(v), v)).collect();
         // What to write, decided before writing (the in-flight table is not shared).
         let mut work: Vec<VipWork> = Vec::new();
         for (i, vp) in plan.vips.iter().enumerate() {
-            let Some(obj) = by_name.get(&(vp.namespace.clone(), vp.name.clone())) else {
+            let Some(obj) = by_key.get(&vp.key()) else {
                 continue;
             };
             let rv = obj.resource_version();
@@ -589,7 +605,7 @@ impl Pass {
                     }
                     Some((_, Err(e))) if gone(&e) => {}
                     Some((_, Err(e))) => {
-                        warn!(virtualip = %format!("{}/{}", vp.namespace, vp.name), part, error = %e, "cannot apply");
+                        warn!(virtualip = %vp.key(), part, error = %e, "cannot apply");
                         ok = false;
                     }
                     None => {}
@@ -604,7 +620,7 @@ impl Pass {
         let mut ok = true;
         for pp in plan.pools.iter().filter(|p| p.changed) {
             let body = pp.apply_body();
-            let ikey = format!("pool/{}/{}", pp.namespace, pp.name);
+            let ikey = format!("pool/{}", pp.key());
             let rv = observed
                 .iter()
                 .find(|p| {
@@ -674,15 +690,16 @@ impl Pass {
     }
 }
 
-fn key(part: &str, vp: &VipPlan) -> String {
-    format!("{part}/{}/{}", vp.namespace, vp.name)
+/// The in-flight key of a VirtualIP's `part` (`meta` or `status`).
+fn key(part: &str, vp: &VirtualIpPlan) -> String {
+    format!("{part}/{}", vp.key())
 }
 
 async fn write_vip(
     client: Client,
     recorder: Recorder,
     index: usize,
-    vp: &VipPlan,
+    vp: &VirtualIpPlan,
     meta: Option<Value>,
     status: Option<Value>,
     obj: &VirtualIP,

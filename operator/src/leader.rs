@@ -16,16 +16,16 @@ use tracing::{info, warn};
 
 /// What a candidate reads from the Lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub holder: Option<String>,
+struct Record {
+    holder: Option<String>,
     /// `renewTime` as written (compared for change only).
-    pub renew_time: Option<String>,
-    pub duration_secs: i64,
+    renew_time: Option<String>,
+    duration_secs: i64,
 }
 
 /// What to do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+enum Step {
     /// Create the Lease (none exists) with us as holder.
     Create,
     /// Write us as holder (ours already: renew; free or expired: take over).
@@ -36,15 +36,15 @@ pub enum Step {
 
 /// The pure state machine of one candidate. Time is a monotonic duration since any origin.
 #[derive(Clone, Debug)]
-pub struct Elector {
-    pub identity: String,
-    pub lease_duration: Duration,
+struct Elector {
+    identity: String,
+    lease_duration: Duration,
     seen: Option<(Record, Duration)>,
     last_renewal: Option<Duration>,
 }
 
 impl Elector {
-    pub fn new(identity: impl Into<String>, lease_duration: Duration) -> Elector {
+    fn new(identity: impl Into<String>, lease_duration: Duration) -> Elector {
         Elector {
             identity: identity.into(),
             lease_duration,
@@ -54,7 +54,7 @@ impl Elector {
     }
 
     /// Decides on a freshly read Lease (`None`: there is none).
-    pub fn observe(&mut self, record: Option<&Record>, now: Duration) -> Step {
+    fn observe(&mut self, record: Option<&Record>, now: Duration) -> Step {
         let Some(record) = record else {
             self.seen = None;
             return Step::Create;
@@ -83,19 +83,19 @@ impl Elector {
     }
 
     /// A claim or create succeeded at `now`.
-    pub fn renewed(&mut self, now: Duration) {
+    fn renewed(&mut self, now: Duration) {
         self.last_renewal = Some(now);
     }
 
     /// Whether we lead at `now`: our last successful renewal is younger than two thirds of the
     /// lease duration (client-go's renew deadline), leaving a margin before others may take over.
-    pub fn leading(&self, now: Duration) -> bool {
+    fn leading(&self, now: Duration) -> bool {
         self.last_renewal
             .is_some_and(|t| now.saturating_sub(t) < self.lease_duration * 2 / 3)
     }
 
     /// We lost a write race or someone else holds the Lease.
-    pub fn lost(&mut self) {
+    fn lost(&mut self) {
         self.last_renewal = None;
     }
 }
@@ -111,15 +111,15 @@ fn record_of(lease: &Lease) -> Record {
 
 /// Settings of the election.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub lease_name: String,
-    pub identity: String,
-    pub lease_duration: Duration,
+pub(crate) struct Settings {
+    pub(crate) lease_name: String,
+    pub(crate) identity: String,
+    pub(crate) lease_duration: Duration,
 }
 
 /// Runs the election until `stop` fires; publishes whether we lead on `leading`. On stop, a
 /// leader releases the Lease so that another replica takes over at once.
-pub async fn run(
+pub(crate) async fn run(
     api: Api<Lease>,
     settings: Settings,
     leading: watch::Sender<bool>,

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Whether `labels` match `selector` (absent selector: everything), as the agents decide it.
-pub use buoy_crds::policy::selector_matches as matches;
+use buoy_crds::policy::selector_matches as matches;
 
 fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     let effect_ok = t
@@ -27,7 +27,7 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 }
 
 /// Whether a DaemonSet pod with `tolerations` may run on `node`.
-pub fn schedulable(node: &Node, tolerations: Option<&[Toleration]>) -> bool {
+fn schedulable(node: &Node, tolerations: Option<&[Toleration]>) -> bool {
     let taints = node
         .spec
         .as_ref()
@@ -46,7 +46,7 @@ pub fn schedulable(node: &Node, tolerations: Option<&[Toleration]>) -> bool {
 
 /// Names of the nodes selected by `selector`, the AddressPool's `pool_selector` (both must
 /// match) and `tolerations`, sorted.
-pub fn nodes<'a>(
+pub(crate) fn nodes<'a>(
     all: impl IntoIterator<Item = &'a Node>,
     selector: Option<&LabelSelector>,
     pool_selector: Option<&LabelSelector>,

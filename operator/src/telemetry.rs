@@ -19,22 +19,22 @@ use tracing::warn;
 
 /// The operator's metrics. A "reconcile" is one pass: plan the whole desired state, apply the
 /// differences.
-pub struct Metrics {
-    pub registry: Registry,
-    pub reconciles: IntCounter,
-    pub reconcile_errors: IntCounter,
-    pub reconcile_duration: Histogram,
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) reconciles: IntCounter,
+    pub(crate) reconcile_errors: IntCounter,
+    pub(crate) reconcile_duration: Histogram,
     /// Writes to the API by kind (`daemonset`, `virtualip`, `virtualip_status`, …).
-    pub writes: IntCounterVec,
-    pub leader: IntGauge,
-    pub virtualips: IntGauge,
+    pub(crate) writes: IntCounterVec,
+    pub(crate) leader: IntGauge,
+    pub(crate) virtualips: IntGauge,
     /// Set when the process is ready: the election runs and, when leading, the caches are
     /// synced.
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let reconciles = IntCounter::new(
             "buoy_operator_reconciles_total",
@@ -80,7 +80,7 @@ impl Metrics {
         })
     }
 
-    pub fn render(&self) -> Vec<u8> {
+    fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             warn!(error = %e, "cannot encode metrics");
@@ -116,7 +116,7 @@ fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
 }
 
 /// Binds `addr` (so that a busy port fails at start) and returns the serving task's future.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<impl Future<Output = ()>> {

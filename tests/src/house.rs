@@ -122,14 +122,29 @@ pub const CRATES: &[Crate] = &[
         name: "buoy-operator",
         src: "operator/src",
         rooms: &[
+            // Pure helpers.
             ("conditions", 10),
             ("selection", 10),
             ("allocate", 10),
-            ("agent", 20),
+            ("daemonset", 20),
+            // The plan's rooms, in the order its phases run; `plan` itself runs them.
+            ("plan::world", 21),
+            ("plan::addresses", 22),
+            ("plan::router_ids", 23),
+            ("plan::served", 24),
+            ("plan::conflicts", 25),
+            ("plan::priorities", 25),
+            ("plan::daemonsets", 25),
+            ("plan::upstreampool", 25),
+            ("plan::virtualip_conditions", 26),
+            ("plan::virtualip", 27),
             ("plan", 30),
+            // The IO shells.
             ("leader", 40),
             ("telemetry", 40),
             ("controller", 50),
+            // The process, wired from its flags (`main.rs` only parses them).
+            ("app", 60),
         ],
     },
 ];

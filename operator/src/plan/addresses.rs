@@ -15,11 +15,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
+use super::world::namespace_of;
 use crate::conditions::{self, READY, Want};
 
 /// A VirtualIP's addresses, as the policy decides.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Standing {
+pub(super) enum Standing {
     /// Served on `addresses` (as written in `status.addresses`), from `pool` (its name and
     /// `nodeSelector`) if one applies.
     Served {
@@ -37,17 +38,18 @@ pub enum Standing {
 
 /// The status the operator writes on an AddressPool.
 #[derive(Clone, Debug)]
-pub struct PoolStatusPlan {
-    pub name: String,
-    pub observed_generation: Option<i64>,
-    pub allocated: i64,
-    pub available: i64,
-    pub conditions: Vec<Condition>,
-    pub changed: bool,
+pub(crate) struct AddressPoolPlan {
+    pub(crate) name: String,
+    pub(crate) observed_generation: Option<i64>,
+    pub(crate) allocated: i64,
+    pub(crate) available: i64,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) changed: bool,
 }
 
-impl PoolStatusPlan {
-    pub fn apply_body(&self) -> Value {
+impl AddressPoolPlan {
+    /// The server-side apply body for the status subresource.
+    pub(crate) fn apply_body(&self) -> Value {
         let mut status = json!({
             "allocated": self.allocated,
             "available": self.available,
@@ -63,10 +65,10 @@ impl PoolStatusPlan {
 
 /// What the phase decides.
 #[derive(Clone, Debug)]
-pub struct AddressPlan {
+pub(super) struct Addresses {
     /// One per VirtualIP, in the order given.
-    pub standings: Vec<Standing>,
-    pub pools: Vec<PoolStatusPlan>,
+    pub(super) standings: Vec<Standing>,
+    pub(super) pools: Vec<AddressPoolPlan>,
 }
 
 fn ip_of(address: &str) -> Option<IpAddr> {
@@ -89,17 +91,116 @@ fn wanted_family(v: &VirtualIP) -> Option<bool> {
     peers.chain(sources).next().map(|a| a.contains(':'))
 }
 
+/// A VirtualIP's own addresses (named in its spec, or held from its pool) and their admission.
+struct Own<'p> {
+    addresses: Vec<String>,
+    /// Whether the addresses come from `spec.addressPool` (none yet: one to allocate).
+    allocated: bool,
+    admission: Admission<'p>,
+}
+
+/// The addresses `v` names or holds, and whether the policy admits them. `recorded`: what its
+/// status (or the operator's memory) says it holds.
+fn own<'p>(
+    v: &VirtualIP,
+    recorded: Vec<String>,
+    pools: &[&'p AddressPool],
+    labels: &BTreeMap<String, String>,
+    policy: AddressPolicy,
+) -> Own<'p> {
+    let (addresses, allocated) = if v.spec.addresses.is_empty() {
+        // Kept for the VirtualIP's life: what it holds, if its pool still holds that.
+        let named = v.spec.address_pool.as_deref();
+        let held: Vec<String> = recorded
+            .into_iter()
+            .filter(|a| {
+                ip_of(a).is_some_and(|ip| {
+                    pools
+                        .iter()
+                        .any(|p| p.metadata.name.as_deref() == named && policy::contains(p, ip))
+                })
+            })
+            .collect();
+        (held, true)
+    } else {
+        (
+            v.spec.addresses.iter().map(|a| a.0.clone()).collect(),
+            false,
+        )
+    };
+    let ips: Vec<IpAddr> = addresses.iter().filter_map(|a| ip_of(a)).collect();
+    let admission = policy::admit(policy, pools, namespace_of(v), labels, &v.spec, &ips);
+    Own {
+        addresses,
+        allocated,
+        admission,
+    }
+}
+
+/// `v`'s standing given its own addresses and their admission; an address allocated from its
+/// pool is taken from the free ones and added to `used`.
+fn standing(
+    v: &VirtualIP,
+    own: Own,
+    pools: &[&AddressPool],
+    used: &mut BTreeSet<IpAddr>,
+) -> Standing {
+    match own.admission {
+        Admission::NotAllowed(message) => Standing::NotServed {
+            reason: "AddressNotAllowed",
+            message,
+        },
+        Admission::Allowed(pool) if own.allocated && own.addresses.is_empty() => {
+            // The named pool admits it: a free address of the family it can use.
+            let from = pool.or_else(|| {
+                pools
+                    .iter()
+                    .copied()
+                    .find(|p| p.metadata.name.as_deref() == v.spec.address_pool.as_deref())
+            });
+            match from.and_then(|p| policy::first_free(p, used, wanted_family(v)).map(|ip| (p, ip)))
+            {
+                Some((p, ip)) => {
+                    used.insert(ip);
+                    Standing::Served {
+                        addresses: vec![ip.to_string()],
+                        pool: p.metadata.name.clone(),
+                        pool_selector: p.spec.node_selector.clone(),
+                    }
+                }
+                None => Standing::NotServed {
+                    reason: "PoolExhausted",
+                    message: format!(
+                        "AddressPool {} has no free address{}",
+                        v.spec.address_pool.as_deref().unwrap_or_default(),
+                        match wanted_family(v) {
+                            Some(true) => " of family IPv6",
+                            Some(false) => " of family IPv4",
+                            None => "",
+                        }
+                    ),
+                },
+            }
+        }
+        Admission::Allowed(pool) => Standing::Served {
+            addresses: own.addresses,
+            pool: pool.and_then(|p| p.metadata.name.clone()),
+            pool_selector: pool.and_then(|p| p.spec.node_selector.clone()),
+        },
+    }
+}
+
 /// Decides every VirtualIP's addresses. `vips` in precedence order (oldest first: an earlier
 /// VirtualIP keeps an address a later one asks for); `remembered`: allocations this operator
 /// wrote that its cache may not show yet, by uid.
-pub fn plan(
+pub(super) fn decide(
     vips: &[&VirtualIP],
     pools: &[&AddressPool],
     namespaces: &BTreeMap<String, BTreeMap<String, String>>,
     policy: AddressPolicy,
     remembered: &HashMap<String, Vec<String>>,
     now: Timestamp,
-) -> AddressPlan {
+) -> Addresses {
     let empty = BTreeMap::new();
     let recorded = |v: &VirtualIP| -> Vec<String> {
         v.metadata
@@ -115,84 +216,21 @@ pub fn plan(
     // allocation never hands it out again. A refused VirtualIP takes nothing, so a namespace no
     // pool admits cannot use up another team's pool by naming its addresses.
     let mut used: BTreeSet<IpAddr> = BTreeSet::new();
-    let mut decided = Vec::with_capacity(vips.len());
-    for v in vips {
-        let namespace = v.metadata.namespace.as_deref().unwrap_or_default();
-        let labels = namespaces.get(namespace).unwrap_or(&empty);
-        let (addresses, allocated) = if v.spec.addresses.is_empty() {
-            // Kept for the VirtualIP's life: what it holds, if its pool still holds that.
-            let held: Vec<String> = recorded(v)
-                .into_iter()
-                .filter(|a| {
-                    let named = v.spec.address_pool.as_deref();
-                    ip_of(a).is_some_and(|ip| {
-                        pools
-                            .iter()
-                            .any(|p| p.metadata.name.as_deref() == named && policy::contains(p, ip))
-                    })
-                })
-                .collect();
-            (held, true)
-        } else {
-            (
-                v.spec.addresses.iter().map(|a| a.0.clone()).collect(),
-                false,
-            )
-        };
-        let ips: Vec<IpAddr> = addresses.iter().filter_map(|a| ip_of(a)).collect();
-        let admission = policy::admit(policy, pools, namespace, labels, &v.spec, &ips);
-        if matches!(admission, Admission::Allowed(_)) {
-            used.extend(ips.iter().copied());
-        }
-        decided.push((addresses, allocated, admission));
-    }
+    let owned: Vec<Own> = vips
+        .iter()
+        .map(|v| {
+            let labels = namespaces.get(namespace_of(v)).unwrap_or(&empty);
+            let own = own(v, recorded(v), pools, labels, policy);
+            if matches!(own.admission, Admission::Allowed(_)) {
+                used.extend(own.addresses.iter().filter_map(|a| ip_of(a)));
+            }
+            own
+        })
+        .collect();
     let mut standings = Vec::with_capacity(vips.len());
     let mut in_effect: Vec<(Option<String>, Vec<IpAddr>)> = Vec::new();
-    for (v, (addresses, allocated, admission)) in vips.iter().zip(decided) {
-        let standing = match admission {
-            Admission::NotAllowed(message) => Standing::NotServed {
-                reason: "AddressNotAllowed",
-                message,
-            },
-            Admission::Allowed(pool) if allocated && addresses.is_empty() => {
-                // The named pool admits it: a free address of the family it can use.
-                let from = pool.or_else(|| {
-                    pools
-                        .iter()
-                        .copied()
-                        .find(|p| p.metadata.name.as_deref() == v.spec.address_pool.as_deref())
-                });
-                match from
-                    .and_then(|p| policy::first_free(p, &used, wanted_family(v)).map(|ip| (p, ip)))
-                {
-                    Some((p, ip)) => {
-                        used.insert(ip);
-                        Standing::Served {
-                            addresses: vec![ip.to_string()],
-                            pool: p.metadata.name.clone(),
-                            pool_selector: p.spec.node_selector.clone(),
-                        }
-                    }
-                    None => Standing::NotServed {
-                        reason: "PoolExhausted",
-                        message: format!(
-                            "AddressPool {} has no free address{}",
-                            v.spec.address_pool.as_deref().unwrap_or_default(),
-                            match wanted_family(v) {
-                                Some(true) => " of family IPv6",
-                                Some(false) => " of family IPv4",
-                                None => "",
-                            }
-                        ),
-                    },
-                }
-            }
-            Admission::Allowed(pool) => Standing::Served {
-                addresses,
-                pool: pool.and_then(|p| p.metadata.name.clone()),
-                pool_selector: pool.and_then(|p| p.spec.node_selector.clone()),
-            },
-        };
+    for (v, own) in vips.iter().zip(owned) {
+        let standing = standing(v, own, pools, &mut used);
         if let Standing::Served {
             addresses, pool, ..
         } = &standing
@@ -208,7 +246,7 @@ pub fn plan(
         .iter()
         .filter_map(|p| pool_status(p, &in_effect, &used, now))
         .collect();
-    AddressPlan { standings, pools }
+    Addresses { standings, pools }
 }
 
 /// One pool's status: what VirtualIPs use of it, what is free, whether it is usable.
@@ -217,7 +255,7 @@ fn pool_status(
     in_effect: &[(Option<String>, Vec<IpAddr>)],
     used: &BTreeSet<IpAddr>,
     now: Timestamp,
-) -> Option<PoolStatusPlan> {
+) -> Option<AddressPoolPlan> {
     let name = p.metadata.name.clone()?;
     let allocated = in_effect
         .iter()
@@ -253,7 +291,7 @@ fn pool_status(
         || observed.allocated != allocated
         || observed.available != available
         || observed.conditions != conditions;
-    Some(PoolStatusPlan {
+    Some(AddressPoolPlan {
         name,
         observed_generation: generation,
         allocated,
@@ -266,6 +304,7 @@ fn pool_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::fixture::{self, Fixture, cond, node, of, reasons};
 
     fn vip(yaml: &str) -> VirtualIP {
         serde_yaml::from_str(yaml).unwrap()
@@ -301,7 +340,7 @@ mod tests {
         let (a, b, c) = (asks("a", "u1"), asks("b", "u2"), asks("c", "u3"));
         let ns = BTreeMap::new();
         let now = Timestamp::now();
-        let p = plan(
+        let p = decide(
             &[&named, &a, &b, &c],
             &[&lan],
             &ns,
@@ -331,7 +370,7 @@ mod tests {
         let mut a_recorded = a.clone();
         a_recorded.status =
             Some(serde_json::from_value(json!({"addresses": ["10.0.0.11"]})).unwrap());
-        let p = plan(
+        let p = decide(
             &[&b, &a_recorded],
             &[&lan],
             &ns,
@@ -349,7 +388,7 @@ mod tests {
         // A write the cache does not show yet counts too.
         let remembered: HashMap<String, Vec<String>> =
             [("u2".into(), vec!["10.0.0.11".into()])].into();
-        let p = plan(
+        let p = decide(
             &[&a, &b],
             &[&lan],
             &ns,
@@ -366,7 +405,7 @@ mod tests {
             Some(&["10.0.0.11".to_string()][..])
         );
         // Released on delete: without `a`, its address is free again.
-        let p = plan(
+        let p = decide(
             &[&c],
             &[&lan],
             &ns,
@@ -397,7 +436,7 @@ mod tests {
         let asks = vip(
             "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a, namespace: web, uid: u1}\nspec: {addressPool: lan}",
         );
-        let p = plan(
+        let p = decide(
             &[&squatters[0], &squatters[1], &asks],
             &[&lan],
             &BTreeMap::new(),
@@ -433,7 +472,7 @@ mod tests {
         let inside = vip(
             "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: z, namespace: web}\nspec: {addresses: [10.0.0.10]}",
         );
-        let p = plan(
+        let p = decide(
             &[&outside, &other_ns, &inside],
             &[&lan],
             &BTreeMap::new(),
@@ -464,7 +503,7 @@ mod tests {
         assert_eq!(pool.as_deref(), Some("lan"));
         assert!(pool_selector.is_some());
         // Off: served, no pool.
-        let p = plan(
+        let p = decide(
             &[&outside],
             &[&lan],
             &BTreeMap::new(),
@@ -476,5 +515,87 @@ mod tests {
             &p.standings[0],
             Standing::Served { pool: None, .. }
         ));
+    }
+
+    #[test]
+    fn the_address_policy_serves_only_what_a_pool_allows_and_allocates_from_pools() {
+        let mut f = Fixture::new(vec![
+            fixture::vip("a", "allowed", 30, json!({"addresses": ["10.0.0.5"]})),
+            fixture::vip("a", "outside", 20, json!({"addresses": ["192.168.9.9"]})),
+            fixture::vip(
+                "b",
+                "other-namespace",
+                15,
+                json!({"addresses": ["10.0.0.6"]}),
+            ),
+            fixture::vip("a", "given", 10, json!({"addressPool": "lan"})),
+        ]);
+        f.policy = AddressPolicy::Enforce;
+        f.address_pools = vec![fixture::address_pool(json!({
+            "addresses": ["10.0.0.0/29"], "namespaces": ["a"],
+            "nodeSelector": {"matchLabels": {"lb": "true"}}, "avoidBuggyIPs": true,
+        }))];
+        f.nodes = vec![
+            node("n1", json!({"lb": "true"})),
+            node("n2", json!({"lb": "true"})),
+            node("n3", json!({})),
+        ];
+        let p = f.settle();
+        // Allowed: served, from the pool, on the pool's nodes only.
+        let allowed = of(&p, "allowed");
+        assert!(allowed.vrid.value().is_some());
+        let s = allowed.status.as_ref().unwrap();
+        assert_eq!(s.addresses, ["10.0.0.5"]);
+        assert_eq!(s.address_pool.as_deref(), Some("lan"));
+        let assigned: BTreeMap<String, u8> =
+            serde_json::from_str(allowed.meta.priorities.as_deref().unwrap()).unwrap();
+        assert_eq!(assigned.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+        // Not allowed: Ready=False with the address and why, an Event; nothing allocated.
+        for name in ["outside", "other-namespace"] {
+            let r = cond(&p, name, READY);
+            assert_eq!(
+                (r.status.as_str(), r.reason.as_str()),
+                ("False", "AddressNotAllowed")
+            );
+            assert!(reasons(&p, name).contains(&"AddressNotAllowed".to_string()));
+            assert_eq!(of(&p, name).vrid.value(), None);
+            assert!(of(&p, name).meta.priorities.is_none());
+        }
+        assert!(cond(&p, "outside", READY).message.contains("192.168.9.9"));
+        assert!(
+            cond(&p, "other-namespace", READY)
+                .message
+                .contains("namespace b")
+        );
+        // Given one: the first free address that is not buggy (10.0.0.0 is skipped), kept.
+        let given = of(&p, "given").status.as_ref().unwrap();
+        assert_eq!(given.addresses, ["10.0.0.1"]);
+        // One DaemonSet: the pool's selector is part of the placement and its affinity.
+        assert_eq!(p.daemonsets.len(), 1);
+        let ds = p.daemonsets.values().next().unwrap();
+        let terms = ds
+            .pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions")
+            .unwrap();
+        assert_eq!(
+            terms,
+            &json!([{"key": "lb", "operator": "In", "values": ["true"]}])
+        );
+        // The pool's status: 2 in use; free: 8 addresses, less .0 (buggy) and the 2 in use.
+        // .6, which a refused VirtualIP names, stays free: a namespace the pool does not admit
+        // cannot use up another team's pool.
+        assert_eq!(
+            (p.address_pools[0].allocated, p.address_pools[0].available),
+            (2, 5)
+        );
+        // Settled: nothing more to say, and the allocation stays.
+        let again = f.plan();
+        for v in &again.vips {
+            assert!(!v.status_changed && !v.meta_changed, "{} changed", v.name);
+            assert!(v.events.is_empty(), "{}: {:?}", v.name, v.events);
+        }
+        assert_eq!(
+            of(&again, "given").status.as_ref().unwrap().addresses,
+            ["10.0.0.1"]
+        );
     }
 }

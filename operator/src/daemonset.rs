@@ -7,59 +7,59 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 /// `app.kubernetes.io/name` of every agent DaemonSet and pod.
-pub const APP: &str = "buoy-agent";
+pub(crate) const APP: &str = "buoy-agent";
 /// The label key of [`APP`].
-pub const APP_LABEL: &str = "app.kubernetes.io/name";
+pub(crate) const APP_LABEL: &str = "app.kubernetes.io/name";
 /// Annotation on the DaemonSet: the hash of what the operator applied, so that an unchanged
 /// DaemonSet is not applied again.
-pub const HASH_ANNOTATION: &str = "buoy.io/applied-hash";
+const HASH_ANNOTATION: &str = "buoy.io/applied-hash";
 /// The agent's port for /metrics, /healthz and /readyz (host network).
-pub const AGENT_PORT: u16 = 9901;
+pub(crate) const AGENT_PORT: u16 = 9901;
 
 /// How agents run, from the operator's flags.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AgentSettings {
+pub(crate) struct AgentSettings {
     /// Namespace of the DaemonSets (the operator's).
-    pub namespace: String,
-    pub image: String,
-    pub image_pull_policy: String,
-    pub service_account: String,
-    pub resources: ResourceRequirements,
+    pub(crate) namespace: String,
+    pub(crate) image: String,
+    pub(crate) image_pull_policy: String,
+    pub(crate) service_account: String,
+    pub(crate) resources: ResourceRequirements,
     /// Passed on to the agents (`--address-policy`): they decide admission again themselves.
-    pub address_policy: buoy_crds::policy::AddressPolicy,
+    pub(crate) address_policy: buoy_crds::policy::AddressPolicy,
     /// Passed on to the agents (`--allow-node-local-backends`).
-    pub allow_node_local_backends: bool,
+    pub(crate) allow_node_local_backends: bool,
 }
 
 /// A VirtualIP that owns a DaemonSet.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Owner {
-    pub name: String,
-    pub uid: String,
+pub(crate) struct Owner {
+    pub(crate) name: String,
+    pub(crate) uid: String,
 }
 
 /// What the DaemonSet of one placement is made of.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Placement {
-    pub key: String,
-    pub node_selector: Option<LabelSelector>,
+pub(crate) struct Placement {
+    pub(crate) key: String,
+    pub(crate) node_selector: Option<LabelSelector>,
     /// The AddressPool's `nodeSelector`, required as well.
-    pub pool_node_selector: Option<LabelSelector>,
-    pub tolerations: Option<Vec<Toleration>>,
+    pub(crate) pool_node_selector: Option<LabelSelector>,
+    pub(crate) tolerations: Option<Vec<Toleration>>,
     /// VirtualIPs of this placement in the DaemonSet's namespace (owner references may not
     /// cross namespaces), sorted.
-    pub owners: Vec<Owner>,
+    pub(crate) owners: Vec<Owner>,
 }
 
 /// `buoy-agent-<key>`.
-pub fn name(key: &str) -> String {
+pub(crate) fn name(key: &str) -> String {
     format!("buoy-agent-{key}")
 }
 
 /// The nodeSelectors (all must match) as required node affinity: `matchLabels` become `In`
 /// expressions, and `matchExpressions` keep their operators (node selector requirements have
 /// the same four), all in one term (ANDed).
-pub fn node_affinity(selectors: &[Option<&LabelSelector>]) -> Option<Value> {
+fn node_affinity(selectors: &[Option<&LabelSelector>]) -> Option<Value> {
     let mut exprs: Vec<Value> = Vec::new();
     for sel in selectors.iter().flatten() {
         exprs.extend(
@@ -102,7 +102,7 @@ const STATE_DIR: &str = "/run/buoy";
 
 /// The DaemonSet for `placement`, as applied (server-side apply, field manager
 /// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
-pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
+pub(crate) fn desired(settings: &AgentSettings, placement: &Placement) -> Value {
     let labels = json!({APP_LABEL: APP, buoy_crds::placement::LABEL: placement.key});
     let owners: Vec<Value> = placement
         .owners
@@ -197,7 +197,7 @@ pub fn daemonset(settings: &AgentSettings, placement: &Placement) -> Value {
 }
 
 /// The hash an applied DaemonSet carries.
-pub fn applied_hash(ds: &DaemonSet) -> Option<&str> {
+pub(crate) fn applied_hash(ds: &DaemonSet) -> Option<&str> {
     ds.metadata
         .annotations
         .as_ref()?
@@ -205,8 +205,8 @@ pub fn applied_hash(ds: &DaemonSet) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The hash [`daemonset`] put on `desired`.
-pub fn desired_hash(desired: &Value) -> Option<&str> {
+/// The hash [`desired`] put on `desired`.
+pub(crate) fn desired_hash(desired: &Value) -> Option<&str> {
     desired
         .pointer("/metadata/annotations")?
         .get(HASH_ANNOTATION)?
@@ -252,7 +252,7 @@ mod tests {
                 uid: "u1".into(),
             }],
         };
-        let v = daemonset(&settings(), &placement);
+        let v = desired(&settings(), &placement);
         // It is a valid DaemonSet.
         let ds: DaemonSet = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(ds.metadata.name.as_deref(), Some("buoy-agent-ad1269f96e"));
@@ -318,14 +318,11 @@ mod tests {
             Some(&json!("u1"))
         );
         // The hash changes with what matters and only with it.
-        let same = daemonset(&settings(), &placement);
+        let same = desired(&settings(), &placement);
         assert_eq!(desired_hash(&same), desired_hash(&v));
         let mut other = settings();
         other.image = "ghcr.io/buoy-io/buoy-agent:0.2.0".into();
-        assert_ne!(
-            desired_hash(&daemonset(&other, &placement)),
-            desired_hash(&v)
-        );
+        assert_ne!(desired_hash(&desired(&other, &placement)), desired_hash(&v));
     }
 
     #[test]
@@ -337,7 +334,7 @@ mod tests {
             tolerations: None,
             owners: vec![],
         };
-        let v = daemonset(&settings(), &placement);
+        let v = desired(&settings(), &placement);
         assert!(v.pointer("/spec/template/spec/affinity").is_none());
         assert!(v.pointer("/spec/template/spec/tolerations").is_none());
     }
