@@ -27,12 +27,14 @@ use pingora_core::{
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, warn};
 
-use crate::agent::NodeStatus;
+use crate::{agent::NodeStatus, metrics::Registry};
 
 pub struct Admin {
     /// Set once the first configuration has been applied.
     pub ready: AtomicBool,
     pub status: watch::Receiver<NodeStatus>,
+    /// What `/metrics` serves.
+    registry: Registry,
     open: AtomicUsize,
 }
 
@@ -42,10 +44,11 @@ pub const MAX_CONNECTIONS: usize = 64;
 const IDLE: Duration = Duration::from_secs(10);
 
 impl Admin {
-    pub fn new(status: watch::Receiver<NodeStatus>) -> Admin {
+    pub fn new(status: watch::Receiver<NodeStatus>, registry: Registry) -> Admin {
         Admin {
             ready: AtomicBool::new(false),
             status,
+            registry,
             open: AtomicUsize::new(0),
         }
     }
@@ -97,7 +100,7 @@ impl ServeHttp for Admin {
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                crate::proxy::metrics::encode().into_bytes(),
+                crate::metrics::encode(&self.registry).into_bytes(),
             ),
             "/healthz" => reply(StatusCode::OK, TEXT, b"ok\n".to_vec()),
             "/readyz" if self.ready.load(Ordering::Relaxed) => {

@@ -25,7 +25,10 @@ use crate::{
         ledger::Ledger,
     },
     node::{NodeConfig, VipPlan},
-    proxy::service::{ListenError, PoolReport, ProxyService},
+    proxy::{
+        metrics::ProxyMetrics,
+        service::{ListenError, PoolReport, ProxyService},
+    },
     vrrp::{
         host::{Host, PortStats},
         instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats, Stop},
@@ -136,22 +139,10 @@ const RESTART_BACKOFF: Duration = Duration::from_secs(2);
 const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Agent {
-    /// A node agent with nothing to run yet, recording what it puts on the host in no ledger
-    /// (tests, the `proxy` command).
-    pub fn new() -> Agent {
-        Agent::with_ledger(
-            Identity {
-                name: "standalone".into(),
-                state_dir: None,
-            },
-            Ledger::in_memory(),
-        )
-    }
-
     /// A node agent of `identity` writing what it puts on the host to `ledger` (see
-    /// `net::cleanup::recover`, which undoes a dead predecessor's first). Instance events
-    /// update the status channel.
-    pub fn with_ledger(identity: Identity, ledger: Ledger) -> Agent {
+    /// `net::cleanup::recover`, which undoes a dead predecessor's first), its proxy reporting
+    /// to `metrics`. Instance events update the status channel.
+    pub fn with_ledger(identity: Identity, ledger: Ledger, metrics: ProxyMetrics) -> Agent {
         let (status, _) = watch::channel(NodeStatus::new());
         let (events, mut events_rx) = mpsc::unbounded_channel::<(String, InstanceEvent)>();
         let status_tx = status.clone();
@@ -161,7 +152,7 @@ impl Agent {
             }
         });
         Agent {
-            proxy: ProxyService::new(),
+            proxy: ProxyService::new(metrics),
             running: BTreeMap::new(),
             listen_errors: Vec::new(),
             desired: NodeConfig::default(),
@@ -495,12 +486,6 @@ fn can_succeed(old: &instance::InstanceConfig, new: &instance::InstanceConfig) -
         && old.interface == new.interface
         && !old.virtual_mac
         && !new.virtual_mac
-}
-
-impl Default for Agent {
-    fn default() -> Self {
-        Agent::new()
-    }
 }
 
 fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dns;
 pub mod endpoints;
 pub mod files;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod proxy;

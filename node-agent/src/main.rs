@@ -481,7 +481,9 @@ async fn proxy(configs: &[PathBuf]) -> Result<()> {
     }
     let policy = buoy_agent::config::BackendPolicy::default();
     let desired = buoy_agent::config::proxy_with(&vips, &pools, &resolver.snapshot(), &policy)?;
-    let mut service = buoy_agent::proxy::service::ProxyService::new();
+    let registry = buoy_agent::metrics::Registry::new();
+    let metrics = buoy_agent::proxy::metrics::ProxyMetrics::new(&registry)?;
+    let mut service = buoy_agent::proxy::service::ProxyService::new(metrics);
     let errors = service.apply(&desired).await;
     if !errors.is_empty() {
         bail!(

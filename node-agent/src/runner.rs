@@ -21,8 +21,10 @@ use crate::{
     admin::{self, Admin},
     agent::{Agent, Identity},
     dns,
+    metrics::Registry,
     net::{cleanup, ledger::Ledger},
     node::{NodeConfig, PlanError},
+    proxy::metrics::ProxyMetrics,
     source::Source,
     vrrp::metrics::VrrpMetrics,
 };
@@ -45,7 +47,7 @@ pub enum RunError {
     Admin(SocketAddr, std::io::Error),
     #[error("handling signals: {0}")]
     Signals(std::io::Error),
-    #[error("registering the VRRP metrics: {0}")]
+    #[error("registering the metrics: {0}")]
     Metrics(prometheus::Error),
 }
 
@@ -64,9 +66,14 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
         Some(dir) => cleanup::recover(dir, &settings.identity.name).await.0,
         None => Ledger::in_memory(),
     };
-    let mut agent = Agent::with_ledger(settings.identity.clone(), ledger);
+    // One registry for the process: the proxy's and the VRRP instances' families, served by
+    // the admin endpoint.
+    let registry = Registry::new();
+    let proxy_metrics = ProxyMetrics::new(&registry).map_err(RunError::Metrics)?;
+    let metrics = VrrpMetrics::new(&registry).map_err(RunError::Metrics)?;
+    let mut agent = Agent::with_ledger(settings.identity.clone(), ledger, proxy_metrics);
     let (vips_tx, vips) = watch::channel(BTreeSet::new());
-    let admin = Arc::new(Admin::new(agent.status()));
+    let admin = Arc::new(Admin::new(agent.status(), registry));
     if let Some(addr) = settings.admin {
         admin::serve(addr, admin.clone(), vips)
             .await
@@ -83,8 +90,6 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
     source.report(&agent);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The proxy's registry, which the admin endpoint serves.
-    let metrics = VrrpMetrics::new(&crate::proxy::metrics::REGISTRY).map_err(RunError::Metrics)?;
     let mut exported = Default::default();
     let mut logged = Default::default();
     let mut applied: Option<NodeConfig> = None;

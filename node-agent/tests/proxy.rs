@@ -451,7 +451,7 @@ fn a_backend_killed_under_load_costs_no_request() {
 
 #[test]
 fn reconfiguration_under_load_fails_no_request() {
-    use buoy_agent::proxy::service::ProxyService;
+    use buoy_agent::proxy::{metrics::ProxyMetrics, service::ProxyService};
     let backends: Vec<Backend> = (0..4)
         .map(|i| Backend::http("127.0.0.1:0", &format!("b{i}"), Behaviour::Echo).unwrap())
         .collect();
@@ -461,7 +461,8 @@ fn reconfiguration_under_load_fails_no_request() {
         .enable_all()
         .build()
         .unwrap();
-    let mut service = ProxyService::new();
+    let registry = buoy_agent::metrics::Registry::new();
+    let mut service = ProxyService::new(ProxyMetrics::new(&registry).unwrap());
     let first = proxy_config(&config(
         port,
         "HTTP",
@@ -580,7 +581,10 @@ fn active_http_checks_take_a_backend_out_and_bring_it_back() {
 
 #[test]
 fn removing_a_listener_leaves_the_others_connections_alone() {
-    use buoy_agent::{proxy::service::ProxyService, vrrp::instance::DataPath};
+    use buoy_agent::{
+        proxy::{metrics::ProxyMetrics, service::ProxyService},
+        vrrp::instance::DataPath,
+    };
     let echo = Backend::tcp_echo("127.0.0.1:0").unwrap();
     let (p1, p2) = (free_port(), free_port());
     let two = format!(
@@ -596,7 +600,8 @@ fn removing_a_listener_leaves_the_others_connections_alone() {
         .enable_all()
         .build()
         .unwrap();
-    let mut service = ProxyService::new();
+    let registry = buoy_agent::metrics::Registry::new();
+    let mut service = ProxyService::new(ProxyMetrics::new(&registry).unwrap());
     assert!(rt.block_on(service.apply(&proxy_config(&two))).is_empty());
     let mut conn = TcpStream::connect(at(p1)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -96,6 +96,7 @@ pub const CRATES: &[Crate] = &[
             ("net", 20),
             ("dns", 20),
             ("refresh", 15),
+            ("metrics", 15),
             // The engines: neither uses the other. VRRP's IO shell: the socket, what instances
             // share, the instance; its metrics read the instances' counters.
             ("vrrp::socket", 22),

@@ -10,7 +10,7 @@ use tokio::{
     time::timeout,
 };
 
-use super::{active::status_expected, http::PoolSlot, metrics::backend_health, pool::ActiveCheck};
+use super::{active::status_expected, http::PoolSlot, metrics::ProxyMetrics, pool::ActiveCheck};
 
 /// One probe; true when the backend passed.
 pub async fn probe(addr: SocketAddr, check: &ActiveCheck) -> bool {
@@ -61,7 +61,11 @@ async fn probe_inner(addr: SocketAddr, check: &ActiveCheck) -> bool {
 
 /// Probes the pool in `slot` until `stop` turns true. The slot's current pool is read at every
 /// round, so reconfiguration takes effect at the next interval.
-pub async fn run(slot: PoolSlot, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    slot: PoolSlot,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    metrics: ProxyMetrics,
+) {
     loop {
         let Ok(pool) = slot.lock().map(|p| Arc::clone(&p)) else {
             return;
@@ -83,7 +87,7 @@ pub async fn run(slot: PoolSlot, mut stop: tokio::sync::watch::Receiver<bool>) {
             }
         }
         for (i, b) in pool.config.backends.iter().enumerate() {
-            backend_health(&pool.config.name, &b.addr.to_string(), pool.usable(i));
+            metrics.backend_health(&pool.config.name, &b.addr.to_string(), pool.usable(i));
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     http::{HttpProxy, PoolSlot},
-    metrics::ListenerMetrics,
+    metrics::{ListenerMetrics, ProxyMetrics},
     tcp,
 };
 
@@ -95,11 +95,15 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn start(config: ListenerConfig, pool: PoolSlot) -> std::io::Result<Listener> {
+    pub fn start(
+        config: ListenerConfig,
+        pool: PoolSlot,
+        metrics: &ProxyMetrics,
+    ) -> std::io::Result<Listener> {
         let socket = bind(config.addr)?;
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
-        let metrics = Arc::new(ListenerMetrics::new(&config.name));
+        let metrics = Arc::new(metrics.listener(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
                 let proxy = Arc::new(HttpProxy {

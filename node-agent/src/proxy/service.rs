@@ -16,6 +16,7 @@ use super::{
     health,
     http::PoolSlot,
     listener::{Listener, ListenerConfig},
+    metrics::ProxyMetrics,
     pool::{Pool, PoolConfig},
 };
 
@@ -32,8 +33,8 @@ struct PoolEntry {
     stop_checks: watch::Sender<bool>,
 }
 
-#[derive(Default)]
 pub struct ProxyService {
+    metrics: ProxyMetrics,
     pools: BTreeMap<String, PoolEntry>,
     listeners: BTreeMap<String, Listener>,
     /// Connection counters of stopped listeners whose connections may still be open.
@@ -61,8 +62,14 @@ pub struct ListenError {
 }
 
 impl ProxyService {
-    pub fn new() -> Self {
-        Self::default()
+    /// A proxy with nothing to serve yet, reporting to `metrics`.
+    pub fn new(metrics: ProxyMetrics) -> Self {
+        ProxyService {
+            metrics,
+            pools: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            draining: Vec::new(),
+        }
     }
 
     /// Brings the running proxy to `desired`. Returns the listeners that failed to start (the
@@ -81,7 +88,7 @@ impl ProxyService {
                 None => {
                     let slot: PoolSlot = Arc::new(Mutex::new(Arc::new(Pool::new(config.clone()))));
                     let (stop_checks, stop_rx) = watch::channel(false);
-                    tokio::spawn(health::run(slot.clone(), stop_rx));
+                    tokio::spawn(health::run(slot.clone(), stop_rx, self.metrics.clone()));
                     self.pools
                         .insert(name.clone(), PoolEntry { slot, stop_checks });
                 }
@@ -124,7 +131,7 @@ impl ProxyService {
                     )))))
                 }
             };
-            match Listener::start(config.clone(), slot) {
+            match Listener::start(config.clone(), slot, &self.metrics) {
                 Ok(l) => {
                     self.listeners.insert(name.to_string(), l);
                 }

@@ -159,11 +159,7 @@ fn raise(counter: &prometheus::IntCounter, value: u64) {
 mod tests {
     use super::*;
 
-    fn encode(registry: &Registry) -> String {
-        let mut out = String::new();
-        let _ = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out);
-        out
-    }
+    use crate::metrics::encode;
 
     #[test]
     fn state_and_counters_are_exported() {
