@@ -203,6 +203,40 @@ impl Agent {
         for e in &self.listen_errors {
             warn!(error = %e, "cannot open a listener; its VirtualIP goes to Fault until it can");
         }
+        let (successors, mut carried) = self.stop_changed(&desired).await;
+        for (key, plan) in &desired.vips {
+            match self.running.get_mut(key) {
+                // Same VRRP settings: only the listener set, peers or warnings may differ.
+                Some(r) => {
+                    r.peers.send_if_modified(|p| {
+                        let changed = *p != plan.peers;
+                        p.clone_from(&plan.peers);
+                        changed
+                    });
+                    r.plan = plan.clone();
+                }
+                None => {
+                    let r = self.start(
+                        plan.clone(),
+                        carried.remove(key).unwrap_or_default(),
+                        successors.contains(key),
+                    );
+                    self.running.insert(key.clone(), r);
+                }
+            }
+        }
+        self.report_faults_and_warnings(&desired);
+        self.desired = desired;
+        self.refresh_data_path();
+    }
+
+    /// Stops the instances whose VRRP settings changed or that are no longer wanted. Returns
+    /// the VirtualIPs whose master kept the VIP bound for its successor, and the counters of
+    /// the instances that restart.
+    async fn stop_changed(
+        &mut self,
+        desired: &NodeConfig,
+    ) -> (BTreeSet<String>, BTreeMap<String, Arc<Mutex<Stats>>>) {
         let gone: Vec<String> = self
             .running
             .iter()
@@ -251,29 +285,12 @@ impl Agent {
                 });
             }
         }
-        for (key, plan) in &desired.vips {
-            match self.running.get_mut(key) {
-                // Same VRRP settings: only the listener set, peers or warnings may differ.
-                Some(r) => {
-                    r.peers.send_if_modified(|p| {
-                        let changed = *p != plan.peers;
-                        p.clone_from(&plan.peers);
-                        changed
-                    });
-                    r.plan = plan.clone();
-                }
-                None => {
-                    let r = self.start(
-                        plan.clone(),
-                        carried.remove(key).unwrap_or_default(),
-                        successors.contains(key),
-                    );
-                    self.running.insert(key.clone(), r);
-                }
-            }
-        }
-        // What cannot run here is a Fault of this node, with the reason; what runs has its
-        // warnings.
+        (successors, carried)
+    }
+
+    /// What cannot run here is a Fault of this node, with the reason; what runs has its
+    /// warnings.
+    fn report_faults_and_warnings(&self, desired: &NodeConfig) {
         self.status.send_if_modified(|all| {
             let mut changed = false;
             for (key, why) in &desired.faults {
@@ -303,8 +320,6 @@ impl Agent {
             }
             changed
         });
-        self.desired = desired;
-        self.refresh_data_path();
     }
 
     /// Starts the instance of `plan`; `successor`: its previous instance left the VIP bound.
