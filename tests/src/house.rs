@@ -117,6 +117,8 @@ pub const CRATES: &[Crate] = &[
             ("files", 65),
             ("cluster", 65),
             ("runner", 70),
+            // The binary's commands (not part of the library).
+            ("cli", 90),
         ],
     },
     Crate {

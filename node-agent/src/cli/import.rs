@@ -1,0 +1,48 @@
+//! `buoy-agent import`: keepalived.conf and nginx.conf into Buoy objects.
+
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(clap::Args)]
+pub(super) struct ImportArgs {
+    /// keepalived.conf files, one per host (their instances merge into one VirtualIP per
+    /// virtual_router_id and addresses, with one priority per host).
+    #[arg(long = "keepalived", value_name = "FILE", num_args = 1..)]
+    keepalived: Vec<PathBuf>,
+    /// nginx.conf files (includes are followed).
+    #[arg(long = "nginx", value_name = "FILE", num_args = 1..)]
+    nginx: Vec<PathBuf>,
+    /// Namespace of the objects.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Node names: keepalived's router_id (the file name where it is missing or shared), or
+    /// always the file name without extension (lb1.conf → lb1).
+    #[arg(long, default_value = "router_id", value_parser = ["router_id", "hostname-of-file"])]
+    node_name_from: String,
+}
+
+pub(super) fn import(args: ImportArgs) -> ExitCode {
+    use buoy_import::{NodeNameFrom, Options};
+    let options = Options {
+        keepalived: args.keepalived,
+        nginx: args.nginx,
+        namespace: args.namespace,
+        node_name_from: if args.node_name_from == "hostname-of-file" {
+            NodeNameFrom::FileName
+        } else {
+            NodeNameFrom::RouterId
+        },
+    };
+    match buoy_import::import(&options).and_then(|i| Ok((i.to_yaml()?, i.warnings))) {
+        Ok((yaml, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
