@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 
 use crate::{agent::NodeStatus, metrics::Registry};
 
-pub struct Admin {
+pub(crate) struct Admin {
     /// Set once the first configuration has been applied.
     pub ready: AtomicBool,
     pub status: watch::Receiver<NodeStatus>,
@@ -39,12 +39,12 @@ pub struct Admin {
 }
 
 /// Concurrent admin connections (Prometheus and a probe or two need a handful).
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A request must arrive within this, and the connection closes after this much idling.
 const IDLE: Duration = Duration::from_secs(10);
 
 impl Admin {
-    pub fn new(status: watch::Receiver<NodeStatus>, registry: Registry) -> Admin {
+    pub(crate) fn new(status: watch::Receiver<NodeStatus>, registry: Registry) -> Admin {
         Admin {
             ready: AtomicBool::new(false),
             status,
@@ -126,7 +126,7 @@ impl ServeHttp for Admin {
 
 /// Serves `admin` on `addr` until the process ends. Connections to an address in `vips` (the
 /// VIPs this node serves) are closed at once.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     admin: Arc<Admin>,
     vips: watch::Receiver<BTreeSet<IpAddr>>,

@@ -42,7 +42,9 @@ pub struct VipStatus {
     pub state: Role,
     /// Effective priority (after tracking).
     pub priority: u8,
+    /// Why the state was entered (the last transition).
     pub reason: String,
+    /// When the state was entered.
     pub since: SystemTime,
     /// Routers seen using our router ID that are not ours (at most
     /// [`instance::MAX_FOREIGN_ROUTERS`]).
@@ -74,7 +76,7 @@ impl VipStatus {
 
     /// One line on why the node is in this state and what it lacks, for the VirtualIP's
     /// status entry and Events.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let mut parts = Vec::new();
         if !self.reason.is_empty() {
             parts.push(self.reason.clone());
@@ -88,7 +90,7 @@ impl VipStatus {
 }
 
 /// The status of every VirtualIP of the node, by `namespace/name`.
-pub type NodeStatus = BTreeMap<String, VipStatus>;
+pub(crate) type NodeStatus = BTreeMap<String, VipStatus>;
 
 struct Running {
     plan: VipPlan,
@@ -110,6 +112,7 @@ pub struct Identity {
     pub state_dir: Option<PathBuf>,
 }
 
+/// Runs this node's VRRP instances and proxy from the desired state, and reports their status.
 pub struct Agent {
     proxy: ProxyService,
     running: BTreeMap<String, Running>,
@@ -142,7 +145,7 @@ impl Agent {
     /// A node agent of `identity` writing what it puts on the host to `ledger` (see
     /// `net::cleanup::recover`, which undoes a dead predecessor's first), its proxy reporting
     /// to `metrics`. Instance events update the status channel.
-    pub fn with_ledger(identity: Identity, ledger: Ledger, metrics: ProxyMetrics) -> Agent {
+    pub(crate) fn with_ledger(identity: Identity, ledger: Ledger, metrics: ProxyMetrics) -> Agent {
         let (status, _) = watch::channel(NodeStatus::new());
         let (events, mut events_rx) = mpsc::unbounded_channel::<(String, InstanceEvent)>();
         let status_tx = status.clone();
@@ -175,7 +178,7 @@ impl Agent {
     }
 
     /// The counters of the VRRP sockets: packets no instance took, per interface and family.
-    pub fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
+    pub(crate) fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
         self.host
             .as_ref()
             .map(|h| h.port_stats())
@@ -183,12 +186,12 @@ impl Agent {
     }
 
     /// Follows what each pool the node runs has: backends, usable ones, problems.
-    pub fn pool_status(&self) -> watch::Receiver<BTreeMap<String, PoolReport>> {
+    pub(crate) fn pool_status(&self) -> watch::Receiver<BTreeMap<String, PoolReport>> {
         self.pools.subscribe()
     }
 
     /// The counters of each running instance.
-    pub fn stats(&self) -> BTreeMap<String, Stats> {
+    pub(crate) fn stats(&self) -> BTreeMap<String, Stats> {
         self.running
             .iter()
             .filter_map(|(k, r)| r.stats.lock().ok().map(|s| (k.clone(), s.clone())))
@@ -402,7 +405,7 @@ impl Agent {
 
     /// Feeds each instance what the proxy says about its listeners and retries listeners that
     /// could not open. Call it often (a few times a second): health changes reach VRRP this way.
-    pub async fn tick(&mut self) {
+    pub(crate) async fn tick(&mut self) {
         if !self.listen_errors.is_empty() {
             self.listen_errors = self.proxy.apply(&self.desired.proxy).await;
         }

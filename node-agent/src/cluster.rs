@@ -52,11 +52,12 @@ use crate::{
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Secrets holding VRRP passwords are read again this often (agents may only `get` them, by
 /// name: no watch).
-pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
+pub(crate) const SECRET_REFRESH: Duration = Duration::from_secs(60);
 
 /// What this agent is.
 #[derive(Clone, Debug)]
 pub struct Identity {
+    /// The node's name (the Node object and the NodeStatus entries).
     pub node: String,
     /// Serve only the VirtualIPs of this placement (`buoy_crds::placement::key_in`); None: all.
     pub placement: Option<String>,
@@ -64,14 +65,14 @@ pub struct Identity {
 
 impl Identity {
     /// The field manager of this node's status entries.
-    pub fn field_manager(&self) -> String {
+    pub(crate) fn field_manager(&self) -> String {
         format!("buoy-agent/{}", self.node)
     }
 }
 
 /// The reflector stores the planner reads.
 #[derive(Clone)]
-pub struct Stores {
+pub(crate) struct Stores {
     vips: Store<VirtualIP>,
     pools: Store<UpstreamPool>,
     address_pools: Store<AddressPool>,
@@ -101,7 +102,7 @@ fn spawn_namespaces(client: &Client, changed: Arc<Notify>) -> Store<PartialObjec
 }
 
 /// Starts the watches. `changed` is notified on every change.
-pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> Stores {
+pub(crate) fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> Stores {
     let own_node = watcher::Config::default().fields(&format!("metadata.name={}", identity.node));
     Stores {
         vips: spawn_reflector(
@@ -127,7 +128,7 @@ pub fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> 
 
 impl Stores {
     /// Waits until every watch has listed once (a plan from half the objects would stop VIPs).
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let _ = self.vips.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
         let _ = self.address_pools.wait_until_ready().await;
@@ -140,6 +141,7 @@ impl Stores {
 /// How an agent serves a cluster, from its flags (the operator sets them on its DaemonSets).
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Which addresses this agent may bind and forward to.
     pub policy: AddressPolicy,
     /// Allow backends on the node itself (loopback, link-local, the node's addresses).
     pub allow_node_local_backends: bool,
@@ -377,7 +379,7 @@ fn vip_key(vip: &VirtualIP) -> String {
 /// Writes this node's entries of `status.nodes[]` as the agent's status changes, and emits an
 /// Event per state change and when the node stops serving. Writes are coalesced: at most one
 /// round per `min_interval`.
-pub async fn report_status(
+pub(crate) async fn report_status(
     client: Client,
     identity: Identity,
     stores: Stores,
@@ -479,7 +481,7 @@ fn pool_entry_patch(
 /// Writes this node's entries of the UpstreamPools it runs (`status.nodes[]`): backends,
 /// ready ones, and what is wrong with the others; a Warning Event when a pool's problems
 /// change. Checked every few seconds and on every change.
-pub async fn report_pools(
+pub(crate) async fn report_pools(
     client: Client,
     identity: Identity,
     stores: Stores,
@@ -562,7 +564,7 @@ pub async fn report_pools(
 
 /// Removes this node's entries from every VirtualIP and UpstreamPool (the agent is stopping: it
 /// no longer takes part, and the operator's finalizer waits for masters to go).
-pub async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores) {
+pub(crate) async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores) {
     let params = PatchParams::apply(&identity.field_manager()).force();
     for vip in stores.vips.state() {
         let ours = vip

@@ -21,14 +21,19 @@ use crate::proxy::{
 use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a VirtualIP cannot be turned into a VRRP instance.
 pub enum ConfigError {
     #[error("address {0:?} is not an IP address with an optional prefix length")]
+    /// An address that does not parse.
     BadAddress(String),
     #[error("the VirtualIP has no virtualRouterID yet (the operator allocates one)")]
+    /// No router ID allocated yet.
     NoRouterId,
     #[error("VRRP version 2 authentication needs the password from Secret {0:?}")]
+    /// VRRPv2 authentication without its Secret.
     MissingPassword(String),
     #[error("the VirtualIP has no address yet (the operator allocates one from its AddressPool)")]
+    /// No address allocated yet.
     NoAddresses,
 }
 
@@ -45,7 +50,7 @@ const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// (docs/benchmarks.md), so the default bounds a listener flooded with slow clients to about
 /// 60 MiB; at the limit a new client takes the place of the connection that has waited longest
 /// for a request, so the flood does not lock other clients out.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 
 /// Which backend addresses a pool may reach. In a cluster, a VirtualIP's pool naming the
 /// node's loopback, a link-local address (169.254.169.254 is the cloud's metadata service) or
@@ -56,12 +61,13 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 pub struct BackendPolicy {
     /// Refuse loopback, link-local, unspecified and [`BackendPolicy::node_addresses`].
     pub refuse_node_local: bool,
+    /// The node's own addresses (refused with `refuse_node_local`).
     pub node_addresses: BTreeSet<IpAddr>,
 }
 
 impl BackendPolicy {
     /// Why a backend at `ip` is refused, if it is.
-    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+    pub(crate) fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
         if !self.refuse_node_local {
             return None;
         }
@@ -96,7 +102,11 @@ pub fn host_names(pool: &UpstreamPool) -> impl Iterator<Item = String> + '_ {
 /// other backends serve (and without any, its listeners answer 503 with the reason). A name
 /// stands for every address it resolves to, as in nginx. Service-backed pools get their
 /// backends from EndpointSlices in cluster mode (until then they have none).
-pub fn pool(pool: &UpstreamPool, resolved: &Resolutions, policy: &BackendPolicy) -> PoolConfig {
+pub(crate) fn pool(
+    pool: &UpstreamPool,
+    resolved: &Resolutions,
+    policy: &BackendPolicy,
+) -> PoolConfig {
     let name = contract::key(
         pool.metadata.namespace.as_deref(),
         pool.metadata.name.as_deref(),
@@ -190,7 +200,7 @@ pub fn pool(pool: &UpstreamPool, resolved: &Resolutions, policy: &BackendPolicy)
 
 /// The listeners of a VirtualIP on `addresses` (its addresses in effect): one per address and
 /// listener.
-pub fn listeners(
+pub(crate) fn listeners(
     vip: &VirtualIP,
     addresses: &[VipAddress],
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
@@ -274,7 +284,7 @@ pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig
 
 /// Parses `192.168.60.88` or `192.168.60.88/24`; a bare address is a host address (/32, /128),
 /// as in keepalived.
-pub fn parse_vip(a: &VipAddress) -> Result<(IpAddr, u8), ConfigError> {
+pub(crate) fn parse_vip(a: &VipAddress) -> Result<(IpAddr, u8), ConfigError> {
     let bad = || ConfigError::BadAddress(a.0.clone());
     let (ip, prefix) = match a.0.split_once('/') {
         Some((ip, p)) => (ip, Some(p.parse::<u8>().map_err(|_| bad())?)),

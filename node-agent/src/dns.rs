@@ -18,17 +18,17 @@ use crate::refresh::{Fetched, Refresher};
 
 /// Records are looked up again after their TTL, but not sooner than this (a TTL of 0 must not
 /// make the agent query in a loop) …
-pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+pub(crate) const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// … nor later than this (a record changed without its old TTL running out is seen).
-pub const MAX_REFRESH: Duration = Duration::from_secs(300);
+pub(crate) const MAX_REFRESH: Duration = Duration::from_secs(300);
 /// A lookup that takes longer fails (and is retried with backoff).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every wanted name resolves to now.
-pub type Resolutions = BTreeMap<String, Fetched<Vec<IpAddr>>>;
+pub(crate) type Resolutions = BTreeMap<String, Fetched<Vec<IpAddr>>>;
 
 /// When to look a name up again, given its records' TTL.
-pub fn refresh_after(ttl: Duration) -> Duration {
+pub(crate) fn refresh_after(ttl: Duration) -> Duration {
     ttl.clamp(MIN_REFRESH, MAX_REFRESH)
 }
 

@@ -6,11 +6,11 @@ use buoy_crds::{Backend, UpstreamPool};
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 /// Label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// `pool` with static backends: its own, or those of its Service (none until the Service and
 /// its endpoints exist: the pool then answers 503, as nginx does with no live upstream).
-pub fn resolve(
+pub(crate) fn resolve(
     pool: &UpstreamPool,
     services: &[&Service],
     slices: &[&EndpointSlice],

@@ -26,7 +26,9 @@ use crate::{
 
 /// The files of a standalone agent.
 pub struct Files {
+    /// Files and directories of YAML objects, read in this order.
     pub paths: Vec<PathBuf>,
+    /// This node, as the VirtualIPs' node selectors see it.
     pub node: NodeIdentity,
 }
 
@@ -44,7 +46,7 @@ impl Files {
     /// `resolved` has the backends' host names, and AddressPools of the files apply under
     /// `policy`. A VirtualIP that cannot be served rejects the whole file set; a backend name
     /// that does not resolve does not (its pool runs short of it, as in a cluster).
-    pub fn plan(
+    pub(crate) fn plan(
         &self,
         resolve: impl Fn(&buoy_crds::UpstreamPool) -> buoy_crds::UpstreamPool,
         resolved: &Resolutions,
@@ -95,7 +97,7 @@ impl Files {
     }
 
     /// A hash of the files' names and contents: changes when the configuration may have.
-    pub fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         let mut errors = Vec::new();
         let mut h = DefaultHasher::new();
         for file in buoy_crds::manifest::files(&self.paths, &mut errors) {

@@ -1,12 +1,14 @@
 //! The Buoy node agent: VRRP elections, VIP binding and announcement, the HTTP/TCP proxy, and
 //! the agent that runs them for every VirtualIP of the node.
 
-pub mod admin;
+#![warn(unreachable_pub, missing_docs)]
+
+mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod config;
 pub mod dns;
-pub mod endpoints;
+mod endpoints;
 pub mod files;
 pub mod metrics;
 pub mod net;

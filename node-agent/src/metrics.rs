@@ -6,7 +6,7 @@
 pub use prometheus::Registry;
 
 /// The text exposition of every metric in `registry`.
-pub fn encode(registry: &Registry) -> String {
+pub(crate) fn encode(registry: &Registry) -> String {
     let mut out = String::new();
     // Encoding into a String fails only on a metric that cannot be written, which the
     // families' constructors rule out.

@@ -29,12 +29,14 @@ use crate::{
 
 /// The priority of a node that no `spec.priorities` entry or operator assignment names:
 /// keepalived's default. Equal priorities are broken by the higher primary address (RFC 5798).
-pub const DEFAULT_PRIORITY: u8 = 100;
+pub(crate) const DEFAULT_PRIORITY: u8 = 100;
 
 /// Who this node is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeIdentity {
+    /// The node's name.
     pub name: String,
+    /// The node's labels (for node selectors).
     pub labels: BTreeMap<String, String>,
 }
 
@@ -43,6 +45,7 @@ pub struct NodeIdentity {
 pub struct VipPlan {
     /// `namespace/name`.
     pub key: String,
+    /// Its VRRP instance.
     pub instance: InstanceConfig,
     /// Names of this VIP's proxy listeners (see [`ProxyConfig::listeners`]).
     pub listeners: Vec<String>,
@@ -57,7 +60,9 @@ pub struct VipPlan {
 /// Everything this node should run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeConfig {
+    /// By `namespace/name`.
     pub vips: BTreeMap<String, VipPlan>,
+    /// Listeners and pools of every served VirtualIP.
     pub proxy: ProxyConfig,
     /// VirtualIPs that select this node but cannot be served on it, and why (the node reports
     /// Fault for them).
@@ -68,28 +73,35 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("VirtualIP {key}: {error}")]
 pub struct PlanError {
+    /// The VirtualIP, `namespace/name`.
     pub key: String,
+    /// Why it is not served.
     pub error: String,
 }
 
 /// What the plan needs fetched: backend host names and Secrets (`namespace`, `name`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Wants {
+    /// Backend host names to resolve.
     pub names: BTreeSet<String>,
+    /// Secrets to read.
     pub secrets: BTreeSet<(String, String)>,
 }
 
 /// The plan of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// What to run.
     pub config: NodeConfig,
+    /// VirtualIPs left out.
     pub errors: Vec<PlanError>,
+    /// What to fetch for the next plan.
     pub wants: Wants,
 }
 
 /// Everything a plan is made from.
 #[derive(Clone, Copy)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub node: &'a NodeIdentity,
     pub vips: &'a [&'a VirtualIP],
     pub pools: &'a [&'a UpstreamPool],
@@ -110,7 +122,7 @@ pub struct Inputs<'a> {
 impl<'a> Inputs<'a> {
     /// Inputs with nothing but `node`, `vips`, `pools` and `secrets` (standalone files without
     /// AddressPools, no names resolved, every backend allowed).
-    pub fn simple(
+    pub(crate) fn simple(
         node: &'a NodeIdentity,
         vips: &'a [&'a VirtualIP],
         pools: &'a [&'a UpstreamPool],
@@ -147,7 +159,7 @@ fn key_of(vip: &VirtualIP) -> String {
 }
 
 /// Whether `vip` selects `node` (no `nodeSelector`: every node).
-pub fn selects(vip: &VirtualIP, node: &NodeIdentity) -> Result<bool, String> {
+pub(crate) fn selects(vip: &VirtualIP, node: &NodeIdentity) -> Result<bool, String> {
     match &vip.spec.node_selector {
         None => Ok(true),
         Some(s) => {
@@ -158,7 +170,7 @@ pub fn selects(vip: &VirtualIP, node: &NodeIdentity) -> Result<bool, String> {
 }
 
 /// This node's priority and advert source address for `vip`.
-pub fn priority_of(vip: &VirtualIP, node: &str) -> (u8, Option<IpAddr>) {
+pub(crate) fn priority_of(vip: &VirtualIP, node: &str) -> (u8, Option<IpAddr>) {
     if let Some(p) = vip
         .spec
         .priorities
@@ -177,7 +189,7 @@ pub fn priority_of(vip: &VirtualIP, node: &str) -> (u8, Option<IpAddr>) {
 
 /// The addresses of `vip` in effect: its spec's, or the one the operator allocated from its
 /// pool (`status.addresses`).
-pub fn addresses_of(vip: &VirtualIP) -> Vec<VipAddress> {
+pub(crate) fn addresses_of(vip: &VirtualIP) -> Vec<VipAddress> {
     if !vip.spec.addresses.is_empty() {
         return vip.spec.addresses.clone();
     }
@@ -248,7 +260,7 @@ fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
 /// The desired state of the node given everything it can see. A VirtualIP that cannot be
 /// served (no router ID or address yet, a missing password, an address the policy does not
 /// allow) is left out and reported; it never stops the others.
-pub fn plan(inputs: Inputs<'_>) -> Plan {
+pub(crate) fn plan(inputs: Inputs<'_>) -> Plan {
     let mut out = Plan::default();
     for vip in inputs.vips {
         let key = key_of(vip);

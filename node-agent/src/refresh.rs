@@ -37,16 +37,16 @@ impl<V> Default for Fetched<V> {
 }
 
 /// A fetch: the value and when to fetch again, or why it failed.
-pub type FetchResult<V> = Result<(V, Duration), String>;
+pub(crate) type FetchResult<V> = Result<(V, Duration), String>;
 type FetchFn<K, V> =
     dyn Fn(K) -> Pin<Box<dyn Future<Output = FetchResult<V>> + Send>> + Send + Sync;
 
 /// First retry after a failure; doubled per failure up to [`MAX_RETRY`].
-pub const FIRST_RETRY: Duration = Duration::from_secs(1);
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// How long to wait after the `failures`-th failure in a row (1, 2, 4 … 30 s).
-pub fn retry_after(failures: u32) -> Duration {
+pub(crate) fn retry_after(failures: u32) -> Duration {
     let doubled = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
     doubled.min(MAX_RETRY)
 }

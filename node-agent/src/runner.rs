@@ -32,6 +32,7 @@ use crate::{
 /// How the agent runs, from its flags.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Who this agent is.
     pub identity: Identity,
     /// Where to serve /metrics, /healthz, /readyz and /status; `None`: nowhere.
     pub admin: Option<SocketAddr>,
@@ -40,14 +41,19 @@ pub struct Settings {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why the agent stopped before it was asked to.
 pub enum RunError {
     #[error("invalid configuration:\n{0}")]
+    /// The desired state cannot be read.
     Invalid(String),
     #[error("serving the admin endpoint on {0}: {1}")]
+    /// The admin endpoint cannot listen.
     Admin(SocketAddr, std::io::Error),
     #[error("handling signals: {0}")]
+    /// Signal handlers cannot be installed.
     Signals(std::io::Error),
     #[error("registering the metrics: {0}")]
+    /// A metric family cannot be registered.
     Metrics(prometheus::Error),
 }
 
@@ -145,7 +151,7 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
 }
 
 /// Logs what the planner refused (once per distinct message).
-pub fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
+pub(crate) fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String>) {
     let now: BTreeSet<String> = errors.iter().map(ToString::to_string).collect();
     for e in now.difference(logged) {
         info!("not served on this node: {e}");

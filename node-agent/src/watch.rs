@@ -80,6 +80,7 @@ pub struct EndpointStores {
 }
 
 impl EndpointStores {
+    /// Watches Services and EndpointSlices; `changed` is notified on every change.
     pub fn watch(client: &Client, changed: Arc<Notify>) -> EndpointStores {
         EndpointStores {
             services: spawn_reflector(
@@ -96,7 +97,7 @@ impl EndpointStores {
     }
 
     /// Waits until both watches have listed once.
-    pub async fn services_and_slices_ready(&self) {
+    pub(crate) async fn services_and_slices_ready(&self) {
         let _ = self.services.wait_until_ready().await;
         let _ = self.slices.wait_until_ready().await;
     }
@@ -118,7 +119,7 @@ pub struct EndpointSnapshot {
 
 impl EndpointSnapshot {
     /// `pool` with its Service's ready endpoints as static backends.
-    pub fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
+    pub(crate) fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
         let services: Vec<&Service> = self.services.iter().map(|s| &**s).collect();
         let slices: Vec<&EndpointSlice> = self.slices.iter().map(|s| &**s).collect();
         endpoints::resolve(pool, &services, &slices)

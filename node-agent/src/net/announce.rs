@@ -12,11 +12,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 const ETH_P_ARP: u16 = 0x0806;
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 /// All-nodes multicast (ff02::1), where unsolicited NAs go.
-pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+pub(crate) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// A gratuitous ARP request (sender = target = the VIP) in an Ethernet broadcast frame, as
 /// keepalived sends it: neighbours that have the VIP in their cache update it to `mac`.
-pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+pub(crate) fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     let mut f = [0u8; 42];
     f[0..6].copy_from_slice(&BROADCAST_MAC);
     f[6..12].copy_from_slice(&mac);
@@ -35,7 +35,7 @@ pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
 
 /// An unsolicited neighbour advertisement for `target` (ICMPv6 type 136, Override set, with the
 /// target link-layer address option). The kernel fills in the ICMPv6 checksum.
-pub fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> [u8; 32] {
+pub(crate) fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> [u8; 32] {
     let mut p = [0u8; 32];
     p[0] = 136;
     p[4] = 0x20; // Override; not Router, not Solicited
@@ -47,7 +47,7 @@ pub fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> [u8; 32] {
 }
 
 /// Sends announcements out of one interface.
-pub struct Announcer {
+pub(crate) struct Announcer {
     ifindex: u32,
     mac: [u8; 6],
     packet: Option<OwnedFd>,
@@ -56,7 +56,7 @@ pub struct Announcer {
 
 impl Announcer {
     /// Opens the sockets needed for the families in use.
-    pub fn open(
+    pub(crate) fn open(
         ifindex: u32,
         ifname: &str,
         mac: [u8; 6],
@@ -96,7 +96,7 @@ impl Announcer {
     }
 
     /// Sends one announcement for `ip`.
-    pub fn announce(&self, ip: IpAddr) -> io::Result<()> {
+    pub(crate) fn announce(&self, ip: IpAddr) -> io::Result<()> {
         match ip {
             IpAddr::V4(v4) => {
                 let fd = self

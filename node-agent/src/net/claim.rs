@@ -33,7 +33,7 @@ fn network_and_broadcast(addr: IpAddr, prefix: u8) -> Option<(IpAddr, IpAddr)> {
 
 /// Why `vip/prefix` must not be bound on the interface `link_index` of a node with `addresses`
 /// (every interface's) and default `gateways`; `None` when it may.
-pub fn refusal(
+pub(crate) fn refusal(
     vip: IpAddr,
     prefix: u8,
     link_index: u32,

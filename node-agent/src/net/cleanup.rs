@@ -19,7 +19,7 @@ use super::{
 
 /// What was undone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     /// Ledgers of agents that were gone.
     pub ledgers: usize,
     pub addresses: Vec<IpAddr>,
@@ -40,7 +40,7 @@ impl Recovered {
 
 /// The addresses of `entries` found in `present` (by interface name, address and prefix) that
 /// Buoy may remove: tagged as Buoy's, or untagged on a kernel that tags nothing. Pure.
-pub fn stale_addresses<'a>(
+pub(crate) fn stale_addresses<'a>(
     entries: &Entries,
     present: &'a [InterfaceAddress],
     links: &[Link],
@@ -64,7 +64,7 @@ pub fn stale_addresses<'a>(
 /// Undoes the ledgers in `dir` of this network namespace's agents that are gone, then creates
 /// and locks this agent's ledger (`identity`). Without a usable directory, warns and returns a
 /// ledger in memory: the agent runs, without crash cleanup.
-pub async fn recover(dir: &Path, identity: &str) -> (Ledger, Recovered) {
+pub(crate) async fn recover(dir: &Path, identity: &str) -> (Ledger, Recovered) {
     let mut done = Recovered::default();
     let (orphans, live) = match ledger::orphans(dir) {
         Ok(found) => found,
@@ -107,6 +107,7 @@ async fn undo(orphans: &[ledger::Orphan], live: bool) -> Result<Recovered, NetEr
     let links = netlink.links().await?;
     let mut done = Recovered::default();
     for o in orphans {
+        info!(agent = %o.identity, "undoing what a stopped agent left behind");
         for a in stale_addresses(&o.entries, &present, &links) {
             if netlink
                 .remove_address_at(a.index, a.address, a.prefix_len)
@@ -149,7 +150,7 @@ async fn undo(orphans: &[ledger::Orphan], live: bool) -> Result<Recovered, NetEr
 
 /// Whether an agent of this network namespace other than `identity` is running (holds its
 /// ledger's lock): then the shared policy routing stays when this one exits.
-pub fn others_alive(dir: &Path, identity: &str) -> bool {
+pub(crate) fn others_alive(dir: &Path, identity: &str) -> bool {
     let suffix = format!("@{}.lock", ledger::netns().replace(':', "-"));
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;

@@ -34,11 +34,11 @@ use super::{
 /// `-OUT` twin is jumped to first from POSTROUTING and tags what we forward. An agent of a
 /// cluster placement has chains of its own ([`chain_name`]), so that two agents on one node (two
 /// placements) never rewrite each other's rules.
-pub const CHAIN: &str = "BUOY-HANDOVER";
+pub(crate) const CHAIN: &str = "BUOY-HANDOVER";
 
 /// The chain of an agent identity: [`CHAIN`] for `standalone`, `BUOY-HO-<identity>` otherwise
 /// (iptables allows 28 characters; placement keys have 10).
-pub fn chain_name(identity: &str) -> String {
+pub(crate) fn chain_name(identity: &str) -> String {
     if identity == "standalone" {
         CHAIN.to_string()
     } else {
@@ -54,18 +54,18 @@ pub fn chain_name(identity: &str) -> String {
 /// The old node routes a packet it has no socket for back to the VIP's holder (nodes forward
 /// IP), which would forward it again until its TTL ran out; the tag lets the new master drop
 /// what comes back.
-pub const FORWARDED_DSCP: u8 = 0x2d;
+pub(crate) const FORWARDED_DSCP: u8 = 0x2d;
 /// The fwmark bit that sends a packet for one of our sockets to the local stack. Chosen clear
 /// of kube-proxy's (0x4000, 0x8000) and Cilium's (0x0f00) bits.
-pub const MARK: u32 = 0x0010_0000;
+pub(crate) const MARK: u32 = 0x0010_0000;
 /// The routing table holding the `local default dev lo` route for marked packets.
-pub const TABLE: u32 = 0x4255;
+pub(crate) const TABLE: u32 = 0x4255;
 /// Preference of the fwmark rule: after `local` (0), before `main` (32766).
-pub const RULE_PREFERENCE: u32 = 1900;
+pub(crate) const RULE_PREFERENCE: u32 = 1900;
 
 /// What the chain must say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// VIPs whose packets reach our sockets even where the VIP is not local (the old master).
     pub deliver: BTreeSet<IpAddr>,
     /// VIP → (previous master, interface towards it): where packets of connections we do not
@@ -74,7 +74,7 @@ pub struct Rules {
 }
 
 /// The `iptables-restore --noflush` input that makes the chain `chain` say `rules` (one family).
-pub fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
+pub(crate) fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
     let host = if ipv6 { 128 } else { 32 };
     let out_chain = format!("{chain}-OUT");
     let (chain, out_chain) = (chain, out_chain.as_str());
@@ -125,7 +125,7 @@ pub fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HandoverError {
+pub(crate) enum HandoverError {
     #[error("running {command}: {source}")]
     Spawn {
         command: &'static str,
@@ -229,12 +229,12 @@ impl Handover {
     /// Keeps `vips` reachable by our sockets after they leave this node (until [`clear`]).
     ///
     /// [`clear`]: Handover::clear
-    pub fn deliver(&self, vips: &[IpAddr]) {
+    pub(crate) fn deliver(&self, vips: &[IpAddr]) {
         self.change(false, |r| r.deliver.extend(vips.iter().copied()));
     }
 
     /// Points `vips`' unknown connections at `to` (`None`: nowhere).
-    pub fn forward(&self, vips: &[IpAddr], to: Option<(IpAddr, String)>) {
+    pub(crate) fn forward(&self, vips: &[IpAddr], to: Option<(IpAddr, String)>) {
         self.change(false, |r| {
             for vip in vips {
                 match &to {
@@ -250,7 +250,7 @@ impl Handover {
     /// no packet of the old master's connections reaches it before the rule that sends them on
     /// (it would reset them): `iptables-restore` takes milliseconds, longer on a loaded host or
     /// behind kube-proxy's hold of the xtables lock.
-    pub async fn settled(&self, limit: std::time::Duration) -> bool {
+    pub(crate) async fn settled(&self, limit: std::time::Duration) -> bool {
         let wanted = self.desired.borrow().seq;
         self.applied_by(wanted, limit).await
     }
@@ -295,7 +295,7 @@ impl Handover {
     /// Removes every rule and the chain, and the policy routing if this is the `last_agent` of
     /// the network namespace (the agent is exiting, its connections drained). Waits for the
     /// removal.
-    pub async fn clear(&self, last_agent: bool) {
+    pub(crate) async fn clear(&self, last_agent: bool) {
         // After any change still being applied (each a few `iptables-restore` runs at most).
         if let Some(seq) = self.change_all(true, last_agent, |r| *r = Rules::default())
             && !self
@@ -416,7 +416,7 @@ async fn apply(
 }
 
 /// Removes the jumps to `chains` and the chains themselves (what is missing already is fine).
-pub async fn remove_chains(chains: &Chains) -> Result<(), HandoverError> {
+pub(crate) async fn remove_chains(chains: &Chains) -> Result<(), HandoverError> {
     let variant = if chains.legacy {
         Variant::Legacy
     } else {
@@ -441,7 +441,10 @@ pub async fn remove_chains(chains: &Chains) -> Result<(), HandoverError> {
 
 /// Removes the policy routing of the handover in one family (no agent of this network
 /// namespace uses it any more).
-pub async fn remove_local_delivery(netlink: &Netlink, ipv6: bool) -> Result<(), HandoverError> {
+pub(crate) async fn remove_local_delivery(
+    netlink: &Netlink,
+    ipv6: bool,
+) -> Result<(), HandoverError> {
     netlink
         .remove_local_delivery(ipv6, MARK, TABLE, RULE_PREFERENCE)
         .await?;

@@ -23,11 +23,11 @@ use tracing::warn;
 /// The address protocol (`IFA_PROTO`, Linux 6.1+; `ip address show` prints `proto 0xb0`) that
 /// marks the addresses Buoy adds, so that it never removes one it did not add (a node IP, an
 /// address another tool manages). Outside the kernel's (0-3) and iproute2's named values.
-pub const ADDRESS_PROTOCOL: u8 = 0xb0;
+pub(crate) const ADDRESS_PROTOCOL: u8 = 0xb0;
 
 /// An address this agent bound.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BoundAddress {
+pub(crate) struct BoundAddress {
     /// The interface, by name: an index may be reused by another interface after a restart.
     pub interface: String,
     pub address: IpAddr,
@@ -36,7 +36,7 @@ pub struct BoundAddress {
 
 /// An iptables chain pair of the connection handover.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Chains {
+pub(crate) struct Chains {
     /// The chain jumped to from PREROUTING; the POSTROUTING one is [`Chains::out`].
     pub name: String,
     pub ipv6: bool,
@@ -46,14 +46,14 @@ pub struct Chains {
 
 impl Chains {
     /// The POSTROUTING chain's name.
-    pub fn out(&self) -> String {
+    pub(crate) fn out(&self) -> String {
         format!("{}-OUT", self.name)
     }
 }
 
 /// Everything one agent has put on the host that is still there.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entries {
+pub(crate) struct Entries {
     /// The network namespace (`st_dev:st_ino` of /proc/self/ns/net): agents of other
     /// namespaces sharing the directory (test labs, containers with the host's /run) leave
     /// each other's ledgers alone.
@@ -71,7 +71,7 @@ pub struct Entries {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
+pub(crate) enum LedgerError {
     #[error("state directory {0}: {1}")]
     Dir(PathBuf, std::io::Error),
     #[error("{0}: {1}")]
@@ -96,7 +96,7 @@ struct Inner {
 }
 
 /// The network namespace of this process, as `dev:ino`.
-pub fn netns() -> String {
+pub(crate) fn netns() -> String {
     std::fs::metadata("/proc/self/ns/net")
         .map(|m| format!("{}:{}", m.dev(), m.ino()))
         .unwrap_or_default()
@@ -124,9 +124,9 @@ fn try_lock(file: &File) -> bool {
 }
 
 /// A ledger whose agent is gone (its lock was free), with its files.
-pub struct Orphan {
-    pub identity: String,
-    pub entries: Entries,
+pub(crate) struct Orphan {
+    pub(crate) identity: String,
+    pub(crate) entries: Entries,
     lock: File,
     lock_path: PathBuf,
     data_path: PathBuf,
@@ -134,7 +134,7 @@ pub struct Orphan {
 
 impl Orphan {
     /// Forgets the ledger once what it lists is undone.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         let _ = std::fs::remove_file(&self.data_path);
         let _ = std::fs::remove_file(&self.lock_path);
         drop(self.lock);
@@ -144,7 +144,7 @@ impl Orphan {
 /// The ledgers in `dir` of this network namespace whose agents are gone, locked (so that no
 /// other agent undoes them at the same time), and whether a live agent of this namespace
 /// remains (one whose lock is held).
-pub fn orphans(dir: &Path) -> Result<(Vec<Orphan>, bool), LedgerError> {
+pub(crate) fn orphans(dir: &Path) -> Result<(Vec<Orphan>, bool), LedgerError> {
     let mut out = Vec::new();
     let mut live = false;
     let here = netns();
@@ -202,7 +202,7 @@ impl Ledger {
     /// Creates and locks the ledger of `identity` in `dir` (made if missing). Fails if a live
     /// agent of this identity holds it. Orphans must have been undone first (see
     /// `net::cleanup`): this overwrites the file.
-    pub fn create(dir: &Path, identity: &str) -> Result<Ledger, LedgerError> {
+    pub(crate) fn create(dir: &Path, identity: &str) -> Result<Ledger, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|e| LedgerError::Dir(dir.to_path_buf(), e))?;
         let stem = file_stem(identity);
         let lock_path = lock_path(dir, &stem);
@@ -232,7 +232,7 @@ impl Ledger {
     }
 
     /// A ledger that remembers nothing on disk (no state directory: crash cleanup is off).
-    pub fn in_memory() -> Ledger {
+    pub(crate) fn in_memory() -> Ledger {
         Ledger {
             inner: Arc::new(Mutex::new(Inner {
                 path: PathBuf::new(),
@@ -244,7 +244,8 @@ impl Ledger {
     }
 
     /// What the ledger lists now.
-    pub fn entries(&self) -> Entries {
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> Entries {
         self.lock().entries.clone()
     }
 
@@ -253,7 +254,7 @@ impl Ledger {
     }
 
     /// Changes the entries and writes them (atomically: a temporary file renamed over).
-    pub fn update(&self, f: impl FnOnce(&mut Entries)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Entries)) {
         let mut inner = self.lock();
         let before = inner.entries.clone();
         f(&mut inner.entries);
@@ -277,7 +278,7 @@ impl Ledger {
     }
 
     /// Records an address before it is bound.
-    pub fn binding(&self, interface: &str, address: IpAddr, prefix: u8) {
+    pub(crate) fn binding(&self, interface: &str, address: IpAddr, prefix: u8) {
         self.update(|e| {
             e.addresses.insert(BoundAddress {
                 interface: interface.to_string(),
@@ -288,7 +289,7 @@ impl Ledger {
     }
 
     /// Forgets an address once it is removed.
-    pub fn released(&self, interface: &str, address: IpAddr, prefix: u8) {
+    pub(crate) fn released(&self, interface: &str, address: IpAddr, prefix: u8) {
         self.update(|e| {
             e.addresses.remove(&BoundAddress {
                 interface: interface.to_string(),

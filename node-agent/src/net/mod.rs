@@ -2,9 +2,9 @@
 //! connection handover rules (netfilter + policy routing), and the ledger of what the agent put
 //! on the host, undone after a crash.
 
-pub mod announce;
-pub mod claim;
-pub mod cleanup;
-pub mod handover;
-pub mod ledger;
+pub(crate) mod announce;
+pub(crate) mod claim;
+pub(crate) mod cleanup;
+pub(crate) mod handover;
+pub(crate) mod ledger;
 pub mod netlink;

@@ -22,20 +22,27 @@ use tokio::sync::mpsc;
 use super::ledger::{ADDRESS_PROTOCOL, Ledger};
 
 #[derive(Debug, thiserror::Error)]
+/// Why a change to the host network failed.
 pub enum NetError {
     #[error("netlink: {0}")]
+    /// The kernel refused a request.
     Netlink(#[from] rtnetlink::Error),
     #[error("cannot open a netlink socket: {0}")]
+    /// The netlink socket could not be opened.
     Io(#[from] std::io::Error),
     #[error("no interface named {0:?}")]
+    /// No interface has this name.
     NoSuchInterface(String),
     #[error("no interface has a connected subnet that holds {0}")]
+    /// No connected subnet holds this address.
     NoInterfaceFor(IpAddr),
     #[error("interface {0} has no {1} address to send adverts from")]
+    /// The interface has no address of this family.
     NoSourceAddress(String, &'static str),
     #[error(
         "{0} is already on interface {1} and was not added by Buoy (a node address?): not touched"
     )]
+    /// The address is there but not Buoy's: left alone.
     NotOurs(IpAddr, String),
 }
 
@@ -97,8 +104,11 @@ fn ignore_missing(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink:
 /// What the agent needs to know about an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
+    /// Kernel interface index.
     pub index: u32,
+    /// Interface name.
     pub name: String,
+    /// Hardware address.
     pub mac: [u8; 6],
     /// Administratively up and with carrier (IFF_UP and IFF_LOWER_UP).
     pub up: bool,
@@ -106,7 +116,8 @@ pub struct Link {
 
 /// An address on an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceAddress {
+pub(crate) struct InterfaceAddress {
+    /// Kernel interface index.
     pub index: u32,
     pub address: IpAddr,
     pub prefix_len: u8,
@@ -118,7 +129,7 @@ pub struct InterfaceAddress {
 
 impl InterfaceAddress {
     /// Whether Buoy added it (the kernel keeps the tag).
-    pub fn buoys(&self) -> bool {
+    pub(crate) fn buoys(&self) -> bool {
         self.protocol == Some(ADDRESS_PROTOCOL)
     }
 }
@@ -174,7 +185,7 @@ fn address_from(msg: &AddressMessage) -> Option<InterfaceAddress> {
 
 /// The address adverts are sent from: for IPv4 the first address on the interface that is not one
 /// of `exclude` (the VIPs); for IPv6 the link-local address (RFC 5798).
-pub fn primary_address(
+pub(crate) fn primary_address(
     addresses: &[InterfaceAddress],
     link: &Link,
     ipv6: bool,
@@ -196,7 +207,7 @@ pub fn primary_address(
 }
 
 /// Whether `addr` lies in `net/prefix`.
-pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
+pub(crate) fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if prefix == 0 {
@@ -232,18 +243,18 @@ impl Netlink {
     }
 
     /// This connection, writing what it adds to `ledger`.
-    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+    pub(crate) fn with_ledger(mut self, ledger: Ledger) -> Self {
         self.ledger = ledger;
         self
     }
 
     /// The ledger this connection writes to.
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
     /// Gateways of the default routes of the main table (the node's routers: never a VIP).
-    pub async fn default_gateways(&self) -> Result<Vec<IpAddr>, NetError> {
+    pub(crate) async fn default_gateways(&self) -> Result<Vec<IpAddr>, NetError> {
         use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
         let _serial = self.lock.lock().await;
         let mut out = Vec::new();
@@ -278,7 +289,7 @@ impl Netlink {
         Ok(out)
     }
 
-    pub async fn links(&self) -> Result<Vec<Link>, NetError> {
+    pub(crate) async fn links(&self) -> Result<Vec<Link>, NetError> {
         let _serial = self.lock.lock().await;
         self.links_unlocked().await
     }
@@ -288,6 +299,7 @@ impl Netlink {
         Ok(msgs.iter().map(link_from).collect())
     }
 
+    /// The interface of this name.
     pub async fn link_by_name(&self, name: &str) -> Result<Link, NetError> {
         self.links()
             .await?
@@ -296,14 +308,14 @@ impl Netlink {
             .ok_or_else(|| NetError::NoSuchInterface(name.to_string()))
     }
 
-    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetError> {
+    pub(crate) async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetError> {
         let _serial = self.lock.lock().await;
         let msgs: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
         Ok(msgs.iter().filter_map(address_from).collect())
     }
 
     /// The interface whose connected subnet holds `addr` (the default for `spec.interface`).
-    pub async fn interface_for(&self, addr: IpAddr) -> Result<Link, NetError> {
+    pub(crate) async fn interface_for(&self, addr: IpAddr) -> Result<Link, NetError> {
         let addresses = self.addresses().await?;
         let best = addresses
             .iter()
@@ -361,7 +373,7 @@ impl Netlink {
     /// Removes `addr/prefix`, which Buoy added, from `link`; returns whether it was there. No
     /// dump: with hundreds of VIPs a dump per release would be quadratic (the caller knows the
     /// address is its own: it added it, or found it tagged).
-    pub async fn remove_address(
+    pub(crate) async fn remove_address(
         &self,
         link: &Link,
         addr: IpAddr,
@@ -375,7 +387,7 @@ impl Netlink {
     }
 
     /// [`Netlink::remove_address`] by interface index, without the ledger.
-    pub async fn remove_address_at(
+    pub(crate) async fn remove_address_at(
         &self,
         index: u32,
         addr: IpAddr,
@@ -405,7 +417,7 @@ impl Netlink {
     /// Policy routing for connection handover: packets carrying `mark` are delivered to the
     /// local stack (`ip rule add fwmark MARK/MARK lookup TABLE pref P` and
     /// `ip route add local default dev lo table TABLE`). Idempotent.
-    pub async fn ensure_local_delivery(
+    pub(crate) async fn ensure_local_delivery(
         &self,
         ipv6: bool,
         mark: u32,
@@ -443,7 +455,7 @@ impl Netlink {
     }
 
     /// Undoes [`Netlink::ensure_local_delivery`]; what is missing already is fine.
-    pub async fn remove_local_delivery(
+    pub(crate) async fn remove_local_delivery(
         &self,
         ipv6: bool,
         mark: u32,
@@ -474,7 +486,7 @@ impl Netlink {
 
     /// Creates (or re-creates) the macvlan interface `name` on `parent` with the VRRP virtual MAC,
     /// up, in private mode (keepalived's `use_vmac`).
-    pub async fn create_vmac(
+    pub(crate) async fn create_vmac(
         &self,
         parent: u32,
         name: &str,
@@ -498,7 +510,7 @@ impl Netlink {
     }
 
     /// Deletes the interface `name` if it exists.
-    pub async fn delete_link(&self, name: &str) -> Result<(), NetError> {
+    pub(crate) async fn delete_link(&self, name: &str) -> Result<(), NetError> {
         let _serial = self.lock.lock().await;
         self.delete_link_unlocked(name).await?;
         self.ledger.update(|e| {
@@ -521,7 +533,7 @@ impl Netlink {
 }
 
 /// Watches link state (`ip monitor link`): sends every change of every link.
-pub fn watch_links() -> Result<mpsc::UnboundedReceiver<Link>, NetError> {
+pub(crate) fn watch_links() -> Result<mpsc::UnboundedReceiver<Link>, NetError> {
     let (conn, _handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
     tokio::spawn(conn);

@@ -9,7 +9,7 @@ pub struct Thresholds {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ActiveState {
+pub(crate) struct ActiveState {
     pub healthy: bool,
     streak: u32,
 }
@@ -25,7 +25,7 @@ impl Default for ActiveState {
 
 impl ActiveState {
     /// Records one probe result; returns `Some(new_health)` when the health changed.
-    pub fn record(&mut self, t: &Thresholds, ok: bool) -> Option<bool> {
+    pub(crate) fn record(&mut self, t: &Thresholds, ok: bool) -> Option<bool> {
         if ok == self.healthy {
             self.streak = 0;
             return None;
@@ -43,7 +43,7 @@ impl ActiveState {
 }
 
 /// Whether an HTTP status matches one of the ranges (`200-399`, `204`).
-pub fn status_expected(status: u16, ranges: &[(u16, u16)]) -> bool {
+pub(crate) fn status_expected(status: u16, ranges: &[(u16, u16)]) -> bool {
     ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
 }
 

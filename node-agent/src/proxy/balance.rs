@@ -9,14 +9,14 @@ use std::hash::{Hash, Hasher};
 /// each eligible peer's effective weight to its current weight, takes the largest, and subtracts
 /// the total from it. Weights 5,1,1 give a,a,b,a,c,a,a — spread, not bursty.
 #[derive(Clone, Debug, Default)]
-pub struct SmoothRoundRobin {
+pub(crate) struct SmoothRoundRobin {
     current: Vec<i64>,
     effective: Vec<i64>,
     weights: Vec<i64>,
 }
 
 impl SmoothRoundRobin {
-    pub fn new(weights: &[u32]) -> Self {
+    pub(crate) fn new(weights: &[u32]) -> Self {
         let w: Vec<i64> = weights.iter().map(|&w| i64::from(w.max(1))).collect();
         SmoothRoundRobin {
             current: vec![0; w.len()],
@@ -26,7 +26,7 @@ impl SmoothRoundRobin {
     }
 
     /// Picks among the peers for which `eligible(i)` holds.
-    pub fn pick(&mut self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    pub(crate) fn pick(&mut self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let mut best: Option<usize> = None;
         let mut total = 0;
         for i in 0..self.weights.len() {
@@ -49,7 +49,7 @@ impl SmoothRoundRobin {
     }
 
     /// A failure lowers the peer's effective weight by weight / max_fails (nginx).
-    pub fn penalise(&mut self, i: usize, max_fails: u32) {
+    pub(crate) fn penalise(&mut self, i: usize, max_fails: u32) {
         if let (Some(e), Some(w)) = (self.effective.get_mut(i), self.weights.get(i)) {
             let step = if max_fails == 0 {
                 0
@@ -63,7 +63,7 @@ impl SmoothRoundRobin {
 
 /// Weighted least connections (nginx `least_conn`): the peer with the smallest active / weight;
 /// ties are broken by smooth round robin among the tied peers, as nginx does.
-pub fn least_connections(
+pub(crate) fn least_connections(
     active: &[u64],
     weights: &[u32],
     rr: &mut SmoothRoundRobin,
@@ -109,7 +109,7 @@ impl Hasher for Fnv {
     }
 }
 
-pub fn stable_hash(key: &[u8]) -> u64 {
+pub(crate) fn stable_hash(key: &[u8]) -> u64 {
     let mut h = Fnv(0xcbf29ce484222325);
     h.write(key);
     // Finalise (murmur3's fmix64) so that close keys spread over the ring.
@@ -124,13 +124,13 @@ pub fn stable_hash(key: &[u8]) -> u64 {
 /// A ketama ring: 160 points per unit of weight, placed by hashing the backend's identity (its
 /// address), so that adding or removing a backend moves only the keys next to its points.
 #[derive(Clone, Debug, Default)]
-pub struct HashRing {
+pub(crate) struct HashRing {
     points: Vec<(u64, usize)>,
 }
 
 impl HashRing {
     /// `ids` are stable backend identities (`address:port`), `weights` their weights.
-    pub fn new<I: Hash + AsRef<[u8]>>(ids: &[I], weights: &[u32]) -> Self {
+    pub(crate) fn new<I: Hash + AsRef<[u8]>>(ids: &[I], weights: &[u32]) -> Self {
         let mut points = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             for p in 0..160 * weights.get(i).copied().unwrap_or(1).max(1) {
@@ -144,7 +144,7 @@ impl HashRing {
     }
 
     /// The first eligible backend clockwise from the key's point.
-    pub fn pick(&self, key: &[u8], eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    pub(crate) fn pick(&self, key: &[u8], eligible: impl Fn(usize) -> bool) -> Option<usize> {
         if self.points.is_empty() {
             return None;
         }

@@ -32,7 +32,7 @@ use super::listener::ClientConnection;
 /// enough to send a small response's header and body in one syscall.
 const WRITE: usize = 1460;
 
-pub struct Buffered(BufWriter<TcpStream>, Option<Arc<ClientConnection>>);
+pub(crate) struct Buffered(BufWriter<TcpStream>, Option<Arc<ClientConnection>>);
 
 impl std::fmt::Debug for Buffered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,22 +44,22 @@ impl std::fmt::Debug for Buffered {
 /// fails with it; the proxy answers 431).
 #[derive(Debug, thiserror::Error)]
 #[error("request header larger than the listener's limit")]
-pub struct HeaderTooLarge;
+pub(crate) struct HeaderTooLarge;
 
 impl Buffered {
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Buffered(BufWriter::with_capacity(WRITE, stream), None)
     }
 
     /// A client connection whose request headers are held to `conn`'s budget while they are
     /// read: pingora's parser would otherwise buffer up to 1 MiB before it checks a size.
-    pub fn limited(stream: TcpStream, conn: Arc<ClientConnection>) -> Self {
+    pub(crate) fn limited(stream: TcpStream, conn: Arc<ClientConnection>) -> Self {
         Buffered(BufWriter::with_capacity(WRITE, stream), Some(conn))
     }
 
     /// The socket, once what was written has been flushed (a resting connection keeps only
     /// it).
-    pub fn into_inner(self) -> TcpStream {
+    pub(crate) fn into_inner(self) -> TcpStream {
         self.0.into_inner()
     }
 }

@@ -13,7 +13,7 @@ use tokio::{
 use super::{active::status_expected, http::PoolSlot, metrics::ProxyMetrics, pool::ActiveCheck};
 
 /// One probe; true when the backend passed.
-pub async fn probe(addr: SocketAddr, check: &ActiveCheck) -> bool {
+pub(crate) async fn probe(addr: SocketAddr, check: &ActiveCheck) -> bool {
     timeout(check.timeout, probe_inner(addr, check))
         .await
         .unwrap_or(false)
@@ -61,7 +61,7 @@ async fn probe_inner(addr: SocketAddr, check: &ActiveCheck) -> bool {
 
 /// Probes the pool in `slot` until `stop` turns true. The slot's current pool is read at every
 /// round, so reconfiguration takes effect at the next interval.
-pub async fn run(
+pub(crate) async fn run(
     slot: PoolSlot,
     mut stop: tokio::sync::watch::Receiver<bool>,
     metrics: ProxyMetrics,

@@ -32,20 +32,25 @@ use super::{
 pub struct ListenerConfig {
     /// `namespace/virtualip/listener@address`, for logs and metrics.
     pub name: String,
+    /// Where to listen.
     pub addr: SocketAddr,
+    /// HTTP or TCP.
     pub protocol: ListenerProtocol,
     /// `namespace/pool`.
     pub pool: String,
     /// At this many open client connections, a new one takes the place of the connection that
     /// has waited longest for a request header, or is refused when none waits.
     pub max_connections: u32,
+    /// Idle time allowed between requests on a kept-alive connection.
     pub keepalive_timeout: Duration,
+    /// Idle time allowed to a client (TCP: either direction).
     pub idle_timeout: Duration,
     /// HTTP: the whole first request header must arrive within this (slow clients are cut).
     pub header_timeout: Duration,
     /// A write to the client that makes no progress for this long ends the connection (nginx
     /// `send_timeout`).
     pub send_timeout: Duration,
+    /// The largest request header accepted (larger: 431).
     pub max_header_bytes: u32,
     /// 0: unlimited.
     pub max_body_bytes: u64,
@@ -86,7 +91,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// A running listener; dropping it stops accepting (established connections finish).
-pub struct Listener {
+pub(crate) struct Listener {
     pub config: ListenerConfig,
     pub pool: PoolSlot,
     stop: watch::Sender<bool>,
@@ -95,7 +100,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn start(
+    pub(crate) fn start(
         config: ListenerConfig,
         pool: PoolSlot,
         metrics: &ProxyMetrics,
@@ -146,7 +151,7 @@ impl Listener {
     }
 
     /// Stops accepting; returns once the accept loop has ended.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(t) = self.task.take() {
             let _ = t.await;
@@ -181,7 +186,7 @@ impl Drop for OpenGuard {
 /// One client connection, as its listener's limit sees it: whether it waits for a request
 /// header (and since when), the header's byte budget, and the signal that evicts it.
 #[derive(Default)]
-pub struct ClientConnection {
+pub(crate) struct ClientConnection {
     /// Milliseconds since the listener started at which it began waiting for a request header
     /// (plus one, so that 0 means busy with a request).
     waiting_since: AtomicU64,
@@ -197,7 +202,7 @@ pub struct ClientConnection {
 impl ClientConnection {
     /// The connection waits for its next request header from `epoch_ms`, at most `budget`
     /// bytes of it.
-    pub fn waiting(&self, epoch_ms: u64, budget: usize) {
+    pub(crate) fn waiting(&self, epoch_ms: u64, budget: usize) {
         self.header_too_large.store(false, Ordering::Relaxed);
         self.header_budget.store(budget, Ordering::Relaxed);
         self.header_limit.store(budget, Ordering::Relaxed);
@@ -205,29 +210,29 @@ impl ClientConnection {
     }
 
     /// Whether a byte of the request header being waited for has been read.
-    pub fn header_started(&self) -> bool {
+    pub(crate) fn header_started(&self) -> bool {
         self.header_budget.load(Ordering::Relaxed) != self.header_limit.load(Ordering::Relaxed)
     }
 
     /// A request header arrived (or the wait ended).
-    pub fn busy(&self) {
+    pub(crate) fn busy(&self) {
         self.waiting_since.store(0, Ordering::Relaxed);
         self.header_budget.store(usize::MAX, Ordering::Relaxed);
     }
 
     /// Resolves when the listener evicts this connection to admit another.
-    pub async fn evicted(&self) {
+    pub(crate) async fn evicted(&self) {
         self.evict.notified().await;
     }
 
     /// Whether the last header read ran past its budget.
-    pub fn header_too_large(&self) -> bool {
+    pub(crate) fn header_too_large(&self) -> bool {
         self.header_too_large.load(Ordering::Relaxed)
     }
 
     /// How many of `wanted` bytes a read may take now; `None`: the header budget is spent (the
     /// read must fail: the header is too large).
-    pub fn admit_read(&self, wanted: usize) -> Option<usize> {
+    pub(crate) fn admit_read(&self, wanted: usize) -> Option<usize> {
         let budget = self.header_budget.load(Ordering::Relaxed);
         if budget == usize::MAX {
             return Some(wanted);
@@ -240,7 +245,7 @@ impl ClientConnection {
     }
 
     /// `n` bytes were read.
-    pub fn consumed(&self, n: usize) {
+    pub(crate) fn consumed(&self, n: usize) {
         let budget = self.header_budget.load(Ordering::Relaxed);
         if budget != usize::MAX {
             self.header_budget
@@ -253,7 +258,7 @@ impl ClientConnection {
 /// for a request header (an idle keep-alive client, or a slowloris one trickling its header)
 /// makes room, as nginx reuses idle connections when it runs out. Registered once per
 /// connection; a request costs two atomic stores.
-pub struct Connections {
+pub(crate) struct Connections {
     epoch: Instant,
     next_id: AtomicU64,
     all: Mutex<HashMap<u64, Arc<ClientConnection>>>,
@@ -271,7 +276,7 @@ impl Default for Connections {
 
 impl Connections {
     /// Milliseconds since the listener started (for [`ClientConnection::waiting`]).
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
@@ -295,7 +300,7 @@ impl Connections {
 
     /// Evicts the connection that has waited longest for a request header; returns whether
     /// there was one. Runs only at the limit: a scan of the connections is fine.
-    pub fn evict_longest_waiting(&self) -> bool {
+    pub(crate) fn evict_longest_waiting(&self) -> bool {
         let all = self.lock();
         let oldest = all
             .values()

@@ -75,7 +75,7 @@ impl ProxyMetrics {
     }
 
     /// Whether `backend` of `pool` passes its health checks now.
-    pub fn backend_health(&self, pool: &str, backend: &str, healthy: bool) {
+    pub(crate) fn backend_health(&self, pool: &str, backend: &str, healthy: bool) {
         self.backends
             .with_label_values(&[pool, backend])
             .set(i64::from(healthy));
@@ -94,7 +94,7 @@ const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 impl ListenerMetrics {
     /// One finished request; `status` 0 when no response was sent.
-    pub fn observe(&self, status: u16, elapsed: Duration, retries: u32) {
+    pub(crate) fn observe(&self, status: u16, elapsed: Duration, retries: u32) {
         let class = match status {
             100..=599 => usize::from(status / 100 - 1),
             _ => 5,
@@ -106,11 +106,11 @@ impl ListenerMetrics {
         }
     }
 
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections.inc();
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections.dec();
     }
 }

@@ -1,15 +1,15 @@
 //! The proxy: balancing, health and retry decisions (pure), and the listeners that use them.
 
-pub mod active;
-pub mod balance;
-pub mod buffered;
-pub mod health;
-pub mod http;
+pub(crate) mod active;
+pub(crate) mod balance;
+pub(crate) mod buffered;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod listener;
 pub mod metrics;
-pub mod passive;
-pub mod pool;
-pub mod retry;
+pub(crate) mod passive;
+pub(crate) mod pool;
+pub(crate) mod retry;
 pub mod service;
-pub mod tcp;
-pub mod upstream;
+pub(crate) mod tcp;
+pub(crate) mod upstream;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// Time since an arbitrary epoch.
-pub type Time = Duration;
+pub(crate) type Time = Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PassivePolicy {
@@ -18,7 +18,7 @@ pub struct PassivePolicy {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PassiveState {
+pub(crate) struct PassiveState {
     pub fails: u32,
     accessed: Time,
     checked: Time,
@@ -26,21 +26,21 @@ pub struct PassiveState {
 
 impl PassiveState {
     /// Whether the peer may be chosen now.
-    pub fn available(&self, policy: &PassivePolicy, now: Time) -> bool {
+    pub(crate) fn available(&self, policy: &PassivePolicy, now: Time) -> bool {
         !(policy.max_fails > 0
             && self.fails >= policy.max_fails
             && now.saturating_sub(self.checked) <= policy.fail_timeout)
     }
 
     /// The peer was chosen (a probe after the timeout re-arms `checked`).
-    pub fn chosen(&mut self, policy: &PassivePolicy, now: Time) {
+    pub(crate) fn chosen(&mut self, policy: &PassivePolicy, now: Time) {
         if now.saturating_sub(self.checked) > policy.fail_timeout {
             self.checked = now;
         }
     }
 
     /// A failed attempt; returns true when this failure made the peer unavailable.
-    pub fn failed(&mut self, policy: &PassivePolicy, now: Time) -> bool {
+    pub(crate) fn failed(&mut self, policy: &PassivePolicy, now: Time) -> bool {
         if policy.max_fails == 0 {
             return false;
         }
@@ -51,7 +51,7 @@ impl PassiveState {
     }
 
     /// A successful attempt.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         if self.accessed < self.checked {
             self.fails = 0;
         }

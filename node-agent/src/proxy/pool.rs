@@ -107,7 +107,7 @@ impl From<&buoy_crds::HttpSettings> for HeaderPolicy {
 
 impl PoolConfig {
     /// A pool without backends and with the API's defaults (it answers 503).
-    pub fn empty(name: &str) -> Self {
+    pub(crate) fn empty(name: &str) -> Self {
         PoolConfig {
             name: name.to_string(),
             backends: Vec::new(),
@@ -140,7 +140,7 @@ struct State {
     rr: SmoothRoundRobin,
 }
 
-pub struct Pool {
+pub(crate) struct Pool {
     pub config: PoolConfig,
     ring: HashRing,
     state: Mutex<State>,
@@ -149,7 +149,7 @@ pub struct Pool {
 
 /// Why no backend could be chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoBackend {
+pub(crate) enum NoBackend {
     /// The pool has no backends at all.
     Empty,
     /// Every backend is down (checks or `down: true`) or was already tried.
@@ -157,7 +157,7 @@ pub enum NoBackend {
 }
 
 impl NoBackend {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             NoBackend::Empty => "no backends in the pool",
             NoBackend::AllDown => "no healthy backend",
@@ -168,7 +168,7 @@ impl NoBackend {
 impl Pool {
     /// Why `no` backend could serve, with the pool's first problem when it has one (what the
     /// client reads in `X-Buoy-Error`: printable ASCII, bounded).
-    pub fn why(&self, no: NoBackend) -> String {
+    pub(crate) fn why(&self, no: NoBackend) -> String {
         match self.config.problems.first() {
             Some(p) if no == NoBackend::Empty => {
                 let p: String = p
@@ -190,12 +190,12 @@ impl Pool {
 }
 
 impl Pool {
-    pub fn new(config: PoolConfig) -> Pool {
+    pub(crate) fn new(config: PoolConfig) -> Pool {
         Pool::carrying_over(config, None)
     }
 
     /// A pool with a new configuration that keeps what `old` knew about backends it still has.
-    pub fn reconfigured(config: PoolConfig, old: &Pool) -> Pool {
+    pub(crate) fn reconfigured(config: PoolConfig, old: &Pool) -> Pool {
         Pool::carrying_over(config, Some(old))
     }
 
@@ -247,7 +247,7 @@ impl Pool {
 
     /// Chooses a backend not in `tried`: primaries first, backups only when no primary can be used
     /// (nginx `backup`). `key` is the consistent-hash key when the algorithm needs one.
-    pub fn select(&self, key: Option<&[u8]>, tried: &[usize]) -> Result<usize, NoBackend> {
+    pub(crate) fn select(&self, key: Option<&[u8]>, tried: &[usize]) -> Result<usize, NoBackend> {
         if self.config.backends.is_empty() {
             return Err(NoBackend::Empty);
         }
@@ -287,7 +287,7 @@ impl Pool {
     }
 
     /// The attempt on backend `i` ended; `failed` feeds the passive check.
-    pub fn finished(&self, i: usize, failed: bool) {
+    pub(crate) fn finished(&self, i: usize, failed: bool) {
         let now = self.now();
         let mut state = self.lock();
         let Some(b) = state.backends.get_mut(i) else {
@@ -307,14 +307,14 @@ impl Pool {
 
     /// The attempt on backend `i` ended without a verdict on the backend (a stale pooled
     /// connection).
-    pub fn abandoned(&self, i: usize) {
+    pub(crate) fn abandoned(&self, i: usize) {
         if let Some(b) = self.lock().backends.get_mut(i) {
             b.in_flight = b.in_flight.saturating_sub(1);
         }
     }
 
     /// An active probe of backend `i` returned; logs health changes.
-    pub fn probed(&self, i: usize, ok: bool) {
+    pub(crate) fn probed(&self, i: usize, ok: bool) {
         let Some(check) = &self.config.active else {
             return;
         };
@@ -327,7 +327,7 @@ impl Pool {
     }
 
     /// (total, ready) backends, as reported in status; ready: not down and passing both checks.
-    pub fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let now = self.now();
         let state = self.lock();
         let ready = self
@@ -341,7 +341,7 @@ impl Pool {
     }
 
     /// Whether backend `i` may receive traffic now (not down, passing both checks).
-    pub fn usable(&self, i: usize) -> bool {
+    pub(crate) fn usable(&self, i: usize) -> bool {
         let now = self.now();
         let state = self.lock();
         match (self.config.backends.get(i), state.backends.get(i)) {
@@ -350,7 +350,7 @@ impl Pool {
         }
     }
 
-    pub fn address(&self, i: usize) -> Option<SocketAddr> {
+    pub(crate) fn address(&self, i: usize) -> Option<SocketAddr> {
         self.config.backends.get(i).map(|b| b.addr)
     }
 }

@@ -4,7 +4,7 @@ use buoy_crds::RetryOn;
 
 /// How an attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The connection could not be made (the request was never sent).
     Connect,
     /// The connection broke, or the backend answered nothing usable, after the request was sent
@@ -25,7 +25,7 @@ impl Failure {
 
     /// Whether this counts as a failure for the passive check (nginx counts error, timeout,
     /// invalid_header always, and statuses only when they are listed in proxy_next_upstream).
-    pub fn counts_against_backend(self, on: &[RetryOn]) -> bool {
+    pub(crate) fn counts_against_backend(self, on: &[RetryOn]) -> bool {
         match self {
             Failure::Status(code) => {
                 status_condition(code).is_some_and(|c| on.contains(&c) && c != RetryOn::Http429)
@@ -47,7 +47,7 @@ fn status_condition(code: u16) -> Option<RetryOn> {
 }
 
 /// Methods nginx treats as non-idempotent (never retried once sent, unless allowed).
-pub fn idempotent(method: &str) -> bool {
+pub(crate) fn idempotent(method: &str) -> bool {
     !matches!(method, "POST" | "LOCK" | "PATCH")
 }
 
@@ -61,7 +61,7 @@ pub struct RetryPolicy {
 
 /// Whether attempt number `attempt` (1 for the first) that failed with `failure` is retried.
 /// `response_started`: bytes of a response already went to the client (never retried).
-pub fn should_retry(
+pub(crate) fn should_retry(
     policy: &RetryPolicy,
     attempt: u32,
     method: &str,

@@ -23,6 +23,7 @@ use super::{
 /// What the node's proxy should be doing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
+    /// Every listener of the node.
     pub listeners: Vec<ListenerConfig>,
     /// By `namespace/name`.
     pub pools: BTreeMap<String, PoolConfig>,
@@ -33,6 +34,7 @@ struct PoolEntry {
     stop_checks: watch::Sender<bool>,
 }
 
+/// The node's proxy: its listeners and pools, changed in place by `apply`.
 pub struct ProxyService {
     metrics: ProxyMetrics,
     pools: BTreeMap<String, PoolEntry>,
@@ -43,7 +45,7 @@ pub struct ProxyService {
 
 /// What one pool has on this node, for status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoolReport {
+pub(crate) struct PoolReport {
     /// Backends (static ones resolved, or endpoints).
     pub total: usize,
     /// Of those, the ones that may receive traffic now (not down, passing both checks).
@@ -56,8 +58,11 @@ pub struct PoolReport {
 #[derive(Debug, thiserror::Error)]
 #[error("listener {name} on {addr}: {source}")]
 pub struct ListenError {
+    /// The listener.
     pub name: String,
+    /// Its address.
     pub addr: std::net::SocketAddr,
+    /// Why it could not listen.
     pub source: std::io::Error,
 }
 
@@ -170,7 +175,7 @@ impl ProxyService {
 
     /// Why the listeners named do not all serve (see [`ProxyService::data_path`]), if they do
     /// not: the first listener that is not open, or whose pool has no usable backend.
-    pub fn why_not_serving(&self, names: &[String]) -> Option<String> {
+    pub(crate) fn why_not_serving(&self, names: &[String]) -> Option<String> {
         for name in names {
             let Some(l) = self.listeners.get(name) else {
                 return Some(format!("listener {name} cannot open"));
@@ -194,7 +199,7 @@ impl ProxyService {
     }
 
     /// What each pool has now, by `namespace/name`.
-    pub fn pool_reports(&self) -> BTreeMap<String, PoolReport> {
+    pub(crate) fn pool_reports(&self) -> BTreeMap<String, PoolReport> {
         self.pools
             .iter()
             .filter_map(|(name, entry)| {

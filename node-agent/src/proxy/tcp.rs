@@ -50,7 +50,7 @@ async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> 
 
 /// The time limits of one TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// No byte either way for this long ends it (the pool's idle timeout, or the listener's,
     /// whichever is shorter).
     pub idle: Duration,
@@ -62,7 +62,7 @@ pub struct Timeouts {
 
 /// Proxies one client connection until both directions are closed, it has been idle, or a
 /// write stalls.
-pub async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, t: Timeouts) {
+pub(crate) async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, t: Timeouts) {
     let _ = client.set_nodelay(true);
     let Some((mut backend, i)) = connect(&pool, peer).await else {
         // Nothing to say to a TCP client: closing is the error.

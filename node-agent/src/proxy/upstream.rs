@@ -25,7 +25,7 @@ use tokio::{
 const MAX_IDLE_PER_BACKEND: usize = 64;
 
 /// A connection to a backend, idle since `since`.
-pub struct Idle {
+pub(crate) struct Idle {
     pub addr: SocketAddr,
     pub stream: Stream,
     pub since: Instant,
@@ -33,7 +33,7 @@ pub struct Idle {
 
 /// Idle keep-alive connections of one listener, by backend address, most recent last.
 #[derive(Default)]
-pub struct IdleCache {
+pub(crate) struct IdleCache {
     conns: Mutex<Cache>,
 }
 
@@ -45,7 +45,7 @@ struct Cache {
 
 impl IdleCache {
     /// Keeps `conn` for the next request to its backend; `max_idle` is how long it may wait.
-    pub fn put(&self, conn: Idle, max_idle: Duration) {
+    pub(crate) fn put(&self, conn: Idle, max_idle: Duration) {
         let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         // Connections to backends nobody asks for any more (removed from the pool) would stay
         // until the listener stops: drop what has waited too long, at most once a second.
@@ -67,7 +67,12 @@ impl IdleCache {
     }
 
     /// The most recently used live connection to `addr` that has not waited past `max_idle`.
-    pub fn take(&self, addr: SocketAddr, now: Instant, max_idle: Duration) -> Option<Stream> {
+    pub(crate) fn take(
+        &self,
+        addr: SocketAddr,
+        now: Instant,
+        max_idle: Duration,
+    ) -> Option<Stream> {
         let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let q = cache.by_backend.get_mut(&addr)?;
         while let Some((since, mut stream)) = q.pop_back() {
@@ -83,7 +88,7 @@ impl IdleCache {
 /// (pingora's pool makes the same test). One non-blocking read, and no syscall when tokio already
 /// knows the socket is quiet. A wrong "usable" (tokio's task budget ran out) only costs the retry
 /// on a fresh connection that every reused connection gets.
-pub fn still_open(stream: &mut Stream) -> bool {
+pub(crate) fn still_open(stream: &mut Stream) -> bool {
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
     let mut cx = Context::from_waker(Waker::noop());
@@ -92,7 +97,7 @@ pub fn still_open(stream: &mut Stream) -> bool {
 
 /// A TCP connection to a backend within `timeout` (`TimedOut` past it), Nagle off; for both
 /// proxies, HTTP and TCP.
-pub async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
@@ -101,7 +106,7 @@ pub async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStr
 }
 
 /// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
     match open(addr, timeout).await {
         Ok(tcp) => Ok(Box::new(Buffered::new(tcp))),
         Err(e) => {

@@ -39,12 +39,14 @@ pub struct Port {
     interface: String,
     socket: Arc<VrrpSocket>,
     routes: Arc<Mutex<HashMap<u8, mpsc::Sender<Incoming>>>>,
+    /// Counters of packets not routed to an instance.
     pub stats: Arc<Mutex<PortStats>>,
     task: JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("VRID {0} is already served on this interface by another instance")]
+/// Two instances asked for one VRID on one interface.
 pub struct VridInUse(pub u8);
 
 impl Port {
@@ -105,7 +107,7 @@ impl Port {
     }
 
     /// Receives the adverts for `vrid` on this port.
-    pub fn subscribe(&self, vrid: u8) -> Result<mpsc::Receiver<Incoming>, VridInUse> {
+    pub(crate) fn subscribe(&self, vrid: u8) -> Result<mpsc::Receiver<Incoming>, VridInUse> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.get(&vrid).is_some_and(|tx| !tx.is_closed()) {
             return Err(VridInUse(vrid));
@@ -115,7 +117,7 @@ impl Port {
         Ok(rx)
     }
 
-    pub fn socket(&self) -> &VrrpSocket {
+    pub(crate) fn socket(&self) -> &VrrpSocket {
         &self.socket
     }
 }
@@ -128,6 +130,7 @@ impl Drop for Port {
 
 /// Shared by every instance of an agent.
 pub struct Host {
+    /// The node's netlink connection.
     pub netlink: Netlink,
     links: broadcast::Sender<Link>,
     ports: Mutex<HashMap<(u32, bool), Weak<Port>>>,
@@ -140,7 +143,7 @@ impl Host {
     }
 
     /// [`Host::new`], writing the addresses and links it adds to `ledger` first.
-    pub fn with_ledger(ledger: Ledger) -> Result<Arc<Host>, NetError> {
+    pub(crate) fn with_ledger(ledger: Ledger) -> Result<Arc<Host>, NetError> {
         let netlink = Netlink::connect()?.with_ledger(ledger);
         let (links, _) = broadcast::channel(1024);
         let mut updates = watch_links()?;
@@ -158,12 +161,12 @@ impl Host {
     }
 
     /// Link-state changes of every interface.
-    pub fn link_updates(&self) -> broadcast::Receiver<Link> {
+    pub(crate) fn link_updates(&self) -> broadcast::Receiver<Link> {
         self.links.subscribe()
     }
 
     /// The counters of every open port: (interface, IPv6, counters).
-    pub fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
+    pub(crate) fn port_stats(&self) -> Vec<(String, bool, PortStats)> {
         let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         ports
             .iter()

@@ -8,7 +8,7 @@ use super::{host::PortStats, instance::Stats};
 
 /// The VRRP metric families of an agent.
 #[derive(Clone)]
-pub struct VrrpMetrics {
+pub(crate) struct VrrpMetrics {
     state: IntGaugeVec,
     priority: IntGaugeVec,
     sent: IntCounterVec,
@@ -21,7 +21,7 @@ pub struct VrrpMetrics {
 
 impl VrrpMetrics {
     /// The families, registered in `registry` (an error if they already are).
-    pub fn new(registry: &Registry) -> Result<VrrpMetrics, prometheus::Error> {
+    pub(crate) fn new(registry: &Registry) -> Result<VrrpMetrics, prometheus::Error> {
         let gauge =
             |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(opts!(name, help), labels);
         let counter =
@@ -87,7 +87,7 @@ impl VrrpMetrics {
     }
 
     /// The state and effective priority of this node for a VirtualIP.
-    pub fn record_state(&self, vip: &str, state: Role, priority: u8) {
+    pub(crate) fn record_state(&self, vip: &str, state: Role, priority: u8) {
         for role in Role::ALL {
             self.state
                 .with_label_values(&[vip, role.name()])
@@ -99,7 +99,7 @@ impl VrrpMetrics {
     }
 
     /// The counters of a VirtualIP's instance.
-    pub fn record_counters(&self, vip: &str, stats: &Stats) {
+    pub(crate) fn record_counters(&self, vip: &str, stats: &Stats) {
         raise(&self.sent.with_label_values(&[vip]), stats.adverts_sent);
         raise(
             &self.received.with_label_values(&[vip]),
@@ -115,7 +115,7 @@ impl VrrpMetrics {
     }
 
     /// The counters of the VRRP socket on `interface` (one per family).
-    pub fn record_port(&self, interface: &str, ipv6: bool, stats: &PortStats) {
+    pub(crate) fn record_port(&self, interface: &str, ipv6: bool, stats: &PortStats) {
         let family = if ipv6 { "ipv6" } else { "ipv4" };
         for (reason, n) in &stats.drops {
             raise(
@@ -138,7 +138,7 @@ impl VrrpMetrics {
     }
 
     /// Removes the series of a VirtualIP this node no longer serves.
-    pub fn forget(&self, vip: &str) {
+    pub(crate) fn forget(&self, vip: &str) {
         for role in Role::ALL {
             let _ = self.state.remove_label_values(&[vip, role.name()]);
         }

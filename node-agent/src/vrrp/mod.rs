@@ -4,4 +4,4 @@
 pub mod host;
 pub mod instance;
 pub mod metrics;
-pub mod socket;
+pub(crate) mod socket;

@@ -15,14 +15,14 @@ use tokio::io::unix::AsyncFd;
 
 /// A received VRRP message and what the IP layer said about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
     pub payload: Vec<u8>,
 }
 
-pub struct VrrpSocket {
+pub(crate) struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ipv6: bool,
     ifindex: u32,
@@ -31,7 +31,7 @@ pub struct VrrpSocket {
 impl VrrpSocket {
     /// Opens a socket on interface `ifname` (`ifindex`) for one address family, and joins the VRRP
     /// multicast group unless `unicast`.
-    pub fn open(ifname: &str, ifindex: u32, ipv6: bool, unicast: bool) -> io::Result<Self> {
+    pub(crate) fn open(ifname: &str, ifindex: u32, ipv6: bool, unicast: bool) -> io::Result<Self> {
         let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
         let s = Socket::new(
             domain,
@@ -66,7 +66,7 @@ impl VrrpSocket {
 
     /// Receives the next packet. The outer error is an IO failure; the inner one a packet whose IP
     /// header is unusable (to be counted and dropped).
-    pub async fn recv(&self) -> io::Result<Result<Incoming, DropReason>> {
+    pub(crate) async fn recv(&self) -> io::Result<Result<Incoming, DropReason>> {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|inner| {
@@ -83,7 +83,7 @@ impl VrrpSocket {
     }
 
     /// Sends a VRRP message from `src` to `dst`.
-    pub fn send(&self, payload: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
+    pub(crate) fn send(&self, payload: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
         let s = self.fd.get_ref();
         match (src, dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {

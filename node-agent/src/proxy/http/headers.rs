@@ -198,7 +198,7 @@ pub(super) fn hash_key(
 }
 
 /// nginx's `$host` from a Host header: lower case, without the port (IPv6 keeps its brackets).
-pub fn nginx_host(header: &str) -> String {
+pub(crate) fn nginx_host(header: &str) -> String {
     let h = header.trim();
     let without_port = if h.starts_with('[') {
         h.find(']').map_or(h, |end| &h[..=end])

@@ -37,13 +37,11 @@ mod headers;
 mod request;
 mod respond;
 
-pub use headers::nginx_host;
-
 /// Header that says why Buoy itself answered with an error.
-pub const REASON_HEADER: &str = "X-Buoy-Error";
+pub(crate) const REASON_HEADER: &str = "X-Buoy-Error";
 
 /// The pool a listener uses now; swapped atomically on reconfiguration.
-pub type PoolSlot = Arc<Mutex<Arc<Pool>>>;
+pub(crate) type PoolSlot = Arc<Mutex<Arc<Pool>>>;
 
 /// A keep-alive connection whose next request has not begun this long after the last response
 /// rests: its session, buffers and this future are dropped, and only the socket waits (as
@@ -52,7 +50,7 @@ pub type PoolSlot = Arc<Mutex<Arc<Pool>>>;
 const REST_AFTER: Duration = Duration::from_millis(100);
 
 /// A keep-alive connection resting between requests: its socket, and when it closes.
-pub struct Resting {
+pub(crate) struct Resting {
     pub tcp: tokio::net::TcpStream,
     pub until: tokio::time::Instant,
 }
@@ -64,7 +62,7 @@ enum HeaderWait {
     Evicted,
 }
 
-pub struct HttpProxy {
+pub(crate) struct HttpProxy {
     pub pool: PoolSlot,
     pub metrics: Arc<ListenerMetrics>,
     /// How long an idle client connection is kept for its next request (nginx keepalive_timeout).
@@ -96,7 +94,7 @@ impl HttpProxy {
     /// stops, the listener evicts it (at its limit, while it waits for a request header), or it
     /// rests between keep-alive requests (then its socket is returned, see [`REST_AFTER`]).
     /// `first`: no request has been read on the connection yet.
-    pub async fn serve(
+    pub(crate) async fn serve(
         &self,
         stream: Stream,
         client: SocketAddr,

@@ -15,23 +15,31 @@ use buoy_vrrp::{
 pub struct InstanceConfig {
     /// Interface name; `None`: the one whose subnet holds the first address.
     pub interface: Option<String>,
+    /// Virtual router ID.
     pub vrid: u8,
+    /// VRRP version (3, or 2 for old peers).
     pub version: Version,
+    /// Priority before tracking.
     pub priority: u8,
     /// Virtual addresses with their prefix lengths.
     pub addresses: Vec<(IpAddr, u8)>,
+    /// Advertisement interval.
     pub advert_interval: Duration,
     /// Adverts sent per interval while master (the machine's `adverts_per_interval`).
     pub adverts_per_interval: u8,
+    /// Whether a higher priority takes over from a running master.
     pub preempt: bool,
+    /// How long a higher priority waits before it preempts.
     pub preempt_delay: Duration,
     /// Unicast peers; empty means multicast.
     pub unicast_peers: Vec<IpAddr>,
+    /// Send adverts to `unicast_peers` instead of the multicast group.
     pub unicast: bool,
     /// VRRPv2 password (first 8 bytes used).
     pub auth: Option<[u8; AUTH_LEN]>,
     /// Source address of adverts; default: the interface's primary address.
     pub source_address: Option<IpAddr>,
+    /// Gratuitous ARP / unsolicited NA on becoming master.
     pub announce: AnnounceConfig,
     /// Other interfaces to track, with keepalived weights (`track_interface`).
     pub track_interfaces: Vec<(String, i32)>,
@@ -50,7 +58,7 @@ pub struct InstanceConfig {
 /// Default [`InstanceConfig::handover_forward`], the API's `vrrp.connectionHandover` default:
 /// long enough for a draining agent's connections (its default drain timeout is 10 s) and for
 /// clients' idle keep-alive connections to the old master to send their next request.
-pub const HANDOVER_FORWARD: Duration = Duration::from_secs(30);
+pub(crate) const HANDOVER_FORWARD: Duration = Duration::from_secs(30);
 
 impl Default for InstanceConfig {
     /// The API's defaults: VRRPv3, 1 s adverts, preemption, multicast, no tracking.
@@ -81,7 +89,7 @@ impl Default for InstanceConfig {
 
 impl InstanceConfig {
     /// The virtual addresses, without their prefix lengths.
-    pub fn vips(&self) -> Vec<IpAddr> {
+    pub(crate) fn vips(&self) -> Vec<IpAddr> {
         self.addresses.iter().map(|(a, _)| *a).collect()
     }
 
@@ -119,7 +127,7 @@ impl InstanceConfig {
 }
 
 /// The VRRP virtual MAC of a router (RFC 5798 section 7.3).
-pub fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
+pub(crate) fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, if ipv6 { 0x02 } else { 0x01 }, vrid]
 }
 

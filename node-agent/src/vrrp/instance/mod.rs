@@ -26,12 +26,12 @@ mod open;
 mod shell;
 
 pub use buoy_vrrp::{announce::AnnounceConfig, fault::DataPath, router::Stop};
-pub use config::{HANDOVER_FORWARD, InstanceConfig, virtual_mac};
+pub use config::InstanceConfig;
 
 /// Foreign routers an instance tracks one by one (counters, status, a log line each); more are
 /// counted together. Spoofed adverts from many source addresses must not grow memory, logs or
 /// metric series without bound.
-pub const MAX_FOREIGN_ROUTERS: usize = 16;
+pub(crate) const MAX_FOREIGN_ROUTERS: usize = 16;
 
 /// How the agent talks to a running instance.
 pub struct Controls {
@@ -39,7 +39,9 @@ pub struct Controls {
     pub shutdown: watch::Receiver<Option<Stop>>,
     /// Whether this node's proxy can serve the VIP (listeners open, healthy backends).
     pub data_path: watch::Receiver<DataPath>,
+    /// Where the instance reports.
     pub events: mpsc::UnboundedSender<InstanceEvent>,
+    /// Where the instance counts.
     pub stats: Arc<Mutex<Stats>>,
     /// The node's connection handover rules; `None`: no forwarding after a takeover.
     pub handover: Option<Handover>,
@@ -60,24 +62,35 @@ pub struct Ended {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why an instance cannot run.
 pub enum InstanceError {
     #[error(transparent)]
+    /// A host network change failed.
     Net(#[from] NetError),
     #[error("opening the VRRP socket on {interface}: {source}")]
+    /// The VRRP socket could not be opened.
     Socket {
+        /// The interface.
         interface: String,
+        /// The error.
         source: std::io::Error,
     },
     #[error("opening the announcement socket on {interface}: {source}")]
+    /// The ARP/NA socket could not be opened.
     Announcer {
+        /// The interface.
         interface: String,
+        /// The error.
         source: std::io::Error,
     },
     #[error("receiving VRRP packets: {0}")]
+    /// Receiving failed.
     Receive(std::io::Error),
     #[error("no addresses configured")]
+    /// The instance has no address.
     NoAddresses,
     #[error(transparent)]
+    /// Another instance of the node uses the VRID.
     VridInUse(#[from] VridInUse),
     /// The node must not bind what the VirtualIP asks for (see `net::claim`): not retried until
     /// the configuration changes.
@@ -88,15 +101,25 @@ pub enum InstanceError {
 /// What an instance reports while it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InstanceEvent {
+    /// The instance entered a state.
     StateChanged {
+        /// The new state.
         state: State,
+        /// The state left.
         previous: State,
+        /// Why.
         reason: String,
+        /// The effective priority then.
         priority: u8,
     },
     /// A router that is not ours uses our VRID (another address list, interval, or unknown peer).
     /// Reported for the first [`MAX_FOREIGN_ROUTERS`] only.
-    Collision { from: IpAddr, reason: DropReason },
+    Collision {
+        /// The foreign router.
+        from: IpAddr,
+        /// How its adverts differ from ours.
+        reason: DropReason,
+    },
     /// The address this node sends adverts from (its peers forward connections only to it).
     Source(IpAddr),
 }
@@ -104,20 +127,26 @@ pub enum InstanceEvent {
 /// Counters of one instance (exported as metrics by the agent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Adverts accepted.
     pub adverts_received: u64,
+    /// Adverts sent.
     pub adverts_sent: u64,
+    /// Adverts for other VRIDs on the interface.
     pub other_vrid: u64,
+    /// Packets dropped, by reason.
     pub drops: BTreeMap<&'static str, u64>,
     /// Adverts from foreign routers using our VRID, by source (at most
     /// [`MAX_FOREIGN_ROUTERS`] sources; the rest in `collisions_other`).
     pub collisions: BTreeMap<IpAddr, u64>,
+    /// Foreign adverts beyond the tracked sources.
     pub collisions_other: u64,
+    /// Adverts that could not be sent.
     pub send_errors: u64,
 }
 
 impl Stats {
     /// All collision adverts, whatever their source.
-    pub fn collisions_total(&self) -> u64 {
+    pub(crate) fn collisions_total(&self) -> u64 {
         self.collisions.values().sum::<u64>() + self.collisions_other
     }
 }
