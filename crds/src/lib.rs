@@ -2,7 +2,7 @@
 //! `AddressPool` custom resources, their validation (the same in a cluster and in standalone
 //! mode), the address policy, CRD generation and the loader for YAML manifests.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod addresspool;
 pub mod contract;

@@ -1,6 +1,10 @@
 //! `UpstreamPool`: the backends a listener proxies to, and how it balances, checks and retries
 //! them. The nginx `upstream` block and the `proxy_*` directives of the reference setup live here.
 
+// kube's KubeSchema derive (the CEL rules) copies each validated struct into a private scope;
+// `unreachable_pub` reports that copy, so the lint is off here. These types are the public API.
+#![allow(unreachable_pub)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -2,6 +2,10 @@
 //! through VRRP, and the proxy listeners served on it. The keepalived `vrrp_instance` and the nginx
 //! `server` blocks of the reference setup both live here.
 
+// kube's KubeSchema derive (the CEL rules) copies each validated struct into a private scope;
+// `unreachable_pub` reports that copy, so the lint is off here. These types are the public API.
+#![allow(unreachable_pub)]
+
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
