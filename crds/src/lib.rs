@@ -13,6 +13,7 @@ pub mod names;
 pub mod placement;
 pub mod policy;
 pub mod reference;
+pub mod service;
 pub mod structural;
 pub mod upstreampool;
 pub mod validation;
