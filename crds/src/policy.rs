@@ -242,7 +242,7 @@ pub fn first_free(
 }
 
 /// Whether `pool` admits VirtualIPs of the namespace `namespace` with `labels`.
-pub(crate) fn admits_namespace(
+pub fn admits_namespace(
     pool: &AddressPool,
     namespace: &str,
     labels: &BTreeMap<String, String>,

@@ -15,3 +15,26 @@ pub const ADDRESS_POOL_ANNOTATION: &str = "buoy.io/address-pool";
 /// Annotation with a sharing key: Services of one namespace with the same key share one address
 /// when their ports do not clash (MetalLB's `metallb.io/allow-shared-ip`).
 pub const ALLOW_SHARED_IP_ANNOTATION: &str = "buoy.io/allow-shared-ip";
+
+/// Annotation on a Service's VirtualIP listing the Services (names, comma-separated) whose
+/// address it carries.
+pub const SERVICES_ANNOTATION: &str = "buoy.io/services";
+
+/// Label on a Service's VirtualIP: the name of the (first) Service it carries, for
+/// `kubectl get vip -l`.
+pub const SERVICE_NAME_LABEL: &str = "buoy.io/service-name";
+
+/// Node label that keeps load balancer addresses off a node (as for every Kubernetes load
+/// balancer).
+pub const EXCLUDE_NODE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// The names of the Services that own an object (its owner references of kind `v1/Service`):
+/// a VirtualIP the operator keeps for them.
+pub fn owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Vec<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.api_version == "v1" && o.kind == "Service")
+        .map(|o| o.name.as_str())
+        .collect()
+}

@@ -75,6 +75,14 @@ pub struct Flags {
     /// refused and reported on the pool.
     #[arg(long)]
     allow_node_local_backends: bool,
+    /// Give addresses to Services of type LoadBalancer without a `loadBalancerClass` too (as
+    /// MetalLB does); without it, only to those of class `buoy.io/vrrp`.
+    #[arg(long)]
+    default_load_balancer_class: bool,
+    /// VRRP advertisement interval of the VirtualIPs that carry Services' addresses (failover
+    /// takes about 3 intervals).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    load_balancer_advertisement_interval: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -145,6 +153,10 @@ impl Flags {
             concurrency: self.concurrency,
             identity,
             address_policy: self.address_policy,
+            load_balancers: crate::plan::services::Settings {
+                default_class: self.default_load_balancer_class,
+                advertisement_interval: self.load_balancer_advertisement_interval,
+            },
         })
     }
 }

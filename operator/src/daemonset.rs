@@ -6,13 +6,14 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
+use crate::applied;
+
 /// `app.kubernetes.io/name` of every agent DaemonSet and pod.
 pub(crate) const APP: &str = "buoy-agent";
 /// The label key of [`APP`].
 pub(crate) const APP_LABEL: &str = "app.kubernetes.io/name";
 /// Annotation on the DaemonSet: the hash of what the operator applied, so that an unchanged
 /// DaemonSet is not applied again.
-const HASH_ANNOTATION: &str = "buoy.io/applied-hash";
 /// The agent's port for /metrics, /healthz and /readyz (host network).
 pub(crate) const AGENT_PORT: u16 = 9901;
 
@@ -85,15 +86,6 @@ fn node_affinity(selectors: &[Option<&LabelSelector>]) -> Option<Value> {
     )
 }
 
-fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// iptables' lock file, shared with the host.
 const XTABLES_LOCK: &str = "/run/xtables.lock";
 /// Where agents keep their ledgers on the host: a restarted agent undoes what a crashed one
@@ -101,7 +93,7 @@ const XTABLES_LOCK: &str = "/run/xtables.lock";
 const STATE_DIR: &str = "/run/buoy";
 
 /// The DaemonSet for `placement`, as applied (server-side apply, field manager
-/// `buoy-operator`), with [`HASH_ANNOTATION`] set to the hash of the rest.
+/// `buoy-operator`), stamped with the hash of the rest ([`applied::stamp`]).
 pub(crate) fn desired(settings: &AgentSettings, placement: &Placement) -> Value {
     let labels = json!({APP_LABEL: APP, buoy_crds::placement::LABEL: placement.key});
     let owners: Vec<Value> = placement
@@ -176,7 +168,7 @@ pub(crate) fn desired(settings: &AgentSettings, placement: &Placement) -> Value 
     if let Some(t) = placement.tolerations.as_ref().filter(|t| !t.is_empty()) {
         pod_spec["tolerations"] = serde_json::to_value(t).unwrap_or(Value::Null);
     }
-    let mut ds = json!({
+    let ds = json!({
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": {
@@ -191,26 +183,17 @@ pub(crate) fn desired(settings: &AgentSettings, placement: &Placement) -> Value 
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     });
-    let hash = fnv(&ds.to_string());
-    ds["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
-    ds
+    applied::stamp(ds)
 }
 
 /// The hash an applied DaemonSet carries.
 pub(crate) fn applied_hash(ds: &DaemonSet) -> Option<&str> {
-    ds.metadata
-        .annotations
-        .as_ref()?
-        .get(HASH_ANNOTATION)
-        .map(String::as_str)
+    applied::of(&ds.metadata)
 }
 
 /// The hash [`desired`] put on `desired`.
 pub(crate) fn desired_hash(desired: &Value) -> Option<&str> {
-    desired
-        .pointer("/metadata/annotations")?
-        .get(HASH_ANNOTATION)?
-        .as_str()
+    applied::desired(desired)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 mod allocate;
 mod app;
+mod applied;
 mod conditions;
 mod controller;
 mod daemonset;

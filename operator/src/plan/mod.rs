@@ -8,6 +8,7 @@
 //! [`plan_world`] runs the phases in order, each in its own room with its own tests; one
 //! record per VirtualIP ([`served::ServedVip`]) carries what they decide:
 //!
+//! 0. [`services`]: LoadBalancer Services' addresses and the VirtualIPs that carry them;
 //! 1. [`addresses`]: which VirtualIPs the address policy serves, on which addresses;
 //! 2. [`router_ids`]: their virtual router IDs;
 //! 3. [`conflicts`]: which clash with earlier ones;
@@ -30,6 +31,7 @@ mod daemonsets;
 mod priorities;
 mod router_ids;
 mod served;
+pub(crate) mod services;
 mod upstreampool;
 mod virtualip;
 mod virtualip_conditions;
@@ -54,6 +56,8 @@ pub(crate) struct Plan {
     pub(crate) foreign: BTreeSet<(Family, u8)>,
     /// When to plan again even if nothing changes (a release timeout), in seconds.
     pub(crate) wake_after_secs: Option<i64>,
+    /// LoadBalancer Services: their VirtualIPs, statuses and Events.
+    pub(crate) services: services::ServicesPlan,
 }
 
 /// The VirtualIPs in precedence order: oldest first, then by namespace and name. Objects
@@ -73,6 +77,17 @@ fn precedence<'a>(vips: &[&'a VirtualIP]) -> Vec<&'a VirtualIP> {
 
 /// Plans everything.
 pub(crate) fn plan_world(world: &World) -> Plan {
+    // Services first: their VirtualIPs are applied, and planned as any other once observed.
+    let services = services::plan(&services::Inputs {
+        services: &world.services,
+        vips: &world.vips,
+        pools: &world.address_pools,
+        namespaces: world.namespaces,
+        remembered: &world.memory.service_addresses,
+        told: &world.memory.service_told,
+        default_class: world.load_balancers.default_class,
+        advertisement_interval: world.load_balancers.advertisement_interval,
+    });
     let vips = precedence(&world.vips);
     // Addresses: the policy decides which VirtualIPs are served, on which addresses. The rest
     // of the plan sees each served VirtualIP with its addresses in effect in its spec; those
@@ -119,6 +134,7 @@ pub(crate) fn plan_world(world: &World) -> Plan {
         address_pools: decided.pools,
         foreign: ids.foreign,
         wake_after_secs,
+        services,
     }
 }
 
@@ -211,8 +227,11 @@ pub(crate) mod fixture {
             let endpoints = BTreeMap::new();
             let settings = settings();
             let namespaces = BTreeMap::new();
+            let load_balancers = super::services::Settings::default();
             plan_world(&World {
                 vips: self.vips.iter().collect(),
+                services: vec![],
+                load_balancers: &load_balancers,
                 pools: self.pools.iter().collect(),
                 address_pools: self.address_pools.iter().collect(),
                 namespaces: &namespaces,

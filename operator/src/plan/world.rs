@@ -2,15 +2,18 @@
 //! writes, the agents' settings and the time. Input only; every phase reads it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use buoy_crds::{
     AddressPool, BackendCounts, UpstreamPool, VirtualIP, contract, policy::AddressPolicy,
 };
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::allocate::Family;
 use crate::daemonset::AgentSettings;
+
+use super::services;
 
 /// What the operator remembers between plans: its own writes that the caches may not show yet,
 /// and the VRIDs that foreign routers use.
@@ -28,11 +31,19 @@ pub(crate) struct Memory {
     /// Addresses allocated from a pool and written to `status.addresses`, by uid, until the
     /// cache shows them (two passes must not hand one address out twice).
     pub(crate) addresses: HashMap<String, Vec<String>>,
+    /// Addresses given to Services in the last pass, by Service key (the caches may not show
+    /// their VirtualIPs yet).
+    pub(crate) service_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// What the last Event on each Service said, by Service key.
+    pub(crate) service_told: BTreeMap<String, String>,
 }
 
 /// Everything a plan is made from.
 pub(crate) struct World<'a> {
     pub(crate) vips: Vec<&'a VirtualIP>,
+    /// Every Service (the phase picks the LoadBalancers of Buoy's class).
+    pub(crate) services: Vec<&'a Service>,
+    pub(crate) load_balancers: &'a services::Settings,
     pub(crate) pools: Vec<&'a UpstreamPool>,
     pub(crate) address_pools: Vec<&'a AddressPool>,
     /// Namespace labels, for AddressPools' `namespaceSelector`.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use buoy_crds::{AddressPool, UpstreamPool, VirtualIP};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -35,6 +35,8 @@ use tracing::{debug, info, warn};
 use crate::daemonset::{self, AgentSettings};
 use crate::plan::{self, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
+
+mod services;
 
 /// The operator's field manager for server-side apply, and its reporting controller in Events.
 pub(crate) const FIELD_MANAGER: &str = "buoy-operator";
@@ -59,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) identity: String,
     /// Whether AddressPools decide which VirtualIPs are served.
     pub(crate) address_policy: buoy_crds::policy::AddressPolicy,
+    /// How LoadBalancer Services are served.
+    pub(crate) load_balancers: plan::services::Settings,
 }
 
 /// What the controller works with, built once per process from the flags: the API client, its
@@ -84,6 +88,8 @@ struct Caches {
     /// Namespaces' labels (metadata only), for AddressPools' `namespaceSelector`.
     namespaces: Store<PartialObjectMeta<Namespace>>,
     nodes: Store<Node>,
+    /// Every Service (LoadBalancers of Buoy's class get addresses).
+    services: Store<Service>,
     slices: Store<EndpointSlice>,
     daemonsets: Store<DaemonSet>,
 }
@@ -249,6 +255,11 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
             watcher::Config::default(),
             notify.clone(),
         ),
+        services: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            notify.clone(),
+        ),
         slices: reflect(
             Api::all(client.clone()),
             watcher::Config::default().labels("kubernetes.io/service-name"),
@@ -271,6 +282,7 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
             caches.address_pools.wait_until_ready().await.map_err(|_| Error::CacheSync("AddressPool"))?;
             caches.namespaces.wait_until_ready().await.map_err(|_| Error::CacheSync("Namespace"))?;
             caches.nodes.wait_until_ready().await.map_err(|_| Error::CacheSync("Node"))?;
+            caches.services.wait_until_ready().await.map_err(|_| Error::CacheSync("Service"))?;
             caches.slices.wait_until_ready().await.map_err(|_| Error::CacheSync("EndpointSlice"))?;
             caches.daemonsets.wait_until_ready().await.map_err(|_| Error::CacheSync("DaemonSet"))
         } => r?,
@@ -402,8 +414,11 @@ impl Pass {
             .iter()
             .map(|n| (n.name_any(), n.labels().clone()))
             .collect();
+        let services = caches.services.state();
         let plan = plan::plan_world(&World {
             vips: vips.iter().map(|v| v.as_ref()).collect(),
+            services: services.iter().map(|s| s.as_ref()).collect(),
+            load_balancers: &self.settings.load_balancers,
             pools: pools.iter().map(|p| p.as_ref()).collect(),
             address_pools: address_pools.iter().map(|p| p.as_ref()).collect(),
             namespaces: &namespaces,
@@ -421,6 +436,7 @@ impl Pass {
         ok &= self.apply_vips(&plan, &vips).await;
         ok &= self.apply_pools(&plan, &pools).await;
         ok &= self.apply_address_pools(&plan, &address_pools).await;
+        ok &= self.apply_services(&plan).await;
         (
             ok,
             plan.wake_after_secs

@@ -1,0 +1,351 @@
+//! The plan's Services phase, pure: `type: LoadBalancer` Services of Buoy's class get their
+//! addresses. Each Service (or each sharing key) is carried by one VirtualIP per family that the
+//! operator keeps in the Service's namespace, owned by the Service(s) ([`virtualip`]); from
+//! there on it is a VirtualIP like any other (router ID, conflicts, priorities, DaemonSets,
+//! status). The addresses come from [`allocate`]; the Service's `status.loadBalancer` lists
+//! them once a node announces them; Events say what was given, or why not, and which node
+//! became master.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use buoy_crds::{AddressPool, VirtualIP, contract, service};
+use k8s_openapi::api::core::v1::Service;
+use serde_json::{Value, json};
+
+mod allocate;
+mod request;
+mod virtualip;
+
+pub(crate) use allocate::Refusal;
+use allocate::{Allocation, Pools};
+
+use crate::applied;
+use request::Request;
+
+/// How Services are served (the operator's flags).
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Services of type LoadBalancer without a class are Buoy's (`--default-load-balancer-class`).
+    pub(crate) default_class: bool,
+    /// The VRRP advertisement interval of Services' VirtualIPs.
+    pub(crate) advertisement_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            default_class: false,
+            advertisement_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the Services phase reads.
+pub(crate) struct Inputs<'a, 'b> {
+    pub(crate) services: &'b [&'a Service],
+    pub(crate) vips: &'b [&'a VirtualIP],
+    pub(crate) pools: &'b [&'a AddressPool],
+    pub(crate) namespaces: &'b BTreeMap<String, BTreeMap<String, String>>,
+    /// Addresses given in earlier passes that the caches may not show yet, by Service key.
+    pub(crate) remembered: &'b BTreeMap<String, Vec<IpAddr>>,
+    /// What the last Events said, by Service key (an Event only when it changes).
+    pub(crate) told: &'b BTreeMap<String, String>,
+    /// Services of type LoadBalancer without a class are Buoy's.
+    pub(crate) default_class: bool,
+    /// The VRRP advertisement interval of Services' VirtualIPs.
+    pub(crate) advertisement_interval: Duration,
+}
+
+/// One Event for a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServiceEvent {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) warning: bool,
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+/// A Service's `status.loadBalancer` to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServiceStatus {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    /// The addresses announced now (empty: cleared).
+    pub(crate) ingress: Vec<IpAddr>,
+}
+
+impl ServiceStatus {
+    /// The merge patch of the status subresource.
+    pub(crate) fn patch(&self) -> Value {
+        let ingress: Vec<Value> = self
+            .ingress
+            .iter()
+            .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+            .collect();
+        json!({"status": {"loadBalancer": {"ingress": ingress}}})
+    }
+}
+
+/// What the phase decides.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServicesPlan {
+    /// The VirtualIPs to keep, as server-side apply bodies, by `namespace/name`.
+    pub(crate) vips: BTreeMap<String, Value>,
+    /// Of those, the ones that differ from what is observed: `(namespace, name)`.
+    pub(crate) changed: Vec<(String, String)>,
+    /// Services' VirtualIPs no Service needs any more: `(namespace, name)`.
+    pub(crate) stale: Vec<(String, String)>,
+    /// Service statuses that differ from what is observed.
+    pub(crate) statuses: Vec<ServiceStatus>,
+    pub(crate) events: Vec<ServiceEvent>,
+    /// What the Events say now, by Service key (the next [`Inputs::told`]).
+    pub(crate) told: BTreeMap<String, String>,
+    /// Addresses given, by Service key (the next [`Inputs::remembered`], until shown).
+    pub(crate) given: BTreeMap<String, Vec<IpAddr>>,
+}
+
+fn ingress_of(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+fn vip_addresses(v: &VirtualIP) -> impl Iterator<Item = IpAddr> + '_ {
+    let status = v
+        .status
+        .as_ref()
+        .map(|s| s.addresses.as_slice())
+        .unwrap_or_default();
+    v.spec
+        .addresses
+        .iter()
+        .map(|a| a.0.as_str())
+        .chain(status.iter().map(String::as_str))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+}
+
+/// Services in precedence order: oldest first, then by key.
+fn precedence<'a>(services: &[&'a Service]) -> Vec<&'a Service> {
+    let mut s = services.to_vec();
+    s.sort_by(|a, b| {
+        let t = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let k = |s: &Service| {
+            contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
+        };
+        t(a).cmp(&t(b)).then_with(|| k(a).cmp(&k(b)))
+    });
+    s
+}
+
+/// Plans the Services.
+pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
+    let ours: Vec<&Service> = precedence(inputs.services)
+        .into_iter()
+        .filter(|s| s.metadata.name.is_some() && request::is_ours(s, inputs.default_class))
+        .collect();
+    let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
+    let mut requests: Vec<Request<'_>> = Vec::new();
+    for s in &ours {
+        match request::read(s) {
+            Ok(r) => requests.push(r),
+            Err(e) => {
+                let key =
+                    contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+                refused.insert(key, Refusal::InvalidRequest(e));
+            }
+        }
+    }
+
+    // What Services were given before (their VirtualIPs, their status, the operator's memory),
+    // and what other VirtualIPs hold.
+    let mut records: BTreeMap<String, Vec<IpAddr>> = inputs.remembered.clone();
+    let mut taken: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut observed: BTreeMap<String, &VirtualIP> = BTreeMap::new();
+    for v in inputs.vips {
+        let ns = v
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(contract::DEFAULT_NAMESPACE);
+        let owners = service::owners(&v.metadata);
+        if owners.is_empty() {
+            for ip in vip_addresses(v) {
+                taken.entry(ip).or_insert_with(|| {
+                    format!(
+                        "VirtualIP {}",
+                        contract::key(Some(ns), v.metadata.name.as_deref())
+                    )
+                });
+            }
+            continue;
+        }
+        observed.insert(contract::key(Some(ns), v.metadata.name.as_deref()), v);
+        for o in owners {
+            records
+                .entry(contract::key(Some(ns), Some(o)))
+                .or_default()
+                .extend(vip_addresses(v));
+        }
+    }
+    for s in &ours {
+        let key = contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+        records.entry(key).or_default().extend(ingress_of(s));
+    }
+
+    let units = allocate::units(&requests, &mut refused);
+    // A unit whose VirtualIP name belongs to someone else's VirtualIP is not served.
+    let units: Vec<_> = units
+        .into_iter()
+        .filter(|u| {
+            let first = u.first();
+            let clash = first.families.iter().map(|v6| virtualip::name(u, *v6)).find(|n| {
+                let key = contract::key(Some(first.namespace), Some(n));
+                inputs.vips.iter().any(|v| {
+                    contract::key(v.metadata.namespace.as_deref(), v.metadata.name.as_deref())
+                        == key
+                        && service::owners(&v.metadata).is_empty()
+                })
+            });
+            if let Some(n) = &clash {
+                for m in &u.members {
+                    refused.insert(
+                        m.key.clone(),
+                        Refusal::AddressNotAllowed(format!(
+                            "the VirtualIP {n} that would carry this Service's address exists and is not the operator's"
+                        )),
+                    );
+                }
+            }
+            clash.is_none()
+        })
+        .collect();
+    let pools = Pools {
+        pools: inputs.pools,
+        namespaces: inputs.namespaces,
+        taken: &taken,
+        records: &records,
+    };
+    let Allocation { units, refused } = allocate::allocate(units, &pools, refused);
+
+    let mut out = ServicesPlan::default();
+    let mut ingress: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    let mut masters: BTreeMap<String, Vec<(IpAddr, String)>> = BTreeMap::new();
+    for (unit, given) in &units {
+        let first = unit.first();
+        for g in given {
+            let name = virtualip::name(unit, g.address.is_ipv6());
+            let key = contract::key(Some(first.namespace), Some(&name));
+            let pool = inputs
+                .pools
+                .iter()
+                .copied()
+                .find(|p| p.metadata.name.as_deref() == Some(g.pool.as_str()));
+            let body = virtualip::desired(unit, g, pool, inputs.advertisement_interval);
+            if observed.get(&key).and_then(|v| applied::of(&v.metadata)) != applied::desired(&body)
+            {
+                out.changed
+                    .push((first.namespace.to_string(), name.clone()));
+            }
+            out.vips.insert(key.clone(), body);
+            // Announced: a master holds the VirtualIP, with this address in its spec.
+            let master = observed.get(&key).and_then(|v| {
+                let spec_has = v
+                    .spec
+                    .addresses
+                    .iter()
+                    .any(|a| a.0.split('/').next() == Some(&g.address.to_string()));
+                let m = v
+                    .status
+                    .as_ref()?
+                    .master
+                    .clone()
+                    .filter(|m| !m.is_empty())?;
+                spec_has.then_some(m)
+            });
+            for m in &unit.members {
+                out.given.entry(m.key.clone()).or_default().push(g.address);
+                if let Some(node) = &master {
+                    ingress.entry(m.key.clone()).or_default().push(g.address);
+                    masters
+                        .entry(m.key.clone())
+                        .or_default()
+                        .push((g.address, node.clone()));
+                }
+            }
+        }
+    }
+    out.stale = observed
+        .iter()
+        .filter(|(k, _)| !out.vips.contains_key(*k))
+        .filter_map(|(_, v)| Some((v.metadata.namespace.clone()?, v.metadata.name.clone()?)))
+        .collect();
+
+    for s in &ours {
+        let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else {
+            continue;
+        };
+        let key = contract::key(Some(&ns), Some(&name));
+        let now = ingress.remove(&key).unwrap_or_default();
+        if now != ingress_of(s) {
+            out.statuses.push(ServiceStatus {
+                namespace: ns.clone(),
+                name: name.clone(),
+                ingress: now,
+            });
+        }
+        let (warning, reason, message) = match refused.get(&key) {
+            Some(r) => (true, r.reason(), r.message()),
+            None => {
+                let given: Vec<String> = out
+                    .given
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect();
+                let held: Vec<String> = masters
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|(ip, node)| format!("{ip} on node {node}"))
+                    .collect();
+                if held.is_empty() {
+                    (
+                        false,
+                        "AddressAssigned",
+                        format!("given {}; no node announces it yet", given.join(", ")),
+                    )
+                } else {
+                    (
+                        false,
+                        "Announced",
+                        format!("given {}; announced: {}", given.join(", "), held.join(", ")),
+                    )
+                }
+            }
+        };
+        let said = format!("{reason}: {message}");
+        if inputs.told.get(&key) != Some(&said) {
+            out.events.push(ServiceEvent {
+                namespace: ns,
+                name,
+                warning,
+                reason,
+                message,
+            });
+        }
+        out.told.insert(key, said);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
