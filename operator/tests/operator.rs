@@ -1280,3 +1280,145 @@ async fn the_address_policy_serves_what_a_pool_allows_and_allocates_from_it() {
         assert_eq!(st.virtual_router_id, None);
     }
 }
+
+const LB_POOL: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata:
+  name: web-lan
+spec:
+  addresses: ["10.78.0.10-10.78.0.11"]
+  namespaces: [web]
+  autoAssign: true
+"#;
+
+fn lb_service(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: web\n{extra}spec:\n  type: LoadBalancer\n  loadBalancerClass: buoy.io/vrrp\n  selector: {{app: {name}}}\n  ports:\n    - {{port: 80, protocol: TCP}}\n"
+    )
+}
+
+async fn service_ingress(c: &Cluster, name: &str) -> Vec<(String, String)> {
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(c.client.clone(), "web");
+    let Ok(s) = services.get(name).await else {
+        return Vec::new();
+    };
+    s.status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.ip.unwrap_or_default(), i.ip_mode.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_load_balancer_service_gets_an_address_a_virtualip_and_its_status() {
+    let c = Cluster::start(&three_nodes()).await;
+    let kubectl = buoy_tests::kubectl::Kubectl::new(c.api.kubeconfig_path().to_path_buf());
+    let run = |args: &[&str], input: Option<&str>| {
+        let (ok, out, err) = kubectl.run(args, input);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+    };
+    run(&["create", "namespace", "web"], None);
+    run(&["apply", "-f", "-"], Some(LB_POOL));
+    let mut op = c.operator("op-1", &["--leader-election", "false"]);
+    run(&["apply", "-f", "-"], Some(&lb_service("front", "")));
+
+    // The Service's VirtualIP: announce only, the pool's first address, owned by the Service,
+    // then planned as any VirtualIP (router ID, priorities).
+    let vip = eventually("web/svc-front with its VRID", || async {
+        let v = c.vips("web").get("svc-front").await.ok()?;
+        v.status.as_ref()?.virtual_router_id.is_some().then_some(v)
+    })
+    .await;
+    assert_eq!(vip.spec.addresses[0].0, "10.78.0.10");
+    assert!(vip.spec.listeners.is_empty());
+    assert_eq!(vip.owner_references()[0].kind, "Service");
+    assert_eq!(vip.owner_references()[0].name, "front");
+    assert_eq!(vip.labels()["buoy.io/service-name"], "front");
+    let (_, _, note) = c.wait_event("web", "front", "AddressAssigned").await;
+    assert_eq!(note, "given 10.78.0.10; no node announces it yet");
+    assert!(service_ingress(&c, "front").await.is_empty());
+
+    // A node announces it: the Service's status lists it, and an Event names the node.
+    c.report(
+        "web",
+        "svc-front",
+        "n1",
+        json!({"state": "Master", "priority": 150}),
+    )
+    .await;
+    let ingress = eventually("front's status.loadBalancer", || async {
+        let i = service_ingress(&c, "front").await;
+        (!i.is_empty()).then_some(i)
+    })
+    .await;
+    assert_eq!(ingress, [("10.78.0.10".to_string(), "VIP".to_string())]);
+    let (_, _, note) = c.wait_event("web", "front", "Announced").await;
+    assert_eq!(note, "given 10.78.0.10; announced: 10.78.0.10 on node n1");
+
+    // Refusals, each on its own Service, none disturbing front.
+    run(
+        &["apply", "-f", "-"],
+        Some(&lb_service(
+            "outside",
+            "  annotations: {buoy.io/load-balancer-ips: 192.0.2.1}\n",
+        )),
+    );
+    run(
+        &["apply", "-f", "-"],
+        Some(&lb_service(
+            "taken",
+            "  annotations: {buoy.io/load-balancer-ips: 10.78.0.10}\n",
+        )),
+    );
+    run(&["apply", "-f", "-"], Some(&lb_service("second", "")));
+    run(&["apply", "-f", "-"], Some(&lb_service("third", "")));
+    let (kind, _, note) = c.wait_event("web", "outside", "AddressNotAllowed").await;
+    assert_eq!(kind, "Warning");
+    assert_eq!(
+        note,
+        "192.0.2.1 is in no AddressPool that admits namespace web (web-lan)"
+    );
+    let (_, _, note) = c.wait_event("web", "taken", "AddressInUse").await;
+    assert_eq!(note, "10.78.0.10 is in use by Service web/front");
+    c.wait_event("web", "second", "AddressAssigned").await;
+    let (_, _, note) = c.wait_event("web", "third", "PoolExhausted").await;
+    assert_eq!(note, "AddressPool web-lan has no free IPv4 address");
+    for refused in ["svc-outside", "svc-taken", "svc-third"] {
+        assert!(c.gone("web", refused).await, "{refused} has no VirtualIP");
+    }
+    assert_eq!(
+        service_ingress(&c, "front").await,
+        [("10.78.0.10".to_string(), "VIP".to_string())]
+    );
+
+    // A Service that stops being a LoadBalancer releases its address: its VirtualIP goes, and
+    // the exhausted one gets the address.
+    run(
+        &[
+            "patch",
+            "service",
+            "-n",
+            "web",
+            "second",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec": {"type": "ClusterIP", "loadBalancerClass": null}}"#,
+        ],
+        None,
+    );
+    eventually("svc-second deleted (or being deleted)", || async {
+        match c.vips("web").get("svc-second").await {
+            Err(_) => Some(()),
+            Ok(v) => v.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+    let (_, _, note) = c.wait_event("web", "third", "AddressAssigned").await;
+    assert!(note.starts_with("given 10.78.0.11"), "{note}");
+    assert!(op.running(), "the operator keeps running");
+}
