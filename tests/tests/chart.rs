@@ -276,6 +276,7 @@ fn default_values_render_an_operator_that_validates_strictly() {
             "--agent-service-account=buoy-agent",
             r#"--agent-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}"#,
             "--address-policy=Enforce",
+            "--load-balancer-advertisement-interval=1s",
         ]
     );
     // Backends on the node itself stay refused unless the value says otherwise.
@@ -509,6 +510,8 @@ fn every_option_renders_validates_and_takes_effect() {
             r#"--agent-resources={"limits":{"cpu":"500m","memory":"384Mi"},"requests":{"cpu":"100m","memory":"96Mi"}}"#,
             "--address-policy=Off",
             "--allow-node-local-backends",
+            "--default-load-balancer-class",
+            "--load-balancer-advertisement-interval=250ms",
             "--example-flag=1",
         ]
     );
@@ -927,6 +930,15 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
         assert!(has("", "nodes", verb, None), "{verb}");
         assert!(has("buoy.io", "addresspools", verb, None), "{verb}");
     }
+    // LoadBalancer Services: read them, write their status (the address), create and delete
+    // the VirtualIPs that carry their addresses.
+    for verb in ["get", "list", "watch"] {
+        assert!(has("", "services", verb, None), "{verb}");
+    }
+    assert!(has("", "services/status", "patch", None));
+    for verb in ["create", "delete"] {
+        assert!(has("buoy.io", "virtualips", verb, None), "{verb}");
+    }
     // Namespaces' labels (AddressPools' namespaceSelector) and the EndpointSlices of
     // Service-backed pools: reflectors only, so list and watch.
     for verb in ["list", "watch"] {
@@ -957,17 +969,19 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
     for (g, res, verb, _, ns) in &op {
         assert!(!(g == "*" || res == "*" || verb == "*"), "no wildcards");
         assert_ne!(res, "secrets", "the operator reads no Secret");
-        // Writes outside its own namespace: Buoy's objects and Events only.
+        // Writes outside its own namespace: Buoy's objects, Events and Services' status only
+        // (never a Service's spec).
         if ns.is_none() && WRITE_VERBS.contains(&verb.as_str()) {
             assert!(
-                g == "buoy.io" || res == "events",
+                g == "buoy.io" || res == "events" || (g.is_empty() && res == "services/status"),
                 "cluster-wide {verb} on {g}/{res}"
             );
         }
         if verb == "delete" {
             assert!(
-                res == "daemonsets" && ns.as_deref() == Some("buoy-system"),
-                "the operator deletes nothing but its DaemonSets: {g}/{res}"
+                (res == "daemonsets" && ns.as_deref() == Some("buoy-system"))
+                    || (g == "buoy.io" && res == "virtualips"),
+                "the operator deletes nothing but its DaemonSets and Services' VirtualIPs: {g}/{res}"
             );
         }
     }
