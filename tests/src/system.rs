@@ -160,6 +160,19 @@ impl System {
 
     /// Like [`System::start`], with the `buoy.io/lb` label on `lb_nodes` only.
     pub fn start_with_lb_nodes(lb_nodes: &[&str]) -> System {
+        System::start_with(lb_nodes, &[])
+    }
+
+    /// Like [`System::start_with_lb_nodes`], with more flags for `buoy-operator run`; one
+    /// system at a time (see [`one_at_a_time`]).
+    pub fn start_alone(lb_nodes: &[&str], operator_flags: &[&str]) -> System {
+        let guard = one_at_a_time();
+        let mut s = System::start_with(lb_nodes, operator_flags);
+        s.serial = Some(guard);
+        s
+    }
+
+    fn start_with(lb_nodes: &[&str], operator_flags: &[&str]) -> System {
         let mut lab = Lab::new(&["n1", "n2", "n3", "web1", "web2", "client", "api"]).unwrap();
         let kubeconfig = lab.dir().join("kubeconfig");
         let api = lab.start_api("api", &kubeconfig).unwrap();
@@ -181,6 +194,7 @@ impl System {
             ]
             .map(String::from),
         )
+        .chain(operator_flags.iter().map(|f| f.to_string()))
         .collect();
         let refs: Vec<&str> = operator_argv.iter().map(String::as_str).collect();
         let operator_index = lab.spawn("api", "env", &refs).unwrap();
@@ -353,6 +367,13 @@ pub fn condition(status: &Value, kind: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// One system at a time: each runs an operator and three agents on a 2-core machine, and the
+/// failover bounds are about VRRP timing, not about CPU starvation.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The system with the app applied and settled: traffic flows within 5 s of the apply, one
 /// Master and two Backups, Ready. Returns the master.
 pub fn installed() -> (System, String) {
@@ -367,10 +388,7 @@ pub fn installed_with(app: &str) -> (System, String) {
 /// Like [`installed_with`], with Buoy on `lb_nodes` only (the app's nodeSelector matches only
 /// them): one Master, the others Backups.
 pub fn installed_on(app: &str, lb_nodes: &[&str]) -> (System, String) {
-    // One system at a time: each runs an operator and three agents on a 2-core machine, and
-    // the failover bounds are about VRRP timing, not about CPU starvation.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = one_at_a_time();
     let mut s = System::start_with_lb_nodes(lb_nodes);
     let vip: IpAddr = VIP.parse().unwrap();
     let applied = Instant::now();

@@ -9,7 +9,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use tracing::{debug, info, warn};
 
-use super::{FIELD_MANAGER, Pass, gone};
+use super::{Pass, gone};
+
+/// The field manager of Services' VirtualIPs: not [`super::FIELD_MANAGER`], whose applies of a
+/// VirtualIP's metadata (priorities, finalizer) name no spec and would drop what this one owns.
+const SERVICES_FIELD_MANAGER: &str = "buoy-operator/services";
 use crate::plan::Plan;
 
 impl Pass {
@@ -17,7 +21,7 @@ impl Pass {
     pub(super) async fn apply_services(&mut self, plan: &Plan) -> bool {
         let sp = &plan.services;
         let mut ok = true;
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = PatchParams::apply(SERVICES_FIELD_MANAGER).force();
         for (ns, name) in &sp.changed {
             let Some(body) = sp.vips.get(&buoy_crds::contract::key(Some(ns), Some(name))) else {
                 continue;

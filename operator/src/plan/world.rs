@@ -2,7 +2,6 @@
 //! writes, the agents' settings and the time. Input only; every phase reads it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 
 use buoy_crds::{
     AddressPool, BackendCounts, UpstreamPool, VirtualIP, contract, policy::AddressPolicy,
@@ -33,7 +32,7 @@ pub(crate) struct Memory {
     pub(crate) addresses: HashMap<String, Vec<String>>,
     /// Addresses given to Services in the last pass, by Service key (the caches may not show
     /// their VirtualIPs yet).
-    pub(crate) service_addresses: BTreeMap<String, Vec<IpAddr>>,
+    pub(crate) service_addresses: BTreeMap<String, Vec<services::Record>>,
     /// What the last Event on each Service said, by Service key.
     pub(crate) service_told: BTreeMap<String, String>,
 }

@@ -85,6 +85,13 @@ pub(crate) struct Given {
     pub(crate) pool: String,
 }
 
+/// An address a Service was given before, and the pool it came from when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) address: IpAddr,
+    pub(crate) pool: Option<String>,
+}
+
 /// What allocation decides.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allocation<'a> {
@@ -102,8 +109,8 @@ pub(crate) struct Pools<'a, 'b> {
     pub(crate) namespaces: &'b BTreeMap<String, BTreeMap<String, String>>,
     /// Addresses held by VirtualIPs that are not Services', with their holder's description.
     pub(crate) taken: &'b BTreeMap<IpAddr, String>,
-    /// Addresses Services were given before, by Service key.
-    pub(crate) records: &'b BTreeMap<String, Vec<IpAddr>>,
+    /// Addresses Services were given before, by Service key, with their pool when known.
+    pub(crate) records: &'b BTreeMap<String, Vec<Record>>,
 }
 
 /// Groups requests (in precedence order) into units; members that cannot share are refused.
@@ -232,6 +239,22 @@ impl<'a> Pools<'a, '_> {
         Ok(found)
     }
 
+    /// The pool in which `r` keeps the address of `record`: the one it came from while that
+    /// one still allows it, else any that does.
+    fn keeping(&self, r: &Request<'_>, record: &Record) -> Result<String, Refusal> {
+        let still = record.pool.as_deref().is_some_and(|name| {
+            self.candidates(r, true).is_ok_and(|c| {
+                c.iter().any(|p| {
+                    p.metadata.name.as_deref() == Some(name) && policy::contains(p, record.address)
+                })
+            })
+        });
+        match &record.pool {
+            Some(name) if still => Ok(name.clone()),
+            _ => self.allowing(r, record.address),
+        }
+    }
+
     /// The pool that allows `r` the address `ip`.
     fn allowing(&self, r: &Request<'_>, ip: IpAddr) -> Result<String, Refusal> {
         let pools = self.candidates(r, true)?;
@@ -284,13 +307,15 @@ pub(crate) fn allocate<'a>(
                 .iter()
                 .filter_map(|m| pools.records.get(&m.key))
                 .flatten()
-                .find(|a| a.is_ipv6() == v6 && !holders.contains_key(a));
-            if let Some(&ip) = recorded
-                && let Ok(pool) = pools.allowing(first, ip)
+                .find(|r| r.address.is_ipv6() == v6 && !holders.contains_key(&r.address));
+            if let Some(r) = recorded
+                && let Ok(pool) = pools.keeping(first, r)
             {
-                // Still allowed, and still in a pool it may allocate from (the named one, or
-                // any admitting pool): kept.
-                row[slot] = Some(Given { address: ip, pool });
+                // Still allowed: kept, from the pool it came from while that one allows it.
+                row[slot] = Some(Given {
+                    address: r.address,
+                    pool,
+                });
             }
         }
         if failed[i].is_none() {

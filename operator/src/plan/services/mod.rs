@@ -18,8 +18,8 @@ mod allocate;
 mod request;
 mod virtualip;
 
-pub(crate) use allocate::Refusal;
 use allocate::{Allocation, Pools};
+pub(crate) use allocate::{Record, Refusal};
 
 use crate::applied;
 use request::Request;
@@ -49,7 +49,7 @@ pub(crate) struct Inputs<'a, 'b> {
     pub(crate) pools: &'b [&'a AddressPool],
     pub(crate) namespaces: &'b BTreeMap<String, BTreeMap<String, String>>,
     /// Addresses given in earlier passes that the caches may not show yet, by Service key.
-    pub(crate) remembered: &'b BTreeMap<String, Vec<IpAddr>>,
+    pub(crate) remembered: &'b BTreeMap<String, Vec<Record>>,
     /// What the last Events said, by Service key (an Event only when it changes).
     pub(crate) told: &'b BTreeMap<String, String>,
     /// Services of type LoadBalancer without a class are Buoy's.
@@ -103,8 +103,8 @@ pub(crate) struct ServicesPlan {
     pub(crate) events: Vec<ServiceEvent>,
     /// What the Events say now, by Service key (the next [`Inputs::told`]).
     pub(crate) told: BTreeMap<String, String>,
-    /// Addresses given, by Service key (the next [`Inputs::remembered`], until shown).
-    pub(crate) given: BTreeMap<String, Vec<IpAddr>>,
+    /// Addresses given, by Service key (the next [`Inputs::remembered`]).
+    pub(crate) given: BTreeMap<String, Vec<Record>>,
 }
 
 fn ingress_of(svc: &Service) -> Vec<IpAddr> {
@@ -166,7 +166,7 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
 
     // What Services were given before (their VirtualIPs, their status, the operator's memory),
     // and what other VirtualIPs hold.
-    let mut records: BTreeMap<String, Vec<IpAddr>> = inputs.remembered.clone();
+    let mut records: BTreeMap<String, Vec<Record>> = inputs.remembered.clone();
     let mut taken: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut observed: BTreeMap<String, &VirtualIP> = BTreeMap::new();
     for v in inputs.vips {
@@ -192,12 +192,21 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
             records
                 .entry(contract::key(Some(ns), Some(o)))
                 .or_default()
-                .extend(vip_addresses(v));
+                .extend(vip_addresses(v).map(|address| Record {
+                    address,
+                    pool: v.spec.address_pool.clone(),
+                }));
         }
     }
     for s in &ours {
         let key = contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
-        records.entry(key).or_default().extend(ingress_of(s));
+        records
+            .entry(key)
+            .or_default()
+            .extend(ingress_of(s).into_iter().map(|address| Record {
+                address,
+                pool: None,
+            }));
     }
 
     let units = allocate::units(&requests, &mut refused);
@@ -271,7 +280,10 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                 spec_has.then_some(m)
             });
             for m in &unit.members {
-                out.given.entry(m.key.clone()).or_default().push(g.address);
+                out.given.entry(m.key.clone()).or_default().push(Record {
+                    address: g.address,
+                    pool: Some(g.pool.clone()),
+                });
                 if let Some(node) = &master {
                     ingress.entry(m.key.clone()).or_default().push(g.address);
                     masters
@@ -309,7 +321,7 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                     .get(&key)
                     .into_iter()
                     .flatten()
-                    .map(ToString::to_string)
+                    .map(|r| r.address.to_string())
                     .collect();
                 let held: Vec<String> = masters
                     .get(&key)

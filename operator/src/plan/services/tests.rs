@@ -38,7 +38,7 @@ struct Case {
     vips: Vec<VirtualIP>,
     pools: Vec<AddressPool>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    remembered: BTreeMap<String, Vec<IpAddr>>,
+    remembered: BTreeMap<String, Vec<Record>>,
     default_class: bool,
 }
 
@@ -101,7 +101,7 @@ fn given(plan: &ServicesPlan, key: &str) -> Vec<String> {
         .get(key)
         .into_iter()
         .flatten()
-        .map(ToString::to_string)
+        .map(|r| r.address.to_string())
         .collect()
 }
 
@@ -360,7 +360,10 @@ fn addresses_survive_an_operator_restart_and_new_services_do_not_take_them() {
     let mut c3 = Case::new(vec![v4_pool()]);
     c3.remembered = BTreeMap::from([(
         "web/late".to_string(),
-        vec!["10.0.0.3".parse().expect("ip")],
+        vec![Record {
+            address: "10.0.0.3".parse().expect("ip"),
+            pool: Some("public".into()),
+        }],
     )]);
     c3.services = vec![
         svc("web", "early", 1, json!({})),
@@ -552,4 +555,28 @@ fn a_users_virtualip_of_the_same_name_is_never_taken_over() {
     let p = c.plan();
     assert!(p.vips.is_empty() && p.stale.is_empty());
     assert_eq!(event(&p, "a").reason, "AddressNotAllowed");
+}
+
+#[test]
+fn a_kept_address_stays_in_the_pool_it_came_from() {
+    // `everything` (first by name) also holds the address `public` gave: the Service's
+    // VirtualIP keeps `public` (and its node selector), pass after pass.
+    let mut c = Case::new(vec![
+        v4_pool(),
+        pool(
+            "everything",
+            json!({"addresses": ["10.0.0.0/8"], "namespaces": ["web"], "autoAssign": false}),
+        ),
+    ]);
+    c.services = vec![svc("web", "a", 1, json!({}))];
+    let p = c.plan();
+    assert_eq!(p.vips["web/svc-a"]["spec"]["addressPool"], json!("public"));
+    c.store(&p, false);
+    let p = c.plan();
+    assert_eq!(p.vips["web/svc-a"]["spec"]["addressPool"], json!("public"));
+    assert!(
+        p.changed.is_empty(),
+        "nothing to apply again: {:?}",
+        p.changed
+    );
 }

@@ -1,0 +1,320 @@
+//! LoadBalancer Services end to end: the API test server, the real operator (100 ms adverts for
+//! Services), three nodes whose agents the DaemonSet shim starts, a client. Each node runs the
+//! Service's pod (an echo backend on port 8080 named after the node), listed in the Service's
+//! EndpointSlice.
+//!
+//! kube-proxy's part — forwarding the load balancer address to the Service's endpoints — is played
+//! by `KubeProxyStandIn`: a DNAT rule per node, in a chain named TEST-KUBE-PROXY-STANDIN,
+//! installed by this test in the node namespaces it created. It is a test stand-in only; Buoy
+//! ships nothing of it (in a cluster, kube-proxy or its replacement does this).
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use buoy_tests::backend::{Backend, served_by_from};
+use buoy_tests::netlab::ns_exec;
+use buoy_tests::probe::Probe;
+use buoy_tests::system::{NODES, System};
+use serde_json::Value;
+
+const POOL: &str = r#"
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata: {name: lb}
+spec:
+  addresses: ["10.77.0.200-10.77.0.203"]
+  namespaces: [default]
+  autoAssign: true
+  nodeSelector: {matchLabels: {buoy.io/lb: "true"}}
+"#;
+
+fn service(name: &str, annotations: &str, ports: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{annotations}}}\nspec:\n  type: LoadBalancer\n  loadBalancerClass: buoy.io/vrrp\n  selector: {{app: web}}\n  ports: [{ports}]\n"
+    )
+}
+
+/// The EndpointSlice of Service `name`: the pod on each of `nodes` (port 8080), ready.
+fn endpoints(s: &System, name: &str, nodes: &[&str]) -> String {
+    let eps: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "  - {{addresses: [\"{}\"], nodeName: {n}, conditions: {{ready: true}}}}\n",
+                s.lab.host(n).ipv4
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: default\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints:\n{}",
+        eps.concat()
+    )
+}
+
+/// kube-proxy's part, for this test only: on every node, traffic to `address:port` goes to the
+/// node's own pod (port 8080). Rules live in the test's node namespaces and go with them.
+struct KubeProxyStandIn;
+
+impl KubeProxyStandIn {
+    fn forward(s: &System, address: IpAddr, port: u16) {
+        for node in NODES {
+            let ns = &s.lab.host(node).ns;
+            let to = format!("{}:8080", s.lab.host(node).ipv4);
+            let _ = ns_exec(
+                ns,
+                &["iptables", "-t", "nat", "-N", "TEST-KUBE-PROXY-STANDIN"],
+            );
+            if ns_exec(
+                ns,
+                &[
+                    "iptables",
+                    "-t",
+                    "nat",
+                    "-C",
+                    "PREROUTING",
+                    "-j",
+                    "TEST-KUBE-PROXY-STANDIN",
+                ],
+            )
+            .is_err()
+            {
+                ns_exec(
+                    ns,
+                    &[
+                        "iptables",
+                        "-t",
+                        "nat",
+                        "-A",
+                        "PREROUTING",
+                        "-j",
+                        "TEST-KUBE-PROXY-STANDIN",
+                    ],
+                )
+                .unwrap();
+            }
+            for proto in ["tcp", "udp"] {
+                ns_exec(
+                    ns,
+                    &[
+                        "iptables",
+                        "-t",
+                        "nat",
+                        "-A",
+                        "TEST-KUBE-PROXY-STANDIN",
+                        "-d",
+                        &address.to_string(),
+                        "-p",
+                        proto,
+                        "--dport",
+                        &port.to_string(),
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        &to,
+                    ],
+                )
+                .unwrap();
+            }
+        }
+    }
+}
+
+fn ingress(s: &System, name: &str) -> Vec<String> {
+    let (ok, out) = s.try_kubectl(&["get", "service", name, "-n", "default", "-o", "json"]);
+    if !ok {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v.pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i["ipMode"] == "VIP")
+        .filter_map(|i| i["ip"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Runs the shim's pods until Service `name` lists an address; returns it.
+fn wait_ingress(s: &mut System, name: &str) -> IpAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        s.run_scheduled_pods();
+        if let Some(ip) = ingress(s, name).first() {
+            return ip.parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} got no address\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn served(s: &System, target: SocketAddr) -> Option<String> {
+    served_by_from(&s.lab.host("client").ns, target, 1)
+        .pop()
+        .filter(|b| b != "failed")
+}
+
+#[test]
+fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes() {
+    let mut s = System::start_alone(&NODES, &["--load-balancer-advertisement-interval", "100ms"]);
+    let _pods: Vec<Backend> = NODES
+        .iter()
+        .map(|n| s.lab.echo_backend(n, "0.0.0.0:8080", n))
+        .collect();
+    // The lab's pool is for VirtualIPs that name their addresses; Services take from `lb`.
+    s.kubectl(
+        &[
+            "patch",
+            "addresspool",
+            "lab-lan",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec": {"autoAssign": false}}"#,
+        ],
+        None,
+    );
+    s.kubectl(&["apply", "-f", "-"], Some(POOL));
+    // The operator has seen both (it writes the new pool's status).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.json(&["get", "addresspool", "lb"])["status"]["available"] != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the operator never saw the pool\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.kubectl(&["apply", "-f", "-"], Some(&endpoints(&s, "web", &NODES)));
+    let applied = Instant::now();
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&service("web", "", "{port: 80, protocol: TCP}")),
+    );
+
+    // An address from the pool, announced by exactly one node, the one that serves.
+    let ip = wait_ingress(&mut s, "web");
+    eprintln!("web got {ip} {:?} after kubectl apply", applied.elapsed());
+    assert_eq!(ip, "10.77.0.200".parse::<IpAddr>().unwrap());
+    KubeProxyStandIn::forward(&s, ip, 80);
+    let target = SocketAddr::new(ip, 80);
+    let holders = s.lab.holders(ip);
+    assert_eq!(holders.len(), 1, "one node holds {ip}: {holders:?}");
+    let master = holders[0].clone();
+    assert_eq!(served(&s, target).as_deref(), Some(master.as_str()));
+    let vips = s.json(&["get", "virtualips", "-n", "default"]);
+    let names: Vec<&str> = vips["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["svc-web"],
+        "kubectl get vip shows the Service's VirtualIP"
+    );
+
+    // The master's link is cut: another node answers within 3 × 100 ms + skew + 100 ms.
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        target,
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.lab.cut(&master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served(&s, target).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let samples = probe.finish();
+    let report = buoy_tests::probe::report(&samples);
+    let bound = Duration::from_millis(300 + 100 + 100);
+    let successor = served(&s, target).unwrap_or_default();
+    eprintln!(
+        "LoadBalancer address {ip}: master {master} cut, served by {successor} again; longest outage {:?} over {} probes, {} failed (bound {bound:?})",
+        report.longest_outage, report.total, report.failed
+    );
+    assert!(report.failed > 0, "the cut was felt: {report:?}");
+    assert!(
+        samples.last().is_some_and(|x| x.served_by.is_some()),
+        "served again at the end\n{}",
+        s.lab.logs()
+    );
+    assert_ne!(successor, master);
+    assert!(
+        report.longest_outage <= bound,
+        "outage {:?} > {bound:?}",
+        report.longest_outage
+    );
+    s.lab.restore(&master).unwrap();
+
+    // Two Services with one sharing key and different ports share one address.
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&endpoints(&s, "dns-tcp", &NODES)),
+    );
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&service(
+            "dns-tcp",
+            "buoy.io/allow-shared-ip: dns",
+            "{port: 53, protocol: TCP}",
+        )),
+    );
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&service(
+            "dns-udp",
+            "buoy.io/allow-shared-ip: dns",
+            "{port: 53, protocol: UDP}",
+        )),
+    );
+    let shared = wait_ingress(&mut s, "dns-tcp");
+    assert_eq!(wait_ingress(&mut s, "dns-udp"), shared);
+    assert_ne!(shared, ip);
+    KubeProxyStandIn::forward(&s, shared, 53);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.lab.holders(shared).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{shared} held by {:?}",
+            s.lab.holders(shared)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        served(&s, SocketAddr::new(shared, 53)).is_some(),
+        "the shared address serves"
+    );
+
+    // Deleting the Services leaves no address on any node and no VirtualIP.
+    for name in ["web", "dns-tcp", "dns-udp"] {
+        s.kubectl(&["delete", "service", name, "-n", "default"], None);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held: Vec<String> = [ip, shared]
+            .iter()
+            .flat_map(|a| s.lab.holders(*a))
+            .collect();
+        let vips = s.json(&["get", "virtualips", "-n", "default"]);
+        let left = vips["items"].as_array().map_or(0, Vec::len);
+        if held.is_empty() && left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after deletion: {held:?} hold addresses, {left} VirtualIPs left\n{}",
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
