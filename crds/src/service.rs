@@ -38,3 +38,24 @@ pub fn owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
         .map(|o| o.name.as_str())
         .collect()
 }
+
+/// Annotation on a Service's VirtualIP whose Services have `externalTrafficPolicy: Local`: the
+/// Services (names, comma-separated, in the VirtualIP's namespace) of which a node needs a ready
+/// local endpoint to be master.
+pub const LOCAL_ENDPOINTS_ANNOTATION: &str = "buoy.io/local-endpoints-of";
+
+/// The Services of [`LOCAL_ENDPOINTS_ANNOTATION`]; empty when there is no such requirement.
+pub fn local_endpoints_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(LOCAL_ENDPOINTS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -420,7 +420,8 @@ impl Agent {
             changed
         });
         for (key, r) in &self.running {
-            let now = self.proxy.data_path(&r.plan.listeners);
+            let mut now = self.proxy.data_path(&r.plan.listeners);
+            now.local_endpoint = r.plan.local_endpoint.unwrap_or(true);
             r.data_path.send_if_modified(|d| {
                 let changed = *d != now;
                 *d = now;

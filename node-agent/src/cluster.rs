@@ -258,6 +258,7 @@ impl Source for ClusterSource {
         let vip_refs: Vec<&VirtualIP> = vips.iter().map(|v| &**v).collect();
         let pool_refs: Vec<&UpstreamPool> = pools.iter().collect();
         let address_pool_refs: Vec<&AddressPool> = address_pools.iter().map(|p| &**p).collect();
+        let local_endpoints = endpoints.ready_on(&self.identity.node);
         let planned = plan(Inputs {
             node: &node,
             vips: &vip_refs,
@@ -270,6 +271,7 @@ impl Source for ClusterSource {
             placement: self.identity.placement.as_deref(),
             resolved,
             backends: &backends,
+            local_endpoints: &local_endpoints,
         });
         // Read off the planning path; a Secret not read yet is a plan away.
         self.secrets.want(planned.wants.secrets.iter().cloned());

@@ -2,11 +2,34 @@
 //! backends (kube-proxy's view: the Service port is mapped to each endpoint's target port by the
 //! port's name).
 
+use std::collections::BTreeSet;
+
 use buoy_crds::{Backend, UpstreamPool};
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 /// Label that ties an EndpointSlice to its Service.
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Services (`namespace/name`) with a ready endpoint on `node`, from their EndpointSlices
+/// (an endpoint without a ready condition is ready, as the API defines it).
+pub(crate) fn ready_on(node: &str, slices: &[&EndpointSlice]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .filter(|s| {
+            s.endpoints.iter().any(|e| {
+                e.node_name.as_deref() == Some(node)
+                    && e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
+            })
+        })
+        .filter_map(|s| {
+            let service = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+            Some(buoy_crds::contract::key(
+                s.metadata.namespace.as_deref(),
+                Some(service),
+            ))
+        })
+        .collect()
+}
 
 /// `pool` with static backends: its own, or those of its Service (none until the Service and
 /// its endpoints exist: the pool then answers 503, as nginx does with no live upstream).
@@ -138,5 +161,35 @@ mod tests {
         // No Service yet: no backends (503 until it appears), not an error.
         let r = resolve(&pool, &[], &[&slice]);
         assert_eq!(r.spec.backends.map(|b| b.len()), Some(0));
+    }
+
+    #[test]
+    fn services_with_a_ready_endpoint_on_the_node() {
+        let slice = |name: &str, service: &str, endpoints: &str| -> EndpointSlice {
+            yaml(&format!(
+                "{{metadata: {{name: {name}, namespace: web, labels: {{kubernetes.io/service-name: {service}}}}},
+                  addressType: IPv4, endpoints: {endpoints}}}"
+            ))
+        };
+        let a = slice(
+            "a-1",
+            "a",
+            "[{addresses: [10.0.0.1], nodeName: n1, conditions: {ready: true}}]",
+        );
+        let b = slice("b-1", "b", "[{addresses: [10.0.0.2], nodeName: n1}]");
+        let c = slice(
+            "c-1",
+            "c",
+            "[{addresses: [10.0.0.3], nodeName: n1, conditions: {ready: false, serving: true, terminating: true}},
+              {addresses: [10.0.0.4], nodeName: n2, conditions: {ready: true}}]",
+        );
+        let all = [&a, &b, &c];
+        assert_eq!(
+            ready_on("n1", &all),
+            BTreeSet::from(["web/a".to_string(), "web/b".to_string()]),
+            "a terminating endpoint is not ready; no condition is ready"
+        );
+        assert_eq!(ready_on("n2", &all), BTreeSet::from(["web/c".to_string()]));
+        assert!(ready_on("n3", &all).is_empty());
     }
 }

@@ -55,6 +55,10 @@ pub struct VipPlan {
     /// What this node serves it with but should be told (a password kept from before its
     /// Secret became unreadable).
     pub warnings: Vec<String>,
+    /// For the Services of `externalTrafficPolicy: Local` it carries: whether one has a ready
+    /// endpoint on this node (`None`: no such requirement). Only then may the node be master.
+    /// Changes do not restart the instance.
+    pub local_endpoint: Option<bool>,
 }
 
 /// Everything this node should run.
@@ -117,6 +121,9 @@ pub(crate) struct Inputs<'a> {
     pub placement: Option<&'a str>,
     pub resolved: &'a Resolutions,
     pub backends: &'a BackendPolicy,
+    /// Services (`namespace/name`) with a ready endpoint on this node, for VirtualIPs of
+    /// `externalTrafficPolicy: Local` Services.
+    pub local_endpoints: &'a BTreeSet<String>,
 }
 
 impl<'a> Inputs<'a> {
@@ -131,6 +138,7 @@ impl<'a> Inputs<'a> {
         static EMPTY_PROBLEMS: BTreeMap<(String, String), String> = BTreeMap::new();
         static EMPTY_NAMESPACES: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         static EMPTY_RESOLVED: Resolutions = BTreeMap::new();
+        static NO_ENDPOINTS: BTreeSet<String> = BTreeSet::new();
         static ALLOW_ALL: BackendPolicy = BackendPolicy {
             refuse_node_local: false,
             node_addresses: BTreeSet::new(),
@@ -147,6 +155,7 @@ impl<'a> Inputs<'a> {
             placement: None,
             resolved: &EMPTY_RESOLVED,
             backends: &ALLOW_ALL,
+            local_endpoints: &NO_ENDPOINTS,
         }
     }
 }
@@ -346,8 +355,24 @@ fn plan_vip(
         listeners: listeners.iter().map(|l| l.name.clone()).collect(),
         peers: peers_of(vip, &node.name),
         warnings,
+        local_endpoint: local_endpoint(vip, inputs.local_endpoints),
     };
     Ok(Some((vip_plan, listeners)))
+}
+
+/// Whether a Service of `externalTrafficPolicy: Local` that `vip` carries has a ready endpoint
+/// on this node; `None` when it carries none.
+fn local_endpoint(vip: &VirtualIP, ready_here: &BTreeSet<String>) -> Option<bool> {
+    let services = buoy_crds::service::local_endpoints_of(&vip.metadata);
+    if services.is_empty() {
+        return None;
+    }
+    let namespace = vip.metadata.namespace.as_deref();
+    Some(
+        services
+            .iter()
+            .any(|s| ready_here.contains(&contract::key(namespace, Some(s)))),
+    )
 }
 
 /// The address policy and placement for a VirtualIP with `addresses`: `Some(pool in effect)`
@@ -765,5 +790,31 @@ spec:
         // With the policy off, the same VirtualIP is served anywhere.
         let off = plan(Inputs::simple(&node("o1", &[]), &vips, &[], &[]));
         assert_eq!(off.config.vips.len(), 1);
+    }
+
+    #[test]
+    fn a_local_traffic_service_needs_a_ready_endpoint_on_the_node() {
+        let o = objects(
+            "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: svc-web\n  namespace: shop\n  annotations: {buoy.io/local-endpoints-of: web}\nspec:\n  addresses: [10.0.0.20]\n  interface: eth0\n  virtualRouterID: 20\n---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: plain, namespace: shop}\nspec:\n  addresses: [10.0.0.21]\n  interface: eth0\n  virtualRouterID: 21\n",
+        );
+        let vips = buoy_crds::manifest::virtual_ips(&o);
+        let n = node("n1", &[]);
+        let here = BTreeSet::from(["shop/web".to_string()]);
+        let p = plan(Inputs {
+            local_endpoints: &here,
+            ..Inputs::simple(&n, &vips, &[], &[])
+        });
+        assert_eq!(p.config.vips["shop/svc-web"].local_endpoint, Some(true));
+        assert_eq!(p.config.vips["shop/plain"].local_endpoint, None);
+        let elsewhere = BTreeSet::from(["other/web".to_string()]);
+        let p = plan(Inputs {
+            local_endpoints: &elsewhere,
+            ..Inputs::simple(&n, &vips, &[], &[])
+        });
+        assert_eq!(
+            p.config.vips["shop/svc-web"].local_endpoint,
+            Some(false),
+            "still planned: the node is a candidate once an endpoint arrives"
+        );
     }
 }

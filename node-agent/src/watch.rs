@@ -118,6 +118,12 @@ pub struct EndpointSnapshot {
 }
 
 impl EndpointSnapshot {
+    /// The Services (`namespace/name`) with a ready endpoint on `node`.
+    pub(crate) fn ready_on(&self, node: &str) -> std::collections::BTreeSet<String> {
+        let slices: Vec<&EndpointSlice> = self.slices.iter().map(|s| &**s).collect();
+        endpoints::ready_on(node, &slices)
+    }
+
     /// `pool` with its Service's ready endpoints as static backends.
     pub(crate) fn resolve(&self, pool: &UpstreamPool) -> UpstreamPool {
         let services: Vec<&Service> = self.services.iter().map(|s| &**s).collect();

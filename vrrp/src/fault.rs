@@ -12,6 +12,9 @@ pub struct DataPath {
     pub upstreams_healthy: bool,
     /// Every listener is open; a node that cannot listen goes to Fault and gives up mastership.
     pub listening: bool,
+    /// A LoadBalancer Service with `externalTrafficPolicy: Local` has a ready endpoint on this
+    /// node (true when there is no such requirement): only such nodes may be master.
+    pub local_endpoint: bool,
 }
 
 impl DataPath {
@@ -19,6 +22,7 @@ impl DataPath {
     pub const SERVING: DataPath = DataPath {
         upstreams_healthy: true,
         listening: true,
+        local_endpoint: true,
     };
 }
 
@@ -53,6 +57,9 @@ pub enum Fault {
     BindFailed,
     /// A listener of the VIP cannot open.
     NotListening,
+    /// `externalTrafficPolicy: Local` and no ready endpoint of the Service on this node. The
+    /// only fault that yields gracefully ([`Fault::graceful`]).
+    NoLocalEndpoint,
     /// `track.upstreams` with weight 0, and a listener has no healthy backend.
     NoHealthyUpstream,
     /// A tracked interface with weight 0 is down.
@@ -66,9 +73,18 @@ impl Fault {
             Fault::InterfaceDown => "interface down",
             Fault::BindFailed => "cannot bind the virtual addresses",
             Fault::NotListening => "cannot open a listener",
+            Fault::NoLocalEndpoint => "no ready local endpoint (externalTrafficPolicy: Local)",
             Fault::NoHealthyUpstream => "no healthy upstream",
             Fault::TrackedInterfaceDown => "tracked interface down",
         }
+    }
+}
+
+impl Fault {
+    /// Whether a master under this fault hands over with make-before-break (it can still serve
+    /// for a moment) rather than letting go at once.
+    pub fn graceful(self) -> bool {
+        self == Fault::NoLocalEndpoint
     }
 }
 
@@ -126,6 +142,8 @@ impl Health {
             Some(Fault::BindFailed)
         } else if !self.data_path.listening {
             Some(Fault::NotListening)
+        } else if !self.data_path.local_endpoint {
+            Some(Fault::NoLocalEndpoint)
         } else {
             match &tracked {
                 Err(name) if name == UPSTREAMS => Some(Fault::NoHealthyUpstream),

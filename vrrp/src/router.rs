@@ -266,6 +266,7 @@ impl Router {
             self.absorb(now, actions, out);
         }
         let actions = match assessment.fault {
+            Some(fault) if fault.graceful() => self.machine.yield_to_fault(now, fault.reason()),
             Some(fault) => self.machine.set_fault(now, true, fault.reason()),
             None => self.machine.set_fault(now, false, "recovered"),
         };

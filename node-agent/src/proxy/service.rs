@@ -166,6 +166,7 @@ impl ProxyService {
     pub fn data_path(&self, names: &[String]) -> DataPath {
         let open: Vec<&Listener> = names.iter().filter_map(|n| self.listeners.get(n)).collect();
         DataPath {
+            local_endpoint: true,
             listening: open.len() == names.len(),
             upstreams_healthy: open
                 .iter()

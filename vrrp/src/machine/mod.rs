@@ -217,6 +217,9 @@ pub struct Machine {
     fault_reason: &'static str,
     /// Shutdown was asked for.
     stopping: bool,
+    /// Resigning because of a fault that yields gracefully (see [`Machine::yield_to_fault`]),
+    /// not because of a shutdown: the end is Fault (or Backup), not Initialize.
+    yielding: bool,
     /// Master: redundant copies still to send in this interval, and when the interval began.
     copies_left: u8,
     interval_began: Time,
@@ -246,6 +249,7 @@ impl Machine {
             faulted: false,
             fault_reason: "",
             stopping: false,
+            yielding: false,
             copies_left: 0,
             interval_began: Duration::ZERO,
             heard: None,
@@ -482,7 +486,8 @@ impl Machine {
                     &mut actions,
                 );
             }
-            State::Resigning => {}
+            // Yielding to a fault already: the same wait now ends the instance.
+            State::Resigning => self.yielding = false,
             _ => self.finish_stop("shutdown", &mut actions),
         }
         actions
@@ -561,7 +566,11 @@ impl Machine {
             }
         } else if self.timers.is_expired(Timer::ResignGiveUp, now) {
             actions.push(Action::ReleaseVip);
-            self.finish_stop("shutdown: no new master heard", &mut actions);
+            if self.yielding {
+                self.finish_yield(now, "no new master heard", &mut actions);
+            } else {
+                self.finish_stop("shutdown: no new master heard", &mut actions);
+            }
         }
         actions
     }
@@ -631,7 +640,11 @@ impl Machine {
             State::Resigning => {
                 if advert.priority != PRIORITY_RESIGN {
                     actions.push(Action::ReleaseVip);
-                    self.finish_stop("shutdown: new master took over", &mut actions);
+                    if self.yielding {
+                        self.finish_yield(now, "new master took over", &mut actions);
+                    } else {
+                        self.finish_stop("shutdown: new master took over", &mut actions);
+                    }
                 }
             }
             State::Initialize | State::Fault => {}
@@ -654,9 +667,55 @@ impl Machine {
         actions
     }
 
+    /// A fault that yields gracefully started: like [`Machine::set_fault`], except that a
+    /// master resigns with make-before-break (priority 0, the VIP kept until a new master speaks
+    /// or the backups' patience runs out) before it goes to Fault. For a condition under which
+    /// the master can still serve for a moment, such as a Service's last local endpoint
+    /// terminating: its successor is serving before it lets go.
+    pub fn yield_to_fault(&mut self, now: Time, reason: &'static str) -> Vec<Action> {
+        if self.state != State::Master || self.stopping || self.faulted {
+            return self.set_fault(now, true, reason);
+        }
+        let mut actions = Vec::new();
+        self.faulted = true;
+        self.fault_reason = reason;
+        self.yielding = true;
+        actions.push(Action::SendAdvert {
+            priority: PRIORITY_RESIGN,
+        });
+        let give_up = now + 4 * self.master_adver_interval + Duration::from_millis(10);
+        self.timers.stop(Timer::Advert);
+        self.timers.set(Timer::ResignGiveUp, give_up);
+        self.transition(State::Resigning, reason, &mut actions);
+        actions
+    }
+
+    /// The end of a graceful yield: Fault if the fault still holds, else Backup.
+    fn finish_yield(&mut self, now: Time, why: &'static str, actions: &mut Vec<Action>) {
+        self.yielding = false;
+        self.timers.stop(Timer::ResignGiveUp);
+        if self.faulted {
+            self.transition(State::Fault, why, actions);
+        } else {
+            self.master_adver_interval = self.config.advert_interval;
+            self.preempt_after = now + self.config.preempt_delay;
+            self.become_backup(now, why, actions);
+        }
+    }
+
     /// The fault condition (interface down, tracked failure with weight 0) started or ended.
     pub fn set_fault(&mut self, now: Time, faulted: bool, reason: &'static str) -> Vec<Action> {
         let mut actions = Vec::new();
+        if faulted && self.yielding && self.state == State::Resigning {
+            // A hard fault while yielding gracefully: let go at once.
+            self.faulted = true;
+            self.fault_reason = reason;
+            self.yielding = false;
+            self.timers.stop(Timer::ResignGiveUp);
+            actions.push(Action::ReleaseVip);
+            self.transition(State::Fault, reason, &mut actions);
+            return actions;
+        }
         if faulted == self.faulted {
             return actions;
         }

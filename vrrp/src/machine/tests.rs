@@ -543,3 +543,66 @@ fn only_a_master_hands_over_to_a_successor() {
     assert_eq!(next.state(), State::Fault);
     assert!(a.contains(&Action::ReleaseVip), "{a:?}");
 }
+
+#[test]
+fn a_graceful_fault_keeps_the_vip_until_the_new_master_speaks_then_faults() {
+    let mut m = Machine::new(config(100, "10.0.0.1"));
+    m.startup(ms(0));
+    m.handle_timeout(m.poll_timeout().unwrap());
+    assert_eq!(m.state(), State::Master);
+    let a = m.yield_to_fault(ms(5000), "no ready local endpoint");
+    assert_eq!(a[0], Action::SendAdvert { priority: 0 });
+    assert!(!a.contains(&Action::ReleaseVip), "make before break: {a:?}");
+    assert!(m.holds_vip(), "still holds the VIP");
+    // Its successor's resignation echo is not a master speaking; a real advert is.
+    assert!(m.handle_advert(ms(5010), advert("10.0.0.2", 0)).is_empty());
+    let a = m.handle_advert(ms(5050), advert("10.0.0.2", 90));
+    assert_eq!(a[0], Action::ReleaseVip);
+    assert_eq!(m.state(), State::Fault);
+    assert!(!a.contains(&Action::Stopped), "it keeps running");
+    // The endpoint comes back: Backup, ready to take over again.
+    m.set_fault(ms(6000), false, "recovered");
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn a_graceful_fault_alone_gives_up_after_a_deadline_and_a_hard_fault_lets_go_at_once() {
+    let mut m = Machine::new(config(100, "10.0.0.1"));
+    m.startup(ms(0));
+    m.handle_timeout(m.poll_timeout().unwrap());
+    m.yield_to_fault(ms(5000), "no ready local endpoint");
+    let a = m.handle_timeout(m.poll_timeout().unwrap());
+    assert_eq!(a[0], Action::ReleaseVip);
+    assert_eq!(m.state(), State::Fault);
+
+    let mut m = Machine::new(config(100, "10.0.0.1"));
+    m.startup(ms(0));
+    m.handle_timeout(m.poll_timeout().unwrap());
+    m.yield_to_fault(ms(5000), "no ready local endpoint");
+    let a = m.set_fault(ms(5010), true, "interface down");
+    assert_eq!(a[0], Action::ReleaseVip);
+    assert_eq!(m.state(), State::Fault);
+    assert_eq!(m.poll_timeout(), None);
+
+    // Recovered before anyone took over: back as Backup once the wait ends.
+    let mut m = Machine::new(config(100, "10.0.0.1"));
+    m.startup(ms(0));
+    m.handle_timeout(m.poll_timeout().unwrap());
+    m.yield_to_fault(ms(5000), "no ready local endpoint");
+    assert!(m.set_fault(ms(5010), false, "recovered").is_empty());
+    let a = m.handle_advert(ms(5050), advert("10.0.0.2", 90));
+    assert_eq!(a[0], Action::ReleaseVip);
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn a_shutdown_while_yielding_ends_the_instance() {
+    let mut m = Machine::new(config(100, "10.0.0.1"));
+    m.startup(ms(0));
+    m.handle_timeout(m.poll_timeout().unwrap());
+    m.yield_to_fault(ms(5000), "no ready local endpoint");
+    assert!(m.shutdown(ms(5010)).is_empty(), "already resigned");
+    let a = m.handle_advert(ms(5050), advert("10.0.0.2", 90));
+    assert_eq!(a[0], Action::ReleaseVip);
+    assert_eq!(a.last(), Some(&Action::Stopped));
+}

@@ -158,6 +158,7 @@ fn the_interface_down_comes_before_any_other_fault() {
         DataPath {
             upstreams_healthy: true,
             listening: false,
+            local_endpoint: true,
         },
     );
     assert_eq!(r.machine().state(), State::Fault);
@@ -206,7 +207,8 @@ fn tracking_moves_the_priority_a_master_advertises() {
             ms(5100),
             DataPath {
                 upstreams_healthy: false,
-                listening: true
+                listening: true,
+                local_endpoint: true
             }
         ),
         [Action::SendAdvert { priority: 50 }]

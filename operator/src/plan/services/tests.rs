@@ -580,3 +580,32 @@ fn a_kept_address_stays_in_the_pool_it_came_from() {
         p.changed
     );
 }
+
+#[test]
+fn a_local_traffic_policy_asks_the_agents_for_a_ready_local_endpoint() {
+    let mut c = Case::new(vec![v4_pool()]);
+    c.services = vec![
+        svc(
+            "web",
+            "local",
+            1,
+            json!({"spec": {"externalTrafficPolicy": "Local"}}),
+        ),
+        svc(
+            "web",
+            "cluster",
+            2,
+            json!({"spec": {"externalTrafficPolicy": "Cluster"}}),
+        ),
+    ];
+    let p = c.plan();
+    assert_eq!(
+        p.vips["web/svc-local"]["metadata"]["annotations"]["buoy.io/local-endpoints-of"],
+        json!("local")
+    );
+    assert!(
+        p.vips["web/svc-cluster"]["metadata"]["annotations"]
+            .get("buoy.io/local-endpoints-of")
+            .is_none()
+    );
+}

@@ -76,6 +76,11 @@ pub(crate) fn desired(
         })
         .collect();
     let names: Vec<&str> = unit.members.iter().map(|m| m.name).collect();
+    let mut annotations = json!({ service::SERVICES_ANNOTATION: names.join(",") });
+    if first.local {
+        // Only nodes with a ready endpoint of the Service may be master (the agents read it).
+        annotations[service::LOCAL_ENDPOINTS_ANNOTATION] = json!(names.join(","));
+    }
     applied::stamp(json!({
         "apiVersion": buoy_crds::API_VERSION,
         "kind": "VirtualIP",
@@ -86,7 +91,7 @@ pub(crate) fn desired(
                 "app.kubernetes.io/managed-by": "buoy-operator",
                 service::SERVICE_NAME_LABEL: first.name,
             },
-            "annotations": { service::SERVICES_ANNOTATION: names.join(",") },
+            "annotations": annotations,
             "ownerReferences": owners,
         },
         "spec": {
