@@ -1,4 +1,5 @@
-//! `buoy-agent import`: keepalived.conf and nginx.conf into Buoy objects.
+//! `buoy-agent import`: keepalived.conf and nginx.conf, or MetalLB's configuration, into Buoy
+//! objects.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -11,6 +12,12 @@ pub(super) struct ImportArgs {
     /// nginx.conf files (includes are followed).
     #[arg(long = "nginx", value_name = "FILE", num_args = 1..)]
     nginx: Vec<PathBuf>,
+    /// YAML files with MetalLB's IPAddressPools and L2Advertisements (`kubectl get
+    /// ipaddresspools,l2advertisements -A -o yaml`), and the LoadBalancer Services it serves:
+    /// AddressPools, and the Services with Buoy's class and annotations.
+    #[arg(long = "metallb", value_name = "FILE", num_args = 1..)]
+    metallb: Vec<PathBuf>,
+
     /// Namespace of the objects.
     #[arg(long, default_value = "default")]
     namespace: String,
@@ -25,6 +32,7 @@ pub(super) fn import(args: ImportArgs) -> ExitCode {
     let options = Options {
         keepalived: args.keepalived,
         nginx: args.nginx,
+        metallb: args.metallb,
         namespace: args.namespace,
         node_name_from: if args.node_name_from == "hostname-of-file" {
             NodeNameFrom::FileName
