@@ -1,4 +1,4 @@
-//! The inputs of an import: the files (keepalived and nginx; MetalLB), the namespace,
+//! The inputs of an import: the files (keepalived and nginx; MetalLB; kube-vip), the namespace,
 //! and where node names come from.
 
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ pub struct Options {
     pub nginx: Vec<PathBuf>,
     /// YAML files with MetalLB's objects (`IPAddressPool`, `L2Advertisement`, …) and Services.
     pub metallb: Vec<PathBuf>,
-
+    /// YAML files with kube-vip-cloud-provider's ConfigMap (`kubevip`) and Services.
+    pub kube_vip: Vec<PathBuf>,
     /// The namespace of the VirtualIPs, UpstreamPools and Secret.
     pub namespace: String,
     /// Where the keepalived files' node names come from.

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, path::Path};
 use crate::{
     diagnostics::{ImportError, Warnings},
     draft::VipDraft,
-    keepalived, listeners, metallb, nginx,
+    keepalived, kubevip, listeners, metallb, nginx,
     objects::{self, Import},
     options::Options,
 };
@@ -15,9 +15,10 @@ use crate::{
 /// Runs the import: reads the files, translates, validates.
 pub fn import(options: &Options) -> Result<Import, ImportError> {
     let keepalived_or_nginx = !(options.keepalived.is_empty() && options.nginx.is_empty());
-    if !keepalived_or_nginx && options.metallb.is_empty() {
+    if !keepalived_or_nginx && options.metallb.is_empty() && options.kube_vip.is_empty() {
         return Err(ImportError::Usage(
-            "nothing to import: give --keepalived FILE… and/or --nginx FILE…, or --metallb FILE…"
+            "nothing to import: give --keepalived FILE… and/or --nginx FILE…, --metallb FILE… or \
+             --kube-vip FILE…"
                 .into(),
         ));
     }
@@ -36,6 +37,12 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
         add(
             &mut import,
             metallb::import(&options.metallb, &mut warnings)?,
+        )?;
+    }
+    if !options.kube_vip.is_empty() {
+        add(
+            &mut import,
+            kubevip::import(&options.kube_vip, &mut warnings)?,
         )?;
     }
     import.warnings = warnings.sorted();

@@ -1,4 +1,4 @@
-//! Address ranges as MetalLB writes them, as AddressPool's `addresses` takes them: a
+//! Address ranges as MetalLB and kube-vip write them, as AddressPool's `addresses` takes them: a
 //! CIDR without host bits (`192.168.10.0/24`) or an inclusive range without blanks
 //! (`192.168.10.10-192.168.10.20`), each of one family.
 
@@ -119,6 +119,26 @@ pub(crate) fn metallb(text: &str) -> Result<(String, Span, Option<String>), Stri
     Ok((out, span, note))
 }
 
+/// One CIDR of kube-vip's `cidr-*` keys, as an AddressPool writes it: kube-vip hands out the
+/// hosts of an IPv4 CIDR, without its network and broadcast addresses (all of a /31 and /32),
+/// and every address of an IPv6 one; host bits are ignored.
+pub(crate) fn kube_vip_cidr(text: &str) -> Result<(String, Span), String> {
+    let (ip, prefix) = cidr(text.trim())?;
+    let mut span = cidr_span(ip, prefix);
+    if span.ipv6 || prefix >= 31 {
+        return Ok((written_cidr(span, prefix), span));
+    }
+    span.first += 1;
+    span.last -= 1;
+    Ok((written(span), span))
+}
+
+/// One range of kube-vip's `range-*` keys (`first-last`), as an AddressPool writes it.
+pub(crate) fn kube_vip_range(text: &str) -> Result<(String, Span), String> {
+    let span = range(text)?;
+    Ok((written(span), span))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +175,21 @@ mod tests {
         assert!(span.contains("192.168.10.20".parse().unwrap()));
         assert!(!span.contains("192.168.10.21".parse().unwrap()));
         assert!(!span.contains("::ffff:192.168.10.15".parse().unwrap()));
+    }
+
+    #[test]
+    fn kube_vip_leaves_out_network_and_broadcast() {
+        let c = |t: &str| kube_vip_cidr(t).map(|(s, _)| s);
+        assert_eq!(
+            c("192.168.0.200/29"),
+            Ok("192.168.0.201-192.168.0.206".into())
+        );
+        assert_eq!(c("10.0.0.0/23"), Ok("10.0.0.1-10.0.1.254".into()));
+        assert_eq!(c("10.0.0.4/31"), Ok("10.0.0.4/31".into()));
+        assert_eq!(c("10.0.0.4/32"), Ok("10.0.0.4/32".into()));
+        assert_eq!(c("fd00::/120"), Ok("fd00::/120".into()));
+        let r = |t: &str| kube_vip_range(t).map(|(s, _)| s);
+        assert_eq!(r("10.0.0.10-10.0.0.20"), Ok("10.0.0.10-10.0.0.20".into()));
+        assert!(r("10.0.0.10").is_err());
     }
 }

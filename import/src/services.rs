@@ -1,4 +1,4 @@
-//! LoadBalancer Services handed over to Buoy (from MetalLB): what an import keeps of
+//! LoadBalancer Services handed over to Buoy (from MetalLB or kube-vip): what an import keeps of
 //! a Service as `kubectl get -o yaml` prints it (not its status, nor the fields the API server
 //! sets), with Buoy's load balancer class and annotations in place of the other product's.
 

@@ -24,6 +24,7 @@ fn seed_options() -> Options {
         keepalived: vec![dir.join("lb1.conf"), dir.join("lb2.conf")],
         nginx: vec![dir.join("nginx.conf")],
         metallb: Vec::new(),
+        kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
     }
@@ -72,6 +73,7 @@ fn options_from_args(dir: &Path) -> Options {
         keepalived: Vec::new(),
         nginx: Vec::new(),
         metallb: Vec::new(),
+        kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
     };
@@ -85,6 +87,7 @@ fn options_from_args(dir: &Path) -> Options {
             "--keepalived" => options.keepalived.push(dir.join(arg)),
             "--nginx" => options.nginx.push(dir.join(arg)),
             "--metallb" => options.metallb.push(dir.join(arg)),
+            "--kube-vip" => options.kube_vip.push(dir.join(arg)),
             "--namespace" => options.namespace = arg.to_string(),
             "--node-name-from" => {
                 options.node_name_from = match arg {

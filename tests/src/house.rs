@@ -73,12 +73,15 @@ pub const CRATES: &[Crate] = &[
             // Where the two halves meet, the objects and their YAML, and the import on top.
             ("listeners", 50),
             ("objects", 60),
-            // Services handed over to Buoy; MetalLB's configuration.
+            // Services handed over to Buoy; MetalLB's and kube-vip's configurations, each on
+            // its own.
             ("services", 62),
             ("metallb::pool", 63),
             ("metallb::l2", 64),
             ("metallb::services", 64),
+            ("kubevip::services", 64),
             ("metallb", 66),
+            ("kubevip", 66),
             ("yaml", 65),
             ("pipeline", 70),
         ],
