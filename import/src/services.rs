@@ -7,7 +7,11 @@ use std::{collections::BTreeMap, net::IpAddr};
 use buoy_crds::service::LOAD_BALANCER_CLASS;
 use serde_json::Value;
 
-use crate::{diagnostics::ImportError, manifests::Manifest, objects::Doc};
+use crate::{
+    diagnostics::{ImportError, Warnings},
+    manifests::Manifest,
+    objects::Doc,
+};
 
 /// Whether `m` is a core `v1` Service.
 pub(crate) fn is_service(m: &Manifest) -> bool {
@@ -34,6 +38,26 @@ pub(crate) fn status_ips(m: &Manifest) -> Vec<IpAddr> {
         .iter()
         .filter_map(|i| i.get("ip")?.as_str()?.parse().ok())
         .collect()
+}
+
+/// Whether a Service is of no concern to the product whose annotations `ours` tells: not of
+/// type LoadBalancer, and without any of its annotations.
+pub(crate) fn is_plain(m: &Manifest, ours: impl Fn(&str) -> bool) -> bool {
+    service_type(m) != "LoadBalancer" && annotations(m).is_ok_and(|a| !a.keys().any(|k| ours(k)))
+}
+
+/// Warns once about the `plain` Services (`kubectl get services -A` lists many): at the first,
+/// with their number.
+pub(crate) fn warn_plain(plain: &[&Manifest], warnings: &mut Warnings) {
+    let Some(first) = plain.first() else { return };
+    let why = match plain.len() {
+        1 => "not a LoadBalancer Service: left out".to_string(),
+        n => format!(
+            "not a LoadBalancer Service, nor are {} more Services of the input: left out",
+            n - 1
+        ),
+    };
+    first.warn(warnings, &[], why);
 }
 
 /// Metadata the API server sets, which a manifest to apply must not carry.

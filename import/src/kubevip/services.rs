@@ -44,8 +44,12 @@ pub(super) fn translate(
     has_interfaces: bool,
     warnings: &mut Warnings,
 ) -> Result<Vec<Doc<Value>>, ImportError> {
+    let (plain, served): (Vec<&Manifest>, Vec<&Manifest>) = all
+        .iter()
+        .partition(|m| services::is_plain(m, |k| k.starts_with(PREFIX)));
+    services::warn_plain(&plain, warnings);
     let mut read = Vec::new();
-    for m in all {
+    for m in served {
         if let Some(r) = read_one(m, pools, has_interfaces, warnings)? {
             read.push(r);
         }
@@ -124,7 +128,11 @@ fn read_one<'a>(
     let annotations = services::annotations(m)?;
     let ours = annotations.keys().any(|k| k.starts_with(PREFIX));
     if services::service_type(m) != "LoadBalancer" {
-        m.warn(warnings, &[], "not a LoadBalancer Service: left out");
+        m.warn(
+            warnings,
+            &[],
+            "not a LoadBalancer Service, so kube-vip ignores its annotations: left out",
+        );
         return Ok(None);
     }
     let mut notes = Vec::new();

@@ -117,7 +117,7 @@ fn node_selector(pool: &Pool, ads: &[&L2], warnings: &mut Warnings) -> Option<La
             let kept = distinct.first().cloned().unwrap_or_default();
             let dropped: Vec<String> = distinct.iter().skip(1).map(selectors::show).collect();
             // Said at the advertisement whose selector is dropped first.
-            let (ad, index) = ads
+            let dropped_at = ads
                 .iter()
                 .flat_map(|a| {
                     a.node_selectors
@@ -125,20 +125,22 @@ fn node_selector(pool: &Pool, ads: &[&L2], warnings: &mut Warnings) -> Option<La
                         .enumerate()
                         .map(move |(i, s)| (a, i, s))
                 })
-                .find(|(_, _, s)| **s != kept)
-                .map_or((ads[0], 0), |(a, i, _)| (*a, i));
-            let index = index.to_string();
-            ad.source.warn(
-                warnings,
-                &["spec", "nodeSelectors", &index],
-                format!(
-                    "AddressPool {} has one nodeSelector: the first, {}, is kept; nodes matching \
-                     only {} no longer announce its addresses: label them to match the first",
-                    pool.name,
-                    selectors::show(&kept),
-                    dropped.join(" or ")
-                ),
-            );
+                .find(|(_, _, s)| **s != kept);
+            if let Some((ad, index, _)) = dropped_at {
+                let index = index.to_string();
+                ad.source.warn(
+                    warnings,
+                    &["spec", "nodeSelectors", &index],
+                    format!(
+                        "AddressPool {} has one nodeSelector: the first, {}, is kept; nodes \
+                         matching only {} no longer announce its addresses: label them to match \
+                         the first",
+                        pool.name,
+                        selectors::show(&kept),
+                        dropped.join(" or ")
+                    ),
+                );
+            }
             Some(kept)
         }
     }

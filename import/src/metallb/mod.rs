@@ -157,7 +157,11 @@ fn translate(objects: Vec<Manifest>, warnings: &mut Warnings) -> Result<Import, 
             .collect(),
         left_out: left_out.iter().map(|&i| &pools[i]).collect(),
     };
-    for m in &services {
+    let (plain, served): (Vec<&Manifest>, Vec<&Manifest>) = services
+        .iter()
+        .partition(|m| handover::is_plain(m, services::is_metallb));
+    handover::warn_plain(&plain, warnings);
+    for m in served {
         if let Some(doc) = services::translate(m, &split, warnings)? {
             import.services.push(doc);
         }

@@ -31,6 +31,9 @@ pub(super) struct Pool {
 
 /// The spec of an `IPAddressPool`, warning about what does not translate.
 pub(super) fn read(m: Manifest, warnings: &mut Warnings) -> Result<Pool, ImportError> {
+    if m.name().is_empty() {
+        return Err(m.error(&["metadata"], "no metadata.name"));
+    }
     m.warn_unknown_fields(
         warnings,
         &["spec"],

@@ -31,7 +31,7 @@ const KNOWN: [&str; 4] = [
 ];
 
 /// Whether an annotation is MetalLB's.
-fn is_metallb(key: &str) -> bool {
+pub(super) fn is_metallb(key: &str) -> bool {
     PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
@@ -71,12 +71,11 @@ pub(super) fn translate(
     let annotations = services::annotations(m)?;
     let ours: Vec<&String> = annotations.keys().filter(|k| is_metallb(k)).collect();
     if services::service_type(m) != "LoadBalancer" {
-        let why = if ours.is_empty() {
-            "not a LoadBalancer Service: left out".to_string()
-        } else {
-            "not a LoadBalancer Service, so MetalLB ignores its annotations: left out".to_string()
-        };
-        m.warn(warnings, &[], why);
+        m.warn(
+            warnings,
+            &[],
+            "not a LoadBalancer Service, so MetalLB ignores its annotations: left out",
+        );
         return Ok(None);
     }
     let mut notes = Vec::new();
@@ -106,6 +105,20 @@ pub(super) fn translate(
         .any(|(k, _)| *k == LOAD_BALANCER_IPS_ANNOTATION)
         || m.str(&["spec", "loadBalancerIP"]).is_some();
     let given = services::status_ips(m);
+    let asked: Option<IpAddr> = m
+        .str(&["spec", "loadBalancerIP"])
+        .and_then(|ip| ip.parse().ok());
+    if let Some(pool) = asked.and_then(|ip| pools.left_out_holding(ip)) {
+        m.warn(
+            warnings,
+            &["spec", "loadBalancerIP"],
+            format!(
+                "the address is in IPAddressPool {pool}, which is not translated (MetalLB does \
+                 not announce it in L2): left out"
+            ),
+        );
+        return Ok(None);
+    }
     if let Some(pool) = given.iter().find_map(|ip| pools.left_out_holding(*ip)) {
         m.warn(
             warnings,

@@ -396,6 +396,10 @@ fn malformed_pools_fail_with_file_and_line() {
     }
     let many: String = (0..65).map(|i| format!("  - 10.0.{i}.0/24\n")).collect();
     assert!(error(&pool("p", &format!("  addresses:\n{many}"))).contains("at most 64"));
+    assert_eq!(
+        error(&pool("", "  addresses: [10.0.0.0/24]\n")),
+        "m.yaml:3: IPAddressPool metallb-system/: no metadata.name"
+    );
     let twice =
         pool("p", "  addresses: [10.0.0.0/24]\n") + &pool("p", "  addresses: [10.0.1.0/24]\n");
     assert_eq!(
@@ -614,6 +618,61 @@ fn services_that_metallb_does_not_serve_in_l2_are_left_out_and_said_so() {
         let kept = services_of(&import).len();
         assert_eq!(kept, usize::from(name == "typo"), "{name}");
     }
+}
+
+#[test]
+fn services_that_are_not_load_balancers_are_warned_once_unless_they_carry_annotations() {
+    let cluster_ip = |name: &str, annotations: &[(&str, &str)]| {
+        service(name, annotations, "").replace("type: LoadBalancer", "type: ClusterIP")
+    };
+    let yaml = two_pools()
+        + &cluster_ip("a", &[])
+        + &cluster_ip("b", &[])
+        + &cluster_ip("c", &[("example.com/x", "y")])
+        + &cluster_ip("d", &[("metallb.io/address-pool", "lan")]);
+    let (import, warnings) = run(&yaml);
+    assert!(import.services.is_empty());
+    warned(
+        &warnings,
+        &[
+            "directive \"Service web/a\"",
+            "not a LoadBalancer Service, nor are 2 more Services of the input: left out",
+        ],
+    );
+    warned(
+        &warnings,
+        &[
+            "directive \"Service web/d\"",
+            "MetalLB ignores its annotations",
+        ],
+    );
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+}
+
+#[test]
+fn a_requested_address_in_a_pool_left_out_leaves_the_service_out() {
+    let yaml = two_pools() + &service("a", &[], "  loadBalancerIP: 203.0.113.5\n");
+    let (import, warnings) = run(&yaml);
+    assert!(import.services.is_empty());
+    warned(
+        &warnings,
+        &[
+            "Service web/a spec.loadBalancerIP",
+            "IPAddressPool bgp",
+            "left out",
+        ],
+    );
+    // Elsewhere, spec.loadBalancerIP stays as it is: Buoy reads it.
+    let yaml = two_pools() + &service("a", &[], "  loadBalancerIP: 192.168.10.5\n");
+    let (import, _) = run(&yaml);
+    assert_eq!(
+        import.services[0].object["spec"]["loadBalancerIP"],
+        "192.168.10.5"
+    );
+    assert_eq!(
+        import.services[0].object["metadata"].get("annotations"),
+        None
+    );
 }
 
 #[test]
