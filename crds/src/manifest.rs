@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -27,6 +27,8 @@ pub enum Object {
     AddressPool(Box<AddressPool>),
     /// A `Secret` (standalone mode: VRRP passwords beside the objects).
     Secret(Box<Secret>),
+    /// A `Service` (a LoadBalancer Service's Buoy annotations; standalone mode ignores it).
+    Service(Box<Service>),
 }
 
 /// An object and where it came from.
@@ -203,6 +205,15 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
             typed(value).map(|v| Object::AddressPool(Box::new(v)))
         }
         ("v1", "Secret") => typed(value).map(|v| Object::Secret(Box::new(v))),
+        ("v1", "Service") => {
+            let service: Service = typed(value)?;
+            let errors = crate::service::validate_service(&service);
+            if errors.is_empty() {
+                Ok(Object::Service(Box::new(service)))
+            } else {
+                Err(errors)
+            }
+        }
         ("", _) => Err(vec![FieldError::new(
             "apiVersion",
             "Required value".to_string(),
@@ -211,7 +222,7 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
         (a, k) => Err(vec![FieldError::new(
             "kind",
             format!(
-                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, {API_VERSION} AddressPool, v1 Secret"
+                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, {API_VERSION} AddressPool, v1 Secret, v1 Service"
             ),
         )]),
     }
@@ -261,6 +272,17 @@ pub fn upstream_pools(objects: &[Located]) -> Vec<&UpstreamPool> {
         .iter()
         .filter_map(|o| match &o.object {
             Object::UpstreamPool(p) => Some(&**p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Services among `objects`.
+pub fn services(objects: &[Located]) -> Vec<&Service> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::Service(s) => Some(&**s),
             _ => None,
         })
         .collect()

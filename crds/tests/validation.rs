@@ -125,7 +125,28 @@ fn manifest_errors_name_file_document_and_object() {
         shown,
         vec![
             "buoy.yaml: document 2 (VirtualIP prod/web): spec.addresses[0]: must be an IP address, optionally with a prefix length (192.168.60.88/24, fd00::88/64)",
-            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, buoy.io/v1alpha1 AddressPool, v1 Secret",
+            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, buoy.io/v1alpha1 AddressPool, v1 Secret, v1 Service",
+        ]
+    );
+}
+
+/// A Service is read for its Buoy annotations, which are checked as the operator reads them.
+#[test]
+fn manifest_services_have_their_buoy_annotations_checked() {
+    let good = "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\n  namespace: infra\n  \
+                annotations:\n    buoy.io/load-balancer-ips: 192.168.10.53\n    \
+                buoy.io/allow-shared-ip: dns\nspec:\n  type: LoadBalancer\n  \
+                loadBalancerClass: buoy.io/vrrp\n  ports: [{port: 53, protocol: UDP}]\n";
+    let objects = manifest::parse(Path::new("svc.yaml"), good).unwrap();
+    assert_eq!(manifest::services(&objects).len(), 1);
+    let bad = good.replace("192.168.10.53", "192.168.10.53,192.168.10.54");
+    let errors = manifest::parse(Path::new("svc.yaml"), &bad).unwrap_err();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "svc.yaml: document 1 (Service infra/dns): metadata.annotations[buoy.io/load-balancer-ips]: \
+          192.168.10.53 and 192.168.10.54 are of one family: at most one address per family"
         ]
     );
 }

@@ -1,5 +1,8 @@
 //! Buoy's importer (`buoy-agent import`): translates a classic keepalived + nginx setup (one
-//! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects.
+//! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects;
+//! and MetalLB's L2 configuration (`--metallb`) or kube-vip-cloud-provider's ConfigMap
+//! (`--kube-vip`) into AddressPools, with the LoadBalancer Services they serve handed over to
+//! Buoy (its class and annotations).
 //!
 //! Every directive is either translated or reported as a [`Warning`] with its file and line; none
 //! is dropped silently. Malformed input is an [`ImportError`] with file and line. The result is
@@ -15,21 +18,29 @@
 //!
 //! The modules by floor, lowest first: `diagnostics`, `options`, `names` (what every other
 //! module uses); `syntax` (reading files and includes) and `draft` (a VirtualIP being built);
-//! `keepalived` and `nginx`, each from parsing through translating to merging its files;
-//! `listeners` (nginx's servers onto keepalived's VirtualIPs); `objects` and `yaml` (the output);
-//! `pipeline` (the import from end to end).
+//! `manifests` (Kubernetes objects read from YAML), `ranges` (address ranges) and `selectors`
+//! (label selectors merged); `keepalived` and `nginx`, each from parsing through translating to
+//! merging its files; `listeners` (nginx's servers onto keepalived's VirtualIPs); `objects` and
+//! `yaml` (the output); `services` (LoadBalancer Services handed over to Buoy), `metallb` and
+//! `kubevip` (their configurations into AddressPools); `pipeline` (the import from end to end).
 
 #![warn(unreachable_pub, missing_docs)]
 
 mod diagnostics;
 mod draft;
 mod keepalived;
+mod kubevip;
 mod listeners;
+mod manifests;
+mod metallb;
 mod names;
 mod nginx;
 mod objects;
 mod options;
 mod pipeline;
+mod ranges;
+mod selectors;
+mod services;
 mod syntax;
 mod yaml;
 

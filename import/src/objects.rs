@@ -28,6 +28,9 @@ pub struct Import {
     pub(crate) secrets: Vec<Doc<Secret>>,
     pub(crate) pools: Vec<Doc<UpstreamPool>>,
     pub(crate) vips: Vec<Doc<VirtualIP>>,
+    /// LoadBalancer Services handed over to Buoy (from MetalLB or kube-vip), as read but for
+    /// their class and annotations.
+    pub(crate) services: Vec<Doc<serde_json::Value>>,
     /// Every directive that is not translated, by file and line.
     pub warnings: Vec<Warning>,
 }

@@ -1,4 +1,5 @@
-//! The inputs of an import: the files, the namespace, and where node names come from.
+//! The inputs of an import: the files (keepalived and nginx; MetalLB; kube-vip), the namespace,
+//! and where node names come from.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,10 @@ pub struct Options {
     pub keepalived: Vec<PathBuf>,
     /// nginx.conf files (the same upstreams in several files are merged).
     pub nginx: Vec<PathBuf>,
+    /// YAML files with MetalLB's objects (`IPAddressPool`, `L2Advertisement`, …) and Services.
+    pub metallb: Vec<PathBuf>,
+    /// YAML files with kube-vip-cloud-provider's ConfigMap (`kubevip`) and Services.
+    pub kube_vip: Vec<PathBuf>,
     /// The namespace of the VirtualIPs, UpstreamPools and Secret.
     pub namespace: String,
     /// Where the keepalived files' node names come from.

@@ -1,5 +1,5 @@
-//! An import as multi-document YAML, read as a hand-written manifest: the AddressPool first
-//! (the cluster admin's part), then Secrets, pools and VirtualIPs, each under its comments,
+//! An import as multi-document YAML, read as a hand-written manifest: the AddressPools first
+//! (the cluster admin's part), then Secrets, pools, VirtualIPs and Services, each under its comments,
 //! values equal to the API's defaults left out, and quoted where YAML 1.1 (kubectl) would read a
 //! name as a boolean.
 
@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::{diagnostics::ImportError, objects::Import};
 
 impl Import {
-    /// Multi-document YAML, the AddressPool first (the cluster admin's part), then Secrets,
-    /// then pools, then VirtualIPs; values equal to the API's defaults are left out so that the
+    /// Multi-document YAML, the AddressPools first (the cluster admin's part), then Secrets,
+    /// then pools, then VirtualIPs, then Services; values equal to the API's defaults are left out so that the
     /// output reads like a hand-written manifest.
     pub fn to_yaml(&self) -> Result<String, ImportError> {
         let mut out = String::new();
@@ -80,6 +80,9 @@ impl Import {
                 );
             }
             docs.push((v, &d.comments));
+        }
+        for d in &self.services {
+            docs.push((d.object.clone(), &d.comments));
         }
         for (i, (v, comments)) in docs.iter().enumerate() {
             if i > 0 {

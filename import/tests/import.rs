@@ -23,6 +23,8 @@ fn seed_options() -> Options {
     Options {
         keepalived: vec![dir.join("lb1.conf"), dir.join("lb2.conf")],
         nginx: vec![dir.join("nginx.conf")],
+        metallb: Vec::new(),
+        kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
     }
@@ -70,6 +72,8 @@ fn options_from_args(dir: &Path) -> Options {
     let mut options = Options {
         keepalived: Vec::new(),
         nginx: Vec::new(),
+        metallb: Vec::new(),
+        kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
     };
@@ -82,6 +86,8 @@ fn options_from_args(dir: &Path) -> Options {
         match flag.as_str() {
             "--keepalived" => options.keepalived.push(dir.join(arg)),
             "--nginx" => options.nginx.push(dir.join(arg)),
+            "--metallb" => options.metallb.push(dir.join(arg)),
+            "--kube-vip" => options.kube_vip.push(dir.join(arg)),
             "--namespace" => options.namespace = arg.to_string(),
             "--node-name-from" => {
                 options.node_name_from = match arg {

@@ -1,14 +1,21 @@
 //! `buoy-agent import` as a user runs it: the reference tutorial's configs print examples/seed
 //! and their warnings, the output passes `buoy-agent check` and loads as standalone mode's
-//! configuration, malformed input fails with file and line, and docs/migration.md shows the real
-//! output. The importer's own fixtures are tested against the library in import/tests/import.rs.
+//! configuration; a MetalLB configuration with its Services and a kube-vip one become
+//! AddressPools and Services as kubectl (YAML 1.1) reads them, which `check` accepts; malformed
+//! input fails with file and line; and docs/migration.md shows the real output. The importer's
+//! own fixtures are tested against the library in import/tests/import.rs.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 #[path = "../../import/tests/support/mod.rs"]
 mod support;
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::{Value, json};
 
 use support::{assert_same, examples_seed, fixtures, parse_yaml};
 
@@ -93,54 +100,315 @@ fn the_binary_fails_on_malformed_input() {
     assert!(stderr.starts_with("error: nginx.conf:"), "{stderr}");
 }
 
-/// The migration guide shows the tutorial's import as it really runs: the command, its
-/// warnings, `check`, and the YAML, verbatim. `BUOY_BLESS=1` rewrites the guide's block.
-#[test]
-fn the_migration_guide_shows_the_real_output() {
-    let dir = fixtures().join("seed");
-    let run = |args: &[&str], cwd: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
-            .current_dir(cwd)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
-    let (yaml, warnings) = run(
-        &[
-            "import",
-            "--keepalived",
-            "lb1.conf",
-            "lb2.conf",
-            "--nginx",
-            "nginx.conf",
-        ],
-        &dir,
+/// `buoy-agent ARGS` in `cwd`: stdout and stderr, which must succeed.
+fn run(args: &[&str], cwd: &Path) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "buoy-agent {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The documents of `file` as kubectl reads them (YAML 1.1: `tests/yaml11.py`, PyYAML made to
+/// read as go-yaml v2 does), which must be what Buoy (serde_yaml) reads.
+fn read_as_kubectl(file: &Path) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/yaml11.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .output()
+        .expect("python3 runs (the YAML 1.1 reader needs python3 with PyYAML)");
+    assert!(
+        out.status.success(),
+        "tests/yaml11.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let text = std::fs::read_to_string(file).unwrap();
+    let buoys: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(
+        docs,
+        buoys,
+        "kubectl and Buoy read {} alike",
+        file.display()
+    );
+    docs
+}
+
+/// The object of `kind` named `name` (in namespace `namespace` if given) among `docs`.
+fn object<'a>(docs: &'a [Value], kind: &str, namespace: Option<&str>, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"] == name
+                && namespace.is_none_or(|ns| d["metadata"]["namespace"] == ns)
+        })
+        .unwrap_or_else(|| panic!("no {kind} {namespace:?}/{name} in {docs:#?}"))
+}
+
+/// Writes `yaml` to a file of its own and runs `buoy-agent check` on it: what it says.
+fn check(yaml: &str) -> String {
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-check-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(tmp.path().join("buoy.yaml"), yaml).unwrap();
+    run(&["check", "--config", "buoy.yaml"], tmp.path()).0
+}
+
+/// The warnings of stderr, each `warning: FILE:LINE: directive "…" is not translated: …`.
+fn warnings(stderr: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    for l in &lines {
+        assert!(
+            l.starts_with("warning: ")
+                && l.contains(": directive \"")
+                && l.contains("\" is not translated: "),
+            "{l}"
+        );
+    }
+    lines
+}
+
+/// Asserts that one warning starts with `start` and contains `part`.
+fn warned(lines: &[&str], start: &str, part: &str) {
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with(start) && l.contains(part))
+            .count(),
+        1,
+        "{start} … {part} in {lines:#?}"
+    );
+}
+
+fn case(name: &str) -> PathBuf {
+    fixtures().join("cases").join(name)
+}
+
+/// A MetalLB configuration as a cluster has it (two pools on the LAN, one announced by BGP, two
+/// L2Advertisements, a BGPAdvertisement and a BGPPeer) and `kubectl get services -A -o yaml`:
+/// the AddressPools and the Services handed over, read as kubectl reads them; the rest warned;
+/// and `buoy-agent check` accepts it all.
+#[test]
+fn the_binary_translates_metallb_and_its_services() {
+    let (yaml, stderr) = run(
+        &["import", "--metallb", "metallb.yaml", "services.yaml"],
+        &case("24-metallb-l2"),
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-metallb-")
+        .tempdir()
+        .unwrap();
+    let file = tmp.path().join("buoy.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let docs = read_as_kubectl(&file);
+
+    let kinds: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("AddressPool", "production"),
+            ("AddressPool", "internal"),
+            ("Service", "ingress-nginx-controller"),
+            ("Service", "dns-tcp"),
+            ("Service", "dns-udp"),
+            ("Service", "api"),
+        ],
+        "the BGP pool, the Service using it and the ClusterIP Service are left out"
+    );
+    assert_eq!(
+        object(&docs, "AddressPool", None, "production")["spec"],
+        json!({
+            "addresses": ["192.168.10.0/26", "192.168.10.100-192.168.10.120"],
+            "avoidBuggyIPs": true,
+            "namespaces": ["ingress-nginx", "shop"],
+            "nodeSelector": {"matchLabels": {"node-role.kubernetes.io/edge": ""}},
+            "interfaces": ["eth0"],
+        })
+    );
+    assert_eq!(
+        object(&docs, "AddressPool", None, "internal")["spec"],
+        json!({
+            "addresses": ["10.20.0.0/24", "fd00:20::/120"],
+            "autoAssign": false,
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["internal", "platform"]}]},
+        })
+    );
+    let annotations = |ns: &str, name: &str| {
+        let svc = object(&docs, "Service", Some(ns), name);
+        assert_eq!(
+            svc["spec"]["loadBalancerClass"], "buoy.io/vrrp",
+            "{ns}/{name}"
+        );
+        assert_eq!(svc["spec"]["type"], "LoadBalancer", "{ns}/{name}");
+        assert_eq!(svc.get("status"), None, "{ns}/{name}");
+        svc["metadata"]["annotations"].clone()
+    };
+    // The address MetalLB gave is asked for; kubectl's and the server's fields are gone.
+    assert_eq!(
+        annotations("ingress-nginx", "ingress-nginx-controller"),
+        json!({"buoy.io/load-balancer-ips": "192.168.10.1"})
+    );
+    let ingress = object(
+        &docs,
+        "Service",
+        Some("ingress-nginx"),
+        "ingress-nginx-controller",
+    );
+    assert_eq!(ingress["metadata"].get("uid"), None);
+    assert_eq!(ingress["metadata"].get("resourceVersion"), None);
+    assert_eq!(ingress["spec"]["externalTrafficPolicy"], "Local");
+    for name in ["dns-tcp", "dns-udp"] {
+        assert_eq!(
+            annotations("infra", name),
+            json!({"buoy.io/load-balancer-ips": "10.20.0.53", "buoy.io/address-pool": "internal",
+                   "buoy.io/allow-shared-ip": "dns"}),
+            "{name}: metallb.io's annotations win over metallb.universe.tf's"
+        );
+    }
+    assert_eq!(
+        annotations("shop", "api"),
+        json!({"buoy.io/load-balancer-ips": "192.168.10.2", "buoy.io/address-pool": "production"})
+    );
+
+    let lines = warnings(&stderr);
+    warned(&lines, "warning: metallb.yaml:13: ", "priority");
+    warned(
+        &lines,
+        "warning: metallb.yaml:37: ",
+        "IPAddressPool metallb-system/public",
+    );
+    warned(
+        &lines,
+        "warning: metallb.yaml:70: ",
+        "BGPAdvertisement metallb-system/public",
+    );
+    warned(
+        &lines,
+        "warning: metallb.yaml:80: ",
+        "BGPPeer metallb-system/edge-router",
+    );
+    warned(
+        &lines,
+        "warning: services.yaml:",
+        "metallb.universe.tf/address-pool",
+    );
+    warned(
+        &lines,
+        "warning: services.yaml:",
+        "metallb.universe.tf/loadBalancerIP]",
+    );
+    warned(&lines, "warning: services.yaml:", "Service public/www");
+    warned(
+        &lines,
+        "warning: services.yaml:",
+        "Service default/kubernetes",
+    );
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+
+    assert_eq!(
+        check(&yaml),
+        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 2 AddressPool(s), 0 Secret(s), \
+         4 Service(s)\n"
+    );
+}
+
+/// kube-vip-cloud-provider's ConfigMap and its Services: AddressPools per namespace and a
+/// global one, the Services keeping their addresses, read as kubectl reads them, accepted by
+/// `buoy-agent check`.
+#[test]
+fn the_binary_translates_kube_vip_and_its_services() {
+    let (yaml, stderr) = run(
+        &["import", "--kube-vip", "kubevip.yaml", "services.yaml"],
+        &case("25-kube-vip"),
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-kube-vip-")
+        .tempdir()
+        .unwrap();
+    let file = tmp.path().join("buoy.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let docs = read_as_kubectl(&file);
+    assert_eq!(
+        object(&docs, "AddressPool", None, "kubevip-global")["spec"]["namespaceSelector"],
+        json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+            "values": ["development", "production"]}]})
+    );
+    assert_eq!(
+        object(&docs, "AddressPool", None, "kubevip-production")["spec"]["addresses"],
+        json!(["192.168.20.65-192.168.20.94"])
+    );
+    let web = object(&docs, "Service", Some("development"), "web");
+    assert_eq!(
+        web["metadata"]["annotations"],
+        json!({"buoy.io/load-balancer-ips": "192.168.20.100"})
+    );
+    assert_eq!(web["spec"].get("loadBalancerIP"), None);
+    assert_eq!(
+        object(&docs, "Service", Some("development"), "dns-udp")["metadata"]["annotations"]["buoy.io/allow-shared-ip"],
+        "192.168.20.101"
+    );
+    let lines = warnings(&stderr);
+    warned(
+        &lines,
+        "warning: kubevip.yaml:10: ",
+        "data.range-production",
+    );
+    warned(&lines, "warning: services.yaml:", "kube-vip.io/egress");
+    assert_eq!(
+        check(&yaml),
+        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 3 AddressPool(s), 0 Secret(s), \
+         5 Service(s)\n"
+    );
+}
+
+/// A transcript of the guide: `buoy-agent import ARGS > buoy.yaml` run in `dir`, its warnings,
+/// `check`, and the YAML, verbatim; the guide's block that starts with the same command must be
+/// it. `BUOY_BLESS=1` rewrites the block.
+fn guide_shows(args: &[&str], dir: &Path) {
+    let mut import = vec!["import"];
+    import.extend_from_slice(args);
+    let (yaml, warnings) = run(&import, dir);
     let tmp = tempfile::Builder::new()
         .prefix("buoy-guide-")
         .tempdir()
         .unwrap();
     std::fs::write(tmp.path().join("buoy.yaml"), &yaml).unwrap();
     let (checked, _) = run(&["check", "--config", "buoy.yaml"], tmp.path());
-    let start =
-        "$ buoy-agent import --keepalived lb1.conf lb2.conf --nginx nginx.conf > buoy.yaml\n";
+    let start = format!("$ buoy-agent import {} > buoy.yaml\n", args.join(" "));
     let block = format!(
         "{start}{warnings}$ buoy-agent check --config buoy.yaml\n{checked}$ cat buoy.yaml\n{yaml}"
     );
     let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/migration.md");
     let guide = std::fs::read_to_string(&guide_path).unwrap();
     let at = guide
-        .find(start)
-        .expect("the guide shows the import command");
+        .find(&start)
+        .unwrap_or_else(|| panic!("the guide shows {start}"));
     let end = at + guide[at..].find("```\n").expect("the block ends");
     if std::env::var_os("BUOY_BLESS").is_some() {
         let rewritten = format!("{}{block}{}", &guide[..at], &guide[end..]);
@@ -149,7 +417,31 @@ fn the_migration_guide_shows_the_real_output() {
     }
     assert!(
         guide[at..end] == block,
-        "docs/migration.md shows another output than the importer's; run \
+        "docs/migration.md shows another output than the importer's for {start}; run \
          BUOY_BLESS=1 cargo test -p buoy-agent --test import the_migration_guide to rewrite it"
+    );
+}
+
+/// The migration guide shows the imports as they really run: the tutorial's keepalived and
+/// nginx files, the MetalLB configuration and the kube-vip one (the importer's fixtures).
+#[test]
+fn the_migration_guide_shows_the_real_output() {
+    guide_shows(
+        &[
+            "--keepalived",
+            "lb1.conf",
+            "lb2.conf",
+            "--nginx",
+            "nginx.conf",
+        ],
+        &fixtures().join("seed"),
+    );
+    guide_shows(
+        &["--metallb", "metallb.yaml", "services.yaml"],
+        &case("24-metallb-l2"),
+    );
+    guide_shows(
+        &["--kube-vip", "kubevip.yaml", "services.yaml"],
+        &case("25-kube-vip"),
     );
 }

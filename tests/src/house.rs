@@ -66,9 +66,22 @@ pub const CRATES: &[Crate] = &[
             ("nginx::merge", 40),
             ("keepalived", 45),
             ("nginx", 45),
+            // Kubernetes objects read from YAML; address ranges; label selectors merged.
+            ("manifests", 15),
+            ("ranges", 10),
+            ("selectors", 10),
             // Where the two halves meet, the objects and their YAML, and the import on top.
             ("listeners", 50),
             ("objects", 60),
+            // Services handed over to Buoy; MetalLB's and kube-vip's configurations, each on
+            // its own.
+            ("services", 62),
+            ("metallb::pool", 63),
+            ("metallb::l2", 64),
+            ("metallb::services", 64),
+            ("kubevip::services", 64),
+            ("metallb", 66),
+            ("kubevip", 66),
             ("yaml", 65),
             ("pipeline", 70),
         ],

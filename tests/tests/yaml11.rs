@@ -12,7 +12,8 @@
 //! (`crds/`, `charts/buoy/crds/`), the chart's own YAML (`Chart.yaml`, `values.yaml`,
 //! `ci/all-values.yaml`) and its renders with default values and with every option,
 //! `deploy/*.yaml`, `examples/**`, what `buoy-agent import` prints for every fixture under
-//! `import/tests/fixtures/` and the committed `expected.yaml` files, and every
+//! `import/tests/fixtures/`, the committed `expected.yaml` files and the YAML inputs (MetalLB's
+//! objects, Services), and every
 //! ```` ```yaml ```` block of the README, `docs/*.md` and the chart's README. A walk of the
 //! repository fails on a YAML file that is neither checked nor listed as exempt.
 //!
@@ -475,12 +476,11 @@ fn shipped_files() -> Vec<PathBuf> {
     ]);
     files.extend(yaml_files(&root.join("deploy"), false));
     files.extend(yaml_files(&root.join("examples"), true));
-    files.extend(
-        import_cases()
-            .into_iter()
-            .map(|c| c.dir.join("expected.yaml"))
-            .filter(|p| p.exists()),
-    );
+    // The importer's committed outputs, and its YAML inputs (MetalLB's and kube-vip's objects,
+    // Services), which users applied with kubectl.
+    for case in import_cases() {
+        files.extend(yaml_files(&case.dir, true));
+    }
     files
 }
 

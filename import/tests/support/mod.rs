@@ -29,6 +29,9 @@ fn keyed(objects: Vec<Object>) -> BTreeMap<String, Object> {
                 Object::UpstreamPool(p) => format!("UpstreamPool {:?}", p.metadata.name),
                 Object::AddressPool(p) => format!("AddressPool {:?}", p.metadata.name),
                 Object::Secret(s) => format!("Secret {:?}", s.metadata.name),
+                Object::Service(s) => {
+                    format!("Service {:?}/{:?}", s.metadata.namespace, s.metadata.name)
+                }
             };
             (key, o)
         })

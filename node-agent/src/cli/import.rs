@@ -1,4 +1,5 @@
-//! `buoy-agent import`: keepalived.conf and nginx.conf into Buoy objects.
+//! `buoy-agent import`: keepalived.conf and nginx.conf, MetalLB's configuration or
+//! kube-vip-cloud-provider's into Buoy objects.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -11,6 +12,15 @@ pub(super) struct ImportArgs {
     /// nginx.conf files (includes are followed).
     #[arg(long = "nginx", value_name = "FILE", num_args = 1..)]
     nginx: Vec<PathBuf>,
+    /// YAML files with MetalLB's IPAddressPools and L2Advertisements (`kubectl get
+    /// ipaddresspools,l2advertisements -A -o yaml`), and the LoadBalancer Services it serves:
+    /// AddressPools, and the Services with Buoy's class and annotations.
+    #[arg(long = "metallb", value_name = "FILE", num_args = 1..)]
+    metallb: Vec<PathBuf>,
+    /// YAML files with kube-vip-cloud-provider's ConfigMap (`kubectl -n kube-system get
+    /// configmap kubevip -o yaml`), and the LoadBalancer Services it serves.
+    #[arg(long = "kube-vip", value_name = "FILE", num_args = 1..)]
+    kube_vip: Vec<PathBuf>,
     /// Namespace of the objects.
     #[arg(long, default_value = "default")]
     namespace: String,
@@ -25,6 +35,8 @@ pub(super) fn import(args: ImportArgs) -> ExitCode {
     let options = Options {
         keepalived: args.keepalived,
         nginx: args.nginx,
+        metallb: args.metallb,
+        kube_vip: args.kube_vip,
         namespace: args.namespace,
         node_name_from: if args.node_name_from == "hostname-of-file" {
             NodeNameFrom::FileName

@@ -128,38 +128,26 @@ pub(crate) fn read(svc: &Service) -> Result<Request<'_>, String> {
     })
 }
 
-/// The addresses asked for: the annotation (comma-separated, one per family), else
-/// `spec.loadBalancerIP`.
+/// The addresses asked for: the annotation (comma-separated, one per family; read as
+/// `buoy-agent check` reads it), else `spec.loadBalancerIP`.
 fn requested(svc: &Service) -> Result<Vec<IpAddr>, String> {
-    let (text, origin) = match annotation(svc, service::LOAD_BALANCER_IPS_ANNOTATION) {
-        Some(t) => (
-            t,
-            format!("annotation {}", service::LOAD_BALANCER_IPS_ANNOTATION),
-        ),
-        None => match svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.load_balancer_ip.as_deref())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            Some(t) => (t, "spec.loadBalancerIP".to_string()),
-            None => return Ok(Vec::new()),
-        },
-    };
-    let mut out: Vec<IpAddr> = Vec::new();
-    for part in text.split(',').map(str::trim) {
-        let ip: IpAddr = part
-            .parse()
-            .map_err(|_| format!("{origin}: {part:?} is not an IP address"))?;
-        if out.iter().any(|a| a.is_ipv6() == ip.is_ipv6()) {
-            return Err(format!(
-                "{origin}: at most one address per family ({text:?})"
-            ));
-        }
-        out.push(ip);
+    if let Some(text) = annotation(svc, service::LOAD_BALANCER_IPS_ANNOTATION) {
+        return service::parse_load_balancer_ips(text)
+            .map_err(|e| format!("annotation {}: {e}", service::LOAD_BALANCER_IPS_ANNOTATION));
     }
-    Ok(out)
+    match svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => t
+            .parse()
+            .map(|ip| vec![ip])
+            .map_err(|_| format!("spec.loadBalancerIP: {t:?} is not an IP address")),
+        None => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]
@@ -221,11 +209,11 @@ mod tests {
         };
         assert_eq!(
             with("10.0.0.1,bad", json!({})),
-            "annotation buoy.io/load-balancer-ips: \"bad\" is not an IP address"
+            "annotation buoy.io/load-balancer-ips: \"bad\" is not an IPv4 or IPv6 address"
         );
         assert_eq!(
             with("10.0.0.1, 10.0.0.2", json!({})),
-            "annotation buoy.io/load-balancer-ips: at most one address per family (\"10.0.0.1, 10.0.0.2\")"
+            "annotation buoy.io/load-balancer-ips: 10.0.0.1 and 10.0.0.2 are of one family: at most one address per family"
         );
         assert!(
             with("fd00::1", json!({"ipFamilies": ["IPv4"]}))
