@@ -142,8 +142,11 @@ pub const CRATES: &[Crate] = &[
             ("conditions", 10),
             ("selection", 10),
             ("allocate", 10),
+            ("applied", 10),
             ("daemonset", 20),
-            // The plan's rooms, in the order its phases run; `plan` itself runs them.
+            // The plan's rooms, in the order its phases run; `plan` itself runs them. The
+            // Services phase comes first: the world names its settings and records.
+            ("plan::services", 20),
             ("plan::world", 21),
             ("plan::addresses", 22),
             ("plan::router_ids", 23),

@@ -273,113 +273,141 @@ impl<'a> Pools<'a, '_> {
     }
 }
 
-/// Allocates addresses to the units.
+/// Who holds which address: other VirtualIPs, then units as they are served.
+struct Holders {
+    by: BTreeMap<IpAddr, String>,
+    /// The same addresses, as `policy::first_free` reads them.
+    used: BTreeSet<IpAddr>,
+}
+
+impl Holders {
+    fn hold(&mut self, address: IpAddr, holder: String) {
+        self.by.insert(address, holder);
+        self.used.insert(address);
+    }
+
+    fn release(&mut self, address: IpAddr) {
+        self.by.remove(&address);
+        self.used.remove(&address);
+    }
+}
+
+/// One unit's addresses, by family slot, and why it is refused (if it is).
+type Row = (Vec<Option<Given>>, Option<Refusal>);
+
+/// The addresses `unit` asks for and those it was given before, held for it.
+fn reserve(unit: &Unit<'_>, pools: &Pools<'_, '_>, holders: &mut Holders) -> Row {
+    let first = unit.first();
+    let mut row: Vec<Option<Given>> = vec![None; first.families.len()];
+    let mut failed = None;
+    for (slot, &v6) in first.families.iter().enumerate() {
+        if let Some(ip) = first.requested(v6) {
+            match pools.allowing(first, ip) {
+                Err(e) => failed = Some(e),
+                Ok(_) if holders.by.contains_key(&ip) => {
+                    failed = Some(Refusal::AddressInUse {
+                        address: ip,
+                        holder: holders.by[&ip].clone(),
+                    });
+                }
+                Ok(pool) => row[slot] = Some(Given { address: ip, pool }),
+            }
+            continue;
+        }
+        let recorded = unit
+            .members
+            .iter()
+            .filter_map(|m| pools.records.get(&m.key))
+            .flatten()
+            .find(|r| r.address.is_ipv6() == v6 && !holders.by.contains_key(&r.address));
+        if let Some(r) = recorded
+            && let Ok(pool) = pools.keeping(first, r)
+        {
+            // Still allowed: kept, from the pool it came from while that one allows it.
+            row[slot] = Some(Given {
+                address: r.address,
+                pool,
+            });
+        }
+    }
+    if failed.is_none() {
+        for g in row.iter().flatten() {
+            holders.hold(g.address, format!("Service {}", first.key));
+        }
+    }
+    (row, failed)
+}
+
+/// New addresses for the families `unit` still lacks; on a refusal, what it held is released.
+fn fill(unit: &Unit<'_>, row: &mut Row, pools: &Pools<'_, '_>, holders: &mut Holders) {
+    let first = unit.first();
+    for (slot, &v6) in first.families.iter().enumerate() {
+        if row.0[slot].is_some() {
+            continue;
+        }
+        let wanted = slot == 0 || first.require_all;
+        let found = pools.candidates(first, false).and_then(|cands| {
+            cands
+                .iter()
+                .find_map(|p| {
+                    policy::first_free(p, &holders.used, Some(v6)).map(|address| Given {
+                        address,
+                        pool: name_of(p),
+                    })
+                })
+                .ok_or_else(|| {
+                    let names: Vec<String> = cands.iter().map(|p| name_of(p)).collect();
+                    Refusal::PoolExhausted(format!(
+                        "AddressPool{} {} {} no free {} address",
+                        if names.len() > 1 { "s" } else { "" },
+                        names.join(", "),
+                        if names.len() > 1 { "have" } else { "has" },
+                        family(v6)
+                    ))
+                })
+        });
+        match found {
+            Ok(g) => {
+                holders.hold(g.address, format!("Service {}", first.key));
+                row.0[slot] = Some(g);
+            }
+            Err(e) if wanted => {
+                row.1 = Some(e);
+                break;
+            }
+            // PreferDualStack: the second family is a bonus.
+            Err(_) => {}
+        }
+    }
+    if row.1.is_some() {
+        for g in row.0.iter().flatten() {
+            holders.release(g.address);
+        }
+    }
+}
+
+/// Allocates addresses to the units: first every address asked for or given before, then new
+/// ones.
 pub(crate) fn allocate<'a>(
     units: Vec<Unit<'a>>,
     pools: &Pools<'a, '_>,
     mut refused: BTreeMap<String, Refusal>,
 ) -> Allocation<'a> {
-    // Who holds what: other VirtualIPs, then units as they are served.
-    let mut holders: BTreeMap<IpAddr, String> = pools.taken.clone();
-    let mut given: Vec<Vec<Option<Given>>> = Vec::with_capacity(units.len());
-    let mut failed: Vec<Option<Refusal>> = vec![None; units.len()];
-
-    // First the addresses asked for and those given before.
-    for (i, unit) in units.iter().enumerate() {
-        let first = unit.first();
-        let mut row: Vec<Option<Given>> = vec![None; first.families.len()];
-        for (slot, &v6) in first.families.iter().enumerate() {
-            if let Some(ip) = first.requested(v6) {
-                match pools.allowing(first, ip) {
-                    Err(e) => failed[i] = Some(e),
-                    Ok(_) if holders.contains_key(&ip) => {
-                        failed[i] = Some(Refusal::AddressInUse {
-                            address: ip,
-                            holder: holders[&ip].clone(),
-                        });
-                    }
-                    Ok(pool) => row[slot] = Some(Given { address: ip, pool }),
-                }
-                continue;
-            }
-            let recorded = unit
-                .members
-                .iter()
-                .filter_map(|m| pools.records.get(&m.key))
-                .flatten()
-                .find(|r| r.address.is_ipv6() == v6 && !holders.contains_key(&r.address));
-            if let Some(r) = recorded
-                && let Ok(pool) = pools.keeping(first, r)
-            {
-                // Still allowed: kept, from the pool it came from while that one allows it.
-                row[slot] = Some(Given {
-                    address: r.address,
-                    pool,
-                });
-            }
-        }
-        if failed[i].is_none() {
-            for g in row.iter().flatten() {
-                holders.insert(g.address, format!("Service {}", first.key));
-            }
-        }
-        given.push(row);
-    }
-
-    // Then new addresses for what is still missing.
-    for (i, unit) in units.iter().enumerate() {
-        if failed[i].is_some() {
-            continue;
-        }
-        let first = unit.first();
-        for (slot, &v6) in first.families.iter().enumerate() {
-            if given[i][slot].is_some() {
-                continue;
-            }
-            let wanted = slot == 0 || first.require_all;
-            let found = pools.candidates(first, false).and_then(|cands| {
-                let used: BTreeSet<IpAddr> = holders.keys().copied().collect();
-                cands
-                    .iter()
-                    .find_map(|p| {
-                        policy::first_free(p, &used, Some(v6)).map(|address| Given {
-                            address,
-                            pool: name_of(p),
-                        })
-                    })
-                    .ok_or_else(|| {
-                        let names: Vec<String> = cands.iter().map(|p| name_of(p)).collect();
-                        Refusal::PoolExhausted(format!(
-                            "AddressPool{} {} {} no free {} address",
-                            if names.len() > 1 { "s" } else { "" },
-                            names.join(", "),
-                            if names.len() > 1 { "have" } else { "has" },
-                            family(v6)
-                        ))
-                    })
-            });
-            match found {
-                Ok(g) => {
-                    holders.insert(g.address, format!("Service {}", first.key));
-                    given[i][slot] = Some(g);
-                }
-                Err(e) if wanted => {
-                    failed[i] = Some(e);
-                    break;
-                }
-                // PreferDualStack: the second family is a bonus.
-                Err(_) => {}
-            }
-        }
-        if failed[i].is_some() {
-            for g in given[i].iter().flatten() {
-                holders.remove(&g.address);
-            }
+    let mut holders = Holders {
+        by: pools.taken.clone(),
+        used: pools.taken.keys().copied().collect(),
+    };
+    let mut rows: Vec<Row> = units
+        .iter()
+        .map(|u| reserve(u, pools, &mut holders))
+        .collect();
+    for (unit, row) in units.iter().zip(rows.iter_mut()) {
+        if row.1.is_none() {
+            fill(unit, row, pools, &mut holders);
         }
     }
-
     let mut out = Allocation::default();
-    for ((unit, row), fail) in units.into_iter().zip(given).zip(failed) {
+    for (unit, (row, fail)) in units.into_iter().zip(rows) {
         match fail {
             Some(e) => {
                 for m in &unit.members {

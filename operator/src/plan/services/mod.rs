@@ -6,7 +6,7 @@
 //! them once a node announces them; Events say what was given, or why not, and which node
 //! became master.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ mod allocate;
 mod request;
 mod virtualip;
 
-use allocate::{Allocation, Pools};
+use allocate::{Allocation, Pools, Unit};
 pub(crate) use allocate::{Record, Refusal};
 
 use crate::applied;
@@ -145,62 +145,57 @@ fn precedence<'a>(services: &[&'a Service]) -> Vec<&'a Service> {
     s
 }
 
-/// Plans the Services.
-pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
-    let ours: Vec<&Service> = precedence(inputs.services)
-        .into_iter()
-        .filter(|s| s.metadata.name.is_some() && request::is_ours(s, inputs.default_class))
-        .collect();
-    let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
-    let mut requests: Vec<Request<'_>> = Vec::new();
-    for s in &ours {
-        match request::read(s) {
-            Ok(r) => requests.push(r),
-            Err(e) => {
-                let key =
-                    contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
-                refused.insert(key, Refusal::InvalidRequest(e));
-            }
-        }
-    }
+/// What the Services' VirtualIPs and the other VirtualIPs tell.
+struct Observed<'a> {
+    /// What Services were given before (their VirtualIPs, their status, the operator's
+    /// memory), by Service key.
+    records: BTreeMap<String, Vec<Record>>,
+    /// Addresses other VirtualIPs hold, with their holder.
+    taken: BTreeMap<IpAddr, String>,
+    /// Services' VirtualIPs, by `namespace/name`.
+    carriers: BTreeMap<String, &'a VirtualIP>,
+    /// The other VirtualIPs' `namespace/name`: names a Service's VirtualIP cannot take.
+    others: BTreeSet<String>,
+}
 
-    // What Services were given before (their VirtualIPs, their status, the operator's memory),
-    // and what other VirtualIPs hold.
-    let mut records: BTreeMap<String, Vec<Record>> = inputs.remembered.clone();
-    let mut taken: BTreeMap<IpAddr, String> = BTreeMap::new();
-    let mut observed: BTreeMap<String, &VirtualIP> = BTreeMap::new();
+fn observe<'a>(inputs: &Inputs<'a, '_>, ours: &[&Service]) -> Observed<'a> {
+    let mut o = Observed {
+        records: inputs.remembered.clone(),
+        taken: BTreeMap::new(),
+        carriers: BTreeMap::new(),
+        others: BTreeSet::new(),
+    };
     for v in inputs.vips {
         let ns = v
             .metadata
             .namespace
             .as_deref()
             .unwrap_or(contract::DEFAULT_NAMESPACE);
+        let key = contract::key(Some(ns), v.metadata.name.as_deref());
         let owners = service::owners(&v.metadata);
         if owners.is_empty() {
             for ip in vip_addresses(v) {
-                taken.entry(ip).or_insert_with(|| {
-                    format!(
-                        "VirtualIP {}",
-                        contract::key(Some(ns), v.metadata.name.as_deref())
-                    )
-                });
+                o.taken
+                    .entry(ip)
+                    .or_insert_with(|| format!("VirtualIP {key}"));
             }
+            o.others.insert(key);
             continue;
         }
-        observed.insert(contract::key(Some(ns), v.metadata.name.as_deref()), v);
-        for o in owners {
-            records
-                .entry(contract::key(Some(ns), Some(o)))
+        for owner in owners {
+            o.records
+                .entry(contract::key(Some(ns), Some(owner)))
                 .or_default()
                 .extend(vip_addresses(v).map(|address| Record {
                     address,
                     pool: v.spec.address_pool.clone(),
                 }));
         }
+        o.carriers.insert(key, v);
     }
-    for s in &ours {
+    for s in ours {
         let key = contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
-        records
+        o.records
             .entry(key)
             .or_default()
             .extend(ingress_of(s).into_iter().map(|address| Record {
@@ -208,21 +203,45 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                 pool: None,
             }));
     }
+    o
+}
 
-    let units = allocate::units(&requests, &mut refused);
-    // A unit whose VirtualIP name belongs to someone else's VirtualIP is not served.
-    let units: Vec<_> = units
+/// The requests of Buoy's Services; those that cannot be read are refused.
+fn requests<'a>(ours: &[&'a Service], refused: &mut BTreeMap<String, Refusal>) -> Vec<Request<'a>> {
+    let mut out = Vec::new();
+    for s in ours {
+        match request::read(s) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                let key =
+                    contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+                refused.insert(key, Refusal::InvalidRequest(e));
+            }
+        }
+    }
+    out
+}
+
+/// The units whose VirtualIP names are free: a name someone else's VirtualIP has is never
+/// taken over (the unit is refused).
+fn with_free_names<'a>(
+    units: Vec<Unit<'a>>,
+    observed: &Observed<'_>,
+    refused: &mut BTreeMap<String, Refusal>,
+) -> Vec<Unit<'a>> {
+    units
         .into_iter()
         .filter(|u| {
             let first = u.first();
-            let clash = first.families.iter().map(|v6| virtualip::name(u, *v6)).find(|n| {
-                let key = contract::key(Some(first.namespace), Some(n));
-                inputs.vips.iter().any(|v| {
-                    contract::key(v.metadata.namespace.as_deref(), v.metadata.name.as_deref())
-                        == key
-                        && service::owners(&v.metadata).is_empty()
-                })
-            });
+            let clash = first
+                .families
+                .iter()
+                .map(|v6| virtualip::name(u, *v6))
+                .find(|n| {
+                    observed
+                        .others
+                        .contains(&contract::key(Some(first.namespace), Some(n)))
+                });
             if let Some(n) = &clash {
                 for m in &u.members {
                     refused.insert(
@@ -235,19 +254,21 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
             }
             clash.is_none()
         })
-        .collect();
-    let pools = Pools {
-        pools: inputs.pools,
-        namespaces: inputs.namespaces,
-        taken: &taken,
-        records: &records,
-    };
-    let Allocation { units, refused } = allocate::allocate(units, &pools, refused);
+        .collect()
+}
 
-    let mut out = ServicesPlan::default();
-    let mut ingress: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-    let mut masters: BTreeMap<String, Vec<(IpAddr, String)>> = BTreeMap::new();
-    for (unit, given) in &units {
+/// Where the given addresses are announced now: `(address, node)` by Service key.
+type Announced = BTreeMap<String, Vec<(IpAddr, String)>>;
+
+/// The VirtualIPs that carry the units' addresses (into `out`), and where they are announced.
+fn carry(
+    units: &[(Unit<'_>, Vec<allocate::Given>)],
+    inputs: &Inputs<'_, '_>,
+    observed: &Observed<'_>,
+    out: &mut ServicesPlan,
+) -> Announced {
+    let mut announced = Announced::new();
+    for (unit, given) in units {
         let first = unit.first();
         for g in given {
             let name = virtualip::name(unit, g.address.is_ipv6());
@@ -258,26 +279,27 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                 .copied()
                 .find(|p| p.metadata.name.as_deref() == Some(g.pool.as_str()));
             let body = virtualip::desired(unit, g, pool, inputs.advertisement_interval);
-            if observed.get(&key).and_then(|v| applied::of(&v.metadata)) != applied::desired(&body)
-            {
+            let carrier = observed.carriers.get(&key);
+            if carrier.and_then(|v| applied::of(&v.metadata)) != applied::desired(&body) {
                 out.changed
                     .push((first.namespace.to_string(), name.clone()));
             }
-            out.vips.insert(key.clone(), body);
+            out.vips.insert(key, body);
             // Announced: a master holds the VirtualIP, with this address in its spec.
-            let master = observed.get(&key).and_then(|v| {
-                let spec_has = v
+            let master = carrier.and_then(|v| {
+                let ip = g.address.to_string();
+                let in_spec = v
                     .spec
                     .addresses
                     .iter()
-                    .any(|a| a.0.split('/').next() == Some(&g.address.to_string()));
+                    .any(|a| a.0.split('/').next() == Some(&ip));
                 let m = v
                     .status
                     .as_ref()?
                     .master
                     .clone()
                     .filter(|m| !m.is_empty())?;
-                spec_has.then_some(m)
+                in_spec.then_some(m)
             });
             for m in &unit.members {
                 out.given.entry(m.key.clone()).or_default().push(Record {
@@ -285,8 +307,7 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                     pool: Some(g.pool.clone()),
                 });
                 if let Some(node) = &master {
-                    ingress.entry(m.key.clone()).or_default().push(g.address);
-                    masters
+                    announced
                         .entry(m.key.clone())
                         .or_default()
                         .push((g.address, node.clone()));
@@ -294,18 +315,65 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
             }
         }
     }
-    out.stale = observed
-        .iter()
-        .filter(|(k, _)| !out.vips.contains_key(*k))
-        .filter_map(|(_, v)| Some((v.metadata.namespace.clone()?, v.metadata.name.clone()?)))
-        .collect();
+    announced
+}
 
-    for s in &ours {
+/// What an Event on the Service says now: `(warning, reason, message)`.
+fn outcome(
+    key: &str,
+    refused: &BTreeMap<String, Refusal>,
+    given: &BTreeMap<String, Vec<Record>>,
+    announced: &Announced,
+) -> (bool, &'static str, String) {
+    if let Some(r) = refused.get(key) {
+        return (true, r.reason(), r.message());
+    }
+    let given: Vec<String> = given
+        .get(key)
+        .into_iter()
+        .flatten()
+        .map(|r| r.address.to_string())
+        .collect();
+    let held: Vec<String> = announced
+        .get(key)
+        .into_iter()
+        .flatten()
+        .map(|(ip, node)| format!("{ip} on node {node}"))
+        .collect();
+    if held.is_empty() {
+        (
+            false,
+            "AddressAssigned",
+            format!("given {}; no node announces it yet", given.join(", ")),
+        )
+    } else {
+        (
+            false,
+            "Announced",
+            format!("given {}; announced: {}", given.join(", "), held.join(", ")),
+        )
+    }
+}
+
+/// Each Service's status (when it differs) and Event (when it says something new).
+fn tell(
+    ours: &[&Service],
+    refused: &BTreeMap<String, Refusal>,
+    announced: &Announced,
+    told: &BTreeMap<String, String>,
+    out: &mut ServicesPlan,
+) {
+    for s in ours {
         let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else {
             continue;
         };
         let key = contract::key(Some(&ns), Some(&name));
-        let now = ingress.remove(&key).unwrap_or_default();
+        let now: Vec<IpAddr> = announced
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|(ip, _)| *ip)
+            .collect();
         if now != ingress_of(s) {
             out.statuses.push(ServiceStatus {
                 namespace: ns.clone(),
@@ -313,39 +381,9 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
                 ingress: now,
             });
         }
-        let (warning, reason, message) = match refused.get(&key) {
-            Some(r) => (true, r.reason(), r.message()),
-            None => {
-                let given: Vec<String> = out
-                    .given
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r.address.to_string())
-                    .collect();
-                let held: Vec<String> = masters
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|(ip, node)| format!("{ip} on node {node}"))
-                    .collect();
-                if held.is_empty() {
-                    (
-                        false,
-                        "AddressAssigned",
-                        format!("given {}; no node announces it yet", given.join(", ")),
-                    )
-                } else {
-                    (
-                        false,
-                        "Announced",
-                        format!("given {}; announced: {}", given.join(", "), held.join(", ")),
-                    )
-                }
-            }
-        };
+        let (warning, reason, message) = outcome(&key, refused, &out.given, announced);
         let said = format!("{reason}: {message}");
-        if inputs.told.get(&key) != Some(&said) {
+        if told.get(&key) != Some(&said) {
             out.events.push(ServiceEvent {
                 namespace: ns,
                 name,
@@ -356,6 +394,36 @@ pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
         }
         out.told.insert(key, said);
     }
+}
+
+/// Plans the Services.
+pub(crate) fn plan(inputs: &Inputs<'_, '_>) -> ServicesPlan {
+    let ours: Vec<&Service> = precedence(inputs.services)
+        .into_iter()
+        .filter(|s| s.metadata.name.is_some() && request::is_ours(s, inputs.default_class))
+        .collect();
+    let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
+    let requests = requests(&ours, &mut refused);
+    let observed = observe(inputs, &ours);
+    let units = allocate::units(&requests, &mut refused);
+    let units = with_free_names(units, &observed, &mut refused);
+    let pools = Pools {
+        pools: inputs.pools,
+        namespaces: inputs.namespaces,
+        taken: &observed.taken,
+        records: &observed.records,
+    };
+    let Allocation { units, refused } = allocate::allocate(units, &pools, refused);
+
+    let mut out = ServicesPlan::default();
+    let announced = carry(&units, inputs, &observed, &mut out);
+    out.stale = observed
+        .carriers
+        .iter()
+        .filter(|(k, _)| !out.vips.contains_key(*k))
+        .filter_map(|(_, v)| Some((v.metadata.namespace.clone()?, v.metadata.name.clone()?)))
+        .collect();
+    tell(&ours, &refused, &announced, inputs.told, &mut out);
     out
 }
 
