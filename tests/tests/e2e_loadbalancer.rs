@@ -152,6 +152,17 @@ fn wait_ingress(s: &mut System, name: &str) -> IpAddr {
     }
 }
 
+/// Waits (10 s at most) until `node` alone holds `address`.
+fn wait_sole_holder(s: &System, address: IpAddr, node: &str) {
+    assert!(
+        s.lab
+            .wait_sole_holder(address, node, Duration::from_secs(10)),
+        "{address} held by {:?}, not by {node} alone\n{}",
+        s.lab.holders(address),
+        s.lab.logs()
+    );
+}
+
 fn served(s: &System, target: SocketAddr) -> Option<String> {
     served_by_from(&s.lab.host("client").ns, target, 1)
         .pop()
@@ -295,8 +306,61 @@ fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes()
         "the shared address serves"
     );
 
+    // externalTrafficPolicy: Local: only the node with the Service's ready pod holds the
+    // address; when the pod moves, so does the address, by a planned handover.
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&endpoints(&s, "local", &["n2"])),
+    );
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            &service("local", "", "{port: 8000, protocol: TCP}").replace(
+                "  type: LoadBalancer\n",
+                "  type: LoadBalancer\n  externalTrafficPolicy: Local\n",
+            ),
+        ),
+    );
+    let local = wait_ingress(&mut s, "local");
+    KubeProxyStandIn::forward(&s, local, 8000);
+    let local_target = SocketAddr::new(local, 8000);
+    wait_sole_holder(&s, local, "n2");
+    assert_eq!(served(&s, local_target).as_deref(), Some("n2"));
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        local_target,
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let moved = Instant::now();
+    s.kubectl(
+        &["apply", "-f", "-"],
+        Some(&endpoints(&s, "local", &["n3"])),
+    );
+    wait_sole_holder(&s, local, "n3");
+    eprintln!(
+        "the pod moved from n2 to n3: n3 holds {local} {:?} later",
+        moved.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = probe.finish();
+    let report = buoy_tests::probe::report(&samples);
+    eprintln!(
+        "planned handover of {local}: {} probes, {} failed, longest outage {:?}",
+        report.total, report.failed, report.longest_outage
+    );
+    assert_eq!(served(&s, local_target).as_deref(), Some("n3"));
+    assert_eq!(
+        report.failed,
+        0,
+        "make before break: {report:?}\n{}",
+        s.lab.logs()
+    );
+
     // Deleting the Services leaves no address on any node and no VirtualIP.
-    for name in ["web", "dns-tcp", "dns-udp"] {
+    for name in ["web", "dns-tcp", "dns-udp", "local"] {
         s.kubectl(&["delete", "service", name, "-n", "default"], None);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
