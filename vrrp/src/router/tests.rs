@@ -290,3 +290,26 @@ fn a_faulted_router_starts_in_fault() {
         }]
     );
 }
+
+#[test]
+fn a_master_without_a_local_endpoint_hands_over_before_it_lets_go() {
+    let mut r = router();
+    let (at, _) = master(&mut r);
+    let no_endpoint = DataPath {
+        local_endpoint: false,
+        ..DataPath::SERVING
+    };
+    let a = r.data_path_changed(at + ms(10), no_endpoint);
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::SendAdvert { priority: 0 })),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::ReleaseVip)), "{a:?}");
+    assert!(r.machine().holds_vip(), "kept until the successor speaks");
+    // A backup without the endpoint stays out of the election.
+    let mut b = router();
+    b.start(ms(0), false);
+    b.data_path_changed(ms(10), no_endpoint);
+    assert_eq!(b.machine().state(), State::Fault);
+}
