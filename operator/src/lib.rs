@@ -13,6 +13,7 @@ mod app;
 mod conditions;
 mod controller;
 mod daemonset;
+mod events;
 mod leader;
 mod plan;
 mod selection;
