@@ -1,13 +1,18 @@
-//! `cargo bench -p buoy-operator --bench scale`: 1,000 VirtualIPs applied at once to the
-//! Kubernetes API test server, the real `buoy-operator run` binary reconciling them. Reports the
-//! time until every VirtualIP is at steady state (VRID allocated, priorities and finalizer
-//! written, conditions set, the DaemonSet present), the operator's resident memory, and that it
-//! goes quiet afterwards. `BUOY_BENCH_VIPS` changes the count.
+//! `cargo bench -p buoy-operator --bench scale`: VirtualIPs applied at once to the Kubernetes
+//! API test server, the real `buoy-operator run` binary reconciling them, as a new user would
+//! try it: an AddressPool admitting their namespace, the VirtualIPs spread over 8 interfaces
+//! (router IDs are per interface, 255 each). Two runs, each on a fresh server and operator: N
+//! VirtualIPs and 2N (`BUOY_BENCH_VIPS` sets N, default 1,000). For each it reports the time
+//! until every VirtualIP is at steady state (VRID allocated, priorities and finalizer written,
+//! conditions set, the DaemonSet present), the operator's CPU time, resident memory, API writes
+//! and requests, that it goes quiet afterwards, and how long one more VirtualIP then takes to
+//! get its router ID; then the ratios of the second run to the first (linear: 2).
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,11 +23,17 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NS: &str = "buoy-system";
+/// Interfaces (LANs) the VirtualIPs are spread over: 2,000 need at least 8.
+const INTERFACES: usize = 8;
+const NODES: usize = 5;
+/// The user agent of this bench's own requests, told apart from the operator's.
+const AGENT: &str = "buoy-scale-bench";
 
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -79,10 +90,123 @@ fn steady(v: &VirtualIP) -> bool {
         && v.finalizers().iter().any(|f| f == "buoy.io/release")
 }
 
-async fn bench(n: usize) -> Result<()> {
-    let api = TestApi::start().await?;
-    api.install_buoy_crds()?;
-    let client: Client = api.client()?;
+/// The `i`th VirtualIP: a unique address, on interface `eth{i % 8}`.
+fn virtualip(i: usize) -> Result<VirtualIP> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP",
+        "metadata": {"name": format!("vip-{i}")},
+        "spec": {"addresses": [format!("10.{}.{}.{}", i / 250 % 250, i % 250, 1)],
+                 "interface": format!("eth{}", i % INTERFACES)}}))?)
+}
+
+/// What a watch on the VirtualIPs saw: which are steady, and when the last change came. Kept
+/// from the watch's events (not by listing every VirtualIP again and again, which would cost
+/// the test server more the longer a run takes, and tell the time only to the listing period).
+struct Seen {
+    state: Arc<Mutex<SeenState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct SeenState {
+    steady: HashMap<String, bool>,
+    count: usize,
+    last: Option<Instant>,
+}
+
+impl SeenState {
+    fn update(&mut self, name: &str, steady: Option<bool>) {
+        let was = match steady {
+            Some(now) => self.steady.insert(name.to_string(), now),
+            None => self.steady.remove(name),
+        };
+        if was == Some(true) {
+            self.count -= 1;
+        }
+        if steady == Some(true) {
+            self.count += 1;
+        }
+        self.last = Some(Instant::now());
+    }
+}
+
+impl Seen {
+    /// Watches `vips` from now on (returns once the watch has its initial list).
+    async fn watch(vips: Api<VirtualIP>) -> Result<Seen> {
+        let state = Arc::new(Mutex::new(SeenState::default()));
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let mut events =
+                std::pin::pin!(watcher(vips, watcher::Config::default()).default_backoff());
+            while let Some(ev) = events.next().await {
+                let mut s = shared.lock().unwrap();
+                match ev {
+                    Ok(watcher::Event::Apply(v) | watcher::Event::InitApply(v)) => {
+                        s.update(&v.name_any(), Some(steady(&v)));
+                    }
+                    Ok(watcher::Event::Delete(v)) => s.update(&v.name_any(), None),
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Init) | Err(_) => {}
+                }
+            }
+        });
+        is_ready
+            .await
+            .context("the bench's watch ended before its initial list")?;
+        Ok(Seen { state, task })
+    }
+
+    /// How many are steady, and when the last change came.
+    fn now(&self) -> (usize, Option<Instant>) {
+        let s = self.state.lock().unwrap();
+        (s.count, s.last)
+    }
+}
+
+impl Drop for Seen {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one run measured.
+struct Figures {
+    n: usize,
+    created: Duration,
+    steady: Duration,
+    idle_rss_kib: u64,
+    rss_kib: u64,
+    peak_kib: u64,
+    writes: u64,
+    /// The operator's requests to the API server (the server's count, less this bench's).
+    requests: u64,
+    passes: f64,
+    pass_secs: f64,
+    operator_cpu: f64,
+    server_cpu: f64,
+    writes_after: u64,
+    duplicates: usize,
+    get_ms: f64,
+    patch_ms: f64,
+    one_more: Duration,
+}
+
+/// The server's requests that are not this bench's.
+fn operator_requests(api: &TestApi) -> u64 {
+    api.requests()
+        .iter()
+        .filter(|(agent, _)| *agent != AGENT)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn setup(client: &Client) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -91,7 +215,7 @@ async fn bench(n: usize) -> Result<()> {
         )
         .await?;
     let nodes: Api<Node> = Api::all(client.clone());
-    for i in 1..=5 {
+    for i in 1..=NODES {
         nodes
             .create(
                 &PostParams::default(),
@@ -99,6 +223,26 @@ async fn bench(n: usize) -> Result<()> {
             )
             .await?;
     }
+    // As a new user would: a pool that admits the namespace and its addresses (the operator
+    // enforces AddressPools by default).
+    let pools: Api<buoy_crds::AddressPool> = Api::all(client.clone());
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool",
+                "metadata": {"name": "bench"},
+                "spec": {"addresses": ["10.0.0.0/8"], "namespaces": [NS]}}))?,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn bench(n: usize) -> Result<Figures> {
+    let api = TestApi::start().await?;
+    api.install_buoy_crds()?;
+    let client: Client = api.client_as(AGENT)?;
+    setup(&client).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -123,22 +267,17 @@ async fn bench(n: usize) -> Result<()> {
         bail!("the operator did not start: {:?}", op.output());
     }
     let (idle_rss, _) = rss_kib(op.pid());
+    let (cpu_before, server_cpu_before) = (cpu_secs(&op.pid().to_string()), cpu_secs("self"));
+    let requests_before = operator_requests(&api);
 
-    // 1,000 VirtualIPs at once: four interfaces (LANs) of 250, so that VRIDs suffice.
     let vips: Api<VirtualIP> = Api::namespaced(client.clone(), NS);
+    let seen = Seen::watch(vips.clone()).await?;
+    let objects = (0..n).map(virtualip).collect::<Result<Vec<_>>>()?;
     let start = Instant::now();
-    let created: Vec<Result<VirtualIP, kube::Error>> = futures::stream::iter(0..n)
-        .map(|i| {
+    let created: Vec<Result<VirtualIP, kube::Error>> = futures::stream::iter(objects)
+        .map(|v| {
             let vips = vips.clone();
-            async move {
-                let v: VirtualIP = serde_json::from_value(json!({
-                    "apiVersion": "buoy.io/v1alpha1", "kind": "VirtualIP",
-                    "metadata": {"name": format!("vip-{i}")},
-                    "spec": {"addresses": [format!("10.{}.{}.{}", i / 250 % 250, i % 250, 1)],
-                             "interface": format!("eth{}", i % 4)}}))
-                .map_err(kube::Error::SerdeError)?;
-                vips.create(&PostParams::default(), &v).await
-            }
+            async move { vips.create(&PostParams::default(), &v).await }
         })
         .buffer_unordered(64)
         .collect()
@@ -149,24 +288,23 @@ async fn bench(n: usize) -> Result<()> {
     let applied = start.elapsed();
 
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), NS);
-    let deadline = start + Duration::from_secs(120);
+    let deadline = start + Duration::from_secs(300);
     let mut peak = 0;
-    let (done, list) = loop {
+    let done = loop {
         peak = peak.max(rss_kib(op.pid()).0);
-        let list = vips.list(&ListParams::default()).await?;
-        let done = list.items.iter().filter(|v| steady(v)).count();
-        if done == n && dss.get("buoy-agent-ad1269f96e").await.is_ok() {
+        let (count, last) = seen.now();
+        if count == n && !dss.list(&ListParams::default()).await?.items.is_empty() {
             // Steady means quiet too: no write for a second (priorities settle as the last
-            // VirtualIPs arrive).
-            let at = start.elapsed();
+            // VirtualIPs arrive). The figure is when the last change came.
             let w = writes(&metrics).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if writes(&metrics).await == w {
-                break (at, list);
+            if writes(&metrics).await == w && seen.now() == (count, last) {
+                break last.map_or(Duration::ZERO, |l| l.saturating_duration_since(start));
             }
             continue;
         }
         if Instant::now() > deadline {
+            let list = vips.list(&ListParams::default()).await?;
             for v in list.items.iter().filter(|v| !steady(v)).take(2) {
                 eprintln!(
                     "not steady: {}",
@@ -181,13 +319,15 @@ async fn bench(n: usize) -> Result<()> {
             {
                 eprintln!("operator: {l}");
             }
-            bail!("only {done} of {n} VirtualIPs reached steady state in 120 s");
+            bail!("only {count} of {n} VirtualIPs reached steady state in 300 s");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let list = vips.list(&ListParams::default()).await?;
     let (rss, hwm) = rss_kib(op.pid());
-    let op_cpu = cpu_secs(&op.pid().to_string());
-    let server_cpu = cpu_secs("self");
+    let operator_cpu = cpu_secs(&op.pid().to_string()) - cpu_before;
+    let server_cpu = cpu_secs("self") - server_cpu_before;
+    let requests = operator_requests(&api) - requests_before;
     let text = scrape(&metrics).await;
     let passes = sample(&text, "buoy_operator_reconciles_total");
     let pass_secs = sample(&text, "buoy_operator_reconcile_duration_seconds_sum");
@@ -195,7 +335,24 @@ async fn bench(n: usize) -> Result<()> {
     // Quiet afterwards: no more writes once steady.
     let before = writes(&metrics).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = writes(&metrics).await;
+    let writes_after = writes(&metrics).await - before;
+
+    // One more VirtualIP on a busy interface: how long until it has its router ID.
+    let extra = virtualip(n)?;
+    let name = extra.name_any();
+    let t = Instant::now();
+    vips.create(&PostParams::default(), &extra).await?;
+    let has_vrid = |v: Option<&VirtualIP>| {
+        v.and_then(|v| v.status.as_ref())
+            .is_some_and(|s| s.virtual_router_id.is_some())
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(vips.clone(), &name, has_vrid),
+    )
+    .await
+    .context("one more VirtualIP got no router ID in 30 s")??;
+    let one_more = t.elapsed();
 
     // The test server's round trips, for reading the figures above.
     let t = Instant::now();
@@ -214,45 +371,78 @@ async fn bench(n: usize) -> Result<()> {
     }
     let patch_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
 
-    let mut seen = HashSet::new();
+    let mut pairs = HashSet::new();
     let mut duplicates = 0;
     for v in &list.items {
         let key = (
             v.spec.interface.clone(),
             v.status.as_ref().and_then(|s| s.virtual_router_id),
         );
-        if !seen.insert(key) {
+        if !pairs.insert(key) {
             duplicates += 1;
         }
     }
-    println!("buoy-operator scale bench: {n} VirtualIPs on 5 nodes, 4 interfaces");
+    Ok(Figures {
+        n,
+        created: applied,
+        steady: done,
+        idle_rss_kib: idle_rss,
+        rss_kib: rss,
+        peak_kib: hwm.max(peak),
+        writes: before,
+        requests,
+        passes,
+        pass_secs,
+        operator_cpu,
+        server_cpu,
+        writes_after,
+        duplicates,
+        get_ms,
+        patch_ms,
+        one_more,
+    })
+}
+
+fn print(f: &Figures) {
+    println!(
+        "buoy-operator scale bench: {} VirtualIPs on {NODES} nodes, {INTERFACES} interfaces",
+        f.n
+    );
     println!(
         "  created (64 concurrent clients)   {:>8.2} s",
-        applied.as_secs_f64()
+        f.created.as_secs_f64()
     );
     println!(
         "  steady state after                {:>8.2} s",
-        done.as_secs_f64()
+        f.steady.as_secs_f64()
     );
     println!(
         "  operator RSS idle / steady / peak {:>5} / {} / {} MiB",
-        idle_rss / 1024,
-        rss / 1024,
-        hwm.max(peak) / 1024
+        f.idle_rss_kib / 1024,
+        f.rss_kib / 1024,
+        f.peak_kib / 1024
     );
-    println!("  API writes to steady state        {before:>8}");
+    println!("  API writes to steady state        {:>8}", f.writes);
+    println!("  API requests to steady state      {:>8}", f.requests);
     println!(
-        "  reconcile passes / mean duration  {passes:>8} / {:.3} s",
-        pass_secs / passes.max(1.0)
+        "  reconcile passes / mean duration  {:>8} / {:.3} s",
+        f.passes,
+        f.pass_secs / f.passes.max(1.0)
     );
-    println!("  CPU: operator / API test server   {op_cpu:>8.2} / {server_cpu:.2} s");
-    println!("  API writes in the 3 s after       {:>8}", after - before);
-    println!("  duplicate (interface, VRID) pairs {duplicates:>8}");
-    println!("  test server round trip GET / PATCH {get_ms:>7.1} / {patch_ms:.1} ms (sequential)");
-    if duplicates > 0 || after > before {
-        bail!("not at a quiet, consistent steady state");
-    }
-    Ok(())
+    println!(
+        "  CPU: operator / API test server   {:>8.2} / {:.2} s",
+        f.operator_cpu, f.server_cpu
+    );
+    println!("  API writes in the 3 s after       {:>8}", f.writes_after);
+    println!("  duplicate (interface, VRID) pairs {:>8}", f.duplicates);
+    println!(
+        "  one more VirtualIP's router ID in {:>8.2} s",
+        f.one_more.as_secs_f64()
+    );
+    println!(
+        "  test server round trip GET / PATCH {:>7.1} / {:.1} ms (sequential)",
+        f.get_ms, f.patch_ms
+    );
 }
 
 fn main() -> Result<()> {
@@ -260,8 +450,55 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    tokio::runtime::Builder::new_multi_thread()
+    if 2 * n + 1 > 255 * INTERFACES {
+        bail!(
+            "BUOY_BENCH_VIPS={n}: {} VirtualIPs do not fit the router IDs of {INTERFACES} interfaces",
+            2 * n + 1
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(bench(n))
+        .build()?;
+    let mut runs = Vec::new();
+    for count in [n, 2 * n] {
+        let f = rt.block_on(bench(count))?;
+        print(&f);
+        runs.push(f);
+    }
+    let (a, b) = (&runs[0], &runs[1]);
+    let ratio = |x: f64, y: f64| if x > 0.0 { y / x } else { f64::NAN };
+    println!(
+        "scaling: {} against {} VirtualIPs (linear: 2.00; target: at most 2.2 for steady state)",
+        b.n, a.n
+    );
+    println!(
+        "  steady state                      {:>8.2}",
+        ratio(a.steady.as_secs_f64(), b.steady.as_secs_f64())
+    );
+    println!(
+        "  operator CPU                      {:>8.2}",
+        ratio(a.operator_cpu, b.operator_cpu)
+    );
+    println!(
+        "  API test server CPU               {:>8.2}",
+        ratio(a.server_cpu, b.server_cpu)
+    );
+    println!(
+        "  API writes / requests             {:>8.2} / {:.2}",
+        ratio(a.writes as f64, b.writes as f64),
+        ratio(a.requests as f64, b.requests as f64)
+    );
+    println!(
+        "  operator RSS at steady state      {:>8.2}",
+        ratio(a.rss_kib as f64, b.rss_kib as f64)
+    );
+    for f in &runs {
+        if f.duplicates > 0 || f.writes_after > 0 {
+            bail!(
+                "{} VirtualIPs: not at a quiet, consistent steady state",
+                f.n
+            );
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ mod applied;
 mod conditions;
 mod controller;
 mod daemonset;
+mod events;
 mod leader;
 mod plan;
 mod selection;

@@ -161,6 +161,7 @@ pub const CRATES: &[Crate] = &[
             // The IO shells.
             ("leader", 40),
             ("telemetry", 40),
+            ("events", 40),
             ("controller", 50),
             // The process, wired from its flags (`main.rs` only parses them).
             ("app", 60),

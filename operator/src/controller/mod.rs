@@ -28,6 +28,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::daemonset::{self, AgentSettings};
+use crate::events::Recorders;
 use crate::plan::{self, Memory, Plan, VirtualIpPlan, World};
 use crate::telemetry::Metrics;
 
@@ -116,7 +117,7 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
         _ = stop.changed() => return Ok(()),
     }
     info!("caches synced; reconciling");
-    let recorder = Recorder::new(
+    let recorders = Recorders::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.into(),
@@ -127,7 +128,7 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
         client,
         settings,
         metrics,
-        recorder,
+        recorders,
         memory: Memory::default(),
         inflight: InFlight::default(),
         vips: Decoded::new("VirtualIP"),
@@ -167,7 +168,7 @@ struct Pass {
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    recorders: Recorders,
     memory: Memory,
     inflight: InFlight,
     vips: Decoded<VirtualIP>,
@@ -175,8 +176,15 @@ struct Pass {
     address_pools: Decoded<AddressPool>,
 }
 
-/// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object.
-type VipWork = (usize, Option<Value>, Option<Value>, Arc<VirtualIP>);
+/// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object,
+/// the recorder of its Events.
+type VipWork = (
+    usize,
+    Option<Value>,
+    Option<Value>,
+    Arc<VirtualIP>,
+    Recorder,
+);
 
 /// The outcome of one VirtualIP's writes: each body written and how it went.
 struct VipOutcome {
@@ -220,10 +228,12 @@ impl Pass {
                 action: "Decode".into(),
                 secondary: None,
             };
-            if let Err(e) = self.recorder.publish(&ev, &o.object_ref(&ar)).await {
+            let recorder = self.recorders.of(&event_id(o.as_ref()));
+            if let Err(e) = recorder.publish(&ev, &o.object_ref(&ar)).await {
                 debug!(error = %e, "cannot publish event");
             }
         }
+        self.forget_gone(caches);
         let nodes = caches.nodes.state();
         let slices = caches.slices.state();
         let daemonsets = caches.daemonsets.state();
@@ -269,6 +279,22 @@ impl Pass {
             plan.wake_after_secs
                 .map(|s| Duration::from_secs(u64::try_from(s.max(0)).unwrap_or(0) + 1)),
         )
+    }
+
+    /// Drops the Event recorders of objects no longer in the caches.
+    fn forget_gone(&mut self, caches: &Caches) {
+        let objects: Vec<Arc<kube::api::DynamicObject>> =
+            [&caches.vips, &caches.pools, &caches.address_pools]
+                .iter()
+                .flat_map(|c| c.state())
+                .collect();
+        let live: std::collections::HashSet<String> = objects
+            .iter()
+            .map(|o| event_id(o.as_ref()))
+            .chain(caches.services.state().iter().map(|s| event_id(s.as_ref())))
+            .collect();
+        self.recorders
+            .retain(&live.iter().map(String::as_str).collect());
     }
 
     fn prune_memory(&mut self, vips: &[Arc<VirtualIP>]) {
@@ -389,16 +415,15 @@ impl Pass {
                 .map(|s| s.apply_body(&vp.namespace, &vp.name))
                 .filter(|b| !self.inflight.pending(&key("status", vp), &rv, b));
             if meta.is_some() || status.is_some() {
-                work.push((i, meta, status, (*obj).clone()));
+                let recorder = self.recorders.of(&event_id(obj.as_ref()));
+                work.push((i, meta, status, (*obj).clone(), recorder));
             }
         }
         let concurrency = self.settings.concurrency.max(1);
         let client = self.client.clone();
-        let recorder = self.recorder.clone();
-        let outcomes: Vec<VipOutcome> = futures::stream::iter(work.iter().cloned())
-            .map(|(index, meta, status, obj)| {
+        let outcomes: Vec<VipOutcome> = futures::stream::iter(work)
+            .map(|(index, meta, status, obj, recorder)| {
                 let client = client.clone();
-                let recorder = recorder.clone();
                 let vp = &plan.vips[index];
                 async move { write_vip(client, recorder, index, vp, meta, status, &obj).await }
             })
@@ -531,6 +556,17 @@ impl Pass {
         }
         ok
     }
+}
+
+/// Whose Events an object's are: its uid (its `namespace/name` before it has one).
+fn event_id<K: Resource>(o: &K) -> String {
+    o.meta().uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            o.meta().namespace.as_deref().unwrap_or_default(),
+            o.meta().name.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 /// The in-flight key of a VirtualIP's `part` (`meta` or `status`).

@@ -81,6 +81,7 @@ impl Pass {
             let mut reference = Service::default();
             reference.metadata.name = Some(e.name.clone());
             reference.metadata.namespace = Some(e.namespace.clone());
+            reference.metadata.uid = e.uid.clone();
             let ev = Event {
                 type_: if e.warning {
                     EventType::Warning
@@ -92,7 +93,8 @@ impl Pass {
                 action: "AssignAddress".into(),
                 secondary: None,
             };
-            if let Err(err) = self.recorder.publish(&ev, &reference.object_ref(&())).await {
+            let recorder = self.recorders.of(&super::event_id(&reference));
+            if let Err(err) = recorder.publish(&ev, &reference.object_ref(&())).await {
                 debug!(error = %err, "cannot publish event");
             }
         }

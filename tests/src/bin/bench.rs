@@ -136,14 +136,19 @@ mean something only if it is the master host alone.",
         args: &[],
         quick_args: &[],
         quick_env: &[("BUOY_BENCH_VIPS", "200")],
-        reading: "The real `buoy-operator run` binary against the Kubernetes API test server, with \
-the number of VirtualIPs in the first line applied at once. It has no peer: keepalived and nginx \
-have no operator. In order: how long creating them took; how long until every VirtualIP was at \
-steady state (VRID allocated, priorities and finalizer written, conditions set, the DaemonSet \
-present); the operator's resident memory idle, at steady state and at peak; the API writes it \
-needed; its reconcile passes and their mean duration; CPU time of the operator and of the test \
-server; API writes after steady state (zero: the operator goes quiet); duplicate VRIDs on one \
-interface (zero); and the test server's own round trip, to read the rest against.",
+        reading: "The real `buoy-operator run` binary against the Kubernetes API test server, as a \
+new user would try it: an AddressPool that admits the namespace, and the number of VirtualIPs in \
+the first line applied at once, spread over 8 interfaces (router IDs are per interface, 255 \
+each). Then the same again with twice as many, on a fresh server and operator. It has no peer: \
+keepalived and nginx have no operator. For each run, in order: how long creating them took; how \
+long until every VirtualIP was at steady state (VRID allocated, priorities and finalizer written, \
+conditions set, the DaemonSet present, then a second without a write), timed by a watch; the \
+operator's resident memory idle, at steady state and at peak; the API writes it needed and all \
+its requests (watches and Events included); its reconcile passes and their mean duration; CPU \
+time of the operator and of the test server (the bench's process); API writes after steady state \
+(zero: the operator goes quiet); duplicate VRIDs on one interface (zero); how long one more \
+VirtualIP then took to get its router ID; and the test server's own round trip, to read the rest \
+against. Last, the second run's figures over the first's: 2 is linear.",
     },
 ];
 
@@ -305,19 +310,44 @@ fn figures(name: &str, blocks: &[Block], stdout: &str) -> String {
             }
         }
         "scale" => {
-            let value = |label: &str| {
+            // Two runs (N and 2N VirtualIPs), each printing the same labels, then the ratios.
+            let values = |label: &str| -> Vec<String> {
                 stdout
                     .lines()
-                    .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+                    .filter_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+                    .collect()
             };
-            if let Some(v) = value("steady state after") {
+            let counts: Vec<String> = values("buoy-operator scale bench:")
+                .iter()
+                .filter_map(|v| v.split_whitespace().next().map(str::to_string))
+                .collect();
+            let steady = values("steady state after");
+            let ratio = values("steady state")
+                .into_iter()
+                .find(|v| v.parse::<f64>().is_ok());
+            if let ([a, b], [n, m]) = (steady.as_slice(), counts.as_slice()) {
+                let mut s = format!(
+                    "In this run every VirtualIP was at steady state {a} after the start with {n} VirtualIPs and {b} with {m}"
+                );
+                if let Some(r) = ratio {
+                    s.push_str(&format!(
+                        ": {r} times as long for twice as many (linear: 2; the target is at most 2.2)"
+                    ));
+                }
+                out.push(s + ".");
+            }
+            let memory = values("operator RSS idle / steady / peak");
+            if !memory.is_empty() {
                 out.push(format!(
-                    "In this run every VirtualIP was at steady state {v} after the start."
+                    "The operator's memory (idle / steady / peak) was {}.",
+                    memory.join(" and ")
                 ));
             }
-            if let Some(v) = value("operator RSS idle / steady / peak") {
+            let one_more = values("one more VirtualIP's router ID in");
+            if !one_more.is_empty() {
                 out.push(format!(
-                    "The operator's memory (idle / steady / peak) was {v}."
+                    "One more VirtualIP then got its router ID in {}.",
+                    one_more.join(" and ")
                 ));
             }
         }
@@ -748,4 +778,55 @@ everything runs, not figures to quote.\n\n",
         bail!("benchmarks failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{figures, parse_blocks};
+
+    /// The scale benchmark's output, as it printed it.
+    const SCALE: &str = "\
+buoy-operator scale bench: 1000 VirtualIPs on 5 nodes, 8 interfaces
+  created (64 concurrent clients)       0.83 s
+  steady state after                    3.42 s
+  operator RSS idle / steady / peak    11 / 73 / 73 MiB
+  API writes to steady state            2036
+  API requests to steady state          3055
+  reconcile passes / mean duration         5 / 0.663 s
+  CPU: operator / API test server       0.98 / 4.09 s
+  API writes in the 3 s after              0
+  duplicate (interface, VRID) pairs        0
+  one more VirtualIP's router ID in     0.11 s
+  test server round trip GET / PATCH     0.4 / 1.7 ms (sequential)
+buoy-operator scale bench: 2000 VirtualIPs on 5 nodes, 8 interfaces
+  created (64 concurrent clients)       1.70 s
+  steady state after                    6.70 s
+  operator RSS idle / steady / peak    11 / 134 / 134 MiB
+  API writes to steady state            4018
+  API requests to steady state          6027
+  reconcile passes / mean duration         5 / 1.347 s
+  CPU: operator / API test server       1.80 / 8.18 s
+  API writes in the 3 s after              0
+  duplicate (interface, VRID) pairs        0
+  one more VirtualIP's router ID in     0.24 s
+  test server round trip GET / PATCH     0.5 / 1.9 ms (sequential)
+scaling: 2000 against 1000 VirtualIPs (linear: 2.00; target: at most 2.2 for steady state)
+  steady state                          1.96
+  operator CPU                          1.84
+  API test server CPU                   2.00
+  API writes / requests                 1.97 / 1.97
+  operator RSS at steady state          1.82
+";
+
+    #[test]
+    fn the_scale_figures_name_both_runs_and_their_ratio() {
+        let text = figures("scale", &parse_blocks(SCALE), SCALE);
+        assert_eq!(
+            text,
+            "In this run every VirtualIP was at steady state 3.42 s after the start with 1000 \
+VirtualIPs and 6.70 s with 2000: 1.96 times as long for twice as many (linear: 2; the target is \
+at most 2.2). The operator's memory (idle / steady / peak) was 11 / 73 / 73 MiB and 11 / 134 / \
+134 MiB. One more VirtualIP then got its router ID in 0.11 s and 0.24 s."
+        );
+    }
 }

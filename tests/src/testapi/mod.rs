@@ -246,11 +246,24 @@ impl TestApi {
 
     /// A kube-rs client for this server (default namespace `default`).
     pub fn client(&self) -> Result<kube::Client, TestApiError> {
+        kube::Client::try_from(self.config()?).map_err(|e| TestApiError::Client(e.to_string()))
+    }
+
+    /// A kube-rs client that names itself `agent` in its user agent, so that its requests are
+    /// told apart in [`TestApi::requests`].
+    pub fn client_as(&self, agent: &str) -> Result<kube::Client, TestApiError> {
+        let mut config = self.config()?;
+        let value = http::HeaderValue::from_str(agent)
+            .map_err(|e| TestApiError::Client(format!("user agent {agent:?}: {e}")))?;
+        config.headers.push((http::header::USER_AGENT, value));
+        kube::Client::try_from(config).map_err(|e| TestApiError::Client(e.to_string()))
+    }
+
+    fn config(&self) -> Result<kube::Config, TestApiError> {
         let url = format!("http://{}", self.addr())
             .parse()
             .map_err(|e: http::uri::InvalidUri| TestApiError::Client(e.to_string()))?;
-        let config = kube::Config::new(url);
-        kube::Client::try_from(config).map_err(|e| TestApiError::Client(e.to_string()))
+        Ok(kube::Config::new(url))
     }
 
     /// Direct access to the objects (for assertions and for simulating events).
@@ -289,6 +302,16 @@ impl TestApi {
     /// Serves every request again.
     pub fn clear_failures(&self) {
         self.shared.failure.send_replace(None);
+    }
+
+    /// Requests received so far, by the program of the client's user agent (`unknown` for a
+    /// client that sends none, as kube-rs by default).
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Requests to paths the server does not serve, as `METHOD URI`.

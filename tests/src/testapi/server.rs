@@ -2,7 +2,7 @@
 //! store, content negotiation (JSON, YAML and protobuf bodies, Table output) and Status error
 //! responses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +39,9 @@ pub struct Shared {
     pub unknown_paths: Mutex<Vec<String>>,
     /// The injected failure in force, if any; watches subscribe to end when one starts.
     pub failure: tokio::sync::watch::Sender<Option<FailWith>>,
+    /// Requests received, by the program of the client's user agent (`unknown` without one),
+    /// for benchmarks that count a client's round trips.
+    pub requests: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -49,6 +52,7 @@ impl Shared {
             bookmark_interval,
             unknown_paths: Mutex::new(Vec::new()),
             failure: tokio::sync::watch::Sender::new(None),
+            requests: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -110,6 +114,9 @@ fn error_response(e: &ApiError) -> Response<Body> {
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    if let Ok(mut r) = shared.requests.lock() {
+        *r.entry(agent_program(&parts)).or_default() += 1;
+    }
     let bytes = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -241,19 +248,23 @@ fn decode(parts: &Parts, body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// The program named by the request's user agent (`kubectl/v1.33.0 …` → `kubectl`), or
+/// `unknown` without one.
+fn agent_program(parts: &Parts) -> String {
+    header(parts, USER_AGENT)
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 fn write_ctx(parts: &Parts, q: &Query) -> WriteCtx {
     // Without fieldManager the API server names the manager after the user agent's program.
     let manager = q
         .get("fieldManager")
         .map(str::to_string)
-        .unwrap_or_else(|| {
-            let ua = header(parts, USER_AGENT);
-            ua.split('/')
-                .next()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("unknown")
-                .to_string()
-        });
+        .unwrap_or_else(|| agent_program(parts));
     WriteCtx {
         manager,
         dry_run: q.get("dryRun") == Some("All"),

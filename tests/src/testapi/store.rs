@@ -88,6 +88,12 @@ pub struct Store {
     compacted: u64,
     tx: broadcast::Sender<Arc<Event>>,
     reconciling: bool,
+    /// The garbage collector's view, kept as objects are stored and removed.
+    gc: gc::Graph,
+    /// Every sweep looks at every object, as before the garbage collector kept its view: the
+    /// reference the incremental sweeps are compared with.
+    #[cfg(test)]
+    pub(super) full_sweeps: bool,
 }
 
 pub fn now() -> String {
@@ -157,6 +163,9 @@ impl Store {
             compacted: 0,
             tx,
             reconciling: false,
+            gc: gc::Graph::default(),
+            #[cfg(test)]
+            full_sweeps: false,
         };
         let ns_type = store
             .registry
@@ -274,6 +283,53 @@ impl Store {
             .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// The stored object, borrowed.
+    pub(super) fn stored(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Every object in namespace `ns`, of every kind, in the store's order.
+    pub(super) fn content_of(&self, ns: &str) -> Vec<gc::Loc> {
+        self.objects
+            .iter()
+            .flat_map(|(k, m)| {
+                m.range((ns.to_string(), String::new())..)
+                    .take_while(move |((n, _), _)| n == ns)
+                    .map(move |((n, name), _)| (k.clone(), n.clone(), name.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether namespace `ns` holds any object, of any kind.
+    pub(super) fn has_content(&self, ns: &str) -> bool {
+        self.objects.values().any(|m| {
+            m.range((ns.to_string(), String::new())..)
+                .next()
+                .is_some_and(|((n, _), _)| n == ns)
+        })
+    }
+
+    pub(super) fn gc_graph(&self) -> &gc::Graph {
+        &self.gc
+    }
+
+    pub(super) fn gc_graph_mut(&mut self) -> &mut gc::Graph {
+        &mut self.gc
+    }
+
+    /// Stores `obj` (replacing what was there), telling the garbage collector.
+    fn put(&mut self, key: ResKey, ns: &str, name: &str, obj: Value) {
+        let loc = (key, ns.to_string(), name.to_string());
+        let objects = self.objects.entry(loc.0.clone()).or_default();
+        let id = (loc.1.clone(), loc.2.clone());
+        let old = objects.insert(id.clone(), obj);
+        if let Some(new) = objects.get(&id) {
+            self.gc.stored(&loc, old.as_ref(), new);
+        }
     }
 
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>, sel: &Selector) -> Vec<Value> {
@@ -483,10 +539,7 @@ impl Store {
         }
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert((ns.to_string(), name), obj.clone());
+        self.put(rt.key(), ns, &name, obj.clone());
         self.emit(
             rt.key(),
             ns.to_string(),
@@ -741,10 +794,7 @@ impl Store {
         if finalized {
             self.remove(rt, ns, name, new.clone());
         } else {
-            self.objects
-                .entry(rt.key())
-                .or_default()
-                .insert((ns.to_string(), name.to_string()), new.clone());
+            self.put(rt.key(), ns, name, new.clone());
             self.emit(
                 rt.key(),
                 ns.to_string(),
@@ -761,8 +811,13 @@ impl Store {
     /// Removes an object for good (rv already bumped) and tells the watches.
     fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value) {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        if let Some(m) = self.objects.get_mut(&rt.key()) {
-            m.remove(&(ns.to_string(), name.to_string()));
+        let loc = (rt.key(), ns.to_string(), name.to_string());
+        if let Some(gone) = self
+            .objects
+            .get_mut(&loc.0)
+            .and_then(|m| m.remove(&(loc.1.clone(), loc.2.clone())))
+        {
+            self.gc.removed(&loc, &gone);
         }
         self.emit(
             rt.key(),
@@ -837,10 +892,7 @@ impl Store {
             }
             self.rv += 1;
             new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.objects
-                .entry(rt.key())
-                .or_default()
-                .insert((ns.to_string(), name.to_string()), new.clone());
+            self.put(rt.key(), ns, name, new.clone());
             self.emit(
                 rt.key(),
                 ns.to_string(),
@@ -908,6 +960,18 @@ impl Store {
         }
         self.reconciling = true;
         for _ in 0..32 {
+            #[cfg(test)]
+            if self.full_sweeps {
+                let all: Vec<gc::Loc> = self
+                    .objects
+                    .iter()
+                    .flat_map(|(k, m)| {
+                        m.keys()
+                            .map(move |(ns, n)| (k.clone(), ns.clone(), n.clone()))
+                    })
+                    .collect();
+                self.gc.touch(all);
+            }
             let changed = gc::sweep(self) | daemonset::reconcile(self);
             if !changed {
                 break;

@@ -63,6 +63,7 @@ pub(crate) struct Inputs<'a, 'b> {
 pub(crate) struct ServiceEvent {
     pub(crate) namespace: String,
     pub(crate) name: String,
+    pub(crate) uid: Option<String>,
     pub(crate) warning: bool,
     pub(crate) reason: &'static str,
     pub(crate) message: String,
@@ -387,6 +388,7 @@ fn tell(
             out.events.push(ServiceEvent {
                 namespace: ns,
                 name,
+                uid: s.metadata.uid.clone(),
                 warning,
                 reason,
                 message,
