@@ -484,77 +484,84 @@ impl Pass {
     }
 
     async fn apply_pools(&mut self, plan: &Plan, observed: &[Arc<UpstreamPool>]) -> bool {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut ok = true;
         for pp in plan.pools.iter().filter(|p| p.changed) {
-            let body = pp.apply_body();
-            let ikey = format!("pool/{}", pp.key());
             let rv = observed
                 .iter()
                 .find(|p| {
                     p.namespace().as_deref() == Some(&pp.namespace) && p.name_any() == pp.name
                 })
                 .and_then(|p| p.resource_version());
-            if self.inflight.pending(&ikey, &rv, &body) {
-                continue;
-            }
             let api: Api<UpstreamPool> = Api::namespaced(self.client.clone(), &pp.namespace);
-            match api
-                .patch_status(&pp.name, &params, &Patch::Apply(&body))
-                .await
-            {
-                Ok(_) => {
-                    self.metrics
-                        .writes
-                        .with_label_values(&["upstreampool_status"])
-                        .inc();
-                    self.inflight.record(ikey, rv, &body);
-                }
-                Err(e) if gone(&e) => {}
-                Err(e) => {
-                    warn!(pool = %ikey, error = %e, "cannot apply UpstreamPool status");
-                    ok = false;
-                }
-            }
+            let ikey = format!("pool/{}", pp.key());
+            ok &= self
+                .apply_status(
+                    &api,
+                    &pp.name,
+                    ikey,
+                    rv,
+                    &pp.apply_body(),
+                    "upstreampool_status",
+                )
+                .await;
         }
         ok
     }
-}
 
-impl Pass {
     async fn apply_address_pools(&mut self, plan: &Plan, observed: &[Arc<AddressPool>]) -> bool {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
         let api: Api<AddressPool> = Api::all(self.client.clone());
         let mut ok = true;
         for pp in plan.address_pools.iter().filter(|p| p.changed) {
-            let body = pp.apply_body();
-            let ikey = format!("addresspool/{}", pp.name);
             let rv = observed
                 .iter()
                 .find(|p| p.name_any() == pp.name)
                 .and_then(|p| p.resource_version());
-            if self.inflight.pending(&ikey, &rv, &body) {
-                continue;
-            }
-            match api
-                .patch_status(&pp.name, &params, &Patch::Apply(&body))
-                .await
-            {
-                Ok(_) => {
-                    self.metrics
-                        .writes
-                        .with_label_values(&["addresspool_status"])
-                        .inc();
-                    self.inflight.record(ikey, rv, &body);
-                }
-                Err(e) if gone(&e) => {}
-                Err(e) => {
-                    warn!(pool = %pp.name, error = %e, "cannot apply AddressPool status");
-                    ok = false;
-                }
-            }
+            let ikey = format!("addresspool/{}", pp.name);
+            ok &= self
+                .apply_status(
+                    &api,
+                    &pp.name,
+                    ikey,
+                    rv,
+                    &pp.apply_body(),
+                    "addresspool_status",
+                )
+                .await;
         }
         ok
+    }
+
+    /// Applies `body` to the status of `name` (server-side apply), unless the same body is in
+    /// flight at the version `rv` the cache shows; counts the write under `label`. False when
+    /// the write failed (an object that is gone is not a failure).
+    async fn apply_status<K>(
+        &mut self,
+        api: &Api<K>,
+        name: &str,
+        ikey: String,
+        rv: Option<String>,
+        body: &Value,
+        label: &str,
+    ) -> bool
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        if self.inflight.pending(&ikey, &rv, body) {
+            return true;
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch_status(name, &params, &Patch::Apply(body)).await {
+            Ok(_) => {
+                self.metrics.writes.with_label_values(&[label]).inc();
+                self.inflight.record(ikey, rv, body);
+                true
+            }
+            Err(e) if gone(&e) => true,
+            Err(e) => {
+                warn!(object = %ikey, error = %e, "cannot apply the status");
+                false
+            }
+        }
     }
 }
 
