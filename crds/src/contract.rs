@@ -24,6 +24,11 @@ pub fn key(namespace: Option<&str>, name: Option<&str>) -> String {
     )
 }
 
+/// The [`key`] of an object from its metadata.
+pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    key(meta.namespace.as_deref(), meta.name.as_deref())
+}
+
 /// The priorities of [`PRIORITIES_ANNOTATION`]; `None` when absent or not a map of node names
 /// to numbers.
 pub fn assigned_priorities(

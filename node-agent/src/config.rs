@@ -107,10 +107,7 @@ pub(crate) fn pool(
     resolved: &Resolutions,
     policy: &BackendPolicy,
 ) -> PoolConfig {
-    let name = contract::key(
-        pool.metadata.namespace.as_deref(),
-        pool.metadata.name.as_deref(),
-    );
+    let name = contract::key_of(&pool.metadata);
     let s = &pool.spec;
     let passive = &s.health_check.passive;
     let mut backends = Vec::new();
@@ -204,10 +201,7 @@ pub(crate) fn listeners(
     vip: &VirtualIP,
     addresses: &[VipAddress],
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
-    let vip_key = contract::key(
-        vip.metadata.namespace.as_deref(),
-        vip.metadata.name.as_deref(),
-    );
+    let vip_key = contract::key_of(&vip.metadata);
     let ns = vip
         .metadata
         .namespace

@@ -161,10 +161,7 @@ impl<'a> Inputs<'a> {
 }
 
 fn key_of(vip: &VirtualIP) -> String {
-    contract::key(
-        vip.metadata.namespace.as_deref(),
-        vip.metadata.name.as_deref(),
-    )
+    contract::key_of(&vip.metadata)
 }
 
 /// Whether `vip` selects `node` (no `nodeSelector`: every node).
@@ -505,7 +502,7 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
         .map(|l| l.pool.clone())
         .collect();
     for p in inputs.pools {
-        let key = contract::key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref());
+        let key = contract::key_of(&p.metadata);
         if !used.contains(&key) {
             continue;
         }

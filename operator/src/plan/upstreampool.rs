@@ -45,7 +45,7 @@ pub(super) fn keys(pools: &[&UpstreamPool]) -> BTreeSet<String> {
     pools
         .iter()
         .filter(|p| p.metadata.name.is_some())
-        .map(|p| contract::key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref()))
+        .map(|p| contract::key_of(&p.metadata))
         .collect()
 }
 

@@ -79,10 +79,7 @@ impl<'a> World<'a> {
 
 /// The VirtualIP's [`contract::key`] (`namespace/name`), as the agents name it.
 pub(crate) fn key_of(vip: &VirtualIP) -> String {
-    contract::key(
-        vip.metadata.namespace.as_deref(),
-        vip.metadata.name.as_deref(),
-    )
+    contract::key_of(&vip.metadata)
 }
 
 /// The VirtualIP's namespace ([`contract::DEFAULT_NAMESPACE`] when it names none, as the

@@ -138,9 +138,7 @@ fn precedence<'a>(services: &[&'a Service]) -> Vec<&'a Service> {
     let mut s = services.to_vec();
     s.sort_by(|a, b| {
         let t = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        let k = |s: &Service| {
-            contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
-        };
+        let k = |s: &Service| contract::key_of(&s.metadata);
         t(a).cmp(&t(b)).then_with(|| k(a).cmp(&k(b)))
     });
     s
@@ -195,7 +193,7 @@ fn observe<'a>(inputs: &Inputs<'a, '_>, ours: &[&Service]) -> Observed<'a> {
         o.carriers.insert(key, v);
     }
     for s in ours {
-        let key = contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+        let key = contract::key_of(&s.metadata);
         o.records
             .entry(key)
             .or_default()
@@ -214,8 +212,7 @@ fn requests<'a>(ours: &[&'a Service], refused: &mut BTreeMap<String, Refusal>) -
         match request::read(s) {
             Ok(r) => out.push(r),
             Err(e) => {
-                let key =
-                    contract::key(s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+                let key = contract::key_of(&s.metadata);
                 refused.insert(key, Refusal::InvalidRequest(e));
             }
         }
