@@ -3,7 +3,6 @@
 //! traffic), owned by its Services, on the nodes its pool allows and that do not exclude load
 //! balancers.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use buoy_crds::{AddressPool, service};
@@ -95,17 +94,13 @@ pub(crate) fn desired(
             "ownerReferences": owners,
         },
         "spec": {
-            "addresses": [address(given.address)],
+            "addresses": [given.address.to_string()],
             "addressPool": given.pool,
             "nodeSelector": node_selector(pool),
             "vrrp": { "advertisementInterval": go_duration(advertisement_interval) },
             "listeners": [],
         },
     }))
-}
-
-fn address(ip: IpAddr) -> String {
-    ip.to_string()
 }
 
 #[cfg(test)]
