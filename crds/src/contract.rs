@@ -38,3 +38,21 @@ pub fn assigned_priorities(
         .and_then(|a| a.get(PRIORITIES_ANNOTATION))
         .and_then(|v| serde_json::from_str(v).ok())
 }
+
+/// Annotation by which the operator puts a VirtualIP in a VRRP group: the VirtualIPs of one
+/// group (Services' addresses of one placement) run as one VRRP instance on each node, under
+/// one router ID, as keepalived puts many addresses under one `virtual_router_id`. The value
+/// names the group; the group's members carry the same router ID and priorities.
+pub const GROUP_ANNOTATION: &str = "buoy.io/vrrp-group";
+
+/// The most addresses one VRRP group carries (one advert lists them all).
+pub const GROUP_SIZE: usize = 16;
+
+/// The group of [`GROUP_ANNOTATION`], if the VirtualIP is in one.
+pub fn group_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(GROUP_ANNOTATION))
+        .map(|g| g.trim())
+        .filter(|g| !g.is_empty())
+}

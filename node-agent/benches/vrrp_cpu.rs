@@ -95,6 +95,7 @@ fn buoy_side(
                     handover: None,
                     successor: false,
                     peers: None,
+                    addresses: None,
                 };
                 let host = host.clone();
                 let failed = failed.clone();

@@ -31,7 +31,9 @@ use crate::{
     },
     vrrp::{
         host::{Host, PortStats},
-        instance::{self, Controls, DataPath, InstanceError, InstanceEvent, Stats, Stop},
+        instance::{
+            self, AddressUpdate, Controls, DataPath, InstanceError, InstanceEvent, Stats, Stop,
+        },
     },
 };
 
@@ -97,6 +99,8 @@ struct Running {
     shutdown: watch::Sender<Option<Stop>>,
     data_path: watch::Sender<DataPath>,
     peers: watch::Sender<BTreeSet<IpAddr>>,
+    /// A group's addresses, changed in place.
+    addresses: watch::Sender<AddressUpdate>,
     stats: Arc<Mutex<Stats>>,
     /// Ends with whether the VIP was left bound for a successor instance.
     task: JoinHandle<bool>,
@@ -119,7 +123,12 @@ pub struct Agent {
     /// Listeners that could not open at the last apply (retried by [`Agent::tick`]).
     listen_errors: Vec<ListenError>,
     desired: NodeConfig,
+    /// The status of each instance (a group's under its `group:` key) and of each fault.
     status: watch::Sender<NodeStatus>,
+    /// The VirtualIPs each group instance serves: its status is theirs.
+    members: watch::Sender<BTreeMap<String, Vec<String>>>,
+    /// The status by VirtualIP, as reported.
+    by_vip: watch::Sender<NodeStatus>,
     events: mpsc::UnboundedSender<(String, InstanceEvent)>,
     /// The node's connection handover rules, shared by every instance.
     handover: Option<Handover>,
@@ -154,12 +163,21 @@ impl Agent {
                 status_tx.send_modify(|all| apply_event(all, key, event));
             }
         });
+        let (members, _) = watch::channel(BTreeMap::new());
+        let (by_vip, _) = watch::channel(NodeStatus::new());
+        tokio::spawn(fan_out(
+            status.subscribe(),
+            members.subscribe(),
+            by_vip.clone(),
+        ));
         Agent {
             proxy: ProxyService::new(metrics),
             running: BTreeMap::new(),
             listen_errors: Vec::new(),
             desired: NodeConfig::default(),
             status,
+            members,
+            by_vip,
             events,
             handover: Handover::start(chain_name(&identity.name), ledger.clone())
                 .inspect_err(|e| warn!(error = %e, "no connection handover: a VIP moving between live nodes may reset connections"))
@@ -172,9 +190,10 @@ impl Agent {
         }
     }
 
-    /// Follows every status change of this node's VirtualIPs.
+    /// Follows every status change of this node's VirtualIPs (a VRRP group's status is each
+    /// member's).
     pub fn status(&self) -> watch::Receiver<NodeStatus> {
-        self.status.subscribe()
+        self.by_vip.subscribe()
     }
 
     /// The counters of the VRRP sockets: packets no instance took, per interface and family.
@@ -207,15 +226,33 @@ impl Agent {
             warn!(error = %e, "cannot open a listener; its VirtualIP goes to Fault until it can");
         }
         let (successors, mut carried) = self.stop_changed(&desired).await;
+        self.members.send_if_modified(|m| {
+            let now: BTreeMap<String, Vec<String>> = desired
+                .vips
+                .iter()
+                .filter(|(_, p)| !p.members.is_empty())
+                .map(|(k, p)| (k.clone(), p.members.clone()))
+                .collect();
+            let changed = *m != now;
+            *m = now;
+            changed
+        });
         for (key, plan) in &desired.vips {
             match self.running.get_mut(key) {
-                // Same VRRP settings: only the listener set, peers or warnings may differ.
+                // Same VRRP settings: only the listener set, peers, warnings or (for a group)
+                // addresses may differ.
                 Some(r) => {
                     r.peers.send_if_modified(|p| {
                         let changed = *p != plan.peers;
                         p.clone_from(&plan.peers);
                         changed
                     });
+                    if r.plan.instance.addresses != plan.instance.addresses {
+                        let _ = r.addresses.send(AddressUpdate {
+                            addresses: plan.instance.addresses.clone(),
+                            moved: moved_elsewhere(key, &r.plan, &desired),
+                        });
+                    }
                     r.plan = plan.clone();
                 }
                 None => {
@@ -244,10 +281,10 @@ impl Agent {
             .running
             .iter()
             .filter(|(key, r)| {
-                desired
-                    .vips
-                    .get(*key)
-                    .is_none_or(|p| p.instance != r.plan.instance)
+                desired.vips.get(*key).is_none_or(|p| {
+                    p.instance != r.plan.instance
+                        && !r.plan.instance.same_but_addresses(&p.instance)
+                })
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -330,6 +367,11 @@ impl Agent {
         let (shutdown, shutdown_rx) = watch::channel(None);
         let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
         let (peers, peers_rx) = watch::channel(plan.peers.clone());
+        let (addresses, addresses_rx) = watch::channel(AddressUpdate {
+            addresses: plan.instance.addresses.clone(),
+            moved: BTreeSet::new(),
+        });
+        let group = plan.instance.group;
         let key = plan.key.clone();
         let config = plan.instance.clone();
         let events = self.events.clone();
@@ -357,7 +399,15 @@ impl Agent {
                     // Only the first run: a restart after a failure starts afresh.
                     successor: std::mem::take(&mut successor),
                     peers: Some(peers_rx.clone()),
+                    addresses: group.then(|| addresses_rx.clone()),
                 };
+                // A restart after a failure runs with the group's addresses as they are now.
+                let mut config = config.clone();
+                if group {
+                    config
+                        .addresses
+                        .clone_from(&addresses_rx.borrow().addresses);
+                }
                 let result = match &host {
                     Some(host) => instance::run_on(host, config.clone(), controls).await,
                     None => instance::run(config.clone(), controls).await,
@@ -398,6 +448,7 @@ impl Agent {
             shutdown,
             data_path,
             peers,
+            addresses,
             stats,
             task,
         }
@@ -507,6 +558,65 @@ fn can_succeed(old: &instance::InstanceConfig, new: &instance::InstanceConfig) -
         && !new.virtual_mac
 }
 
+/// Of the addresses `old` (the running plan of `key`) loses, those another instance of the
+/// node carries in `desired`: they moved, and are handed over make-before-break.
+fn moved_elsewhere(key: &str, old: &VipPlan, desired: &NodeConfig) -> BTreeSet<IpAddr> {
+    let Some(new) = desired.vips.get(key) else {
+        return BTreeSet::new();
+    };
+    let carried: BTreeSet<IpAddr> = desired
+        .vips
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .flat_map(|(_, p)| p.instance.vips())
+        .collect();
+    old.instance
+        .addresses
+        .iter()
+        .filter(|a| !new.instance.addresses.contains(a))
+        .map(|(a, _)| *a)
+        .filter(|a| carried.contains(a))
+        .collect()
+}
+
+/// The status by VirtualIP: a group instance's status is each member's.
+fn by_vip(status: &NodeStatus, members: &BTreeMap<String, Vec<String>>) -> NodeStatus {
+    let mut out = NodeStatus::new();
+    for (key, s) in status {
+        match members.get(key) {
+            Some(ms) => {
+                for m in ms {
+                    out.insert(m.clone(), s.clone());
+                }
+            }
+            None => {
+                out.insert(key.clone(), s.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Keeps `out` at [`by_vip`] of the instances' status and the groups' members.
+async fn fan_out(
+    mut status: watch::Receiver<NodeStatus>,
+    mut members: watch::Receiver<BTreeMap<String, Vec<String>>>,
+    out: watch::Sender<NodeStatus>,
+) {
+    loop {
+        let now = by_vip(&status.borrow_and_update(), &members.borrow_and_update());
+        out.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
+        tokio::select! {
+            r = status.changed() => if r.is_err() { return },
+            r = members.changed() => if r.is_err() { return },
+        }
+    }
+}
+
 fn apply_event(all: &mut NodeStatus, key: String, event: InstanceEvent) {
     let entry = all
         .entry(key)
@@ -579,5 +689,58 @@ mod tests {
                 .collisions
                 .contains_key(&"10.0.0.9".parse::<IpAddr>().unwrap())
         );
+    }
+
+    #[test]
+    fn a_groups_status_is_each_members_and_addresses_moving_elsewhere_are_told_apart() {
+        let mut status = NodeStatus::new();
+        status.insert("group:lb-v4-0".into(), VipStatus::new(Role::Master));
+        status.insert("web/faulty".into(), VipStatus::new(Role::Fault));
+        let members = BTreeMap::from([(
+            "group:lb-v4-0".to_string(),
+            vec!["web/a".to_string(), "web/b".to_string()],
+        )]);
+        let out = by_vip(&status, &members);
+        assert_eq!(
+            out.keys().collect::<Vec<_>>(),
+            ["web/a", "web/b", "web/faulty"]
+        );
+        assert_eq!(out["web/b"].state, Role::Master);
+
+        let plan = |key: &str, addresses: &[&str]| VipPlan {
+            key: key.into(),
+            instance: instance::InstanceConfig {
+                addresses: addresses.iter().map(|a| (a.parse().unwrap(), 32)).collect(),
+                group: true,
+                ..Default::default()
+            },
+            listeners: Vec::new(),
+            peers: BTreeSet::new(),
+            warnings: Vec::new(),
+            local_endpoint: None,
+            members: Vec::new(),
+        };
+        let old = plan("group:g", &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        let mut desired = NodeConfig::default();
+        desired
+            .vips
+            .insert("group:g".into(), plan("group:g", &["10.0.0.1"]));
+        // 10.0.0.2 now has an instance of its own (a Service that became Local); 10.0.0.3 is
+        // gone (its Service was deleted).
+        desired
+            .vips
+            .insert("web/local".into(), plan("web/local", &["10.0.0.2"]));
+        assert_eq!(
+            moved_elsewhere("group:g", &old, &desired),
+            BTreeSet::from(["10.0.0.2".parse::<IpAddr>().unwrap()])
+        );
+        assert!(
+            old.instance
+                .same_but_addresses(&desired.vips["group:g"].instance)
+        );
+        assert!(!old.instance.same_but_addresses(&instance::InstanceConfig {
+            vrid: 9,
+            ..desired.vips["group:g"].instance.clone()
+        }));
     }
 }

@@ -320,6 +320,7 @@ pub fn vrrp_instance(
         None => None,
     };
     Ok(InstanceConfig {
+        group: false,
         interface: spec.interface.clone(),
         vrid,
         version,

@@ -330,6 +330,7 @@ impl InProcess {
                     handover: None,
                     successor: false,
                     peers: None,
+                    addresses: None,
                 };
                 let _: std::sync::Arc<std::sync::Mutex<Stats>> = controls.stats.clone();
                 run(config, controls).await.unwrap();

@@ -189,7 +189,7 @@ pub(crate) fn step(nodes: usize) -> u8 {
 /// A stable 64-bit hash of `(vip, node)`: FNV-1a, then the SplitMix64 finalizer so that
 /// similar names spread well. Fixed by definition (std's hashers may change between releases,
 /// and priorities must not move when the operator is upgraded).
-fn rendezvous_score(vip: &str, node: &str) -> u64 {
+pub(crate) fn rendezvous_score(vip: &str, node: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in vip.bytes().chain([0u8]).chain(node.bytes()) {
         h ^= u64::from(b);

@@ -23,7 +23,7 @@ apiVersion: buoy.io/v1alpha1
 kind: AddressPool
 metadata: {name: lb}
 spec:
-  addresses: ["10.77.0.200-10.77.0.203"]
+  addresses: ["10.77.0.200-10.77.0.215"]
   namespaces: [default]
   autoAssign: true
   nodeSelector: {matchLabels: {buoy.io/lb: "true"}}
@@ -163,6 +163,25 @@ fn wait_sole_holder(s: &System, address: IpAddr, node: &str) {
     );
 }
 
+/// Each Service VirtualIP's VRRP group (empty: none) and router ID, by name.
+fn vrrp_groups(s: &System) -> std::collections::BTreeMap<String, (String, u64)> {
+    let vips = s.json(&["get", "virtualips", "-n", "default"]);
+    vips["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let name = v["metadata"]["name"].as_str()?.to_string();
+            let group = v["metadata"]["annotations"]["buoy.io/vrrp-group"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let vrid = v["status"]["virtualRouterID"].as_u64().unwrap_or_default();
+            Some((name, (group, vrid)))
+        })
+        .collect()
+}
+
 fn served(s: &System, target: SocketAddr) -> Option<String> {
     served_by_from(&s.lab.host("client").ns, target, 1)
         .pop()
@@ -192,7 +211,7 @@ fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes()
     s.kubectl(&["apply", "-f", "-"], Some(POOL));
     // The operator has seen both (it writes the new pool's status).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while s.json(&["get", "addresspool", "lb"])["status"]["available"] != 4 {
+    while s.json(&["get", "addresspool", "lb"])["status"]["available"] != 16 {
         assert!(
             Instant::now() < deadline,
             "the operator never saw the pool\n{}",
@@ -217,17 +236,62 @@ fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes()
     assert_eq!(holders.len(), 1, "one node holds {ip}: {holders:?}");
     let master = holders[0].clone();
     assert_eq!(served(&s, target).as_deref(), Some(master.as_str()));
-    let vips = s.json(&["get", "virtualips", "-n", "default"]);
-    let names: Vec<&str> = vips["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v["metadata"]["name"].as_str())
+    // Five more Services: six on three nodes make three VRRP groups of two addresses, one
+    // router ID each, masters spread.
+    for i in 0..5 {
+        s.kubectl(
+            &["apply", "-f", "-"],
+            Some(&service(
+                &format!("extra-{i}"),
+                "",
+                "{port: 80, protocol: TCP}",
+            )),
+        );
+    }
+    let extras: Vec<IpAddr> = (0..5)
+        .map(|i| wait_ingress(&mut s, &format!("extra-{i}")))
         .collect();
+    let groups = vrrp_groups(&s);
+    let names: Vec<&String> = groups.keys().collect();
     assert_eq!(
         names,
-        ["svc-web"],
-        "kubectl get vip shows the Service's VirtualIP"
+        [
+            "svc-extra-0",
+            "svc-extra-1",
+            "svc-extra-2",
+            "svc-extra-3",
+            "svc-extra-4",
+            "svc-web"
+        ],
+        "kubectl get vip shows the Services' VirtualIPs"
+    );
+    let (web_group, web_vrid) = groups["svc-web"].clone();
+    let vrids: std::collections::BTreeSet<u64> = groups.values().map(|(_, v)| *v).collect();
+    assert_eq!(vrids.len(), 3, "six Services, three router IDs: {groups:?}");
+    let mate = groups
+        .iter()
+        .find(|(n, (g, _))| n.as_str() != "svc-web" && *g == web_group)
+        .map(|(n, (_, vrid))| {
+            assert_eq!(*vrid, web_vrid, "one router ID per group");
+            let i: usize = n.trim_start_matches("svc-extra-").parse().unwrap();
+            extras[i]
+        })
+        .expect("web shares its group");
+    // The group's addresses are held together, by the group's master.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.lab.holders(mate) != std::slice::from_ref(&master) {
+        assert!(
+            Instant::now() < deadline,
+            "{mate} held by {:?}, web's master is {master}\n{}",
+            s.lab.holders(mate),
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        s.lab.holders(ip),
+        std::slice::from_ref(&master),
+        "web stayed where it was"
     );
 
     // The master's link is cut: another node answers within 3 × 100 ms + skew + 100 ms.
@@ -260,6 +324,8 @@ fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes()
         s.lab.logs()
     );
     assert_ne!(successor, master);
+    // The group failed over together.
+    wait_sole_holder(&s, mate, &successor);
     assert!(
         report.longest_outage <= bound,
         "outage {:?} > {bound:?}",
@@ -359,14 +425,80 @@ fn a_load_balancer_service_is_announced_by_one_node_fails_over_shares_and_goes()
         s.lab.logs()
     );
 
+    // The Service turns to externalTrafficPolicy: Cluster: its address joins a VRRP group, and
+    // moves make-before-break.
+    let probe = Probe::start_http(
+        &s.lab.host("client").ns,
+        local_target,
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.kubectl(
+        &[
+            "patch",
+            "service",
+            "local",
+            "-n",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec": {"externalTrafficPolicy": "Cluster"}}"#,
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while vrrp_groups(&s)
+        .get("svc-local")
+        .is_none_or(|(g, _)| g.is_empty())
+        || s.lab.holders(local).len() != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "svc-local never joined a group alone on one node: {:?}, held by {:?}\n{}",
+            vrrp_groups(&s).get("svc-local"),
+            s.lab.holders(local),
+            s.lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past the handover (the old instance's graceful stop, at most 5 s).
+    std::thread::sleep(Duration::from_secs(6));
+    let samples = probe.finish();
+    let report = buoy_tests::probe::report(&samples);
+    eprintln!(
+        "Local to Cluster, into group {:?}: {} probes, {} failed, longest outage {:?}; held by {:?}",
+        vrrp_groups(&s).get("svc-local"),
+        report.total,
+        report.failed,
+        report.longest_outage,
+        s.lab.holders(local)
+    );
+    assert_eq!(s.lab.holders(local).len(), 1);
+    assert_eq!(
+        report.failed,
+        0,
+        "make before break into the group: {report:?}\n{}",
+        s.lab.logs()
+    );
+
     // Deleting the Services leaves no address on any node and no VirtualIP.
     for name in ["web", "dns-tcp", "dns-udp", "local"] {
         s.kubectl(&["delete", "service", name, "-n", "default"], None);
     }
+    for i in 0..5 {
+        s.kubectl(
+            &["delete", "service", &format!("extra-{i}"), "-n", "default"],
+            None,
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let held: Vec<String> = [ip, shared]
+        let held: Vec<String> = [ip, shared, local]
             .iter()
+            .chain(&extras)
             .flat_map(|a| s.lab.holders(*a))
             .collect();
         let vips = s.json(&["get", "virtualips", "-n", "default"]);

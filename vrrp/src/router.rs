@@ -33,6 +33,9 @@ pub enum Action {
     },
     /// Remove the virtual addresses from the interface.
     ReleaseVip,
+    /// Remove the addresses that left the router's set (see [`Router::addresses_changed`]),
+    /// those the node still has bound.
+    ReleaseLeft,
     /// Send gratuitous ARP / unsolicited NA now.
     Announce {
         /// How many rounds (a round: one announcement per virtual address).
@@ -87,7 +90,25 @@ pub enum Timer {
     AnnounceRefresh,
     /// Binding failed: leave Fault and try again.
     BindRetry,
+    /// Addresses that moved to another router are released now: long enough after they left
+    /// for that router to have taken them (see [`Router::addresses_changed`]).
+    ReleaseLeft,
 }
+
+/// How addresses left the router's set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// Gone (their Service was deleted): released at once.
+    Deleted,
+    /// Carried by another router now (a Service moving between groups): a master keeps them
+    /// until that router can have taken them over, make-before-break.
+    Moved,
+}
+
+/// How long a master keeps addresses that moved to another router, in advert intervals: the
+/// other router's master-down interval (3 intervals plus skew), twice over: holding an address
+/// on two nodes a little longer costs nothing (both serve it), releasing it early an outage.
+pub const MOVED_KEPT_INTERVALS: u32 = 6;
 
 /// One virtual router's decisions.
 #[derive(Clone, Debug)]
@@ -105,6 +126,8 @@ pub struct Router {
     bind_retry: Option<Time>,
     /// The last stop asked for (a repeated request is not acted on twice).
     stop: Option<Stop>,
+    /// When to release addresses that moved to another router.
+    release_left: Option<Time>,
 }
 
 impl Router {
@@ -119,6 +142,7 @@ impl Router {
             link,
             bind_retry: None,
             stop: None,
+            release_left: None,
         }
     }
 
@@ -194,6 +218,39 @@ impl Router {
         out
     }
 
+    /// The router's set of addresses changed in place (a VRRP group gained or lost members):
+    /// `added`: some are new; `left`: some left, and how. A master binds and announces the new
+    /// ones at once; what left is released at once, or, when it moved to another router, after
+    /// [`MOVED_KEPT_INTERVALS`] (make-before-break).
+    pub fn addresses_changed(
+        &mut self,
+        now: Time,
+        added: bool,
+        left: Option<Leaving>,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let holds = self.machine.holds_vip();
+        if holds && added {
+            out.push(Action::BindVip {
+                handover_wait: None,
+            });
+            self.announcements.start(now);
+            self.announce_due(now, &mut out);
+        }
+        match left {
+            Some(Leaving::Moved) if holds => {
+                let at = now + self.advert_interval * MOVED_KEPT_INTERVALS;
+                self.release_left = Some(self.release_left.map_or(at, |t| t.max(at)));
+            }
+            Some(_) => {
+                self.release_left = None;
+                out.push(Action::ReleaseLeft);
+            }
+            None => {}
+        }
+        out
+    }
+
     /// Stop as asked (a request repeated is not acted on again).
     pub fn stop(&mut self, now: Time, how: Stop) -> Vec<Action> {
         if self.stop == Some(how) {
@@ -228,6 +285,7 @@ impl Router {
                 .next_refresh()
                 .map(|at| (Timer::AnnounceRefresh, at)),
             self.bind_retry.map(|at| (Timer::BindRetry, at)),
+            self.release_left.map(|at| (Timer::ReleaseLeft, at)),
         ]
         .into_iter()
         .flatten()
@@ -248,6 +306,10 @@ impl Router {
             self.bind_retry = None;
             self.health.bind_failed = false;
             self.reevaluate(now, &mut out);
+        }
+        if self.release_left.is_some_and(|at| at <= now) {
+            self.release_left = None;
+            out.push(Action::ReleaseLeft);
         }
         out
     }

@@ -128,6 +128,7 @@ pub(super) async fn vrrp(args: VrrpArgs) -> Result<()> {
         successor: false,
         // No handover here: nothing is forwarded anywhere.
         peers: None,
+        addresses: None,
     };
     let result = instance::run(config, controls).await;
     if let Ok(s) = stats.lock() {

@@ -59,6 +59,10 @@ pub struct VipPlan {
     /// endpoint on this node (`None`: no such requirement). Only then may the node be master.
     /// Changes do not restart the instance.
     pub local_endpoint: Option<bool>,
+    /// For a VRRP group's instance (keyed `group:NAME`), the VirtualIPs it serves, its first
+    /// member (whose router ID and priorities it runs with) first; empty for one VirtualIP.
+    /// Members coming and going change its addresses without restarting it.
+    pub members: Vec<String>,
 }
 
 /// Everything this node should run.
@@ -282,6 +286,7 @@ pub(crate) fn plan(inputs: Inputs<'_>) -> Plan {
             }
         }
     }
+    group::merge(inputs.vips, &mut out);
     drop_shared_router_ids(&mut out);
     plan_pools(&inputs, &mut out);
     out
@@ -353,6 +358,7 @@ fn plan_vip(
         peers: peers_of(vip, &node.name),
         warnings,
         local_endpoint: local_endpoint(vip, inputs.local_endpoints),
+        members: Vec::new(),
     };
     Ok(Some((vip_plan, listeners)))
 }
@@ -465,17 +471,23 @@ fn drop_shared_router_ids(out: &mut Plan) {
         );
         if let Some(first) = seen.get(&id) {
             let why = format!(
-                "virtualRouterID {} is already used by VirtualIP {first} on this node",
+                "virtualRouterID {} is already used by {first} on this node",
                 plan.instance.vrid
             );
-            out.errors.push(PlanError {
-                key: key.clone(),
-                error: why.clone(),
-            });
-            out.config.faults.insert(key.clone(), why);
+            for served in plan.served() {
+                out.errors.push(PlanError {
+                    key: served.clone(),
+                    error: why.clone(),
+                });
+                out.config.faults.insert(served, why.clone());
+            }
             dropped.insert(key.clone());
         } else {
-            seen.insert(id, key.clone());
+            let name = match key.strip_prefix(group::KEY_PREFIX) {
+                Some(g) => format!("VRRP group {g}"),
+                None => format!("VirtualIP {key}"),
+            };
+            seen.insert(id, name);
         }
     }
     if !dropped.is_empty() {
@@ -511,6 +523,8 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
         out.config.proxy.pools.insert(pool.name.clone(), pool);
     }
 }
+
+mod group;
 
 #[cfg(test)]
 mod tests;

@@ -297,3 +297,58 @@ fn a_local_traffic_service_needs_a_ready_endpoint_on_the_node() {
         "still planned: the node is a candidate once an endpoint arrives"
     );
 }
+
+#[test]
+fn a_vrrp_group_runs_as_one_instance_under_its_oldest_members_settings() {
+    let member = |name: &str, created: &str, address: &str, priority: u8| {
+        format!(
+            r#"
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: {name}
+  namespace: web
+  creationTimestamp: "{created}"
+  annotations: {{buoy.io/vrrp-group: lb-v4-0, buoy.io/priorities: '{{"n1": {priority}}}'}}
+spec:
+  addresses: [{address}]
+  interface: eth0
+  virtualRouterID: 20
+---"#
+        )
+    };
+    let yaml = [
+        member("svc-b", "2026-01-01T00:00:00Z", "10.0.0.21", 150),
+        member("svc-a", "2026-01-02T00:00:00Z", "10.0.0.20", 90),
+        member("svc-c", "2026-01-03T00:00:00Z", "fd00::21", 90),
+        member("alone", "2026-01-01T00:00:00Z", "10.0.0.30", 90)
+            .replace("buoy.io/vrrp-group: lb-v4-0, ", "")
+            .replace("virtualRouterID: 20", "virtualRouterID: 21"),
+    ]
+    .join("\n");
+    let o = objects(&yaml);
+    let p = simple(&node("n1", &[]), &o, &[]);
+    let keys: Vec<&String> = p.config.vips.keys().collect();
+    assert_eq!(keys, ["group:lb-v4-0", "web/alone"]);
+    let g = &p.config.vips["group:lb-v4-0"];
+    // The oldest member leads: its priority, its address first; the others' addresses follow.
+    assert_eq!(g.members, ["web/svc-b", "web/svc-a"]);
+    assert_eq!(g.instance.priority, 150);
+    assert_eq!(g.instance.vrid, 20);
+    assert!(g.instance.group);
+    assert_eq!(
+        g.instance.vips(),
+        [
+            "10.0.0.21".parse::<IpAddr>().unwrap(),
+            "10.0.0.20".parse().unwrap()
+        ]
+    );
+    assert_eq!(g.served(), ["web/svc-b", "web/svc-a"]);
+    // Another family cannot join: a fault of its own, the group unharmed.
+    assert!(p.config.faults["web/svc-c"].contains("VRRP group lb-v4-0"));
+    assert!(!p.config.vips["web/alone"].instance.group);
+    // Grouped members are exempt from the shared router ID check; a stranger is not.
+    let clash = yaml.replace("virtualRouterID: 21", "virtualRouterID: 20");
+    let p = simple(&node("n1", &[]), &objects(&clash), &[]);
+    assert!(p.config.faults["web/alone"].contains("already used by VRRP group lb-v4-0"));
+}

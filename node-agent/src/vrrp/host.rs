@@ -3,7 +3,8 @@
 //! does). Per-instance sockets would copy every advert on the LAN to every instance.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
     sync::{Arc, Mutex, Weak},
 };
 
@@ -128,12 +129,66 @@ impl Drop for Port {
     }
 }
 
+/// Which of the node's instances hold which virtual addresses: an address that moves between
+/// two instances of the node (a Service changing VRRP group) is removed by neither while the
+/// other holds it.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    by_address: Mutex<HashMap<IpAddr, BTreeSet<InstanceId>>>,
+}
+
+/// An instance on a host: its interface, VRID and family are unique there.
+pub(crate) type InstanceId = (u32, u8, bool);
+
+impl Holds {
+    /// `who` holds `addresses`.
+    pub(crate) fn hold(&self, who: InstanceId, addresses: impl IntoIterator<Item = IpAddr>) {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        for a in addresses {
+            map.entry(a).or_default().insert(who);
+        }
+    }
+
+    /// `who` lets go of `address`: whether it may be removed (no other instance holds it).
+    pub(crate) fn let_go(&self, who: InstanceId, address: IpAddr) -> bool {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(holders) = map.get_mut(&address) else {
+            return true;
+        };
+        holders.remove(&who);
+        let free = holders.is_empty();
+        if free {
+            map.remove(&address);
+        }
+        free
+    }
+
+    /// `who` is gone (it released what it held, or left it bound for its successor, which
+    /// holds it anew).
+    pub(crate) fn forget(&self, who: InstanceId) {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, holders| {
+            holders.remove(&who);
+            !holders.is_empty()
+        });
+    }
+
+    /// Whether an instance other than `who` holds `address`.
+    pub(crate) fn held_by_other(&self, who: InstanceId, address: IpAddr) -> bool {
+        let map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&address)
+            .is_some_and(|h| h.iter().any(|other| *other != who))
+    }
+}
+
 /// Shared by every instance of an agent.
 pub struct Host {
     /// The node's netlink connection.
     pub netlink: Netlink,
     links: broadcast::Sender<Link>,
     ports: Mutex<HashMap<(u32, bool), Weak<Port>>>,
+    /// Which instance holds which virtual address.
+    pub(crate) holds: Arc<Holds>,
 }
 
 impl Host {
@@ -157,6 +212,7 @@ impl Host {
             netlink,
             links,
             ports: Mutex::new(HashMap::new()),
+            holds: Arc::default(),
         }))
     }
 

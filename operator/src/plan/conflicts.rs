@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use buoy_crds::VirtualIP;
+use buoy_crds::{VirtualIP, contract};
 
 use super::served::{Conflict, ServedVip};
 use super::world::key_of;
@@ -49,8 +49,12 @@ fn clash(
         // The default interface is the one holding the address's subnet: it may be the same.
         _ => true,
     };
+    // The members of a VRRP group share their router ID on purpose.
+    let same_group = contract::group_of(&later.metadata)
+        .is_some_and(|g| contract::group_of(&earlier.metadata) == Some(g));
     if Family::of(&later.spec) == Family::of(&earlier.spec)
         && same_interface
+        && !same_group
         && later_vrid.is_some()
         && later_vrid == earlier_vrid
     {

@@ -83,6 +83,7 @@ pub(crate) fn plan_world(world: &World) -> Plan {
         vips: &world.vips,
         pools: &world.address_pools,
         namespaces: world.namespaces,
+        nodes: &world.nodes,
         remembered: &world.memory.service_addresses,
         told: &world.memory.service_told,
         default_class: world.load_balancers.default_class,

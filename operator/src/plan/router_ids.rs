@@ -4,9 +4,9 @@
 //! [`AVOIDED_ANNOTATION`], so that they stay avoided across operator restarts); and the VRIDs
 //! known to be used by foreign routers (the next [`Memory::foreign`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use buoy_crds::VirtualIP;
+use buoy_crds::{VirtualIP, contract};
 use k8s_openapi::jiff::Timestamp;
 
 use super::world::{Memory, key_of};
@@ -59,9 +59,13 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
             .and_then(|u| memory.moved.get(&u).copied())
             .is_some_and(|t| now.as_second() - t.as_second() < FOREIGN_COOLDOWN_SECS)
     };
-    let claims: Vec<VridClaim> = vips
-        .iter()
-        .map(|v| VridClaim {
+    // The members of a VRRP group share one claim, and so one router ID: the first member's
+    // (the oldest), with any member's recorded ID and any member's foreign routers.
+    let mut claims: Vec<VridClaim> = Vec::with_capacity(vips.len());
+    let mut slot: Vec<usize> = Vec::with_capacity(vips.len());
+    let mut by_group: HashMap<String, usize> = HashMap::new();
+    for v in vips {
+        let mut claim = VridClaim {
             id: key_of(v),
             family: Family::of(&v.spec),
             interface: v.spec.interface.clone(),
@@ -70,8 +74,22 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
                 .and_then(|u| memory.vrids.get(&u).copied())
                 .or_else(|| v.status.as_ref().and_then(|s| s.virtual_router_id)),
             foreign: !foreign_routers(v).is_empty() && !in_cooldown(v),
-        })
-        .collect();
+        };
+        if let Some(group) = contract::group_of(&v.metadata) {
+            let group = format!("group:{group}");
+            if let Some(i) = by_group.get(&group) {
+                let c = &mut claims[*i];
+                c.recorded = c.recorded.or(claim.recorded);
+                c.foreign |= claim.foreign;
+                slot.push(*i);
+                continue;
+            }
+            by_group.insert(group.clone(), claims.len());
+            claim.id = group;
+        }
+        slot.push(claims.len());
+        claims.push(claim);
+    }
     let mut foreign = memory.foreign.clone();
     // What earlier moves recorded (the operator may have restarted since).
     let avoided: Vec<BTreeSet<u8>> = vips
@@ -84,8 +102,8 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
             ids
         })
         .collect();
-    for (c, ids) in claims.iter().zip(&avoided) {
-        foreign.extend(ids.iter().map(|id| (c.family, *id)));
+    for (i, ids) in slot.iter().zip(&avoided) {
+        foreign.extend(ids.iter().map(|id| (claims[*i].family, *id)));
     }
     for c in &claims {
         if c.foreign
@@ -94,12 +112,13 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
             foreign.insert((c.family, v));
         }
     }
+    let vrids = allocate::vrids(&claims, &foreign);
     let each = vips
         .iter()
-        .zip(allocate::vrids(&claims, &foreign))
+        .zip(slot)
         .zip(avoided)
-        .map(|((v, vrid), avoided)| RouterId {
-            vrid,
+        .map(|((v, i), avoided)| RouterId {
+            vrid: vrids[i].clone(),
             avoided,
             foreign_routers: foreign_routers(v),
         })

@@ -313,3 +313,43 @@ fn a_master_without_a_local_endpoint_hands_over_before_it_lets_go() {
     b.data_path_changed(ms(10), no_endpoint);
     assert_eq!(b.machine().state(), State::Fault);
 }
+
+#[test]
+fn a_master_binds_added_addresses_and_keeps_moved_ones_until_their_new_router_can_hold_them() {
+    let mut r = router();
+    let (at, _) = master(&mut r);
+    let actions = r.addresses_changed(at, true, None);
+    assert_eq!(
+        actions.first(),
+        Some(&Action::BindVip {
+            handover_wait: None
+        })
+    );
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Announce { .. })),
+        "new addresses are announced: {actions:?}"
+    );
+    // Moved: kept for MOVED_KEPT_INTERVALS, then released, by a named timer.
+    let actions = r.addresses_changed(at, false, Some(Leaving::Moved));
+    assert!(!actions.contains(&Action::ReleaseLeft));
+    let due = at + ms(1000) * MOVED_KEPT_INTERVALS;
+    assert!(!r.handle_timeout(due - ms(1)).contains(&Action::ReleaseLeft));
+    assert!(r.handle_timeout(due).contains(&Action::ReleaseLeft));
+    // Deleted: released at once.
+    assert_eq!(
+        r.addresses_changed(due, false, Some(Leaving::Deleted)),
+        vec![Action::ReleaseLeft]
+    );
+}
+
+#[test]
+fn a_backup_binds_nothing_when_addresses_change_and_lets_go_of_what_left() {
+    let mut r = router();
+    r.start(ms(0), false);
+    assert!(!r.machine().holds_vip());
+    assert!(r.addresses_changed(ms(10), true, None).is_empty());
+    assert_eq!(
+        r.addresses_changed(ms(10), false, Some(Leaving::Moved)),
+        vec![Action::ReleaseLeft]
+    );
+}

@@ -53,6 +53,9 @@ pub struct InstanceConfig {
     pub handover_forward: Duration,
     /// Interfaces the addresses may go on (the AddressPool's `interfaces`); empty: any.
     pub allowed_interfaces: Vec<String>,
+    /// A VRRP group's instance: its addresses change in place as members come and go, and
+    /// its routers on other nodes may list a few others meanwhile (see [`Filter::group`]).
+    pub group: bool,
 }
 
 /// Default [`InstanceConfig::handover_forward`], the API's `vrrp.connectionHandover` default:
@@ -83,11 +86,26 @@ impl Default for InstanceConfig {
             virtual_mac: false,
             handover_forward: HANDOVER_FORWARD,
             allowed_interfaces: Vec::new(),
+            group: false,
         }
     }
 }
 
 impl InstanceConfig {
+    /// Whether `other` is this instance with other addresses only: a group's instance takes
+    /// that in place (see [`super::Controls::addresses`]), anything else restarts it.
+    pub fn same_but_addresses(&self, other: &InstanceConfig) -> bool {
+        self.group
+            && other.group
+            && InstanceConfig {
+                addresses: Vec::new(),
+                ..self.clone()
+            } == InstanceConfig {
+                addresses: Vec::new(),
+                ..other.clone()
+            }
+    }
+
     /// The virtual addresses, without their prefix lengths.
     pub(crate) fn vips(&self) -> Vec<IpAddr> {
         self.addresses.iter().map(|(a, _)| *a).collect()
@@ -122,6 +140,8 @@ impl InstanceConfig {
             peers: (self.unicast && !self.unicast_peers.is_empty())
                 .then(|| self.unicast_peers.clone()),
             own,
+            group: self.group,
+            known: BTreeSet::new(),
         }
     }
 }

@@ -52,6 +52,18 @@ pub struct Controls {
     /// connections are forwarded to after a takeover. `None`: any master heard (the debug
     /// command, without handover).
     pub peers: Option<watch::Receiver<BTreeSet<IpAddr>>>,
+    /// A VRRP group's addresses as its members come and go (`None`: they never change).
+    pub addresses: Option<watch::Receiver<AddressUpdate>>,
+}
+
+/// A group instance's new set of addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressUpdate {
+    /// Every address, with its prefix length.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Of the addresses that leave, those another instance of the node now carries: a master
+    /// keeps them a few adverts more, make-before-break.
+    pub moved: BTreeSet<IpAddr>,
 }
 
 /// How an instance ended.
@@ -171,14 +183,24 @@ pub async fn run_on(
         handover,
         successor,
         mut peers,
+        mut addresses,
     } = controls;
     let (opened, mut inbox) = open::open(host, &config, successor).await?;
     let mut shell = start(config, opened, *data_path.borrow(), stats, events, handover);
     if let Some(p) = &mut peers {
         let known = p.borrow_and_update().clone();
+        shell.filter.known.clone_from(&known);
         shell.feed(|r, now| r.set_known_peers(now, known)).await;
     }
+    if successor {
+        shell.hold_all();
+    }
     shell.feed(|r, now| r.start(now, successor)).await;
+    // Members that came or went while the instance opened.
+    if let Some(a) = &mut addresses {
+        let update = a.borrow_and_update().clone();
+        shell.on_addresses(update).await;
+    }
 
     while !shell.stopped {
         let wake = shell.router.poll_timeout().map(|t| shell.clock.instant(t));
@@ -211,7 +233,16 @@ pub async fn run_on(
                     Some(p) => p.changed().await.ok().map(|()| p.borrow_and_update().clone()),
                     None => std::future::pending().await,
                 }
-            } => shell.feed(|r, now| r.set_known_peers(now, known)).await,
+            } => {
+                shell.filter.known.clone_from(&known);
+                shell.feed(|r, now| r.set_known_peers(now, known)).await;
+            }
+            Some(update) = async {
+                match &mut addresses {
+                    Some(a) => a.changed().await.ok().map(|()| a.borrow_and_update().clone()),
+                    None => std::future::pending().await,
+                }
+            } => shell.on_addresses(update).await,
             changed = shutdown.changed() => {
                 let how = if changed.is_ok() { *shutdown.borrow() } else { Some(Stop::Now) };
                 if let Some(how) = how {
@@ -259,6 +290,7 @@ fn start(
 /// After the router stopped: the virtual-MAC interface goes, unless the VIP on it stays.
 async fn finish(shell: &shell::Shell) -> Ended {
     let vip_left_bound = shell.router.handed_to_successor();
+    shell.forget_holds();
     if shell.config.virtual_mac
         && !vip_left_bound
         && let Err(e) = shell.netlink.delete_link(&shell.vip_link.name).await

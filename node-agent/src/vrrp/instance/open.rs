@@ -16,7 +16,7 @@ use crate::{
         netlink::{Link, NetError, Netlink, primary_address},
     },
     vrrp::{
-        host::{Host, Port},
+        host::{Holds, Host, InstanceId, Port},
         socket::Incoming,
     },
 };
@@ -35,6 +35,10 @@ pub(super) struct Opened {
     pub(super) port: Arc<Port>,
     pub(super) announcer: Announcer,
     pub(super) tracked: Vec<TrackedInterface>,
+    /// Which of the node's instances hold which address.
+    pub(super) holds: Arc<Holds>,
+    /// This instance among them.
+    pub(super) id: InstanceId,
 }
 
 /// What an opened instance hears.
@@ -70,13 +74,16 @@ pub(super) async fn open(
         }
     }
     let vips = config.vips();
+    let id: InstanceId = (link.index, config.vrid, ipv6);
     // Buoy's addresses left by an earlier instance must not make two nodes answer for the VIP
-    // (a successor's were left for it on purpose); an address Buoy did not add is refused
-    // above, never removed.
-    for stale in addresses
-        .iter()
-        .filter(|a| vips.contains(&a.address) && a.buoys() && !successor)
-    {
+    // (a successor's were left for it on purpose, and another instance of this node may hold
+    // one that moves to us); an address Buoy did not add is refused above, never removed.
+    for stale in addresses.iter().filter(|a| {
+        vips.contains(&a.address)
+            && a.buoys()
+            && !successor
+            && !host.holds.held_by_other(id, a.address)
+    }) {
         if netlink
             .remove_address_at(stale.index, stale.address, stale.prefix_len)
             .await?
@@ -117,6 +124,8 @@ pub(super) async fn open(
         port,
         announcer,
         tracked,
+        holds: host.holds.clone(),
+        id,
     };
     Ok((opened, Inbox { adverts, links }))
 }

@@ -14,12 +14,13 @@ use buoy_vrrp::{
     machine::Time,
     packet::{self, Advertisement, DropReason, MULTICAST_V4, MULTICAST_V6},
     receive::{self, Filter},
-    router::{Action, Router},
+    router::{Action, Leaving, Router},
 };
 use tracing::{debug, info, warn};
 
 use super::{
-    InstanceEvent, MAX_FOREIGN_ROUTERS, Stats, clock::Clock, config::InstanceConfig, open::Opened,
+    AddressUpdate, InstanceEvent, MAX_FOREIGN_ROUTERS, Stats, clock::Clock, config::InstanceConfig,
+    open::Opened,
 };
 use crate::{
     net::{
@@ -27,7 +28,10 @@ use crate::{
         handover::Handover,
         netlink::{Link, NetError, Netlink},
     },
-    vrrp::{host::Port, socket::Incoming},
+    vrrp::{
+        host::{Holds, InstanceId, Port},
+        socket::Incoming,
+    },
 };
 
 pub(super) struct Shell {
@@ -39,7 +43,7 @@ pub(super) struct Shell {
     source: IpAddr,
     port: Arc<Port>,
     announcer: Announcer,
-    filter: Filter,
+    pub(super) filter: Filter,
     pub(super) router: Router,
     pub(super) clock: Clock,
     stats: Arc<Mutex<Stats>>,
@@ -51,6 +55,10 @@ pub(super) struct Shell {
     /// More foreign routers than that were seen (logged once).
     collisions_capped: bool,
     handover: Option<Handover>,
+    /// Addresses that left the instance's set and may still be bound here.
+    leaving: Vec<(IpAddr, u8)>,
+    holds: Arc<Holds>,
+    id: InstanceId,
 }
 
 impl Shell {
@@ -64,6 +72,9 @@ impl Shell {
     ) -> Shell {
         Shell {
             filter: config.filter(opened.own),
+            leaving: Vec::new(),
+            holds: opened.holds,
+            id: opened.id,
             config,
             netlink: opened.netlink,
             link: opened.link,
@@ -109,6 +120,10 @@ impl Shell {
                     }
                 }
                 Action::ReleaseVip => self.release().await,
+                Action::ReleaseLeft => {
+                    let left = std::mem::take(&mut self.leaving);
+                    self.remove(&left).await;
+                }
                 Action::Announce { rounds } => self.announce(rounds),
                 Action::StateChanged {
                     from,
@@ -149,7 +164,7 @@ impl Shell {
     }
 
     /// Binds the virtual addresses, after the handover rules if asked; false: it failed.
-    async fn bind(&self, handover_wait: Option<Duration>) -> bool {
+    async fn bind(&mut self, handover_wait: Option<Duration>) -> bool {
         if let (Some(wait), Some(handover)) = (handover_wait, &self.handover)
             && !handover.settled(wait).await
         {
@@ -159,7 +174,10 @@ impl Shell {
             );
         }
         match self.add_addresses().await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.holds.hold(self.id, self.config.vips());
+                true
+            }
             Err(e) => {
                 warn!(vrid = self.config.vrid, error = %e, "cannot bind the virtual addresses; giving up mastership");
                 false
@@ -176,8 +194,20 @@ impl Shell {
         Ok(())
     }
 
-    async fn release(&self) {
-        for (addr, prefix) in &self.config.addresses {
+    /// Releases every address, those that left the set too.
+    async fn release(&mut self) {
+        let mut all = std::mem::take(&mut self.leaving);
+        all.extend(self.config.addresses.iter().copied());
+        self.remove(&all).await;
+    }
+
+    /// Removes `addresses`, but not one another instance of the node holds now.
+    async fn remove(&self, addresses: &[(IpAddr, u8)]) {
+        for (addr, prefix) in addresses {
+            if !self.holds.let_go(self.id, *addr) {
+                debug!(vrid = self.config.vrid, %addr, "another instance of this node holds the address now; left bound");
+                continue;
+            }
             if let Err(e) = self
                 .netlink
                 .remove_address(&self.vip_link, *addr, *prefix)
@@ -186,6 +216,58 @@ impl Shell {
                 warn!(vrid = self.config.vrid, %addr, error = %e, "cannot remove a virtual address");
             }
         }
+    }
+
+    /// A group's members changed: the new set of addresses, bound and announced at once by a
+    /// master; what left is released as the router decides.
+    pub(super) async fn on_addresses(&mut self, update: AddressUpdate) {
+        if update.addresses.is_empty() || update.addresses == self.config.addresses {
+            return;
+        }
+        let added = update
+            .addresses
+            .iter()
+            .any(|a| !self.config.addresses.contains(a));
+        let left: Vec<(IpAddr, u8)> = self
+            .config
+            .addresses
+            .iter()
+            .filter(|a| !update.addresses.contains(a))
+            .copied()
+            .collect();
+        let how = if left.is_empty() {
+            None
+        } else if left.iter().all(|(a, _)| update.moved.contains(a)) {
+            Some(Leaving::Moved)
+        } else {
+            Some(Leaving::Deleted)
+        };
+        info!(
+            vrid = self.config.vrid,
+            addresses = update.addresses.len(),
+            left = left.len(),
+            "the VRRP group's addresses changed"
+        );
+        // An address that comes back before it was released stays bound.
+        self.leaving.retain(|a| !update.addresses.contains(a));
+        self.leaving.extend(left);
+        self.config.addresses = update.addresses;
+        self.filter.addresses = self.config.vips().into_iter().collect();
+        if let Some(handover) = &self.handover {
+            handover.deliver(&self.config.vips());
+        }
+        self.feed(|r, now| r.addresses_changed(now, added, how))
+            .await;
+    }
+
+    /// The instance ends: what it still holds is another's to hold (its successor's).
+    pub(super) fn forget_holds(&self) {
+        self.holds.forget(self.id);
+    }
+
+    /// A successor holds what its predecessor left bound.
+    pub(super) fn hold_all(&self) {
+        self.holds.hold(self.id, self.config.vips());
     }
 
     fn announce(&self, rounds: u32) {

@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use buoy_crds::{AddressPool, VirtualIP, contract, service};
-use k8s_openapi::api::core::v1::Service;
+use buoy_crds::{AddressPool, VirtualIP, contract, policy, service};
+use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::{Value, json};
 
 mod allocate;
+mod group;
 mod request;
 mod virtualip;
 
@@ -48,6 +49,8 @@ pub(crate) struct Inputs<'a, 'b> {
     pub(crate) vips: &'b [&'a VirtualIP],
     pub(crate) pools: &'b [&'a AddressPool],
     pub(crate) namespaces: &'b BTreeMap<String, BTreeMap<String, String>>,
+    /// The nodes (how many each pool has decides how many VRRP groups its Services get).
+    pub(crate) nodes: &'b [&'a Node],
     /// Addresses given in earlier passes that the caches may not show yet, by Service key.
     pub(crate) remembered: &'b BTreeMap<String, Vec<Record>>,
     /// What the last Events said, by Service key (an Event only when it changes).
@@ -258,6 +261,54 @@ fn with_free_names<'a>(
 /// Where the given addresses are announced now: `(address, node)` by Service key.
 type Announced = BTreeMap<String, Vec<(IpAddr, String)>>;
 
+/// The VRRP group of each unit's VirtualIP that may share an instance, by VirtualIP key.
+fn groups(
+    units: &[(Unit<'_>, Vec<allocate::Given>)],
+    inputs: &Inputs<'_, '_>,
+    observed: &Observed<'_>,
+) -> BTreeMap<String, String> {
+    let mut members = Vec::new();
+    for (unit, given) in units {
+        let first = unit.first();
+        for g in given {
+            let key = contract::key(
+                Some(first.namespace),
+                Some(&virtualip::name(unit, g.address.is_ipv6())),
+            );
+            let recorded = observed
+                .carriers
+                .get(&key)
+                .and_then(|v| contract::group_of(&v.metadata))
+                .map(str::to_string);
+            members.push(group::Member {
+                key,
+                pool: g.pool.clone(),
+                ipv6: g.address.is_ipv6(),
+                groupable: !first.local,
+                recorded,
+            });
+        }
+    }
+    let nodes: BTreeMap<String, usize> = inputs
+        .pools
+        .iter()
+        .filter_map(|p| {
+            let name = p.metadata.name.clone()?;
+            let count = inputs
+                .nodes
+                .iter()
+                .filter(|n| {
+                    let labels = n.metadata.labels.clone().unwrap_or_default();
+                    !labels.contains_key(service::EXCLUDE_NODE_LABEL)
+                        && policy::selector_matches(p.spec.node_selector.as_ref(), &labels)
+                })
+                .count();
+            Some((name, count))
+        })
+        .collect();
+    group::assign(&members, &nodes)
+}
+
 /// The VirtualIPs that carry the units' addresses (into `out`), and where they are announced.
 fn carry(
     units: &[(Unit<'_>, Vec<allocate::Given>)],
@@ -265,6 +316,7 @@ fn carry(
     observed: &Observed<'_>,
     out: &mut ServicesPlan,
 ) -> Announced {
+    let groups = groups(units, inputs, observed);
     let mut announced = Announced::new();
     for (unit, given) in units {
         let first = unit.first();
@@ -276,7 +328,13 @@ fn carry(
                 .iter()
                 .copied()
                 .find(|p| p.metadata.name.as_deref() == Some(g.pool.as_str()));
-            let body = virtualip::desired(unit, g, pool, inputs.advertisement_interval);
+            let body = virtualip::desired(
+                unit,
+                g,
+                pool,
+                groups.get(&key).map(String::as_str),
+                inputs.advertisement_interval,
+            );
             let carrier = observed.carriers.get(&key);
             if carrier.and_then(|v| applied::of(&v.metadata)) != applied::desired(&body) {
                 out.changed

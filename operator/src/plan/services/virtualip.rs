@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use buoy_crds::{AddressPool, service};
+use buoy_crds::{AddressPool, contract, service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::{Value, json};
 
@@ -56,11 +56,13 @@ fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// The server-side apply body of the unit's VirtualIP for the address `given`.
+/// The server-side apply body of the unit's VirtualIP for the address `given`, in VRRP `group`
+/// if it shares an instance.
 pub(crate) fn desired(
     unit: &Unit<'_>,
     given: &Given,
     pool: Option<&AddressPool>,
+    group: Option<&str>,
     advertisement_interval: Duration,
 ) -> Value {
     let first = unit.first();
@@ -79,6 +81,9 @@ pub(crate) fn desired(
     if first.local {
         // Only nodes with a ready endpoint of the Service may be master (the agents read it).
         annotations[service::LOCAL_ENDPOINTS_ANNOTATION] = json!(names.join(","));
+    }
+    if let Some(g) = group {
+        annotations[contract::GROUP_ANNOTATION] = json!(g);
     }
     applied::stamp(json!({
         "apiVersion": buoy_crds::API_VERSION,
