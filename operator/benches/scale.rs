@@ -10,77 +10,27 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use buoy_crds::VirtualIP;
-use buoy_tests::process::Proc;
 use buoy_tests::testapi::TestApi;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{
+    AGENT, NODES, NS, cpu_secs, operator_requests, rss_kib, sample, scrape, start, writes,
+};
 
-const NS: &str = "buoy-system";
 /// Interfaces (LANs) the VirtualIPs are spread over: 2,000 need at least 8.
 const INTERFACES: usize = 8;
-const NODES: usize = 5;
-/// The user agent of this bench's own requests, told apart from the operator's.
-const AGENT: &str = "buoy-scale-bench";
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU seconds (user + system) of process `pid` ("self" for this one).
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command (which may hold spaces) come state, ppid, …: utime and stime are
-    // fields 14 and 15 of proc(5), the 12th and 13th after the command.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    (field(11) + field(12)) as f64 / 100.0
-}
-
-async fn scrape(metrics: &str) -> String {
-    let Ok(mut s) = tokio::net::TcpStream::connect(metrics).await else {
-        return String::new();
-    };
-    let _ = s
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
-}
-
-/// The sum of the samples of `metric` (all label sets).
-fn sample(text: &str, metric: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(metric))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn writes(metrics: &str) -> u64 {
-    sample(&scrape(metrics).await, "buoy_operator_writes_total") as u64
-}
 
 fn steady(v: &VirtualIP) -> bool {
     let Some(s) = &v.status else { return false };
@@ -197,75 +147,10 @@ struct Figures {
     one_more: Duration,
 }
 
-/// The server's requests that are not this bench's.
-fn operator_requests(api: &TestApi) -> u64 {
-    api.requests()
-        .iter()
-        .filter(|(agent, _)| *agent != AGENT)
-        .map(|(_, n)| n)
-        .sum()
-}
-
-async fn setup(client: &Client) -> Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
-    let nodes: Api<Node> = Api::all(client.clone());
-    for i in 1..=NODES {
-        nodes
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": format!("node-{i}")}}))?,
-            )
-            .await?;
-    }
-    // As a new user would: a pool that admits the namespace and its addresses (the operator
-    // enforces AddressPools by default).
-    let pools: Api<buoy_crds::AddressPool> = Api::all(client.clone());
-    pools
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool",
-                "metadata": {"name": "bench"},
-                "spec": {"addresses": ["10.0.0.0/8"], "namespaces": [NS]}}))?,
-        )
-        .await?;
-    Ok(())
-}
-
 async fn bench(n: usize) -> Result<Figures> {
     let api = TestApi::start().await?;
-    api.install_buoy_crds()?;
     let client: Client = api.client_as(AGENT)?;
-    setup(&client).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_buoy-operator"));
-    cmd.args([
-        "run",
-        "--namespace",
-        NS,
-        "--leader-election",
-        "false",
-        "--metrics-address",
-        &metrics,
-    ])
-    .env("KUBECONFIG", api.kubeconfig_path())
-    .env("RUST_LOG", "warn,buoy_operator=info");
-    let op = Proc::spawn("buoy-operator", cmd)?;
-    if op
-        .wait_for_line("caches synced", Duration::from_secs(30))
-        .is_none()
-    {
-        bail!("the operator did not start: {:?}", op.output());
-    }
+    let (op, metrics) = start(&api, &client).await?;
     let (idle_rss, _) = rss_kib(op.pid());
     let (cpu_before, server_cpu_before) = (cpu_secs(&op.pid().to_string()), cpu_secs("self"));
     let requests_before = operator_requests(&api);

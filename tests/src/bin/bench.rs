@@ -130,6 +130,26 @@ spends less. The lines in parentheses say which host held a sample VIP during th
 mean something only if it is the master host alone.",
     },
     Bench {
+        name: "services",
+        title: "LoadBalancer Services at scale",
+        package: "buoy-operator",
+        args: &[],
+        quick_args: &[],
+        quick_env: &[("BUOY_BENCH_SERVICES", "200")],
+        reading: "The real `buoy-operator run` binary against the Kubernetes API test server: the \
+number of `type: LoadBalancer` Services of class `buoy.io/vrrp` in the first line created at once \
+(64 concurrent clients) in one namespace, one AddressPool on one LAN, 5 nodes; then twice as many \
+on a fresh server and operator. The node agents' part is played by the bench at the API (the \
+node with the operator's top priority writes its status entry as Master, as its agent would \
+after the election; VRRP itself is measured by the failover bench). For each run: how long \
+until every Service listed its address in `status.loadBalancer.ingress`, timed by a watch \
+(target under 20 s at 1,000); the router IDs the Services' VirtualIPs use (VRRP groups of at \
+most 16 addresses: target at most 64 at 1,000); the operator's resident memory (target under \
+150 MB at 1,000), CPU, writes and requests. Then the ratios of the second run to the first \
+(linear: 2; target at most 2.2). It has no peer: MetalLB and kube-vip cannot run here without a \
+cluster.",
+    },
+    Bench {
         name: "scale",
         title: "Operator scale",
         package: "buoy-operator",

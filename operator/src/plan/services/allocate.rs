@@ -7,7 +7,7 @@
 //! Requested and recorded addresses are reserved first, in precedence order, and only then are
 //! new ones allocated: a new Service never takes the address an older one holds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use buoy_crds::{AddressPool, policy};
@@ -278,6 +278,9 @@ struct Holders {
     by: BTreeMap<IpAddr, String>,
     /// The same addresses, as `policy::first_free` reads them.
     used: BTreeSet<IpAddr>,
+    /// Per pool and family, an address below which none is free: where the next search starts
+    /// (a burst of new Services is allocated in linear, not quadratic, time).
+    low: HashMap<(String, bool), IpAddr>,
 }
 
 impl Holders {
@@ -289,6 +292,8 @@ impl Holders {
     fn release(&mut self, address: IpAddr) {
         self.by.remove(&address);
         self.used.remove(&address);
+        // Rare (a refused unit gives back what it held): search from the start again.
+        self.low.clear();
     }
 }
 
@@ -350,9 +355,13 @@ fn fill(unit: &Unit<'_>, row: &mut Row, pools: &Pools<'_, '_>, holders: &mut Hol
             cands
                 .iter()
                 .find_map(|p| {
-                    policy::first_free(p, &holders.used, Some(v6)).map(|address| Given {
+                    let key = (name_of(p), v6);
+                    let from = holders.low.get(&key).copied();
+                    let address = policy::first_free_from(p, &holders.used, Some(v6), from)?;
+                    holders.low.insert(key.clone(), address);
+                    Some(Given {
                         address,
-                        pool: name_of(p),
+                        pool: key.0,
                     })
                 })
                 .ok_or_else(|| {
@@ -396,6 +405,7 @@ pub(crate) fn allocate<'a>(
     let mut holders = Holders {
         by: pools.taken.clone(),
         used: pools.taken.keys().copied().collect(),
+        low: HashMap::new(),
     };
     let mut rows: Vec<Row> = units
         .iter()

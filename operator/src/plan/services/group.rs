@@ -88,16 +88,18 @@ pub(crate) fn assign(
                 None => rest.push(m),
             }
         }
+        let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
         for m in rest {
-            let mut ranked: Vec<usize> = (0..count).collect();
-            ranked.sort_by_key(|i| {
-                std::cmp::Reverse(rendezvous_score(&format!("{prefix}{i}"), &m.key))
-            });
-            let i = ranked
-                .iter()
-                .copied()
-                .find(|i| load[*i] < bound)
-                .or_else(|| ranked.iter().copied().find(|i| load[*i] < GROUP_SIZE))
+            // The best-ranked group with room under the bound, else under GROUP_SIZE: one scan
+            // over the scores, no sort and no allocation per (member, group).
+            let scores: Vec<u64> = names.iter().map(|g| rendezvous_score(g, &m.key)).collect();
+            let best = |room: usize, load: &[usize]| {
+                (0..load.len().min(scores.len()))
+                    .filter(|i| load[*i] < room)
+                    .max_by_key(|i| scores[*i])
+            };
+            let i = best(bound, &load)
+                .or_else(|| best(GROUP_SIZE, &load))
                 // Full everywhere (sticky members above the bound): a group beyond the count.
                 .unwrap_or_else(|| {
                     load.push(0);

@@ -611,3 +611,43 @@ fn a_local_traffic_policy_asks_the_agents_for_a_ready_local_endpoint() {
             .is_none()
     );
 }
+
+#[test]
+fn services_of_one_pool_share_vrrp_groups_that_stay_and_local_ones_run_alone() {
+    let mut c = Case::new(vec![pool(
+        "big",
+        json!({"addresses": ["10.1.0.0/16"], "namespaces": ["web"], "autoAssign": true}),
+    )]);
+    c.services = (0..40)
+        .map(|i| svc("web", &format!("s{i:02}"), i % 60, json!({})))
+        .collect();
+    c.services.push(svc(
+        "web",
+        "local",
+        59,
+        json!({"spec": {"externalTrafficPolicy": "Local"}}),
+    ));
+    let group_of = |p: &ServicesPlan, key: &str| {
+        p.vips[key]["metadata"]["annotations"][contract::GROUP_ANNOTATION]
+            .as_str()
+            .map(str::to_string)
+    };
+    let p = c.plan();
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..40 {
+        let g = group_of(&p, &format!("web/svc-s{i:02}")).expect("grouped");
+        *sizes.entry(g).or_default() += 1;
+    }
+    // 40 addresses, no nodes known: the fewest groups of at most 16.
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert!(sizes.keys().all(|g| g.starts_with("big-v4-")));
+    assert_eq!(group_of(&p, "web/svc-local"), None, "Local runs alone");
+    // Stored and planned again (an operator restart reads the annotations back): the same.
+    c.store(&p, true);
+    let again = c.plan();
+    for i in 0..40 {
+        let key = format!("web/svc-s{i:02}");
+        assert_eq!(group_of(&again, &key), group_of(&p, &key));
+    }
+    assert!(again.changed.is_empty(), "{:?}", again.changed);
+}
