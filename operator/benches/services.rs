@@ -116,14 +116,12 @@ fn play_agents(client: Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// How many Services list an address, and when the last one came.
+type Announced = Arc<Mutex<(usize, Option<Instant>)>>;
+
 /// Services that list an address, from a watch (not by listing them again and again).
-fn announced(
-    services: Api<Service>,
-) -> (
-    Arc<Mutex<(usize, Option<Instant>)>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let state: Arc<Mutex<(usize, Option<Instant>)>> = Arc::default();
+fn announced(services: Api<Service>) -> (Announced, tokio::task::JoinHandle<()>) {
+    let state: Announced = Arc::default();
     let shared = state.clone();
     let task = tokio::spawn(async move {
         let mut seen: HashMap<String, bool> = HashMap::new();
