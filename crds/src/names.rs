@@ -19,3 +19,9 @@ pub const STATUS_RANGE_PATTERN: &str = r"^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$";
 
 /// An HTTP header or cookie name (RFC 9110 token).
 pub(crate) const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
+/// A route's host (nginx `server_name`): a DNS name, or a wildcard on its left (`*.example.com`).
+pub const ROUTE_HOST_PATTERN: &str = r"^(\*\.)?[a-zA-Z0-9_]([-a-zA-Z0-9_]*[a-zA-Z0-9_])?(\.[a-zA-Z0-9_]([-a-zA-Z0-9_]*[a-zA-Z0-9_])?)*$";
+
+/// A route's path: starts with `/`, without white space, query (`?`) or fragment (`#`).
+pub const ROUTE_PATH_PATTERN: &str = r"^/[^?#\s]*$";

@@ -108,7 +108,8 @@ pub(crate) fn attach(
                         name,
                         port: listen.port,
                         protocol: server.protocol,
-                        upstream_pool: server.pool.clone(),
+                        upstream_pool: Some(server.pool.clone()),
+                        routes: Vec::new(),
                         client: server.client.clone(),
                     },
                     comment: format!(
@@ -229,7 +230,7 @@ pub(crate) fn name_vips(vips: &mut [VipDraft], listeners: &Listeners) {
         listeners
             .of(v.key)
             .first()
-            .map(|l| l.listener.upstream_pool.clone())
+            .and_then(|l| l.listener.upstream_pool.clone())
     };
     let candidates: Vec<Option<String>> = vips.iter().map(candidate).collect();
     let mut taken: BTreeSet<String> = BTreeSet::new();

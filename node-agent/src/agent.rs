@@ -478,10 +478,9 @@ impl Agent {
                 *d = now;
                 changed
             });
-            let serving = now.listening && now.upstreams_healthy;
-            let why = (!serving)
-                .then(|| self.proxy.why_not_serving(&r.plan.listeners))
-                .flatten();
+            // A route that cannot serve is said too, though the VRRP data path stays healthy.
+            let why = self.proxy.why_not_serving(&r.plan.listeners);
+            let serving = now.listening && now.upstreams_healthy && why.is_none();
             self.status.send_if_modified(|all| match all.get_mut(key) {
                 Some(s) if s.serving != serving || s.not_serving != why => {
                     s.serving = serving;

@@ -16,6 +16,7 @@ use crate::proxy::{
     listener::ListenerConfig,
     passive::PassivePolicy,
     pool::{ActiveCheck, BackendSpec, PoolConfig},
+    route::RouteConfig,
     service::ProxyConfig,
 };
 use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
@@ -217,7 +218,24 @@ pub(crate) fn listeners(
                 name: format!("{vip_key}/{}@{ip}", l.name),
                 addr: SocketAddr::new(ip, l.port),
                 protocol: l.protocol,
-                pool: contract::key(Some(ns), Some(&l.upstream_pool)),
+                pool: l
+                    .upstream_pool
+                    .as_ref()
+                    .map(|p| contract::key(Some(ns), Some(p))),
+                routes: l
+                    .routes
+                    .iter()
+                    .map(|r| RouteConfig {
+                        hosts: r.hosts.iter().map(|h| h.0.to_ascii_lowercase()).collect(),
+                        paths: r
+                            .paths
+                            .iter()
+                            .map(|p| (p.match_type, p.value.clone()))
+                            .collect(),
+                        pool: contract::key(Some(ns), Some(&r.upstream_pool)),
+                    })
+                    .collect(),
+                problems: l.route_conflicts(),
                 max_connections: client.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 keepalive_timeout: client
                     .keepalive_timeout
@@ -264,7 +282,11 @@ pub fn proxy_with(
     }
     for p in pools {
         let p = pool(p, resolved, policy);
-        if config.listeners.iter().any(|l| l.pool == p.name) {
+        if config
+            .listeners
+            .iter()
+            .any(|l| l.pools().any(|n| n == p.name))
+        {
             config.pools.insert(p.name.clone(), p);
         }
     }

@@ -63,3 +63,46 @@ fn missing_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// The route checks of the API server (CEL) and those it cannot make (other objects, route
+/// against route): the first reject the file, the others are warnings with the agent's words.
+#[test]
+fn routes_bad_input_errors_and_warnings() {
+    let dir = std::env::temp_dir().join(format!("buoy-check-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: web}\nspec:\n  addresses: [192.168.60.88]\n  listeners:\n    - {name: http, port: 80}\n    - {name: db, port: 5432, protocol: TCP, upstreamPool: db, routes: [{hosts: [db.example.com], upstreamPool: db2}]}\n").unwrap();
+    let (ok, _, stderr) = check(&["--config", bad.to_str().unwrap()]);
+    let f = bad.display();
+    assert!(!ok);
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: {f}: document 1 (VirtualIP default/web): spec.listeners[0].upstreamPool: a listener needs an upstreamPool or at least one route"
+            ),
+            format!(
+                "error: {f}: document 1 (VirtualIP default/web): spec.listeners[1].routes: routes apply only to HTTP listeners (a TCP listener sends every connection to its upstreamPool)"
+            ),
+            "configuration invalid: 2 error(s)".to_string(),
+        ]
+    );
+    let warned = dir.join("warned.yaml");
+    std::fs::write(&warned, "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: web}\nspec:\n  addresses: [192.168.60.88]\n  listeners:\n    - name: http\n      port: 80\n      routes:\n        - {hosts: [shop.example.com], paths: [{type: Exact, value: /login}], upstreamPool: shop}\n        - {hosts: [Shop.Example.com], paths: [{type: Exact, value: /login}], upstreamPool: missing}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: shop}\nspec:\n  backends: [{address: 192.168.60.91, port: 80}]\n").unwrap();
+    let (ok, stdout, stderr) = check(&["--config", warned.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    let f = warned.display();
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("configuration OK: 1 VirtualIP(s), 1 UpstreamPool(s)"));
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "warning: {f}: document 1 (VirtualIP default/web): spec.listeners[0]: routes[1]: host shop.example.com, Exact path /login: already in routes[0]; ignored here"
+            ),
+            format!(
+                "warning: {f}: document 1 (VirtualIP default/web): spec.listeners[0]: routes[1]: UpstreamPool default/missing not found"
+            ),
+        ]
+    );
+}

@@ -94,13 +94,14 @@ fn every_example_validates_and_its_references_resolve() {
                 vip.metadata.name.as_deref().unwrap_or_default()
             );
             for l in &vip.spec.listeners {
-                assert!(
-                    pools.contains(&(namespace.clone(), l.upstream_pool.clone())),
-                    "{}: listener {} names a missing pool {}",
-                    dir.display(),
-                    l.name,
-                    l.upstream_pool
-                );
+                for pool in l.pool_names() {
+                    assert!(
+                        pools.contains(&(namespace.clone(), pool.to_string())),
+                        "{}: listener {} names a missing pool {pool}",
+                        dir.display(),
+                        l.name,
+                    );
+                }
             }
             if let Some(auth) = &vip.spec.vrrp.authentication {
                 assert!(
@@ -198,8 +199,8 @@ fn seed_example_is_the_reference_setup() {
     assert_eq!(vip.spec.listeners.len(), 1);
     let l = &vip.spec.listeners[0];
     assert_eq!(
-        (l.port, l.protocol, l.upstream_pool.as_str()),
-        (80, ListenerProtocol::HTTP, "test-web")
+        (l.port, l.protocol, l.upstream_pool.as_deref()),
+        (80, ListenerProtocol::HTTP, Some("test-web"))
     );
     assert_eq!(
         l.client

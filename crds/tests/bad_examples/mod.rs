@@ -49,6 +49,8 @@ pub fn cases() -> Vec<Case> {
                 "{STATUS_RANGE_PATTERN}",
                 buoy_crds::names::STATUS_RANGE_PATTERN,
             )
+            .replace("{ROUTE_HOST_PATTERN}", buoy_crds::names::ROUTE_HOST_PATTERN)
+            .replace("{ROUTE_PATH_PATTERN}", buoy_crds::names::ROUTE_PATH_PATTERN)
     };
     data["cases"]
         .as_array()

@@ -1,4 +1,6 @@
-//! `buoy-agent check`: validates manifests as the API server would, like `nginx -t`.
+//! `buoy-agent check`: validates manifests as the API server would, like `nginx -t`, and warns
+//! of what the API server accepts but the agent reports on the VirtualIP (routes that cannot
+//! serve).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -6,6 +8,9 @@ pub(super) fn check(configs: &[PathBuf]) -> ExitCode {
     match buoy_crds::manifest::load(configs) {
         Ok(objects) => {
             use buoy_crds::manifest::Object;
+            for w in route_warnings(&objects) {
+                eprintln!("warning: {w}");
+            }
             let count = |f: fn(&Object) -> bool| objects.iter().filter(|o| f(&o.object)).count();
             println!(
                 "configuration OK: {} VirtualIP(s), {} UpstreamPool(s), {} AddressPool(s), {} Secret(s){}",
@@ -29,4 +34,38 @@ pub(super) fn check(configs: &[PathBuf]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The route problems of every VirtualIP among `objects` (a route naming an UpstreamPool that
+/// the files do not hold, a host and path that an earlier route has), with the agent's words:
+/// `FILE: document N (VirtualIP ns/name): spec.listeners[i]: PROBLEM`.
+fn route_warnings(objects: &[buoy_crds::manifest::Located]) -> Vec<String> {
+    use buoy_crds::{contract, manifest::Object};
+    let pools: std::collections::BTreeSet<String> = buoy_crds::manifest::upstream_pools(objects)
+        .iter()
+        .map(|p| contract::key_of(&p.metadata))
+        .collect();
+    let mut out = Vec::new();
+    for o in objects {
+        let Object::VirtualIP(vip) = &o.object else {
+            continue;
+        };
+        let namespace = vip
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(contract::DEFAULT_NAMESPACE);
+        for (i, l) in vip.spec.listeners.iter().enumerate() {
+            let exists = |p: &str| pools.contains(&contract::key(Some(namespace), Some(p)));
+            for problem in l.route_problems(namespace, exists) {
+                out.push(format!(
+                    "{}: document {} (VirtualIP {}): spec.listeners[{i}]: {problem}",
+                    o.file.display(),
+                    o.document,
+                    contract::key_of(&vip.metadata),
+                ));
+            }
+        }
+    }
+    out
 }

@@ -511,8 +511,22 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
         .proxy
         .listeners
         .iter()
-        .map(|l| l.pool.clone())
+        .flat_map(|l| l.pools().map(str::to_string))
         .collect();
+    let known: BTreeSet<String> = inputs
+        .pools
+        .iter()
+        .map(|p| contract::key_of(&p.metadata))
+        .collect();
+    // A route whose pool does not exist answers 503 and is said in the VirtualIP's status;
+    // the listener's other routes serve.
+    for l in &mut out.config.proxy.listeners {
+        for (i, r) in l.routes.iter().enumerate() {
+            if !known.contains(&r.pool) {
+                l.problems.push(buoy_crds::route_pool_not_found(i, &r.pool));
+            }
+        }
+    }
     for p in inputs.pools {
         let key = contract::key_of(&p.metadata);
         if !used.contains(&key) {

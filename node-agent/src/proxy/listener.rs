@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::{
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
+    route::{RouteConfig, Routes},
     tcp,
 };
 
@@ -36,8 +37,12 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     /// HTTP or TCP.
     pub protocol: ListenerProtocol,
-    /// `namespace/pool`.
-    pub pool: String,
+    /// `namespace/pool`: what no route takes (without it, HTTP answers 404).
+    pub pool: Option<String>,
+    /// HTTP: the routes by host and path, in the configuration's order.
+    pub routes: Vec<RouteConfig>,
+    /// What is wrong with its routes (each affects only its route), for status.
+    pub problems: Vec<String>,
     /// At this many open client connections, a new one takes the place of the connection that
     /// has waited longest for a request header, or is refused when none waits.
     pub max_connections: u32,
@@ -54,6 +59,16 @@ pub struct ListenerConfig {
     pub max_header_bytes: u32,
     /// 0: unlimited.
     pub max_body_bytes: u64,
+}
+
+impl ListenerConfig {
+    /// Every pool it names (`namespace/pool`): its own, then its routes' (a name may repeat).
+    pub fn pools(&self) -> impl Iterator<Item = &str> {
+        self.pool
+            .as_deref()
+            .into_iter()
+            .chain(self.routes.iter().map(|r| r.pool.as_str()))
+    }
 }
 
 /// Binds `addr` even if the address is not (yet) on any interface.
@@ -93,16 +108,21 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A running listener; dropping it stops accepting (established connections finish).
 pub(crate) struct Listener {
     pub config: ListenerConfig,
-    pub pool: PoolSlot,
+    /// The listener's own pool, if it has one.
+    pub pool: Option<PoolSlot>,
+    /// Each route's pool, by route.
+    pub route_pools: Vec<PoolSlot>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     pub open_connections: Arc<AtomicUsize>,
 }
 
 impl Listener {
+    /// Starts serving `config` with its own pool's slot and its routes' (one per route).
     pub(crate) fn start(
         config: ListenerConfig,
-        pool: PoolSlot,
+        pool: Option<PoolSlot>,
+        route_pools: Vec<PoolSlot>,
         metrics: &ProxyMetrics,
     ) -> std::io::Result<Listener> {
         let socket = bind(config.addr)?;
@@ -113,6 +133,8 @@ impl Listener {
             ListenerProtocol::HTTP => {
                 let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
+                    routes: Routes::compile(&config.routes),
+                    route_pools: route_pools.clone(),
                     metrics: metrics.clone(),
                     keepalive: config.keepalive_timeout,
                     header_timeout: config.header_timeout,
@@ -131,23 +153,40 @@ impl Listener {
                     metrics,
                 ))
             }
-            ListenerProtocol::TCP => tokio::spawn(accept_tcp(
-                socket,
-                pool.clone(),
-                config.clone(),
-                stop_rx,
-                open.clone(),
-                metrics,
-            )),
+            ListenerProtocol::TCP => {
+                // Validation refuses a TCP listener without one (routes are HTTP's).
+                let Some(pool) = pool.clone() else {
+                    return Err(std::io::Error::other(
+                        "a TCP listener needs an upstreamPool",
+                    ));
+                };
+                tokio::spawn(accept_tcp(
+                    socket,
+                    pool,
+                    config.clone(),
+                    stop_rx,
+                    open.clone(),
+                    metrics,
+                ))
+            }
         };
         info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
         Ok(Listener {
             config,
             pool,
+            route_pools,
             stop,
             task: Some(task),
             open_connections: open,
         })
+    }
+
+    /// The pools whose health is the listener's: its own, or without one, its routes'.
+    pub(crate) fn health_pools(&self) -> &[PoolSlot] {
+        match &self.pool {
+            Some(p) => std::slice::from_ref(p),
+            None => &self.route_pools,
+        }
     }
 
     /// Stops accepting; returns once the accept loop has ended.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub(crate) mod passive;
 pub(crate) mod pool;
 pub(crate) mod retry;
+pub mod route;
 pub mod service;
 pub(crate) mod tcp;
 pub(crate) mod upstream;

@@ -126,17 +126,13 @@ impl ProxyService {
             if self.listeners.contains_key(name) {
                 continue;
             }
-            let slot = match self.pools.get(&config.pool) {
-                Some(p) => p.slot.clone(),
-                None => {
-                    // Validation and the operator catch this earlier; serve 503s until it appears.
-                    warn!(listener = %name, pool = %config.pool, "listener names a pool that does not exist");
-                    Arc::new(Mutex::new(Arc::new(Pool::new(PoolConfig::empty(
-                        &config.pool,
-                    )))))
-                }
-            };
-            match Listener::start(config.clone(), slot, &self.metrics) {
+            let pool = config.pool.as_deref().map(|p| self.slot(name, p));
+            let routes = config
+                .routes
+                .iter()
+                .map(|r| self.slot(name, &r.pool))
+                .collect();
+            match Listener::start(config.clone(), pool, routes, &self.metrics) {
                 Ok(l) => {
                     self.listeners.insert(name.to_string(), l);
                 }
@@ -161,30 +157,54 @@ impl ProxyService {
         errors
     }
 
+    /// The slot of pool `pool` for listener `listener`. Validation and the operator catch a
+    /// pool that does not exist earlier; until it appears its requests get 503s that say so.
+    fn slot(&self, listener: &str, pool: &str) -> PoolSlot {
+        match self.pools.get(pool) {
+            Some(p) => p.slot.clone(),
+            None => {
+                warn!(listener = %listener, pool = %pool, "listener names a pool that does not exist");
+                let mut config = PoolConfig::empty(pool);
+                config
+                    .problems
+                    .push(format!("UpstreamPool {pool} not found"));
+                Arc::new(Mutex::new(Arc::new(Pool::new(config))))
+            }
+        }
+    }
+
     /// Whether the listeners named (one VirtualIP's) are all open, and all have at least one
-    /// usable backend (`track.upstreams`).
+    /// usable backend (`track.upstreams`): in their own pool, or, for a listener without one,
+    /// in any of its routes' pools.
     pub fn data_path(&self, names: &[String]) -> DataPath {
         let open: Vec<&Listener> = names.iter().filter_map(|n| self.listeners.get(n)).collect();
         DataPath {
             local_endpoint: true,
             listening: open.len() == names.len(),
-            upstreams_healthy: open
-                .iter()
-                .all(|l| l.pool.lock().is_ok_and(|p| p.counts().1 > 0)),
+            upstreams_healthy: open.iter().all(|l| {
+                l.health_pools()
+                    .iter()
+                    .any(|s| s.lock().is_ok_and(|p| p.counts().1 > 0))
+            }),
         }
     }
 
-    /// Why the listeners named do not all serve (see [`ProxyService::data_path`]), if they do
-    /// not: the first listener that is not open, or whose pool has no usable backend.
+    /// Why the listeners named do not all serve, if they do not: the first listener that is
+    /// not open, or without a usable backend (see [`ProxyService::data_path`]), or with a route
+    /// that cannot serve (a pool that does not exist, a host and path another route has).
     pub(crate) fn why_not_serving(&self, names: &[String]) -> Option<String> {
         for name in names {
             let Some(l) = self.listeners.get(name) else {
                 return Some(format!("listener {name} cannot open"));
             };
-            let Ok(pool) = l.pool.lock().map(|p| p.clone()) else {
-                continue;
-            };
-            if pool.counts().1 == 0 {
+            let pools: Vec<Arc<Pool>> = l
+                .health_pools()
+                .iter()
+                .filter_map(|s| s.lock().ok().map(|p| p.clone()))
+                .collect();
+            if !pools.iter().any(|p| p.counts().1 > 0)
+                && let Some(pool) = pools.first()
+            {
                 let why = pool.why(if pool.config.backends.is_empty() {
                     super::pool::NoBackend::Empty
                 } else {
@@ -194,6 +214,9 @@ impl ProxyService {
                     "listener {name}: UpstreamPool {}: {why}",
                     pool.config.name
                 ));
+            }
+            if !l.config.problems.is_empty() {
+                return Some(format!("listener {name}: {}", l.config.problems.join("; ")));
             }
         }
         None

@@ -24,11 +24,12 @@ use tokio::{
 /// Idle connections kept per backend and listener (nginx's reference `keepalive 64`).
 const MAX_IDLE_PER_BACKEND: usize = 64;
 
-/// A connection to a backend, idle since `since`.
+/// A connection to a backend, idle since `since`, kept at most `max_idle` (its pool's).
 pub(crate) struct Idle {
     pub addr: SocketAddr,
     pub stream: Stream,
     pub since: Instant,
+    pub max_idle: Duration,
 }
 
 /// Idle keep-alive connections of one listener, by backend address, most recent last.
@@ -44,8 +45,9 @@ struct Cache {
 }
 
 impl IdleCache {
-    /// Keeps `conn` for the next request to its backend; `max_idle` is how long it may wait.
-    pub(crate) fn put(&self, conn: Idle, max_idle: Duration) {
+    /// Keeps `conn` for the next request to its backend, as long as its `max_idle`.
+    pub(crate) fn put(&self, conn: Idle) {
+        let max_idle = conn.max_idle;
         let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         // Connections to backends nobody asks for any more (removed from the pool) would stay
         // until the listener stops: drop what has waited too long, at most once a second.

@@ -74,9 +74,16 @@ fn ready(v: &ServedVip, reports: &Reports, pools: &BTreeSet<String>) -> Want {
         .spec
         .listeners
         .iter()
-        .filter(|l| !pools.contains(&contract::key(Some(namespace), Some(&l.upstream_pool))))
-        .map(|l| format!("listener {}: UpstreamPool {}", l.name, l.upstream_pool))
-        .collect();
+        .flat_map(|l| l.pool_names().map(move |p| (l, p)))
+        .filter(|(_, p)| !pools.contains(&contract::key(Some(namespace), Some(p))))
+        .map(|(l, p)| format!("listener {}: UpstreamPool {p}", l.name))
+        .fold(Vec::new(), |mut all, m| {
+            // A pool named twice by a listener (its own and a route's) is said once.
+            if !all.contains(&m) {
+                all.push(m);
+            }
+            all
+        });
     let masters = reports.in_state(VrrpState::Master);
     if let Some(c) = &v.conflict {
         Want::new(

@@ -30,6 +30,7 @@ use super::{
     listener::{ClientConnection, Connections},
     metrics::ListenerMetrics,
     pool::Pool,
+    route::Routes,
     upstream::{Idle, IdleCache},
 };
 
@@ -63,7 +64,12 @@ enum HeaderWait {
 }
 
 pub(crate) struct HttpProxy {
-    pub pool: PoolSlot,
+    /// What no route takes (without it: 404).
+    pub pool: Option<PoolSlot>,
+    /// The listener's routes, compiled once.
+    pub routes: Routes,
+    /// Each route's pool, by route.
+    pub route_pools: Vec<PoolSlot>,
     pub metrics: Arc<ListenerMetrics>,
     /// How long an idle client connection is kept for its next request (nginx keepalive_timeout).
     pub keepalive: Duration,
@@ -266,11 +272,7 @@ impl HttpProxy {
     }
 
     fn keep_idle(&self, conn: Idle) {
-        let max_idle = self
-            .pool
-            .lock()
-            .map_or(Duration::ZERO, |p| p.config.timeouts.idle);
-        self.idle.put(conn, max_idle);
+        self.idle.put(conn);
     }
 }
 

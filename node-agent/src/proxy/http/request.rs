@@ -245,11 +245,34 @@ impl HttpProxy {
                 0,
             ));
         }
+        let Some(slot) = self.route(session) else {
+            return Err(refused(
+                respond(session, 404, "no route for this host and path").await,
+                0,
+            ));
+        };
         // Taken before any await: the guard must not be held across one.
-        let pool = self.pool.lock().map(|p| p.clone()).ok();
+        let pool = slot.lock().map(|p| p.clone()).ok();
         match pool {
             Some(pool) => Ok(pool),
             None => Err(refused(respond(session, 500, "internal error").await, 0)),
+        }
+    }
+
+    /// The pool that takes the request: its route's, else the listener's own.
+    fn route(&self, session: &ClientSession) -> Option<&super::PoolSlot> {
+        if self.routes.is_empty() {
+            return self.pool.as_ref();
+        }
+        let req = session.req_header();
+        // The request line's host wins over the header's, as in nginx.
+        let host = match req.uri.host() {
+            Some(h) => Some(h.as_bytes()),
+            None => req.headers.get(header::HOST).map(HeaderValue::as_bytes),
+        };
+        match self.routes.select(host, req.uri.path()) {
+            Some(i) => self.route_pools.get(i),
+            None => self.pool.as_ref(),
         }
     }
 
@@ -347,6 +370,7 @@ impl HttpProxy {
                     addr,
                     stream,
                     since: a.started,
+                    max_idle: t.idle,
                 });
             }
         }
