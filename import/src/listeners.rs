@@ -12,7 +12,9 @@ use std::{
     net::IpAddr,
 };
 
-use buoy_crds::{Listener, ListenerProtocol, VirtualIPSpec};
+use buoy_crds::{
+    Listener, ListenerProtocol, PathMatch, Route, RouteHost, RoutePath, VirtualIPSpec,
+};
 
 use crate::{
     diagnostics::{Loc, Warnings},
@@ -23,8 +25,6 @@ use crate::{
 
 /// A listener on a VirtualIP, and the comment that says which nginx server it comes from.
 pub(crate) struct AttachedListener {
-    /// Index of the nginx server it comes from.
-    server: usize,
     pub(crate) listener: Listener,
     pub(crate) comment: String,
 }
@@ -40,7 +40,9 @@ impl Listeners {
     }
 }
 
-/// Puts every nginx server on the VirtualIPs whose addresses it listens on.
+/// Puts every nginx server on the VirtualIPs whose addresses it listens on. HTTP servers that
+/// share a port of a VirtualIP become one listener: the default server's `location /` is its
+/// `upstreamPool`, and every server's names and locations its routes.
 pub(crate) fn attach(
     vips: &mut Vec<VipDraft>,
     web: &nginx::Config,
@@ -50,7 +52,9 @@ pub(crate) fn attach(
     if !have_keepalived && !web.servers.is_empty() {
         stub_vips(vips, web, warnings);
     }
-    let mut out = Listeners::default();
+    // The servers on each port of each VirtualIP, in nginx's order, with their `listen`.
+    let mut on_port: BTreeMap<(usize, u16), Vec<(usize, &nginx::Listen)>> = BTreeMap::new();
+    let mut order: Vec<(usize, u16)> = Vec::new();
     for (si, server) in web.servers.iter().enumerate() {
         for listen in &server.listens {
             let targets: Vec<usize> = vips
@@ -81,52 +85,164 @@ pub(crate) fn attach(
                 continue;
             }
             for key in targets {
-                let list = out.0.entry(key).or_default();
-                if let Some(other) = list.iter().find(|l| l.listener.port == listen.port) {
-                    // Another `listen` of the same server on another address of this VirtualIP.
-                    if other.server == si {
-                        continue;
-                    }
+                let list = on_port.entry((key, listen.port)).or_default();
+                if list.is_empty() {
+                    order.push((key, listen.port));
+                }
+                // Another `listen` of the same server on another address of this VirtualIP.
+                if list.iter().any(|(other, _)| *other == si) {
+                    continue;
+                }
+                let first = list.first().map(|(i, _)| &web.servers[*i]);
+                if let Some(first) = first
+                    && (first.protocol == ListenerProtocol::TCP
+                        || server.protocol == ListenerProtocol::TCP)
+                {
                     warnings.add(
                         &listen.at,
                         "listen",
                         format!(
-                            "port {} of this VirtualIP is already served by {}; Buoy routes by port, not by server_name",
-                            listen.port, other.comment
+                            "port {} of this VirtualIP is already served by the nginx server at {}; a TCP listener has one pool",
+                            listen.port, first.at
                         ),
                     );
                     continue;
                 }
-                let name = match (server.protocol, listen.port) {
-                    (ListenerProtocol::HTTP, 80) => "http".to_string(),
-                    (ListenerProtocol::HTTP, p) => format!("http-{p}"),
-                    (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
-                };
-                list.push(AttachedListener {
-                    server: si,
-                    listener: Listener {
-                        name,
-                        port: listen.port,
-                        protocol: server.protocol,
-                        upstream_pool: Some(server.pool.clone()),
-                        routes: Vec::new(),
-                        client: server.client.clone(),
-                    },
-                    comment: format!(
-                        "nginx {} server at {} (listen {})",
-                        if server.protocol == ListenerProtocol::TCP {
-                            "stream"
-                        } else {
-                            "http"
-                        },
-                        server.at,
-                        listen.text
-                    ),
-                });
+                list.push((si, listen));
             }
         }
     }
+    let mut out = Listeners::default();
+    for (key, port) in order {
+        let servers = &on_port[&(key, port)];
+        if let Some(l) = listener(web, servers, port, warnings) {
+            out.0.entry(key).or_default().push(l);
+        }
+    }
     out
+}
+
+/// The listener of the servers on one port of a VirtualIP; `None` when they proxy nowhere.
+fn listener(
+    web: &nginx::Config,
+    servers: &[(usize, &nginx::Listen)],
+    port: u16,
+    warnings: &mut Warnings,
+) -> Option<AttachedListener> {
+    // nginx's default server: the one marked so, else the first.
+    let d = servers
+        .iter()
+        .position(|(_, l)| l.default_server)
+        .unwrap_or(0);
+    let &(di, dlisten) = servers.get(d)?;
+    let default = &web.servers[di];
+    let mut routes: Vec<Route> = Vec::new();
+    let mut add = |hosts: &[String], locations: &[(PathMatch, String, String)]| {
+        // One route per pool, its paths in nginx's order.
+        let mut pools: Vec<&str> = Vec::new();
+        for (_, _, pool) in locations {
+            if !pools.contains(&pool.as_str()) {
+                pools.push(pool);
+            }
+        }
+        for pool in pools {
+            routes.push(Route {
+                hosts: hosts.iter().map(|h| RouteHost(h.clone())).collect(),
+                paths: locations
+                    .iter()
+                    .filter(|(_, _, p)| p == pool)
+                    .map(|(kind, path, _)| RoutePath {
+                        match_type: *kind,
+                        value: path.clone(),
+                    })
+                    .collect(),
+                upstream_pool: pool.to_string(),
+            });
+        }
+    };
+    let locations = |s: &nginx::Server, with_root: bool| -> Vec<(PathMatch, String, String)> {
+        let root = s
+            .pool
+            .iter()
+            .filter(|_| with_root)
+            .map(|p| (PathMatch::Prefix, "/".to_string(), p.clone()));
+        root.chain(
+            s.locations
+                .iter()
+                .map(|l| (l.kind, l.path.clone(), l.pool.clone())),
+        )
+        .collect()
+    };
+    // The default server's own names keep its locations before any wildcard of another server.
+    if !default.names.is_empty() && servers.len() > 1 {
+        add(&default.names, &locations(default, true));
+    }
+    add(&[], &locations(default, false));
+    for (i, (si, listen)) in servers.iter().enumerate() {
+        if i == d {
+            continue;
+        }
+        let s = &web.servers[*si];
+        if s.names.is_empty() {
+            warnings.add(
+                &listen.at,
+                "listen",
+                format!(
+                    "the nginx server at {} has no server_name on port {port}: the default server at {} takes its requests; not translated",
+                    s.at, default.at
+                ),
+            );
+            continue;
+        }
+        if s.pool.is_none() && default.pool.is_some() {
+            warnings.add(
+                &s.at,
+                "server",
+                format!(
+                    "no `location /`: nginx answers 404 for its other paths; in Buoy they go to the listener's upstreamPool (location / of the server at {})",
+                    default.at
+                ),
+            );
+        }
+        add(&s.names, &locations(s, true));
+    }
+    if default.pool.is_none() && routes.is_empty() {
+        return None;
+    }
+    let name = match (default.protocol, port) {
+        (ListenerProtocol::HTTP, 80) => "http".to_string(),
+        (ListenerProtocol::HTTP, p) => format!("http-{p}"),
+        (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
+    };
+    let kind = if default.protocol == ListenerProtocol::TCP {
+        "stream"
+    } else {
+        "http"
+    };
+    let listener = Listener {
+        name,
+        port,
+        protocol: default.protocol,
+        upstream_pool: default.pool.clone(),
+        routes,
+        client: default.client.clone(),
+    };
+    for conflict in listener.route_conflicts() {
+        warnings.add(&default.at, "server_name", conflict);
+    }
+    let at: Vec<String> = servers
+        .iter()
+        .map(|(si, _)| web.servers[*si].at.to_string())
+        .collect();
+    Some(AttachedListener {
+        listener,
+        comment: format!(
+            "nginx {kind} server{} at {} (listen {})",
+            if at.len() > 1 { "s" } else { "" },
+            at.join(", "),
+            dlisten.text
+        ),
+    })
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.
@@ -230,7 +346,7 @@ pub(crate) fn name_vips(vips: &mut [VipDraft], listeners: &Listeners) {
         listeners
             .of(v.key)
             .first()
-            .and_then(|l| l.listener.upstream_pool.clone())
+            .and_then(|l| l.listener.pool_names().next().map(str::to_string))
     };
     let candidates: Vec<Option<String>> = vips.iter().map(candidate).collect();
     let mut taken: BTreeSet<String> = BTreeSet::new();

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use buoy_crds::{ClientSettings, ListenerProtocol, UpstreamPoolSpec};
+use buoy_crds::{ClientSettings, ListenerProtocol, PathMatch, UpstreamPoolSpec};
 
 use crate::diagnostics::Loc;
 
@@ -23,15 +23,30 @@ pub(crate) struct Listen {
     pub(crate) port: u16,
     /// As written, for comments.
     pub(crate) text: String,
+    /// `default_server`: the server of the port's requests that no `server_name` takes.
+    pub(crate) default_server: bool,
 }
 
-/// A `server` block that proxies everything to one pool.
+/// A `location` other than `/` with a `proxy_pass` (`= /x` exact, `/x` and `^~ /x` prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) at: Loc,
+    pub(crate) kind: PathMatch,
+    pub(crate) path: String,
+    pub(crate) pool: String,
+}
+
+/// A `server` block: its names, the pool of its `location /` and its other locations.
 #[derive(Clone, Debug)]
 pub(crate) struct Server {
     pub(crate) at: Loc,
     pub(crate) protocol: ListenerProtocol,
     pub(crate) listens: Vec<Listen>,
-    pub(crate) pool: String,
+    /// `server_name`s as routes' hosts (lower case; `.example.com` as two names).
+    pub(crate) names: Vec<String>,
+    /// The pool of `location /` (stream: of the server).
+    pub(crate) pool: Option<String>,
+    pub(crate) locations: Vec<Location>,
     pub(crate) client: Option<ClientSettings>,
 }
 

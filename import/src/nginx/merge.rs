@@ -26,6 +26,12 @@ impl Config {
             let same = |t: &Server| {
                 t.protocol == s.protocol
                     && t.pool == s.pool
+                    && t.names == s.names
+                    && t.locations.len() == s.locations.len()
+                    && t.locations
+                        .iter()
+                        .zip(&s.locations)
+                        .all(|(a, b)| (a.kind, &a.path, &a.pool) == (b.kind, &b.path, &b.pool))
                     && t.client == s.client
                     && t.listens.len() == s.listens.len()
                     && t.listens

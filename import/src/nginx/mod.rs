@@ -1,5 +1,5 @@
 //! nginx.conf into UpstreamPools and the servers that become listeners: `http { upstream;
-//! server { listen; location / { proxy_pass … } } }` and `stream { upstream; server { listen;
+//! server { listen; server_name; location / { proxy_pass … } } }` and `stream { upstream; server { listen;
 //! proxy_pass } }`.
 //!
 //! By floor: `parse` reads a file and its includes into directives; `values` reads their
@@ -18,5 +18,5 @@ mod untranslated;
 mod upstream;
 mod values;
 
-pub(crate) use config::{Config, ListenAddress};
+pub(crate) use config::{Config, Listen, ListenAddress, Server};
 pub(crate) use translate::parse_file;

@@ -1,12 +1,13 @@
-//! nginx's `server` blocks into servers to be listeners: their `listen`s, the pool their
-//! `proxy_pass` names, and the settings in force where it is (for HTTP, `location /`).
+//! nginx's `server` blocks into servers to be listeners: their `listen`s and `server_name`s,
+//! the pool their `proxy_pass` names and the settings in force where it is (for HTTP,
+//! `location /`), and their exact and prefix `location`s with a `proxy_pass` (to be routes).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use buoy_crds::ListenerProtocol;
+use buoy_crds::{ListenerProtocol, PathMatch};
 
 use super::{
-    config::{Listen, ListenAddress, Server},
+    config::{Listen, ListenAddress, Location as Route, Server},
     parse::Directive,
     settings::{
         Client, Proxy, client_setting, client_settings, is_client_setting, is_proxy_setting,
@@ -58,17 +59,86 @@ pub(crate) fn http_server(
     cx: &mut Context,
 ) -> Result<Option<Server>, ImportError> {
     let body = d.block.as_deref().unwrap_or_default();
-    let mut scope = http_scope(body, outer_proxy, outer_client, cx.warnings)?;
-    let Some(target) = http_target(body, &scope, cx.warnings)? else {
-        cx.warnings.add(
-            &d.at,
-            "server",
-            "no `location /` with proxy_pass, so nothing to proxy",
-        );
-        return Ok(None);
+    let scope = http_scope(body, outer_proxy, outer_client, cx.warnings)?;
+    let found = http_targets(body, &scope, cx.warnings)?;
+    let mut locations = Vec::new();
+    for (kind, path, target) in &found.others {
+        let Some(pool) = proxy_pass(&target.pass, &target.at, false, cx.upstreams, cx.warnings)?
+        else {
+            continue;
+        };
+        if let Some((_, uri)) = target
+            .pass
+            .strip_prefix("http://")
+            .and_then(|r| r.split_once('/'))
+        {
+            // `/` is silently fine at `location /` only: elsewhere it replaces the prefix.
+            if uri.is_empty() {
+                cx.warnings.add(
+                    &target.at,
+                    "proxy_pass",
+                    format!("the URI part \"/\" replaces the location's {path} in nginx; Buoy forwards the request path unchanged"),
+                );
+            }
+        }
+        use_pool(&pool, target, false, cx);
+        locations.push(Route {
+            at: target.at.clone(),
+            kind: *kind,
+            path: path.clone(),
+            pool,
+        });
+    }
+    let Some(target) = found.root else {
+        if locations.is_empty() {
+            cx.warnings.add(
+                &d.at,
+                "server",
+                "no `location` with proxy_pass, so nothing to proxy",
+            );
+            return Ok(None);
+        }
+        return Ok(finish_http(
+            d,
+            scope,
+            found.names,
+            None,
+            locations,
+            None,
+            cx,
+        ));
     };
     if scope.skipped && scope.listens.is_empty() {
         return Ok(None);
+    }
+    let Some(pool) = proxy_pass(&target.pass, &target.at, false, cx.upstreams, cx.warnings)? else {
+        return Ok(None);
+    };
+    use_pool(&pool, &target, false, cx);
+    let client = client_settings(&target.client, cx.max_connections, ListenerProtocol::HTTP);
+    Ok(finish_http(
+        d,
+        scope,
+        found.names,
+        Some(pool),
+        locations,
+        client,
+        cx,
+    ))
+}
+
+/// The server, once its pools are known; `None` when none of its `listen`s can be translated.
+fn finish_http(
+    d: &Directive,
+    mut scope: HttpScope,
+    names: Vec<String>,
+    pool: Option<String>,
+    locations: Vec<Route>,
+    client: Option<buoy_crds::ClientSettings>,
+    cx: &mut Context,
+) -> Option<Server> {
+    if scope.skipped && scope.listens.is_empty() {
+        return None;
     }
     if scope.listens.is_empty() {
         // nginx's default: `listen *:80`.
@@ -77,20 +147,107 @@ pub(crate) fn http_server(
             address: ListenAddress::Any { ipv6: false },
             port: 80,
             text: "80 (nginx's default)".into(),
+            default_server: false,
         });
     }
-    let Some(pool) = proxy_pass(&target.pass, &target.at, false, cx.upstreams, cx.warnings)? else {
-        return Ok(None);
-    };
-    use_pool(&pool, &target, false, cx);
-    let client = client_settings(&target.client, cx.max_connections, ListenerProtocol::HTTP);
-    Ok(Some(Server {
+    let client = client
+        .or_else(|| client_settings(&scope.client, cx.max_connections, ListenerProtocol::HTTP));
+    Some(Server {
         at: d.at.clone(),
         protocol: ListenerProtocol::HTTP,
         listens: scope.listens,
+        names,
         pool,
+        locations,
         client,
-    }))
+    })
+}
+
+/// What an HTTP server block proxies: its `location /`, its other translatable locations,
+/// and its names.
+struct Targets {
+    root: Option<Target>,
+    others: Vec<(PathMatch, String, Target)>,
+    names: Vec<String>,
+}
+
+/// A `location`'s match: `/` is the root; `None` for what routes cannot say (warned).
+fn location_match(s: &Directive, warnings: &mut Warnings) -> Option<(PathMatch, String)> {
+    let (kind, path) = match s.args.as_slice() {
+        [m, p] if m == "=" => (PathMatch::Exact, p.clone()),
+        [m, p] if m == "^~" => (PathMatch::Prefix, p.clone()),
+        [p] if p.starts_with("=/") => (PathMatch::Exact, p[1..].to_string()),
+        [p] if p.starts_with("^~/") => (PathMatch::Prefix, p[2..].to_string()),
+        [p] if p.starts_with('/') => (PathMatch::Prefix, p.clone()),
+        _ => {
+            let why = if s.args.first().is_some_and(|a| a.starts_with('~')) {
+                "regular expression locations are not translated: routes match exact paths and prefixes"
+            } else if s.args.first().is_some_and(|a| a.starts_with('@')) {
+                "named locations (error_page, try_files targets) are not translated"
+            } else {
+                "not a path that a route can match"
+            };
+            warnings.add(&s.at, "location", format!("{}: {why}", s.args.join(" ")));
+            return None;
+        }
+    };
+    if !path.starts_with('/') || path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+        warnings.add(
+            &s.at,
+            "location",
+            format!(
+                "{}: a route's path starts with / and has no ?, # or blanks",
+                s.args.join(" ")
+            ),
+        );
+        return None;
+    }
+    Some((kind, path))
+}
+
+/// `server_name`'s names as routes' hosts; what a host cannot say is warned.
+fn server_names(s: &Directive, names: &mut Vec<String>, warnings: &mut Warnings) {
+    let plain = |n: &str| {
+        !n.is_empty()
+            && n.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    for name in &s.args {
+        let n = name.to_ascii_lowercase();
+        let hosts = if n.is_empty() || n == "_" {
+            // The catch-all of the examples: the default server takes what no name does.
+            continue;
+        } else if let Some(rest) = n.strip_prefix('.')
+            && plain(rest)
+        {
+            vec![rest.to_string(), format!("*.{rest}")]
+        } else if let Some(rest) = n.strip_prefix("*.")
+            && plain(rest)
+        {
+            vec![n.clone()]
+        } else if plain(&n) {
+            vec![n.clone()]
+        } else {
+            let why = if n.starts_with('~') {
+                "regular expression names are not translated"
+            } else if n.ends_with(".*") {
+                "wildcards on the right are not translated (a route's host is exact or *.suffix)"
+            } else {
+                "not a host name a route can match"
+            };
+            warnings.add(&s.at, "server_name", format!("{name}: {why}"));
+            continue;
+        };
+        for h in hosts {
+            if !names.contains(&h) {
+                names.push(h);
+            }
+        }
+    }
 }
 
 /// The settings and listens of an HTTP server block.
@@ -133,52 +290,67 @@ fn http_scope(
     })
 }
 
-/// The `location /` of an HTTP server block that proxies; the other directives are warned about.
-fn http_target(
+/// The locations of an HTTP server block that proxy, and its names; the other directives are
+/// warned about.
+fn http_targets(
     body: &[Directive],
     scope: &HttpScope,
     warnings: &mut Warnings,
-) -> Result<Option<Target>, ImportError> {
-    let mut target: Option<Target> = None;
+) -> Result<Targets, ImportError> {
+    let mut found = Targets {
+        root: None,
+        others: Vec::new(),
+        names: Vec::new(),
+    };
+    let mut seen: Vec<(PathMatch, String, Loc)> = Vec::new();
     for s in body {
         match s.name.as_str() {
             "listen" => {}
+            "server_name" => server_names(s, &mut found.names, warnings),
             _ if is_proxy_setting(&s.name, false) || is_client_setting(&s.name) => {}
-            "location" if s.args == ["/"] => {
-                let location = root_location(s, scope, warnings)?;
-                if let Some(first) = &target {
+            "location" => {
+                let Some((kind, path)) = location_match(s, warnings) else {
+                    continue;
+                };
+                if let Some((_, _, first)) = seen.iter().find(|(k, p, _)| *k == kind && *p == path)
+                {
                     return Err(ImportError::at(
                         &s.at,
-                        format!("duplicate location \"/\" (the first is at {})", first.at),
+                        format!("duplicate location \"{path}\" (the first is at {first})"),
                     ));
                 }
-                match location.pass {
-                    Some((pass, at)) => {
-                        target = Some(Target {
-                            pass,
-                            at,
-                            proxy: location.proxy,
-                            client: location.client,
-                        });
+                seen.push((kind, path.clone(), s.at.clone()));
+                let location = root_location(s, scope, warnings)?;
+                let Some((pass, at)) = location.pass else {
+                    warnings.add(&s.at, "location", "no proxy_pass: Buoy only proxies");
+                    continue;
+                };
+                let target = Target {
+                    pass,
+                    at,
+                    proxy: location.proxy,
+                    client: location.client,
+                };
+                if kind == PathMatch::Prefix && path == "/" {
+                    found.root = Some(target);
+                } else {
+                    if target.client != scope.client {
+                        warnings.add(
+                            &s.at,
+                            "location",
+                            format!("{path}: its client settings are not translated: a listener has one set (from location /)"),
+                        );
                     }
-                    None => warnings.add(&s.at, "location", "no proxy_pass: Buoy only proxies"),
+                    found.others.push((kind, path, target));
                 }
             }
-            "location" => warnings.add(
-                &s.at,
-                "location",
-                format!(
-                    "{}: a listener sends every request to one pool (only `location /` is translated)",
-                    s.args.join(" ")
-                ),
-            ),
             _ => untranslated(warnings, s),
         }
     }
-    Ok(target)
+    Ok(found)
 }
 
-/// A `location /` block, over the server's settings.
+/// A `location` block, over the server's settings.
 fn root_location(
     s: &Directive,
     scope: &HttpScope,
@@ -261,7 +433,9 @@ pub(crate) fn stream_server(
         at: d.at.clone(),
         protocol: ListenerProtocol::TCP,
         listens,
-        pool,
+        names: Vec::new(),
+        pool: Some(pool),
+        locations: Vec::new(),
         client: client_settings(&target.client, cx.max_connections, ListenerProtocol::TCP),
     }))
 }
@@ -350,9 +524,10 @@ fn listen(
             }
         }
     };
+    let mut default_server = false;
     for p in &s.args[1..] {
         match p.as_str() {
-            "default_server" | "default" => {}
+            "default_server" | "default" => default_server = true,
             "ssl" => {
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
@@ -377,5 +552,6 @@ fn listen(
         address,
         port,
         text: s.args.join(" "),
+        default_server,
     }))
 }

@@ -27,7 +27,7 @@ pub(crate) struct Proxy {
 }
 
 /// Client-side settings, inherited likewise.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Client {
     keepalive: Option<Duration>,
     header_timeout: Option<Duration>,

@@ -167,9 +167,17 @@ fn finish(upstreams: BTreeMap<String, Upstream>, servers: Vec<Server>, config: &
             at: u.at,
         });
     }
+    let rename = |pool: &mut String| {
+        if let Some(n) = renamed.get(pool) {
+            *pool = n.clone();
+        }
+    };
     for mut s in servers {
-        if let Some(n) = renamed.get(&s.pool) {
-            s.pool = n.clone();
+        if let Some(p) = &mut s.pool {
+            rename(p);
+        }
+        for l in &mut s.locations {
+            rename(&mut l.pool);
         }
         config.servers.push(s);
     }

@@ -45,8 +45,8 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         "access_log" | "error_log" | "log_format" | "log_not_found" | "rewrite_log" => {
             "the agent logs to stderr and exports request counters on /metrics"
         }
-        "server_name" | "server_names_hash_bucket_size" | "server_names_hash_max_size" => {
-            "a listener serves every Host on its port (Buoy routes by port)"
+        "server_names_hash_bucket_size" | "server_names_hash_max_size" => {
+            "a table size of nginx's; Buoy's routes need no tuning"
         }
         "server_tokens" => "Buoy adds no Server header",
         "tcp_nodelay" => "Buoy sets TCP_NODELAY itself",

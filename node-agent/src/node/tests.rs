@@ -352,3 +352,52 @@ spec:
     let p = simple(&node("n1", &[]), &objects(&clash), &[]);
     assert!(p.config.faults["web/alone"].contains("already used by VRRP group lb-v4-0"));
 }
+
+#[test]
+fn every_route_pool_is_planned_and_route_problems_are_the_listeners() {
+    let yaml = r#"
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: a, namespace: default}
+spec:
+  addresses: [10.0.0.10]
+  virtualRouterID: 10
+  listeners:
+    - name: web
+      port: 80
+      routes:
+        - {hosts: [shop.example.com], upstreamPool: shop}
+        - {hosts: [SHOP.example.com], upstreamPool: p}
+        - {paths: [{type: Exact, value: /x}], upstreamPool: gone}
+---
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: shop, namespace: default}
+spec:
+  backends: [{address: 10.0.1.2, port: 80}]
+---
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: p, namespace: default}
+spec:
+  backends: [{address: 10.0.1.1, port: 80}]
+"#;
+    let o = objects(yaml);
+    let p = simple(&node("n1", &[]), &o, &[]);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let pools: Vec<&String> = p.config.proxy.pools.keys().collect();
+    assert_eq!(pools, ["default/p", "default/shop"]);
+    let l = &p.config.proxy.listeners[0];
+    assert_eq!(l.pool, None);
+    assert_eq!(
+        l.routes.iter().map(|r| r.pool.as_str()).collect::<Vec<_>>(),
+        ["default/shop", "default/p", "default/gone"]
+    );
+    assert_eq!(
+        l.problems,
+        [
+            "routes[1]: host shop.example.com, Prefix path /: already in routes[0]; ignored here",
+            "routes[2]: UpstreamPool default/gone not found",
+        ]
+    );
+}
