@@ -13,6 +13,7 @@ pub mod names;
 pub mod placement;
 pub mod policy;
 pub mod reference;
+pub mod route;
 pub mod service;
 pub mod structural;
 pub mod upstreampool;
@@ -22,6 +23,7 @@ pub mod yaml11;
 
 pub use addresspool::*;
 pub use duration::Duration;
+pub use route::*;
 pub use upstreampool::*;
 pub use validation::{FieldError, ValidationErrors};
 pub use virtualip::*;

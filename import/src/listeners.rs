@@ -136,76 +136,7 @@ fn listener(
         .unwrap_or(0);
     let &(di, dlisten) = servers.get(d)?;
     let default = &web.servers[di];
-    let mut routes: Vec<Route> = Vec::new();
-    let mut add = |hosts: &[String], locations: &[(PathMatch, String, String)]| {
-        // One route per pool, its paths in nginx's order.
-        let mut pools: Vec<&str> = Vec::new();
-        for (_, _, pool) in locations {
-            if !pools.contains(&pool.as_str()) {
-                pools.push(pool);
-            }
-        }
-        for pool in pools {
-            routes.push(Route {
-                hosts: hosts.iter().map(|h| RouteHost(h.clone())).collect(),
-                paths: locations
-                    .iter()
-                    .filter(|(_, _, p)| p == pool)
-                    .map(|(kind, path, _)| RoutePath {
-                        match_type: *kind,
-                        value: path.clone(),
-                    })
-                    .collect(),
-                upstream_pool: pool.to_string(),
-            });
-        }
-    };
-    let locations = |s: &nginx::Server, with_root: bool| -> Vec<(PathMatch, String, String)> {
-        let root = s
-            .pool
-            .iter()
-            .filter(|_| with_root)
-            .map(|p| (PathMatch::Prefix, "/".to_string(), p.clone()));
-        root.chain(
-            s.locations
-                .iter()
-                .map(|l| (l.kind, l.path.clone(), l.pool.clone())),
-        )
-        .collect()
-    };
-    // The default server's own names keep its locations before any wildcard of another server.
-    if !default.names.is_empty() && servers.len() > 1 {
-        add(&default.names, &locations(default, true));
-    }
-    add(&[], &locations(default, false));
-    for (i, (si, listen)) in servers.iter().enumerate() {
-        if i == d {
-            continue;
-        }
-        let s = &web.servers[*si];
-        if s.names.is_empty() {
-            warnings.add(
-                &listen.at,
-                "listen",
-                format!(
-                    "the nginx server at {} has no server_name on port {port}: the default server at {} takes its requests; not translated",
-                    s.at, default.at
-                ),
-            );
-            continue;
-        }
-        if s.pool.is_none() && default.pool.is_some() {
-            warnings.add(
-                &s.at,
-                "server",
-                format!(
-                    "no `location /`: nginx answers 404 for its other paths; in Buoy they go to the listener's upstreamPool (location / of the server at {})",
-                    default.at
-                ),
-            );
-        }
-        add(&s.names, &locations(s, true));
-    }
+    let routes = routes_of(web, servers, d, port, warnings);
     if default.pool.is_none() && routes.is_empty() {
         return None;
     }
@@ -243,6 +174,96 @@ fn listener(
             dlisten.text
         ),
     })
+}
+
+/// The routes of the servers on one port, `d` the default server among them: its locations
+/// without hosts (and with its names, which must win over other servers' wildcards), then each
+/// other server's names with its locations.
+fn routes_of(
+    web: &nginx::Config,
+    servers: &[(usize, &nginx::Listen)],
+    d: usize,
+    port: u16,
+    warnings: &mut Warnings,
+) -> Vec<Route> {
+    let default = &web.servers[servers[d].0];
+    let mut routes: Vec<Route> = Vec::new();
+    if !default.names.is_empty() && servers.len() > 1 {
+        add_routes(&mut routes, &default.names, &locations_of(default, true));
+    }
+    add_routes(&mut routes, &[], &locations_of(default, false));
+    for (i, (si, listen)) in servers.iter().enumerate() {
+        if i == d {
+            continue;
+        }
+        let s = &web.servers[*si];
+        if s.names.is_empty() {
+            warnings.add(
+                &listen.at,
+                "listen",
+                format!(
+                    "the nginx server at {} has no server_name on port {port}: the default server at {} takes its requests; not translated",
+                    s.at, default.at
+                ),
+            );
+            continue;
+        }
+        if s.pool.is_none() && default.pool.is_some() {
+            warnings.add(
+                &s.at,
+                "server",
+                format!(
+                    "no `location /`: nginx answers 404 for its other paths; in Buoy they go to the listener's upstreamPool (location / of the server at {})",
+                    default.at
+                ),
+            );
+        }
+        add_routes(&mut routes, &s.names, &locations_of(s, true));
+    }
+    routes
+}
+
+/// A server's locations as (match, path, pool), `location /` first when `with_root`.
+fn locations_of(s: &nginx::Server, with_root: bool) -> Vec<(PathMatch, String, String)> {
+    let root = s
+        .pool
+        .iter()
+        .filter(|_| with_root)
+        .map(|p| (PathMatch::Prefix, "/".to_string(), p.clone()));
+    root.chain(
+        s.locations
+            .iter()
+            .map(|l| (l.kind, l.path.clone(), l.pool.clone())),
+    )
+    .collect()
+}
+
+/// Routes for `hosts` and `locations`: one per pool, its paths in nginx's order.
+fn add_routes(
+    routes: &mut Vec<Route>,
+    hosts: &[String],
+    locations: &[(PathMatch, String, String)],
+) {
+    let mut pools: Vec<&str> = Vec::new();
+    for (_, _, pool) in locations {
+        if !pools.contains(&pool.as_str()) {
+            pools.push(pool);
+        }
+    }
+    for pool in pools {
+        routes.push(Route {
+            hosts: hosts.iter().map(|h| RouteHost(h.clone())).collect(),
+            paths: locations
+                .iter()
+                .filter(|(_, _, p)| p == pool)
+                .map(|(kind, path, _)| RoutePath {
+                    match_type: *kind,
+                    value: path.clone(),
+                })
+                .collect(),
+            upstream_pool: pool.to_string(),
+        });
+    }
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.
