@@ -1,7 +1,8 @@
 //! Routes by host and path, against nginx: in a LAN of network namespaces (client, proxy,
 //! web), Buoy and nginx serve the same virtual hosts and locations from the proxy host, and the
 //! same requests from the client host must reach the same backend (or get the same 404) through
-//! both.
+//! both. Then bad routes in the standalone agent: reported in `/status`, each affecting only
+//! itself.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -308,4 +309,107 @@ fn routes_pick_the_same_backends_as_nginx() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+/// `buoy-agent standalone` with a route to a pool that does not exist and a host and path that
+/// two routes name: both said in `/status`'s `notServing`, each affecting only its route.
+#[test]
+fn bad_routes_are_reported_and_affect_only_themselves() {
+    let mut lab = Lab::new(&["client", "proxy", "web"]).unwrap();
+    let web = lab.host("web").ipv4.to_string();
+    let client = lab.host("client").ns.clone();
+    let _backends: Vec<_> = [("shop", 8002), ("api", 8003)]
+        .iter()
+        .map(|(pool, port)| lab.echo_backend("web", &format!("0.0.0.0:{port}"), pool))
+        .collect();
+    let vip = "10.77.0.100";
+    let config = lab.dir().join("buoy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web}}\nspec:\n  addresses: [{vip}]\n  interface: eth0\n  virtualRouterID: 40\n  vrrp: {{advertisementInterval: 100ms}}\n  listeners:\n    - name: http\n      port: 80\n      routes:\n        - {{hosts: [shop.example.com], upstreamPool: shop}}\n        - {{hosts: [shop.example.com], upstreamPool: api}}\n        - {{hosts: [api.example.com], upstreamPool: api}}\n        - {{hosts: [gone.example.com], upstreamPool: missing}}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: shop}}\nspec:\n  backends: [{{address: {web}, port: 8002}}]\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: api}}\nspec:\n  backends: [{{address: {web}, port: 8003}}]\n"
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        "proxy",
+        AGENT,
+        &[
+            "standalone",
+            "--config",
+            config.to_str().unwrap(),
+            "--node-name",
+            "proxy",
+            "--threads",
+            "1",
+            "--metrics-address",
+            "127.0.0.1:9901",
+        ],
+    )
+    .unwrap();
+    let vip_ip: std::net::IpAddr = vip.parse().unwrap();
+    assert!(
+        lab.wait_sole_holder(vip_ip, "proxy", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
+    );
+    let target = SocketAddr::new(vip_ip, 80);
+    let answers = in_netns(&client, move || {
+        [
+            "shop.example.com",
+            "api.example.com",
+            "gone.example.com",
+            "other.test",
+        ]
+        .iter()
+        .map(|h| {
+            let r = get(target, h, "/");
+            let reason = r
+                .as_ref()
+                .and_then(|r| r.header("X-Buoy-Error"))
+                .unwrap_or_default()
+                .to_string();
+            (answer(r), reason)
+        })
+        .collect::<Vec<_>>()
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(
+        answers,
+        [
+            ("shop".to_string(), String::new()),
+            ("api".to_string(), String::new()),
+            (
+                "status 503".to_string(),
+                "no usable backend: UpstreamPool default/missing not found".to_string()
+            ),
+            (
+                "status 404".to_string(),
+                "no route for this host and path".to_string()
+            ),
+        ],
+        "{}",
+        lab.logs()
+    );
+    let proxy_ns = lab.host("proxy").ns.clone();
+    let status = in_netns(&proxy_ns, || {
+        get("127.0.0.1:9901".parse().unwrap(), "localhost", "/status").map(|r| r.body)
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    let entry = &status["default/web"];
+    assert_eq!(entry["serving"], false, "{status}\n{}", lab.logs());
+    let why = entry["notServing"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(
+            "routes[1]: host shop.example.com, Prefix path /: already in routes[0]; ignored here"
+        ) && why.contains("routes[3]: UpstreamPool default/missing not found"),
+        "{status}"
+    );
+    assert_eq!(entry["state"], "MASTER", "{status}");
 }
