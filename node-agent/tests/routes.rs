@@ -171,7 +171,7 @@ fn answer(r: Option<Reply>) -> String {
 }
 
 /// Requests (host, path) and where they must go through the listener with a default pool.
-const REQUESTS: [(&str, &str, &str); 22] = [
+const REQUESTS: [(&str, &str, &str); 25] = [
     ("shop.example.com", "/", "shop"),
     ("shop.example.com", "/cart", "shop"),
     ("shop.example.com", "/api/orders", "api"),
@@ -184,6 +184,10 @@ const REQUESTS: [(&str, &str, &str); 22] = [
     ("shop.example.com", "//api///orders", "api"),
     ("shop.example.com", "/%61pi/login", "login"),
     ("shop.example.com", "/static/app.js", "shop"),
+    // nginx redirects a proxied prefix's path without its slash.
+    ("shop.example.com", "/api", "status 301"),
+    ("shop.example.com", "/api?x=1", "status 301"),
+    ("x.eu.example.com", "/shop", "status 301"),
     ("www.example.com", "/anything", "wild"),
     ("a.b.example.com", "/", "wild"),
     ("x.eu.example.com", "/shop/cart", "shop"),
@@ -309,6 +313,14 @@ fn routes_pick_the_same_backends_as_nginx() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+    let location = in_netns(&client, move || {
+        get(buoy_default, "shop.example.com", "/api?x=1")
+            .and_then(|r| r.header("Location").map(str::to_string))
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(location.as_deref(), Some("/api/?x=1"));
 }
 
 /// `buoy-agent standalone` with a route to a pool that does not exist and a host and path that

@@ -6,7 +6,10 @@
 //! routes without hosts. Only that host's paths are then looked at: an `Exact` path, else the
 //! longest `Prefix`. What matches nothing is the listener's own pool's (or a 404).
 
-use std::{borrow::Cow, collections::HashMap};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+};
 
 use buoy_crds::PathMatch;
 
@@ -27,6 +30,21 @@ struct VirtualHost {
     exact: HashMap<Box<str>, usize>,
     /// Longest first, so that the first match is nginx's.
     prefixes: Vec<(Box<str>, usize)>,
+    /// Paths that end in `/` without it (`/api` of `/api/`): nginx redirects those to the path
+    /// with the slash when no exact path takes them.
+    redirects: HashSet<Box<str>>,
+}
+
+/// What takes a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// This route (its index in the configuration).
+    Route(usize),
+    /// A 301 to the path with a `/` added: `/api` where a route has `/api/` (nginx's
+    /// redirect for proxied locations that end in a slash).
+    AddSlash,
+    /// No route: the listener's own pool, or 404.
+    None,
 }
 
 /// A listener's routes, compiled. [`Routes::select`] gives the index of the route (in the
@@ -66,6 +84,11 @@ impl Routes {
             for v in vhosts {
                 let vh = &mut table.hosts[v];
                 for (kind, value) in paths {
+                    if let Some(bare) = value.strip_suffix('/')
+                        && !bare.is_empty()
+                    {
+                        vh.redirects.insert(bare.into());
+                    }
                     match kind {
                         PathMatch::Exact => {
                             vh.exact.entry(value.as_str().into()).or_insert(i);
@@ -118,24 +141,32 @@ impl Routes {
     /// The route that takes a request for `host` (the `Host` header's value, or the request
     /// line's authority: port and case do not matter) and `path` (without the query); `None`:
     /// no route does.
-    pub(crate) fn select(&self, host: Option<&[u8]>, path: &str) -> Option<usize> {
+    pub(crate) fn select(&self, host: Option<&[u8]>, path: &str) -> Choice {
         if self.hosts.is_empty() {
-            return None;
+            return Choice::None;
         }
         let mut buf = [0u8; MAX_HOST];
-        let vhost = host
+        let Some(vhost) = host
             .and_then(|h| lower_host(h, &mut buf))
             .and_then(|h| self.virtual_host(h))
-            .or(self.any)?;
+            .or(self.any)
+        else {
+            return Choice::None;
+        };
         let vh = &self.hosts[vhost];
-        let path = normalize(path)?;
+        let Some(path) = normalize(path) else {
+            return Choice::None;
+        };
         if let Some(&i) = vh.exact.get(path.as_ref()) {
-            return Some(i);
+            return Choice::Route(i);
+        }
+        if !vh.redirects.is_empty() && vh.redirects.contains(path.as_ref()) {
+            return Choice::AddSlash;
         }
         vh.prefixes
             .iter()
             .find(|(p, _)| path.starts_with(&**p))
-            .map(|&(_, i)| i)
+            .map_or(Choice::None, |&(_, i)| Choice::Route(i))
     }
 
     /// The virtual host of a lower-case name: exact, else the longest wildcard suffix.
@@ -255,7 +286,11 @@ mod tests {
     }
 
     fn pick(t: &Routes, host: &str, path: &str) -> Option<usize> {
-        t.select(Some(host.as_bytes()), path)
+        match t.select(Some(host.as_bytes()), path) {
+            Choice::Route(i) => Some(i),
+            Choice::None => None,
+            Choice::AddSlash => panic!("a redirect for {host} {path}"),
+        }
     }
 
     #[test]
@@ -265,7 +300,11 @@ mod tests {
         assert_eq!(pick(&t, "shop.example.com", "/api/login2"), Some(3));
         assert_eq!(pick(&t, "shop.example.com", "/api/loginx/y"), Some(3));
         assert_eq!(pick(&t, "shop.example.com", "/api/orders"), Some(1));
-        assert_eq!(pick(&t, "shop.example.com", "/api"), Some(0));
+        // nginx: a proxied location ending in `/` redirects its path without the slash.
+        assert_eq!(
+            t.select(Some(b"shop.example.com"), "/api"),
+            Choice::AddSlash
+        );
         assert_eq!(pick(&t, "shop.example.com", "/"), Some(0));
     }
 
@@ -285,7 +324,7 @@ mod tests {
         // `*.example.com` is not example.com itself.
         assert_eq!(pick(&t, "example.com", "/static/a.css"), Some(6));
         assert_eq!(pick(&t, "other.org", "/static/a.css"), Some(6));
-        assert_eq!(t.select(None, "/static/a.css"), Some(6));
+        assert_eq!(t.select(None, "/static/a.css"), Choice::Route(6));
     }
 
     #[test]
@@ -340,11 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn an_exact_path_wins_over_the_slash_redirect() {
+        let t = Routes::compile(&[
+            route(&[], &[(Prefix, "/api/")], "api"),
+            route(&[], &[(Exact, "/api")], "bare"),
+            route(&[], &[(Exact, "/x/")], "x"),
+        ]);
+        assert_eq!(t.select(None, "/api"), Choice::Route(1));
+        assert_eq!(t.select(None, "/x"), Choice::AddSlash);
+        assert_eq!(t.select(None, "/ap"), Choice::None);
+    }
+
+    #[test]
     fn odd_hosts_fall_to_the_hostless_routes() {
         let t = table();
         assert_eq!(pick(&t, "", "/static/x"), Some(6));
         assert_eq!(pick(&t, &"a".repeat(300), "/static/x"), Some(6));
-        assert_eq!(t.select(Some(b"\xff\xfe"), "/static/x"), Some(6));
+        assert_eq!(t.select(Some(b"\xff\xfe"), "/static/x"), Choice::Route(6));
         assert_eq!(pick(&t, "[::1]:80", "/static/x"), Some(6));
     }
 }

@@ -23,12 +23,13 @@ use tracing::debug;
 use super::{
     HttpProxy,
     headers::{expects_continue, hash_key, upstream_request},
-    respond::{error_response, respond},
+    respond::{add_slash, error_response, respond},
     within,
 };
 use crate::proxy::{
     pool::{NoBackend, Pool, Timeouts},
     retry::{Failure, should_retry},
+    route::Choice,
     upstream::{self, Idle},
 };
 
@@ -50,6 +51,9 @@ pub(super) struct Peer {
     pub(super) addr: SocketAddr,
     pub(super) header: Option<HeaderValue>,
 }
+
+/// The request's path needs a `/` added (a 301, as nginx answers).
+struct AddSlash;
 
 /// Which side an error came from.
 enum Fault {
@@ -245,11 +249,15 @@ impl HttpProxy {
                 0,
             ));
         }
-        let Some(slot) = self.route(session) else {
-            return Err(refused(
-                respond(session, 404, "no route for this host and path").await,
-                0,
-            ));
+        let slot = match self.route(session) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                return Err(refused(
+                    respond(session, 404, "no route for this host and path").await,
+                    0,
+                ));
+            }
+            Err(AddSlash) => return Err(refused(add_slash(session).await, 0)),
         };
         // Taken before any await: the guard must not be held across one.
         let pool = slot.lock().map(|p| p.clone()).ok();
@@ -259,10 +267,11 @@ impl HttpProxy {
         }
     }
 
-    /// The pool that takes the request: its route's, else the listener's own.
-    fn route(&self, session: &ClientSession) -> Option<&super::PoolSlot> {
+    /// The pool that takes the request: its route's, else the listener's own; `Err` when the
+    /// answer is nginx's redirect to the path with a slash.
+    fn route(&self, session: &ClientSession) -> Result<Option<&super::PoolSlot>, AddSlash> {
         if self.routes.is_empty() {
-            return self.pool.as_ref();
+            return Ok(self.pool.as_ref());
         }
         let req = session.req_header();
         // The request line's host wins over the header's, as in nginx.
@@ -271,8 +280,9 @@ impl HttpProxy {
             None => req.headers.get(header::HOST).map(HeaderValue::as_bytes),
         };
         match self.routes.select(host, req.uri.path()) {
-            Some(i) => self.route_pools.get(i),
-            None => self.pool.as_ref(),
+            Choice::Route(i) => Ok(self.route_pools.get(i)),
+            Choice::None => Ok(self.pool.as_ref()),
+            Choice::AddSlash => Err(AddSlash),
         }
     }
 

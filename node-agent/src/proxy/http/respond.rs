@@ -175,6 +175,31 @@ pub(super) async fn respond(session: &mut ClientSession, code: u16, reason: &str
     code
 }
 
+/// nginx's answer to `/api` where a proxied location is `/api/`: a 301 to the path with the
+/// slash (and the query), relative to the host asked.
+pub(super) async fn add_slash(session: &mut ClientSession) -> u16 {
+    let uri = &session.req_header().uri;
+    let location = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    let body = Bytes::from_static(b"301 Moved Permanently\n");
+    session.set_server_keepalive(None);
+    let Ok(mut resp) = ResponseHeader::build(301, Some(3)) else {
+        return 0;
+    };
+    let _ = resp.insert_header(header::LOCATION, location);
+    let _ = resp.insert_header(header::CONTENT_TYPE, "text/plain");
+    let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+    if session.write_response_header(Box::new(resp)).await.is_err()
+        || session.write_body(&body).await.is_err()
+        || session.finish_body().await.is_err()
+    {
+        return 0;
+    }
+    301
+}
+
 /// Closes a client connection that will carry no more requests: our side first, then whatever
 /// the client still sends is read and dropped for a moment, so that the kernel does not answer
 /// it with a reset that could destroy the response before the client read it.
