@@ -390,6 +390,56 @@ mod tests {
         assert_eq!(t.select(None, "/ap"), Choice::None);
     }
 
+    /// Counts this thread's allocations (the lib's tests run on the system allocator).
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: as above.
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    #[test]
+    fn matching_allocates_nothing_for_plain_paths() {
+        let t = table();
+        let requests = [
+            ("SHOP.example.com:8080", "/api/login"),
+            ("shop.example.com", "/api/orders/1"),
+            ("x.eu.example.com", "/"),
+            ("unknown.test", "/static/a.css"),
+            ("[::1]:80", "/nothing"),
+        ];
+        let before = ALLOCATIONS.with(|a| a.get());
+        let mut picked = 0;
+        for _ in 0..100 {
+            for (host, path) in requests {
+                if pick(&t, host, path).is_some() {
+                    picked += 1;
+                }
+            }
+        }
+        let allocations = ALLOCATIONS.with(|a| a.get()) - before;
+        assert_eq!((picked, allocations), (400, 0));
+        // A path that needs nginx's normalisation is the exception.
+        let before = ALLOCATIONS.with(|a| a.get());
+        assert_eq!(pick(&t, "shop.example.com", "//api/login"), Some(2));
+        assert!(ALLOCATIONS.with(|a| a.get()) > before);
+    }
+
     #[test]
     fn odd_hosts_fall_to_the_hostless_routes() {
         let t = table();

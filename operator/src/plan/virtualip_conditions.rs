@@ -234,6 +234,29 @@ mod tests {
     use crate::plan::fixture::{Fixture, cond, now, of, pool, vip};
 
     #[test]
+    fn a_route_to_a_missing_pool_is_said_once_per_pool() {
+        let mut f = Fixture::new(vec![vip(
+            "a",
+            "web",
+            30,
+            json!({"addresses": ["10.0.0.1"], "listeners": [{"name": "http", "port": 80, "upstreamPool": "p", "routes": [
+                {"hosts": ["a.example.com"], "upstreamPool": "p"},
+                {"hosts": ["b.example.com"], "upstreamPool": "gone"},
+                {"hosts": ["c.example.com"], "upstreamPool": "gone"}]}]}),
+        )]);
+        f.pools.push(pool("a", "p"));
+        let p = f.settle();
+        let r = cond(&p, "web", READY);
+        assert_eq!(
+            (r.reason.as_str(), r.message.as_str()),
+            (
+                "UpstreamPoolNotFound",
+                "listener http: UpstreamPool gone not found in namespace a"
+            )
+        );
+    }
+
+    #[test]
     fn status_aggregates_the_agents_reports() {
         let mut f = Fixture::new(vec![vip(
             "a",
