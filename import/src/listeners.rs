@@ -82,7 +82,16 @@ pub(crate) fn attach(
             }
             for key in targets {
                 let list = out.0.entry(key).or_default();
-                if let Some(other) = list.iter().find(|l| l.listener.port == listen.port) {
+                let protocol = if listen.udp {
+                    ListenerProtocol::UDP
+                } else {
+                    server.protocol
+                };
+                // UDP ports are apart from TCP ones (DNS listens on both).
+                let udp = |p: ListenerProtocol| p == ListenerProtocol::UDP;
+                if let Some(other) = list.iter().find(|l| {
+                    l.listener.port == listen.port && udp(l.listener.protocol) == listen.udp
+                }) {
                     // Another `listen` of the same server on another address of this VirtualIP.
                     if other.server == si {
                         continue;
@@ -97,23 +106,24 @@ pub(crate) fn attach(
                     );
                     continue;
                 }
-                let name = match (server.protocol, listen.port) {
+                let name = match (protocol, listen.port) {
                     (ListenerProtocol::HTTP, 80) => "http".to_string(),
                     (ListenerProtocol::HTTP, p) => format!("http-{p}"),
                     (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
+                    (ListenerProtocol::UDP, p) => format!("udp-{p}"),
                 };
                 list.push(AttachedListener {
                     server: si,
                     listener: Listener {
                         name,
                         port: listen.port,
-                        protocol: server.protocol,
+                        protocol,
                         upstream_pool: server.pool.clone(),
                         client: server.client.clone(),
                     },
                     comment: format!(
                         "nginx {} server at {} (listen {})",
-                        if server.protocol == ListenerProtocol::TCP {
+                        if server.protocol != ListenerProtocol::HTTP {
                             "stream"
                         } else {
                             "http"

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::{
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
-    tcp,
+    tcp, udp,
 };
 
 /// What a listener serves.
@@ -105,12 +105,12 @@ impl Listener {
         pool: PoolSlot,
         metrics: &ProxyMetrics,
     ) -> std::io::Result<Listener> {
-        let socket = bind(config.addr)?;
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(metrics.listener(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
+                let socket = bind(config.addr)?;
                 let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
                     metrics: metrics.clone(),
@@ -131,8 +131,16 @@ impl Listener {
                     metrics,
                 ))
             }
+            ListenerProtocol::UDP => tokio::spawn(udp::serve(
+                udp::bind(config.addr)?,
+                pool.clone(),
+                config.clone(),
+                stop_rx,
+                open.clone(),
+                metrics,
+            )),
             ListenerProtocol::TCP => tokio::spawn(accept_tcp(
-                socket,
+                bind(config.addr)?,
                 pool.clone(),
                 config.clone(),
                 stop_rx,
@@ -165,11 +173,11 @@ impl Drop for Listener {
     }
 }
 
-/// Counts a connection while it lives.
-struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
+/// Counts a connection (a UDP flow) while it lives.
+pub(super) struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
 
 impl OpenGuard {
-    fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
+    pub(super) fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
         metrics.connection_opened();
         OpenGuard(open.clone(), metrics.clone())

@@ -12,4 +12,5 @@ pub(crate) mod pool;
 pub(crate) mod retry;
 pub mod service;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 pub(crate) mod upstream;
