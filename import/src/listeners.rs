@@ -40,6 +40,9 @@ impl Listeners {
     }
 }
 
+/// A port of a VirtualIP: its key, the port, and whether UDP (apart from TCP's ports).
+type PortKey = (usize, u16, bool);
+
 /// Puts every nginx server on the VirtualIPs whose addresses it listens on. HTTP servers that
 /// share a port of a VirtualIP become one listener: the default server's `location /` is its
 /// `upstreamPool`, and every server's names and locations its routes.
@@ -53,8 +56,8 @@ pub(crate) fn attach(
         stub_vips(vips, web, warnings);
     }
     // The servers on each port of each VirtualIP, in nginx's order, with their `listen`.
-    let mut on_port: BTreeMap<(usize, u16), Vec<(usize, &nginx::Listen)>> = BTreeMap::new();
-    let mut order: Vec<(usize, u16)> = Vec::new();
+    let mut on_port: BTreeMap<PortKey, Vec<(usize, &nginx::Listen)>> = BTreeMap::new();
+    let mut order: Vec<PortKey> = Vec::new();
     for (si, server) in web.servers.iter().enumerate() {
         for listen in &server.listens {
             let targets: Vec<usize> = vips
@@ -85,9 +88,15 @@ pub(crate) fn attach(
                 continue;
             }
             for key in targets {
-                let list = on_port.entry((key, listen.port)).or_default();
+                let protocol = if listen.udp {
+                    ListenerProtocol::UDP
+                } else {
+                    server.protocol
+                };
+                // UDP ports are apart from TCP ones (DNS listens on both).
+                let list = on_port.entry((key, listen.port, listen.udp)).or_default();
                 if list.is_empty() {
-                    order.push((key, listen.port));
+                    order.push((key, listen.port, listen.udp));
                 }
                 // Another `listen` of the same server on another address of this VirtualIP.
                 if list.iter().any(|(other, _)| *other == si) {
@@ -95,14 +104,14 @@ pub(crate) fn attach(
                 }
                 let first = list.first().map(|(i, _)| &web.servers[*i]);
                 if let Some(first) = first
-                    && (first.protocol == ListenerProtocol::TCP
-                        || server.protocol == ListenerProtocol::TCP)
+                    && (first.protocol != ListenerProtocol::HTTP
+                        || protocol != ListenerProtocol::HTTP)
                 {
                     warnings.add(
                         &listen.at,
                         "listen",
                         format!(
-                            "port {} of this VirtualIP is already served by the nginx server at {}; a TCP listener has one pool",
+                            "port {} of this VirtualIP is already served by the nginx server at {}; a TCP or UDP listener has one pool",
                             listen.port, first.at
                         ),
                     );
@@ -113,9 +122,9 @@ pub(crate) fn attach(
         }
     }
     let mut out = Listeners::default();
-    for (key, port) in order {
-        let servers = &on_port[&(key, port)];
-        if let Some(l) = listener(web, servers, port, warnings) {
+    for (key, port, udp) in order {
+        let servers = &on_port[&(key, port, udp)];
+        if let Some(l) = listener(web, servers, port, udp, warnings) {
             out.0.entry(key).or_default().push(l);
         }
     }
@@ -127,6 +136,7 @@ fn listener(
     web: &nginx::Config,
     servers: &[(usize, &nginx::Listen)],
     port: u16,
+    udp: bool,
     warnings: &mut Warnings,
 ) -> Option<AttachedListener> {
     // nginx's default server: the one marked so, else the first.
@@ -140,12 +150,18 @@ fn listener(
     if default.pool.is_none() && routes.is_empty() {
         return None;
     }
-    let name = match (default.protocol, port) {
+    let protocol = if udp {
+        ListenerProtocol::UDP
+    } else {
+        default.protocol
+    };
+    let name = match (protocol, port) {
         (ListenerProtocol::HTTP, 80) => "http".to_string(),
         (ListenerProtocol::HTTP, p) => format!("http-{p}"),
         (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
+        (ListenerProtocol::UDP, p) => format!("udp-{p}"),
     };
-    let kind = if default.protocol == ListenerProtocol::TCP {
+    let kind = if default.protocol != ListenerProtocol::HTTP {
         "stream"
     } else {
         "http"
@@ -153,7 +169,7 @@ fn listener(
     let listener = Listener {
         name,
         port,
-        protocol: default.protocol,
+        protocol,
         upstream_pool: default.pool.clone(),
         routes,
         client: default.client.clone(),

@@ -146,6 +146,7 @@ fn finish_http(
             at: d.at.clone(),
             address: ListenAddress::Any { ipv6: false },
             port: 80,
+            udp: false,
             text: "80 (nginx's default)".into(),
             default_server: false,
         });
@@ -525,6 +526,7 @@ fn listen(
         }
     };
     let mut default_server = false;
+    let mut udp = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => default_server = true,
@@ -532,11 +534,12 @@ fn listen(
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
             }
+            "udp" if stream => udp = true,
             "udp" => {
                 warnings.add(
                     &s.at,
                     "listen",
-                    format!("{spec} udp: Buoy proxies TCP only; not translated"),
+                    format!("{spec} udp: udp applies to stream servers only; not translated"),
                 );
                 return Ok(None);
             }
@@ -551,6 +554,7 @@ fn listen(
         at: s.at.clone(),
         address,
         port,
+        udp,
         text: s.args.join(" "),
         default_server,
     }))

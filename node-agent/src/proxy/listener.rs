@@ -25,7 +25,7 @@ use super::{
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
     route::{RouteConfig, Routes},
-    tcp,
+    tcp, udp,
 };
 
 /// What a listener serves.
@@ -125,12 +125,12 @@ impl Listener {
         route_pools: Vec<PoolSlot>,
         metrics: &ProxyMetrics,
     ) -> std::io::Result<Listener> {
-        let socket = bind(config.addr)?;
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(metrics.listener(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
+                let socket = bind(config.addr)?;
                 let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
                     routes: Routes::compile(&config.routes),
@@ -153,22 +153,22 @@ impl Listener {
                     metrics,
                 ))
             }
-            ListenerProtocol::TCP => {
-                // Validation refuses a TCP listener without one (routes are HTTP's).
-                let Some(pool) = pool.clone() else {
-                    return Err(std::io::Error::other(
-                        "a TCP listener needs an upstreamPool",
-                    ));
-                };
-                tokio::spawn(accept_tcp(
-                    socket,
-                    pool,
-                    config.clone(),
-                    stop_rx,
-                    open.clone(),
-                    metrics,
-                ))
-            }
+            ListenerProtocol::UDP => tokio::spawn(udp::serve(
+                udp::bind(config.addr)?,
+                stream_pool(&config, pool.as_ref())?,
+                config.clone(),
+                stop_rx,
+                open.clone(),
+                metrics,
+            )),
+            ListenerProtocol::TCP => tokio::spawn(accept_tcp(
+                bind(config.addr)?,
+                stream_pool(&config, pool.as_ref())?,
+                config.clone(),
+                stop_rx,
+                open.clone(),
+                metrics,
+            )),
         };
         info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
         Ok(Listener {
@@ -204,11 +204,21 @@ impl Drop for Listener {
     }
 }
 
-/// Counts a connection while it lives.
-struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
+/// The pool of a TCP or UDP listener: validation refuses one without (routes are HTTP's).
+fn stream_pool(config: &ListenerConfig, pool: Option<&PoolSlot>) -> std::io::Result<PoolSlot> {
+    pool.cloned().ok_or_else(|| {
+        std::io::Error::other(format!(
+            "a {:?} listener needs an upstreamPool",
+            config.protocol
+        ))
+    })
+}
+
+/// Counts a connection (a UDP flow) while it lives.
+pub(super) struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
 
 impl OpenGuard {
-    fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
+    pub(super) fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
         metrics.connection_opened();
         OpenGuard(open.clone(), metrics.clone())

@@ -13,4 +13,5 @@ pub(crate) mod retry;
 pub mod route;
 pub mod service;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 pub(crate) mod upstream;
