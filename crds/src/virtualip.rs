@@ -471,6 +471,32 @@ pub struct Listener {
     /// Limits and timeouts on the client side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientSettings>,
+    /// One line per request (HTTP) or per connection (TCP) on the agent's standard output; off
+    /// when absent (nginx: `access_log`). Lines never hold up traffic: when the writer falls
+    /// behind they are dropped and counted (`buoy_proxy_access_log_dropped_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// A listener's access log.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLog {
+    /// `Combined`: nginx's `combined` format, exactly (`$remote_addr - $remote_user
+    /// [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`),
+    /// so that existing tooling parses it; `JSON`: one object per line with every field (time,
+    /// client, listener, host, method, path, status, bytes in and out, duration, upstream
+    /// address and status, attempts).
+    pub format: AccessLogFormat,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
+pub enum AccessLogFormat {
+    Combined,
+    JSON,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]

@@ -110,6 +110,7 @@ pub(crate) fn attach(
                         protocol: server.protocol,
                         upstream_pool: server.pool.clone(),
                         client: server.client.clone(),
+                        access_log: server.access_log.clone(),
                     },
                     comment: format!(
                         "nginx {} server at {} (listen {})",

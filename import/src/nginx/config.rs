@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use buoy_crds::{ClientSettings, ListenerProtocol, UpstreamPoolSpec};
+use buoy_crds::{AccessLog, ClientSettings, ListenerProtocol, UpstreamPoolSpec};
 
 use crate::diagnostics::Loc;
 
@@ -33,6 +33,7 @@ pub(crate) struct Server {
     pub(crate) listens: Vec<Listen>,
     pub(crate) pool: String,
     pub(crate) client: Option<ClientSettings>,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// An UpstreamPool to be.

@@ -89,6 +89,7 @@ pub(crate) fn http_server(
         protocol: ListenerProtocol::HTTP,
         listens: scope.listens,
         pool,
+        access_log: target.client.access_log.clone(),
         client,
     }))
 }
@@ -262,6 +263,7 @@ pub(crate) fn stream_server(
         protocol: ListenerProtocol::TCP,
         listens,
         pool,
+        access_log: target.client.access_log.clone(),
         client: client_settings(&target.client, cx.max_connections, ListenerProtocol::TCP),
     }))
 }

@@ -42,8 +42,11 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         | "directio" => {
             "serves files, which a proxy does not; Buoy passes the backend's Content-Type through"
         }
-        "access_log" | "error_log" | "log_format" | "log_not_found" | "rewrite_log" => {
+        "error_log" | "log_not_found" | "rewrite_log" => {
             "the agent logs to stderr and exports request counters on /metrics"
+        }
+        "log_format" => {
+            "the access log's formats are nginx's combined and JSON (listeners[].accessLog.format)"
         }
         "server_name" | "server_names_hash_bucket_size" | "server_names_hash_max_size" => {
             "a listener serves every Host on its port (Buoy routes by port)"

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buoy_crds::ListenerProtocol;
+use buoy_crds::{AccessLogFormat, ListenerProtocol};
 use socket2::{Domain, Socket, Type};
 use tokio::{
     net::TcpListener,
@@ -22,6 +22,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
+    access_log::{AccessLogSink, AccessLogger, Entry},
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
     tcp,
@@ -54,6 +55,8 @@ pub struct ListenerConfig {
     pub max_header_bytes: u32,
     /// 0: unlimited.
     pub max_body_bytes: u64,
+    /// The access log's format; `None`: no access log.
+    pub access_log: Option<AccessLogFormat>,
 }
 
 /// Binds `addr` even if the address is not (yet) on any interface.
@@ -104,8 +107,13 @@ impl Listener {
         config: ListenerConfig,
         pool: PoolSlot,
         metrics: &ProxyMetrics,
+        access_log: &AccessLogSink,
     ) -> std::io::Result<Listener> {
         let socket = bind(config.addr)?;
+        let log = access_log.logger(config.access_log).map(|l| LogTo {
+            logger: l,
+            listener: config.name.as_str().into(),
+        });
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(metrics.listener(&config.name));
@@ -121,6 +129,7 @@ impl Listener {
                     max_header_bytes: config.max_header_bytes as usize,
                     max_body_bytes: config.max_body_bytes,
                     idle: Default::default(),
+                    log,
                 });
                 tokio::spawn(accept_http(
                     socket,
@@ -138,6 +147,7 @@ impl Listener {
                 stop_rx,
                 open.clone(),
                 metrics,
+                log,
             )),
         };
         info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
@@ -163,6 +173,13 @@ impl Drop for Listener {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Where a listener's access log goes, and the listener's name in it.
+#[derive(Clone)]
+pub(crate) struct LogTo {
+    pub logger: AccessLogger,
+    pub listener: Arc<str>,
 }
 
 /// Counts a connection while it lives.
@@ -478,6 +495,7 @@ async fn accept_tcp(
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
+    log: Option<LogTo>,
 ) {
     let mut late = 0;
     while let Some((client, peer)) =
@@ -492,12 +510,29 @@ async fn accept_tcp(
             client_write: config.send_timeout,
             backend_write: current.config.timeouts.write,
         };
-        let metrics = metrics.clone();
+        let (metrics, log) = (metrics.clone(), log.clone());
         tokio::spawn(async move {
             let _guard = guard;
             let started = std::time::Instant::now();
-            tcp::serve(current, client, peer, timeouts).await;
-            metrics.observe(0, started.elapsed(), 0);
+            let done = tcp::serve(current, client, peer, timeouts).await;
+            let elapsed = started.elapsed();
+            metrics.observe(0, elapsed, 0);
+            if let Some(log) = log {
+                log.logger.log(Entry {
+                    time: std::time::SystemTime::now(),
+                    client: peer,
+                    listener: log.listener,
+                    protocol: ListenerProtocol::TCP,
+                    request: None,
+                    status: if done.upstream.is_some() { 200 } else { 502 },
+                    bytes_in: done.bytes_in,
+                    bytes_out: done.bytes_out,
+                    duration: elapsed,
+                    upstream: done.upstream,
+                    upstream_status: None,
+                    attempts: done.attempts,
+                });
+            }
         });
     }
 }

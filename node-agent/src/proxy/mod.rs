@@ -1,5 +1,6 @@
 //! The proxy: balancing, health and retry decisions (pure), and the listeners that use them.
 
+pub mod access_log;
 pub(crate) mod active;
 pub(crate) mod balance;
 pub(crate) mod buffered;

@@ -43,6 +43,10 @@ pub(super) struct Outcome {
     pub(super) retries: u32,
     /// Whether the client connection can carry another request.
     pub(super) keep: bool,
+    /// The backend of the last attempt, and its response's status (for the access log).
+    pub(super) upstream: Option<(SocketAddr, Option<u16>)>,
+    /// Backends tried.
+    pub(super) attempts: u32,
 }
 
 /// The client of a connection: its address, and that address as a header value.
@@ -123,6 +127,8 @@ struct Attempts<'a> {
     /// the same backend again on a fresh connection, not an attempt.
     fresh: bool,
     started: Instant,
+    /// The backend of the last attempt, and its response's status.
+    upstream: Option<(SocketAddr, Option<u16>)>,
 }
 
 impl Attempts<'_> {
@@ -157,6 +163,8 @@ impl Attempts<'_> {
             status,
             retries: self.retries,
             keep,
+            upstream: None,
+            attempts: 0,
         }
     }
 }
@@ -209,6 +217,7 @@ impl HttpProxy {
             retries: 0,
             fresh: false,
             started,
+            upstream: None,
         };
         loop {
             match self
@@ -216,7 +225,11 @@ impl HttpProxy {
                 .await
             {
                 Step::Again => {}
-                Step::Done(outcome) => return outcome,
+                Step::Done(mut outcome) => {
+                    outcome.upstream = a.upstream;
+                    outcome.attempts = a.tried.len() as u32;
+                    return outcome;
+                }
             }
         }
     }
@@ -279,7 +292,7 @@ impl HttpProxy {
             i,
             done: false,
         };
-        let Some(addr) = pool.address(i) else {
+        let Some(addr) = pool.address(i).inspect(|&u| a.upstream = Some((u, None))) else {
             return Step::Done(refused(
                 respond(session, 500, "internal error").await,
                 a.retries,
@@ -329,6 +342,7 @@ impl HttpProxy {
         }
         // A response header arrived.
         let status = up.resp_header().map_or(0, |r| r.status.as_u16());
+        a.upstream = Some((addr, Some(status)));
         let failure = Failure::Status(status);
         pick.finish(failure.counts_against_backend(&pool.config.retry.on));
         if a.next_upstream(failure) {
@@ -460,6 +474,8 @@ fn refused(status: u16, retries: u32) -> Outcome {
         status,
         retries,
         keep: false,
+        upstream: None,
+        attempts: 0,
     }
 }
 
