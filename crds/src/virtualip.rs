@@ -476,6 +476,18 @@ pub struct Listener {
     /// behind they are dropped and counted (`buoy_proxy_access_log_dropped_total`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
+    /// Every connection starts with a PROXY protocol header (version 1 or 2) from a load
+    /// balancer in front (nginx: `listen … proxy_protocol`; HAProxy: `accept-proxy`): the client
+    /// address it gives is the one that balancing, `X-Real-IP` / `X-Forwarded-For`, the access
+    /// log and a pool's own PROXY header see. A connection without a valid header within the
+    /// header timeout (TCP: the idle timeout) is closed. A header with no address (V1 `UNKNOWN`,
+    /// V2 `LOCAL`, a load balancer's health check) leaves the connection's own.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub proxy_protocol: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// A listener's access log.

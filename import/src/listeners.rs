@@ -111,6 +111,7 @@ pub(crate) fn attach(
                         upstream_pool: server.pool.clone(),
                         client: server.client.clone(),
                         access_log: server.access_log.clone(),
+                        proxy_protocol: listen.proxy_protocol,
                     },
                     comment: format!(
                         "nginx {} server at {} (listen {})",

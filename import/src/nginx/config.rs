@@ -23,6 +23,8 @@ pub(crate) struct Listen {
     pub(crate) port: u16,
     /// As written, for comments.
     pub(crate) text: String,
+    /// `proxy_protocol`: connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 /// A `server` block that proxies everything to one pool.

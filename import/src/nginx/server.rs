@@ -77,6 +77,7 @@ pub(crate) fn http_server(
             address: ListenAddress::Any { ipv6: false },
             port: 80,
             text: "80 (nginx's default)".into(),
+            proxy_protocol: false,
         });
     }
     let Some(pool) = proxy_pass(&target.pass, &target.at, false, cx.upstreams, cx.warnings)? else {
@@ -352,9 +353,11 @@ fn listen(
             }
         }
     };
+    let mut proxy_protocol = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => {}
+            "proxy_protocol" => proxy_protocol = true,
             "ssl" => {
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
@@ -379,5 +382,6 @@ fn listen(
         address,
         port,
         text: s.args.join(" "),
+        proxy_protocol,
     }))
 }

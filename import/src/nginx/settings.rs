@@ -3,8 +3,8 @@
 //! client settings.
 
 use buoy_crds::{
-    AccessLog, AccessLogFormat, ClientSettings, Duration, HttpSettings, ListenerProtocol, RetryOn,
-    UpstreamPoolSpec,
+    AccessLog, AccessLogFormat, ClientSettings, Duration, HttpSettings, ListenerProtocol,
+    ProxyProtocolVersion, RetryOn, UpstreamPoolSpec,
 };
 
 use super::{
@@ -27,6 +27,8 @@ pub(crate) struct Proxy {
     pub(crate) headers: Option<Vec<(String, String, Loc)>>,
     /// access_log (stream; in `http` it is a client setting).
     access_log: Option<AccessLog>,
+    /// proxy_protocol (stream): send a PROXY protocol header (version 1) to the backends.
+    send_proxy: Option<bool>,
 }
 
 /// Client-side settings, inherited likewise.
@@ -60,7 +62,7 @@ pub(crate) fn is_proxy_setting(name: &str, stream: bool) -> bool {
         "proxy_read_timeout" | "proxy_send_timeout" | "proxy_set_header" | "proxy_http_version" => {
             !stream
         }
-        "proxy_timeout" | "access_log" => stream,
+        "proxy_timeout" | "access_log" | "proxy_protocol" => stream,
         _ => false,
     }
 }
@@ -80,6 +82,7 @@ pub(crate) fn proxy_setting(
         "proxy_send_timeout" if !stream => p.send = Some(time(d, one(d)?)?),
         "proxy_timeout" if stream => p.idle = Some(time(d, one(d)?)?),
         "access_log" if stream => p.access_log = access_log(d, warnings)?,
+        "proxy_protocol" if stream => p.send_proxy = Some(on_off(d)?),
         "proxy_set_header" if !stream => {
             let [name, value] = d.args.as_slice() else {
                 return Err(ImportError::at(
@@ -244,6 +247,10 @@ pub(crate) fn pool_settings(
     if let Some(i) = p.idle {
         spec.timeouts.idle = i;
     }
+    if let Some(on) = p.send_proxy {
+        // nginx's stream module sends version 1.
+        spec.proxy_protocol = on.then_some(ProxyProtocolVersion::V1);
+    }
     let mut attempts = servers;
     if let Some((values, at)) = &p.next_upstream {
         let mut on = Vec::new();
@@ -329,4 +336,16 @@ fn headers(
         }
     }
     h
+}
+
+/// A directive that is `on` or `off`.
+fn on_off(d: &Directive) -> Result<bool, ImportError> {
+    match one(d)? {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(ImportError::at(
+            &d.at,
+            format!("{}: expected on or off, not {v:?}", d.name),
+        )),
+    }
 }

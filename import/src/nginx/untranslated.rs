@@ -71,6 +71,9 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         n if n.starts_with("limit_") => {
             "Buoy has no rate or connection limits per key (listeners[].client.maxConnections bounds a listener)"
         }
+        "proxy_protocol_timeout" => {
+            "the PROXY header must arrive within the listener's client.headerTimeout (TCP: client.idleTimeout)"
+        }
         n if n.starts_with("proxy_cache") => "Buoy does not cache",
         n if n.starts_with("proxy_") => "Buoy has no equivalent of this proxy setting",
         "map" | "geo" | "split_clients" => "variables do not exist in Buoy",
@@ -79,6 +82,9 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
             "backend host names are resolved when the configuration is loaded"
         }
         "keepalive_requests" => "Buoy does not limit requests per client connection",
+        "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
+            "with `listen … proxy_protocol` (listeners[].proxyProtocol) Buoy takes the client address from the PROXY header, from anyone; it reads no other source of it"
+        }
         _ => "Buoy has no equivalent",
     };
     warnings.add(&d.at, &d.name, why);

@@ -57,6 +57,44 @@ pub struct ListenerConfig {
     pub max_body_bytes: u64,
     /// The access log's format; `None`: no access log.
     pub access_log: Option<AccessLogFormat>,
+    /// Connections start with a PROXY protocol header that names the client.
+    pub proxy_protocol: bool,
+}
+
+/// The addresses of a client connection: the client's, and the one it connected to (from a
+/// PROXY protocol header when the listener takes one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientAddr {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl ClientAddr {
+    /// The connection's addresses: with `proxy_protocol`, those its header names (or, when it
+    /// names none, the connection's own); `None` when it has no valid header (the connection
+    /// must close).
+    async fn of(
+        tcp: &mut tokio::net::TcpStream,
+        peer: SocketAddr,
+        config: &ListenerConfig,
+        timeout: Duration,
+    ) -> Option<ClientAddr> {
+        let own = ClientAddr {
+            peer,
+            local: config.addr,
+        };
+        if !config.proxy_protocol {
+            return Some(own);
+        }
+        match super::proxy_protocol::read(tcp, timeout).await {
+            Ok(Some((peer, local))) => Some(ClientAddr { peer, local }),
+            Ok(None) => Some(own),
+            Err(e) => {
+                debug!(listener = %config.name, %peer, error = %e, "closing a connection without a PROXY protocol header");
+                None
+            }
+        }
+    }
 }
 
 /// Binds `addr` even if the address is not (yet) on any interface.
@@ -431,6 +469,7 @@ async fn accept_http(
     // Flips when this listener stops, so that idle keep-alive connections end.
     let (stopped_tx, stopped) = watch::channel(false);
     let connections = Arc::new(Connections::default());
+    let shared = Arc::new(config.clone());
     let mut late = 0;
     while let Some((tcp, peer)) = next_client(
         &socket,
@@ -444,14 +483,19 @@ async fn accept_http(
     {
         let guard = OpenGuard::new(&open, &metrics);
         let (proxy, stopped, connections) = (proxy.clone(), stopped.clone(), connections.clone());
+        let shared = shared.clone();
         let task = async move {
             let _guard = guard;
+            let mut tcp = tcp;
+            let Some(client) = ClientAddr::of(&mut tcp, peer, &shared, proxy.header_timeout).await
+            else {
+                return;
+            };
             let (id, conn) = connections.add();
             // Nothing but the socket is held until the client sends something, and again while
             // a keep-alive connection rests between requests (nginx, too, holds a connection's
             // buffers only while a request is under way): idle clients cost about a kilobyte.
             // The session and its future are allocated when bytes arrive.
-            let mut tcp = tcp;
             let mut until = tokio::time::Instant::now() + proxy.header_timeout;
             let mut first = true;
             loop {
@@ -472,7 +516,8 @@ async fn accept_http(
                     break;
                 }
                 let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
-                let serve = proxy.serve(stream, peer, stopped.clone(), &conn, &connections, first);
+                let serve =
+                    proxy.serve(stream, client, stopped.clone(), &conn, &connections, first);
                 match Box::pin(serve).await {
                     Some(rest) => {
                         (tcp, until) = (rest.tcp, rest.until);
@@ -497,6 +542,7 @@ async fn accept_tcp(
     metrics: Arc<ListenerMetrics>,
     log: Option<LogTo>,
 ) {
+    let shared = Arc::new(config.clone());
     let mut late = 0;
     while let Some((client, peer)) =
         next_client(&socket, &mut stop, &config, &open, None, &mut late).await
@@ -511,16 +557,21 @@ async fn accept_tcp(
             backend_write: current.config.timeouts.write,
         };
         let (metrics, log) = (metrics.clone(), log.clone());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let started = std::time::Instant::now();
+            let mut client = client;
+            let Some(peer) = ClientAddr::of(&mut client, peer, &shared, timeouts.idle).await else {
+                return;
+            };
             let done = tcp::serve(current, client, peer, timeouts).await;
             let elapsed = started.elapsed();
             metrics.observe(0, elapsed, 0);
             if let Some(log) = log {
                 log.logger.log(Entry {
                     time: std::time::SystemTime::now(),
-                    client: peer,
+                    client: peer.peer,
                     listener: log.listener,
                     protocol: ListenerProtocol::TCP,
                     request: None,

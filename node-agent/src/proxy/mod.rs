@@ -10,6 +10,7 @@ pub mod listener;
 pub mod metrics;
 pub(crate) mod passive;
 pub(crate) mod pool;
+pub(crate) mod proxy_protocol;
 pub(crate) mod retry;
 pub mod service;
 pub(crate) mod tcp;

@@ -13,6 +13,7 @@ use tokio::{
 use tracing::debug;
 
 use super::{
+    listener::ClientAddr,
     pool::Pool,
     retry::{Failure, should_retry},
 };
@@ -32,15 +33,17 @@ pub(crate) struct Done {
 
 /// Connects to a backend of `pool` for a client at `client`; returns the stream and the backend's
 /// index (already counted as in flight). Counts the attempts in `done`.
-async fn connect(pool: &Pool, client: SocketAddr, done: &mut Done) -> Option<(TcpStream, usize)> {
+async fn connect(pool: &Pool, client: ClientAddr, done: &mut Done) -> Option<(TcpStream, usize)> {
     let mut tried = Vec::new();
+    let hello = hello(pool, client)?;
     loop {
-        let key = client.ip().to_string();
+        let key = client.peer.ip().to_string();
         let i = pool.select(Some(key.as_bytes()), &tried).ok()?;
         tried.push(i);
         done.attempts += 1;
         let addr = pool.address(i)?;
-        let failure = match super::upstream::open(addr, pool.config.timeouts.connect).await {
+        let connect = pool.config.timeouts.connect;
+        let failure = match super::upstream::open(addr, connect, hello.as_deref()).await {
             Ok(s) => {
                 done.upstream = Some(addr);
                 return Some((s, i));
@@ -65,6 +68,21 @@ async fn connect(pool: &Pool, client: SocketAddr, done: &mut Done) -> Option<(Tc
     }
 }
 
+/// The PROXY protocol header of the pool's backend connections for `client`, if it sends one;
+/// `None` if it cannot be written.
+pub(crate) fn hello(pool: &Pool, client: ClientAddr) -> Option<Option<Vec<u8>>> {
+    let Some(version) = pool.config.proxy_protocol else {
+        return Some(None);
+    };
+    match super::proxy_protocol::header(version, Some((client.peer, client.local))) {
+        Ok(h) => Some(Some(h)),
+        Err(e) => {
+            debug!(error = %e, "no PROXY protocol header for this client");
+            None
+        }
+    }
+}
+
 /// The time limits of one TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Timeouts {
@@ -82,7 +100,7 @@ pub(crate) struct Timeouts {
 pub(crate) async fn serve(
     pool: Arc<Pool>,
     mut client: TcpStream,
-    peer: SocketAddr,
+    peer: ClientAddr,
     t: Timeouts,
 ) -> Done {
     let _ = client.set_nodelay(true);
@@ -92,7 +110,7 @@ pub(crate) async fn serve(
         return done;
     };
     if !pipe(&mut client, &mut backend, t, &mut done).await {
-        debug!(%peer, "TCP connection ended with an IO error");
+        debug!(peer = %peer.peer, "TCP connection ended with an IO error");
     }
     // As nginx's stream module: only failing to connect counts against a backend; what happens
     // on an established stream is between the client and the backend.

@@ -28,7 +28,7 @@ use self::{
 };
 use super::{
     access_log::{Entry, Request},
-    listener::{ClientConnection, Connections, LogTo},
+    listener::{ClientAddr, ClientConnection, Connections, LogTo},
     metrics::ListenerMetrics,
     pool::Pool,
     upstream::{Idle, IdleCache},
@@ -100,16 +100,18 @@ impl HttpProxy {
     pub(crate) async fn serve(
         &self,
         stream: Stream,
-        client: SocketAddr,
+        client: ClientAddr,
         mut stopped: watch::Receiver<bool>,
         conn: &ClientConnection,
         connections: &Connections,
         first: bool,
     ) -> Option<Resting> {
         let peer = Peer {
-            addr: client,
-            header: HeaderValue::from_str(&client.ip().to_string()).ok(),
+            addr: client.peer,
+            local: client.local,
+            header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
         };
+        let client = client.peer;
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
         let mut pipelined: Option<BytesMut> = None;
@@ -283,12 +285,15 @@ impl HttpProxy {
         }
     }
 
+    /// Puts a backend connection in the listener's cache, unless it began with a client's
+    /// PROXY protocol header: such a connection is that client's alone (closed here).
     fn keep_idle(&self, conn: Idle) {
-        let max_idle = self
-            .pool
-            .lock()
-            .map_or(Duration::ZERO, |p| p.config.timeouts.idle);
-        self.idle.put(conn, max_idle);
+        let (max_idle, private) = self.pool.lock().map_or((Duration::ZERO, true), |p| {
+            (p.config.timeouts.idle, p.config.proxy_protocol.is_some())
+        });
+        if !private {
+            self.idle.put(conn, max_idle);
+        }
     }
 }
 

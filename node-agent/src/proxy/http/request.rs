@@ -52,6 +52,8 @@ pub(super) struct Outcome {
 /// The client of a connection: its address, and that address as a header value.
 pub(super) struct Peer {
     pub(super) addr: SocketAddr,
+    /// The address it connected to.
+    pub(super) local: SocketAddr,
     pub(super) header: Option<HeaderValue>,
 }
 
@@ -129,6 +131,8 @@ struct Attempts<'a> {
     started: Instant,
     /// The backend of the last attempt, and its response's status.
     upstream: Option<(SocketAddr, Option<u16>)>,
+    /// The PROXY protocol header that new backend connections start with (the pool sends it).
+    hello: Option<Vec<u8>>,
 }
 
 impl Attempts<'_> {
@@ -218,7 +222,15 @@ impl HttpProxy {
             fresh: false,
             started,
             upstream: None,
+            hello: None,
         };
+        if let Some(version) = pool.config.proxy_protocol {
+            let client = Some((peer.addr, peer.local));
+            match crate::proxy::proxy_protocol::header(version, client) {
+                Ok(h) => a.hello = Some(h),
+                Err(_) => return refused(respond(session, 500, "internal error").await, 0),
+            }
+        }
         loop {
             match self
                 .attempt(session, &mut a, attached, timer.as_mut())
@@ -299,8 +311,7 @@ impl HttpProxy {
             ));
         };
         let t = &pool.config.timeouts;
-        // The request's start stands for "now" (one clock read less per request).
-        let connected = self.connection(attached, addr, t, a.started, a.fresh).await;
+        let connected = self.connection(attached, addr, t, a).await;
         let (stream, reused) = match connected {
             Ok(c) => c,
             Err(e) => {
@@ -377,15 +388,16 @@ impl HttpProxy {
     }
 
     /// The connection for an attempt on `addr`: the client's own if it went there last, else one
-    /// from the cache, else a new one. Returns whether it was reused.
-    pub(super) async fn connection(
+    /// from the cache, else a new one (starting with the attempt's PROXY header, if any). Returns
+    /// whether it was reused. The request's start stands for "now" (one clock read less).
+    async fn connection(
         &self,
         attached: &mut Option<Idle>,
         addr: SocketAddr,
         t: &Timeouts,
-        now: Instant,
-        fresh: bool,
+        a: &Attempts<'_>,
     ) -> Result<(Stream, bool), Box<Error>> {
+        let (now, fresh, hello) = (a.started, a.fresh, a.hello.as_deref());
         if let Some(conn) = attached.take() {
             if fresh {
                 drop(conn);
@@ -402,10 +414,15 @@ impl HttpProxy {
                 self.keep_idle(conn);
             }
         }
-        if !fresh && let Some(stream) = self.idle.take(addr, now, t.idle) {
+        // A connection that starts with a client's PROXY header is never shared (nor taken from
+        // the cache, which may hold connections opened before the pool sent headers).
+        if !fresh
+            && hello.is_none()
+            && let Some(stream) = self.idle.take(addr, now, t.idle)
+        {
             return Ok((stream, true));
         }
-        Ok((upstream::connect(addr, t.connect).await?, false))
+        Ok((upstream::connect(addr, t.connect, hello).await?, false))
     }
 
     /// Sends the request header and body to the backend and reads the response header.
