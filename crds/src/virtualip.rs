@@ -111,7 +111,7 @@ pub struct VirtualIPSpec {
     #[serde(default)]
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port))").message("listener ports must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port && (m.protocol == 'UDP') == (l.protocol == 'UDP')))").message("listener ports must be unique (a UDP listener may share its port with a TCP or HTTP one)"))]
     pub listeners: Vec<Listener>,
 }
 
@@ -453,6 +453,8 @@ impl JsonSchema for InterfaceName {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP listeners").field_path(".client"))]
+#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.accessLog)").message("accessLog applies only to HTTP and TCP listeners").field_path(".accessLog"))]
+#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP and TCP listeners").field_path(".proxyProtocol"))]
 pub struct Listener {
     /// Listener name, unique in the VirtualIP (a DNS label).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
@@ -461,7 +463,10 @@ pub struct Listener {
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// `HTTP`: HTTP/1.1 reverse proxy (nginx `http {}`); `TCP`: byte stream proxy (nginx
-    /// `stream {}`).
+    /// `stream {}`); `UDP`: datagram proxy (nginx `stream {}` with `listen … udp`): a client
+    /// address's datagrams are a flow, sent to one backend chosen by the pool's algorithm, its
+    /// replies returned from the VIP, the flow ended after `client.idleTimeout` (default 60s)
+    /// without a datagram.
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// Name of the UpstreamPool, in the same namespace, that receives the traffic
@@ -519,6 +524,7 @@ pub enum ListenerProtocol {
     #[default]
     HTTP,
     TCP,
+    UDP,
 }
 
 /// Client-side limits, so that slow or greedy clients cannot hold the proxy. Unset fields use the

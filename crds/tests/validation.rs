@@ -179,3 +179,13 @@ fn manifest_defaults_are_applied_when_typed() {
     assert_eq!(vip.spec.vrrp.gratuitous_arp.repeat, 5);
     assert_eq!(vip.spec.vrrp.gratuitous_arp.delay.to_string(), "5s");
 }
+
+#[test]
+fn a_udp_listener_may_share_its_port_with_a_tcp_one() {
+    let errors = vip_errors(serde_json::json!({"spec": {"listeners": [
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "upstreamPool": "dns"},
+        {"name": "dns-udp", "port": 53, "protocol": "UDP", "upstreamPool": "dns",
+         "client": {"idleTimeout": "30s", "maxConnections": 1000}},
+    ]}}));
+    assert!(errors.is_empty(), "{errors:?}");
+}

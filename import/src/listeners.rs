@@ -12,7 +12,7 @@ use std::{
     net::IpAddr,
 };
 
-use buoy_crds::{Listener, ListenerProtocol, VirtualIPSpec};
+use buoy_crds::{AccessLog, Listener, ListenerProtocol, VirtualIPSpec};
 
 use crate::{
     diagnostics::{Loc, Warnings},
@@ -82,7 +82,16 @@ pub(crate) fn attach(
             }
             for key in targets {
                 let list = out.0.entry(key).or_default();
-                if let Some(other) = list.iter().find(|l| l.listener.port == listen.port) {
+                let protocol = if listen.udp {
+                    ListenerProtocol::UDP
+                } else {
+                    server.protocol
+                };
+                // UDP ports are apart from TCP ones (DNS listens on both).
+                let udp = |p: ListenerProtocol| p == ListenerProtocol::UDP;
+                if let Some(other) = list.iter().find(|l| {
+                    l.listener.port == listen.port && udp(l.listener.protocol) == listen.udp
+                }) {
                     // Another `listen` of the same server on another address of this VirtualIP.
                     if other.server == si {
                         continue;
@@ -97,25 +106,27 @@ pub(crate) fn attach(
                     );
                     continue;
                 }
-                let name = match (server.protocol, listen.port) {
+                let name = match (protocol, listen.port) {
                     (ListenerProtocol::HTTP, 80) => "http".to_string(),
                     (ListenerProtocol::HTTP, p) => format!("http-{p}"),
                     (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
+                    (ListenerProtocol::UDP, p) => format!("udp-{p}"),
                 };
+                let (access_log, proxy_protocol) = connection_settings(server, listen, warnings);
                 list.push(AttachedListener {
                     server: si,
                     listener: Listener {
                         name,
                         port: listen.port,
-                        protocol: server.protocol,
+                        protocol,
                         upstream_pool: server.pool.clone(),
                         client: server.client.clone(),
-                        access_log: server.access_log.clone(),
-                        proxy_protocol: listen.proxy_protocol,
+                        access_log,
+                        proxy_protocol,
                     },
                     comment: format!(
                         "nginx {} server at {} (listen {})",
-                        if server.protocol == ListenerProtocol::TCP {
+                        if server.protocol != ListenerProtocol::HTTP {
                             "stream"
                         } else {
                             "http"
@@ -128,6 +139,25 @@ pub(crate) fn attach(
         }
     }
     out
+}
+
+/// A listener's access log and PROXY protocol setting; a UDP listener has neither (warned).
+fn connection_settings(
+    server: &nginx::Server,
+    listen: &nginx::Listen,
+    warnings: &mut Warnings,
+) -> (Option<AccessLog>, bool) {
+    if !listen.udp {
+        return (server.access_log.clone(), listen.proxy_protocol);
+    }
+    if server.access_log.is_some() || listen.proxy_protocol {
+        warnings.add(
+            &listen.at,
+            "listen",
+            "a UDP listener keeps no access log and takes no PROXY protocol header: access_log and proxy_protocol are left out for it",
+        );
+    }
+    (None, false)
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.

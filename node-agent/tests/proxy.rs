@@ -878,3 +878,111 @@ fn a_stopping_proxy_answers_the_clients_waiting_to_be_accepted() {
     }
     assert_eq!(p.process.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// A UDP backend on loopback answering `NAME:datagram` until dropped.
+struct UdpEcho {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpEcho {
+    fn start(name: &'static str) -> UdpEcho {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let reply = format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+                    let _ = socket.send_to(reply.as_bytes(), from);
+                }
+            }
+        });
+        UdpEcho { addr, stop }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends `payload` from `client` to `to` up to three times (as a DNS client retries); the reply
+/// and where it came from.
+fn udp_ask(
+    client: &std::net::UdpSocket,
+    to: SocketAddr,
+    payload: &str,
+) -> Option<(String, SocketAddr)> {
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        client.send_to(payload.as_bytes(), to).unwrap();
+        if let Ok((n, from)) = client.recv_from(&mut buf) {
+            return Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+        }
+    }
+    None
+}
+
+#[test]
+fn udp_flows_keep_their_backend_get_replies_from_the_listener_and_skip_a_refusing_backend() {
+    let (b1, b2) = (UdpEcho::start("b1"), UdpEcho::start("b2"));
+    let dead = at(free_port());
+    let port = free_port();
+    // A TCP listener on the same port is allowed beside the UDP one (DNS serves both).
+    let echo = Backend::tcp_echo("127.0.0.1:0").unwrap();
+    let yaml = config(port, "UDP", &[(dead, 1), (b1.addr, 1), (b2.addr, 1)], "")
+        .replace(
+            "upstreamPool: p}\n",
+            &format!(
+                "upstreamPool: p, client: {{idleTimeout: 2s}}}}\n    - {{name: t, port: {port}, protocol: TCP, upstreamPool: tcp}}\n"
+            ),
+        )
+        + &format!(
+            "---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: tcp}}\nspec:\n  backends: [{{address: \"127.0.0.1\", port: {}}}]\n",
+            echo.addr.port()
+        );
+    let _p = proxy(&yaml);
+    let listener = at(port);
+    let mut served = std::collections::BTreeMap::new();
+    for i in 0..6 {
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let (reply, from) = udp_ask(&client, listener, &format!("q{i}"))
+            .unwrap_or_else(|| panic!("client {i} got no answer"));
+        assert_eq!(from, listener, "replies come from the listener's address");
+        let backend = reply.split(':').next().unwrap().to_string();
+        assert_eq!(reply, format!("{backend}:q{i}"));
+        // The flow keeps its backend.
+        for j in 0..3 {
+            let (again, _) = udp_ask(&client, listener, &format!("q{i}.{j}")).unwrap();
+            assert_eq!(
+                again,
+                format!("{backend}:q{i}.{j}"),
+                "client {i} changed backend"
+            );
+        }
+        *served.entry(backend).or_insert(0) += 1;
+    }
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        ["b1", "b2"],
+        "both live backends serve, the refusing one none: {served:?}"
+    );
+    // The TCP listener on the same port serves too.
+    let mut c = TcpStream::connect(listener).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"tcp too").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "tcp too");
+}

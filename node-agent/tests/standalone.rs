@@ -593,3 +593,88 @@ fn a_node_that_cannot_listen_gives_up_mastership_until_it_can() {
     let answers = served(&s.lab, 4);
     assert!(answers.iter().all(|a| a.starts_with("web")), "{answers:?}");
 }
+
+/// UDP queries from the client to `VIP:53`, each from a fresh socket, retried as a DNS client
+/// does: the answers and where they came from (`None`: no answer).
+fn ask_udp(lab: &Lab, queries: usize) -> Vec<Option<(String, SocketAddr)>> {
+    in_netns(&lab.host("client").ns, move || {
+        (0..queries)
+            .map(|i| {
+                let c = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                c.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                (0..6).find_map(|_| {
+                    c.send_to(format!("q{i}").as_bytes(), SocketAddr::new(vip(), 53))
+                        .ok()?;
+                    let (n, from) = c.recv_from(&mut buf).ok()?;
+                    Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn udp_through_the_vip_reaches_both_backends_and_survives_a_failover() {
+    let mut s = start_with(|lab| {
+        let dir = lab.dir().join("config");
+        let vip_file = dir.join("virtualip.yaml");
+        let text = std::fs::read_to_string(&vip_file).unwrap().replace(
+            "  listeners:\n",
+            "  listeners:\n    - {name: dns, port: 53, protocol: UDP, upstreamPool: dns, client: {idleTimeout: 5s}}\n",
+        );
+        std::fs::write(&vip_file, text).unwrap();
+        let pool = format!(
+            "apiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: dns, namespace: default}}\nspec:\n  backends:\n    - {{address: \"{}\", port: 5353}}\n    - {{address: \"{}\", port: 5353}}\n",
+            lab.host("web1").ipv4,
+            lab.host("web2").ipv4
+        );
+        std::fs::write(dir.join("dns.yaml"), pool).unwrap();
+    });
+    // The UDP backends: each answers NAME:query.
+    let echo = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(sys.argv[1].encode()+b':'+d,a)\n";
+    for web in ["web1", "web2"] {
+        s.lab.spawn(web, "python3", &["-c", echo, web]).unwrap();
+    }
+    assert!(
+        s.lab
+            .wait_sole_holder(vip(), "lb1", Duration::from_secs(10)),
+        "{}",
+        s.lab.logs()
+    );
+    let check = |answers: Vec<Option<(String, SocketAddr)>>| {
+        let mut by = std::collections::BTreeMap::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            let (reply, from) = a.unwrap_or_else(|| panic!("query {i} got no answer"));
+            assert_eq!(
+                from,
+                SocketAddr::new(vip(), 53),
+                "answers come from the VIP"
+            );
+            let web = reply.split(':').next().unwrap_or_default().to_string();
+            assert_eq!(reply, format!("{web}:q{i}"));
+            *by.entry(web).or_insert(0) += 1;
+        }
+        by
+    };
+    let before = check(ask_udp(&s.lab, 10));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        ["web1", "web2"],
+        "{before:?}"
+    );
+    // The master's link is cut: lb2 takes the VIP, and the queries are answered again.
+    s.lab.cut("lb1").unwrap();
+    assert!(
+        s.lab.wait_sole_holder(vip(), "lb2", Duration::from_secs(8)),
+        "{}",
+        s.lab.logs()
+    );
+    let after = check(ask_udp(&s.lab, 10));
+    assert_eq!(after.values().sum::<i32>(), 10, "{after:?}");
+    eprintln!("UDP through the VIP: {before:?} before the cut, {after:?} from lb2 after it");
+}

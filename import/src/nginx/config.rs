@@ -21,6 +21,8 @@ pub(crate) struct Listen {
     pub(crate) at: Loc,
     pub(crate) address: ListenAddress,
     pub(crate) port: u16,
+    /// `listen … udp` (stream servers): a UDP listener.
+    pub(crate) udp: bool,
     /// As written, for comments.
     pub(crate) text: String,
     /// `proxy_protocol`: connections start with a PROXY protocol header.

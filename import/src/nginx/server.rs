@@ -76,6 +76,7 @@ pub(crate) fn http_server(
             at: d.at.clone(),
             address: ListenAddress::Any { ipv6: false },
             port: 80,
+            udp: false,
             text: "80 (nginx's default)".into(),
             proxy_protocol: false,
         });
@@ -354,6 +355,7 @@ fn listen(
         }
     };
     let mut proxy_protocol = false;
+    let mut udp = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => {}
@@ -362,11 +364,12 @@ fn listen(
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
             }
+            "udp" if stream => udp = true,
             "udp" => {
                 warnings.add(
                     &s.at,
                     "listen",
-                    format!("{spec} udp: Buoy proxies TCP only; not translated"),
+                    format!("{spec} udp: udp applies to stream servers only; not translated"),
                 );
                 return Ok(None);
             }
@@ -381,6 +384,7 @@ fn listen(
         at: s.at.clone(),
         address,
         port,
+        udp,
         text: s.args.join(" "),
         proxy_protocol,
     }))

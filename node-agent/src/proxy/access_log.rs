@@ -123,6 +123,8 @@ impl Entry {
             protocol: match self.protocol {
                 ListenerProtocol::HTTP => "HTTP",
                 ListenerProtocol::TCP => "TCP",
+                // UDP listeners keep no access log (refused by validation).
+                ListenerProtocol::UDP => "UDP",
             },
             host: r.and_then(|r| r.host.as_deref()),
             method: r.map(|r| r.method.as_str()),

@@ -25,7 +25,7 @@ use super::{
     access_log::{AccessLogSink, AccessLogger, Entry},
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
-    tcp,
+    tcp, udp,
 };
 
 /// What a listener serves.
@@ -147,7 +147,6 @@ impl Listener {
         metrics: &ProxyMetrics,
         access_log: &AccessLogSink,
     ) -> std::io::Result<Listener> {
-        let socket = bind(config.addr)?;
         let log = access_log.logger(config.access_log).map(|l| LogTo {
             logger: l,
             listener: config.name.as_str().into(),
@@ -157,6 +156,7 @@ impl Listener {
         let metrics = Arc::new(metrics.listener(&config.name));
         let task = match config.protocol {
             ListenerProtocol::HTTP => {
+                let socket = bind(config.addr)?;
                 let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
                     metrics: metrics.clone(),
@@ -178,8 +178,16 @@ impl Listener {
                     metrics,
                 ))
             }
+            ListenerProtocol::UDP => tokio::spawn(udp::serve(
+                udp::bind(config.addr)?,
+                pool.clone(),
+                config.clone(),
+                stop_rx,
+                open.clone(),
+                metrics,
+            )),
             ListenerProtocol::TCP => tokio::spawn(accept_tcp(
-                socket,
+                bind(config.addr)?,
                 pool.clone(),
                 config.clone(),
                 stop_rx,
@@ -220,11 +228,11 @@ pub(crate) struct LogTo {
     pub listener: Arc<str>,
 }
 
-/// Counts a connection while it lives.
-struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
+/// Counts a connection (a UDP flow) while it lives.
+pub(super) struct OpenGuard(Arc<AtomicUsize>, Arc<ListenerMetrics>);
 
 impl OpenGuard {
-    fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
+    pub(super) fn new(open: &Arc<AtomicUsize>, metrics: &Arc<ListenerMetrics>) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
         metrics.connection_opened();
         OpenGuard(open.clone(), metrics.clone())

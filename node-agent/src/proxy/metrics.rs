@@ -16,6 +16,7 @@ pub struct ProxyMetrics {
     connections: IntGaugeVec,
     backends: IntGaugeVec,
     access_log_dropped: IntCounter,
+    udp_dropped: IntCounterVec,
 }
 
 impl ProxyMetrics {
@@ -62,6 +63,13 @@ impl ProxyMetrics {
                 "buoy_proxy_access_log_dropped_total",
                 "Access log lines dropped because the writer was behind"
             ))?,
+            udp_dropped: IntCounterVec::new(
+                opts!(
+                    "buoy_proxy_udp_datagrams_dropped_total",
+                    "Client datagrams dropped because the UDP listener had maxConnections flows"
+                ),
+                &["listener"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
@@ -69,6 +77,7 @@ impl ProxyMetrics {
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.backends.clone()))?;
         registry.register(Box::new(m.access_log_dropped.clone()))?;
+        registry.register(Box::new(m.udp_dropped.clone()))?;
         Ok(m)
     }
 
@@ -79,6 +88,7 @@ impl ProxyMetrics {
             duration: self.duration.with_label_values(&[name]),
             retries: self.retries.with_label_values(&[name]),
             connections: self.connections.with_label_values(&[name]),
+            udp_dropped: self.udp_dropped.with_label_values(&[name]),
         }
     }
 
@@ -101,6 +111,7 @@ pub struct ListenerMetrics {
     duration: prometheus::Histogram,
     retries: prometheus::IntCounter,
     connections: prometheus::IntGauge,
+    udp_dropped: prometheus::IntCounter,
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -117,6 +128,11 @@ impl ListenerMetrics {
         if retries > 0 {
             self.retries.inc_by(u64::from(retries));
         }
+    }
+
+    /// A client datagram dropped: the UDP listener was at its flow limit.
+    pub(crate) fn udp_dropped(&self) {
+        self.udp_dropped.inc();
     }
 
     pub(crate) fn connection_opened(&self) {

@@ -14,4 +14,5 @@ pub(crate) mod proxy_protocol;
 pub(crate) mod retry;
 pub mod service;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 pub(crate) mod upstream;

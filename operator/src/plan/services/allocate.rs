@@ -30,6 +30,8 @@ pub(crate) enum Refusal {
     PortsClash { other: String, ports: Vec<String> },
     /// A Service sharing a key disagrees with the first member on what the address is.
     SharingMismatch(String),
+    /// The VirtualIP that would carry the Service's address exists and is not the operator's.
+    NameInUse(String),
 }
 
 impl Refusal {
@@ -42,6 +44,7 @@ impl Refusal {
             Refusal::AddressInUse { .. } => "AddressInUse",
             Refusal::PortsClash { .. } => "PortsClash",
             Refusal::SharingMismatch(_) => "SharingMismatch",
+            Refusal::NameInUse(_) => "NameInUse",
         }
     }
 
@@ -51,7 +54,8 @@ impl Refusal {
             Refusal::InvalidRequest(m)
             | Refusal::AddressNotAllowed(m)
             | Refusal::PoolExhausted(m)
-            | Refusal::SharingMismatch(m) => m.clone(),
+            | Refusal::SharingMismatch(m)
+            | Refusal::NameInUse(m) => m.clone(),
             Refusal::AddressInUse { address, holder } => {
                 format!("{address} is in use by {holder}")
             }

@@ -247,7 +247,7 @@ fn with_free_names<'a>(
                 for m in &u.members {
                     refused.insert(
                         m.key.clone(),
-                        Refusal::AddressNotAllowed(format!(
+                        Refusal::NameInUse(format!(
                             "the VirtualIP {n} that would carry this Service's address exists and is not the operator's"
                         )),
                     );

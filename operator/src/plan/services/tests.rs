@@ -556,7 +556,8 @@ fn a_users_virtualip_of_the_same_name_is_never_taken_over() {
     c.services = vec![svc("web", "a", 1, json!({}))];
     let p = c.plan();
     assert!(p.vips.is_empty() && p.stale.is_empty());
-    assert_eq!(event(&p, "a").reason, "AddressNotAllowed");
+    assert_eq!(event(&p, "a").reason, "NameInUse");
+    assert!(event(&p, "a").message.contains("svc-a"));
 }
 
 #[test]
