@@ -46,21 +46,28 @@ frontend told\n  bind {BACKEND}:7002 accept-proxy\n  http-request return status 
     )
 }
 
-/// nginx behind Buoy: proxy_protocol on 7001 and 7003, answering `$proxy_protocol_addr`.
-fn backend_nginx() -> String {
+/// nginx behind Buoy: proxy_protocol on 7001 and 7003, answering `$proxy_protocol_addr`; 7003
+/// logs the header's address and the user agent of each request to `log`.
+fn backend_nginx(log: &str) -> String {
     format!(
-        "events {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n\
+        "events {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  log_format pp '$proxy_protocol_addr $http_user_agent';\n\
   server {{ listen {BACKEND}:7001 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr\\n\"; }} }}\n\
-  server {{ listen {BACKEND}:7003 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr\\n\"; }} }}\n}}\n"
+  server {{ listen {BACKEND}:7003 proxy_protocol; access_log {log} pp; location / {{ return 200 \"$proxy_protocol_addr\\n\"; }} }}\n}}\n"
     )
 }
 
 /// Buoy: 8080 (HTTP, takes the header) → nginx with V1; 9090 (TCP, takes the header) → HAProxy
-/// with V2; 8082 (HTTP, no header) → nginx with V2.
+/// with V2; 8082 (HTTP, no header) → nginx with V2, checked by HTTP health checks (which must
+/// send a header too: nginx closes a connection without one).
 fn buoy() -> String {
     let pool = |name: &str, port: u16, v: &str| {
+        let checks = if port == 7003 {
+            "  healthCheck: {active: {protocol: HTTP, interval: 200ms, timeout: 200ms, unhealthyThreshold: 1}}\n"
+        } else {
+            ""
+        };
         format!(
-            "---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: {name}}}\nspec:\n  proxyProtocol: {v}\n  backends:\n    - {{address: \"{BACKEND}\", port: {port}}}\n"
+            "---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: {name}}}\nspec:\n  proxyProtocol: {v}\n{checks}  backends:\n    - {{address: \"{BACKEND}\", port: {port}}}\n"
         )
     };
     format!(
@@ -120,13 +127,15 @@ fn client_addresses_cross_haproxy_buoy_and_the_backends() {
     let haproxy_back = lab
         .spawn("backend", "haproxy", &["-db", "-f", &back])
         .unwrap();
+    let checked = dir.join("nginx").join("checked.log");
+    let nginx_conf = backend_nginx(&checked.display().to_string());
     nginx::spawn(
         &mut lab,
         "backend",
         &dir.join("nginx"),
         "pp",
         "1",
-        &backend_nginx(),
+        &nginx_conf,
     )
     .unwrap();
     let agent = lab
@@ -166,6 +175,14 @@ fn client_addresses_cross_haproxy_buoy_and_the_backends() {
     // HAProxy send-proxy-v2 → Buoy's TCP listener → V2 → HAProxy accept-proxy.
     let (status, body) = get_from(&client, &format!("{LB}:8003"));
     assert_eq!((status, body.trim()), (200, CLIENT), "{}", lab.logs());
+    // Health checks ran (with a header: nginx logged them) and kept the backend in.
+    std::thread::sleep(Duration::from_millis(800));
+    let log = std::fs::read_to_string(&checked).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.ends_with(" buoy-health-check")),
+        "{log}\n{}",
+        lab.logs()
+    );
     // Straight to Buoy (no header taken) → V2 → nginx, from two hosts one after the other: the
     // second is not handed a backend connection that carries the first one's header.
     let lb = lab.host("lb").ns.clone();
