@@ -12,7 +12,7 @@ use std::{
     net::IpAddr,
 };
 
-use buoy_crds::{Listener, ListenerProtocol, VirtualIPSpec};
+use buoy_crds::{AccessLog, Listener, ListenerProtocol, VirtualIPSpec};
 
 use crate::{
     diagnostics::{Loc, Warnings},
@@ -112,6 +112,7 @@ pub(crate) fn attach(
                     (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
                     (ListenerProtocol::UDP, p) => format!("udp-{p}"),
                 };
+                let (access_log, proxy_protocol) = connection_settings(server, listen, warnings);
                 list.push(AttachedListener {
                     server: si,
                     listener: Listener {
@@ -120,6 +121,8 @@ pub(crate) fn attach(
                         protocol,
                         upstream_pool: server.pool.clone(),
                         client: server.client.clone(),
+                        access_log,
+                        proxy_protocol,
                     },
                     comment: format!(
                         "nginx {} server at {} (listen {})",
@@ -136,6 +139,25 @@ pub(crate) fn attach(
         }
     }
     out
+}
+
+/// A listener's access log and PROXY protocol setting; a UDP listener has neither (warned).
+fn connection_settings(
+    server: &nginx::Server,
+    listen: &nginx::Listen,
+    warnings: &mut Warnings,
+) -> (Option<AccessLog>, bool) {
+    if !listen.udp {
+        return (server.access_log.clone(), listen.proxy_protocol);
+    }
+    if server.access_log.is_some() || listen.proxy_protocol {
+        warnings.add(
+            &listen.at,
+            "listen",
+            "a UDP listener keeps no access log and takes no PROXY protocol header: access_log and proxy_protocol are left out for it",
+        );
+    }
+    (None, false)
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.

@@ -115,7 +115,7 @@ fn virtualip_crd_has_rules_columns_names_and_status() {
         "isIP(self) || isCIDR(self)",
         "self.addresses.all(a, a.contains(':')) || self.addresses.all(a, !a.contains(':'))",
         "!has(self.authentication) || self.version == 2",
-        "self.all(l, self.exists_one(m, m.port == l.port))",
+        "self.all(l, self.exists_one(m, m.port == l.port && (m.protocol == 'UDP') == (l.protocol == 'UDP')))",
     ] {
         assert!(
             found.iter().any(|r| r == expected),

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use buoy_crds::{ClientSettings, ListenerProtocol, UpstreamPoolSpec};
+use buoy_crds::{AccessLog, ClientSettings, ListenerProtocol, UpstreamPoolSpec};
 
 use crate::diagnostics::Loc;
 
@@ -25,6 +25,8 @@ pub(crate) struct Listen {
     pub(crate) udp: bool,
     /// As written, for comments.
     pub(crate) text: String,
+    /// `proxy_protocol`: connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 /// A `server` block that proxies everything to one pool.
@@ -35,6 +37,7 @@ pub(crate) struct Server {
     pub(crate) listens: Vec<Listen>,
     pub(crate) pool: String,
     pub(crate) client: Option<ClientSettings>,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// An UpstreamPool to be.

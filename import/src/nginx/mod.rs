@@ -18,5 +18,5 @@ mod untranslated;
 mod upstream;
 mod values;
 
-pub(crate) use config::{Config, ListenAddress};
+pub(crate) use config::{Config, Listen, ListenAddress, Server};
 pub(crate) use translate::parse_file;

@@ -78,6 +78,7 @@ pub(crate) fn http_server(
             port: 80,
             udp: false,
             text: "80 (nginx's default)".into(),
+            proxy_protocol: false,
         });
     }
     let Some(pool) = proxy_pass(&target.pass, &target.at, false, cx.upstreams, cx.warnings)? else {
@@ -90,6 +91,7 @@ pub(crate) fn http_server(
         protocol: ListenerProtocol::HTTP,
         listens: scope.listens,
         pool,
+        access_log: target.client.access_log.clone(),
         client,
     }))
 }
@@ -263,6 +265,7 @@ pub(crate) fn stream_server(
         protocol: ListenerProtocol::TCP,
         listens,
         pool,
+        access_log: target.client.access_log.clone(),
         client: client_settings(&target.client, cx.max_connections, ListenerProtocol::TCP),
     }))
 }
@@ -351,10 +354,12 @@ fn listen(
             }
         }
     };
+    let mut proxy_protocol = false;
     let mut udp = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => {}
+            "proxy_protocol" => proxy_protocol = true,
             "ssl" => {
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
@@ -381,5 +386,6 @@ fn listen(
         port,
         udp,
         text: s.args.join(" "),
+        proxy_protocol,
     }))
 }
