@@ -1,26 +1,36 @@
 # syntax=docker/dockerfile:1
-# Buoy's container images, one per binary, from one build:
+# Buoy's container images, one per binary, from one build, for amd64 and arm64 (the builder
+# cross-compiles on the build machine's own architecture: no emulation during the build):
 #
-#   docker build --target operator -t ghcr.io/buoy-io/buoy-operator:0.1.0 .
-#   docker build --target agent    -t ghcr.io/buoy-io/buoy-agent:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 --target operator -t ghcr.io/buoy-io/buoy-operator:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 --target agent    -t ghcr.io/buoy-io/buoy-agent:0.1.0 .
 #
 # The chart (charts/buoy) runs the operator image as `/usr/local/bin/buoy-operator run …` and
 # passes the agent image to the operator (--agent-image), whose DaemonSets run
 # `/usr/local/bin/buoy-agent run …`. tests/tests/chart.rs checks that the binaries copied here are
 # the workspace's and that these entrypoints match the chart.
 
-# ---- build: both binaries, release profile, locked dependencies ----
-FROM rust:1.91-bookworm AS build
+# ---- build: both binaries for TARGETARCH, release profile, locked dependencies ----
+FROM --platform=$BUILDPLATFORM rust:1.91-bookworm AS build
+ARG TARGETARCH
+# Debian's cross toolchain for arm64 (the linker named in .cargo/config.toml).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
+ && if [ "$TARGETARCH" = arm64 ]; then apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross; fi \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p buoy-operator -p buoy-agent \
+    case "$TARGETARCH" in \
+      amd64) triple=x86_64-unknown-linux-gnu ;; \
+      arm64) triple=aarch64-unknown-linux-gnu ;; \
+      *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
+    esac \
+ && rustup target add "$triple" \
+ && cargo build --release --locked --target "$triple" -p buoy-operator -p buoy-agent \
  && mkdir -p /out \
- && cp target/release/buoy-operator target/release/buoy-agent /out/
+ && cp target/"$triple"/release/buoy-operator target/"$triple"/release/buoy-agent /out/
 
 # ---- operator: non-root, nothing but the binary on a glibc base ----
 FROM gcr.io/distroless/cc-debian12:nonroot AS operator

@@ -67,6 +67,25 @@ pub struct UpstreamPoolSpec {
     /// Request headers sent to HTTP backends (nginx: `proxy_set_header`).
     #[serde(default)]
     pub http: HttpSettings,
+
+    /// Send the client's address to the backends in a PROXY protocol header, version `V1` (text)
+    /// or `V2` (binary), at the start of every backend connection, for HTTP and TCP listeners
+    /// (nginx stream: `proxy_protocol on`, which sends V1; HAProxy: `send-proxy`,
+    /// `send-proxy-v2`). Active health checks send one too, without a client (V1 `UNKNOWN`, V2
+    /// `LOCAL`). A connection then belongs to its client: HTTP backend connections are reused
+    /// only by the same client connection, never shared through the keep-alive cache (HAProxy
+    /// makes such connections private too). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
 }
 
 /// One static backend.

@@ -456,6 +456,8 @@ impl JsonSchema for InterfaceName {
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP listeners").field_path(".client"))]
 #[x_kube(validation = Rule::new("has(self.upstreamPool) || (has(self.routes) && size(self.routes) > 0)").message("a listener needs an upstreamPool or at least one route").field_path(".upstreamPool"))]
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.routes) || size(self.routes) == 0").message("routes apply only to HTTP listeners (TCP and UDP listeners send everything to their upstreamPool)").field_path(".routes"))]
+#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.accessLog)").message("accessLog applies only to HTTP and TCP listeners").field_path(".accessLog"))]
+#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP and TCP listeners").field_path(".proxyProtocol"))]
 pub struct Listener {
     /// Listener name, unique in the VirtualIP (a DNS label).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
@@ -487,6 +489,44 @@ pub struct Listener {
     /// Limits and timeouts on the client side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientSettings>,
+    /// One line per request (HTTP) or per connection (TCP) on the agent's standard output; off
+    /// when absent (nginx: `access_log`). Lines never hold up traffic: when the writer falls
+    /// behind they are dropped and counted (`buoy_proxy_access_log_dropped_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+    /// Every connection starts with a PROXY protocol header (version 1 or 2) from a load
+    /// balancer in front (nginx: `listen … proxy_protocol`; HAProxy: `accept-proxy`): the client
+    /// address it gives is the one that balancing, `X-Real-IP` / `X-Forwarded-For`, the access
+    /// log and a pool's own PROXY header see. A connection without a valid header within the
+    /// header timeout (TCP: the idle timeout) is closed. A header with no address (V1 `UNKNOWN`,
+    /// V2 `LOCAL`, a load balancer's health check) leaves the connection's own.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub proxy_protocol: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// A listener's access log.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLog {
+    /// `Combined`: nginx's `combined` format, exactly (`$remote_addr - $remote_user
+    /// [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`),
+    /// so that existing tooling parses it; `JSON`: one object per line with every field (time,
+    /// client, listener, host, method, path, status, bytes in and out, duration, upstream
+    /// address and status, attempts).
+    pub format: AccessLogFormat,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Values of the API, described by the fields that use them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
+pub enum AccessLogFormat {
+    Combined,
+    JSON,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]

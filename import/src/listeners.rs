@@ -13,7 +13,7 @@ use std::{
 };
 
 use buoy_crds::{
-    Listener, ListenerProtocol, PathMatch, Route, RouteHost, RoutePath, VirtualIPSpec,
+    AccessLog, Listener, ListenerProtocol, PathMatch, Route, RouteHost, RoutePath, VirtualIPSpec,
 };
 
 use crate::{
@@ -166,6 +166,7 @@ fn listener(
     } else {
         "http"
     };
+    let (access_log, proxy_protocol) = connection_settings(default, dlisten, warnings);
     let listener = Listener {
         name,
         port,
@@ -173,6 +174,8 @@ fn listener(
         upstream_pool: default.pool.clone(),
         routes,
         client: default.client.clone(),
+        access_log,
+        proxy_protocol,
     };
     for conflict in listener.route_conflicts() {
         warnings.add(&default.at, "server_name", conflict);
@@ -280,6 +283,25 @@ fn add_routes(
             upstream_pool: pool.to_string(),
         });
     }
+}
+
+/// A listener's access log and PROXY protocol setting; a UDP listener has neither (warned).
+fn connection_settings(
+    server: &nginx::Server,
+    listen: &nginx::Listen,
+    warnings: &mut Warnings,
+) -> (Option<AccessLog>, bool) {
+    if !listen.udp {
+        return (server.access_log.clone(), listen.proxy_protocol);
+    }
+    if server.access_log.is_some() || listen.proxy_protocol {
+        warnings.add(
+            &listen.at,
+            "listen",
+            "a UDP listener keeps no access log and takes no PROXY protocol header: access_log and proxy_protocol are left out for it",
+        );
+    }
+    (None, false)
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.

@@ -40,6 +40,7 @@ impl Import {
             retry: Default::default(),
             timeouts: Default::default(),
             http: Default::default(),
+            proxy_protocol: None,
         })
         .unwrap_or(Value::Null);
         for d in &self.pools {

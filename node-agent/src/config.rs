@@ -178,6 +178,7 @@ pub(crate) fn pool(
             healthy: a.healthy_threshold,
             unhealthy: a.unhealthy_threshold,
         },
+        proxy_protocol: s.proxy_protocol,
     });
     PoolConfig {
         name,
@@ -192,6 +193,7 @@ pub(crate) fn pool(
         timeouts: (&s.timeouts).into(),
         headers: (&s.http).into(),
         active,
+        proxy_protocol: s.proxy_protocol,
         problems,
     }
 }
@@ -257,6 +259,8 @@ pub(crate) fn listeners(
                 // nginx: large_client_header_buffers 4 8k, client_max_body_size 1m.
                 max_header_bytes: client.max_request_header_bytes.unwrap_or(32 * 1024),
                 max_body_bytes: client.max_request_body_bytes.unwrap_or(1024 * 1024),
+                access_log: l.access_log.as_ref().map(|a| a.format),
+                proxy_protocol: l.proxy_protocol,
             });
         }
     }

@@ -1266,7 +1266,11 @@ fn dockerfile_stages() -> Vec<Stage> {
         let (instr, rest) = line.split_once(' ').unwrap_or((&line, ""));
         match instr.to_uppercase().as_str() {
             "FROM" => {
-                let words: Vec<&str> = rest.split_whitespace().collect();
+                // `--platform=…` and other flags come before the image.
+                let words: Vec<&str> = rest
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with("--"))
+                    .collect();
                 stages.push(Stage {
                     base: words[0].to_string(),
                     name: words.get(2).map(|s| s.to_string()).unwrap_or_default(),
@@ -1397,7 +1401,7 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
                 "{bin} of {package} is not built"
             );
             assert!(
-                text.contains(&format!("target/release/{bin}")),
+                text.contains(&format!("/release/{bin}")),
                 "{bin} is copied from the release build"
             );
             assert_eq!(Path::new(to).file_name().unwrap(), bin);

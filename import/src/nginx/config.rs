@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use buoy_crds::{ClientSettings, ListenerProtocol, PathMatch, UpstreamPoolSpec};
+use buoy_crds::{AccessLog, ClientSettings, ListenerProtocol, PathMatch, UpstreamPoolSpec};
 
 use crate::diagnostics::Loc;
 
@@ -27,6 +27,8 @@ pub(crate) struct Listen {
     pub(crate) text: String,
     /// `default_server`: the server of the port's requests that no `server_name` takes.
     pub(crate) default_server: bool,
+    /// `proxy_protocol`: connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 /// A `location` other than `/` with a `proxy_pass` (`= /x` exact, `/x` and `^~ /x` prefix).
@@ -50,6 +52,7 @@ pub(crate) struct Server {
     pub(crate) pool: Option<String>,
     pub(crate) locations: Vec<Location>,
     pub(crate) client: Option<ClientSettings>,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// An UpstreamPool to be.

@@ -98,15 +98,7 @@ pub(crate) fn http_server(
             );
             return Ok(None);
         }
-        return Ok(finish_http(
-            d,
-            scope,
-            found.names,
-            None,
-            locations,
-            None,
-            cx,
-        ));
+        return Ok(finish_http(d, scope, found.names, None, locations, cx));
     };
     if scope.skipped && scope.listens.is_empty() {
         return Ok(None);
@@ -115,26 +107,25 @@ pub(crate) fn http_server(
         return Ok(None);
     };
     use_pool(&pool, &target, false, cx);
-    let client = client_settings(&target.client, cx.max_connections, ListenerProtocol::HTTP);
     Ok(finish_http(
         d,
         scope,
         found.names,
-        Some(pool),
+        Some((pool, &target)),
         locations,
-        client,
         cx,
     ))
 }
 
 /// The server, once its pools are known; `None` when none of its `listen`s can be translated.
+/// `root`: the pool of `location /` and its target, whose client settings are the listener's
+/// (else the server's).
 fn finish_http(
     d: &Directive,
     mut scope: HttpScope,
     names: Vec<String>,
-    pool: Option<String>,
+    root: Option<(String, &Target)>,
     locations: Vec<Route>,
-    client: Option<buoy_crds::ClientSettings>,
     cx: &mut Context,
 ) -> Option<Server> {
     if scope.skipped && scope.listens.is_empty() {
@@ -149,10 +140,15 @@ fn finish_http(
             udp: false,
             text: "80 (nginx's default)".into(),
             default_server: false,
+            proxy_protocol: false,
         });
     }
-    let client = client
-        .or_else(|| client_settings(&scope.client, cx.max_connections, ListenerProtocol::HTTP));
+    let (pool, settings) = match root {
+        Some((pool, target)) => (Some(pool), &target.client),
+        None => (None, &scope.client),
+    };
+    let client = client_settings(settings, cx.max_connections, ListenerProtocol::HTTP);
+    let access_log = settings.access_log.clone();
     Some(Server {
         at: d.at.clone(),
         protocol: ListenerProtocol::HTTP,
@@ -160,6 +156,7 @@ fn finish_http(
         names,
         pool,
         locations,
+        access_log,
         client,
     })
 }
@@ -437,6 +434,7 @@ pub(crate) fn stream_server(
         names: Vec::new(),
         pool: Some(pool),
         locations: Vec::new(),
+        access_log: target.client.access_log.clone(),
         client: client_settings(&target.client, cx.max_connections, ListenerProtocol::TCP),
     }))
 }
@@ -526,10 +524,12 @@ fn listen(
         }
     };
     let mut default_server = false;
+    let mut proxy_protocol = false;
     let mut udp = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => default_server = true,
+            "proxy_protocol" => proxy_protocol = true,
             "ssl" => {
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
@@ -557,5 +557,6 @@ fn listen(
         udp,
         text: s.args.join(" "),
         default_server,
+        proxy_protocol,
     }))
 }

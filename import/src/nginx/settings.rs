@@ -3,7 +3,8 @@
 //! client settings.
 
 use buoy_crds::{
-    ClientSettings, Duration, HttpSettings, ListenerProtocol, RetryOn, UpstreamPoolSpec,
+    AccessLog, AccessLogFormat, ClientSettings, Duration, HttpSettings, ListenerProtocol,
+    ProxyProtocolVersion, RetryOn, UpstreamPoolSpec,
 };
 
 use super::{
@@ -24,6 +25,10 @@ pub(crate) struct Proxy {
     idle: Option<Duration>,
     /// Replaced as a whole by an inner level that has any (nginx's rule for proxy_set_header).
     pub(crate) headers: Option<Vec<(String, String, Loc)>>,
+    /// access_log (stream; in `http` it is a client setting).
+    access_log: Option<AccessLog>,
+    /// proxy_protocol (stream): send a PROXY protocol header (version 1) to the backends.
+    send_proxy: Option<bool>,
 }
 
 /// Client-side settings, inherited likewise.
@@ -35,6 +40,8 @@ pub(crate) struct Client {
     max_body: Option<u64>,
     max_header: Option<u32>,
     send_timeout: Option<Duration>,
+    /// access_log (`off` or none: no log).
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 impl Client {
@@ -42,6 +49,7 @@ impl Client {
     pub(crate) fn stream(proxy: &Proxy) -> Self {
         Client {
             body_timeout: proxy.idle,
+            access_log: proxy.access_log.clone(),
             ..Client::default()
         }
     }
@@ -54,7 +62,7 @@ pub(crate) fn is_proxy_setting(name: &str, stream: bool) -> bool {
         "proxy_read_timeout" | "proxy_send_timeout" | "proxy_set_header" | "proxy_http_version" => {
             !stream
         }
-        "proxy_timeout" => stream,
+        "proxy_timeout" | "access_log" | "proxy_protocol" => stream,
         _ => false,
     }
 }
@@ -73,6 +81,8 @@ pub(crate) fn proxy_setting(
         "proxy_read_timeout" if !stream => p.read = Some(time(d, one(d)?)?),
         "proxy_send_timeout" if !stream => p.send = Some(time(d, one(d)?)?),
         "proxy_timeout" if stream => p.idle = Some(time(d, one(d)?)?),
+        "access_log" if stream => p.access_log = access_log(d, warnings)?,
+        "proxy_protocol" if stream => p.send_proxy = Some(on_off(d)?),
         "proxy_set_header" if !stream => {
             let [name, value] = d.args.as_slice() else {
                 return Err(ImportError::at(
@@ -110,6 +120,7 @@ pub(crate) fn is_client_setting(name: &str) -> bool {
             | "client_max_body_size"
             | "large_client_header_buffers"
             | "send_timeout"
+            | "access_log"
     )
 }
 
@@ -133,6 +144,7 @@ pub(crate) fn client_setting(
         "client_header_timeout" => c.header_timeout = Some(time(d, one(d)?)?),
         "client_body_timeout" => c.body_timeout = Some(time(d, one(d)?)?),
         "client_max_body_size" => c.max_body = Some(size(d, one(d)?)?),
+        "access_log" => c.access_log = access_log(d, warnings)?,
         "send_timeout" => c.send_timeout = Some(time(d, one(d)?)?),
         "large_client_header_buffers" => {
             let [n, s] = d.args.as_slice() else {
@@ -155,6 +167,44 @@ pub(crate) fn client_setting(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `access_log off` (None), or `access_log PATH [FORMAT] [PARAMETERS]`: the Combined access log
+/// on the agent's standard output, with a warning for what does not carry over.
+fn access_log(d: &Directive, warnings: &mut Warnings) -> Result<Option<AccessLog>, ImportError> {
+    let path = first(d)?;
+    if path == "off" {
+        return Ok(None);
+    }
+    if path.starts_with("syslog:") {
+        warnings.add(
+            &d.at,
+            "access_log",
+            format!("{path}: Buoy writes the access log to the agent's standard output"),
+        );
+    }
+    let mut rest = d.args[1..].iter();
+    let mut params: Vec<&String> = Vec::new();
+    match rest.next() {
+        Some(f) if f.contains('=') || f == "gzip" => params.push(f),
+        Some(f) if f != "combined" => warnings.add(
+            &d.at,
+            "access_log",
+            format!("log_format {f} is not translated; the Combined format is used"),
+        ),
+        _ => {}
+    }
+    params.extend(rest);
+    for p in params {
+        warnings.add(
+            &d.at,
+            "access_log",
+            format!("the parameter {p} has no equivalent (lines are written as they come)"),
+        );
+    }
+    Ok(Some(AccessLog {
+        format: AccessLogFormat::Combined,
+    }))
 }
 
 /// A listener's client settings (those of its protocol), None when all are defaults.
@@ -196,6 +246,10 @@ pub(crate) fn pool_settings(
     }
     if let Some(i) = p.idle {
         spec.timeouts.idle = i;
+    }
+    if let Some(on) = p.send_proxy {
+        // nginx's stream module sends version 1.
+        spec.proxy_protocol = on.then_some(ProxyProtocolVersion::V1);
     }
     let mut attempts = servers;
     if let Some((values, at)) = &p.next_upstream {
@@ -282,4 +336,16 @@ fn headers(
         }
     }
     h
+}
+
+/// A directive that is `on` or `off`.
+fn on_off(d: &Directive) -> Result<bool, ImportError> {
+    match one(d)? {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(ImportError::at(
+            &d.at,
+            format!("{}: expected on or off, not {v:?}", d.name),
+        )),
+    }
 }

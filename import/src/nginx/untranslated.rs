@@ -42,8 +42,11 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         | "directio" => {
             "serves files, which a proxy does not; Buoy passes the backend's Content-Type through"
         }
-        "access_log" | "error_log" | "log_format" | "log_not_found" | "rewrite_log" => {
+        "error_log" | "log_not_found" | "rewrite_log" => {
             "the agent logs to stderr and exports request counters on /metrics"
+        }
+        "log_format" => {
+            "the access log's formats are nginx's combined and JSON (listeners[].accessLog.format)"
         }
         "server_names_hash_bucket_size" | "server_names_hash_max_size" => {
             "a table size of nginx's; Buoy's routes need no tuning"
@@ -68,6 +71,9 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         n if n.starts_with("limit_") => {
             "Buoy has no rate or connection limits per key (listeners[].client.maxConnections bounds a listener)"
         }
+        "proxy_protocol_timeout" => {
+            "the PROXY header must arrive within the listener's client.headerTimeout (TCP: client.idleTimeout)"
+        }
         n if n.starts_with("proxy_cache") => "Buoy does not cache",
         n if n.starts_with("proxy_") => "Buoy has no equivalent of this proxy setting",
         "map" | "geo" | "split_clients" => "variables do not exist in Buoy",
@@ -76,6 +82,9 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
             "backend host names are resolved when the configuration is loaded"
         }
         "keepalive_requests" => "Buoy does not limit requests per client connection",
+        "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
+            "with `listen … proxy_protocol` (listeners[].proxyProtocol) Buoy takes the client address from the PROXY header, from anyone; it reads no other source of it"
+        }
         _ => "Buoy has no equivalent",
     };
     warnings.add(&d.at, &d.name, why);

@@ -116,6 +116,7 @@ fn blank_pool() -> UpstreamPoolSpec {
         retry: Retry::default(),
         timeouts: Default::default(),
         http: HttpSettings::default(),
+        proxy_protocol: None,
     }
 }
 

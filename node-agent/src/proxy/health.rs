@@ -23,6 +23,13 @@ async fn probe_inner(addr: SocketAddr, check: &ActiveCheck) -> bool {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return false;
     };
+    if let Some(version) = check.proxy_protocol {
+        // A backend that expects the header refuses a connection without one.
+        let hello = super::proxy_protocol::header(version, None);
+        if stream.write_all(&hello.unwrap_or_default()).await.is_err() {
+            return false;
+        }
+    }
     if check.protocol == HealthCheckProtocol::TCP {
         return true;
     }

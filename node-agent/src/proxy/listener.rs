@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buoy_crds::ListenerProtocol;
+use buoy_crds::{AccessLogFormat, ListenerProtocol};
 use socket2::{Domain, Socket, Type};
 use tokio::{
     net::TcpListener,
@@ -22,6 +22,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
+    access_log::{AccessLogSink, AccessLogger, Entry},
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
     route::{RouteConfig, Routes},
@@ -59,6 +60,46 @@ pub struct ListenerConfig {
     pub max_header_bytes: u32,
     /// 0: unlimited.
     pub max_body_bytes: u64,
+    /// The access log's format; `None`: no access log.
+    pub access_log: Option<AccessLogFormat>,
+    /// Connections start with a PROXY protocol header that names the client.
+    pub proxy_protocol: bool,
+}
+
+/// The addresses of a client connection: the client's, and the one it connected to (from a
+/// PROXY protocol header when the listener takes one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientAddr {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl ClientAddr {
+    /// The connection's addresses: with `proxy_protocol`, those its header names (or, when it
+    /// names none, the connection's own); `None` when it has no valid header (the connection
+    /// must close).
+    async fn of(
+        tcp: &mut tokio::net::TcpStream,
+        peer: SocketAddr,
+        config: &ListenerConfig,
+        timeout: Duration,
+    ) -> Option<ClientAddr> {
+        let own = ClientAddr {
+            peer,
+            local: config.addr,
+        };
+        if !config.proxy_protocol {
+            return Some(own);
+        }
+        match super::proxy_protocol::read(tcp, timeout).await {
+            Ok(Some((peer, local))) => Some(ClientAddr { peer, local }),
+            Ok(None) => Some(own),
+            Err(e) => {
+                debug!(listener = %config.name, %peer, error = %e, "closing a connection without a PROXY protocol header");
+                None
+            }
+        }
+    }
 }
 
 impl ListenerConfig {
@@ -124,7 +165,12 @@ impl Listener {
         pool: Option<PoolSlot>,
         route_pools: Vec<PoolSlot>,
         metrics: &ProxyMetrics,
+        access_log: &AccessLogSink,
     ) -> std::io::Result<Listener> {
+        let log = access_log.logger(config.access_log).map(|l| LogTo {
+            logger: l,
+            listener: config.name.as_str().into(),
+        });
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(metrics.listener(&config.name));
@@ -143,6 +189,7 @@ impl Listener {
                     max_header_bytes: config.max_header_bytes as usize,
                     max_body_bytes: config.max_body_bytes,
                     idle: Default::default(),
+                    log,
                 });
                 tokio::spawn(accept_http(
                     socket,
@@ -168,6 +215,7 @@ impl Listener {
                 stop_rx,
                 open.clone(),
                 metrics,
+                log,
             )),
         };
         info!(listener = %config.name, addr = %config.addr, protocol = ?config.protocol, "listening");
@@ -212,6 +260,13 @@ fn stream_pool(config: &ListenerConfig, pool: Option<&PoolSlot>) -> std::io::Res
             config.protocol
         ))
     })
+}
+
+/// Where a listener's access log goes, and the listener's name in it.
+#[derive(Clone)]
+pub(crate) struct LogTo {
+    pub logger: AccessLogger,
+    pub listener: Arc<str>,
 }
 
 /// Counts a connection (a UDP flow) while it lives.
@@ -463,6 +518,7 @@ async fn accept_http(
     // Flips when this listener stops, so that idle keep-alive connections end.
     let (stopped_tx, stopped) = watch::channel(false);
     let connections = Arc::new(Connections::default());
+    let shared = Arc::new(config.clone());
     let mut late = 0;
     while let Some((tcp, peer)) = next_client(
         &socket,
@@ -476,14 +532,19 @@ async fn accept_http(
     {
         let guard = OpenGuard::new(&open, &metrics);
         let (proxy, stopped, connections) = (proxy.clone(), stopped.clone(), connections.clone());
+        let shared = shared.clone();
         let task = async move {
             let _guard = guard;
+            let mut tcp = tcp;
+            let Some(client) = ClientAddr::of(&mut tcp, peer, &shared, proxy.header_timeout).await
+            else {
+                return;
+            };
             let (id, conn) = connections.add();
             // Nothing but the socket is held until the client sends something, and again while
             // a keep-alive connection rests between requests (nginx, too, holds a connection's
             // buffers only while a request is under way): idle clients cost about a kilobyte.
             // The session and its future are allocated when bytes arrive.
-            let mut tcp = tcp;
             let mut until = tokio::time::Instant::now() + proxy.header_timeout;
             let mut first = true;
             loop {
@@ -504,7 +565,8 @@ async fn accept_http(
                     break;
                 }
                 let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
-                let serve = proxy.serve(stream, peer, stopped.clone(), &conn, &connections, first);
+                let serve =
+                    proxy.serve(stream, client, stopped.clone(), &conn, &connections, first);
                 match Box::pin(serve).await {
                     Some(rest) => {
                         (tcp, until) = (rest.tcp, rest.until);
@@ -527,7 +589,9 @@ async fn accept_tcp(
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
+    log: Option<LogTo>,
 ) {
+    let shared = Arc::new(config.clone());
     let mut late = 0;
     while let Some((client, peer)) =
         next_client(&socket, &mut stop, &config, &open, None, &mut late).await
@@ -541,12 +605,34 @@ async fn accept_tcp(
             client_write: config.send_timeout,
             backend_write: current.config.timeouts.write,
         };
-        let metrics = metrics.clone();
+        let (metrics, log) = (metrics.clone(), log.clone());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let started = std::time::Instant::now();
-            tcp::serve(current, client, peer, timeouts).await;
-            metrics.observe(0, started.elapsed(), 0);
+            let mut client = client;
+            let Some(peer) = ClientAddr::of(&mut client, peer, &shared, timeouts.idle).await else {
+                return;
+            };
+            let done = tcp::serve(current, client, peer, timeouts).await;
+            let elapsed = started.elapsed();
+            metrics.observe(0, elapsed, 0);
+            if let Some(log) = log {
+                log.logger.log(Entry {
+                    time: std::time::SystemTime::now(),
+                    client: peer.peer,
+                    listener: log.listener,
+                    protocol: ListenerProtocol::TCP,
+                    request: None,
+                    status: if done.upstream.is_some() { 200 } else { 502 },
+                    bytes_in: done.bytes_in,
+                    bytes_out: done.bytes_out,
+                    duration: elapsed,
+                    upstream: done.upstream,
+                    upstream_status: None,
+                    attempts: done.attempts,
+                });
+            }
         });
     }
 }

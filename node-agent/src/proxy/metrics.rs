@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry, histogram_opts, opts};
+use prometheus::{
+    HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry, histogram_opts, opts,
+};
 
 /// The proxy's metric families, registered once in the agent's registry and handed to each
 /// listener and health checker (a cheap clone: the families are shared handles).
@@ -13,6 +15,7 @@ pub struct ProxyMetrics {
     retries: IntCounterVec,
     connections: IntGaugeVec,
     backends: IntGaugeVec,
+    access_log_dropped: IntCounter,
     udp_dropped: IntCounterVec,
 }
 
@@ -56,6 +59,10 @@ impl ProxyMetrics {
                 ),
                 &["pool", "backend"],
             )?,
+            access_log_dropped: IntCounter::with_opts(opts!(
+                "buoy_proxy_access_log_dropped_total",
+                "Access log lines dropped because the writer was behind"
+            ))?,
             udp_dropped: IntCounterVec::new(
                 opts!(
                     "buoy_proxy_udp_datagrams_dropped_total",
@@ -69,6 +76,7 @@ impl ProxyMetrics {
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.backends.clone()))?;
+        registry.register(Box::new(m.access_log_dropped.clone()))?;
         registry.register(Box::new(m.udp_dropped.clone()))?;
         Ok(m)
     }
@@ -82,6 +90,11 @@ impl ProxyMetrics {
             connections: self.connections.with_label_values(&[name]),
             udp_dropped: self.udp_dropped.with_label_values(&[name]),
         }
+    }
+
+    /// The counter of access log lines dropped.
+    pub fn access_log_dropped(&self) -> IntCounter {
+        self.access_log_dropped.clone()
     }
 
     /// Whether `backend` of `pool` passes its health checks now.

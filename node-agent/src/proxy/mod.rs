@@ -1,5 +1,6 @@
 //! The proxy: balancing, health and retry decisions (pure), and the listeners that use them.
 
+pub mod access_log;
 pub(crate) mod active;
 pub(crate) mod balance;
 pub(crate) mod buffered;
@@ -9,6 +10,7 @@ pub mod listener;
 pub mod metrics;
 pub(crate) mod passive;
 pub(crate) mod pool;
+pub(crate) mod proxy_protocol;
 pub(crate) mod retry;
 pub mod route;
 pub mod service;

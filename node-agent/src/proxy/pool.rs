@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buoy_crds::{Algorithm, HashKey, HealthCheckProtocol};
+use buoy_crds::{Algorithm, HashKey, HealthCheckProtocol, ProxyProtocolVersion};
 
 use super::{
     active::{ActiveState, Thresholds},
@@ -36,6 +36,8 @@ pub struct ActiveCheck {
     pub interval: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
+    /// Probes start with a PROXY protocol header without a client (the pool's version).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub struct PoolConfig {
     pub timeouts: Timeouts,
     pub headers: HeaderPolicy,
     pub active: Option<ActiveCheck>,
+    /// Backend connections start with the client's PROXY protocol header (and are then never
+    /// shared between clients).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
     /// Backends of the spec that are not here, and why (a name that does not resolve, an
     /// address the backend policy refuses): told to clients that get no backend, and reported
     /// in status.
@@ -118,6 +123,7 @@ impl PoolConfig {
             timeouts: (&buoy_crds::Timeouts::default()).into(),
             headers: (&buoy_crds::HttpSettings::default()).into(),
             active: None,
+            proxy_protocol: None,
             problems: Vec::new(),
         }
     }
@@ -479,6 +485,7 @@ mod tests {
                 healthy: 2,
                 unhealthy: 2,
             },
+            proxy_protocol: None,
         });
         let pool = Pool::new(c);
         pool.probed(0, false);

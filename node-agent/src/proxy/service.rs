@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
+    access_log::AccessLogSink,
     health,
     http::PoolSlot,
     listener::{Listener, ListenerConfig},
@@ -37,6 +38,7 @@ struct PoolEntry {
 /// The node's proxy: its listeners and pools, changed in place by `apply`.
 pub struct ProxyService {
     metrics: ProxyMetrics,
+    access_log: AccessLogSink,
     pools: BTreeMap<String, PoolEntry>,
     listeners: BTreeMap<String, Listener>,
     /// Connection counters of stopped listeners whose connections may still be open.
@@ -70,6 +72,7 @@ impl ProxyService {
     /// A proxy with nothing to serve yet, reporting to `metrics`.
     pub fn new(metrics: ProxyMetrics) -> Self {
         ProxyService {
+            access_log: AccessLogSink::new(metrics.access_log_dropped()),
             metrics,
             pools: BTreeMap::new(),
             listeners: BTreeMap::new(),
@@ -132,7 +135,13 @@ impl ProxyService {
                 .iter()
                 .map(|r| self.slot(name, &r.pool))
                 .collect();
-            match Listener::start(config.clone(), pool, routes, &self.metrics) {
+            match Listener::start(
+                config.clone(),
+                pool,
+                routes,
+                &self.metrics,
+                &self.access_log,
+            ) {
                 Ok(l) => {
                     self.listeners.insert(name.to_string(), l);
                 }

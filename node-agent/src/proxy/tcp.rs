@@ -13,21 +13,41 @@ use tokio::{
 use tracing::debug;
 
 use super::{
+    listener::ClientAddr,
     pool::Pool,
     retry::{Failure, should_retry},
 };
 
+/// What a TCP connection did, for the access log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Done {
+    /// The backend it was proxied to (`None`: none could be reached).
+    pub upstream: Option<SocketAddr>,
+    /// Backends tried.
+    pub attempts: u32,
+    /// Bytes read from the client.
+    pub bytes_in: u64,
+    /// Bytes sent to the client.
+    pub bytes_out: u64,
+}
+
 /// Connects to a backend of `pool` for a client at `client`; returns the stream and the backend's
-/// index (already counted as in flight).
-async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> {
+/// index (already counted as in flight). Counts the attempts in `done`.
+async fn connect(pool: &Pool, client: ClientAddr, done: &mut Done) -> Option<(TcpStream, usize)> {
     let mut tried = Vec::new();
+    let hello = hello(pool, client)?;
     loop {
-        let key = client.ip().to_string();
+        let key = client.peer.ip().to_string();
         let i = pool.select(Some(key.as_bytes()), &tried).ok()?;
         tried.push(i);
+        done.attempts += 1;
         let addr = pool.address(i)?;
-        let failure = match super::upstream::open(addr, pool.config.timeouts.connect).await {
-            Ok(s) => return Some((s, i)),
+        let connect = pool.config.timeouts.connect;
+        let failure = match super::upstream::open(addr, connect, hello.as_deref()).await {
+            Ok(s) => {
+                done.upstream = Some(addr);
+                return Some((s, i));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
             Err(e) => {
                 debug!(backend = %addr, error = %e, "TCP backend connect failed");
@@ -48,6 +68,21 @@ async fn connect(pool: &Pool, client: SocketAddr) -> Option<(TcpStream, usize)> 
     }
 }
 
+/// The PROXY protocol header of the pool's backend connections for `client`, if it sends one;
+/// `None` if it cannot be written.
+pub(crate) fn hello(pool: &Pool, client: ClientAddr) -> Option<Option<Vec<u8>>> {
+    let Some(version) = pool.config.proxy_protocol else {
+        return Some(None);
+    };
+    match super::proxy_protocol::header(version, Some((client.peer, client.local))) {
+        Ok(h) => Some(Some(h)),
+        Err(e) => {
+            debug!(error = %e, "no PROXY protocol header for this client");
+            None
+        }
+    }
+}
+
 /// The time limits of one TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Timeouts {
@@ -62,23 +97,30 @@ pub(crate) struct Timeouts {
 
 /// Proxies one client connection until both directions are closed, it has been idle, or a
 /// write stalls.
-pub(crate) async fn serve(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr, t: Timeouts) {
+pub(crate) async fn serve(
+    pool: Arc<Pool>,
+    mut client: TcpStream,
+    peer: ClientAddr,
+    t: Timeouts,
+) -> Done {
     let _ = client.set_nodelay(true);
-    let Some((mut backend, i)) = connect(&pool, peer).await else {
+    let mut done = Done::default();
+    let Some((mut backend, i)) = connect(&pool, peer, &mut done).await else {
         // Nothing to say to a TCP client: closing is the error.
-        return;
+        return done;
     };
-    if !pipe(&mut client, &mut backend, t).await {
-        debug!(%peer, "TCP connection ended with an IO error");
+    if !pipe(&mut client, &mut backend, t, &mut done).await {
+        debug!(peer = %peer.peer, "TCP connection ended with an IO error");
     }
     // As nginx's stream module: only failing to connect counts against a backend; what happens
     // on an established stream is between the client and the backend.
     pool.finished(i, false);
+    done
 }
 
-/// Copies both ways; returns false on an IO error or a stalled write (not on idle timeout or
-/// clean closes).
-async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts) -> bool {
+/// Copies both ways, counting the bytes in `done`; returns false on an IO error or a stalled
+/// write (not on idle timeout or clean closes).
+async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts, done: &mut Done) -> bool {
     let idle = t.idle;
     let (mut ar, mut aw) = a.split();
     let (mut br, mut bw) = b.split();
@@ -95,6 +137,7 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts) -> bool {
                     let _ = bw.shutdown().await;
                 }
                 Ok(n) => {
+                    done.bytes_in += n as u64;
                     if !within(t.backend_write, bw.write_all(&buf_a[..n])).await {
                         return false;
                     }
@@ -111,6 +154,7 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts) -> bool {
                     if !within(t.client_write, aw.write_all(&buf_b[..n])).await {
                         return false;
                     }
+                    done.bytes_out += n as u64;
                     deadline = Instant::now() + idle;
                 }
                 Err(_) => return false,

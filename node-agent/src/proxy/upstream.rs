@@ -17,7 +17,7 @@ use pingora_core::protocols::Stream;
 use super::buffered::Buffered;
 use pingora_error::{Error, ErrorType};
 use tokio::{
-    io::{AsyncRead, ReadBuf},
+    io::{AsyncRead, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
 
@@ -30,6 +30,8 @@ pub(crate) struct Idle {
     pub stream: Stream,
     pub since: Instant,
     pub max_idle: Duration,
+    /// It carried a PROXY protocol header (its pool's `proxyProtocol`): never shared.
+    pub private: bool,
 }
 
 /// Idle keep-alive connections of one listener, by backend address, most recent last.
@@ -97,19 +99,33 @@ pub(crate) fn still_open(stream: &mut Stream) -> bool {
     Pin::new(stream).poll_read(&mut cx, &mut buf).is_pending()
 }
 
-/// A TCP connection to a backend within `timeout` (`TimedOut` past it), Nagle off; for both
-/// proxies, HTTP and TCP.
-pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// A TCP connection to a backend within `timeout` (`TimedOut` past it), Nagle off, that starts
+/// with `hello` (a PROXY protocol header) when there is one; for both proxies, HTTP and TCP.
+pub(crate) async fn open(
+    addr: SocketAddr,
+    timeout: Duration,
+    hello: Option<&[u8]>,
+) -> std::io::Result<TcpStream> {
+    let connect = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        if let Some(hello) = hello {
+            tcp.write_all(hello).await?;
+        }
+        Ok(tcp)
+    };
+    tokio::time::timeout(timeout, connect)
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, Box<Error>> {
-    match open(addr, timeout).await {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    hello: Option<&[u8]>,
+) -> Result<Stream, Box<Error>> {
+    match open(addr, timeout, hello).await {
         Ok(tcp) => Ok(Box::new(Buffered::new(tcp))),
         Err(e) => {
             let kind = match e.kind() {

@@ -27,7 +27,8 @@ use self::{
     respond::{linger, respond},
 };
 use super::{
-    listener::{ClientConnection, Connections},
+    access_log::{Entry, Request},
+    listener::{ClientAddr, ClientConnection, Connections, LogTo},
     metrics::ListenerMetrics,
     pool::Pool,
     route::Routes,
@@ -84,6 +85,8 @@ pub(crate) struct HttpProxy {
     /// 0: unlimited.
     pub max_body_bytes: u64,
     pub idle: IdleCache,
+    /// The listener's access log, if it keeps one.
+    pub log: Option<LogTo>,
 }
 
 /// The connection's two timers, each moved to its next deadline (see [`within`]): one for the
@@ -103,16 +106,18 @@ impl HttpProxy {
     pub(crate) async fn serve(
         &self,
         stream: Stream,
-        client: SocketAddr,
+        client: ClientAddr,
         mut stopped: watch::Receiver<bool>,
         conn: &ClientConnection,
         connections: &Connections,
         first: bool,
     ) -> Option<Resting> {
         let peer = Peer {
-            addr: client,
-            header: HeaderValue::from_str(&client.ip().to_string()).ok(),
+            addr: client.peer,
+            local: client.local,
+            header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
         };
+        let client = client.peer;
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
         let mut pipelined: Option<BytesMut> = None;
@@ -176,8 +181,7 @@ impl HttpProxy {
                 )
                 .await;
             let done = Instant::now();
-            self.metrics
-                .observe(outcome.status, done - started, outcome.retries);
+            self.finished(&session, client, header_bytes, &outcome, done - started);
             let next = self
                 .next_request(session, &outcome, &stopped, &mut attached)
                 .await;
@@ -271,8 +275,29 @@ impl HttpProxy {
         until.map(|until| Resting { tcp, until })
     }
 
+    /// A request is done: its metrics, and its access log line.
+    fn finished(
+        &self,
+        session: &ClientSession,
+        client: SocketAddr,
+        header_bytes: usize,
+        outcome: &request::Outcome,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .observe(outcome.status, elapsed, outcome.retries);
+        if let Some(log) = &self.log {
+            log_request(log, session, client, header_bytes, outcome, elapsed);
+        }
+    }
+
+    /// Puts a backend connection in the listener's cache, unless it began with a client's
+    /// PROXY protocol header: such a connection is that client's alone (closed here).
     fn keep_idle(&self, conn: Idle) {
-        self.idle.put(conn);
+        // A connection that carried a PROXY header is its client's alone.
+        if !conn.private {
+            self.idle.put(conn);
+        }
     }
 }
 
@@ -317,6 +342,50 @@ async fn wait_for_header(
             () = conn.evicted() => return HeaderWait::Evicted,
         }
     }
+}
+
+/// Queues the access log entry of the request `session` has just served.
+fn log_request(
+    log: &LogTo,
+    session: &ClientSession,
+    client: SocketAddr,
+    header_bytes: usize,
+    outcome: &request::Outcome,
+    elapsed: Duration,
+) {
+    let req = session.req_header();
+    let field = |name: http::header::HeaderName| {
+        req.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let (upstream, upstream_status) = outcome.upstream.map_or((None, None), |(a, s)| (Some(a), s));
+    log.logger.log(Entry {
+        time: std::time::SystemTime::now(),
+        client,
+        listener: log.listener.clone(),
+        protocol: buoy_crds::ListenerProtocol::HTTP,
+        request: Some(Request {
+            method: req.method.as_str().to_string(),
+            path: String::from_utf8_lossy(req.raw_path()).into_owned(),
+            version: format!("{:?}", req.version),
+            host: field(http::header::HOST).or_else(|| req.uri.host().map(str::to_string)),
+            referer: field(http::header::REFERER),
+            user_agent: field(http::header::USER_AGENT),
+        }),
+        // nginx's 499: the client went away before an answer.
+        status: if outcome.status == 0 {
+            499
+        } else {
+            outcome.status
+        },
+        bytes_in: (header_bytes + session.body_bytes_read()) as u64,
+        bytes_out: session.body_bytes_sent() as u64,
+        duration: elapsed,
+        upstream,
+        upstream_status,
+        attempts: outcome.attempts,
+    });
 }
 
 /// A request header that could not be read: `431` when it ran past its budget, `400` when it

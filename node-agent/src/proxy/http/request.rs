@@ -44,11 +44,17 @@ pub(super) struct Outcome {
     pub(super) retries: u32,
     /// Whether the client connection can carry another request.
     pub(super) keep: bool,
+    /// The backend of the last attempt, and its response's status (for the access log).
+    pub(super) upstream: Option<(SocketAddr, Option<u16>)>,
+    /// Backends tried.
+    pub(super) attempts: u32,
 }
 
 /// The client of a connection: its address, and that address as a header value.
 pub(super) struct Peer {
     pub(super) addr: SocketAddr,
+    /// The address it connected to.
+    pub(super) local: SocketAddr,
     pub(super) header: Option<HeaderValue>,
 }
 
@@ -127,6 +133,10 @@ struct Attempts<'a> {
     /// the same backend again on a fresh connection, not an attempt.
     fresh: bool,
     started: Instant,
+    /// The backend of the last attempt, and its response's status.
+    upstream: Option<(SocketAddr, Option<u16>)>,
+    /// The PROXY protocol header that new backend connections start with (the pool sends it).
+    hello: Option<Vec<u8>>,
 }
 
 impl Attempts<'_> {
@@ -161,6 +171,8 @@ impl Attempts<'_> {
             status,
             retries: self.retries,
             keep,
+            upstream: None,
+            attempts: 0,
         }
     }
 }
@@ -213,14 +225,27 @@ impl HttpProxy {
             retries: 0,
             fresh: false,
             started,
+            upstream: None,
+            hello: None,
         };
+        if let Some(version) = pool.config.proxy_protocol {
+            let client = Some((peer.addr, peer.local));
+            match crate::proxy::proxy_protocol::header(version, client) {
+                Ok(h) => a.hello = Some(h),
+                Err(_) => return refused(respond(session, 500, "internal error").await, 0),
+            }
+        }
         loop {
             match self
                 .attempt(session, &mut a, attached, timer.as_mut())
                 .await
             {
                 Step::Again => {}
-                Step::Done(outcome) => return outcome,
+                Step::Done(mut outcome) => {
+                    outcome.upstream = a.upstream;
+                    outcome.attempts = a.tried.len() as u32;
+                    return outcome;
+                }
             }
         }
     }
@@ -312,15 +337,14 @@ impl HttpProxy {
             i,
             done: false,
         };
-        let Some(addr) = pool.address(i) else {
+        let Some(addr) = pool.address(i).inspect(|&u| a.upstream = Some((u, None))) else {
             return Step::Done(refused(
                 respond(session, 500, "internal error").await,
                 a.retries,
             ));
         };
         let t = &pool.config.timeouts;
-        // The request's start stands for "now" (one clock read less per request).
-        let connected = self.connection(attached, addr, t, a.started, a.fresh).await;
+        let connected = self.connection(attached, addr, t, a).await;
         let (stream, reused) = match connected {
             Ok(c) => c,
             Err(e) => {
@@ -362,6 +386,7 @@ impl HttpProxy {
         }
         // A response header arrived.
         let status = up.resp_header().map_or(0, |r| r.status.as_u16());
+        a.upstream = Some((addr, Some(status)));
         let failure = Failure::Status(status);
         pick.finish(failure.counts_against_backend(&pool.config.retry.on));
         if a.next_upstream(failure) {
@@ -376,12 +401,7 @@ impl HttpProxy {
             // Keep-alive as the backend's response says (HTTP/1.1 default, Connection).
             up.respect_keepalive();
             if let Some(stream) = up.reuse().await {
-                *attached = Some(Idle {
-                    addr,
-                    stream,
-                    since: a.started,
-                    max_idle: t.idle,
-                });
+                *attached = Some(kept(pool, addr, stream, a.started));
             }
         }
         Step::Done(a.outcome(status, keep))
@@ -397,15 +417,16 @@ impl HttpProxy {
     }
 
     /// The connection for an attempt on `addr`: the client's own if it went there last, else one
-    /// from the cache, else a new one. Returns whether it was reused.
-    pub(super) async fn connection(
+    /// from the cache, else a new one (starting with the attempt's PROXY header, if any). Returns
+    /// whether it was reused. The request's start stands for "now" (one clock read less).
+    async fn connection(
         &self,
         attached: &mut Option<Idle>,
         addr: SocketAddr,
         t: &Timeouts,
-        now: Instant,
-        fresh: bool,
+        a: &Attempts<'_>,
     ) -> Result<(Stream, bool), Box<Error>> {
+        let (now, fresh, hello) = (a.started, a.fresh, a.hello.as_deref());
         if let Some(conn) = attached.take() {
             if fresh {
                 drop(conn);
@@ -422,10 +443,15 @@ impl HttpProxy {
                 self.keep_idle(conn);
             }
         }
-        if !fresh && let Some(stream) = self.idle.take(addr, now, t.idle) {
+        // A connection that starts with a client's PROXY header is never shared (nor taken from
+        // the cache, which may hold connections opened before the pool sent headers).
+        if !fresh
+            && hello.is_none()
+            && let Some(stream) = self.idle.take(addr, now, t.idle)
+        {
             return Ok((stream, true));
         }
-        Ok((upstream::connect(addr, t.connect).await?, false))
+        Ok((upstream::connect(addr, t.connect, hello).await?, false))
     }
 
     /// Sends the request header and body to the backend and reads the response header.
@@ -488,12 +514,26 @@ impl HttpProxy {
     }
 }
 
+/// A backend connection of `pool` kept after its response, for the client's next request.
+fn kept(pool: &Pool, addr: SocketAddr, stream: Stream, since: Instant) -> Idle {
+    Idle {
+        addr,
+        stream,
+        since,
+        max_idle: pool.config.timeouts.idle,
+        // A connection that carried a PROXY header is its client's alone.
+        private: pool.config.proxy_protocol.is_some(),
+    }
+}
+
 /// An answer after which the client connection closes.
 fn refused(status: u16, retries: u32) -> Outcome {
     Outcome {
         status,
         retries,
         keep: false,
+        upstream: None,
+        attempts: 0,
     }
 }
 
