@@ -227,6 +227,16 @@ fn routes_of(
             );
             continue;
         }
+        if s.access_log != default.access_log {
+            warnings.add(
+                &s.at,
+                "access_log",
+                format!(
+                    "a listener has one access log: the default server's (at {}) is used for every server on port {port}",
+                    default.at
+                ),
+            );
+        }
         if s.pool.is_none() && default.pool.is_some() {
             warnings.add(
                 &s.at,
