@@ -453,7 +453,6 @@ impl JsonSchema for InterfaceName {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP listeners").field_path(".client"))]
-#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.accessLog)").message("accessLog applies only to HTTP and TCP listeners").field_path(".accessLog"))]
 #[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP and TCP listeners").field_path(".proxyProtocol"))]
 pub struct Listener {
     /// Listener name, unique in the VirtualIP (a DNS label).
