@@ -456,7 +456,6 @@ impl JsonSchema for InterfaceName {
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP listeners").field_path(".client"))]
 #[x_kube(validation = Rule::new("has(self.upstreamPool) || (has(self.routes) && size(self.routes) > 0)").message("a listener needs an upstreamPool or at least one route").field_path(".upstreamPool"))]
 #[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.routes) || size(self.routes) == 0").message("routes apply only to HTTP listeners (TCP and UDP listeners send everything to their upstreamPool)").field_path(".routes"))]
-#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.accessLog)").message("accessLog applies only to HTTP and TCP listeners").field_path(".accessLog"))]
 #[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP and TCP listeners").field_path(".proxyProtocol"))]
 pub struct Listener {
     /// Listener name, unique in the VirtualIP (a DNS label).

@@ -295,7 +295,8 @@ fn add_routes(
     }
 }
 
-/// A listener's access log and PROXY protocol setting; a UDP listener has neither (warned).
+/// A listener's access log and PROXY protocol setting; a UDP listener takes no PROXY protocol
+/// header (warned).
 fn connection_settings(
     server: &nginx::Server,
     listen: &nginx::Listen,
@@ -304,14 +305,14 @@ fn connection_settings(
     if !listen.udp {
         return (server.access_log.clone(), listen.proxy_protocol);
     }
-    if server.access_log.is_some() || listen.proxy_protocol {
+    if listen.proxy_protocol {
         warnings.add(
             &listen.at,
             "listen",
-            "a UDP listener keeps no access log and takes no PROXY protocol header: access_log and proxy_protocol are left out for it",
+            "a UDP listener takes no PROXY protocol header: proxy_protocol is left out for it",
         );
     }
-    (None, false)
+    (server.access_log.clone(), false)
 }
 
 /// Without keepalived, the VirtualIPs come from the addresses nginx listens on, or a placeholder.

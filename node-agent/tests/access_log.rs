@@ -213,3 +213,52 @@ fn combined(line: &str) -> Combined {
         user_agent: user_agent.into(),
     }
 }
+
+#[test]
+fn a_udp_flow_is_one_line_when_it_ends() {
+    // A UDP backend answering every datagram with its reverse.
+    let backend = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = backend.recv_from(&mut buf) {
+            let reply: Vec<u8> = buf[..n].iter().rev().copied().collect();
+            let _ = backend.send_to(&reply, from);
+        }
+    });
+    let (port, dead) = (free_port(), at(free_port()));
+    let yaml = format!(
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: t}}\nspec:\n  addresses: [127.0.0.1]\n  listeners:\n    - {{name: dns, port: {port}, protocol: UDP, upstreamPool: p, accessLog: {{format: JSON}}, client: {{idleTimeout: 300ms}}}}\n    - {{name: gone, port: {}, protocol: UDP, upstreamPool: dead, accessLog: {{format: JSON}}, client: {{idleTimeout: 300ms}}}}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: p}}\nspec:\n  backends:\n{}---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: dead}}\nspec:\n  backends:\n{}",
+        port + 1,
+        backends(&[backend_addr]),
+        backends(&[dead])
+    );
+    let p = ProxyProcess::start(AGENT, &yaml);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    for q in ["abc", "defg"] {
+        client.send_to(q.as_bytes(), at(port)).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], q.chars().rev().collect::<String>().as_bytes());
+    }
+    // A flow to a backend that refuses (ICMP): logged as 502.
+    client.send_to(b"x", at(port + 1)).unwrap();
+    let logged = json_lines(&p, 2);
+    let flow = logged
+        .iter()
+        .find(|l| l["status"] == 200)
+        .unwrap_or_else(|| panic!("{logged:#?}"));
+    assert_eq!(flow["protocol"], "UDP");
+    assert_eq!(flow["client"], client.local_addr().unwrap().to_string());
+    assert_eq!(flow["bytes_in"], 7);
+    assert_eq!(flow["bytes_out"], 7);
+    assert_eq!(flow["upstream"], backend_addr.to_string());
+    assert_eq!(flow["attempts"], 1);
+    assert!(flow["listener"].as_str().unwrap().contains("/dns@"));
+    let refused = logged.iter().find(|l| l["status"] == 502).unwrap();
+    assert_eq!(refused["upstream"], dead.to_string());
+    assert_eq!(refused["bytes_out"], 0);
+}

@@ -207,6 +207,7 @@ impl Listener {
                 stop_rx,
                 open.clone(),
                 metrics,
+                log,
             )),
             ListenerProtocol::TCP => tokio::spawn(accept_tcp(
                 bind(config.addr)?,

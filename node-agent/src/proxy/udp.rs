@@ -5,6 +5,9 @@
 //! datagram either way. Passive health as nginx: an ICMP error from the backend (a refused
 //! port) counts against it, and so does a flow whose datagrams never got a reply.
 //!
+//! With an access log, each flow is one line when it ends (as nginx's stream module logs a UDP
+//! session): 200 when the backend answered, 502 when it did not.
+//!
 //! Flows are bounded by the listener's `maxConnections`; a datagram beyond that from a new client
 //! is dropped and counted, so that spoofed source addresses cannot grow the table or open
 //! sockets without bound.
@@ -23,9 +26,12 @@ use socket2::{Domain, Socket, Type};
 use tokio::{net::UdpSocket, sync::watch, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
+use buoy_crds::ListenerProtocol;
+
 use super::{
+    access_log::Entry,
     http::PoolSlot,
-    listener::{ListenerConfig, OpenGuard},
+    listener::{ListenerConfig, LogTo, OpenGuard},
     metrics::ListenerMetrics,
     pool::Pool,
 };
@@ -59,6 +65,8 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 /// One client's flow: the socket connected to its backend, and when it last carried a datagram.
 struct Flow {
     upstream: Arc<UdpSocket>,
+    /// Bytes received from the client.
+    bytes_in: Arc<AtomicU64>,
     /// Milliseconds since the listener started, at the last datagram either way.
     last: Arc<AtomicU64>,
     ended: Arc<AtomicBool>,
@@ -78,6 +86,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
     metrics: Arc<ListenerMetrics>,
+    log: Option<LogTo>,
 ) {
     let socket = Arc::new(socket);
     let epoch = Instant::now();
@@ -108,6 +117,7 @@ pub(crate) async fn serve(
             && !f.ended.load(Ordering::Relaxed)
         {
             f.last.store(now, Ordering::Relaxed);
+            f.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             if let Err(e) = f.upstream.send(datagram).await {
                 debug!(listener = %config.name, %client, error = %e, "UDP send to the backend failed");
             }
@@ -134,6 +144,7 @@ pub(crate) async fn serve(
             epoch,
             OpenGuard::new(&open, &metrics),
             metrics.clone(),
+            log.clone(),
         )
         .await
         else {
@@ -159,6 +170,7 @@ async fn open_flow(
     epoch: Instant,
     guard: OpenGuard,
     metrics: Arc<ListenerMetrics>,
+    log: Option<LogTo>,
 ) -> Option<Flow> {
     let key = client.to_string();
     let mut tried = Vec::new();
@@ -171,6 +183,7 @@ async fn open_flow(
                 let upstream = Arc::new(upstream);
                 let last = Arc::new(AtomicU64::new(ms_since(epoch)));
                 let ended = Arc::new(AtomicBool::new(false));
+                let bytes_in = Arc::new(AtomicU64::new(first.len() as u64));
                 let task = tokio::spawn(replies(Replies {
                     pool: pool.clone(),
                     backend: i,
@@ -183,9 +196,13 @@ async fn open_flow(
                     ended: ended.clone(),
                     guard,
                     metrics,
+                    log,
+                    attempts: tried.len() as u32,
+                    bytes_in: bytes_in.clone(),
                 }));
                 return Some(Flow {
                     upstream,
+                    bytes_in,
                     last,
                     ended,
                     task,
@@ -226,6 +243,10 @@ struct Replies {
     ended: Arc<AtomicBool>,
     guard: OpenGuard,
     metrics: Arc<ListenerMetrics>,
+    log: Option<LogTo>,
+    /// Backends tried for the first datagram.
+    attempts: u32,
+    bytes_in: Arc<AtomicU64>,
 }
 
 /// Relays the backend's replies to the client until the flow is idle for its timeout or the
@@ -234,6 +255,7 @@ async fn replies(r: Replies) {
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; DATAGRAM];
     let mut replied = false;
+    let mut bytes_out = 0u64;
     let failed = loop {
         let idle_for = Duration::from_millis(ms_since(r.epoch) - r.last.load(Ordering::Relaxed));
         let Some(left) = r.idle.checked_sub(idle_for).filter(|l| !l.is_zero()) else {
@@ -244,6 +266,7 @@ async fn replies(r: Replies) {
             got = r.upstream.recv(&mut buf) => match got {
                 Ok(n) => {
                     replied = true;
+                    bytes_out += n as u64;
                     r.last.store(ms_since(r.epoch), Ordering::Relaxed);
                     if let Err(e) = r.listener.send_to(&buf[..n], r.client).await {
                         debug!(client = %r.client, error = %e, "UDP reply not sent");
@@ -263,6 +286,23 @@ async fn replies(r: Replies) {
     };
     r.ended.store(true, Ordering::Relaxed);
     r.pool.finished(r.backend, failed);
-    r.metrics.observe(0, started.elapsed(), 0);
+    let elapsed = started.elapsed();
+    r.metrics.observe(0, elapsed, 0);
+    if let Some(log) = r.log {
+        log.logger.log(Entry {
+            time: std::time::SystemTime::now(),
+            client: r.client,
+            listener: log.listener,
+            protocol: ListenerProtocol::UDP,
+            request: None,
+            status: if replied { 200 } else { 502 },
+            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            duration: elapsed,
+            upstream: r.pool.address(r.backend),
+            upstream_status: None,
+            attempts: r.attempts,
+        });
+    }
     drop(r.guard);
 }
