@@ -112,28 +112,38 @@ impl ListenerConfig {
     }
 }
 
-/// Binds `addr` even if the address is not (yet) on any interface.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A socket of `kind` for `addr` that may bind before the address is on any interface
+/// (IP_FREEBIND), so that becoming master needs no rebind; IPv6 sockets are IPv6 only.
+pub(super) fn freebind_socket(addr: SocketAddr, kind: Type) -> std::io::Result<Socket> {
     let socket = Socket::new(
         if addr.is_ipv4() {
             Domain::IPV4
         } else {
             Domain::IPV6
         },
-        Type::STREAM,
+        kind,
         None,
     )?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_freebind_v6(true)?;
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// Binds `addr` even if the address is not (yet) on any interface.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = freebind_socket(addr, Type::STREAM)?;
     socket.set_reuse_address(true)?;
     // Transparent: connections keep sending after the VIP left the interface, so a master that
     // just handed over still answers the requests it already read (their source address is no
     // longer local; without it the replies are never sent). Needs CAP_NET_ADMIN; without it
     // those few requests fail at a handover, nothing else changes.
     let transparent = if addr.is_ipv4() {
-        socket.set_freebind_v4(true)?;
         socket.set_ip_transparent_v4(true)
     } else {
-        socket.set_freebind_v6(true)?;
-        socket.set_only_v6(true)?;
         socket.set_ip_transparent_v6(true)
     };
     if let Err(e) = transparent {

@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use socket2::{Domain, Socket, Type};
+use socket2::Type;
 use tokio::{net::UdpSocket, sync::watch, task::JoinHandle, time::Instant};
 use tracing::{debug, warn};
 
@@ -31,7 +31,7 @@ use buoy_crds::ListenerProtocol;
 use super::{
     access_log::Entry,
     http::PoolSlot,
-    listener::{ListenerConfig, LogTo, OpenGuard},
+    listener::{ListenerConfig, LogTo, OpenGuard, freebind_socket},
     metrics::ListenerMetrics,
     pool::Pool,
 };
@@ -42,21 +42,7 @@ const DATAGRAM: usize = 65_535;
 /// Binds `addr` for datagrams even if the address is not (yet) on any interface: replies leave
 /// from it, so from the VIP.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(
-        if addr.is_ipv4() {
-            Domain::IPV4
-        } else {
-            Domain::IPV6
-        },
-        Type::DGRAM,
-        None,
-    )?;
-    if addr.is_ipv4() {
-        socket.set_freebind_v4(true)?;
-    } else {
-        socket.set_freebind_v6(true)?;
-        socket.set_only_v6(true)?;
-    }
+    let socket = freebind_socket(addr, Type::DGRAM)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -158,21 +158,7 @@ pub(super) async fn respond(session: &mut ClientSession, code: u16, reason: &str
         return 0;
     }
     let body = Bytes::from(format!("{code} {reason}\n"));
-    // The connection closes after it (pingora writes the Connection header from this).
-    session.set_server_keepalive(None);
-    let Ok(mut resp) = ResponseHeader::build(code, Some(3)) else {
-        return 0;
-    };
-    let _ = resp.insert_header(REASON_HEADER, reason);
-    let _ = resp.insert_header(header::CONTENT_TYPE, "text/plain");
-    let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
-    if session.write_response_header(Box::new(resp)).await.is_err()
-        || session.write_body(&body).await.is_err()
-        || session.finish_body().await.is_err()
-    {
-        return 0;
-    }
-    code
+    answer(session, code, (REASON_HEADER, reason), body).await
 }
 
 /// nginx's answer to `/api` where a proxied location is `/api/`: a 301 to the path with the
@@ -184,11 +170,23 @@ pub(super) async fn add_slash(session: &mut ClientSession) -> u16 {
         None => format!("{}/", uri.path()),
     };
     let body = Bytes::from_static(b"301 Moved Permanently\n");
+    answer(session, 301, (header::LOCATION, &location), body).await
+}
+
+/// Writes a short plain-text response of the proxy's own, with one more header, and closes the
+/// connection after it; returns `code` (0 if the client could not be told).
+async fn answer(
+    session: &mut ClientSession,
+    code: u16,
+    (name, value): (impl pingora_http::IntoCaseHeaderName, &str),
+    body: Bytes,
+) -> u16 {
+    // The connection closes after it (pingora writes the Connection header from this).
     session.set_server_keepalive(None);
-    let Ok(mut resp) = ResponseHeader::build(301, Some(3)) else {
+    let Ok(mut resp) = ResponseHeader::build(code, Some(3)) else {
         return 0;
     };
-    let _ = resp.insert_header(header::LOCATION, location);
+    let _ = resp.insert_header(name, value);
     let _ = resp.insert_header(header::CONTENT_TYPE, "text/plain");
     let _ = resp.insert_header(header::CONTENT_LENGTH, body.len().to_string());
     if session.write_response_header(Box::new(resp)).await.is_err()
@@ -197,7 +195,7 @@ pub(super) async fn add_slash(session: &mut ClientSession) -> u16 {
     {
         return 0;
     }
-    301
+    code
 }
 
 /// Closes a client connection that will carry no more requests: our side first, then whatever
