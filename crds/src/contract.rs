@@ -48,6 +48,15 @@ pub const GROUP_ANNOTATION: &str = "buoy.io/vrrp-group";
 /// The most addresses one VRRP group carries (one advert lists them all).
 pub const GROUP_SIZE: usize = 16;
 
+/// What starts a [`group_key`] (never a `namespace/name` key).
+pub const GROUP_KEY_PREFIX: &str = "group:";
+
+/// The key of VRRP group `group` where a group stands for its members as one: the agent's
+/// instance of the group, and the operator's router ID claim and priority request.
+pub fn group_key(group: &str) -> String {
+    format!("{GROUP_KEY_PREFIX}{group}")
+}
+
 /// The group of [`GROUP_ANNOTATION`], if the VirtualIP is in one.
 pub fn group_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
     meta.annotations

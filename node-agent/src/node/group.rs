@@ -10,23 +10,15 @@ use buoy_crds::{VirtualIP, contract};
 
 use super::{Plan, PlanError, VipPlan};
 
-/// What starts the key of a group's instance in the node's plan (never a `namespace/name`).
-pub(crate) const KEY_PREFIX: &str = "group:";
-
-/// The key of a group's instance in the node's plan.
-pub(crate) fn instance_key(group: &str) -> String {
-    format!("{KEY_PREFIX}{group}")
-}
-
 /// One member as the node planned it alone.
 struct Member {
     key: String,
-    /// Oldest first, then by key: the group's first member leads.
-    order: (Option<i64>, String),
+    /// When it was created: the oldest member (then the first by key) leads the group.
+    created: Option<i64>,
 }
 
 /// Merges the planned VirtualIPs of each group in `vips` into one plan per group, keyed by
-/// [`instance_key`]; those that cannot join are faults.
+/// [`contract::group_key`]; those that cannot join are faults.
 pub(crate) fn merge(vips: &[&VirtualIP], out: &mut Plan) {
     let mut groups: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for v in vips {
@@ -42,13 +34,13 @@ pub(crate) fn merge(vips: &[&VirtualIP], out: &mut Plan) {
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.as_second());
-        groups.entry(group.to_string()).or_default().push(Member {
-            order: (created, key.clone()),
-            key,
-        });
+        groups
+            .entry(group.to_string())
+            .or_default()
+            .push(Member { key, created });
     }
     for (group, mut members) in groups {
-        members.sort_by(|a, b| a.order.cmp(&b.order));
+        members.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
         let mut plans = members
             .iter()
             .filter_map(|m| out.config.vips.remove(&m.key));
@@ -93,7 +85,7 @@ pub(crate) fn merge(vips: &[&VirtualIP], out: &mut Plan) {
         // Members of `externalTrafficPolicy: Local` are never grouped by the operator; a hand
         // edit that groups them gets the leader's requirement.
         merged.instance.group = true;
-        merged.key = instance_key(&group);
+        merged.key = contract::group_key(&group);
         out.config.vips.insert(merged.key.clone(), merged);
     }
 }

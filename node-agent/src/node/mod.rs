@@ -483,7 +483,7 @@ fn drop_shared_router_ids(out: &mut Plan) {
             }
             dropped.insert(key.clone());
         } else {
-            let name = match key.strip_prefix(group::KEY_PREFIX) {
+            let name = match key.strip_prefix(contract::GROUP_KEY_PREFIX) {
                 Some(g) => format!("VRRP group {g}"),
                 None => format!("VirtualIP {key}"),
             };

@@ -47,7 +47,7 @@ pub(super) fn assign(vips: &mut [ServedVip], nodes: &[&Node]) {
     let mut slot: Vec<usize> = Vec::with_capacity(open.len());
     let mut by_group: HashMap<String, usize> = HashMap::new();
     for v in &open {
-        let group = contract::group_of(&v.vip.metadata).map(|g| format!("group:{g}"));
+        let group = contract::group_of(&v.vip.metadata).map(contract::group_key);
         if let Some(i) = group.as_ref().and_then(|g| by_group.get(g)) {
             slot.push(*i);
             continue;

@@ -76,7 +76,7 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
             foreign: !foreign_routers(v).is_empty() && !in_cooldown(v),
         };
         if let Some(group) = contract::group_of(&v.metadata) {
-            let group = format!("group:{group}");
+            let group = contract::group_key(group);
             if let Some(i) = by_group.get(&group) {
                 let c = &mut claims[*i];
                 c.recorded = c.recorded.or(claim.recorded);
