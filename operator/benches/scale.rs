@@ -26,7 +26,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::{
-    AGENT, NODES, NS, cpu_secs, operator_requests, rss_kib, sample, scrape, start, writes,
+    AGENT, NODES, NS, cpu_secs, create_all, operator_requests, ratio, rss_kib, sample, scrape,
+    start, twice, writes,
 };
 
 /// Interfaces (LANs) the VirtualIPs are spread over: 2,000 need at least 8.
@@ -159,17 +160,7 @@ async fn bench(n: usize) -> Result<Figures> {
     let seen = Seen::watch(vips.clone()).await?;
     let objects = (0..n).map(virtualip).collect::<Result<Vec<_>>>()?;
     let start = Instant::now();
-    let created: Vec<Result<VirtualIP, kube::Error>> = futures::stream::iter(objects)
-        .map(|v| {
-            let vips = vips.clone();
-            async move { vips.create(&PostParams::default(), &v).await }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for r in created {
-        r.context("creating a VirtualIP")?;
-    }
+    create_all(&vips, objects, "VirtualIP").await?;
     let applied = start.elapsed();
 
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), NS);
@@ -341,17 +332,7 @@ fn main() -> Result<()> {
             2 * n + 1
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let mut runs = Vec::new();
-    for count in [n, 2 * n] {
-        let f = rt.block_on(bench(count))?;
-        print(&f);
-        runs.push(f);
-    }
-    let (a, b) = (&runs[0], &runs[1]);
-    let ratio = |x: f64, y: f64| if x > 0.0 { y / x } else { f64::NAN };
+    let (a, b) = twice(n, bench, print)?;
     println!(
         "scaling: {} against {} VirtualIPs (linear: 2.00; target: at most 2.2 for steady state)",
         b.n, a.n
@@ -377,7 +358,7 @@ fn main() -> Result<()> {
         "  operator RSS at steady state      {:>8.2}",
         ratio(a.rss_kib as f64, b.rss_kib as f64)
     );
-    for f in &runs {
+    for f in [&a, &b] {
         if f.duplicates > 0 || f.writes_after > 0 {
             bail!(
                 "{} VirtualIPs: not at a quiet, consistent steady state",

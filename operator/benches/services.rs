@@ -19,16 +19,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use buoy_crds::VirtualIP;
 use buoy_tests::testapi::TestApi;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::{AGENT, NODES, NS, cpu_secs, operator_requests, rss_kib, start, writes};
+use support::{
+    AGENT, NODES, NS, cpu_secs, create_all, operator_requests, ratio, rss_kib, start, twice, writes,
+};
 
 /// The most router IDs the Services may use (the target; 255 exist per LAN).
 const ROUTER_IDS: usize = 64;
@@ -180,17 +182,7 @@ async fn bench(n: usize) -> Result<Figures> {
 
     let objects = (0..n).map(service).collect::<Result<Vec<_>>>()?;
     let t0 = Instant::now();
-    let created: Vec<Result<Service, kube::Error>> = futures::stream::iter(objects)
-        .map(|s| {
-            let services = services.clone();
-            async move { services.create(&PostParams::default(), &s).await }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for r in created {
-        r.context("creating a Service")?;
-    }
+    create_all(&services, objects, "Service").await?;
     let created = t0.elapsed();
     let deadline = t0 + Duration::from_secs(300);
     let mut peak = 0;
@@ -277,17 +269,7 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let mut runs = Vec::new();
-    for count in [n, 2 * n] {
-        let f = rt.block_on(bench(count))?;
-        print(&f);
-        runs.push(f);
-    }
-    let (a, b) = (&runs[0], &runs[1]);
-    let ratio = |x: f64, y: f64| if x > 0.0 { y / x } else { f64::NAN };
+    let (a, b) = twice(n, bench, print)?;
     println!(
         "scaling: {} against {} Services (linear: 2.00; target: at most 2.2)",
         b.n, a.n
@@ -304,7 +286,7 @@ fn main() -> Result<()> {
         "  operator RSS                         {:>8.2}",
         ratio(a.rss_kib as f64, b.rss_kib as f64)
     );
-    for f in &runs {
+    for f in [&a, &b] {
         if f.router_ids > ROUTER_IDS * f.n.div_ceil(1000) {
             bail!("{} Services used {} router IDs", f.n, f.router_ids);
         }

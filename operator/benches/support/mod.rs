@@ -1,15 +1,17 @@
 //! What the operator's benches share: the test server set up as a new user would (the
 //! namespace, five Nodes, an AddressPool admitting the namespace), the real `buoy-operator run`
-//! started against it, and the readings of its process and metrics.
+//! started against it, the objects created at once, the two runs (N and 2N) and their ratios, and
+//! the readings of its process and metrics.
 
 #![allow(dead_code)]
 
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use buoy_tests::process::Proc;
 use buoy_tests::testapi::TestApi;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -138,4 +140,46 @@ pub(crate) async fn start(api: &TestApi, client: &Client) -> Result<(Proc, Strin
         bail!("the operator did not start: {:?}", op.output());
     }
     Ok((op, metrics))
+}
+
+/// Creates `objects` with 64 concurrent clients, as a burst of `kubectl apply` would; the first
+/// failure, saying what was being created.
+pub(crate) async fn create_all<K>(api: &Api<K>, objects: Vec<K>, what: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let created: Vec<Result<K, kube::Error>> = futures::stream::iter(objects)
+        .map(|o| async move { api.create(&PostParams::default(), &o).await })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for r in created {
+        r.with_context(|| format!("creating a {what}"))?;
+    }
+    Ok(())
+}
+
+/// Runs `bench` with `n` and with `2n`, each on a fresh server and operator, printing each run's
+/// figures as it ends.
+pub(crate) fn twice<F, Fut>(
+    n: usize,
+    bench: impl Fn(usize) -> Fut,
+    print: impl Fn(&F),
+) -> Result<(F, F)>
+where
+    Fut: std::future::Future<Output = Result<F>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let a = rt.block_on(bench(n))?;
+    print(&a);
+    let b = rt.block_on(bench(2 * n))?;
+    print(&b);
+    Ok((a, b))
+}
+
+/// `y / x`, the second run's figure against the first's (NaN without a first).
+pub(crate) fn ratio(x: f64, y: f64) -> f64 {
+    if x > 0.0 { y / x } else { f64::NAN }
 }
