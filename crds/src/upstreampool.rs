@@ -194,10 +194,13 @@ pub struct HealthCheck {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration(self.interval)").message("timeout must be greater than 0s and at most interval").field_path(".timeout"))]
 #[x_kube(validation = Rule::new("duration(self.interval) >= duration('100ms')").message("interval must be at least 100ms").field_path(".interval"))]
-#[x_kube(validation = Rule::new("self.protocol == 'HTTP' || (!has(self.path) && !has(self.host) && !has(self.expectedStatuses))").message("path, host and expectedStatuses apply only to HTTP health checks").field_path(".protocol"))]
+#[x_kube(validation = Rule::new("self.protocol != 'TCP' || (!has(self.path) && !has(self.host) && !has(self.expectedStatuses))").message("path, host and expectedStatuses apply only to HTTP and HTTPS health checks").field_path(".protocol"))]
 pub struct ActiveHealthCheck {
     /// `TCP`: a connection is opened and closed. `HTTP`: a GET request must answer with an
-    /// expected status.
+    /// expected status. `HTTPS`: the same GET over TLS, the backend's certificate not verified
+    /// (HAProxy: `check-ssl verify none`), for backends that only speak TLS, such as
+    /// Kubernetes API servers (`/livez`). The TLS server name is `host` when it is a DNS name,
+    /// else none (the backend's address).
     #[serde(default)]
     pub protocol: HealthCheckProtocol,
     /// HTTP request path (default `/`).
@@ -280,6 +283,7 @@ pub enum HealthCheckProtocol {
     #[default]
     TCP,
     HTTP,
+    HTTPS,
 }
 
 /// nginx's passive check, exactly: `maxFails` failed attempts within `failTimeout` mark the

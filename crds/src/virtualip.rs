@@ -405,6 +405,64 @@ pub struct TrackSpec {
     /// (keepalived: `track_interface`). The VIP's own interface is always tracked (down = Fault).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<TrackInterfaces>,
+    /// Track an HTTP(S) endpoint with GET requests, as kubelet's `httpGet` probe does: the
+    /// condition fails after `failureThreshold` failed requests in a row (no answer within
+    /// `timeout`, or a status outside 200-399) and holds again after `successThreshold`
+    /// successes (keepalived: a `vrrp_script` that curls the URL, with `fall` and `rise`). It
+    /// fails until the first success, so a node whose endpoint never answered does not take
+    /// the VIP. For a control-plane VIP: `https://127.0.0.1:6443/livez`, the local API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<TrackHttpGet>,
+}
+
+/// An HTTP GET probe of a URL (kubelet's `httpGet` probe). HTTPS probes do not verify the
+/// server's certificate, as kubelet's do not: the probe asks whether the server is alive, not
+/// whether to trust it, and the address is the node's own (no name to spoof: IP literals only).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("isURL(self.url) && url(self.url).getScheme() in ['http', 'https']").message("url must be an absolute http:// or https:// URL").field_path(".url"))]
+#[x_kube(validation = Rule::new("!isURL(self.url) || isIP(url(self.url).getHostname())").message("url's host must be an IP address (https://127.0.0.1:6443/livez, https://[::1]:6443/livez), not a name: the probe must not depend on DNS").field_path(".url"))]
+#[x_kube(validation = Rule::new("duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration(self.interval)").message("timeout must be greater than 0s and at most interval").field_path(".timeout"))]
+#[x_kube(validation = Rule::new("duration(self.interval) >= duration('100ms')").message("interval must be at least 100ms").field_path(".interval"))]
+pub struct TrackHttpGet {
+    /// The URL: `http://` or `https://`, an IP address as the host, an optional port and path
+    /// (`https://127.0.0.1:6443/livez`).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// Time between two requests (kubelet: `periodSeconds`; keepalived: `interval`).
+    #[serde(default = "default_probe_interval")]
+    pub interval: Duration,
+    /// Time allowed for one request, connection and TLS handshake included; at most `interval`
+    /// (kubelet: `timeoutSeconds`).
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Duration,
+    /// Failed requests in a row that make the condition fail (kubelet: `failureThreshold`;
+    /// keepalived: `fall`).
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: u32,
+    /// Successful requests in a row that make it hold again (kubelet: `successThreshold`;
+    /// keepalived: `rise`).
+    #[serde(default = "default_success_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub success_threshold: u32,
+    /// As for upstreams; default 0 (Fault while the probe fails).
+    #[serde(default)]
+    #[schemars(range(min = -253, max = 253))]
+    pub weight: i32,
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+fn default_success_threshold() -> u32 {
+    1
 }
 
 /// keepalived's `weight` semantics, exactly: a positive weight is added to the priority while the

@@ -29,6 +29,7 @@ use crate::{
         metrics::ProxyMetrics,
         service::{ListenError, PoolReport, ProxyService},
     },
+    track,
     vrrp::{
         host::{Host, PortStats},
         instance::{
@@ -104,6 +105,8 @@ struct Running {
     stats: Arc<Mutex<Stats>>,
     /// Ends with whether the VIP was left bound for a successor instance.
     task: JoinHandle<bool>,
+    /// The `track.httpGet` probe, stopped with the instance.
+    http_get: Option<track::RunningProbe>,
 }
 
 /// Where the agent keeps its ledger, and who it is on the node.
@@ -365,7 +368,14 @@ impl Agent {
     /// Starts the instance of `plan`; `successor`: its previous instance left the VIP bound.
     fn start(&self, plan: VipPlan, stats: Arc<Mutex<Stats>>, successor: bool) -> Running {
         let (shutdown, shutdown_rx) = watch::channel(None);
-        let (data_path, data_path_rx) = watch::channel(self.proxy.data_path(&plan.listeners));
+        let http_get = plan
+            .instance
+            .track_http_get
+            .clone()
+            .map(|t| track::start(&plan.key, t));
+        let mut first = self.proxy.data_path(&plan.listeners);
+        first.http_get_ok = http_get.as_ref().is_none_or(|p| *p.ok.borrow());
+        let (data_path, data_path_rx) = watch::channel(first);
         let (peers, peers_rx) = watch::channel(plan.peers.clone());
         let (addresses, addresses_rx) = watch::channel(AddressUpdate {
             addresses: plan.instance.addresses.clone(),
@@ -451,6 +461,7 @@ impl Agent {
             addresses,
             stats,
             task,
+            http_get,
         }
     }
 
@@ -473,6 +484,7 @@ impl Agent {
         for (key, r) in &self.running {
             let mut now = self.proxy.data_path(&r.plan.listeners);
             now.local_endpoint = r.plan.local_endpoint.unwrap_or(true);
+            now.http_get_ok = r.http_get.as_ref().is_none_or(|p| *p.ok.borrow());
             r.data_path.send_if_modified(|d| {
                 let changed = *d != now;
                 *d = now;

@@ -11,6 +11,7 @@ use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract};
 use buoy_vrrp::packet::{Version, auth_data};
 
 use crate::dns::Resolutions;
+use crate::probe::HttpGetTrack;
 use crate::proxy::{
     active::Thresholds,
     listener::ListenerConfig,
@@ -36,6 +37,9 @@ pub enum ConfigError {
     #[error("the VirtualIP has no address yet (the operator allocates one from its AddressPool)")]
     /// No address allocated yet.
     NoAddresses,
+    #[error("track.httpGet: {0}")]
+    /// A `track.httpGet` URL the probe cannot use.
+    BadTrackUrl(String),
 }
 
 /// nginx's default `keepalive_timeout`.
@@ -382,6 +386,13 @@ pub fn vrrp_instance(
             .as_ref()
             .and_then(|t| t.upstreams.as_ref())
             .map(|u| u.weight),
+        track_http_get: spec
+            .track
+            .as_ref()
+            .and_then(|t| t.http_get.as_ref())
+            .map(HttpGetTrack::from_spec)
+            .transpose()
+            .map_err(ConfigError::BadTrackUrl)?,
         virtual_mac: v.virtual_mac,
         handover_forward: v.connection_handover.as_std(),
         allowed_interfaces: Vec::new(),

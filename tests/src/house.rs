@@ -108,6 +108,9 @@ pub const CRATES: &[Crate] = &[
             // buoy-import).
             ("net", 20),
             ("dns", 20),
+            // The HTTP(S) GET probe client, shared by the proxy's health checks and the
+            // VIPs' `track.httpGet`.
+            ("probe", 20),
             ("refresh", 15),
             ("metrics", 15),
             // The engines: neither uses the other. VRRP's IO shell: the socket, what instances
@@ -121,6 +124,8 @@ pub const CRATES: &[Crate] = &[
             ("config", 40),
             ("endpoints", 40),
             ("node", 45),
+            // A VIP's `track.httpGet` probe, run beside its instance (the proxy's rise/fall).
+            ("track", 45),
             // Running a node's configuration, and reporting on it.
             ("agent", 50),
             ("admin", 55),

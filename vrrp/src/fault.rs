@@ -5,7 +5,8 @@
 
 use crate::track::{Condition, effective_priority};
 
-/// What the node's proxy says about the VIP's listeners: a master must be able to serve.
+/// What the node says about serving the VIP, from its proxy's listeners and its probes: a
+/// master must be able to serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataPath {
     /// Every listener has a healthy backend (for `track.upstreams`).
@@ -15,6 +16,8 @@ pub struct DataPath {
     /// A LoadBalancer Service with `externalTrafficPolicy: Local` has a ready endpoint on this
     /// node (true when there is no such requirement): only such nodes may be master.
     pub local_endpoint: bool,
+    /// The VIP's HTTP GET probe passes (for `track.httpGet`; true without one).
+    pub http_get_ok: bool,
 }
 
 impl DataPath {
@@ -23,6 +26,7 @@ impl DataPath {
         upstreams_healthy: true,
         listening: true,
         local_endpoint: true,
+        http_get_ok: true,
     };
 }
 
@@ -62,6 +66,8 @@ pub enum Fault {
     NoLocalEndpoint,
     /// `track.upstreams` with weight 0, and a listener has no healthy backend.
     NoHealthyUpstream,
+    /// `track.httpGet` with weight 0, and its probe fails.
+    HttpGetFailing,
     /// A tracked interface with weight 0 is down.
     TrackedInterfaceDown,
 }
@@ -75,6 +81,7 @@ impl Fault {
             Fault::NotListening => "cannot open a listener",
             Fault::NoLocalEndpoint => "no ready local endpoint (externalTrafficPolicy: Local)",
             Fault::NoHealthyUpstream => "no healthy upstream",
+            Fault::HttpGetFailing => "tracked HTTP GET failing",
             Fault::TrackedInterfaceDown => "tracked interface down",
         }
     }
@@ -90,6 +97,8 @@ impl Fault {
 
 /// The name of the upstream condition among the tracked ones.
 const UPSTREAMS: &str = "upstreams";
+/// The name of the HTTP GET condition among the tracked ones.
+const HTTP_GET: &str = "httpGet";
 
 /// Everything a router's fault and effective priority are decided from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +113,8 @@ pub struct Health {
     pub tracked: Vec<TrackedInterface>,
     /// Weight of the "this node has healthy upstreams" condition (`track.upstreams`).
     pub track_upstreams: Option<i32>,
+    /// Weight of the "the HTTP GET probe passes" condition (`track.httpGet`).
+    pub track_http_get: Option<i32>,
 }
 
 /// What [`Health::assess`] decided.
@@ -135,6 +146,13 @@ impl Health {
                 ok: self.data_path.upstreams_healthy,
             });
         }
+        if let Some(weight) = self.track_http_get {
+            conditions.push(Condition {
+                name: HTTP_GET.into(),
+                weight,
+                ok: self.data_path.http_get_ok,
+            });
+        }
         let tracked = effective_priority(base, &conditions);
         let fault = if !self.link_up {
             Some(Fault::InterfaceDown)
@@ -147,6 +165,7 @@ impl Health {
         } else {
             match &tracked {
                 Err(name) if name == UPSTREAMS => Some(Fault::NoHealthyUpstream),
+                Err(name) if name == HTTP_GET => Some(Fault::HttpGetFailing),
                 Err(_) => Some(Fault::TrackedInterfaceDown),
                 Ok(_) => None,
             }
@@ -194,6 +213,7 @@ mod tests {
                 up: true,
             }],
             track_upstreams: Some(2),
+            track_http_get: Some(0),
         }
     }
 
@@ -217,6 +237,21 @@ mod tests {
         assert_eq!(h.assess(100).fault, Some(Fault::TrackedInterfaceDown));
         assert_eq!(h.assess(100).priority, None);
         h.tracked[0].up = true;
+        h.data_path.http_get_ok = false;
+        assert_eq!(h.assess(100).fault, Some(Fault::NoHealthyUpstream));
+        h.data_path.upstreams_healthy = true;
+        assert_eq!(h.assess(100).fault, Some(Fault::HttpGetFailing));
+        assert_eq!(h.assess(100).priority, None);
+        h.track_http_get = Some(-50);
+        assert_eq!(
+            h.assess(100),
+            Assessment {
+                priority: Some(50),
+                fault: None
+            },
+            "a failing probe with a negative weight lowers the priority"
+        );
+        h.data_path.upstreams_healthy = false;
         assert_eq!(h.assess(100).fault, Some(Fault::NoHealthyUpstream));
         h.data_path.listening = false;
         assert_eq!(h.assess(100).fault, Some(Fault::NotListening));

@@ -209,6 +209,7 @@ fn draft(key: usize, g: &Group, vrrp: VrrpSpec, priorities: Vec<NodePriority>) -
         track: first.track_interfaces.clone().map(|i| TrackSpec {
             upstreams: None,
             interface: Some(i),
+            http_get: None,
         }),
         listeners: Vec::new(),
     };

@@ -4,6 +4,7 @@
 
 mod check;
 mod import;
+mod manifest;
 mod proxy;
 mod run;
 mod standalone;
@@ -58,6 +59,10 @@ enum Command {
     /// Translate keepalived.conf (one per host) and nginx.conf into VirtualIP, UpstreamPool and
     /// Secret YAML on stdout; what cannot be translated is listed on stderr with file and line.
     Import(import::ImportArgs),
+    /// Print manifests for setups that run without a cluster: `control-plane`, the VIP in front
+    /// of the API servers, as a static Pod.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestArgs),
 }
 
 impl Cli {
@@ -87,6 +92,7 @@ impl Cli {
                 )
             }
             Command::Import(args) => import::import(args),
+            Command::Manifest(args) => manifest::manifest(args),
             Command::Vrrp(args) => {
                 init_logging();
                 exit_code(run_async(vrrp::vrrp(args)))

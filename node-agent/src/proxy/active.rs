@@ -24,6 +24,12 @@ impl Default for ActiveState {
 }
 
 impl ActiveState {
+    /// A state that starts healthy or not (pools' backends start healthy; a tracked probe
+    /// starts failing, until it first passes).
+    pub(crate) fn starting(healthy: bool) -> Self {
+        ActiveState { healthy, streak: 0 }
+    }
+
     /// Records one probe result; returns `Some(new_health)` when the health changed.
     pub(crate) fn record(&mut self, t: &Thresholds, ok: bool) -> Option<bool> {
         if ok == self.healthy {

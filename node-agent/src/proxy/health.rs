@@ -1,14 +1,13 @@
 //! Active health checks (the IO side): every interval, each backend of a pool is probed with a
-//! TCP connect or an HTTP GET, and the result is fed to the pool's rise/fall state.
+//! TCP connect or an HTTP(S) GET ([`crate::probe`]), and the result is fed to the pool's
+//! rise/fall state.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use buoy_crds::HealthCheckProtocol;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    time::timeout,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream, time::timeout};
+
+use crate::probe::HttpGet;
 
 use super::{active::status_expected, http::PoolSlot, metrics::ProxyMetrics, pool::ActiveCheck};
 
@@ -30,40 +29,19 @@ async fn probe_inner(addr: SocketAddr, check: &ActiveCheck) -> bool {
             return false;
         }
     }
-    if check.protocol == HealthCheckProtocol::TCP {
-        return true;
-    }
-    let host = check.host.clone().unwrap_or_else(|| addr.to_string());
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: buoy-health-check\r\nConnection: close\r\n\r\n",
-        check.path
-    );
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    // Only the status line matters; read until the headers end (or 8 KiB).
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while buf.len() < 8192 {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) | Ok(httparse::Status::Partial)
-                if response.code.is_some() =>
-            {
-                return response
-                    .code
-                    .is_some_and(|c| status_expected(c, &check.statuses));
-            }
-            Ok(_) => continue,
-            Err(_) => return false,
-        }
-    }
-    false
+    let tls = match check.protocol {
+        HealthCheckProtocol::TCP => return true,
+        HealthCheckProtocol::HTTP => false,
+        HealthCheckProtocol::HTTPS => true,
+    };
+    let get = HttpGet {
+        tls,
+        host: check.host.clone().unwrap_or_else(|| addr.to_string()),
+        path: check.path.clone(),
+    };
+    crate::probe::get(stream, addr, &get)
+        .await
+        .is_some_and(|c| status_expected(c, &check.statuses))
 }
 
 /// Probes the pool in `slot` until `stop` turns true. The slot's current pool is read at every

@@ -189,6 +189,7 @@ impl ProxyService {
         let open: Vec<&Listener> = names.iter().filter_map(|n| self.listeners.get(n)).collect();
         DataPath {
             local_endpoint: true,
+            http_get_ok: true,
             listening: open.len() == names.len(),
             upstreams_healthy: open.iter().all(|l| {
                 l.health_pools()

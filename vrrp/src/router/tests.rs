@@ -32,6 +32,7 @@ fn healthy() -> Health {
             up: true,
         }],
         track_upstreams: Some(2),
+        track_http_get: None,
     }
 }
 
@@ -159,6 +160,7 @@ fn the_interface_down_comes_before_any_other_fault() {
             upstreams_healthy: true,
             listening: false,
             local_endpoint: true,
+            http_get_ok: true,
         },
     );
     assert_eq!(r.machine().state(), State::Fault);
@@ -208,7 +210,8 @@ fn tracking_moves_the_priority_a_master_advertises() {
             DataPath {
                 upstreams_healthy: false,
                 listening: true,
-                local_endpoint: true
+                local_endpoint: true,
+                http_get_ok: true,
             }
         ),
         [Action::SendAdvert { priority: 50 }]

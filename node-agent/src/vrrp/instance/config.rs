@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
+use crate::probe::HttpGetTrack;
 use buoy_vrrp::{
     announce::AnnounceConfig,
     machine::Config as MachineConfig,
@@ -45,6 +46,9 @@ pub struct InstanceConfig {
     pub track_interfaces: Vec<(String, i32)>,
     /// Weight of the "this node has healthy upstreams" condition (`track.upstreams`).
     pub track_upstreams: Option<i32>,
+    /// The HTTP GET probe whose condition moves the priority (`track.httpGet`); the agent runs
+    /// it and reports it with the data path.
+    pub track_http_get: Option<HttpGetTrack>,
     /// Hold the VIP on a macvlan with the VRRP virtual MAC (keepalived's `use_vmac`; adverts still
     /// leave from the parent interface, as with keepalived's `vmac_xmit_base`).
     pub virtual_mac: bool,
@@ -83,6 +87,7 @@ impl Default for InstanceConfig {
             announce: AnnounceConfig::default(),
             track_interfaces: Vec::new(),
             track_upstreams: None,
+            track_http_get: None,
             virtual_mac: false,
             handover_forward: HANDOVER_FORWARD,
             allowed_interfaces: Vec::new(),

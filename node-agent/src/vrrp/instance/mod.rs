@@ -269,6 +269,7 @@ fn start(
         data_path,
         tracked: std::mem::take(&mut opened.tracked),
         track_upstreams: config.track_upstreams,
+        track_http_get: config.track_http_get.as_ref().map(|t| t.weight),
     };
     let router = Router::new(
         config.machine(opened.source, handover.is_some()),
