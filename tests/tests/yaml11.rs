@@ -685,6 +685,63 @@ fn what_the_importer_prints_reads_alike() {
     compare(&sources).assert_same("buoy-agent import");
 }
 
+/// `buoy-agent manifest control-plane ARGS`' output.
+fn control_plane_output(args: &[&str]) -> String {
+    let out = Command::new(workspace_bin("buoy-agent"))
+        .args(["manifest", "control-plane"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "buoy-agent manifest control-plane {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn what_the_control_plane_manifest_prints_reads_alike() {
+    // Node names that YAML 1.1 would read as booleans, in both modes.
+    let announce = [
+        "--address",
+        "10.0.0.100/24",
+        "--interface",
+        "eth0",
+        "--node",
+        "on=100",
+        "--node",
+        "y=99",
+        "--node",
+        "no=98",
+    ];
+    let proxy = [
+        "--address",
+        "10.0.0.100/24",
+        "--interface",
+        "eth0",
+        "--mode",
+        "proxy",
+        "--node",
+        "on=100@10.0.0.1",
+        "--node",
+        "y=99@10.0.0.2",
+    ];
+    let sources: Vec<Source> = [&announce[..], &proxy[..]]
+        .iter()
+        .map(|args| {
+            let text = control_plane_output(args);
+            assert!(text.contains("'on'"), "{text}");
+            Source::text(
+                &format!("buoy-agent manifest control-plane {args:?}"),
+                &text,
+            )
+        })
+        .collect();
+    compare(&sources).assert_same("buoy-agent manifest control-plane");
+}
+
 // ---- the docs ----
 
 /// Every ```` ```yaml ```` (or `yml`) block of a Markdown file: `FILE:LINE` of its opening fence,

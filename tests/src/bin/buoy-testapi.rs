@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use buoy_tests::testapi::{Options, TestApi};
+use buoy_tests::testapi::{Options, TestApi, TlsFiles};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -21,6 +21,12 @@ struct Args {
     /// Seconds between watch bookmarks (for watches that ask for them).
     #[arg(long, default_value_t = 1)]
     bookmark_interval: u64,
+    /// Serve HTTPS with this certificate (PEM; with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +39,10 @@ fn main() -> anyhow::Result<()> {
         listen: args.listen,
         kubeconfig: Some(args.kubeconfig.clone()),
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
         ..Options::default()
     })
     .with_context(|| format!("starting the test API server on {}", args.listen))?;

@@ -1,5 +1,6 @@
-//! The kubeconfig that points kube-rs and kubectl at the test server (plain HTTP on loopback,
-//! a dummy token: nothing is authenticated).
+//! The kubeconfig that points kube-rs and kubectl at the test server (plain HTTP on loopback, or
+//! HTTPS without verifying the server's self-signed certificate; a dummy token: nothing is
+//! authenticated).
 
 use std::{net::SocketAddr, path::Path};
 
@@ -7,11 +8,16 @@ use serde_json::json;
 
 pub const CONTEXT: &str = "buoy-testapi";
 
-pub fn render(addr: SocketAddr) -> String {
+pub fn render(addr: SocketAddr, https: bool) -> String {
+    let cluster = if https {
+        json!({"server": format!("https://{addr}"), "insecure-skip-tls-verify": true})
+    } else {
+        json!({"server": format!("http://{addr}")})
+    };
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": format!("http://{addr}")}}],
+        "clusters": [{"name": CONTEXT, "cluster": cluster}],
         "users": [{"name": CONTEXT, "user": {"token": "buoy-testapi"}}],
         "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": "default"}}],
         "current-context": CONTEXT,
@@ -20,11 +26,11 @@ pub fn render(addr: SocketAddr) -> String {
     serde_yaml::to_string(&doc).unwrap_or_default()
 }
 
-pub fn write(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+pub fn write(path: &Path, addr: SocketAddr, https: bool) -> std::io::Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, render(addr))
+    std::fs::write(path, render(addr, https))
 }

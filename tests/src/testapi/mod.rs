@@ -76,6 +76,37 @@ pub enum TestApiError {
     NotReady,
     #[error("kube client: {0}")]
     Client(String),
+    #[error("cannot load the TLS certificate and key: {0}")]
+    Tls(String),
+}
+
+/// A certificate chain and its key, PEM files: the server speaks HTTPS with them.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A TLS acceptor that offers HTTP/1.1 (all the server speaks).
+    fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, TestApiError> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let bad = |e: &dyn std::fmt::Display| TestApiError::Tls(e.to_string());
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(|e| bad(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| bad(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad(&e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 /// Settings of a test server.
@@ -89,6 +120,8 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// How many events the history keeps for watches that resume (older: 410 Gone).
     pub history_limit: usize,
+    /// Serve HTTPS with this certificate (the kubeconfig then skips verification).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Options {
@@ -98,6 +131,7 @@ impl Default for Options {
             kubeconfig: None,
             bookmark_interval: Duration::from_secs(1),
             history_limit: 10_000,
+            tls: None,
         }
     }
 }
@@ -107,6 +141,8 @@ impl Default for Options {
 /// [`TestApi::resume`] take it away and bring it back on the same address with the same objects.
 pub struct TestApi {
     shared: Arc<Shared>,
+    /// HTTPS: every connection's handshake.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     kubeconfig: PathBuf,
     temporary: Option<PathBuf>,
     runtime: tokio::runtime::Handle,
@@ -138,7 +174,8 @@ impl TestApi {
                 (dir.join("kubeconfig"), Some(dir))
             }
         };
-        kubeconfig::write(&kubeconfig, addr)
+        let tls = opts.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        kubeconfig::write(&kubeconfig, addr, tls.is_some())
             .map_err(|e| TestApiError::Kubeconfig(kubeconfig.clone(), e))?;
         let shared = Arc::new(Shared::new(
             addr,
@@ -168,6 +205,7 @@ impl TestApi {
         let runtime = ready_rx.recv().map_err(|_| TestApiError::NotReady)?;
         let mut api = TestApi {
             shared,
+            tls,
             kubeconfig,
             temporary,
             runtime,
@@ -188,6 +226,7 @@ impl TestApi {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = std::sync::mpsc::channel();
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         self.runtime.spawn(async move {
             let listener = bind().and_then(|l| {
                 l.set_nonblocking(true)?;
@@ -196,7 +235,7 @@ impl TestApi {
             match listener {
                 Ok(listener) => {
                     let _ = ready_tx.send(Ok(()));
-                    server::serve(listener, shared, stop_rx).await;
+                    server::serve(listener, shared, tls, stop_rx).await;
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
