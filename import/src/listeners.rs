@@ -158,6 +158,8 @@ fn listener(
     let name = match (protocol, port) {
         (ListenerProtocol::HTTP, 80) => "http".to_string(),
         (ListenerProtocol::HTTP, p) => format!("http-{p}"),
+        (ListenerProtocol::HTTPS, 443) => "https".to_string(),
+        (ListenerProtocol::HTTPS, p) => format!("https-{p}"),
         (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
         (ListenerProtocol::UDP, p) => format!("udp-{p}"),
     };
@@ -176,6 +178,7 @@ fn listener(
         client: default.client.clone(),
         access_log,
         proxy_protocol,
+        tls: None,
     };
     for conflict in listener.route_conflicts() {
         warnings.add(&default.at, "server_name", conflict);

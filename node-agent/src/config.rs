@@ -7,8 +7,9 @@ use std::{
     time::Duration,
 };
 
-use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract};
+use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract, secret_keys};
 use buoy_vrrp::packet::{Version, auth_data};
+use k8s_openapi::api::core::v1::Secret;
 
 use crate::dns::Resolutions;
 use crate::proxy::{
@@ -18,6 +19,7 @@ use crate::proxy::{
     pool::{ActiveCheck, BackendSpec, PoolConfig},
     route::RouteConfig,
     service::ProxyConfig,
+    tls::{Certificate, TlsConfig},
 };
 use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
 
@@ -203,6 +205,7 @@ pub(crate) fn pool(
 pub(crate) fn listeners(
     vip: &VirtualIP,
     addresses: &[VipAddress],
+    tls: &BTreeMap<String, (TlsConfig, Vec<String>)>,
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     let vip_key = contract::key_of(&vip.metadata);
     let ns = vip
@@ -216,6 +219,9 @@ pub(crate) fn listeners(
         for l in &vip.spec.listeners {
             let client = l.client.clone().unwrap_or_default();
             let tcp = l.protocol == buoy_crds::ListenerProtocol::TCP;
+            let tls = tls.get(&l.name);
+            let mut problems = l.route_conflicts();
+            problems.extend(tls.iter().flat_map(|(_, p)| p.iter().cloned()));
             out.push(ListenerConfig {
                 name: format!("{vip_key}/{}@{ip}", l.name),
                 addr: SocketAddr::new(ip, l.port),
@@ -237,7 +243,7 @@ pub(crate) fn listeners(
                         pool: contract::key(Some(ns), Some(&r.upstream_pool)),
                     })
                     .collect(),
-                problems: l.route_conflicts(),
+                problems,
                 max_connections: client.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 keepalive_timeout: client
                     .keepalive_timeout
@@ -261,10 +267,114 @@ pub(crate) fn listeners(
                 max_body_bytes: client.max_request_body_bytes.unwrap_or(1024 * 1024),
                 access_log: l.access_log.as_ref().map(|a| a.format),
                 proxy_protocol: l.proxy_protocol,
+                tls: tls.map(|(t, _)| t.clone()),
             });
         }
     }
     Ok(out)
+}
+
+/// By listener name (of the spec): its TLS, and what is wrong with its certificates.
+pub type ListenerTls = BTreeMap<String, (TlsConfig, Vec<String>)>;
+
+/// The TLS of each HTTPS listener of `vip` from the Secrets at hand (`problems`: why a wanted
+/// Secret could not be read lately): each `kubernetes.io/tls` Secret read and checked
+/// ([`Certificate::parse`]); one that is missing or broken is left out and said on its
+/// listener, which serves with the others (with none, its handshakes fail and only it stops
+/// serving). The Secrets they need go in `wants`.
+pub fn listener_tls(
+    vip: &VirtualIP,
+    secrets: &[&Secret],
+    problems_of: &BTreeMap<(String, String), String>,
+    wants: &mut BTreeSet<(String, String)>,
+) -> ListenerTls {
+    let namespace = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
+    let mut all = ListenerTls::new();
+    for l in &vip.spec.listeners {
+        let Some(tls) = &l.tls else { continue };
+        let mut certificates = Vec::new();
+        let mut problems = Vec::new();
+        for r in &tls.certificates {
+            let id = (namespace.to_string(), r.secret_name.clone());
+            wants.insert(id.clone());
+            let key = contract::key(Some(namespace), Some(&r.secret_name));
+            let value = |k| secret_value(secrets, namespace, &r.secret_name, k);
+            let parsed = match (value(secret_keys::CERTIFICATE), value(secret_keys::KEY)) {
+                (Some(crt), Some(k)) => {
+                    Certificate::parse(&key, &crt, &k).map_err(|e| e.to_string())
+                }
+                _ => Err(match problems_of.get(&id) {
+                    Some(problem) => problem.clone(),
+                    None if secrets
+                        .iter()
+                        .any(|s| s.metadata.name.as_deref() == Some(&r.secret_name)) =>
+                    {
+                        format!("no {} and {}", secret_keys::CERTIFICATE, secret_keys::KEY)
+                    }
+                    None => "not found".to_string(),
+                }),
+            };
+            match parsed {
+                Ok(c) => {
+                    if let Some(problem) = problems_of.get(&id) {
+                        problems.push(format!(
+                            "certificate Secret {}: {problem}; the last certificate read is used",
+                            r.secret_name
+                        ));
+                    }
+                    certificates.push(c);
+                }
+                Err(why) => problems.push(format!(
+                    "certificate Secret {}: {why}; not served",
+                    r.secret_name
+                )),
+            }
+        }
+        if certificates.is_empty() {
+            problems.push("no usable certificate: TLS handshakes fail".to_string());
+        }
+        let config = TlsConfig {
+            certificates,
+            min_version: tls.min_version,
+            alpn: tls.alpn.clone(),
+        };
+        all.insert(l.name.clone(), (config, problems));
+    }
+    all
+}
+
+/// The value of `key` in Secret `namespace/name`, from the Secrets at hand (`data`, or
+/// `stringData` as files may give it).
+pub(crate) fn secret_value(
+    secrets: &[&Secret],
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Option<Vec<u8>> {
+    let secret: &Secret = secrets.iter().copied().find(|s| {
+        s.metadata.name.as_deref() == Some(name)
+            && s.metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(contract::DEFAULT_NAMESPACE)
+                == namespace
+    })?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|s| s.clone().into_bytes())
+        })
 }
 
 /// The proxy configuration of `vips` on their own addresses, with the pools they reference,
@@ -272,6 +382,7 @@ pub(crate) fn listeners(
 pub fn proxy_with(
     vips: &[&VirtualIP],
     pools: &[&UpstreamPool],
+    secrets: &[&Secret],
     resolved: &Resolutions,
     policy: &BackendPolicy,
 ) -> Result<ProxyConfig, ConfigError> {
@@ -280,9 +391,10 @@ pub fn proxy_with(
         pools: BTreeMap::new(),
     };
     for vip in vips {
+        let tls = listener_tls(vip, secrets, &BTreeMap::new(), &mut BTreeSet::new());
         config
             .listeners
-            .extend(listeners(vip, &vip.spec.addresses)?);
+            .extend(listeners(vip, &vip.spec.addresses, &tls)?);
     }
     for p in pools {
         let p = pool(p, resolved, policy);
@@ -299,7 +411,13 @@ pub fn proxy_with(
 
 /// [`proxy_with`] for IP literals only, every backend allowed.
 pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig, ConfigError> {
-    proxy_with(vips, pools, &Resolutions::new(), &BackendPolicy::default())
+    proxy_with(
+        vips,
+        pools,
+        &[],
+        &Resolutions::new(),
+        &BackendPolicy::default(),
+    )
 }
 
 /// Parses `192.168.60.88` or `192.168.60.88/24`; a bare address is a host address (/32, /128),

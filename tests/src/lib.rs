@@ -49,3 +49,9 @@ where
         tokio::time::sleep(every).await;
     }
 }
+
+/// Makes ring the process's rustls crypto provider, for kube-rs clients: with the agent in the
+/// same build rustls has two (ring and aws-lc-rs) and would not choose.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

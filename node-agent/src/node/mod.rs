@@ -244,27 +244,12 @@ fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
         .namespace
         .as_deref()
         .unwrap_or(contract::DEFAULT_NAMESPACE);
-    let secret: &Secret = secrets.iter().copied().find(|s| {
-        s.metadata.name.as_deref() == Some(auth.secret_ref.name.as_str())
-            && s.metadata
-                .namespace
-                .as_deref()
-                .unwrap_or(contract::DEFAULT_NAMESPACE)
-                == namespace
-    })?;
-    let key = &auth.secret_ref.key;
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|s| s.clone().into_bytes())
-        })
+    config::secret_value(
+        secrets,
+        namespace,
+        &auth.secret_ref.name,
+        &auth.secret_ref.key,
+    )
 }
 
 /// The desired state of the node given everything it can see. A VirtualIP that cannot be
@@ -349,8 +334,14 @@ fn plan_vip(
         .and_then(|p| p.spec.interfaces.as_ref())
         .map(|l| l.iter().map(|i| i.0.clone()).collect())
         .unwrap_or_default();
+    let tls = config::listener_tls(
+        vip,
+        inputs.secrets,
+        inputs.secret_problems,
+        &mut out.wants.secrets,
+    );
     let listeners =
-        config::listeners(vip, &addresses).map_err(|e| Unserved::Fault(e.to_string()))?;
+        config::listeners(vip, &addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
     let vip_plan = VipPlan {
         key: key.to_string(),
         instance,
