@@ -17,69 +17,11 @@ use std::{
 use buoy_tests::{
     backend::parse_reply,
     netlab::{Lab, in_netns},
+    tls::{self, certificate, fingerprint, secret},
 };
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 const VIP: &str = "10.77.0.100";
-
-/// A self-signed ECDSA P-256 certificate for `names` (the first also its CN) and its key,
-/// written to `dir/NAME.crt` and `dir/NAME.key`.
-fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let san = names
-        .iter()
-        .map(|n| format!("DNS:{n}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={}", names[0]),
-        ])
-        .args(["-addext", &format!("subjectAltName={san}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (crt, key)
-}
-
-/// A `kubernetes.io/tls` Secret document with this certificate and key.
-fn secret(name: &str, crt: &Path, key: &Path) -> String {
-    let indent = |p: &Path| {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(crt),
-        indent(key)
-    )
-}
 
 /// The VirtualIP (listeners `https` on 443 and `modern` on 8443 with `minVersion: "1.3"`, both
 /// with `certificates`) and its pool on the web host's echo backend.
@@ -168,41 +110,9 @@ fn curl(lab: &Lab, name: &str, port: u16, ca: &Path, extra: &[&str]) -> (bool, S
     client(lab, "curl", &args)
 }
 
-/// The SHA-256 fingerprint of the certificate the listener on `port` presents for SNI `name`
-/// (`None`: no SNI).
+/// The fingerprint of the certificate the listener on `port` presents for SNI `name`.
 fn presented(lab: &Lab, port: u16, name: Option<&str>) -> String {
-    let connect = format!("{VIP}:{port}");
-    let mut args = vec!["s_client", "-connect", &connect];
-    match name {
-        Some(n) => args.extend(["-servername", n]),
-        None => args.push("-noservername"),
-    }
-    let (_, text) = client(lab, "openssl", &args);
-    let pem: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
-        .chain(std::iter::once("-----END CERTIFICATE-----"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    fingerprint_of(pem.as_bytes())
-}
-
-fn fingerprint_of(pem: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(pem).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn fingerprint(crt: &Path) -> String {
-    fingerprint_of(&std::fs::read(crt).unwrap())
+    tls::presented(&lab.host("client").ns, &format!("{VIP}:{port}"), name)
 }
 
 /// The agent's `/status` and `/metrics`.

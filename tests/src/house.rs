@@ -126,6 +126,7 @@ pub const CRATES: &[Crate] = &[
             ("admin", 55),
             // Where desired state comes from.
             ("watch", 55),
+            ("secret_watch", 56),
             ("source", 60),
             ("files", 65),
             ("cluster", 65),

@@ -14,6 +14,7 @@ pub mod seed;
 pub mod system;
 pub mod tcp_wire;
 pub mod testapi;
+pub mod tls;
 pub mod vrrp_wire;
 
 /// A `--name VALUE` flag of a bench command, or `default`.

@@ -94,6 +94,8 @@ pub struct Wants {
     pub names: BTreeSet<String>,
     /// Secrets to read.
     pub secrets: BTreeSet<(String, String)>,
+    /// Secrets of certificates: watched, so that a renewal is served within seconds.
+    pub certificates: BTreeSet<(String, String)>,
 }
 
 /// The plan of a node.
@@ -338,7 +340,7 @@ fn plan_vip(
         vip,
         inputs.secrets,
         inputs.secret_problems,
-        &mut out.wants.secrets,
+        &mut out.wants.certificates,
     );
     let listeners =
         config::listeners(vip, &addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
