@@ -869,9 +869,21 @@ fn agent_rbac_is_least_privilege() {
     let expect: BTreeSet<(String, String, String)> = [
         ("get", "vrrp-auth,vrrp-auth-2", "default"),
         ("get", "vrrp-auth", "lb"),
-        ("get", "shop-example-com-tls,www-shop-example-com-tls", "shop"),
-        ("list", "shop-example-com-tls,www-shop-example-com-tls", "shop"),
-        ("watch", "shop-example-com-tls,www-shop-example-com-tls", "shop"),
+        (
+            "get",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
+        (
+            "list",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
+        (
+            "watch",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
     ]
     .into_iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))

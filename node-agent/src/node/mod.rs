@@ -537,11 +537,12 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
             continue;
         }
         out.wants.names.extend(config::host_names(p));
+        // A CA Secret is watched as certificates are: cert-manager renews CAs too.
         let tls = config::pool_tls(
             p,
             inputs.secrets,
             inputs.secret_problems,
-            &mut out.wants.secrets,
+            &mut out.wants.certificates,
         );
         let pool = config::pool(p, inputs.resolved, inputs.backends, tls);
         out.config.proxy.pools.insert(pool.name.clone(), pool);
