@@ -84,6 +84,8 @@ pub mod secret_keys {
     pub const CERTIFICATE: &str = "tls.crt";
     /// The private key, PEM.
     pub const KEY: &str = "tls.key";
+    /// The CA certificates of an UpstreamPool's `tls.caSecretName`, PEM (cert-manager's key).
+    pub const CA_CERTIFICATE: &str = "ca.crt";
 }
 
 #[cfg(test)]

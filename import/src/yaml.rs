@@ -41,6 +41,7 @@ impl Import {
             timeouts: Default::default(),
             http: Default::default(),
             proxy_protocol: None,
+            tls: None,
         })
         .unwrap_or(Value::Null);
         for d in &self.pools {

@@ -12,6 +12,8 @@ use buoy_vrrp::packet::{Version, auth_data};
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::dns::Resolutions;
+
+mod upstream_tls;
 use crate::proxy::{
     active::Thresholds,
     listener::ListenerConfig,
@@ -22,6 +24,7 @@ use crate::proxy::{
     tls::{Certificate, TlsConfig},
 };
 use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
+pub use upstream_tls::{PoolTls, pool_tls};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 /// Why a VirtualIP cannot be turned into a VRRP instance.
@@ -104,13 +107,69 @@ pub fn host_names(pool: &UpstreamPool) -> impl Iterator<Item = String> + '_ {
 /// that the backend policy refuses, is left out and said in [`PoolConfig::problems`]; the pool's
 /// other backends serve (and without any, its listeners answer 503 with the reason). A name
 /// stands for every address it resolves to, as in nginx. Service-backed pools get their
-/// backends from EndpointSlices in cluster mode (until then they have none).
+/// backends from EndpointSlices in cluster mode (until then they have none). With a CA that
+/// cannot be read ([`pool_tls`]) the pool has no backends, and says why first.
 pub(crate) fn pool(
     pool: &UpstreamPool,
     resolved: &Resolutions,
     policy: &BackendPolicy,
+    tls: PoolTls,
 ) -> PoolConfig {
     let name = contract::key_of(&pool.metadata);
+    let s = &pool.spec;
+    let (mut backends, mut problems) = static_backends(pool, resolved, policy);
+    let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
+        protocol: a.protocol,
+        path: a.path.clone().unwrap_or_else(|| "/".into()),
+        host: a.host.clone(),
+        statuses: a.expected_statuses.as_ref().map_or_else(
+            || vec![(200, 399)],
+            |r| r.iter().filter_map(|r| r.bounds()).collect(),
+        ),
+        interval: a.interval.as_std(),
+        timeout: a.timeout.as_std(),
+        thresholds: Thresholds {
+            healthy: a.healthy_threshold,
+            unhealthy: a.unhealthy_threshold,
+        },
+        proxy_protocol: s.proxy_protocol,
+    });
+    let (tls, tls_warnings) = tls;
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(why) => {
+            backends.clear();
+            problems.insert(0, why);
+            None
+        }
+    };
+    problems.extend(tls_warnings);
+    PoolConfig {
+        name,
+        backends,
+        algorithm: s.load_balancing.algorithm,
+        hash_key: s
+            .load_balancing
+            .hash_key
+            .unwrap_or(buoy_crds::HashKey::ClientIp),
+        hash_key_name: s.load_balancing.hash_key_name.clone(),
+        retry: (&s.retry).into(),
+        timeouts: (&s.timeouts).into(),
+        headers: (&s.http).into(),
+        active,
+        proxy_protocol: s.proxy_protocol,
+        tls,
+        problems,
+    }
+}
+
+/// The static backends of `pool`, each name for every address it resolves to, and why some
+/// of the spec are not among them.
+fn static_backends(
+    pool: &UpstreamPool,
+    resolved: &Resolutions,
+    policy: &BackendPolicy,
+) -> (Vec<BackendSpec>, Vec<String>) {
     let s = &pool.spec;
     let passive = &s.health_check.passive;
     let mut backends = Vec::new();
@@ -152,6 +211,11 @@ pub(crate) fn pool(
             }
             backends.push(BackendSpec {
                 addr: SocketAddr::new(ip, b.port),
+                host: b
+                    .address
+                    .parse::<IpAddr>()
+                    .is_err()
+                    .then(|| b.address.to_ascii_lowercase()),
                 weight: b.weight,
                 backup: b.backup,
                 down: b.down,
@@ -166,38 +230,7 @@ pub(crate) fn pool(
     // kept per address.
     let mut seen = BTreeSet::new();
     backends.retain(|b| seen.insert(b.addr));
-    let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
-        protocol: a.protocol,
-        path: a.path.clone().unwrap_or_else(|| "/".into()),
-        host: a.host.clone(),
-        statuses: a.expected_statuses.as_ref().map_or_else(
-            || vec![(200, 399)],
-            |r| r.iter().filter_map(|r| r.bounds()).collect(),
-        ),
-        interval: a.interval.as_std(),
-        timeout: a.timeout.as_std(),
-        thresholds: Thresholds {
-            healthy: a.healthy_threshold,
-            unhealthy: a.unhealthy_threshold,
-        },
-        proxy_protocol: s.proxy_protocol,
-    });
-    PoolConfig {
-        name,
-        backends,
-        algorithm: s.load_balancing.algorithm,
-        hash_key: s
-            .load_balancing
-            .hash_key
-            .unwrap_or(buoy_crds::HashKey::ClientIp),
-        hash_key_name: s.load_balancing.hash_key_name.clone(),
-        retry: (&s.retry).into(),
-        timeouts: (&s.timeouts).into(),
-        headers: (&s.http).into(),
-        active,
-        proxy_protocol: s.proxy_protocol,
-        problems,
-    }
+    (backends, problems)
 }
 
 /// The listeners of a VirtualIP on `addresses` (its addresses in effect): one per address and
@@ -397,7 +430,8 @@ pub fn proxy_with(
             .extend(listeners(vip, &vip.spec.addresses, &tls)?);
     }
     for p in pools {
-        let p = pool(p, resolved, policy);
+        let tls = pool_tls(p, secrets, &BTreeMap::new(), &mut BTreeSet::new());
+        let p = pool(p, resolved, policy, tls);
         if config
             .listeners
             .iter()
@@ -521,7 +555,7 @@ mod tests {
             refuse_node_local: true,
             node_addresses: node.clone(),
         };
-        let c = super::pool(&pool, &Resolutions::new(), &cluster);
+        let c = super::pool(&pool, &Resolutions::new(), &cluster, (Ok(None), vec![]));
         let kept: Vec<String> = c.backends.iter().map(|b| b.addr.to_string()).collect();
         assert_eq!(kept, ["10.0.0.9:80"]);
         assert_eq!(c.problems.len(), 5, "{:?}", c.problems);
@@ -542,7 +576,7 @@ mod tests {
             refuse_node_local: false,
             node_addresses: node,
         };
-        let c = super::pool(&pool, &Resolutions::new(), &allowed);
+        let c = super::pool(&pool, &Resolutions::new(), &allowed, (Ok(None), vec![]));
         assert_eq!((c.backends.len(), c.problems.len()), (6, 0));
     }
 

@@ -731,3 +731,65 @@ fn a_renewed_certificate_secret_is_served_within_seconds() {
         c.lab.logs()
     );
 }
+
+/// An UpstreamPool's `tls.caSecretName` in cluster mode: while the Secret is missing the pool
+/// has no backends and its status says why; once it is created (watched by name, as
+/// certificates are) the backends are back.
+#[test]
+fn a_pool_s_ca_secret_is_read_when_it_appears() {
+    let c = start_agents(&["n1"]);
+    let objects = OBJECTS.replace(
+        "    - {address: 10.77.0.4, port: 80}\n",
+        "    - {address: 10.77.0.4, port: 80}\n  tls: {caSecretName: backend-ca}\n",
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&objects));
+    let node_status = |c: &Cluster| {
+        let pool = c.get("upstreampool", "web", "default");
+        pool["status"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["node"] == "n1")
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the pool's status says the CA Secret is missing",
+        Duration::from_secs(10),
+        || {
+            let n = node_status(&c);
+            n["backends"]["total"] == 0
+                && n["message"].as_str().is_some_and(|m| {
+                    m.contains("tls.caSecretName backend-ca: not found; no backend is used")
+                })
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = buoy_tests::tls::certificate(dir.path(), "ca", &["backend-ca.example"]);
+    let yaml = c.kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "backend-ca",
+            "-n",
+            "default",
+            &format!("--from-file=ca.crt={}", ca.display()),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+        None,
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&yaml));
+    let appeared = Instant::now();
+    wait_for("the backends with the CA", Duration::from_secs(10), || {
+        let n = node_status(&c);
+        n["backends"]["total"] == 2 && n["message"].is_null()
+    });
+    assert!(
+        appeared.elapsed() < Duration::from_secs(5),
+        "watched, not the minute-long refresh: {:?}",
+        appeared.elapsed()
+    );
+}

@@ -513,11 +513,22 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
         .collect();
     // A route whose pool does not exist answers 503 and is said in the VirtualIP's status;
     // the listener's other routes serve.
+    let with_tls: BTreeSet<String> = inputs
+        .pools
+        .iter()
+        .filter(|p| p.spec.tls.is_some())
+        .map(|p| contract::key_of(&p.metadata))
+        .collect();
     for l in &mut out.config.proxy.listeners {
         for (i, r) in l.routes.iter().enumerate() {
             if !known.contains(&r.pool) {
                 l.problems.push(buoy_crds::route_pool_not_found(i, &r.pool));
             }
+        }
+        if l.protocol == buoy_crds::ListenerProtocol::UDP
+            && let Some(p) = l.pool.as_ref().filter(|p| with_tls.contains(*p))
+        {
+            l.problems.push(buoy_crds::udp_pool_with_tls(p));
         }
     }
     for p in inputs.pools {
@@ -526,7 +537,14 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
             continue;
         }
         out.wants.names.extend(config::host_names(p));
-        let pool = config::pool(p, inputs.resolved, inputs.backends);
+        // A CA Secret is watched as certificates are: cert-manager renews CAs too.
+        let tls = config::pool_tls(
+            p,
+            inputs.secrets,
+            inputs.secret_problems,
+            &mut out.wants.certificates,
+        );
+        let pool = config::pool(p, inputs.resolved, inputs.backends, tls);
         out.config.proxy.pools.insert(pool.name.clone(), pool);
     }
 }

@@ -1,4 +1,4 @@
-//! TLS termination of HTTPS listeners, on pingora's rustls acceptor: certificates from Secrets
+//! TLS termination of HTTPS listeners (and TLS to backends: [`client`]), on pingora's rustls acceptor: certificates from Secrets
 //! chosen by SNI ([`sni`]), the versions and ALPN protocols of the listener's `tls`, session
 //! resumption by tickets and a session cache. The crypto provider is aws-lc-rs (faster full
 //! handshakes than ring or OpenSSL 3; see docs/proxy.md).
@@ -10,9 +10,11 @@ use pingora_core::listeners::tls::Acceptor;
 use rustls::{ServerConfig, crypto::CryptoProvider, server::ServerSessionMemoryCache};
 
 pub mod certificate;
+pub mod client;
 mod sni;
 
 pub use certificate::{Certificate, CertificateError};
+pub use client::{BackendTls, CaError, Verify};
 use sni::{Certificates, Resolver};
 
 /// What an HTTPS listener serves with.
