@@ -77,6 +77,11 @@ pub struct UpstreamPoolSpec {
     /// makes such connections private too). Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+
+    /// TLS to the backends (nginx: `proxy_pass https://`): the name they are verified against,
+    /// the CA they chain to, or no verification. Plain TCP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::UpstreamTls>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]

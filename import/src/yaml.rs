@@ -41,12 +41,16 @@ impl Import {
             timeouts: Default::default(),
             http: Default::default(),
             proxy_protocol: None,
+            tls: None,
         })
         .unwrap_or(Value::Null);
         for d in &self.pools {
             let mut v = json(serde_json::to_value(&d.object))?;
             if let Some(spec) = v.get_mut("spec") {
                 prune(spec, &pool_default, &["loadBalancing.algorithm"], "");
+                if let Some(Value::Object(tls)) = spec.get_mut("tls") {
+                    tls.retain(|k, v| !(k == "insecureSkipVerify" && v == &Value::Bool(false)));
+                }
                 if let Some(Value::Array(backends)) = spec.get_mut("backends") {
                     for b in backends {
                         if let Value::Object(m) = b {

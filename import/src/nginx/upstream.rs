@@ -117,6 +117,7 @@ fn blank_pool() -> UpstreamPoolSpec {
         timeouts: Default::default(),
         http: HttpSettings::default(),
         proxy_protocol: None,
+        tls: None,
     }
 }
 
