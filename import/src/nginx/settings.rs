@@ -9,7 +9,8 @@ use buoy_crds::{
 
 use super::{
     parse::Directive,
-    values::{first, number, one, size, time},
+    tls::{ProxySsl, is_proxy_ssl_setting, proxy_ssl_setting, upstream_tls},
+    values::{first, number, on_off, one, size, time},
 };
 use crate::diagnostics::{ImportError, Loc, Warnings};
 
@@ -29,6 +30,8 @@ pub(crate) struct Proxy {
     access_log: Option<AccessLog>,
     /// proxy_protocol (stream): send a PROXY protocol header (version 1) to the backends.
     send_proxy: Option<bool>,
+    /// proxy_ssl_* (http), for `proxy_pass https://`.
+    ssl: ProxySsl,
 }
 
 /// Client-side settings, inherited likewise.
@@ -63,7 +66,7 @@ pub(crate) fn is_proxy_setting(name: &str, stream: bool) -> bool {
             !stream
         }
         "proxy_timeout" | "access_log" | "proxy_protocol" => stream,
-        _ => false,
+        n => !stream && is_proxy_ssl_setting(n),
     }
 }
 
@@ -74,6 +77,9 @@ pub(crate) fn proxy_setting(
     stream: bool,
     warnings: &mut Warnings,
 ) -> Result<bool, ImportError> {
+    if !stream && proxy_ssl_setting(d, &mut p.ssl)? {
+        return Ok(true);
+    }
     match d.name.as_str() {
         "proxy_next_upstream" => p.next_upstream = Some((d.args.clone(), d.at.clone())),
         "proxy_next_upstream_tries" => p.tries = Some(number(d, one(d)?, 0, 1000)? as u32),
@@ -226,15 +232,24 @@ pub(crate) fn client_settings(
     (s != ClientSettings::default()).then_some(s)
 }
 
-/// The upstream's spec with the settings of the location that proxies to it.
+/// The upstream's spec with the settings of the location that proxies to it, and the CA file
+/// (as written) its `tls.caSecretName` is to hold. `https`: the `proxy_pass https://` (its
+/// `$proxy_host` and place) when it is one.
 pub(crate) fn pool_settings(
     base: &UpstreamPoolSpec,
     servers: u32,
     p: &Proxy,
     stream: bool,
+    https: Option<(&str, &Loc)>,
     warnings: &mut Warnings,
-) -> UpstreamPoolSpec {
+) -> (UpstreamPoolSpec, Option<(String, Loc)>) {
     let mut spec = base.clone();
+    let mut ca = None;
+    if let Some((host, at)) = https {
+        let (tls, file) = upstream_tls(&p.ssl, host, at, warnings);
+        spec.tls = Some(tls);
+        ca = file;
+    }
     if let Some(c) = p.connect {
         spec.timeouts.connect = c;
     }
@@ -302,7 +317,7 @@ pub(crate) fn pool_settings(
             warnings,
         );
     }
-    spec
+    (spec, ca)
 }
 
 /// proxy_set_header → the four header switches. Without any, nginx sends `Host: $proxy_host` and
@@ -336,16 +351,4 @@ fn headers(
         }
     }
     h
-}
-
-/// A directive that is `on` or `off`.
-fn on_off(d: &Directive) -> Result<bool, ImportError> {
-    match one(d)? {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        v => Err(ImportError::at(
-            &d.at,
-            format!("{}: expected on or off, not {v:?}", d.name),
-        )),
-    }
 }
