@@ -7,7 +7,10 @@ use super::{
     config::{Config, Pool, Server},
     parse::{self, Directive},
     server::{Context, http_server, stream_server},
-    settings::{Client, Proxy, client_setting, is_client_setting, is_proxy_setting, proxy_setting},
+    settings::{
+        Client, Proxy, client_setting, is_client_setting, is_proxy_setting, json_formats,
+        proxy_setting,
+    },
     tls::{Ssl, is_ssl_setting, ssl_setting},
     untranslated::untranslated,
     upstream::{Upstream, upstream},
@@ -65,8 +68,9 @@ fn http(
     warnings: &mut Warnings,
 ) -> Result<(), ImportError> {
     let mut proxy = Proxy::default();
-    let mut client = Client::default();
     let body = block.block.as_deref().unwrap_or_default();
+    let mut client = Client::default();
+    client.json_formats = json_formats(body);
     let mut ssl = Ssl::default();
     let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     for d in body {
@@ -112,9 +116,10 @@ fn stream(
     config: &mut Config,
     warnings: &mut Warnings,
 ) -> Result<(), ImportError> {
-    let mut proxy = Proxy::default();
-    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     let body = block.block.as_deref().unwrap_or_default();
+    let mut proxy = Proxy::default();
+    proxy.json_formats = json_formats(body);
+    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     for d in body {
         if !proxy_setting(d, &mut proxy, true, warnings)? && d.name == "upstream" {
             let u = upstream(d, true, warnings)?;
