@@ -528,6 +528,18 @@ fn proxy_host(rest: &str) -> &str {
     hostport.split(':').next().unwrap_or_default()
 }
 
+/// Why a `listen` with parameter `p` (not taken in its context) cannot be translated.
+fn refused(p: &str) -> Option<&'static str> {
+    Some(match p {
+        "quic" => "Buoy does not offer HTTP/3 (QUIC); clients use HTTP/2 or HTTP/1.1 over TLS",
+        "ssl" => {
+            "Buoy terminates TLS for HTTP servers only (a TCP listener can pass TLS through to backends that terminate it)"
+        }
+        "udp" => "udp applies to stream servers only",
+        _ => return None,
+    })
+}
+
 /// `listen`; None when the listener cannot be translated (warned).
 fn listen(
     s: &Directive,
@@ -592,16 +604,12 @@ fn listen(
             "proxy_protocol" => proxy_protocol = true,
             "ssl" if !stream => ssl = true,
             "http2" if !stream => http2 = true,
-            "ssl" => {
-                warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy terminates TLS for HTTP servers only (a TCP listener can pass TLS through to backends that terminate it); not translated"));
-                return Ok(None);
-            }
             "udp" if stream => udp = true,
-            "udp" => {
+            p if let Some(why) = refused(p) => {
                 warnings.add(
                     &s.at,
                     "listen",
-                    format!("{spec} udp: udp applies to stream servers only; not translated"),
+                    format!("{spec} {p}: {why}; not translated"),
                 );
                 return Ok(None);
             }

@@ -118,6 +118,12 @@ fn tls(name: &str) -> Option<&'static str> {
         "ssl_client_certificate" | "ssl_verify_client" | "ssl_verify_depth" | "ssl_crl" => {
             "Buoy does not ask clients for certificates"
         }
+        "http3" | "http3_hq" | "http3_max_concurrent_streams" | "http3_stream_buffer_size" => {
+            "Buoy does not offer HTTP/3 (QUIC): clients use HTTP/2 or HTTP/1.1 over TLS"
+        }
+        n if n.starts_with("quic_") => {
+            "Buoy does not offer HTTP/3 (QUIC): clients use HTTP/2 or HTTP/1.1 over TLS"
+        }
         "ssl_early_data" => "Buoy accepts no TLS 1.3 early data (0-RTT)",
         "ssl_password_file" => {
             "Buoy reads unencrypted keys only: decrypt the key before it goes into the Secret"
