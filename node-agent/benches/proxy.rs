@@ -12,8 +12,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{thread, time::Duration};
-
 use buoy_tests::{
     netlab::Lab,
     process::{cpu_seconds, rss_mb},
