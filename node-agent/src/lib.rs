@@ -18,6 +18,7 @@ pub mod probe;
 pub mod proxy;
 pub mod refresh;
 pub mod runner;
+mod secret_watch;
 pub mod source;
 pub mod track;
 pub mod vrrp;

@@ -41,7 +41,8 @@ pub struct HttpGet {
 static CONNECTOR: LazyLock<Option<TlsConnector>> = LazyLock::new(connector);
 
 fn connector() -> Option<TlsConnector> {
-    // The process default when one is installed; else ring, the provider the tree builds.
+    // The process default: aws-lc-rs, installed by the CLI before anything else
+    // (`proxy::tls::install_provider`); ring where none is (unit tests).
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
