@@ -575,6 +575,19 @@ async fn accept_http(
                 if !data {
                     break;
                 }
+                // h2c with prior knowledge: the connection is HTTP/2 from its first byte.
+                if first && super::http::prior_knowledge(&tcp, byte[0], until).await {
+                    let stream = Box::new(super::buffered::Buffered::new(tcp));
+                    let serve = proxy.clone().serve_h2(
+                        stream,
+                        client,
+                        stopped.clone(),
+                        &conn,
+                        &connections,
+                    );
+                    Box::pin(serve).await;
+                    break;
+                }
                 let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
                 let serve =
                     proxy.serve(stream, client, stopped.clone(), &conn, &connections, first);

@@ -16,7 +16,6 @@ use std::{
 };
 
 use bytes::BytesMut;
-use http::HeaderValue;
 use pingora_core::protocols::{Stream, http::v1::server::HttpSession as ClientSession};
 use pingora_error::{Error, ErrorType};
 use tokio::{io::AsyncWriteExt, sync::watch, time::Sleep};
@@ -25,6 +24,7 @@ use tracing::debug;
 use self::{
     request::{Outcome, Peer},
     respond::{linger, respond},
+    session::Downstream,
 };
 use super::{
     access_log::{Entry, Request},
@@ -35,9 +35,13 @@ use super::{
     upstream::{Idle, IdleCache},
 };
 
+mod h2;
 mod headers;
 mod request;
 mod respond;
+mod session;
+
+pub(crate) use self::h2::prior_knowledge;
 
 /// Header that says why Buoy itself answered with an error.
 pub(crate) const REASON_HEADER: &str = "X-Buoy-Error";
@@ -112,11 +116,7 @@ impl HttpProxy {
         connections: &Connections,
         first: bool,
     ) -> Option<Resting> {
-        let peer = Peer {
-            addr: client.peer,
-            local: client.local,
-            header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
-        };
+        let peer = Peer::new(client);
         let client = client.peer;
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
@@ -276,9 +276,9 @@ impl HttpProxy {
     }
 
     /// A request is done: its metrics, and its access log line.
-    fn finished(
+    fn finished<S: Downstream>(
         &self,
-        session: &ClientSession,
+        session: &S,
         client: SocketAddr,
         header_bytes: usize,
         outcome: &request::Outcome,
@@ -345,9 +345,9 @@ async fn wait_for_header(
 }
 
 /// Queues the access log entry of the request `session` has just served.
-fn log_request(
+fn log_request<S: Downstream>(
     log: &LogTo,
-    session: &ClientSession,
+    session: &S,
     client: SocketAddr,
     header_bytes: usize,
     outcome: &request::Outcome,
