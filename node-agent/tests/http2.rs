@@ -1,8 +1,8 @@
 //! HTTP/2 from clients to the proxy on loopback, as h2c with prior knowledge on a plain HTTP
 //! listener (real clients: h2load and curl): load over two backends, the forwarded headers and
 //! a request body, routes by host and path, retries and Buoy's own 502, the access log line, the
-//! connection's GOAWAY when it idles, the listener's limits, and HTTP/1 clients on the same
-//! listener.
+//! GOAWAY of a connection that idles, is evicted or whose proxy stops (open streams finish), the
+//! listener's limits, and HTTP/1 clients on the same listener.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -366,15 +366,20 @@ const SETTINGS: u8 = 0x4;
 const GOAWAY: u8 = 0x7;
 
 #[test]
-fn an_idle_connection_gets_a_goaway_and_headers_are_limited() {
+fn an_idle_connection_gets_a_goaway_and_the_limits_hold() {
     let web = Backend::http("127.0.0.1:0", "web", Behaviour::Echo).unwrap();
-    let port = free_port();
+    let (port, one) = (free_port(), free_port());
     let _p = ProxyProcess::start(
         AGENT,
         &config(
-            &[format!(
-                "{{name: web, port: {port}, upstreamPool: web, client: {{keepaliveTimeout: 1s, headerTimeout: 1s, maxRequestHeaderBytes: 4096}}}}"
-            )],
+            &[
+                format!(
+                    "{{name: web, port: {port}, upstreamPool: web, client: {{keepaliveTimeout: 1s, headerTimeout: 1s, maxRequestHeaderBytes: 4096, maxRequestBodyBytes: 100}}}}"
+                ),
+                format!(
+                    "{{name: one, port: {one}, upstreamPool: web, client: {{maxConnections: 1}}}}"
+                ),
+            ],
             &[pool("web", &[web.addr])],
         ),
     );
@@ -410,4 +415,66 @@ fn an_idle_connection_gets_a_goaway_and_headers_are_limited() {
     assert_eq!(web.hits(), 0);
     let r = curl(&format!("http://shop.example:{port}/"), port, &[]);
     assert_eq!(r.status, 200);
+
+    // A body over maxRequestBodyBytes: 413, whether its length is declared or not.
+    let url = format!("http://shop.example:{port}/up");
+    let body = "b".repeat(200);
+    let r = curl(&url, port, &["--data-binary", &body]);
+    assert_eq!(r.status, 413);
+    assert!(r.header("x-buoy-error").is_some());
+    let r = curl_with(&url, port, &["-T", "-"], Some(body.as_bytes()));
+    assert_eq!(r.status, 413);
+    assert_eq!(web.hits(), 1);
+
+    // At maxConnections, an HTTP/2 connection with no stream open makes room: GOAWAY, at once
+    // (its keep-alive time is the default 75 s).
+    let mut idle = TcpStream::connect(at(one)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    frames_until(&mut idle, SETTINGS);
+    let started = Instant::now();
+    let r = curl(&format!("http://shop.example:{one}/"), one, &[]);
+    assert_eq!(r.status, 200);
+    let frames = frames_until(&mut idle, GOAWAY);
+    assert_eq!(frames.last().map(|f| f.0), Some(GOAWAY), "{frames:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_stopping_proxy_sends_goaway_and_lets_open_streams_finish() {
+    let slow = Backend::http(
+        "127.0.0.1:0",
+        "slow",
+        Behaviour::Slow(Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut p = ProxyProcess::start(
+        AGENT,
+        &config(
+            &[format!("{{name: web, port: {port}, upstreamPool: web}}")],
+            &[pool("web", &[slow.addr])],
+        ),
+    );
+    // A connection with no stream open, and a request under way on another.
+    let mut idle = TcpStream::connect(at(port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    frames_until(&mut idle, SETTINGS);
+    let busy = thread::spawn(move || curl(&format!("http://a.example:{port}/"), port, &[]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slow.connections() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    p.process.signal(libc::SIGTERM);
+    let frames = frames_until(&mut idle, GOAWAY);
+    assert_eq!(frames.last().map(|f| f.0), Some(GOAWAY), "{frames:?}");
+    // The request that was under way is answered.
+    let r = busy.join().unwrap();
+    assert_eq!((r.status, r.served_by()), (200, "slow"));
+    assert_eq!(p.process.wait_exit(Duration::from_secs(10)), Some(0));
 }
