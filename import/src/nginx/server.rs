@@ -304,6 +304,8 @@ fn http_targets(
     for s in body {
         match s.name.as_str() {
             "listen" => {}
+            // nginx 1.25's switch: Buoy's HTTP listeners always take HTTP/2 with prior knowledge.
+            "http2" if s.args.first().is_some_and(|a| a == "on") => {}
             "server_name" => server_names(s, &mut found.names, warnings),
             _ if is_proxy_setting(&s.name, false) || is_client_setting(&s.name) => {}
             "location" => {
@@ -530,6 +532,8 @@ fn listen(
         match p.as_str() {
             "default_server" | "default" => default_server = true,
             "proxy_protocol" => proxy_protocol = true,
+            // h2c with prior knowledge, which every HTTP listener takes next to HTTP/1.
+            "http2" if !stream => {}
             "ssl" => {
                 warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
                 return Ok(None);
