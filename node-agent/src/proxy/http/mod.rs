@@ -1,7 +1,7 @@
-//! The HTTP (L7) proxy of one listener, on pingora's HTTP/1 sessions: a backend chosen per
-//! attempt from the pool, request headers as nginx sets them in the reference config, nginx's
-//! `proxy_next_upstream` retries, passive health accounting, and clear 502/503 responses when no
-//! backend can serve.
+//! The HTTP (L7) proxy of one listener, on pingora's HTTP/1 sessions (this module's connection
+//! loop) and HTTP/2 streams (`h2`): a backend chosen per attempt from the pool, request headers as
+//! nginx sets them in the reference config, nginx's `proxy_next_upstream` retries, passive health
+//! accounting, and clear 502/503 responses when no backend can serve.
 //!
 //! The loop is ours rather than pingora-proxy's: pingora-proxy runs each request through a dozen
 //! boxed filter callbacks, two task channels and a shared connection pool, which cost more CPU per

@@ -58,6 +58,7 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    /// The client of a connection with these addresses.
     pub(super) fn new(client: ClientAddr) -> Peer {
         Peer {
             addr: client.peer,
