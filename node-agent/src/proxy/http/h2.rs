@@ -204,3 +204,82 @@ fn header_size(req: &RequestHeader) -> usize {
         .sum();
     line + host + fields + "\r\n".len()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::AsyncWriteExt,
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::*;
+
+    /// A connected pair on loopback: (client, server side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// What the accept loop does: a first byte, then the look.
+    async fn looks_h2(server: &TcpStream, wait: Duration) -> bool {
+        let mut first = [0u8; 1];
+        server.peek(&mut first).await.unwrap();
+        let until = tokio::time::Instant::now() + wait;
+        prior_knowledge(server, first[0], until).await
+    }
+
+    #[tokio::test]
+    async fn the_preface_is_recognised_even_in_pieces_and_left_in_the_socket() {
+        let (mut client, server) = pair().await;
+        client.write_all(&PREFACE[..5]).await.unwrap();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(&PREFACE[5..]).await.unwrap();
+            client
+        });
+        assert!(looks_h2(&server, Duration::from_secs(5)).await);
+        let _client = sender.await.unwrap();
+        // Peeked, not read: the codec reads the preface itself.
+        let mut all = [0u8; PREFACE.len()];
+        assert_eq!(server.peek(&mut all).await.unwrap(), PREFACE.len());
+        assert_eq!(&all, PREFACE);
+    }
+
+    #[tokio::test]
+    async fn http1_requests_are_not_http2() {
+        for request in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"PUT / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            // The preface's own request line, over HTTP/1 (no `SM` part).
+            b"PRI * HTTP/2.0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            let (mut client, server) = pair().await;
+            client.write_all(request).await.unwrap();
+            assert!(
+                !looks_h2(&server, Duration::from_secs(5)).await,
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        // A start of the preface that never goes on: not HTTP/2 once the time is up.
+        let (mut client, server) = pair().await;
+        client.write_all(b"PRI * HT").await.unwrap();
+        assert!(!looks_h2(&server, Duration::from_millis(50)).await);
+    }
+
+    #[test]
+    fn header_size_counts_as_http1_would() {
+        let mut req = RequestHeader::build("GET", b"/a?b=1", None).unwrap();
+        req.set_uri("http://example.com/a?b=1".parse().unwrap());
+        req.insert_header("user-agent", "x").unwrap();
+        // "GET /a?b=1 HTTP/1.1\r\n" + "Host: example.com\r\n" + "user-agent: x\r\n" + "\r\n"
+        assert_eq!(header_size(&req), 21 + 19 + 15 + 2);
+    }
+}
