@@ -46,10 +46,12 @@ CMD ["run"]
 
 # ---- agent: runs as root in the host network with NET_ADMIN, NET_RAW and NET_BIND_SERVICE
 # only (the operator's DaemonSet drops every other capability). Debian slim rather than
-# distroless: the connection handover rules are written with iptables-restore (docs/vrrp.md) ----
+# distroless: the connection handover rules are written with iptables-restore (docs/vrrp.md);
+# ca-certificates: the CA certificates that UpstreamPools' tls verifies backends with when they
+# name no caSecretName (docs/proxy.md) ----
 FROM debian:bookworm-slim AS agent
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables \
+ && apt-get install -y --no-install-recommends iptables ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="buoy-agent" \
       org.opencontainers.image.description="Buoy node agent: VRRP, virtual addresses and the proxy" \

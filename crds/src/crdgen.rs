@@ -38,6 +38,11 @@ mod tests {
     use super::*;
     use crate::yaml11::reads_as_non_string;
 
+    /// Enum values that read as numbers unquoted, by the API's design: TLS versions are `"1.2"`
+    /// and `"1.3"`, as nginx and Kubernetes users write them. An unquoted one is not changed
+    /// silently (as `on` becomes `true`): it is refused as a number where a string is due.
+    const NUMBERS_BY_DESIGN: &[&str] = &[".spec.listeners.tls.minVersion"];
+
     /// Every property name and string enum value of `schema`, with its path, that YAML 1.1 would not
     /// read as the string it is (so a user's unquoted `on:` would reach the API server as `true`).
     fn yaml11_hazards(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
@@ -55,7 +60,7 @@ mod tests {
                 }
                 if let Some(Value::Array(values)) = map.get("enum") {
                     for v in values.iter().filter_map(Value::as_str) {
-                        if reads_as_non_string(v) {
+                        if reads_as_non_string(v) && !NUMBERS_BY_DESIGN.contains(&path) {
                             out.push(format!("enum value {v:?} of {path}"));
                         }
                     }

@@ -77,7 +77,53 @@ pub struct UpstreamPoolSpec {
     /// makes such connections private too). Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+
+    /// TLS to the backends (nginx: `proxy_pass https://`, stream `proxy_ssl on`), for HTTP and
+    /// TCP listeners; plain TCP when absent. Backend certificates are verified against
+    /// `caSecretName`'s CA, else the host's CA certificates, for the name `serverName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
+
+/// TLS to a pool's backends. The connection is verified as a browser would: the chain up to a
+/// trusted CA, and the name. Only `http/1.1` is offered by ALPN, and sessions are resumed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecretName) || !has(self.insecureSkipVerify) || !self.insecureSkipVerify").message(UPSTREAM_TLS_CA_AND_INSECURE).field_path(".insecureSkipVerify"))]
+pub struct UpstreamTls {
+    /// The name sent by SNI and verified in the backend's certificate (nginx:
+    /// `proxy_ssl_name` with `proxy_ssl_server_name on`). Default: the backend's host name
+    /// when its address is a name, else its IP address (then verified against the
+    /// certificate's IP address SANs, and not sent by SNI, which carries names only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = HOST_PATTERN))]
+    pub server_name: Option<String>,
+    /// A Secret in the pool's namespace (in standalone mode, among the files) whose `ca.crt`
+    /// holds the PEM CA certificates that backend certificates must chain to (nginx:
+    /// `proxy_ssl_trusted_certificate`). Default: the host's CA certificates (Debian's
+    /// `ca-certificates`, read from `/etc/ssl/certs`). A Secret that is missing or holds no CA
+    /// certificate leaves the pool without usable backends, reported in its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub ca_secret_name: Option<String>,
+    /// Accept any backend certificate (nginx: `proxy_ssl_verify off`, its default). The
+    /// traffic is encrypted but whoever sits between the proxy and the backends can read and
+    /// change it by presenting their own certificate: use only for backends on a trusted
+    /// network, while their certificates cannot be verified. Reported as a warning in the
+    /// pool's status and by `buoy-agent check`. Exclusive with `caSecretName`.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// What a UDP listener whose pool has `tls` says (the agent's status and `buoy-agent check`).
+pub fn udp_pool_with_tls(pool: &str) -> String {
+    format!(
+        "UpstreamPool {pool} has tls, which a UDP listener cannot carry (no DTLS): no datagram is forwarded"
+    )
+}
+
+/// The CEL message (and `buoy-agent check`'s) for `caSecretName` with `insecureSkipVerify`.
+pub const UPSTREAM_TLS_CA_AND_INSECURE: &str = "caSecretName and insecureSkipVerify: true cannot be used together: a CA is for verifying backend certificates, which insecureSkipVerify turns off";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 // Values of the API, described by the fields that use them: doc comments on the variants

@@ -453,10 +453,12 @@ impl JsonSchema for InterfaceName {
 /// A proxy listener on the virtual addresses.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP listeners").field_path(".client"))]
+#[x_kube(validation = Rule::new("self.protocol in ['HTTP', 'HTTPS'] || !has(self.client) || (!has(self.client.maxRequestHeaderBytes) && !has(self.client.maxRequestBodyBytes) && !has(self.client.headerTimeout) && !has(self.client.keepaliveTimeout))").message("HTTP client settings (headerTimeout, keepaliveTimeout, maxRequestHeaderBytes, maxRequestBodyBytes) apply only to HTTP and HTTPS listeners").field_path(".client"))]
 #[x_kube(validation = Rule::new("has(self.upstreamPool) || (has(self.routes) && size(self.routes) > 0)").message("a listener needs an upstreamPool or at least one route").field_path(".upstreamPool"))]
-#[x_kube(validation = Rule::new("self.protocol == 'HTTP' || !has(self.routes) || size(self.routes) == 0").message("routes apply only to HTTP listeners (TCP and UDP listeners send everything to their upstreamPool)").field_path(".routes"))]
-#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP and TCP listeners").field_path(".proxyProtocol"))]
+#[x_kube(validation = Rule::new("self.protocol in ['HTTP', 'HTTPS'] || !has(self.routes) || size(self.routes) == 0").message("routes apply only to HTTP and HTTPS listeners (TCP and UDP listeners send everything to their upstreamPool)").field_path(".routes"))]
+#[x_kube(validation = Rule::new("self.protocol != 'UDP' || !has(self.proxyProtocol) || !self.proxyProtocol").message("proxyProtocol applies only to HTTP, HTTPS and TCP listeners").field_path(".proxyProtocol"))]
+#[x_kube(validation = Rule::new("self.protocol != 'HTTPS' || has(self.tls)").message("an HTTPS listener needs tls with at least one certificate").field_path(".tls"))]
+#[x_kube(validation = Rule::new("self.protocol == 'HTTPS' || !has(self.tls)").message("tls applies only to HTTPS listeners").field_path(".tls"))]
 pub struct Listener {
     /// Listener name, unique in the VirtualIP (a DNS label).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
@@ -464,7 +466,9 @@ pub struct Listener {
     /// TCP port on the virtual addresses (nginx: `listen`).
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
-    /// `HTTP`: HTTP/1.1 reverse proxy (nginx `http {}`); `TCP`: byte stream proxy (nginx
+    /// `HTTP`: HTTP/1.1 reverse proxy (nginx `http {}`); `HTTPS`: the same behind TLS
+    /// termination with the certificates of `tls` (nginx `listen … ssl`), HTTP/2 to clients
+    /// that choose it by ALPN; `TCP`: byte stream proxy (nginx
     /// `stream {}`); `UDP`: datagram proxy (nginx `stream {}` with `listen … udp`): a client
     /// address's datagrams are a flow, sent to one backend chosen by the pool's algorithm, its
     /// replies returned from the VIP, the flow ended after `client.idleTimeout` (default 60s)
@@ -501,6 +505,9 @@ pub struct Listener {
     /// V2 `LOCAL`, a load balancer's health check) leaves the connection's own.
     #[serde(default, skip_serializing_if = "is_false")]
     pub proxy_protocol: bool,
+    /// HTTPS: the certificates and TLS settings (required for HTTPS, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::ListenerTls>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -535,8 +542,16 @@ pub enum AccessLogFormat {
 pub enum ListenerProtocol {
     #[default]
     HTTP,
+    HTTPS,
     TCP,
     UDP,
+}
+
+impl ListenerProtocol {
+    /// HTTP or HTTPS: a listener with routes, HTTP client settings and per-request logs.
+    pub fn is_http(self) -> bool {
+        matches!(self, ListenerProtocol::HTTP | ListenerProtocol::HTTPS)
+    }
 }
 
 /// Client-side limits, so that slow or greedy clients cannot hold the proxy. Unset fields use the

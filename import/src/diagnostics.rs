@@ -48,12 +48,16 @@ impl fmt::Display for Warning {
 pub(crate) struct Warnings(Vec<Warning>);
 
 impl Warnings {
+    /// Adds a warning, once: a directive of `http` that every server inherits is said once.
     pub(crate) fn add(&mut self, at: &Loc, directive: &str, why: impl Into<String>) {
-        self.0.push(Warning {
+        let w = Warning {
             at: at.clone(),
             directive: directive.to_string(),
             why: why.into(),
-        });
+        };
+        if !self.0.contains(&w) {
+            self.0.push(w);
+        }
     }
 
     /// By file and line, as a compiler lists its diagnostics.

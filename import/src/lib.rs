@@ -1,5 +1,6 @@
 //! Buoy's importer (`buoy-agent import`): translates a classic keepalived + nginx setup (one
-//! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects;
+//! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects
+//! (VRRP passwords; certificates and keys read from the PEM files nginx names);
 //! and MetalLB's L2 configuration (`--metallb`) or kube-vip-cloud-provider's ConfigMap
 //! (`--kube-vip`) into AddressPools, with the LoadBalancer Services they serve handed over to
 //! Buoy (its class and annotations).
@@ -17,7 +18,8 @@
 //! with a warning that it must be replaced.
 //!
 //! The modules by floor, lowest first: `diagnostics`, `options`, `names` (what every other
-//! module uses); `syntax` (reading files and includes) and `draft` (a VirtualIP being built);
+//! module uses); `syntax` (reading files and includes), `draft` (a VirtualIP being built) and
+//! `certificates` (the Secrets of the PEM files nginx names);
 //! `manifests` (Kubernetes objects read from YAML), `ranges` (address ranges) and `selectors`
 //! (label selectors merged); `keepalived` and `nginx`, each from parsing through translating to
 //! merging its files; `listeners` (nginx's servers onto keepalived's VirtualIPs); `objects` and
@@ -26,6 +28,7 @@
 
 #![warn(unreachable_pub, missing_docs)]
 
+mod certificates;
 mod diagnostics;
 mod draft;
 mod keepalived;

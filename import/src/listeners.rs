@@ -5,7 +5,8 @@
 //! on the VirtualIP that holds 192.168.60.88. Without keepalived files, the addresses of
 //! `listen ADDRESS:PORT` make the VirtualIP, or a documentation address (192.0.2.1) stands in
 //! with a warning that it must be replaced. The listeners then decide the VirtualIPs' upstream
-//! tracking and names.
+//! tracking and names. A port where any server has `listen … ssl` becomes an HTTPS listener
+//! (nginx turns TLS on for the address), with the certificates of all its servers.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,10 +14,12 @@ use std::{
 };
 
 use buoy_crds::{
-    AccessLog, Listener, ListenerProtocol, PathMatch, Route, RouteHost, RoutePath, VirtualIPSpec,
+    AccessLog, AlpnProtocol, CertificateRef, Listener, ListenerProtocol, ListenerTls, PathMatch,
+    Route, RouteHost, RoutePath, TlsVersion, VirtualIPSpec,
 };
 
 use crate::{
+    certificates::PemSecrets,
     diagnostics::{Loc, Warnings},
     draft::VipDraft,
     names::dns_label,
@@ -50,6 +53,7 @@ pub(crate) fn attach(
     vips: &mut Vec<VipDraft>,
     web: &nginx::Config,
     have_keepalived: bool,
+    pem: &mut PemSecrets,
     warnings: &mut Warnings,
 ) -> Listeners {
     if !have_keepalived && !web.servers.is_empty() {
@@ -124,7 +128,7 @@ pub(crate) fn attach(
     let mut out = Listeners::default();
     for (key, port, udp) in order {
         let servers = &on_port[&(key, port, udp)];
-        if let Some(l) = listener(web, servers, port, udp, warnings) {
+        if let Some(l) = listener(web, servers, port, udp, pem, warnings) {
             out.0.entry(key).or_default().push(l);
         }
     }
@@ -137,6 +141,7 @@ fn listener(
     servers: &[(usize, &nginx::Listen)],
     port: u16,
     udp: bool,
+    pem: &mut PemSecrets,
     warnings: &mut Warnings,
 ) -> Option<AttachedListener> {
     // nginx's default server: the one marked so, else the first.
@@ -150,14 +155,26 @@ fn listener(
     if default.pool.is_none() && routes.is_empty() {
         return None;
     }
+    let https = default.protocol == ListenerProtocol::HTTP && servers.iter().any(|(_, l)| l.ssl);
+    // HTTP/2 without TLS (`listen … http2`, `http2 on` on a plain port) needs nothing: every HTTP
+    // listener takes h2c with prior knowledge next to HTTP/1.
+    let tls = if https {
+        Some(listener_tls(web, servers, d, port, pem, warnings)?)
+    } else {
+        None
+    };
     let protocol = if udp {
         ListenerProtocol::UDP
+    } else if https {
+        ListenerProtocol::HTTPS
     } else {
         default.protocol
     };
     let name = match (protocol, port) {
         (ListenerProtocol::HTTP, 80) => "http".to_string(),
         (ListenerProtocol::HTTP, p) => format!("http-{p}"),
+        (ListenerProtocol::HTTPS, 443) => "https".to_string(),
+        (ListenerProtocol::HTTPS, p) => format!("https-{p}"),
         (ListenerProtocol::TCP, p) => format!("tcp-{p}"),
         (ListenerProtocol::UDP, p) => format!("udp-{p}"),
     };
@@ -176,6 +193,7 @@ fn listener(
         client: default.client.clone(),
         access_log,
         proxy_protocol,
+        tls,
     };
     for conflict in listener.route_conflicts() {
         warnings.add(&default.at, "server_name", conflict);
@@ -192,6 +210,100 @@ fn listener(
             at.join(", "),
             dlisten.text
         ),
+    })
+}
+
+/// The TLS of an HTTPS listener: the certificates of the servers on its port, the default
+/// server's first (nginx's certificate for clients without SNI) and each distinct pair once;
+/// the default server's lowest version and HTTP/2. None when no server there has a certificate
+/// (warned: the listener is left out).
+fn listener_tls(
+    web: &nginx::Config,
+    servers: &[(usize, &nginx::Listen)],
+    d: usize,
+    port: u16,
+    pem: &mut PemSecrets,
+    warnings: &mut Warnings,
+) -> Option<ListenerTls> {
+    let (di, dlisten) = servers[d];
+    let default = &web.servers[di];
+    let version = |s: &nginx::Server| s.tls.min_version.as_ref().map_or(TlsVersion::V1_2, |v| v.0);
+    // `listen … http2` turns HTTP/2 on for the address, `http2 on` for the server.
+    let port_h2 = servers.iter().any(|(_, l)| l.http2);
+    let h2 = |s: &nginx::Server| port_h2 || s.tls.http2.as_ref().is_some_and(|h| h.0);
+    let mut certificates: Vec<CertificateRef> = Vec::new();
+    let mut without: Vec<&Loc> = Vec::new();
+    let order = std::iter::once(d).chain((0..servers.len()).filter(|&i| i != d));
+    for i in order {
+        let s = &web.servers[servers[i].0];
+        if s.tls.certificates.is_empty() {
+            without.push(&s.at);
+        }
+        for c in &s.tls.certificates {
+            let r = CertificateRef {
+                secret_name: pem.tls(&c.certificate, &c.key, &c.at),
+            };
+            if !certificates.contains(&r) {
+                certificates.push(r);
+            }
+        }
+        if i == d {
+            continue;
+        }
+        if version(s) != version(default) {
+            let at = s.tls.min_version.as_ref().map_or(&s.at, |v| &v.1);
+            warnings.add(
+                at,
+                "ssl_protocols",
+                format!("a listener has one lowest TLS version: the default server's (at {}) is used on port {port}", default.at),
+            );
+        }
+        if h2(s) != h2(default) {
+            let at = s.tls.http2.as_ref().map_or(&s.at, |v| &v.1);
+            warnings.add(
+                at,
+                "http2",
+                format!("a listener offers one ALPN list: the default server's (at {}, HTTP/2 {}) is used on port {port}", default.at, if h2(default) { "on" } else { "off" }),
+            );
+        }
+    }
+    if certificates.is_empty() {
+        warnings.add(
+            &dlisten.at,
+            "listen",
+            format!("{}: no server on port {port} has an ssl_certificate, and an HTTPS listener needs one; not translated", dlisten.text),
+        );
+        return None;
+    }
+    for at in without {
+        warnings.add(
+            at,
+            "server",
+            format!(
+                "no ssl_certificate for port {port}, where TLS is on: nginx fails its handshakes; Buoy answers its names with the listener's certificate that holds them, else the first"
+            ),
+        );
+    }
+    if certificates.len() > 64 {
+        warnings.add(
+            &dlisten.at,
+            "listen",
+            format!(
+                "{} certificates on port {port}: a listener takes 64; the first 64 are used",
+                certificates.len()
+            ),
+        );
+        certificates.truncate(64);
+    }
+    Some(ListenerTls {
+        certificates,
+        min_version: version(default),
+        // nginx offers HTTP/2 only where it is turned on.
+        alpn: if h2(default) {
+            vec![AlpnProtocol::H2, AlpnProtocol::Http11]
+        } else {
+            vec![AlpnProtocol::Http11]
+        },
     })
 }
 

@@ -1,6 +1,6 @@
-//! The objects of an import: one Secret for the VRRPv2 passwords, the UpstreamPools, the
-//! VirtualIPs with their listeners, and the AddressPool that lets them claim their addresses;
-//! each with the comments printed above it.
+//! The objects of an import: one Secret for the VRRPv2 passwords, the Secrets of nginx's
+//! certificates, the UpstreamPools, the VirtualIPs with their listeners, and the AddressPool that
+//! lets them claim their addresses; each with the comments printed above it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +10,15 @@ use buoy_crds::{
 };
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
-use crate::{diagnostics::Warning, draft::VipDraft, listeners::Listeners, names::dns_name, nginx};
+use crate::{
+    certificates::PemSecrets,
+    diagnostics::{Warning, Warnings},
+    draft::VipDraft,
+    listeners::Listeners,
+    names::dns_name,
+    nginx,
+    options::Options,
+};
 
 /// An object and the comment lines printed above it.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +43,8 @@ pub struct Import {
     pub warnings: Vec<Warning>,
 }
 
-const SECRET_NAME: &str = "vrrp-auth";
+/// The Secret of the VRRPv2 passwords.
+pub(crate) const SECRET_NAME: &str = "vrrp-auth";
 
 /// The VRRPv2 passwords of the VirtualIPs, which share one Secret: key `password` when all
 /// agree, else one key per VirtualIP.
@@ -63,27 +72,43 @@ impl<'a> Passwords<'a> {
     }
 }
 
-/// The objects of the VirtualIP drafts with their `listeners`, and of nginx's pools, in
-/// namespace `ns` (without warnings).
+/// The objects of the VirtualIP drafts with their `listeners`, of nginx's pools and of the PEM
+/// files they name (`pem`), in the namespace of `options` (without warnings, but for the PEM
+/// files that cannot be read).
 pub(crate) fn build(
-    ns: &str,
+    options: &Options,
     vips: &[VipDraft],
     listeners: &Listeners,
     web: &nginx::Config,
+    pem: &mut PemSecrets,
+    warnings: &mut Warnings,
 ) -> Import {
+    let ns = options.namespace.as_str();
     let passwords = Passwords::of(vips);
     let mut import = Import::default();
     import.secrets.extend(secret(ns, vips, &passwords));
     for pool in &web.pools {
-        let mut object = UpstreamPool::new(&pool.name, pool.spec.clone());
+        let mut spec = pool.spec.clone();
+        if let (Some(tls), Some((file, at))) = (spec.tls.as_mut(), &pool.ca) {
+            tls.ca_secret_name = Some(pem.ca(file, at));
+        }
+        let mut object = UpstreamPool::new(&pool.name, spec);
         object.metadata.namespace = Some(ns.to_string());
         import.pools.push(Doc {
             object,
             comments: pool.comments.clone(),
         });
     }
+    let keys_out = options.secrets_as_references;
+    for (object, comments) in pem.secrets(ns, keys_out, warnings) {
+        import.secrets.push(Doc { object, comments });
+    }
     for v in vips {
-        import.vips.push(virtual_ip(ns, v, listeners, &passwords));
+        let mut doc = virtual_ip(ns, v, listeners, &passwords);
+        if keys_out {
+            doc.comments.extend(secret_references(ns, &doc.object, pem));
+        }
+        import.vips.push(doc);
     }
     if let Some(pool) = address_pool(ns, &import.vips) {
         import.address_pools.push(pool);
@@ -130,6 +155,31 @@ fn secret(ns: &str, vips: &[VipDraft], passwords: &Passwords) -> Option<Doc<Secr
         object: secret,
         comments,
     })
+}
+
+/// With --secrets-as-references: how to create the certificate Secrets a VirtualIP names.
+fn secret_references(ns: &str, vip: &VirtualIP, pem: &PemSecrets) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for l in &vip.spec.listeners {
+        for c in l.tls.iter().flat_map(|t| &t.certificates) {
+            if !names.contains(&c.secret_name.as_str()) {
+                names.push(&c.secret_name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(cmd) = pem.kubectl(ns, n) {
+            if out.is_empty() {
+                out.push(
+                    "Its certificate Secrets are not written (--secrets-as-references): create them with"
+                        .to_string(),
+                );
+            }
+            out.push(format!("  {cmd}"));
+        }
+    }
+    out
 }
 
 /// The VirtualIP of a draft: its listeners, and its password's place in the Secret.

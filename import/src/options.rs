@@ -30,4 +30,8 @@ pub struct Options {
     pub namespace: String,
     /// Where the keepalived files' node names come from.
     pub node_name_from: NodeNameFrom,
+    /// Leave out the Secrets that would hold private keys (nginx's `ssl_certificate_key`): the
+    /// listeners still name them, and the VirtualIP's comments give the `kubectl create secret
+    /// tls` commands that make them from the files.
+    pub secrets_as_references: bool,
 }

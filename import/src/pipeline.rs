@@ -5,6 +5,7 @@
 use std::{collections::BTreeSet, path::Path};
 
 use crate::{
+    certificates::PemSecrets,
     diagnostics::{ImportError, Warnings},
     draft::VipDraft,
     keepalived, kubevip, listeners, metallb, nginx,
@@ -28,10 +29,12 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
         let mut vips = read_keepalived(options, &mut warnings)?;
         let web = read_nginx(options, &mut warnings)?;
         let have_keepalived = !options.keepalived.is_empty();
-        let listeners = listeners::attach(&mut vips, &web, have_keepalived, &mut warnings);
+        let mut pem = PemSecrets::new(&[objects::SECRET_NAME]);
+        let listeners =
+            listeners::attach(&mut vips, &web, have_keepalived, &mut pem, &mut warnings);
         listeners::set_tracking(&mut vips, &listeners, &mut warnings);
         listeners::name_vips(&mut vips, &listeners);
-        import = objects::build(&options.namespace, &vips, &listeners, &web);
+        import = objects::build(options, &vips, &listeners, &web, &mut pem, &mut warnings);
     }
     if !options.metallb.is_empty() {
         add(

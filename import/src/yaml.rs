@@ -41,21 +41,13 @@ impl Import {
             timeouts: Default::default(),
             http: Default::default(),
             proxy_protocol: None,
+            tls: None,
         })
         .unwrap_or(Value::Null);
         for d in &self.pools {
             let mut v = json(serde_json::to_value(&d.object))?;
             if let Some(spec) = v.get_mut("spec") {
-                prune(spec, &pool_default, &["loadBalancing.algorithm"], "");
-                if let Some(Value::Array(backends)) = spec.get_mut("backends") {
-                    for b in backends {
-                        if let Value::Object(m) = b {
-                            m.retain(|k, v| {
-                                !((k == "backup" || k == "down") && v == &Value::Bool(false))
-                            });
-                        }
-                    }
-                }
+                prune_pool(spec, &pool_default);
             }
             docs.push((v, &d.comments));
         }
@@ -79,6 +71,13 @@ impl Import {
                     ],
                     "",
                 );
+                if let Some(Value::Array(listeners)) = spec.get_mut("listeners") {
+                    for l in listeners {
+                        if let Some(Value::Object(tls)) = l.get_mut("tls") {
+                            prune_tls(tls);
+                        }
+                    }
+                }
             }
             docs.push((v, &d.comments));
         }
@@ -100,6 +99,35 @@ impl Import {
             out.push_str(&text);
         }
         Ok(out)
+    }
+}
+
+/// Removes the fields of a pool's spec that are the API's defaults (but the algorithm, said
+/// for clarity).
+fn prune_pool(spec: &mut Value, default: &Value) {
+    prune(spec, default, &["loadBalancing.algorithm"], "");
+    if let Some(Value::Object(tls)) = spec.get_mut("tls") {
+        tls.retain(|k, v| !(k == "insecureSkipVerify" && v == &Value::Bool(false)));
+    }
+    if let Some(Value::Array(backends)) = spec.get_mut("backends") {
+        for b in backends {
+            if let Value::Object(m) = b {
+                m.retain(|k, v| !((k == "backup" || k == "down") && v == &Value::Bool(false)));
+            }
+        }
+    }
+}
+
+/// Removes a listener's TLS settings that are the API's defaults (`minVersion: "1.2"`, ALPN
+/// `h2` and `http/1.1`).
+fn prune_tls(tls: &mut serde_json::Map<String, Value>) {
+    let defaults = serde_json::from_value::<buoy_crds::ListenerTls>(
+        serde_json::json!({"certificates": [{"secretName": "x"}]}),
+    )
+    .ok()
+    .and_then(|t| serde_json::to_value(t).ok());
+    if let Some(Value::Object(d)) = defaults {
+        tls.retain(|k, v| k == "certificates" || d.get(k) != Some(v));
     }
 }
 

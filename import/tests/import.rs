@@ -27,6 +27,7 @@ fn seed_options() -> Options {
         kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
+        secrets_as_references: false,
     }
 }
 
@@ -76,9 +77,14 @@ fn options_from_args(dir: &Path) -> Options {
         kube_vip: Vec::new(),
         namespace: "default".into(),
         node_name_from: NodeNameFrom::RouterId,
+        secrets_as_references: false,
     };
     let mut flag = String::new();
     for arg in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if arg == "--secrets-as-references" {
+            options.secrets_as_references = true;
+            continue;
+        }
         if arg.starts_with("--") {
             flag = arg.to_string();
             continue;

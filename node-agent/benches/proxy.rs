@@ -13,12 +13,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{thread, time::Duration};
-
 use buoy_tests::{
     netlab::{Lab, ns_exec},
     process::{cpu_seconds, rss_mb},
 };
+use support::{median, wait_port, wrk};
+
+mod support;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 
@@ -31,49 +32,6 @@ struct Result {
     /// Proxy CPU per request (user, system), µs: less sensitive than requests/s to what else
     /// runs on the machine.
     cpu_us: Option<(f64, f64)>,
-}
-
-fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
-    let out = ns_exec(
-        &lab.host("client").ns,
-        &[
-            "wrk",
-            "-t1",
-            "-c64",
-            &format!("-d{seconds}s"),
-            "--latency",
-            url,
-        ],
-    )
-    .unwrap_or_default();
-    let rps = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    let pct = |p: &str| {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_string()))
-            .map(|v| {
-                let (num, unit) =
-                    v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-                let n: f64 = num.parse().unwrap_or(0.0);
-                match unit {
-                    "us" => n / 1000.0,
-                    "ms" => n,
-                    "s" => n * 1000.0,
-                    _ => n,
-                }
-            })
-            .unwrap_or(0.0)
-    };
-    let errors = out
-        .lines()
-        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
-    if let Some(e) = errors {
-        eprintln!("wrk {url}: {}", e.trim());
-    }
-    (rps, pct("50%"), pct("99%"))
 }
 
 /// h2load from the client namespace for `seconds`: requests/s, the mean time per request (ms),
@@ -129,20 +87,6 @@ fn h2load(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, u64) {
             n("done").saturating_sub(n("succeeded"))
         });
     (rps, mean_ms, failed)
-}
-
-fn wait_port(lab: &Lab, host: &str, port: u16) {
-    for _ in 0..100 {
-        if ns_exec(
-            &lab.host(host).ns,
-            &["sh", "-c", &format!("ss -ltn | grep -q ':{port} '")],
-        )
-        .is_ok()
-        {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn main() {
@@ -370,16 +314,6 @@ fn main() {
         );
     }
     drop(lab);
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Each figure's median over the rounds of one target (RSS: after its last run).

@@ -43,6 +43,7 @@ use crate::{
     node::{Inputs, NodeIdentity, Plan, plan},
     proxy::service::PoolReport,
     refresh::Refresher,
+    secret_watch::SecretWatch,
     source::{Invalid, Source},
     watch::{EndpointStores, spawn_reflector, watch_backoff},
 };
@@ -155,6 +156,7 @@ pub struct ClusterSource {
     stores: Stores,
     changed: Arc<Notify>,
     secrets: Refresher<(String, String), Secret>,
+    certificates: SecretWatch,
     reporters: Vec<JoinHandle<()>>,
     /// A change was seen and is settling (kept across a cancelled [`Source::changed`]).
     pending: bool,
@@ -180,7 +182,9 @@ impl ClusterSource {
             API_TIMEOUT,
             changed.clone(),
         );
+        let certificates = SecretWatch::new(client.clone(), changed.clone());
         ClusterSource {
+            certificates,
             client,
             identity,
             settings,
@@ -249,7 +253,9 @@ impl Source for ClusterSource {
             .iter()
             .map(|n| (n.name_any(), n.labels().clone()))
             .collect();
-        let cached = self.secrets.snapshot();
+        let mut cached = self.secrets.snapshot();
+        // A Secret both wanted for a password and for a certificate is read either way.
+        cached.extend(self.certificates.snapshot());
         let secrets: Vec<&Secret> = cached.values().filter_map(|f| f.value.as_ref()).collect();
         let secret_problems: BTreeMap<(String, String), String> = cached
             .iter()
@@ -275,6 +281,7 @@ impl Source for ClusterSource {
         });
         // Read off the planning path; a Secret not read yet is a plan away.
         self.secrets.want(planned.wants.secrets.iter().cloned());
+        self.certificates.want(&planned.wants.certificates);
         Ok(planned)
     }
 

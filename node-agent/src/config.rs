@@ -7,10 +7,13 @@ use std::{
     time::Duration,
 };
 
-use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract};
+use buoy_crds::{UpstreamPool, VipAddress, VirtualIP, VirtualIPSpec, contract, secret_keys};
 use buoy_vrrp::packet::{Version, auth_data};
+use k8s_openapi::api::core::v1::Secret;
 
 use crate::dns::Resolutions;
+
+mod upstream_tls;
 use crate::proxy::{
     active::Thresholds,
     listener::ListenerConfig,
@@ -18,8 +21,10 @@ use crate::proxy::{
     pool::{ActiveCheck, BackendSpec, PoolConfig},
     route::RouteConfig,
     service::ProxyConfig,
+    tls::{Certificate, TlsConfig},
 };
 use crate::vrrp::instance::{AnnounceConfig, InstanceConfig};
+pub use upstream_tls::{PoolTls, pool_tls};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 /// Why a VirtualIP cannot be turned into a VRRP instance.
@@ -102,13 +107,69 @@ pub fn host_names(pool: &UpstreamPool) -> impl Iterator<Item = String> + '_ {
 /// that the backend policy refuses, is left out and said in [`PoolConfig::problems`]; the pool's
 /// other backends serve (and without any, its listeners answer 503 with the reason). A name
 /// stands for every address it resolves to, as in nginx. Service-backed pools get their
-/// backends from EndpointSlices in cluster mode (until then they have none).
+/// backends from EndpointSlices in cluster mode (until then they have none). With a CA that
+/// cannot be read ([`pool_tls`]) the pool has no backends, and says why first.
 pub(crate) fn pool(
     pool: &UpstreamPool,
     resolved: &Resolutions,
     policy: &BackendPolicy,
+    tls: PoolTls,
 ) -> PoolConfig {
     let name = contract::key_of(&pool.metadata);
+    let s = &pool.spec;
+    let (mut backends, mut problems) = static_backends(pool, resolved, policy);
+    let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
+        protocol: a.protocol,
+        path: a.path.clone().unwrap_or_else(|| "/".into()),
+        host: a.host.clone(),
+        statuses: a.expected_statuses.as_ref().map_or_else(
+            || vec![(200, 399)],
+            |r| r.iter().filter_map(|r| r.bounds()).collect(),
+        ),
+        interval: a.interval.as_std(),
+        timeout: a.timeout.as_std(),
+        thresholds: Thresholds {
+            healthy: a.healthy_threshold,
+            unhealthy: a.unhealthy_threshold,
+        },
+        proxy_protocol: s.proxy_protocol,
+    });
+    let (tls, tls_warnings) = tls;
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(why) => {
+            backends.clear();
+            problems.insert(0, why);
+            None
+        }
+    };
+    problems.extend(tls_warnings);
+    PoolConfig {
+        name,
+        backends,
+        algorithm: s.load_balancing.algorithm,
+        hash_key: s
+            .load_balancing
+            .hash_key
+            .unwrap_or(buoy_crds::HashKey::ClientIp),
+        hash_key_name: s.load_balancing.hash_key_name.clone(),
+        retry: (&s.retry).into(),
+        timeouts: (&s.timeouts).into(),
+        headers: (&s.http).into(),
+        active,
+        proxy_protocol: s.proxy_protocol,
+        tls,
+        problems,
+    }
+}
+
+/// The static backends of `pool`, each name for every address it resolves to, and why some
+/// of the spec are not among them.
+fn static_backends(
+    pool: &UpstreamPool,
+    resolved: &Resolutions,
+    policy: &BackendPolicy,
+) -> (Vec<BackendSpec>, Vec<String>) {
     let s = &pool.spec;
     let passive = &s.health_check.passive;
     let mut backends = Vec::new();
@@ -150,6 +211,11 @@ pub(crate) fn pool(
             }
             backends.push(BackendSpec {
                 addr: SocketAddr::new(ip, b.port),
+                host: b
+                    .address
+                    .parse::<IpAddr>()
+                    .is_err()
+                    .then(|| b.address.to_ascii_lowercase()),
                 weight: b.weight,
                 backup: b.backup,
                 down: b.down,
@@ -164,38 +230,7 @@ pub(crate) fn pool(
     // kept per address.
     let mut seen = BTreeSet::new();
     backends.retain(|b| seen.insert(b.addr));
-    let active = s.health_check.active.as_ref().map(|a| ActiveCheck {
-        protocol: a.protocol,
-        path: a.path.clone().unwrap_or_else(|| "/".into()),
-        host: a.host.clone(),
-        statuses: a.expected_statuses.as_ref().map_or_else(
-            || vec![(200, 399)],
-            |r| r.iter().filter_map(|r| r.bounds()).collect(),
-        ),
-        interval: a.interval.as_std(),
-        timeout: a.timeout.as_std(),
-        thresholds: Thresholds {
-            healthy: a.healthy_threshold,
-            unhealthy: a.unhealthy_threshold,
-        },
-        proxy_protocol: s.proxy_protocol,
-    });
-    PoolConfig {
-        name,
-        backends,
-        algorithm: s.load_balancing.algorithm,
-        hash_key: s
-            .load_balancing
-            .hash_key
-            .unwrap_or(buoy_crds::HashKey::ClientIp),
-        hash_key_name: s.load_balancing.hash_key_name.clone(),
-        retry: (&s.retry).into(),
-        timeouts: (&s.timeouts).into(),
-        headers: (&s.http).into(),
-        active,
-        proxy_protocol: s.proxy_protocol,
-        problems,
-    }
+    (backends, problems)
 }
 
 /// The listeners of a VirtualIP on `addresses` (its addresses in effect): one per address and
@@ -203,6 +238,7 @@ pub(crate) fn pool(
 pub(crate) fn listeners(
     vip: &VirtualIP,
     addresses: &[VipAddress],
+    tls: &BTreeMap<String, (TlsConfig, Vec<String>)>,
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     let vip_key = contract::key_of(&vip.metadata);
     let ns = vip
@@ -216,6 +252,9 @@ pub(crate) fn listeners(
         for l in &vip.spec.listeners {
             let client = l.client.clone().unwrap_or_default();
             let tcp = l.protocol == buoy_crds::ListenerProtocol::TCP;
+            let tls = tls.get(&l.name);
+            let mut problems = l.route_conflicts();
+            problems.extend(tls.iter().flat_map(|(_, p)| p.iter().cloned()));
             out.push(ListenerConfig {
                 name: format!("{vip_key}/{}@{ip}", l.name),
                 addr: SocketAddr::new(ip, l.port),
@@ -237,7 +276,7 @@ pub(crate) fn listeners(
                         pool: contract::key(Some(ns), Some(&r.upstream_pool)),
                     })
                     .collect(),
-                problems: l.route_conflicts(),
+                problems,
                 max_connections: client.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 keepalive_timeout: client
                     .keepalive_timeout
@@ -261,10 +300,114 @@ pub(crate) fn listeners(
                 max_body_bytes: client.max_request_body_bytes.unwrap_or(1024 * 1024),
                 access_log: l.access_log.as_ref().map(|a| a.format),
                 proxy_protocol: l.proxy_protocol,
+                tls: tls.map(|(t, _)| t.clone()),
             });
         }
     }
     Ok(out)
+}
+
+/// By listener name (of the spec): its TLS, and what is wrong with its certificates.
+pub type ListenerTls = BTreeMap<String, (TlsConfig, Vec<String>)>;
+
+/// The TLS of each HTTPS listener of `vip` from the Secrets at hand (`problems`: why a wanted
+/// Secret could not be read lately): each `kubernetes.io/tls` Secret read and checked
+/// ([`Certificate::parse`]); one that is missing or broken is left out and said on its
+/// listener, which serves with the others (with none, its handshakes fail and only it stops
+/// serving). The Secrets they need go in `wants`.
+pub fn listener_tls(
+    vip: &VirtualIP,
+    secrets: &[&Secret],
+    problems_of: &BTreeMap<(String, String), String>,
+    wants: &mut BTreeSet<(String, String)>,
+) -> ListenerTls {
+    let namespace = vip
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(contract::DEFAULT_NAMESPACE);
+    let mut all = ListenerTls::new();
+    for l in &vip.spec.listeners {
+        let Some(tls) = &l.tls else { continue };
+        let mut certificates = Vec::new();
+        let mut problems = Vec::new();
+        for r in &tls.certificates {
+            let id = (namespace.to_string(), r.secret_name.clone());
+            wants.insert(id.clone());
+            let key = contract::key(Some(namespace), Some(&r.secret_name));
+            let value = |k| secret_value(secrets, namespace, &r.secret_name, k);
+            let parsed = match (value(secret_keys::CERTIFICATE), value(secret_keys::KEY)) {
+                (Some(crt), Some(k)) => {
+                    Certificate::parse(&key, &crt, &k).map_err(|e| e.to_string())
+                }
+                _ => Err(match problems_of.get(&id) {
+                    Some(problem) => problem.clone(),
+                    None if secrets
+                        .iter()
+                        .any(|s| s.metadata.name.as_deref() == Some(&r.secret_name)) =>
+                    {
+                        format!("no {} and {}", secret_keys::CERTIFICATE, secret_keys::KEY)
+                    }
+                    None => "not found".to_string(),
+                }),
+            };
+            match parsed {
+                Ok(c) => {
+                    if let Some(problem) = problems_of.get(&id) {
+                        problems.push(format!(
+                            "certificate Secret {}: {problem}; the last certificate read is used",
+                            r.secret_name
+                        ));
+                    }
+                    certificates.push(c);
+                }
+                Err(why) => problems.push(format!(
+                    "certificate Secret {}: {why}; not served",
+                    r.secret_name
+                )),
+            }
+        }
+        if certificates.is_empty() {
+            problems.push("no usable certificate: TLS handshakes fail".to_string());
+        }
+        let config = TlsConfig {
+            certificates,
+            min_version: tls.min_version,
+            alpn: tls.alpn.clone(),
+        };
+        all.insert(l.name.clone(), (config, problems));
+    }
+    all
+}
+
+/// The value of `key` in Secret `namespace/name`, from the Secrets at hand (`data`, or
+/// `stringData` as files may give it).
+pub(crate) fn secret_value(
+    secrets: &[&Secret],
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Option<Vec<u8>> {
+    let secret: &Secret = secrets.iter().copied().find(|s| {
+        s.metadata.name.as_deref() == Some(name)
+            && s.metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(contract::DEFAULT_NAMESPACE)
+                == namespace
+    })?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|s| s.clone().into_bytes())
+        })
 }
 
 /// The proxy configuration of `vips` on their own addresses, with the pools they reference,
@@ -272,6 +415,7 @@ pub(crate) fn listeners(
 pub fn proxy_with(
     vips: &[&VirtualIP],
     pools: &[&UpstreamPool],
+    secrets: &[&Secret],
     resolved: &Resolutions,
     policy: &BackendPolicy,
 ) -> Result<ProxyConfig, ConfigError> {
@@ -280,12 +424,14 @@ pub fn proxy_with(
         pools: BTreeMap::new(),
     };
     for vip in vips {
+        let tls = listener_tls(vip, secrets, &BTreeMap::new(), &mut BTreeSet::new());
         config
             .listeners
-            .extend(listeners(vip, &vip.spec.addresses)?);
+            .extend(listeners(vip, &vip.spec.addresses, &tls)?);
     }
     for p in pools {
-        let p = pool(p, resolved, policy);
+        let tls = pool_tls(p, secrets, &BTreeMap::new(), &mut BTreeSet::new());
+        let p = pool(p, resolved, policy, tls);
         if config
             .listeners
             .iter()
@@ -299,7 +445,13 @@ pub fn proxy_with(
 
 /// [`proxy_with`] for IP literals only, every backend allowed.
 pub fn proxy(vips: &[&VirtualIP], pools: &[&UpstreamPool]) -> Result<ProxyConfig, ConfigError> {
-    proxy_with(vips, pools, &Resolutions::new(), &BackendPolicy::default())
+    proxy_with(
+        vips,
+        pools,
+        &[],
+        &Resolutions::new(),
+        &BackendPolicy::default(),
+    )
 }
 
 /// Parses `192.168.60.88` or `192.168.60.88/24`; a bare address is a host address (/32, /128),
@@ -403,7 +555,7 @@ mod tests {
             refuse_node_local: true,
             node_addresses: node.clone(),
         };
-        let c = super::pool(&pool, &Resolutions::new(), &cluster);
+        let c = super::pool(&pool, &Resolutions::new(), &cluster, (Ok(None), vec![]));
         let kept: Vec<String> = c.backends.iter().map(|b| b.addr.to_string()).collect();
         assert_eq!(kept, ["10.0.0.9:80"]);
         assert_eq!(c.problems.len(), 5, "{:?}", c.problems);
@@ -424,7 +576,7 @@ mod tests {
             refuse_node_local: false,
             node_addresses: node,
         };
-        let c = super::pool(&pool, &Resolutions::new(), &allowed);
+        let c = super::pool(&pool, &Resolutions::new(), &allowed, (Ok(None), vec![]));
         assert_eq!((c.backends.len(), c.problems.len()), (6, 0));
     }
 

@@ -16,6 +16,7 @@ pub mod node;
 pub mod proxy;
 pub mod refresh;
 pub mod runner;
+mod secret_watch;
 pub mod source;
 pub mod vrrp;
 pub mod watch;

@@ -82,7 +82,7 @@ fn routes_bad_input_errors_and_warnings() {
                 "error: {f}: document 1 (VirtualIP default/web): spec.listeners[0].upstreamPool: a listener needs an upstreamPool or at least one route"
             ),
             format!(
-                "error: {f}: document 1 (VirtualIP default/web): spec.listeners[1].routes: routes apply only to HTTP listeners (TCP and UDP listeners send everything to their upstreamPool)"
+                "error: {f}: document 1 (VirtualIP default/web): spec.listeners[1].routes: routes apply only to HTTP and HTTPS listeners (TCP and UDP listeners send everything to their upstreamPool)"
             ),
             "configuration invalid: 2 error(s)".to_string(),
         ]

@@ -665,3 +665,131 @@ fn a_master_killed_while_the_api_is_down_removes_its_vip_at_restart_and_uninstal
         assert_eq!(leftovers(&c, node), (false, false, false), "{node}");
     }
 }
+
+/// An HTTPS listener whose certificate is a Secret made with `kubectl create secret tls`: a
+/// renewal (the Secret replaced, as cert-manager does) is served within seconds, because each
+/// certificate Secret is watched by name rather than read every minute.
+#[test]
+fn a_renewed_certificate_secret_is_served_within_seconds() {
+    let c = start_agents(&["n1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (old_crt, old_key) = buoy_tests::tls::certificate(dir.path(), "old", &["shop.example"]);
+    let (new_crt, new_key) = buoy_tests::tls::certificate(dir.path(), "new", &["shop.example"]);
+    let create = |crt: &std::path::Path, key: &std::path::Path| {
+        let yaml = c.kubectl(
+            &[
+                "create",
+                "secret",
+                "tls",
+                "shop-tls",
+                "-n",
+                "default",
+                &format!("--cert={}", crt.display()),
+                &format!("--key={}", key.display()),
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ],
+            None,
+        );
+        c.kubectl(&["apply", "-f", "-"], Some(&yaml));
+    };
+    create(&old_crt, &old_key);
+    let objects = OBJECTS.replace(
+        "    - {name: http, port: 80, protocol: HTTP, upstreamPool: web}",
+        "    - {name: http, port: 80, protocol: HTTP, upstreamPool: web}\n    - {name: https, port: 443, protocol: HTTPS, upstreamPool: web, tls: {certificates: [{secretName: shop-tls}]}}",
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&objects));
+    let vip: IpAddr = VIP.parse().unwrap();
+    assert!(
+        c.lab.wait_sole_holder(vip, "n1", Duration::from_secs(10)),
+        "{}",
+        c.lab.logs()
+    );
+    let client = c.lab.host("client").ns.clone();
+    let presented =
+        || buoy_tests::tls::presented(&client, &format!("{VIP}:443"), Some("shop.example"));
+    let old = buoy_tests::tls::fingerprint(&old_crt);
+    wait_for("the first certificate", Duration::from_secs(10), || {
+        presented() == old
+    });
+
+    create(&new_crt, &new_key);
+    let renewed = Instant::now();
+    let new = buoy_tests::tls::fingerprint(&new_crt);
+    wait_for("the renewed certificate", Duration::from_secs(10), || {
+        presented() == new
+    });
+    println!(
+        "cluster mode: renewed certificate served after {} ms",
+        renewed.elapsed().as_millis()
+    );
+    assert!(
+        renewed.elapsed() < Duration::from_secs(5),
+        "a watch, not the minute-long refresh: {:?}\n{}",
+        renewed.elapsed(),
+        c.lab.logs()
+    );
+}
+
+/// An UpstreamPool's `tls.caSecretName` in cluster mode: while the Secret is missing the pool
+/// has no backends and its status says why; once it is created (watched by name, as
+/// certificates are) the backends are back.
+#[test]
+fn a_pool_s_ca_secret_is_read_when_it_appears() {
+    let c = start_agents(&["n1"]);
+    let objects = OBJECTS.replace(
+        "    - {address: 10.77.0.4, port: 80}\n",
+        "    - {address: 10.77.0.4, port: 80}\n  tls: {caSecretName: backend-ca}\n",
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&objects));
+    let node_status = |c: &Cluster| {
+        let pool = c.get("upstreampool", "web", "default");
+        pool["status"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["node"] == "n1")
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the pool's status says the CA Secret is missing",
+        Duration::from_secs(10),
+        || {
+            let n = node_status(&c);
+            n["backends"]["total"] == 0
+                && n["message"].as_str().is_some_and(|m| {
+                    m.contains("tls.caSecretName backend-ca: not found; no backend is used")
+                })
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = buoy_tests::tls::certificate(dir.path(), "ca", &["backend-ca.example"]);
+    let yaml = c.kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "backend-ca",
+            "-n",
+            "default",
+            &format!("--from-file=ca.crt={}", ca.display()),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+        None,
+    );
+    c.kubectl(&["apply", "-f", "-"], Some(&yaml));
+    let appeared = Instant::now();
+    wait_for("the backends with the CA", Duration::from_secs(10), || {
+        let n = node_status(&c);
+        n["backends"]["total"] == 2 && n["message"].is_null()
+    });
+    assert!(
+        appeared.elapsed() < Duration::from_secs(5),
+        "watched, not the minute-long refresh: {:?}",
+        appeared.elapsed()
+    );
+}

@@ -2,7 +2,8 @@
 //! listener (real clients: h2load and curl): load over two backends, the forwarded headers and
 //! a request body, routes by host and path, retries and Buoy's own 502, the access log line, the
 //! GOAWAY of a connection that idles, is evicted or whose proxy stops (open streams finish), the
-//! listener's limits, and HTTP/1 clients on the same listener.
+//! listener's limits, and HTTP/1 clients on the same listener; then HTTP/2 over TLS, chosen by
+//! ALPN on an HTTPS listener.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -87,12 +88,19 @@ fn curl(url: &str, port: u16, args: &[&str]) -> Curl {
 /// [`curl`], with `stdin` for its standard input.
 fn curl_with(url: &str, port: u16, args: &[&str], stdin: Option<&[u8]>) -> Curl {
     let host = url
+        .trim_start_matches("https://")
         .trim_start_matches("http://")
         .split([':', '/'])
         .next()
         .unwrap();
     let mut child = Command::new("curl")
-        .args(["-sS", "-i", "--max-time", "10", "--http2-prior-knowledge"])
+        .args(["-sS", "-i", "--max-time", "10"])
+        // h2c unless the caller asks otherwise (an https:// URL with its ALPN choice).
+        .args(if url.starts_with("https:") {
+            &[][..]
+        } else {
+            &["--http2-prior-knowledge"][..]
+        })
         .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
         .args(args)
         .arg(url)
@@ -477,4 +485,75 @@ fn a_stopping_proxy_sends_goaway_and_lets_open_streams_finish() {
     let r = busy.join().unwrap();
     assert_eq!((r.status, r.served_by()), (200, "slow"));
     assert_eq!(p.process.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn https_clients_that_choose_h2_by_alpn_get_http2() {
+    let web = Backend::http("127.0.0.1:0", "web", Behaviour::Echo).unwrap();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = buoy_tests::tls::certificate(dir.path(), "site", &["a.example"]);
+    let mut yaml = config(
+        &[format!(
+            "{{name: web, port: {port}, protocol: HTTPS, upstreamPool: web, tls: {{certificates: [{{secretName: site}}]}}, accessLog: {{format: JSON}}}}"
+        )],
+        &[pool("web", &[web.addr])],
+    );
+    yaml.push_str(&buoy_tests::tls::secret("site", &crt, &key));
+    let p = ProxyProcess::start(AGENT, &yaml);
+    let ca = crt.to_str().unwrap();
+    let url = format!("https://a.example:{port}/secure");
+    // ALPN h2 (curl offers it first): HTTP/2 over TLS, the same request path.
+    let r = curl(&url, port, &["--http2", "--cacert", ca]);
+    assert_eq!(
+        (r.version.as_str(), r.status),
+        ("HTTP/2", 200),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.served_by(), "web");
+    assert_eq!(r.echoed("host"), Some("a.example"));
+    assert_eq!(r.echoed("x-real-ip"), Some("127.0.0.1"));
+    let r = curl(
+        &url,
+        port,
+        &["--http2", "--cacert", ca, "--data-binary", "sealed"],
+    );
+    assert_eq!(r.echoed("body"), Some("sealed"));
+    // A client that offers only http/1.1 gets it.
+    let r = curl(&url, port, &["--http1.1", "--cacert", ca]);
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 200));
+    // Many streams over a few TLS connections (h2load does not verify the certificate).
+    let out = Command::new("h2load")
+        .args(["-n", "400", "-c", "2", "-m", "10"])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Application protocol: h2"), "{text}");
+    assert!(
+        text.contains("400 done, 400 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+    // The access log says HTTP/2.0 for the h2 requests, HTTP/1.1 for the other.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let versions = loop {
+        let versions: Vec<String> = p
+            .process
+            .output()
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["version"].to_string())
+            .collect();
+        if versions.len() >= 403 || Instant::now() > deadline {
+            break versions;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(versions.len(), 403);
+    assert_eq!(versions.iter().filter(|v| *v == "\"HTTP/1.1\"").count(), 1);
+    assert_eq!(
+        versions.iter().filter(|v| *v == "\"HTTP/2.0\"").count(),
+        402
+    );
 }

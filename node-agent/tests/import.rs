@@ -445,3 +445,209 @@ fn the_migration_guide_shows_the_real_output() {
         &case("25-kube-vip"),
     );
 }
+
+/// A key and a self-signed certificate for `name` made by openssl in `dir` (`KEY` is
+/// `ec -pkeyopt ec_paramgen_curve:P-256` or `rsa:2048`); with `ca`, a CA certificate.
+fn openssl_certificate(dir: &Path, stem: &str, subject: &str, key: &[&str], ca: bool) {
+    let mut args = vec!["req", "-x509", "-newkey"];
+    args.extend_from_slice(key);
+    let (keyfile, certfile) = (format!("{stem}.key"), format!("{stem}.crt"));
+    let subj = format!("/CN={subject}");
+    let san = format!("subjectAltName=DNS:{subject}");
+    args.extend_from_slice(&[
+        "-nodes", "-days", "30", "-subj", &subj, "-keyout", &keyfile, "-out", &certfile,
+    ]);
+    if ca {
+        args.extend_from_slice(&["-addext", "basicConstraints=critical,CA:TRUE"]);
+    } else {
+        args.extend_from_slice(&["-addext", &san]);
+    }
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(&args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// nginx's TLS as users write it: two HTTPS servers on 443 (an ECDSA and an RSA certificate made
+/// by openssl, one path relative to nginx.conf and one absolute), routes, a `proxy_pass https://`
+/// verified against a CA, a stream UDP server. The binary turns them into an HTTPS listener whose
+/// certificates are `kubernetes.io/tls` Secrets holding the files (the default server's first),
+/// a pool with `tls` and a `ca.crt` Secret, a UDP listener; kubectl (YAML 1.1) reads it as Buoy
+/// does, and `buoy-agent check` serves every certificate. With --secrets-as-references the keys
+/// stay out and the comments say how to create them.
+#[test]
+fn the_binary_translates_tls_into_secrets_that_check_accepts() {
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-tls-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    openssl_certificate(&certs, "a.example.com", "a.example.com", &ec, false);
+    openssl_certificate(&certs, "internal-ca", "Internal CA", &ec, true);
+    let elsewhere = dir.join("etc-ssl");
+    std::fs::create_dir(&elsewhere).unwrap();
+    openssl_certificate(&elsewhere, "b", "b.example.com", &["rsa:2048"], false);
+    let nginx = format!(
+        "events {{ worker_connections 512; }}
+http {{
+    http2 on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    upstream web {{ server 10.0.0.11:80; }}
+    upstream api {{ server 10.0.0.21:8443; server 10.0.0.22:8443; }}
+    server {{
+        listen 192.0.2.10:443 ssl;
+        server_name a.example.com;
+        ssl_certificate certs/a.example.com.crt;
+        ssl_certificate_key certs/a.example.com.key;
+        location / {{ proxy_pass http://web; }}
+        location = /health {{ proxy_pass http://web; }}
+        location /api/ {{
+            proxy_pass https://api;
+            proxy_ssl_server_name on;
+            proxy_ssl_name api.internal.example;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate certs/internal-ca.crt;
+        }}
+    }}
+    server {{
+        listen 192.0.2.10:443 ssl default_server;
+        server_name b.example.com;
+        ssl_certificate {b}/b.crt;
+        ssl_certificate_key {b}/b.key;
+        location / {{ proxy_pass http://web; }}
+    }}
+}}
+stream {{
+    upstream dns {{ server 10.0.0.53:53; server 10.0.0.54:53; }}
+    server {{
+        listen 192.0.2.10:53 udp;
+        access_log /var/log/nginx/dns.log;
+        proxy_pass dns;
+    }}
+}}
+",
+        b = elsewhere.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), nginx).unwrap();
+    let (yaml, stderr) = run(&["import", "--nginx", "nginx.conf"], dir);
+    let lines = warnings(&stderr);
+    warned(
+        &lines,
+        "warning: nginx.conf:5: directive \"ssl_session_cache\"",
+        "tickets",
+    );
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        yaml.contains("# THIS DOCUMENT HOLDS A PRIVATE KEY"),
+        "{yaml}"
+    );
+    let out = dir.join("buoy.yaml");
+    std::fs::write(&out, &yaml).unwrap();
+    let docs = read_as_kubectl(&out);
+
+    // The Secrets hold the files as they are.
+    let file = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let a = object(&docs, "Secret", Some("default"), "a.example.com-tls");
+    assert_eq!(a["type"], "kubernetes.io/tls");
+    assert_eq!(
+        a["stringData"]["tls.crt"],
+        file(certs.join("a.example.com.crt"))
+    );
+    assert_eq!(
+        a["stringData"]["tls.key"],
+        file(certs.join("a.example.com.key"))
+    );
+    let b = object(&docs, "Secret", Some("default"), "b-tls");
+    assert_eq!(b["stringData"]["tls.crt"], file(elsewhere.join("b.crt")));
+    assert_eq!(b["stringData"]["tls.key"], file(elsewhere.join("b.key")));
+    let ca = object(&docs, "Secret", Some("default"), "internal-ca");
+    assert_eq!(
+        ca["stringData"]["ca.crt"],
+        file(certs.join("internal-ca.crt"))
+    );
+
+    let api = object(&docs, "UpstreamPool", Some("default"), "api");
+    assert_eq!(
+        api["spec"]["tls"],
+        json!({"serverName": "api.internal.example", "caSecretName": "internal-ca"})
+    );
+    let vip = object(&docs, "VirtualIP", Some("default"), "web");
+    let listeners = vip["spec"]["listeners"].as_array().unwrap();
+    let https = &listeners[0];
+    assert_eq!(
+        (&https["name"], &https["port"], &https["protocol"]),
+        (&json!("https"), &json!(443), &json!("HTTPS"))
+    );
+    // The default server's certificate first; TLS 1.2 and HTTP/2 are the API's defaults.
+    assert_eq!(
+        https["tls"],
+        json!({"certificates": [{"secretName": "b-tls"}, {"secretName": "a.example.com-tls"}]})
+    );
+    assert_eq!(https["upstreamPool"], "web");
+    assert_eq!(
+        https["routes"],
+        json!([
+            {"hosts": ["b.example.com"], "paths": [{"type": "Prefix", "value": "/"}],
+             "upstreamPool": "web"},
+            {"hosts": ["a.example.com"], "paths": [
+                {"type": "Prefix", "value": "/"}, {"type": "Exact", "value": "/health"}
+            ], "upstreamPool": "web"},
+            {"hosts": ["a.example.com"], "paths": [{"type": "Prefix", "value": "/api/"}],
+             "upstreamPool": "api"}
+        ])
+    );
+    let udp = &listeners[1];
+    assert_eq!(
+        (&udp["name"], &udp["protocol"], &udp["upstreamPool"]),
+        (&json!("udp-53"), &json!("UDP"), &json!("dns"))
+    );
+    assert_eq!(udp["accessLog"], json!({"format": "Combined"}));
+
+    // `check` reads every certificate and key and has nothing to say about them.
+    let check = Command::new(env!("CARGO_BIN_EXE_buoy-agent"))
+        .current_dir(dir)
+        .args(["check", "--config", "buoy.yaml"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{said}");
+    assert_eq!(said, "", "check finds no broken certificate");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).starts_with(
+            "configuration OK: 1 VirtualIP(s), 3 UpstreamPool(s), 1 AddressPool(s), 3 Secret(s)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // Keys as references: no key in the output, the commands that make the Secrets instead.
+    let (yaml, _) = run(
+        &["import", "--nginx", "nginx.conf", "--secrets-as-references"],
+        dir,
+    );
+    assert!(!yaml.contains("PRIVATE KEY"), "{yaml}");
+    assert!(
+        yaml.contains(&format!(
+            "#   kubectl -n default create secret tls b-tls --cert={b}/b.crt --key={b}/b.key\n",
+            b = elsewhere.display()
+        )),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(
+            "#   kubectl -n default create secret tls a.example.com-tls --cert=certs/a.example.com.crt --key=certs/a.example.com.key\n"
+        ),
+        "{yaml}"
+    );
+    assert!(yaml.contains("name: internal-ca"), "the CA is no secret");
+}

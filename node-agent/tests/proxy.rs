@@ -234,6 +234,16 @@ fn no_backend_means_a_clear_error() {
         &[(at(free_port()), 1), (at(free_port()), 1)],
         "",
     ));
+    // Both tried and refused: the last one's failure says why, as nginx answers with its last
+    // error.
+    let r = request(at(port), "GET", "/", &[], "").unwrap();
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("X-Buoy-Error"),
+        Some("backend failed: ConnectRefused")
+    );
+    assert_eq!(r.body, "502 backend failed: ConnectRefused\n");
+    // Then both are out (passive checks): none is left to try.
     let r = request(at(port), "GET", "/", &[], "").unwrap();
     assert_eq!(r.status, 502);
     assert_eq!(r.header("X-Buoy-Error"), Some("no healthy backend"));

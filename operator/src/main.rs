@@ -42,6 +42,9 @@ fn main() -> Result<()> {
             reference,
         } => crds(out_dirs, reference),
         Command::Run(flags) => {
+            // kube-rs builds its TLS client with the process's provider: with the agent in the
+            // same build rustls has two and would not choose.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

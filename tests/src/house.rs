@@ -44,9 +44,10 @@ pub const CRATES: &[Crate] = &[
             ("diagnostics", 5),
             ("options", 5),
             ("names", 5),
-            // Reading files and their includes; a VirtualIP being built.
+            // Reading files and their includes; a VirtualIP being built; the Secrets of PEM files.
             ("syntax", 10),
             ("draft", 10),
+            ("certificates", 10),
             // keepalived and nginx, each on its own: parsing, then translating, then merging
             // the files; neither knows the other.
             ("keepalived::parse", 20),
@@ -56,6 +57,7 @@ pub const CRATES: &[Crate] = &[
             ("nginx::untranslated", 25),
             ("keepalived::defs", 28),
             ("nginx::config", 28),
+            ("nginx::tls", 29),
             ("keepalived::instance", 30),
             ("nginx::settings", 30),
             ("nginx::upstream", 30),
@@ -126,6 +128,7 @@ pub const CRATES: &[Crate] = &[
             ("admin", 55),
             // Where desired state comes from.
             ("watch", 55),
+            ("secret_watch", 56),
             ("source", 60),
             ("files", 65),
             ("cluster", 65),

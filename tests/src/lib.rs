@@ -14,6 +14,7 @@ pub mod seed;
 pub mod system;
 pub mod tcp_wire;
 pub mod testapi;
+pub mod tls;
 pub mod vrrp_wire;
 
 /// A `--name VALUE` flag of a bench command, or `default`.
@@ -48,4 +49,10 @@ where
         );
         tokio::time::sleep(every).await;
     }
+}
+
+/// Makes ring the process's rustls crypto provider, for kube-rs clients: with the agent in the
+/// same build rustls has two (ring and aws-lc-rs) and would not choose.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

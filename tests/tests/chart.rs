@@ -857,7 +857,8 @@ fn agent_rbac_is_least_privilege() {
         );
     }
 
-    // With VRRP v2 authentication: `get` of the named Secrets, in their namespaces, nothing more.
+    // With VRRP v2 authentication: `get` of the named Secrets, in their namespaces; with
+    // certificates: `get`, `list` and `watch` of the named ones (a watch by name); nothing more.
     let r = render_all_values();
     let agent = grants(&rules_of(&r, "buoy-node-agent", "buoy-ci"));
     let secrets: BTreeSet<(String, String, String)> = agent
@@ -868,6 +869,21 @@ fn agent_rbac_is_least_privilege() {
     let expect: BTreeSet<(String, String, String)> = [
         ("get", "vrrp-auth,vrrp-auth-2", "default"),
         ("get", "vrrp-auth", "lb"),
+        (
+            "get",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
+        (
+            "list",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
+        (
+            "watch",
+            "shop-example-com-tls,www-shop-example-com-tls",
+            "shop",
+        ),
     ]
     .into_iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
@@ -1643,7 +1659,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     let all = render(Some(&all_values()), "edge", "buoy-ci", &[]);
     let file = dir.path().join("all-values.yaml");
     let mut text = String::new();
-    for ns in ["buoy-ci", "buoy-leases", "lb"] {
+    for ns in ["buoy-ci", "buoy-leases", "lb", "shop"] {
         text.push_str(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"
         ));
@@ -1654,6 +1670,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     for created in [
         "deployment.apps/edge-buoy-operator created",
         "role.rbac.authorization.k8s.io/edge-buoy-agent-vrrp-secrets created",
+        "role.rbac.authorization.k8s.io/edge-buoy-agent-certificates created",
         "virtualip.buoy.io/web created",
         "upstreampool.buoy.io/web created",
         "addresspool.buoy.io/lan created",

@@ -96,7 +96,10 @@ async fn kubeconfig_and_discovery_serve_kube_rs() {
         config.cluster_url.to_string(),
         format!("http://{}/", api.addr())
     );
-    let client = Client::try_from(config).unwrap();
+    let client = {
+        buoy_tests::install_crypto_provider();
+        Client::try_from(config).unwrap()
+    };
     assert_eq!(client.apiserver_version().await.unwrap().major, "1");
 
     install_crds(&client).await;
@@ -745,7 +748,10 @@ async fn watcher_lists_then_watches_and_recovers_from_gone() {
 fn client_without_retries(api: &TestApi) -> Client {
     let mut config = kube::Config::new(format!("http://{}", api.addr()).parse().unwrap());
     config.default_retry = false;
-    Client::try_from(config).unwrap()
+    {
+        buoy_tests::install_crypto_provider();
+        Client::try_from(config).unwrap()
+    }
 }
 
 #[tokio::test]

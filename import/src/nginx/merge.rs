@@ -10,7 +10,9 @@ impl Config {
     pub(crate) fn merge(&mut self, other: Config, warnings: &mut Warnings) {
         for p in other.pools {
             match self.pools.iter().find(|q| q.name == p.name) {
-                Some(q) if q.spec == p.spec => {}
+                Some(q)
+                    if q.spec == p.spec
+                        && q.ca.as_ref().map(|c| &c.0) == p.ca.as_ref().map(|c| &c.0) => {}
                 Some(q) => warnings.add(
                     &p.at,
                     "upstream",
@@ -33,11 +35,11 @@ impl Config {
                         .zip(&s.locations)
                         .all(|(a, b)| (a.kind, &a.path, &a.pool) == (b.kind, &b.path, &b.pool))
                     && t.client == s.client
+                    && t.tls.same(&s.tls)
                     && t.listens.len() == s.listens.len()
-                    && t.listens
-                        .iter()
-                        .zip(&s.listens)
-                        .all(|(a, b)| a.address == b.address && a.port == b.port)
+                    && t.listens.iter().zip(&s.listens).all(|(a, b)| {
+                        (a.address, a.port, a.ssl, a.http2) == (b.address, b.port, b.ssl, b.http2)
+                    })
             };
             if !self.servers.iter().any(same) {
                 self.servers.push(s);

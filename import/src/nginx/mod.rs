@@ -13,6 +13,7 @@ mod merge;
 mod parse;
 mod server;
 mod settings;
+mod tls;
 mod translate;
 mod untranslated;
 mod upstream;

@@ -1,18 +1,20 @@
 //! nginx's `server` blocks into servers to be listeners: their `listen`s and `server_name`s,
 //! the pool their `proxy_pass` names and the settings in force where it is (for HTTP,
-//! `location /`), and their exact and prefix `location`s with a `proxy_pass` (to be routes).
+//! `location /`), their exact and prefix `location`s with a `proxy_pass` (to be routes), and
+//! their TLS (`listen … ssl`, certificates).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use buoy_crds::{ListenerProtocol, PathMatch};
 
 use super::{
-    config::{Listen, ListenAddress, Location as Route, Server},
+    config::{Listen, ListenAddress, Location as Route, Server, ServerTls},
     parse::Directive,
     settings::{
         Client, Proxy, client_setting, client_settings, is_client_setting, is_proxy_setting,
         pool_settings, proxy_setting,
     },
+    tls::{Ssl, is_ssl_setting, pem_path, server_tls, ssl_setting},
     untranslated::untranslated,
     upstream::{Upstream, proxy_pass},
     values::{first, one},
@@ -24,6 +26,8 @@ use crate::diagnostics::{ImportError, Loc, Warnings};
 pub(crate) struct Context<'a> {
     pub(crate) upstreams: &'a mut BTreeMap<String, Upstream>,
     pub(crate) max_connections: Option<u32>,
+    /// The main nginx.conf's directory, against which relative file names are resolved.
+    pub(crate) base: &'a Path,
     pub(crate) warnings: &'a mut Warnings,
 }
 
@@ -34,6 +38,7 @@ struct HttpScope {
     listens: Vec<Listen>,
     /// A `listen` that cannot be translated was seen (warned).
     skipped: bool,
+    tls: ServerTls,
 }
 
 /// A `location /`: its proxy_pass, and the settings in force there.
@@ -56,10 +61,11 @@ pub(crate) fn http_server(
     d: &Directive,
     outer_proxy: &Proxy,
     outer_client: &Client,
+    outer_ssl: &Ssl,
     cx: &mut Context,
 ) -> Result<Option<Server>, ImportError> {
     let body = d.block.as_deref().unwrap_or_default();
-    let scope = http_scope(body, outer_proxy, outer_client, cx.warnings)?;
+    let scope = http_scope(body, outer_proxy, outer_client, outer_ssl, cx)?;
     let found = http_targets(body, &scope, cx.warnings)?;
     let mut locations = Vec::new();
     for (kind, path, target) in &found.others {
@@ -70,6 +76,7 @@ pub(crate) fn http_server(
         if let Some((_, uri)) = target
             .pass
             .strip_prefix("http://")
+            .or_else(|| target.pass.strip_prefix("https://"))
             .and_then(|r| r.split_once('/'))
         {
             // `/` is silently fine at `location /` only: elsewhere it replaces the prefix.
@@ -141,6 +148,8 @@ fn finish_http(
             text: "80 (nginx's default)".into(),
             default_server: false,
             proxy_protocol: false,
+            ssl: false,
+            http2: false,
         });
     }
     let (pool, settings) = match root {
@@ -158,6 +167,7 @@ fn finish_http(
         locations,
         access_log,
         client,
+        tls: scope.tls,
     })
 }
 
@@ -248,16 +258,19 @@ fn server_names(s: &Directive, names: &mut Vec<String>, warnings: &mut Warnings)
     }
 }
 
-/// The settings and listens of an HTTP server block.
+/// The settings, listens and TLS of an HTTP server block.
 fn http_scope(
     body: &[Directive],
     outer_proxy: &Proxy,
     outer_client: &Client,
-    warnings: &mut Warnings,
+    outer_ssl: &Ssl,
+    cx: &mut Context,
 ) -> Result<HttpScope, ImportError> {
+    let warnings = &mut *cx.warnings;
     let mut proxy = outer_proxy.clone();
     proxy.headers = None;
     let mut client = outer_client.clone();
+    let mut ssl = outer_ssl.enter(body);
     let mut listens = Vec::new();
     let mut skipped = false;
     let mut own_headers = false;
@@ -267,6 +280,7 @@ fn http_scope(
         }
         if proxy_setting(s, &mut proxy, false, warnings)?
             || client_setting(s, &mut client, warnings)?
+            || ssl_setting(s, &mut ssl, warnings)?
         {
             continue;
         }
@@ -280,11 +294,18 @@ fn http_scope(
     if !own_headers {
         proxy.headers = outer_proxy.headers.clone();
     }
+    if ssl.on {
+        for l in &mut listens {
+            l.ssl = true;
+        }
+    }
+    let tls = server_tls(&ssl, cx.base, warnings);
     Ok(HttpScope {
         proxy,
         client,
         listens,
         skipped,
+        tls,
     })
 }
 
@@ -304,10 +325,10 @@ fn http_targets(
     for s in body {
         match s.name.as_str() {
             "listen" => {}
-            // nginx 1.25's switch: Buoy's HTTP listeners always take HTTP/2 with prior knowledge.
-            "http2" if s.args.first().is_some_and(|a| a == "on") => {}
             "server_name" => server_names(s, &mut found.names, warnings),
-            _ if is_proxy_setting(&s.name, false) || is_client_setting(&s.name) => {}
+            _ if is_proxy_setting(&s.name, false)
+                || is_client_setting(&s.name)
+                || is_ssl_setting(&s.name) => {}
             "location" => {
                 let Some((kind, path)) = location_match(s, warnings) else {
                     continue;
@@ -438,6 +459,7 @@ pub(crate) fn stream_server(
         locations: Vec::new(),
         access_log: target.client.access_log.clone(),
         client: client_settings(&target.client, cx.max_connections, ListenerProtocol::TCP),
+        tls: ServerTls::default(),
     }))
 }
 
@@ -447,13 +469,37 @@ fn use_pool(pool: &str, target: &Target, stream: bool, cx: &mut Context) {
     let Some(u) = cx.upstreams.get_mut(pool) else {
         return;
     };
-    let spec = pool_settings(&u.spec, u.servers, &target.proxy, stream, cx.warnings);
+    let https = (!stream)
+        .then(|| target.pass.strip_prefix("https://"))
+        .flatten()
+        .map(|rest| (proxy_host(rest), &target.at));
+    let (spec, ca) = pool_settings(
+        &u.spec,
+        u.servers,
+        &target.proxy,
+        stream,
+        https,
+        cx.warnings,
+    );
+    let ca = ca.and_then(|(file, at)| {
+        pem_path(
+            &file,
+            &at,
+            "proxy_ssl_trusted_certificate",
+            cx.base,
+            cx.warnings,
+        )
+        .map(|p| (p, at))
+    });
     match &u.used_by {
         None => {
             u.spec = spec;
+            u.ca = ca;
             u.used_by = Some(target.at.clone());
         }
-        Some(first) if spec != u.spec => {
+        Some(first)
+            if spec != u.spec || ca.as_ref().map(|c| &c.0) != u.ca.as_ref().map(|c| &c.0) =>
+        {
             let which = if stream {
                 "the first are used"
             } else {
@@ -470,6 +516,28 @@ fn use_pool(pool: &str, target: &Target, stream: bool, cx: &mut Context) {
         }
         Some(_) => {}
     }
+}
+
+/// nginx's `$proxy_host` without its port (the name it sends by SNI): the upstream's name or the
+/// host of `rest`, a proxy_pass after its scheme.
+fn proxy_host(rest: &str) -> &str {
+    let hostport = rest.split('/').next().unwrap_or_default();
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    hostport.split(':').next().unwrap_or_default()
+}
+
+/// Why a `listen` with parameter `p` (not taken in its context) cannot be translated.
+fn refused(p: &str) -> Option<&'static str> {
+    Some(match p {
+        "quic" => "Buoy does not offer HTTP/3 (QUIC); clients use HTTP/2 or HTTP/1.1 over TLS",
+        "ssl" => {
+            "Buoy terminates TLS for HTTP servers only (a TCP listener can pass TLS through to backends that terminate it)"
+        }
+        "udp" => "udp applies to stream servers only",
+        _ => return None,
+    })
 }
 
 /// `listen`; None when the listener cannot be translated (warned).
@@ -528,22 +596,20 @@ fn listen(
     let mut default_server = false;
     let mut proxy_protocol = false;
     let mut udp = false;
+    let mut ssl = false;
+    let mut http2 = false;
     for p in &s.args[1..] {
         match p.as_str() {
             "default_server" | "default" => default_server = true,
             "proxy_protocol" => proxy_protocol = true,
-            // h2c with prior knowledge, which every HTTP listener takes next to HTTP/1.
-            "http2" if !stream => {}
-            "ssl" => {
-                warnings.add(&s.at, "listen", format!("{spec} ssl: Buoy does not terminate TLS (a TCP listener can pass TLS through to backends that terminate it); not translated"));
-                return Ok(None);
-            }
+            "ssl" if !stream => ssl = true,
+            "http2" if !stream => http2 = true,
             "udp" if stream => udp = true,
-            "udp" => {
+            p if let Some(why) = refused(p) => {
                 warnings.add(
                     &s.at,
                     "listen",
-                    format!("{spec} udp: udp applies to stream servers only; not translated"),
+                    format!("{spec} {p}: {why}; not translated"),
                 );
                 return Ok(None);
             }
@@ -562,5 +628,7 @@ fn listen(
         text: s.args.join(" "),
         default_server,
         proxy_protocol,
+        ssl,
+        http2,
     }))
 }

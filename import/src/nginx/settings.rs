@@ -9,7 +9,8 @@ use buoy_crds::{
 
 use super::{
     parse::Directive,
-    values::{first, number, one, size, time},
+    tls::{ProxySsl, is_proxy_ssl_setting, proxy_ssl_setting, upstream_tls},
+    values::{first, number, on_off, one, size, time},
 };
 use crate::diagnostics::{ImportError, Loc, Warnings};
 
@@ -27,8 +28,12 @@ pub(crate) struct Proxy {
     pub(crate) headers: Option<Vec<(String, String, Loc)>>,
     /// access_log (stream; in `http` it is a client setting).
     access_log: Option<AccessLog>,
+    /// The `log_format`s of `stream` that escape as JSON.
+    pub(crate) json_formats: Vec<String>,
     /// proxy_protocol (stream): send a PROXY protocol header (version 1) to the backends.
     send_proxy: Option<bool>,
+    /// proxy_ssl_* (http), for `proxy_pass https://`.
+    ssl: ProxySsl,
 }
 
 /// Client-side settings, inherited likewise.
@@ -42,6 +47,8 @@ pub(crate) struct Client {
     send_timeout: Option<Duration>,
     /// access_log (`off` or none: no log).
     pub(crate) access_log: Option<AccessLog>,
+    /// The `log_format`s of `http` that escape as JSON.
+    pub(crate) json_formats: Vec<String>,
 }
 
 impl Client {
@@ -63,7 +70,7 @@ pub(crate) fn is_proxy_setting(name: &str, stream: bool) -> bool {
             !stream
         }
         "proxy_timeout" | "access_log" | "proxy_protocol" => stream,
-        _ => false,
+        n => !stream && is_proxy_ssl_setting(n),
     }
 }
 
@@ -74,6 +81,9 @@ pub(crate) fn proxy_setting(
     stream: bool,
     warnings: &mut Warnings,
 ) -> Result<bool, ImportError> {
+    if !stream && proxy_ssl_setting(d, &mut p.ssl)? {
+        return Ok(true);
+    }
     match d.name.as_str() {
         "proxy_next_upstream" => p.next_upstream = Some((d.args.clone(), d.at.clone())),
         "proxy_next_upstream_tries" => p.tries = Some(number(d, one(d)?, 0, 1000)? as u32),
@@ -81,7 +91,7 @@ pub(crate) fn proxy_setting(
         "proxy_read_timeout" if !stream => p.read = Some(time(d, one(d)?)?),
         "proxy_send_timeout" if !stream => p.send = Some(time(d, one(d)?)?),
         "proxy_timeout" if stream => p.idle = Some(time(d, one(d)?)?),
-        "access_log" if stream => p.access_log = access_log(d, warnings)?,
+        "access_log" if stream => p.access_log = access_log(d, &p.json_formats, warnings)?,
         "proxy_protocol" if stream => p.send_proxy = Some(on_off(d)?),
         "proxy_set_header" if !stream => {
             let [name, value] = d.args.as_slice() else {
@@ -144,7 +154,7 @@ pub(crate) fn client_setting(
         "client_header_timeout" => c.header_timeout = Some(time(d, one(d)?)?),
         "client_body_timeout" => c.body_timeout = Some(time(d, one(d)?)?),
         "client_max_body_size" => c.max_body = Some(size(d, one(d)?)?),
-        "access_log" => c.access_log = access_log(d, warnings)?,
+        "access_log" => c.access_log = access_log(d, &c.json_formats, warnings)?,
         "send_timeout" => c.send_timeout = Some(time(d, one(d)?)?),
         "large_client_header_buffers" => {
             let [n, s] = d.args.as_slice() else {
@@ -169,9 +179,24 @@ pub(crate) fn client_setting(
     Ok(true)
 }
 
-/// `access_log off` (None), or `access_log PATH [FORMAT] [PARAMETERS]`: the Combined access log
-/// on the agent's standard output, with a warning for what does not carry over.
-fn access_log(d: &Directive, warnings: &mut Warnings) -> Result<Option<AccessLog>, ImportError> {
+/// The names of the `log_format`s among `block` that escape as JSON (`escape=json`): their
+/// access logs become Buoy's JSON lines.
+pub(crate) fn json_formats(block: &[Directive]) -> Vec<String> {
+    block
+        .iter()
+        .filter(|d| d.name == "log_format" && d.args.get(1).is_some_and(|e| e == "escape=json"))
+        .filter_map(|d| d.args.first().cloned())
+        .collect()
+}
+
+/// `access_log off` (None), or `access_log PATH [FORMAT] [PARAMETERS]`: the access log on the
+/// agent's standard output, JSON for a format in `json` (`escape=json`) and Combined otherwise,
+/// with a warning for what does not carry over.
+fn access_log(
+    d: &Directive,
+    json: &[String],
+    warnings: &mut Warnings,
+) -> Result<Option<AccessLog>, ImportError> {
     let path = first(d)?;
     if path == "off" {
         return Ok(None);
@@ -185,8 +210,17 @@ fn access_log(d: &Directive, warnings: &mut Warnings) -> Result<Option<AccessLog
     }
     let mut rest = d.args[1..].iter();
     let mut params: Vec<&String> = Vec::new();
+    let mut format = AccessLogFormat::Combined;
     match rest.next() {
         Some(f) if f.contains('=') || f == "gzip" => params.push(f),
+        Some(f) if json.contains(f) => {
+            format = AccessLogFormat::JSON;
+            warnings.add(
+                &d.at,
+                "access_log",
+                format!("log_format {f} escapes as JSON: the JSON format is used, with Buoy's fields (time, client, listener, host, method, path, status, bytes, duration, upstream, attempts)"),
+            );
+        }
         Some(f) if f != "combined" => warnings.add(
             &d.at,
             "access_log",
@@ -202,9 +236,7 @@ fn access_log(d: &Directive, warnings: &mut Warnings) -> Result<Option<AccessLog
             format!("the parameter {p} has no equivalent (lines are written as they come)"),
         );
     }
-    Ok(Some(AccessLog {
-        format: AccessLogFormat::Combined,
-    }))
+    Ok(Some(AccessLog { format }))
 }
 
 /// A listener's client settings (those of its protocol), None when all are defaults.
@@ -226,15 +258,24 @@ pub(crate) fn client_settings(
     (s != ClientSettings::default()).then_some(s)
 }
 
-/// The upstream's spec with the settings of the location that proxies to it.
+/// The upstream's spec with the settings of the location that proxies to it, and the CA file
+/// (as written) its `tls.caSecretName` is to hold. `https`: the `proxy_pass https://` (its
+/// `$proxy_host` and place) when it is one.
 pub(crate) fn pool_settings(
     base: &UpstreamPoolSpec,
     servers: u32,
     p: &Proxy,
     stream: bool,
+    https: Option<(&str, &Loc)>,
     warnings: &mut Warnings,
-) -> UpstreamPoolSpec {
+) -> (UpstreamPoolSpec, Option<(String, Loc)>) {
     let mut spec = base.clone();
+    let mut ca = None;
+    if let Some((host, at)) = https {
+        let (tls, file) = upstream_tls(&p.ssl, host, at, warnings);
+        spec.tls = Some(tls);
+        ca = file;
+    }
     if let Some(c) = p.connect {
         spec.timeouts.connect = c;
     }
@@ -302,7 +343,7 @@ pub(crate) fn pool_settings(
             warnings,
         );
     }
-    spec
+    (spec, ca)
 }
 
 /// proxy_set_header → the four header switches. Without any, nginx sends `Host: $proxy_host` and
@@ -336,16 +377,4 @@ fn headers(
         }
     }
     h
-}
-
-/// A directive that is `on` or `off`.
-fn on_off(d: &Directive) -> Result<bool, ImportError> {
-    match one(d)? {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        v => Err(ImportError::at(
-            &d.at,
-            format!("{}: expected on or off, not {v:?}", d.name),
-        )),
-    }
 }

@@ -7,7 +7,11 @@ use super::{
     config::{Config, Pool, Server},
     parse::{self, Directive},
     server::{Context, http_server, stream_server},
-    settings::{Client, Proxy, client_setting, is_client_setting, is_proxy_setting, proxy_setting},
+    settings::{
+        Client, Proxy, client_setting, is_client_setting, is_proxy_setting, json_formats,
+        proxy_setting,
+    },
+    tls::{Ssl, is_ssl_setting, ssl_setting},
     untranslated::untranslated,
     upstream::{Upstream, upstream},
     values::{number, one},
@@ -20,14 +24,17 @@ use crate::{
 /// Reads and translates one nginx.conf and the files it includes.
 pub(crate) fn parse_file(path: &Path, warnings: &mut Warnings) -> Result<Config, ImportError> {
     let main = parse::read(path, warnings)?;
+    // Relative paths (certificates) are resolved as the includes are: against the main file's
+    // directory, nginx's configuration prefix.
+    let base = path.parent().unwrap_or(Path::new("."));
     // `events` first: worker_connections applies to every listener.
     let max_connections = events(&main, warnings)?;
     let mut config = Config::default();
     for d in &main {
         match d.name.as_str() {
             "events" => {}
-            "http" => http(d, max_connections, &mut config, warnings)?,
-            "stream" => stream(d, max_connections, &mut config, warnings)?,
+            "http" => http(d, base, max_connections, &mut config, warnings)?,
+            "stream" => stream(d, base, max_connections, &mut config, warnings)?,
             _ => untranslated(warnings, d),
         }
     }
@@ -55,17 +62,21 @@ fn events(main: &[Directive], warnings: &mut Warnings) -> Result<Option<u32>, Im
 /// The `http` block: its settings, upstreams and servers.
 fn http(
     block: &Directive,
+    base: &Path,
     max_connections: Option<u32>,
     config: &mut Config,
     warnings: &mut Warnings,
 ) -> Result<(), ImportError> {
     let mut proxy = Proxy::default();
-    let mut client = Client::default();
-    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     let body = block.block.as_deref().unwrap_or_default();
+    let mut client = Client::default();
+    client.json_formats = json_formats(body);
+    let mut ssl = Ssl::default();
+    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     for d in body {
         if !proxy_setting(d, &mut proxy, false, warnings)?
             && !client_setting(d, &mut client, warnings)?
+            && !ssl_setting(d, &mut ssl, warnings)?
             && d.name == "upstream"
         {
             let u = upstream(d, false, warnings)?;
@@ -80,13 +91,16 @@ fn http(
                 let mut cx = Context {
                     upstreams: &mut upstreams,
                     max_connections,
+                    base,
                     warnings: &mut *warnings,
                 };
-                if let Some(s) = http_server(d, &proxy, &client, &mut cx)? {
+                if let Some(s) = http_server(d, &proxy, &client, &ssl, &mut cx)? {
                     servers.push(s);
                 }
             }
-            _ if is_proxy_setting(&d.name, false) || is_client_setting(&d.name) => {}
+            _ if is_proxy_setting(&d.name, false)
+                || is_client_setting(&d.name)
+                || is_ssl_setting(&d.name) => {}
             _ => untranslated(warnings, d),
         }
     }
@@ -97,13 +111,15 @@ fn http(
 /// The `stream` block: its settings, upstreams and servers.
 fn stream(
     block: &Directive,
+    base: &Path,
     max_connections: Option<u32>,
     config: &mut Config,
     warnings: &mut Warnings,
 ) -> Result<(), ImportError> {
-    let mut proxy = Proxy::default();
-    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     let body = block.block.as_deref().unwrap_or_default();
+    let mut proxy = Proxy::default();
+    proxy.json_formats = json_formats(body);
+    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
     for d in body {
         if !proxy_setting(d, &mut proxy, true, warnings)? && d.name == "upstream" {
             let u = upstream(d, true, warnings)?;
@@ -118,6 +134,7 @@ fn stream(
                 let mut cx = Context {
                     upstreams: &mut upstreams,
                     max_connections,
+                    base,
                     warnings: &mut *warnings,
                 };
                 if let Some(s) = stream_server(d, &proxy, &mut cx)? {
@@ -165,6 +182,7 @@ fn finish(upstreams: BTreeMap<String, Upstream>, servers: Vec<Server>, config: &
             spec: u.spec,
             comments,
             at: u.at,
+            ca: u.ca,
         });
     }
     let rename = |pool: &mut String| {

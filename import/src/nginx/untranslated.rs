@@ -6,6 +6,10 @@ use crate::diagnostics::Warnings;
 
 /// Warns that `d` is not translated, with the reason for its kind.
 pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
+    if let Some(why) = tls(&d.name) {
+        warnings.add(&d.at, &d.name, why);
+        return;
+    }
     let why = match d.name.as_str() {
         "worker_processes" => {
             "the agent's proxy threads are set with `buoy-agent --threads` (default: one per core)"
@@ -56,7 +60,6 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         n if n.starts_with("gzip") => {
             "Buoy does not compress responses; the backend's encoding passes through"
         }
-        n if n.starts_with("ssl") => "Buoy does not terminate TLS",
         "return"
         | "rewrite"
         | "if"
@@ -81,9 +84,6 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         "resolver" | "resolver_timeout" => {
             "backend host names are resolved when the configuration is loaded"
         }
-        "http2" => {
-            "every HTTP listener takes HTTP/2 with prior knowledge next to HTTP/1: there is nothing to turn on or off"
-        }
         n if n.starts_with("http2_") => {
             "Buoy's HTTP/2 limits are nginx's defaults (128 concurrent streams) and the listener's client settings"
         }
@@ -94,4 +94,63 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         _ => "Buoy has no equivalent",
     };
     warnings.add(&d.at, &d.name, why);
+}
+
+/// Why a TLS directive (`ssl_*`, `proxy_ssl*`) is not translated, and what Buoy does instead;
+/// None for another directive.
+fn tls(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ssl_ciphers"
+        | "ssl_prefer_server_ciphers"
+        | "ssl_ecdh_curve"
+        | "ssl_dhparam"
+        | "ssl_conf_command" => {
+            "Buoy's TLS is rustls's: only AEAD cipher suites with forward secrecy (ECDHE), in the server's order of preference, and rustls's key exchange groups"
+        }
+        "ssl_session_cache"
+        | "ssl_session_timeout"
+        | "ssl_session_tickets"
+        | "ssl_session_ticket_key" => {
+            "Buoy always resumes TLS sessions: tickets (keys of its own, rotated) and a session cache are on"
+        }
+        "ssl_stapling"
+        | "ssl_stapling_verify"
+        | "ssl_stapling_file"
+        | "ssl_stapling_responder"
+        | "ssl_trusted_certificate" => "Buoy does not staple OCSP responses",
+        "ssl_client_certificate" | "ssl_verify_client" | "ssl_verify_depth" | "ssl_crl" => {
+            "Buoy does not ask clients for certificates"
+        }
+        "http3" | "http3_hq" | "http3_max_concurrent_streams" | "http3_stream_buffer_size" => {
+            "Buoy does not offer HTTP/3 (QUIC): clients use HTTP/2 or HTTP/1.1 over TLS"
+        }
+        n if n.starts_with("quic_") => {
+            "Buoy does not offer HTTP/3 (QUIC): clients use HTTP/2 or HTTP/1.1 over TLS"
+        }
+        "ssl_early_data" => "Buoy accepts no TLS 1.3 early data (0-RTT)",
+        "ssl_password_file" => {
+            "Buoy reads unencrypted keys only: decrypt the key before it goes into the Secret"
+        }
+        "ssl_preread" => {
+            "Buoy does not route TCP connections by SNI (an HTTPS listener chooses certificates by it)"
+        }
+        n if n.starts_with("ssl") => {
+            "Buoy terminates TLS for HTTP servers only (listen … ssl), with no equivalent of this setting"
+        }
+        "proxy_ssl" => "Buoy speaks TLS to the backends of HTTP servers only (proxy_pass https://)",
+        "proxy_ssl_certificate" | "proxy_ssl_certificate_key" | "proxy_ssl_password_file" => {
+            "Buoy presents no client certificate to backends"
+        }
+        "proxy_ssl_protocols" | "proxy_ssl_ciphers" | "proxy_ssl_conf_command" => {
+            "Buoy's TLS to backends is rustls's: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy"
+        }
+        "proxy_ssl_session_reuse" => "Buoy resumes TLS sessions with backends",
+        "proxy_ssl_verify_depth" | "proxy_ssl_crl" => {
+            "Buoy verifies the whole chain to tls.caSecretName's certificates, with no depth limit or CRL"
+        }
+        n if n.starts_with("proxy_ssl") => {
+            "Buoy has no equivalent of this setting of TLS to backends"
+        }
+        _ => return None,
+    })
 }

@@ -1,7 +1,7 @@
 //! nginx's `upstream` blocks, and the `host:port` of a `proxy_pass` without one, into pools to
 //! be: backends, balancing, keep-alive.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use buoy_crds::{
     Algorithm, Backend, HashKey, HttpSettings, LoadBalancing, Retry, UpstreamPoolSpec,
@@ -29,6 +29,8 @@ pub(crate) struct Upstream {
     pub(crate) used_by: Option<Loc>,
     /// Made for a `proxy_pass http://host:port` without an upstream block.
     pub(crate) implicit: bool,
+    /// `proxy_ssl_trusted_certificate` of the first `proxy_pass https://` to it (resolved).
+    pub(crate) ca: Option<(PathBuf, Loc)>,
 }
 
 /// The pool a proxy_pass names: an upstream, or a new one-backend pool for `host:port`.
@@ -47,16 +49,18 @@ pub(crate) fn proxy_pass(
         );
         return Ok(None);
     }
-    let rest = if stream {
-        target
+    let (rest, default_port) = if stream {
+        (target, None)
     } else if let Some(r) = target.strip_prefix("http://") {
-        r
+        (r, Some(80))
+    } else if let Some(r) = target.strip_prefix("https://") {
+        (r, Some(443))
     } else {
         warnings.add(
             at,
             "proxy_pass",
             format!(
-                "{target}: Buoy speaks plain HTTP to backends (no TLS); the server is not translated"
+                "{target}: Buoy proxies to http:// and https:// backends; the server is not translated"
             ),
         );
         return Ok(None);
@@ -78,7 +82,7 @@ pub(crate) fn proxy_pass(
         return Ok(Some(hostport.to_string()));
     }
     // A single backend, written in place: a pool of its own.
-    let (host, port) = host_port(hostport, if stream { None } else { Some(80) }, at)?;
+    let (host, port) = host_port(hostport, default_port, at)?;
     let spec = UpstreamPoolSpec {
         backends: Some(vec![Backend {
             address: host.clone(),
@@ -101,6 +105,7 @@ pub(crate) fn proxy_pass(
             servers: 1,
             used_by: None,
             implicit: true,
+            ca: None,
         },
     );
     Ok(Some(dns_label(&name)))
@@ -117,6 +122,7 @@ fn blank_pool() -> UpstreamPoolSpec {
         timeouts: Default::default(),
         http: HttpSettings::default(),
         proxy_protocol: None,
+        tls: None,
     }
 }
 
@@ -189,6 +195,7 @@ pub(crate) fn upstream(
         servers,
         used_by: None,
         implicit: false,
+        ca: None,
     })
 }
 

@@ -140,6 +140,18 @@ pub(crate) fn host_port(
     Ok((host, port))
 }
 
+/// A directive that is `on` or `off`.
+pub(crate) fn on_off(d: &Directive) -> Result<bool, ImportError> {
+    match one(d)? {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(ImportError::at(
+            &d.at,
+            format!("{}: expected on or off, not {v:?}", d.name),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

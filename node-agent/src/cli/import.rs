@@ -28,6 +28,12 @@ pub(super) struct ImportArgs {
     /// always the file name without extension (lb1.conf → lb1).
     #[arg(long, default_value = "router_id", value_parser = ["router_id", "hostname-of-file"])]
     node_name_from: String,
+    /// Write no Secret that holds a private key (nginx's ssl_certificate_key): the HTTPS
+    /// listeners still name their certificate Secrets, and comments give the `kubectl create
+    /// secret tls` commands that make them from the PEM files. Without it, the output holds the
+    /// keys: keep it private.
+    #[arg(long)]
+    secrets_as_references: bool,
 }
 
 pub(super) fn import(args: ImportArgs) -> ExitCode {
@@ -43,6 +49,7 @@ pub(super) fn import(args: ImportArgs) -> ExitCode {
         } else {
             NodeNameFrom::RouterId
         },
+        secrets_as_references: args.secrets_as_references,
     };
     match buoy_import::import(&options).and_then(|i| Ok((i.to_yaml()?, i.warnings))) {
         Ok((yaml, warnings)) => {

@@ -63,6 +63,7 @@ enum Command {
 impl Cli {
     /// Runs the command; its exit status.
     pub(crate) fn run(self) -> ExitCode {
+        buoy_agent::proxy::tls::install_provider();
         if matches!(
             self.command,
             Command::Proxy { .. } | Command::Run(_) | Command::Standalone(_)

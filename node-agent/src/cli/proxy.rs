@@ -18,6 +18,7 @@ pub(super) async fn proxy(configs: &[PathBuf]) -> Result<()> {
     })?;
     let vips = buoy_crds::manifest::virtual_ips(&objects);
     let pools = buoy_crds::manifest::upstream_pools(&objects);
+    let secrets = buoy_crds::manifest::secrets(&objects);
     // Backend names resolve beside the proxy, as in the agent; the first answers are awaited
     // briefly so that the proxy starts with them.
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -32,7 +33,8 @@ pub(super) async fn proxy(configs: &[PathBuf]) -> Result<()> {
         let _ = tokio::time::timeout_at(deadline, changed.notified()).await;
     }
     let policy = buoy_agent::config::BackendPolicy::default();
-    let desired = buoy_agent::config::proxy_with(&vips, &pools, &resolver.snapshot(), &policy)?;
+    let desired =
+        buoy_agent::config::proxy_with(&vips, &pools, &secrets, &resolver.snapshot(), &policy)?;
     let registry = buoy_agent::metrics::Registry::new();
     let metrics = buoy_agent::proxy::metrics::ProxyMetrics::new(&registry)?;
     let mut service = buoy_agent::proxy::service::ProxyService::new(metrics);
@@ -59,7 +61,7 @@ pub(super) async fn proxy(configs: &[PathBuf]) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             () = changed.notified() => {
-                let desired = buoy_agent::config::proxy_with(&vips, &pools, &resolver.snapshot(), &policy)?;
+                let desired = buoy_agent::config::proxy_with(&vips, &pools, &secrets, &resolver.snapshot(), &policy)?;
                 service.apply(&desired).await;
             }
         }

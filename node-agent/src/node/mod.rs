@@ -94,6 +94,8 @@ pub struct Wants {
     pub names: BTreeSet<String>,
     /// Secrets to read.
     pub secrets: BTreeSet<(String, String)>,
+    /// Secrets of certificates: watched, so that a renewal is served within seconds.
+    pub certificates: BTreeSet<(String, String)>,
 }
 
 /// The plan of a node.
@@ -244,27 +246,12 @@ fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
         .namespace
         .as_deref()
         .unwrap_or(contract::DEFAULT_NAMESPACE);
-    let secret: &Secret = secrets.iter().copied().find(|s| {
-        s.metadata.name.as_deref() == Some(auth.secret_ref.name.as_str())
-            && s.metadata
-                .namespace
-                .as_deref()
-                .unwrap_or(contract::DEFAULT_NAMESPACE)
-                == namespace
-    })?;
-    let key = &auth.secret_ref.key;
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|s| s.clone().into_bytes())
-        })
+    config::secret_value(
+        secrets,
+        namespace,
+        &auth.secret_ref.name,
+        &auth.secret_ref.key,
+    )
 }
 
 /// The desired state of the node given everything it can see. A VirtualIP that cannot be
@@ -349,8 +336,14 @@ fn plan_vip(
         .and_then(|p| p.spec.interfaces.as_ref())
         .map(|l| l.iter().map(|i| i.0.clone()).collect())
         .unwrap_or_default();
+    let tls = config::listener_tls(
+        vip,
+        inputs.secrets,
+        inputs.secret_problems,
+        &mut out.wants.certificates,
+    );
     let listeners =
-        config::listeners(vip, &addresses).map_err(|e| Unserved::Fault(e.to_string()))?;
+        config::listeners(vip, &addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
     let vip_plan = VipPlan {
         key: key.to_string(),
         instance,
@@ -520,11 +513,22 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
         .collect();
     // A route whose pool does not exist answers 503 and is said in the VirtualIP's status;
     // the listener's other routes serve.
+    let with_tls: BTreeSet<String> = inputs
+        .pools
+        .iter()
+        .filter(|p| p.spec.tls.is_some())
+        .map(|p| contract::key_of(&p.metadata))
+        .collect();
     for l in &mut out.config.proxy.listeners {
         for (i, r) in l.routes.iter().enumerate() {
             if !known.contains(&r.pool) {
                 l.problems.push(buoy_crds::route_pool_not_found(i, &r.pool));
             }
+        }
+        if l.protocol == buoy_crds::ListenerProtocol::UDP
+            && let Some(p) = l.pool.as_ref().filter(|p| with_tls.contains(*p))
+        {
+            l.problems.push(buoy_crds::udp_pool_with_tls(p));
         }
     }
     for p in inputs.pools {
@@ -533,7 +537,14 @@ fn plan_pools(inputs: &Inputs<'_>, out: &mut Plan) {
             continue;
         }
         out.wants.names.extend(config::host_names(p));
-        let pool = config::pool(p, inputs.resolved, inputs.backends);
+        // A CA Secret is watched as certificates are: cert-manager renews CAs too.
+        let tls = config::pool_tls(
+            p,
+            inputs.secrets,
+            inputs.secret_problems,
+            &mut out.wants.certificates,
+        );
+        let pool = config::pool(p, inputs.resolved, inputs.backends, tls);
         out.config.proxy.pools.insert(pool.name.clone(), pool);
     }
 }

@@ -401,3 +401,28 @@ spec:
         ]
     );
 }
+
+#[test]
+fn a_pool_s_ca_secret_is_watched_and_a_udp_listener_refuses_a_pool_with_tls() {
+    let o = objects(
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a, namespace: web}\nspec:\n  addresses: [10.0.0.100]\n  virtualRouterID: 7\n  listeners:\n    - {name: h, port: 80, upstreamPool: p}\n    - {name: d, port: 53, protocol: UDP, upstreamPool: p}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: p, namespace: web}\nspec:\n  backends: [{address: 10.0.0.9, port: 443}]\n  tls: {caSecretName: backend-ca}\n",
+    );
+    let p = simple(&node("n1", &[]), &o, &[]);
+    // Watched as certificates are (renewals come through at once), not read on a timer.
+    assert_eq!(
+        p.wants.certificates,
+        [("web".to_string(), "backend-ca".to_string())].into()
+    );
+    assert!(p.wants.secrets.is_empty());
+    let pool = &p.config.proxy.pools["web/p"];
+    assert!(pool.backends.is_empty());
+    assert!(pool.problems[0].starts_with("tls.caSecretName backend-ca: not found"));
+    let udp = p
+        .config
+        .proxy
+        .listeners
+        .iter()
+        .find(|l| l.protocol == buoy_crds::ListenerProtocol::UDP)
+        .unwrap();
+    assert_eq!(udp.problems, [buoy_crds::udp_pool_with_tls("web/p")]);
+}

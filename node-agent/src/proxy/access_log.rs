@@ -124,6 +124,7 @@ impl Entry {
             listener: &self.listener,
             protocol: match self.protocol {
                 ListenerProtocol::HTTP => "HTTP",
+                ListenerProtocol::HTTPS => "HTTPS",
                 ListenerProtocol::TCP => "TCP",
                 // UDP listeners keep no access log (refused by validation).
                 ListenerProtocol::UDP => "UDP",

@@ -26,7 +26,9 @@ use super::{
     http::{HttpProxy, PoolSlot},
     metrics::{ListenerMetrics, ProxyMetrics},
     route::{RouteConfig, Routes},
-    tcp, udp,
+    tcp,
+    tls::{ServerTls, TlsConfig},
+    udp,
 };
 
 /// What a listener serves.
@@ -64,6 +66,8 @@ pub struct ListenerConfig {
     pub access_log: Option<AccessLogFormat>,
     /// Connections start with a PROXY protocol header that names the client.
     pub proxy_protocol: bool,
+    /// HTTPS: TLS termination.
+    pub tls: Option<TlsConfig>,
 }
 
 /// The addresses of a client connection: the client's, and the one it connected to (from a
@@ -166,6 +170,8 @@ pub(crate) struct Listener {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     pub open_connections: Arc<AtomicUsize>,
+    /// HTTPS: the acceptor, whose certificates rotate in place.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Listener {
@@ -180,12 +186,22 @@ impl Listener {
         let log = access_log.logger(config.access_log).map(|l| LogTo {
             logger: l,
             listener: config.name.as_str().into(),
+            protocol: config.protocol,
         });
         let (stop, stop_rx) = watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(metrics.listener(&config.name));
+        let tls = match (&config.tls, config.protocol) {
+            (Some(t), ListenerProtocol::HTTPS) => {
+                Some(Arc::new(ServerTls::new(t).map_err(std::io::Error::other)?))
+            }
+            (None, ListenerProtocol::HTTPS) => {
+                return Err(std::io::Error::other("an HTTPS listener without tls"));
+            }
+            _ => None,
+        };
         let task = match config.protocol {
-            ListenerProtocol::HTTP => {
+            ListenerProtocol::HTTP | ListenerProtocol::HTTPS => {
                 let socket = bind(config.addr)?;
                 let proxy = Arc::new(HttpProxy {
                     pool: pool.clone(),
@@ -204,6 +220,7 @@ impl Listener {
                 tokio::spawn(accept_http(
                     socket,
                     proxy,
+                    tls.clone(),
                     config.clone(),
                     stop_rx,
                     open.clone(),
@@ -237,7 +254,36 @@ impl Listener {
             stop,
             task: Some(task),
             open_connections: open,
+            tls,
         })
+    }
+
+    /// Whether `desired` differs from what runs only in its certificates: then
+    /// [`Listener::rotate`] makes the change without reopening the listener.
+    pub(crate) fn only_certificates_differ(&self, desired: &ListenerConfig) -> bool {
+        let (Some(now), Some(next)) = (&self.config.tls, &desired.tls) else {
+            return false;
+        };
+        now != next
+            && now.same_settings(next)
+            && ListenerConfig {
+                tls: None,
+                problems: Vec::new(),
+                ..self.config.clone()
+            } == ListenerConfig {
+                tls: None,
+                problems: Vec::new(),
+                ..desired.clone()
+            }
+    }
+
+    /// Handshakes from now on use `desired`'s certificates (open connections keep theirs).
+    pub(crate) fn rotate(&mut self, desired: &ListenerConfig) {
+        if let (Some(tls), Some(next)) = (&self.tls, &desired.tls) {
+            tls.rotate(&next.certificates);
+            info!(listener = %self.config.name, certificates = next.certificates.len(), "certificates rotated");
+        }
+        self.config = desired.clone();
     }
 
     /// The pools whose health is the listener's: its own, or without one, its routes'.
@@ -278,6 +324,7 @@ fn stream_pool(config: &ListenerConfig, pool: Option<&PoolSlot>) -> std::io::Res
 pub(crate) struct LogTo {
     pub logger: AccessLogger,
     pub listener: Arc<str>,
+    pub protocol: ListenerProtocol,
 }
 
 /// Counts a connection (a UDP flow) while it lives.
@@ -521,6 +568,7 @@ fn queued(socket: &TcpListener) -> Option<std::io::Result<(tokio::net::TcpStream
 async fn accept_http(
     socket: TcpListener,
     proxy: Arc<HttpProxy>,
+    tls: Option<Arc<ServerTls>>,
     config: ListenerConfig,
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
@@ -544,6 +592,14 @@ async fn accept_http(
         let guard = OpenGuard::new(&open, &metrics);
         let (proxy, stopped, connections) = (proxy.clone(), stopped.clone(), connections.clone());
         let shared = shared.clone();
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                serve_tls(tcp, peer, &tls, &proxy, &shared, stopped, &connections).await;
+            });
+            continue;
+        }
         let task = async move {
             let _guard = guard;
             let mut tcp = tcp;
@@ -604,6 +660,60 @@ async fn accept_http(
         tokio::spawn(task);
     }
     let _ = stopped_tx.send(true);
+}
+
+/// One HTTPS client: its PROXY protocol header if the listener takes one, the handshake (within
+/// the header timeout), then requests until it closes. The handshake is the slow client's
+/// first chance to hold a connection, so it counts against the header timeout.
+async fn serve_tls(
+    mut tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: &ServerTls,
+    proxy: &Arc<HttpProxy>,
+    config: &ListenerConfig,
+    stopped: watch::Receiver<bool>,
+    connections: &Connections,
+) {
+    let started = tokio::time::Instant::now();
+    let Some(client) = ClientAddr::of(&mut tcp, peer, config, proxy.header_timeout).await else {
+        return;
+    };
+    let (id, conn) = connections.add();
+    conn.waiting(connections.now_ms(), usize::MAX);
+    let plain = super::buffered::Buffered::limited(tcp, conn.clone());
+    let handshake = tokio::select! {
+        h = tokio::time::timeout_at(started + proxy.header_timeout, tls.acceptor.tls_handshake(plain)) => h,
+        () = conn.evicted() => {
+            connections.remove(id);
+            return;
+        }
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            use pingora_core::protocols::{ALPN, Ssl};
+            let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
+            let stream: pingora_core::protocols::Stream = Box::new(stream);
+            if h2 {
+                proxy
+                    .clone()
+                    .serve_h2(stream, client, stopped, &conn, connections)
+                    .await;
+            } else {
+                proxy
+                    .serve(stream, client, stopped, &conn, connections, true)
+                    .await;
+            }
+        }
+        Ok(Err(e)) => {
+            proxy.metrics.handshake_failed();
+            debug!(listener = %config.name, %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            proxy.metrics.handshake_failed();
+            debug!(listener = %config.name, %peer, "TLS handshake timed out");
+        }
+    }
+    connections.remove(id);
 }
 
 async fn accept_tcp(

@@ -17,6 +17,8 @@ pub struct ProxyMetrics {
     backends: IntGaugeVec,
     access_log_dropped: IntCounter,
     udp_dropped: IntCounterVec,
+    handshake_failures: IntCounterVec,
+    certificate_expiry: IntGaugeVec,
 }
 
 impl ProxyMetrics {
@@ -70,7 +72,23 @@ impl ProxyMetrics {
                 ),
                 &["listener"],
             )?,
+            handshake_failures: IntCounterVec::new(
+                opts!(
+                    "buoy_proxy_tls_handshake_failures_total",
+                    "TLS handshakes that failed or timed out, by listener"
+                ),
+                &["listener"],
+            )?,
+            certificate_expiry: IntGaugeVec::new(
+                opts!(
+                    "buoy_tls_certificate_expiry_timestamp_seconds",
+                    "When each certificate an HTTPS listener serves expires (Unix time)"
+                ),
+                &["listener", "secret"],
+            )?,
         };
+        registry.register(Box::new(m.handshake_failures.clone()))?;
+        registry.register(Box::new(m.certificate_expiry.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
@@ -89,6 +107,33 @@ impl ProxyMetrics {
             retries: self.retries.with_label_values(&[name]),
             connections: self.connections.with_label_values(&[name]),
             udp_dropped: self.udp_dropped.with_label_values(&[name]),
+            handshake_failures: self.handshake_failures.with_label_values(&[name]),
+        }
+    }
+
+    /// The certificates listener `name` serves now (`None`: it has stopped): their expiry
+    /// series, the ones it no longer serves removed.
+    pub(crate) fn certificates(
+        &self,
+        name: &str,
+        before: Option<&super::tls::TlsConfig>,
+        now: Option<&super::tls::TlsConfig>,
+    ) {
+        for c in before.iter().flat_map(|t| &t.certificates) {
+            if !now.is_some_and(|t| t.certificates.iter().any(|n| n.secret == c.secret)) {
+                let _ = self
+                    .certificate_expiry
+                    .remove_label_values(&[name, &c.secret]);
+            }
+        }
+        for c in now.iter().flat_map(|t| &t.certificates) {
+            let at = c
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.certificate_expiry
+                .with_label_values(&[name, &c.secret])
+                .set(at);
         }
     }
 
@@ -112,6 +157,7 @@ pub struct ListenerMetrics {
     retries: prometheus::IntCounter,
     connections: prometheus::IntGauge,
     udp_dropped: prometheus::IntCounter,
+    handshake_failures: prometheus::IntCounter,
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -133,6 +179,11 @@ impl ListenerMetrics {
     /// A client datagram dropped: the UDP listener was at its flow limit.
     pub(crate) fn udp_dropped(&self) {
         self.udp_dropped.inc();
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub(crate) fn handshake_failed(&self) {
+        self.handshake_failures.inc();
     }
 
     pub(crate) fn connection_opened(&self) {

@@ -15,5 +15,6 @@ pub(crate) mod retry;
 pub mod route;
 pub mod service;
 pub(crate) mod tcp;
+pub mod tls;
 pub(crate) mod udp;
 pub(crate) mod upstream;

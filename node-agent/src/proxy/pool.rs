@@ -5,7 +5,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,11 +16,15 @@ use super::{
     balance::{HashRing, SmoothRoundRobin, least_connections},
     passive::{PassivePolicy, PassiveState},
     retry::RetryPolicy,
+    tls::{BackendTls, client::Connector},
+    upstream::{Key, Tls},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSpec {
     pub addr: SocketAddr,
+    /// The host name the address came from, if the spec named one (the default TLS name).
+    pub host: Option<String>,
     pub weight: u32,
     pub backup: bool,
     pub down: bool,
@@ -72,9 +76,11 @@ pub struct PoolConfig {
     /// Backend connections start with the client's PROXY protocol header (and are then never
     /// shared between clients).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// TLS to the backends (plain TCP without).
+    pub tls: Option<BackendTls>,
     /// Backends of the spec that are not here, and why (a name that does not resolve, an
-    /// address the backend policy refuses): told to clients that get no backend, and reported
-    /// in status.
+    /// address the backend policy refuses, a CA that cannot be read): told to clients that get
+    /// no backend, and reported in status.
     pub problems: Vec<String>,
 }
 
@@ -124,6 +130,7 @@ impl PoolConfig {
             headers: (&buoy_crds::HttpSettings::default()).into(),
             active: None,
             proxy_protocol: None,
+            tls: None,
             problems: Vec::new(),
         }
     }
@@ -151,6 +158,11 @@ pub(crate) struct Pool {
     ring: HashRing,
     state: Mutex<State>,
     epoch: Instant,
+    /// The TLS client of `config.tls`, or why it cannot be had.
+    tls: Option<Result<Arc<Connector>, String>>,
+    /// By backend: its connections' key and, with TLS, the name its certificate is verified
+    /// for.
+    targets: Vec<(Key, String)>,
 }
 
 /// Why no backend could be chosen.
@@ -232,7 +244,44 @@ impl Pool {
             .collect();
         let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
         let ids: Vec<String> = config.backends.iter().map(|b| b.addr.to_string()).collect();
+        // The same settings keep their connector, and with it the sessions to resume.
+        let tls = match (old, &config.tls) {
+            (_, None) => None,
+            (Some(o), Some(t)) if o.config.tls.as_ref() == Some(t) && o.tls.is_some() => {
+                o.tls.clone()
+            }
+            (_, Some(t)) => Some(Connector::new(t).map(Arc::new).inspect_err(|e| {
+                tracing::warn!(pool = %config.name, error = %e, "no TLS to the backends");
+            })),
+        };
+        let targets = config
+            .backends
+            .iter()
+            .map(|b| {
+                let name = config
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.clone())
+                    .or_else(|| b.host.clone())
+                    .unwrap_or_else(|| b.addr.ip().to_string());
+                let key = match &tls {
+                    Some(Ok(c)) => c.key(&name),
+                    // Never made: the key does not matter.
+                    Some(Err(_)) => u64::MAX,
+                    None => 0,
+                };
+                (
+                    Key {
+                        addr: b.addr,
+                        tls: key,
+                    },
+                    name,
+                )
+            })
+            .collect();
         Pool {
+            tls,
+            targets,
             ring: HashRing::new(&ids, &weights),
             state: Mutex::new(State {
                 backends,
@@ -359,6 +408,21 @@ impl Pool {
     pub(crate) fn address(&self, i: usize) -> Option<SocketAddr> {
         self.config.backends.get(i).map(|b| b.addr)
     }
+
+    /// The key of backend `i`'s connections (see [`Key`]).
+    pub(crate) fn key(&self, i: usize) -> Option<Key> {
+        self.targets.get(i).map(|(k, _)| *k)
+    }
+
+    /// How a new connection to backend `i` does TLS, if the pool's backends speak it.
+    pub(crate) fn tls(&self, i: usize) -> Option<Tls<'_>> {
+        let connector = self.tls.as_ref()?;
+        let (_, name) = self.targets.get(i)?;
+        Some(Tls {
+            connector: connector.as_deref().map_err(String::as_str),
+            name,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +435,7 @@ mod tests {
             backends: (1..=n)
                 .map(|i| BackendSpec {
                     addr: format!("10.0.0.{i}:80").parse().unwrap(),
+                    host: None,
                     weight: 1,
                     backup: false,
                     down: false,

@@ -107,6 +107,15 @@ impl ProxyService {
             .iter()
             .map(|l| (l.name.as_str(), l))
             .collect();
+        for (name, running) in &mut self.listeners {
+            if let Some(w) = wanted.get(name.as_str())
+                && running.only_certificates_differ(w)
+            {
+                self.metrics
+                    .certificates(name, running.config.tls.as_ref(), w.tls.as_ref());
+                running.rotate(w);
+            }
+        }
         let stale: Vec<String> = self
             .listeners
             .iter()
@@ -120,6 +129,8 @@ impl ProxyService {
         for name in stale {
             if let Some(l) = self.listeners.remove(&name) {
                 info!(listener = %name, "listener stopped");
+                self.metrics
+                    .certificates(&name, l.config.tls.as_ref(), None);
                 self.draining.push(l.open_connections.clone());
                 l.stop().await;
             }
@@ -143,6 +154,7 @@ impl ProxyService {
                 &self.access_log,
             ) {
                 Ok(l) => {
+                    self.metrics.certificates(name, None, l.config.tls.as_ref());
                     self.listeners.insert(name.to_string(), l);
                 }
                 Err(source) => errors.push(ListenError {
@@ -224,8 +236,14 @@ impl ProxyService {
                     pool.config.name
                 ));
             }
-            if !l.config.problems.is_empty() {
-                return Some(format!("listener {name}: {}", l.config.problems.join("; ")));
+            let expiring = l
+                .config
+                .tls
+                .iter()
+                .flat_map(|t| t.expiry_problems(std::time::SystemTime::now()));
+            let problems: Vec<String> = l.config.problems.iter().cloned().chain(expiring).collect();
+            if !problems.is_empty() {
+                return Some(format!("listener {name}: {}", problems.join("; ")));
             }
         }
         None

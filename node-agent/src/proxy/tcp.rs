@@ -1,18 +1,22 @@
 //! The TCP (L4) proxy: one backend per connection (retrying the connect on the next backend as
 //! the pool's retry policy allows), bytes copied both ways, half-close passed on, and the
 //! connection cut after the idle timeout, or when a write to either side makes no progress for
-//! its write timeout (a peer that stops reading cannot hold the connection).
+//! its write timeout (a peer that stops reading cannot hold the connection). A pool with `tls`
+//! gets TLS to its backends (nginx stream's `proxy_ssl on`); a handshake that fails is a failed
+//! connect, retried on the next backend.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use pingora_core::protocols::tls::TlsStream;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     time::Instant,
 };
 use tracing::debug;
 
 use super::{
+    buffered::Buffered,
     listener::ClientAddr,
     pool::Pool,
     retry::{Failure, should_retry},
@@ -31,9 +35,16 @@ pub(crate) struct Done {
     pub bytes_out: u64,
 }
 
-/// Connects to a backend of `pool` for a client at `client`; returns the stream and the backend's
-/// index (already counted as in flight). Counts the attempts in `done`.
-async fn connect(pool: &Pool, client: ClientAddr, done: &mut Done) -> Option<(TcpStream, usize)> {
+/// A connection to a backend: plain, or TLS.
+enum Backend {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<Buffered>>),
+}
+
+/// Connects to a backend of `pool` for a client at `client` (the TLS handshake included, within
+/// the connect timeout); returns the stream and the backend's index (already counted as in
+/// flight). Counts the attempts in `done`.
+async fn connect(pool: &Pool, client: ClientAddr, done: &mut Done) -> Option<(Backend, usize)> {
     let mut tried = Vec::new();
     let hello = hello(pool, client)?;
     loop {
@@ -43,11 +54,28 @@ async fn connect(pool: &Pool, client: ClientAddr, done: &mut Done) -> Option<(Tc
         done.attempts += 1;
         let addr = pool.address(i)?;
         let connect = pool.config.timeouts.connect;
+        let deadline = Instant::now() + connect;
         let failure = match super::upstream::open(addr, connect, hello.as_deref()).await {
-            Ok(s) => {
-                done.upstream = Some(addr);
-                return Some((s, i));
-            }
+            Ok(s) => match pool.tls(i) {
+                None => {
+                    done.upstream = Some(addr);
+                    return Some((Backend::Plain(s), i));
+                }
+                Some(tls) => match super::upstream::handshake(addr, s, tls, deadline).await {
+                    Ok(s) => {
+                        done.upstream = Some(addr);
+                        return Some((Backend::Tls(Box::new(s)), i));
+                    }
+                    Err(e) => {
+                        debug!(backend = %addr, error = %e, "TCP backend TLS handshake failed");
+                        if *e.etype() == pingora_error::ErrorType::ConnectTimedout {
+                            Failure::Timeout
+                        } else {
+                            Failure::Connect
+                        }
+                    }
+                },
+            },
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
             Err(e) => {
                 debug!(backend = %addr, error = %e, "TCP backend connect failed");
@@ -105,11 +133,21 @@ pub(crate) async fn serve(
 ) -> Done {
     let _ = client.set_nodelay(true);
     let mut done = Done::default();
-    let Some((mut backend, i)) = connect(&pool, peer, &mut done).await else {
+    let Some((backend, i)) = connect(&pool, peer, &mut done).await else {
         // Nothing to say to a TCP client: closing is the error.
         return done;
     };
-    if !pipe(&mut client, &mut backend, t, &mut done).await {
+    let piped = match backend {
+        Backend::Plain(mut backend) => {
+            let (r, w) = backend.split();
+            pipe(&mut client, r, w, t, &mut done).await
+        }
+        Backend::Tls(backend) => {
+            let (r, w) = tokio::io::split(backend);
+            pipe(&mut client, r, w, t, &mut done).await
+        }
+    };
+    if !piped {
         debug!(peer = %peer.peer, "TCP connection ended with an IO error");
     }
     // As nginx's stream module: only failing to connect counts against a backend; what happens
@@ -118,12 +156,18 @@ pub(crate) async fn serve(
     done
 }
 
-/// Copies both ways, counting the bytes in `done`; returns false on an IO error or a stalled
-/// write (not on idle timeout or clean closes).
-async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts, done: &mut Done) -> bool {
+/// Copies both ways between the client `a` and a backend's halves, counting the bytes in
+/// `done`; returns false on an IO error or a stalled write (not on idle timeout or clean
+/// closes).
+async fn pipe(
+    a: &mut TcpStream,
+    mut br: impl AsyncRead + Unpin,
+    mut bw: impl AsyncWrite + Unpin,
+    t: Timeouts,
+    done: &mut Done,
+) -> bool {
     let idle = t.idle;
     let (mut ar, mut aw) = a.split();
-    let (mut br, mut bw) = b.split();
     let mut buf_a = vec![0u8; 16 * 1024];
     let mut buf_b = vec![0u8; 16 * 1024];
     let (mut a_open, mut b_open) = (true, true);
@@ -138,7 +182,13 @@ async fn pipe(a: &mut TcpStream, b: &mut TcpStream, t: Timeouts, done: &mut Done
                 }
                 Ok(n) => {
                     done.bytes_in += n as u64;
-                    if !within(t.backend_write, bw.write_all(&buf_a[..n])).await {
+                    // Flushed: a TLS stream's records wait in its buffer otherwise (a plain
+                    // socket's flush does nothing).
+                    let write = async {
+                        bw.write_all(&buf_a[..n]).await?;
+                        bw.flush().await
+                    };
+                    if !within(t.backend_write, write).await {
                         return false;
                     }
                     deadline = Instant::now() + idle;

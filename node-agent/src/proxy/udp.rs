@@ -158,6 +158,11 @@ async fn open_flow(
     metrics: Arc<ListenerMetrics>,
     log: Option<LogTo>,
 ) -> Option<Flow> {
+    // A pool with `tls` wants its traffic encrypted, which datagrams cannot be here (no DTLS):
+    // none is sent in the clear (the listener says why in its status).
+    if pool.config.tls.is_some() {
+        return None;
+    }
     let key = client.to_string();
     let mut tried = Vec::new();
     loop {

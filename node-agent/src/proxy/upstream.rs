@@ -2,6 +2,8 @@
 //! upstream block). A client connection keeps the backend connection of its last request while
 //! its requests go to the same backend, which costs no lock and no lookup; it hands the
 //! connection to its listener's cache when a request goes elsewhere or the client leaves.
+//! Connections are cached by [`Key`]: a plain connection and a TLS one to the same address, or
+//! TLS connections made with other settings (name, CA), are never taken for one another.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -14,7 +16,7 @@ use std::{
 
 use pingora_core::protocols::Stream;
 
-use super::buffered::Buffered;
+use super::{buffered::Buffered, tls::client::Connector};
 use pingora_error::{Error, ErrorType};
 use tokio::{
     io::{AsyncRead, AsyncWriteExt, ReadBuf},
@@ -24,9 +26,25 @@ use tokio::{
 /// Idle connections kept per backend and listener (nginx's reference `keepalive 64`).
 const MAX_IDLE_PER_BACKEND: usize = 64;
 
+/// What a backend connection is: its address, and its TLS (0: plain; else
+/// [`Connector::key`]). Connections of one key are interchangeable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub addr: SocketAddr,
+    pub tls: u64,
+}
+
+/// The TLS of a new backend connection: the pool's connector (or why it has none) and the
+/// name the backend's certificate is verified for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tls<'a> {
+    pub connector: Result<&'a Connector, &'a str>,
+    pub name: &'a str,
+}
+
 /// A connection to a backend, idle since `since`, kept at most `max_idle` (its pool's).
 pub(crate) struct Idle {
-    pub addr: SocketAddr,
+    pub key: Key,
     pub stream: Stream,
     pub since: Instant,
     pub max_idle: Duration,
@@ -42,7 +60,7 @@ pub(crate) struct IdleCache {
 
 #[derive(Default)]
 struct Cache {
-    by_backend: HashMap<SocketAddr, VecDeque<(Instant, Stream)>>,
+    by_backend: HashMap<Key, VecDeque<(Instant, Stream)>>,
     swept: Option<Instant>,
 }
 
@@ -63,22 +81,17 @@ impl IdleCache {
                 !q.is_empty()
             });
         }
-        let q = cache.by_backend.entry(conn.addr).or_default();
+        let q = cache.by_backend.entry(conn.key).or_default();
         if q.len() >= MAX_IDLE_PER_BACKEND {
             q.pop_front();
         }
         q.push_back((conn.since, conn.stream));
     }
 
-    /// The most recently used live connection to `addr` that has not waited past `max_idle`.
-    pub(crate) fn take(
-        &self,
-        addr: SocketAddr,
-        now: Instant,
-        max_idle: Duration,
-    ) -> Option<Stream> {
+    /// The most recently used live connection of `key` that has not waited past `max_idle`.
+    pub(crate) fn take(&self, key: Key, now: Instant, max_idle: Duration) -> Option<Stream> {
         let mut cache = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let q = cache.by_backend.get_mut(&addr)?;
+        let q = cache.by_backend.get_mut(&key)?;
         while let Some((since, mut stream)) = q.pop_back() {
             if now.duration_since(since) < max_idle && still_open(&mut stream) {
                 return Some(stream);
@@ -119,14 +132,24 @@ pub(crate) async fn open(
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-/// Opens a connection to a backend within `timeout`, as pingora's connector reports failures.
+/// Opens a connection to a backend within `timeout` (the TLS handshake included, as nginx's
+/// `proxy_connect_timeout`), as pingora's connector reports failures: a handshake that fails
+/// is a `TLSHandshakeFailure` that says why.
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     hello: Option<&[u8]>,
+    tls: Option<Tls<'_>>,
 ) -> Result<Stream, Box<Error>> {
+    let started = tokio::time::Instant::now();
     match open(addr, timeout, hello).await {
-        Ok(tcp) => Ok(Box::new(Buffered::new(tcp))),
+        Ok(tcp) => {
+            let Some(tls) = tls else {
+                return Ok(Box::new(Buffered::new(tcp)));
+            };
+            let stream = handshake(addr, tcp, tls, started + timeout).await?;
+            Ok(Box::new(stream))
+        }
         Err(e) => {
             let kind = match e.kind() {
                 std::io::ErrorKind::TimedOut => ErrorType::ConnectTimedout,
@@ -138,5 +161,28 @@ pub(crate) async fn connect(
             };
             Err(Error::because(kind, format!("connecting to {addr}"), e))
         }
+    }
+}
+
+/// The TLS handshake of a new backend connection, by `deadline`.
+pub(crate) async fn handshake(
+    addr: SocketAddr,
+    tcp: TcpStream,
+    tls: Tls<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<pingora_core::protocols::tls::TlsStream<Buffered>, Box<Error>> {
+    let connector = tls.connector.map_err(|why| {
+        Error::explain(
+            ErrorType::TLSHandshakeFailure,
+            format!("no TLS to {addr}: {why}"),
+        )
+    })?;
+    let handshake = connector.handshake(tls.name, Buffered::new(tcp));
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(done) => done,
+        Err(_) => Error::e_explain(
+            ErrorType::ConnectTimedout,
+            format!("TLS handshake with {} ({addr}) timed out", tls.name),
+        ),
     }
 }

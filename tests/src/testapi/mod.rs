@@ -260,6 +260,7 @@ impl TestApi {
     }
 
     fn config(&self) -> Result<kube::Config, TestApiError> {
+        crate::install_crypto_provider();
         let url = format!("http://{}", self.addr())
             .parse()
             .map_err(|e: http::uri::InvalidUri| TestApiError::Client(e.to_string()))?;

@@ -100,6 +100,8 @@ struct Timers<'a> {
     backend: Pin<&'a mut Sleep>,
     /// While the header timer stands for the rest delay: the keep-alive deadline.
     rests_until: Option<tokio::time::Instant>,
+    /// The connection can rest (a plain socket; a TLS session's state cannot be set aside).
+    can_rest: bool,
 }
 
 impl HttpProxy {
@@ -130,6 +132,7 @@ impl HttpProxy {
             header,
             backend,
             rests_until: None,
+            can_rest: stream.as_any().is::<super::buffered::Buffered>(),
         };
         let mut first = first;
         loop {
@@ -308,7 +311,7 @@ impl Timers<'_> {
     fn after_response(&mut self, done: Instant, keepalive: Duration, pipelined: Option<&BytesMut>) {
         let keepalive_until = deadline(done, keepalive);
         let waiting = pipelined.is_none_or(|p| p.is_empty());
-        if waiting && keepalive > REST_AFTER {
+        if waiting && self.can_rest && keepalive > REST_AFTER {
             self.header.as_mut().reset(deadline(done, REST_AFTER));
             self.rests_until = Some(keepalive_until);
         } else {
@@ -364,7 +367,7 @@ fn log_request<S: Downstream>(
         time: std::time::SystemTime::now(),
         client,
         listener: log.listener.clone(),
-        protocol: buoy_crds::ListenerProtocol::HTTP,
+        protocol: log.protocol,
         request: Some(Request {
             method: req.method.as_str().to_string(),
             path: String::from_utf8_lossy(req.raw_path()).into_owned(),

@@ -20,7 +20,7 @@ use tracing::debug;
 use super::{
     HttpProxy,
     headers::{expects_continue, hash_key, upstream_request},
-    respond::{add_slash, error_response, respond},
+    respond::{add_slash, error_answer, error_response, respond},
     session::Downstream,
     within,
 };
@@ -147,6 +147,9 @@ struct Attempts<'a> {
     upstream: Option<(SocketAddr, Option<u16>)>,
     /// The PROXY protocol header that new backend connections start with (the pool sends it).
     hello: Option<Vec<u8>>,
+    /// The answer the last failed attempt would have had (said when no backend is left to
+    /// try, as nginx answers with the last error).
+    last_failure: Option<(u16, String)>,
 }
 
 impl Attempts<'_> {
@@ -243,6 +246,7 @@ impl HttpProxy {
             started,
             upstream: None,
             hello: None,
+            last_failure: None,
         };
         if let Some(version) = pool.config.proxy_protocol {
             let client = Some((peer.addr, peer.local));
@@ -339,11 +343,13 @@ impl HttpProxy {
         let i = match pool.select(a.key.as_deref(), &a.tried) {
             Ok(i) => i,
             Err(reason) => {
-                let status = if reason == NoBackend::Empty { 503 } else { 502 };
-                return Step::Done(refused(
-                    respond(session, status, &pool.why(reason)).await,
-                    a.retries,
-                ));
+                let (status, why) = match a.last_failure.take() {
+                    // Every backend left was tried: the last one's failure says why.
+                    Some(failure) => failure,
+                    None if reason == NoBackend::Empty => (503, pool.why(reason)),
+                    None => (502, pool.why(reason)),
+                };
+                return Step::Done(refused(respond(session, status, &why).await, a.retries));
             }
         };
         a.tried.push(i);
@@ -359,11 +365,13 @@ impl HttpProxy {
             ));
         };
         let t = &pool.config.timeouts;
-        let connected = self.connection(attached, addr, t, a).await;
+        let key = pool.key(i).unwrap_or(upstream::Key { addr, tls: 0 });
+        let connected = self.connection(attached, key, pool.tls(i), t, a).await;
         let (stream, reused) = match connected {
             Ok(c) => c,
             Err(e) => {
                 pick.finish(true);
+                debug!(backend = %addr, error = %e, "backend connection failed");
                 return self.failed(session, a, &e).await;
             }
         };
@@ -416,7 +424,7 @@ impl HttpProxy {
             // Keep-alive as the backend's response says (HTTP/1.1 default, Connection).
             up.respect_keepalive();
             if let Some(stream) = up.reuse().await {
-                *attached = Some(kept(pool, addr, stream, a.started));
+                *attached = Some(kept(pool, key, stream, a.started));
             }
         }
         Step::Done(a.outcome(status, keep))
@@ -431,18 +439,21 @@ impl HttpProxy {
     ) -> Step {
         if a.next_upstream(failure_of(e)) {
             a.retries += 1;
+            a.last_failure = Some(error_answer(e));
             return Step::Again;
         }
         Step::Done(refused(error_response(session, e).await, a.retries))
     }
 
-    /// The connection for an attempt on `addr`: the client's own if it went there last, else one
-    /// from the cache, else a new one (starting with the attempt's PROXY header, if any). Returns
-    /// whether it was reused. The request's start stands for "now" (one clock read less).
+    /// The connection for an attempt on the backend of `key`: the client's own if it went there
+    /// last, else one from the cache, else a new one (starting with the attempt's PROXY header,
+    /// if any, then `tls`'s handshake, if any). Returns whether it was reused. The request's
+    /// start stands for "now" (one clock read less).
     async fn connection(
         &self,
         attached: &mut Option<Idle>,
-        addr: SocketAddr,
+        key: upstream::Key,
+        tls: Option<upstream::Tls<'_>>,
         t: &Timeouts,
         a: &Attempts<'_>,
     ) -> Result<(Stream, bool), Box<Error>> {
@@ -450,7 +461,7 @@ impl HttpProxy {
         if let Some(conn) = attached.take() {
             if fresh {
                 drop(conn);
-            } else if conn.addr == addr {
+            } else if conn.key == key {
                 let mut stream = conn.stream;
                 // A connection that just served a request is trusted without a look; one that
                 // sat idle is checked as the cache checks its own.
@@ -467,11 +478,12 @@ impl HttpProxy {
         // the cache, which may hold connections opened before the pool sent headers).
         if !fresh
             && hello.is_none()
-            && let Some(stream) = self.idle.take(addr, now, t.idle)
+            && let Some(stream) = self.idle.take(key, now, t.idle)
         {
             return Ok((stream, true));
         }
-        Ok((upstream::connect(addr, t.connect, hello).await?, false))
+        let stream = upstream::connect(key.addr, t.connect, hello, tls).await?;
+        Ok((stream, false))
     }
 
     /// Sends the request header and body to the backend and reads the response header.
@@ -535,9 +547,9 @@ impl HttpProxy {
 }
 
 /// A backend connection of `pool` kept after its response, for the client's next request.
-fn kept(pool: &Pool, addr: SocketAddr, stream: Stream, since: Instant) -> Idle {
+fn kept(pool: &Pool, key: upstream::Key, stream: Stream, since: Instant) -> Idle {
     Idle {
-        addr,
+        key,
         stream,
         since,
         max_idle: pool.config.timeouts.idle,
@@ -572,10 +584,12 @@ fn failure_of(e: &Error) -> Failure {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             Failure::Timeout
         }
+        // A handshake that failed (a certificate that does not verify): nothing was sent.
         ErrorType::ConnectError
         | ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectProxyFailure => Failure::Connect,
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::TLSHandshakeFailure => Failure::Connect,
         ErrorType::InvalidHTTPHeader | ErrorType::H1Error => Failure::InvalidHeader,
         ErrorType::HTTPStatus(code) => Failure::Status(*code),
         _ => Failure::Broken,

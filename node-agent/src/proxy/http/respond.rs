@@ -151,12 +151,40 @@ async fn tunnel(
 
 /// The answer for an attempt that failed with `e` and is not retried.
 pub(super) async fn error_response<S: Downstream>(session: &mut S, e: &Error) -> u16 {
+    let (status, reason) = error_answer(e);
+    respond(session, status, &reason).await
+}
+
+/// The status and reason that answer an attempt that failed with `e`.
+pub(super) fn error_answer(e: &Error) -> (u16, String) {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            respond(session, 504, "backend timed out").await
+            (504, "backend timed out".to_string())
         }
-        t => respond(session, 502, &format!("backend failed: {}", t.as_str())).await,
+        // Why, in rustls's words: a certificate that does not verify is a configuration to fix.
+        ErrorType::TLSHandshakeFailure => {
+            let why = e
+                .context
+                .as_ref()
+                .map_or("TLS handshake failed", |c| c.as_str());
+            (502, printable(&format!("backend {why}")))
+        }
+        t => (502, format!("backend failed: {}", t.as_str())),
     }
+}
+
+/// `text` as a header value can carry it: printable ASCII, at most 300 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect()
 }
 
 /// Buoy's own answer, with the reason in a header and the body; returns the status (0 if the

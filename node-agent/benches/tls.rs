@@ -1,0 +1,247 @@
+//! HTTPS benchmark: Buoy's TLS termination against nginx and HAProxy, one worker each, same
+//! certificates (ECDSA P-256 and RSA 2048), same plain-HTTP backend (nginx serving a small
+//! file), same run, the proxies taking turns in a rotating order.
+//!
+//!     cargo bench -p buoy-agent --bench tls [-- --seconds N] [--rounds N]
+//!
+//! Prints, per certificate: HTTPS keep-alive requests/s and p99 (wrk -t1 -c64), new TLS
+//! handshakes per second (wrk with `Connection: close`: every request a new TCP connection and
+//! a full TLS 1.3 handshake), HTTP/2 requests/s (h2load over TLS, ALPN h2) and proxy RSS, with
+//! ratios to nginx. Medians of `--rounds` (default 3). A command, not a test.
+
+#![allow(clippy::unwrap_used)]
+
+use buoy_tests::{
+    netlab::{Lab, ns_exec},
+    process::rss_mb,
+};
+use support::{median, wait_port, wrk_with};
+
+mod support;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+
+/// The proxies (name, port offset) and the certificate kinds (name, openssl key options, port
+/// base): nginx on BASE+1, HAProxy on BASE+2, Buoy on BASE+3.
+const PROXIES: [&str; 3] = ["nginx", "HAProxy", "Buoy"];
+const KINDS: [(&str, &[&str], u16); 2] = [
+    (
+        "ECDSA P-256",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        8440,
+    ),
+    ("RSA 2048", &["-newkey", "rsa:2048"], 8450),
+];
+
+/// One figure set of one proxy with one certificate.
+#[derive(Clone, Copy, Default)]
+struct Figures {
+    rps: f64,
+    p99_ms: f64,
+    handshakes: f64,
+    h2_rps: f64,
+}
+
+/// h2load over TLS (ALPN h2) from the client namespace: requests/s.
+fn h2load(lab: &Lab, url: &str, seconds: u64) -> f64 {
+    let out = ns_exec(
+        &lab.host("client").ns,
+        &[
+            "h2load",
+            "-c",
+            "16",
+            "-m",
+            "10",
+            "-D",
+            &seconds.to_string(),
+            url,
+        ],
+    )
+    .unwrap_or_default();
+    let failed = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or("");
+    if !failed.contains(" 0 failed") {
+        eprintln!("h2load {url}: {failed}");
+    }
+    // "finished in 5.00s, 12345.67 req/s, 1.2MB/s"
+    out.lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|v| v.trim_end_matches(" req/s").parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn main() {
+    let seconds: u64 = buoy_tests::bench_flag("--seconds", 5);
+    let rounds: usize = buoy_tests::bench_flag("--rounds", 3).max(1);
+    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
+    let dir = lab.dir().to_path_buf();
+    let d = dir.display().to_string();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
+    buoy_tests::nginx::spawn(
+        &mut lab,
+        "backend",
+        &dir,
+        "backend",
+        "2",
+        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
+    )
+    .unwrap();
+    wait_port(&lab, "backend", 80);
+
+    let (mut nginx_servers, mut haproxy_binds, mut buoy_listeners, mut secrets) =
+        (String::new(), String::new(), String::new(), String::new());
+    for (i, (_, key_args, base)) in KINDS.iter().enumerate() {
+        let (crt, key) = (format!("{d}/cert{i}.crt"), format!("{d}/cert{i}.key"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=bench.example",
+            ])
+            .args(*key_args)
+            .args(["-keyout", &key, "-out", &crt])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pem = format!(
+            "{}{}",
+            std::fs::read_to_string(&crt).unwrap(),
+            std::fs::read_to_string(&key).unwrap()
+        );
+        std::fs::write(format!("{d}/cert{i}.pem"), pem).unwrap();
+        nginx_servers.push_str(&format!(
+            "  server {{ listen 10.77.0.2:{} ssl; http2 on; ssl_certificate {crt}; ssl_certificate_key {key}; ssl_session_cache shared:SSL:10m; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}\n",
+            base + 1
+        ));
+        haproxy_binds.push_str(&format!(
+            "frontend tls{i}\n  bind 10.77.0.2:{} ssl crt {d}/cert{i}.pem alpn h2,http/1.1\n  default_backend app\n",
+            base + 2
+        ));
+        buoy_listeners.push_str(&format!(
+            "    - {{name: tls{i}, port: {}, protocol: HTTPS, upstreamPool: app, client: {{keepaliveTimeout: 65s, maxConnections: 4096}}, tls: {{certificates: [{{secretName: cert{i}}}]}}}}\n",
+            base + 3
+        ));
+        secrets.push_str(&buoy_tests::tls::secret(
+            &format!("cert{i}"),
+            std::path::Path::new(&crt),
+            std::path::Path::new(&key),
+        ));
+    }
+    let nginx = buoy_tests::nginx::spawn(
+        &mut lab,
+        "proxy",
+        &dir,
+        "nginx",
+        "1",
+        &format!("events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream app {{ server 10.77.0.1:80; keepalive 64; }}\n{nginx_servers}}}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        format!("global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n{haproxy_binds}backend app\n  option forwardfor\n  server b1 10.77.0.1:80\n"),
+    )
+    .unwrap();
+    let haproxy = lab
+        .spawn(
+            "proxy",
+            "haproxy",
+            &["-db", "-f", &format!("{d}/haproxy.cfg")],
+        )
+        .unwrap();
+    std::fs::write(
+        dir.join("buoy.yaml"),
+        format!("apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{buoy_listeners}---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app}}\nspec:\n  backends:\n    - {{address: 10.77.0.1, port: 80}}\n  http: {{xForwardedProto: false}}\n{secrets}"),
+    )
+    .unwrap();
+    let buoy = lab
+        .spawn(
+            "proxy",
+            AGENT,
+            &[
+                "proxy",
+                "--threads",
+                "1",
+                "--config",
+                &format!("{d}/buoy.yaml"),
+            ],
+        )
+        .unwrap();
+    for (_, _, base) in KINDS {
+        for p in 1..=3 {
+            wait_port(&lab, "proxy", base + p);
+        }
+    }
+    let pids = [nginx, haproxy, buoy].map(|i| lab.proc(i).pid());
+    let url = |base: u16, p: usize| format!("https://10.77.0.2:{}/", base + p as u16 + 1);
+    // [kind][proxy] → one Figures per round.
+    let mut runs = vec![vec![Vec::<Figures>::new(); PROXIES.len()]; KINDS.len()];
+    for (k, (_, _, base)) in KINDS.iter().enumerate() {
+        for p in 0..PROXIES.len() {
+            let _ = wrk_with(&lab, &url(*base, p), 1, &[]); // warm-up
+        }
+        for round in 0..rounds {
+            for j in 0..PROXIES.len() {
+                let p = (j + round) % PROXIES.len();
+                let u = url(*base, p);
+                let (rps, _, p99_ms) = wrk_with(&lab, &u, seconds, &[]);
+                let (handshakes, _, _) = wrk_with(&lab, &u, seconds, &["-H", "Connection: close"]);
+                let h2_rps = h2load(&lab, &u, seconds);
+                runs[k][p].push(Figures {
+                    rps,
+                    p99_ms,
+                    handshakes,
+                    h2_rps,
+                });
+            }
+        }
+    }
+    println!(
+        "HTTPS through one proxy worker (wrk -t1 -c64 over HTTP/1.1; new handshakes: wrk with Connection: close, TLS 1.3, X25519; HTTP/2: h2load -c16 -m10; {seconds} s each, median of {rounds} rounds, rotating order; 2-core machine shared by client, proxy and backend)"
+    );
+    println!(
+        "| certificate | proxy | requests/s | × nginx | p99 | p99 × nginx | new handshakes/s | × nginx | HTTP/2 requests/s | × nginx | RSS | RSS × nginx |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let rss: Vec<f64> = pids.iter().map(|p| rss_mb(*p)).collect();
+    for (k, (kind, _, _)) in KINDS.iter().enumerate() {
+        let m: Vec<Figures> = runs[k]
+            .iter()
+            .map(|r| Figures {
+                rps: median(r.iter().map(|f| f.rps)),
+                p99_ms: median(r.iter().map(|f| f.p99_ms)),
+                handshakes: median(r.iter().map(|f| f.handshakes)),
+                h2_rps: median(r.iter().map(|f| f.h2_rps)),
+            })
+            .collect();
+        let n = m[0];
+        for (p, name) in PROXIES.iter().enumerate() {
+            let f = m[p];
+            println!(
+                "| {kind} | {name} | {:.0} | {:.2} | {:.2} ms | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} MB | {:.2} |",
+                f.rps,
+                f.rps / n.rps.max(1.0),
+                f.p99_ms,
+                f.p99_ms / n.p99_ms.max(0.001),
+                f.handshakes,
+                f.handshakes / n.handshakes.max(1.0),
+                f.h2_rps,
+                f.h2_rps / n.h2_rps.max(1.0),
+                rss[p],
+                rss[p] / rss[0].max(0.001),
+            );
+        }
+    }
+    drop(lab);
+}

@@ -1,0 +1,224 @@
+//! What `buoy-agent import` makes of nginx's TLS, served: a keepalived.conf and an nginx.conf
+//! with two HTTPS servers on one port (their certificates made by openssl) are imported, and the
+//! standalone agent runs on the output as it is, in a LAN of network namespaces (client, proxy,
+//! web). curl reaches each name with its own certificate and its own pool, a client without SNI
+//! gets the default server's certificate, and HTTP/2 stays off as nginx had it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use buoy_tests::netlab::Lab;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+const VIP: &str = "10.77.0.100";
+
+/// A self-signed certificate for `name` in `dir/NAME.crt` and its key in `dir/NAME.key`
+/// (`key`: openssl's `-newkey` arguments).
+fn certificate(dir: &Path, name: &str, key: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey"])
+        .args(key)
+        .args(["-nodes", "-days", "30", "-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .args([
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `program args` in the client's namespace: (success, stdout + stderr).
+fn client(lab: &Lab, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.host("client").ns, "timeout", "10"])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// curl to `https://NAME/` (the VIP standing for NAME), trusting `ca` only.
+fn curl(lab: &Lab, name: &str, ca: &Path, extra: &[&str]) -> (bool, String) {
+    let resolve = format!("{name}:443:{VIP}");
+    let url = format!("https://{name}/");
+    let mut args = vec![
+        "-sS",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args.push(&url);
+    client(lab, "curl", &args)
+}
+
+/// The SHA-256 fingerprint of a PEM certificate.
+fn fingerprint(pem: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn imported_https_servers_serve_each_name_with_its_certificate() {
+    let mut lab = Lab::new(&["client", "proxy", "web"]).unwrap();
+    let web = lab.host("web").ipv4;
+    let _alpha = lab.echo_backend("web", "0.0.0.0:80", "alpha");
+    let _beta = lab.echo_backend("web", "0.0.0.0:8080", "beta");
+
+    // nginx's and keepalived's files, as on the load balancer (the file's name is the node's).
+    let input = lab.dir().join("input");
+    std::fs::create_dir_all(input.join("ssl")).unwrap();
+    certificate(
+        &input.join("ssl"),
+        "a.example.com",
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    certificate(&input.join("ssl"), "b.example.com", &["rsa:2048"]);
+    std::fs::write(
+        input.join("proxy.conf"),
+        format!(
+            "vrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 41\n    priority 100\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("nginx.conf"),
+        format!(
+            "events {{ worker_connections 1024; }}
+http {{
+    ssl_protocols TLSv1.2 TLSv1.3;
+    upstream alpha {{ server {web}:80; }}
+    upstream beta {{ server {web}:8080; }}
+    server {{
+        listen {VIP}:443 ssl;
+        server_name b.example.com;
+        ssl_certificate ssl/b.example.com.crt;
+        ssl_certificate_key ssl/b.example.com.key;
+        location / {{ proxy_pass http://beta; }}
+    }}
+    server {{
+        listen {VIP}:443 ssl default_server;
+        server_name a.example.com;
+        ssl_certificate ssl/a.example.com.crt;
+        ssl_certificate_key ssl/a.example.com.key;
+        location / {{ proxy_pass http://alpha; }}
+    }}
+}}
+"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(AGENT)
+        .current_dir(&input)
+        .args([
+            "import",
+            "--keepalived",
+            "proxy.conf",
+            "--nginx",
+            "nginx.conf",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = lab.dir().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("buoy.yaml"), &out.stdout).unwrap();
+    let config = config.to_str().unwrap().to_string();
+    lab.spawn(
+        "proxy",
+        AGENT,
+        &[
+            "standalone",
+            "--config",
+            &config,
+            "--node-name",
+            "proxy",
+            "--threads",
+            "1",
+        ],
+    )
+    .unwrap();
+    assert!(
+        lab.wait_sole_holder(VIP.parse().unwrap(), "proxy", Duration::from_secs(10)),
+        "{}",
+        lab.logs()
+    );
+
+    let ssl = input.join("ssl");
+    let (a, b) = (ssl.join("a.example.com.crt"), ssl.join("b.example.com.crt"));
+    let (ok, text) = curl(&lab, "a.example.com", &a, &[]);
+    assert!(
+        ok && text.starts_with("alpha"),
+        "a.example.com: {text}\n{}",
+        lab.logs()
+    );
+    let (ok, text) = curl(&lab, "b.example.com", &b, &[]);
+    assert!(ok && text.starts_with("beta"), "b.example.com: {text}");
+    let (ok, text) = curl(&lab, "b.example.com", &a, &[]);
+    assert!(!ok, "b.example.com is not served a's certificate: {text}");
+
+    // No SNI: the default server's certificate, as nginx gives.
+    let connect = format!("{VIP}:443");
+    let (_, text) = client(
+        &lab,
+        "openssl",
+        &["s_client", "-connect", &connect, "-noservername"],
+    );
+    let pem: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
+        .chain(std::iter::once("-----END CERTIFICATE-----"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        fingerprint(pem.as_bytes()),
+        fingerprint(&std::fs::read(&a).unwrap()),
+        "{text}"
+    );
+
+    // nginx had no `http2 on`: a client that asks for HTTP/2 gets HTTP/1.1.
+    let (ok, text) = curl(
+        &lab,
+        "a.example.com",
+        &a,
+        &["--http2", "-o", "/dev/null", "-w", "%{http_version}"],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(text, "1.1");
+}
