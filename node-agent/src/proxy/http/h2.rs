@@ -182,6 +182,14 @@ impl HttpProxy {
         if let Some(idle) = attached {
             self.keep_idle(idle);
         }
+        // Answered before the whole request body came (a 413, a 404, an error): what the client
+        // still sends is read and dropped for a moment, as HTTP/1's lingering close does, so that
+        // a client still uploading finishes and reads the answer, rather than meeting the reset
+        // that ends an unread stream (curl 7 takes even a NO_ERROR one for a failure).
+        if s.session.response_written().is_some() && !s.session.is_body_done() {
+            let drain = async { while let Ok(Some(_)) = s.session.read_body_bytes().await {} };
+            let _ = tokio::time::timeout(super::respond::LINGER, drain).await;
+        }
         // A response cut short ends the stream with RST_STREAM (nothing if it was complete).
         s.session.shutdown();
     }

@@ -21,7 +21,7 @@ use crate::proxy::pool::Timeouts;
 
 /// After an error response, how long unread request bytes are drained so that closing does not
 /// reset the connection before the client has read the response (nginx's lingering close).
-const LINGER: Duration = Duration::from_millis(500);
+pub(super) const LINGER: Duration = Duration::from_millis(500);
 
 impl HttpProxy {
     /// Passes the backend's response on to the client; returns whether all of it went through
