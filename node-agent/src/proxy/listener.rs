@@ -216,6 +216,7 @@ impl Listener {
                     max_body_bytes: config.max_body_bytes,
                     idle: Default::default(),
                     log,
+                    https: config.protocol == ListenerProtocol::HTTPS,
                 });
                 tokio::spawn(accept_http(
                     socket,

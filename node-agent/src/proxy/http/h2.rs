@@ -97,7 +97,7 @@ impl HttpProxy {
             }
             Err(_) => return,
         };
-        let peer = Arc::new(Peer::new(client));
+        let peer = Arc::new(Peer::new(client, self.https));
         let digest = Arc::new(Digest::default());
         let mut streams = JoinSet::new();
         let mut malformed = 0;

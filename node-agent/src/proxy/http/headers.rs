@@ -37,9 +37,10 @@ const HOP_BY_HOP: [&str; 10] = [
 pub(super) fn upstream_request(
     original: &RequestHeader,
     pool: &Pool,
-    client_ip: Option<&HeaderValue>,
+    peer: &super::request::Peer,
     has_body: bool,
 ) -> pingora_error::Result<RequestHeader> {
+    let client_ip = peer.header.as_ref();
     // Edited as plain `http` parts, without pingora's case-preserving second map (half the work
     // of every copy and insert, and pingora's insert parses each name again): names reach the
     // backend in canonical case for common fields and in lower case otherwise, as HAProxy sends
@@ -113,7 +114,7 @@ pub(super) fn upstream_request(
     if h.x_forwarded_proto {
         headers.insert(
             const { HeaderName::from_static("x-forwarded-proto") },
-            HeaderValue::from_static("http"),
+            HeaderValue::from_static(if peer.https { "https" } else { "http" }),
         );
     }
     let (mut parts, ()) = http::Request::new(()).into_parts();

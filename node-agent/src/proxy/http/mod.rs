@@ -91,6 +91,8 @@ pub(crate) struct HttpProxy {
     pub idle: IdleCache,
     /// The listener's access log, if it keeps one.
     pub log: Option<LogTo>,
+    /// Its clients come over TLS (an HTTPS listener).
+    pub https: bool,
 }
 
 /// The connection's two timers, each moved to its next deadline (see [`within`]): one for the
@@ -118,7 +120,7 @@ impl HttpProxy {
         connections: &Connections,
         first: bool,
     ) -> Option<Resting> {
-        let peer = Peer::new(client);
+        let peer = Peer::new(client, self.https);
         let client = client.peer;
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).

@@ -55,15 +55,18 @@ pub(super) struct Peer {
     /// The address it connected to.
     pub(super) local: SocketAddr,
     pub(super) header: Option<HeaderValue>,
+    /// It came over TLS (`X-Forwarded-Proto: https`).
+    pub(super) https: bool,
 }
 
 impl Peer {
-    /// The client of a connection with these addresses.
-    pub(super) fn new(client: ClientAddr) -> Peer {
+    /// The client of a connection with these addresses, over TLS or not.
+    pub(super) fn new(client: ClientAddr, https: bool) -> Peer {
         Peer {
             addr: client.peer,
             local: client.local,
             header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
+            https,
         }
     }
 }
@@ -170,12 +173,7 @@ impl Attempts<'_> {
     fn request_for(&mut self, original: &RequestHeader, addr: SocketAddr) -> Option<RequestHeader> {
         let req = match self.first_req.take() {
             Some(r) => Ok(r),
-            None => upstream_request(
-                original,
-                self.pool,
-                self.peer.header.as_ref(),
-                self.has_body,
-            ),
+            None => upstream_request(original, self.pool, self.peer, self.has_body),
         };
         let mut req = req.ok()?;
         if !self.pool.config.headers.preserve_host {
@@ -219,7 +217,7 @@ impl HttpProxy {
         };
         let has_body = !session.is_body_empty();
         let original = session.req_header();
-        let first_req = match upstream_request(original, &pool, peer.header.as_ref(), has_body) {
+        let first_req = match upstream_request(original, &pool, peer, has_body) {
             Ok(r) => Some(r),
             Err(_) => return refused(respond(session, 400, "bad request").await, 0),
         };
