@@ -524,7 +524,8 @@ pub struct Listener {
     /// TCP port on the virtual addresses (nginx: `listen`).
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
-    /// `HTTP`: HTTP/1.1 reverse proxy (nginx `http {}`); `HTTPS`: the same behind TLS
+    /// `HTTP`: HTTP/1.1 reverse proxy (nginx `http {}`), and HTTP/2 to clients that start with
+    /// its preface (h2c with prior knowledge); `HTTPS`: the same behind TLS
     /// termination with the certificates of `tls` (nginx `listen … ssl`), HTTP/2 to clients
     /// that choose it by ALPN; `TCP`: byte stream proxy (nginx
     /// `stream {}`); `UDP`: datagram proxy (nginx `stream {}` with `listen … udp`): a client

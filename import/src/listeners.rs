@@ -156,10 +156,11 @@ fn listener(
         return None;
     }
     let https = default.protocol == ListenerProtocol::HTTP && servers.iter().any(|(_, l)| l.ssl);
+    // HTTP/2 without TLS (`listen … http2`, `http2 on` on a plain port) needs nothing: every HTTP
+    // listener takes h2c with prior knowledge next to HTTP/1.
     let tls = if https {
         Some(listener_tls(web, servers, d, port, pem, warnings)?)
     } else {
-        plain_http2(web, servers, warnings);
         None
     };
     let protocol = if udp {
@@ -304,26 +305,6 @@ fn listener_tls(
             vec![AlpnProtocol::Http11]
         },
     })
-}
-
-/// HTTP/2 without TLS (h2c, nginx's `listen … http2` or `http2 on` on a plain port) is warned
-/// about: Buoy offers HTTP/2 by ALPN over TLS only.
-fn plain_http2(web: &nginx::Config, servers: &[(usize, &nginx::Listen)], warnings: &mut Warnings) {
-    for (si, l) in servers {
-        let s = &web.servers[*si];
-        let at = if l.http2 {
-            Some(&l.at)
-        } else {
-            s.tls.http2.as_ref().filter(|h| h.0).map(|h| &h.1)
-        };
-        if let Some(at) = at {
-            warnings.add(
-                at,
-                if l.http2 { "listen" } else { "http2" },
-                "HTTP/2 without TLS (h2c) is not offered: clients of an HTTP listener speak HTTP/1.1",
-            );
-        }
-    }
 }
 
 /// The routes of the servers on one port, `d` the default server among them: its locations

@@ -7,13 +7,14 @@
 //!
 //! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
 //! (L4). Each figure is the median of `--rounds` runs (default 3), the proxies taking turns in a
-//! rotating order, so that a slow spell of the machine does not land on one proxy. A command, not
-//! a test.
+//! rotating order, so that a slow spell of the machine does not land on one proxy. Then HTTP/2
+//! from clients: h2load (h2c with prior knowledge) through Buoy and nginx (`listen … http2`), both
+//! to the same HTTP/1.1 backend. A command, not a test.
 
 #![allow(clippy::unwrap_used)]
 
 use buoy_tests::{
-    netlab::Lab,
+    netlab::{Lab, ns_exec},
     process::{cpu_seconds, rss_mb},
 };
 use support::{median, wait_port, wrk};
@@ -31,6 +32,61 @@ struct Result {
     /// Proxy CPU per request (user, system), µs: less sensitive than requests/s to what else
     /// runs on the machine.
     cpu_us: Option<(f64, f64)>,
+}
+
+/// h2load from the client namespace for `seconds`: requests/s, the mean time per request (ms),
+/// and the requests that did not succeed.
+fn h2load(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, u64) {
+    let out = ns_exec(
+        &lab.host("client").ns,
+        &[
+            "h2load",
+            "-t1",
+            "-c8",
+            "-m8",
+            "-D",
+            &seconds.to_string(),
+            url,
+        ],
+    )
+    .unwrap_or_default();
+    // "finished in 8.00s, 21346.12 req/s, 1.23MB/s"
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|v| v.strip_suffix(" req/s"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // "time for request:  1.25ms  45.68ms  2.95ms  1.52ms  85.71%": min, max, mean, sd.
+    let mean_ms = out
+        .lines()
+        .find_map(|l| l.strip_prefix("time for request:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .map(|v| {
+            let (num, unit) =
+                v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+            let n: f64 = num.parse().unwrap_or(0.0);
+            match unit {
+                "us" => n / 1000.0,
+                "s" => n * 1000.0,
+                _ => n,
+            }
+        })
+        .unwrap_or(0.0);
+    // "requests: 170769 total, 170769 started, 170769 done, 170769 succeeded, 0 failed, …"
+    let failed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("requests:"))
+        .map_or(u64::MAX, |l| {
+            let n = |what: &str| {
+                l.split(", ")
+                    .find_map(|p| p.trim().strip_suffix(what)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            n("done").saturating_sub(n("succeeded"))
+        });
+    (rps, mean_ms, failed)
 }
 
 fn main() {
@@ -61,7 +117,7 @@ fn main() {
         &dir,
         "nginx",
         "1",
-        "events { worker_connections 4096; }\nhttp {\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web { server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }\n  server {\n    listen 10.77.0.2:8081;\n    location / {\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }\n  }\n}\n",
+        "events { worker_connections 4096; }\nhttp {\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web { server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }\n  server {\n    listen 10.77.0.2:8081;\n    listen 10.77.0.2:8083 http2;\n    location / {\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }\n  }\n}\n",
     )
     .unwrap();
     // HAProxy, one thread, connection reuse.
@@ -96,7 +152,7 @@ fn main() {
             ],
         )
         .unwrap();
-    for port in [8080, 8081, 8082, 9080, 9082] {
+    for port in [8080, 8081, 8082, 8083, 9080, 9082] {
         wait_port(&lab, "proxy", port);
     }
     // (name, port, process): `None` is the backend itself.
@@ -213,6 +269,50 @@ fn main() {
         "| Buoy TCP | {b_rps:.0} | {:.2} | {b_p99:.2} ms |",
         b_rps / h_rps.max(1.0)
     );
+
+    // HTTP/2 from clients: nginx's `listen … http2` port and Buoy's listener (h2c on the same
+    // port as HTTP/1), each to the backend over HTTP/1.1.
+    let h2_targets = [
+        ("nginx (h2c)", "10.77.0.2:8083", nginx),
+        ("Buoy (h2c)", "10.77.0.2:8080", buoy),
+    ];
+    for (_, addr, _) in &h2_targets {
+        let _ = h2load(&lab, &format!("http://{addr}/"), 2); // warm-up
+    }
+    let mut h2_runs: Vec<Vec<(f64, f64, u64, f64)>> = vec![Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for k in 0..h2_targets.len() {
+            let t = (k + round) % h2_targets.len();
+            let (_, addr, idx) = h2_targets[t];
+            let pid = lab.proc(idx).pid();
+            let before = cpu_seconds(pid);
+            let (rps, mean, failed) = h2load(&lab, &format!("http://{addr}/"), seconds);
+            let after = cpu_seconds(pid);
+            let requests = (rps * seconds as f64).max(1.0);
+            let cpu = ((after.0 - before.0) + (after.1 - before.1)) * 1e6 / requests;
+            h2_runs[t].push((rps, mean, failed, cpu));
+        }
+    }
+    let h2_nginx = median(h2_runs[0].iter().map(|r| r.0)).max(1.0);
+    println!();
+    println!(
+        "HTTP/2 from clients (h2load -t1 -c8 -m8: 64 streams at once, as wrk's 64 connections; h2c with prior knowledge, {seconds} s, median of {rounds} rounds; backends over HTTP/1.1)"
+    );
+    println!(
+        "| target | requests/s | × nginx | mean time per request | failed | proxy CPU/request |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (t, (name, _, _)) in h2_targets.iter().enumerate() {
+        let r = &h2_runs[t];
+        let rps = median(r.iter().map(|x| x.0));
+        println!(
+            "| {name} | {rps:.0} | {:.2} | {:.2} ms | {} | {:.1} µs |",
+            rps / h2_nginx,
+            median(r.iter().map(|x| x.1)),
+            r.iter().map(|x| x.2).max().unwrap_or(0),
+            median(r.iter().map(|x| x.3)),
+        );
+    }
     drop(lab);
 }
 

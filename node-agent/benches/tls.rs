@@ -122,7 +122,8 @@ fn main() {
         );
         std::fs::write(format!("{d}/cert{i}.pem"), pem).unwrap();
         nginx_servers.push_str(&format!(
-            "  server {{ listen 10.77.0.2:{} ssl; http2 on; ssl_certificate {crt}; ssl_certificate_key {key}; ssl_session_cache shared:SSL:10m; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}\n",
+            // `listen … http2`, not `http2 on` (nginx 1.25.1): Debian 12's nginx 1.22 refuses it.
+            "  server {{ listen 10.77.0.2:{} ssl http2; ssl_certificate {crt}; ssl_certificate_key {key}; ssl_session_cache shared:SSL:10m; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}\n",
             base + 1
         ));
         haproxy_binds.push_str(&format!(

@@ -32,7 +32,7 @@ fn vip_yaml(web: IpAddr, certificates: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web}}\nspec:\n  addresses: [{VIP}]\n  interface: eth0\n  virtualRouterID: 41\n  vrrp: {{advertisementInterval: 100ms}}\n  listeners:\n    - name: https\n      port: 443\n      protocol: HTTPS\n      upstreamPool: web\n      tls:\n        certificates: [{certs}]\n    - name: modern\n      port: 8443\n      protocol: HTTPS\n      upstreamPool: web\n      tls:\n        certificates: [{certs}]\n        minVersion: \"1.3\"\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web}}\nspec:\n  backends: [{{address: {web}, port: 80}}]\n"
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: web}}\nspec:\n  addresses: [{VIP}]\n  interface: eth0\n  virtualRouterID: 41\n  vrrp: {{advertisementInterval: 100ms}}\n  listeners:\n    - name: https\n      port: 443\n      protocol: HTTPS\n      upstreamPool: web\n      tls:\n        certificates: [{certs}]\n    - name: modern\n      port: 8443\n      protocol: HTTPS\n      upstreamPool: web\n      tls:\n        certificates: [{certs}]\n        minVersion: \"1.3\"\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: web}}\nspec:\n  backends: [{{address: {web}, port: 80}}]\n  http: {{xForwardedProto: true}}\n"
     )
 }
 
@@ -148,6 +148,11 @@ fn each_name_gets_its_certificate_and_broken_secrets_affect_only_themselves() {
         ok && text.starts_with("web"),
         "a.example.com: {text}\n{}",
         lab.logs()
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-forwarded-proto: https"),
+        "the backend is told the client came over TLS: {text}"
     );
     let (ok, text) = curl(&lab, "x.b.example.com", 443, &b_crt, &[]);
     assert!(

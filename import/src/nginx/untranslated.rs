@@ -84,6 +84,9 @@ pub(crate) fn untranslated(warnings: &mut Warnings, d: &Directive) {
         "resolver" | "resolver_timeout" => {
             "backend host names are resolved when the configuration is loaded"
         }
+        n if n.starts_with("http2_") => {
+            "Buoy's HTTP/2 limits are nginx's defaults (128 concurrent streams) and the listener's client settings"
+        }
         "keepalive_requests" => "Buoy does not limit requests per client connection",
         "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
             "with `listen … proxy_protocol` (listeners[].proxyProtocol) Buoy takes the client address from the PROXY header, from anyone; it reads no other source of it"

@@ -54,7 +54,7 @@ pub(crate) struct Request {
     pub method: String,
     /// The request target as sent (path and query).
     pub path: String,
-    /// `HTTP/1.1`.
+    /// `HTTP/1.1`, `HTTP/2.0`.
     pub version: String,
     pub host: Option<String>,
     pub referer: Option<String>,
@@ -71,6 +71,8 @@ struct Json<'a> {
     host: Option<&'a str>,
     method: Option<&'a str>,
     path: Option<&'a str>,
+    /// The request's protocol, nginx's `$server_protocol` (`HTTP/1.1`, `HTTP/2.0`).
+    version: Option<&'a str>,
     status: u16,
     bytes_in: u64,
     bytes_out: u64,
@@ -130,6 +132,7 @@ impl Entry {
             host: r.and_then(|r| r.host.as_deref()),
             method: r.map(|r| r.method.as_str()),
             path: r.map(|r| r.path.as_str()),
+            version: r.map(|r| r.version.as_str()),
             status: self.status,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
@@ -288,6 +291,7 @@ mod tests {
                 "host": "example.org",
                 "method": "GET",
                 "path": "/a?b=\"c\"",
+                "version": "HTTP/1.1",
                 "status": 200,
                 "bytes_in": 78,
                 "bytes_out": 5,

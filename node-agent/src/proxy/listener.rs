@@ -216,6 +216,7 @@ impl Listener {
                     max_body_bytes: config.max_body_bytes,
                     idle: Default::default(),
                     log,
+                    https: config.protocol == ListenerProtocol::HTTPS,
                 });
                 tokio::spawn(accept_http(
                     socket,
@@ -631,6 +632,19 @@ async fn accept_http(
                 if !data {
                     break;
                 }
+                // h2c with prior knowledge: the connection is HTTP/2 from its first byte.
+                if first && super::http::prior_knowledge(&tcp, byte[0], until).await {
+                    let stream = Box::new(super::buffered::Buffered::new(tcp));
+                    let serve = proxy.clone().serve_h2(
+                        stream,
+                        client,
+                        stopped.clone(),
+                        &conn,
+                        &connections,
+                    );
+                    Box::pin(serve).await;
+                    break;
+                }
                 let stream = Box::new(super::buffered::Buffered::limited(tcp, conn.clone()));
                 let serve =
                     proxy.serve(stream, client, stopped.clone(), &conn, &connections, first);
@@ -656,7 +670,7 @@ async fn serve_tls(
     mut tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     tls: &ServerTls,
-    proxy: &HttpProxy,
+    proxy: &Arc<HttpProxy>,
     config: &ListenerConfig,
     stopped: watch::Receiver<bool>,
     connections: &Connections,
@@ -677,10 +691,19 @@ async fn serve_tls(
     };
     match handshake {
         Ok(Ok(stream)) => {
+            use pingora_core::protocols::{ALPN, Ssl};
+            let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
             let stream: pingora_core::protocols::Stream = Box::new(stream);
-            proxy
-                .serve(stream, client, stopped, &conn, connections, true)
-                .await;
+            if h2 {
+                proxy
+                    .clone()
+                    .serve_h2(stream, client, stopped, &conn, connections)
+                    .await;
+            } else {
+                proxy
+                    .serve(stream, client, stopped, &conn, connections, true)
+                    .await;
+            }
         }
         Ok(Err(e)) => {
             proxy.metrics.handshake_failed();

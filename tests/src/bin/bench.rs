@@ -83,7 +83,9 @@ reference configuration (upstream keep-alive); p50 and p99 are wrk's latency per
 nginx` their ratio; proxy RSS is the proxy's resident memory after its run; CPU/request is the \
 proxy's user and system CPU time divided by the requests it served, the column least disturbed by \
 whatever else runs on the machine. The second table is the same load through Buoy's TCP listener \
-and HAProxy `mode tcp`.",
+and HAProxy `mode tcp`. The third is HTTP/2 from clients: h2load (8 connections, 8 streams each: 64 requests in flight, as above, \
+h2c with prior knowledge) through Buoy's same listener and nginx's `listen … http2` port, both \
+proxying to the backend over HTTP/1.1; h2load reports a mean time per request, not percentiles.",
     },
     Bench {
         name: "agent_rss",

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use buoy_crds::HashKey;
 use http::{HeaderMap, HeaderName, HeaderValue, Version, header};
-use pingora_core::protocols::http::v1::server::HttpSession as ClientSession;
 use pingora_error::{ErrorType, OrErr};
 use pingora_http::RequestHeader;
 
@@ -36,12 +35,12 @@ const HOP_BY_HOP: [&str; 10] = [
 /// The request as the backend gets it: the client's, without hop-by-hop fields, with the headers
 /// the reference nginx config sets. `Host` is added per attempt when it names the backend.
 pub(super) fn upstream_request(
-    session: &ClientSession,
+    original: &RequestHeader,
     pool: &Pool,
-    client_ip: Option<&HeaderValue>,
+    peer: &super::request::Peer,
     has_body: bool,
 ) -> pingora_error::Result<RequestHeader> {
-    let original = session.req_header();
+    let client_ip = peer.header.as_ref();
     // Edited as plain `http` parts, without pingora's case-preserving second map (half the work
     // of every copy and insert, and pingora's insert parses each name again): names reach the
     // backend in canonical case for common fields and in lower case otherwise, as HAProxy sends
@@ -84,11 +83,21 @@ pub(super) fn upstream_request(
         );
     }
     let h = &pool.config.headers;
-    if h.preserve_host
-        && let Some(host) = original.headers.get(header::HOST)
-    {
-        // nginx's `proxy_set_header Host $host`: the client's host, lower case, no port.
-        headers.insert(header::HOST, nginx_host_value(host));
+    if h.preserve_host {
+        // nginx's `proxy_set_header Host $host`: the client's host, lower case, no port. An
+        // HTTP/2 client names it in `:authority` (the URI) rather than a Host field.
+        match original.headers.get(header::HOST) {
+            Some(host) => {
+                headers.insert(header::HOST, nginx_host_value(host));
+            }
+            None => {
+                if let Some(a) = original.uri.authority()
+                    && let Ok(v) = HeaderValue::from_str(a.as_str())
+                {
+                    headers.insert(header::HOST, nginx_host_value(&v));
+                }
+            }
+        }
     }
     let ip = client_ip
         .cloned()
@@ -105,7 +114,7 @@ pub(super) fn upstream_request(
     if h.x_forwarded_proto {
         headers.insert(
             const { HeaderName::from_static("x-forwarded-proto") },
-            HeaderValue::from_static("http"),
+            HeaderValue::from_static(if peer.https { "https" } else { "http" }),
         );
     }
     let (mut parts, ()) = http::Request::new(()).into_parts();
@@ -165,26 +174,16 @@ fn nginx_host_value(v: &HeaderValue) -> HeaderValue {
 }
 
 /// The consistent-hashing key of a request, as the pool's `hashKey` says.
-pub(super) fn hash_key(
-    pool: &Pool,
-    session: &ClientSession,
-    client: SocketAddr,
-) -> Option<Vec<u8>> {
+pub(super) fn hash_key(pool: &Pool, req: &RequestHeader, client: SocketAddr) -> Option<Vec<u8>> {
     match pool.config.hash_key {
         HashKey::ClientIp => Some(client.ip().to_string().into_bytes()),
         HashKey::Header => {
             let name = pool.config.hash_key_name.as_deref()?;
-            session
-                .req_header()
-                .headers
-                .get(name)
-                .map(|v| v.as_bytes().to_vec())
+            req.headers.get(name).map(|v| v.as_bytes().to_vec())
         }
         HashKey::Cookie => {
             let name = pool.config.hash_key_name.as_deref()?;
-            session
-                .req_header()
-                .headers
+            req.headers
                 .get_all("cookie")
                 .iter()
                 .filter_map(|v| v.to_str().ok())

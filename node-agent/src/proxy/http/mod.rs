@@ -1,7 +1,7 @@
-//! The HTTP (L7) proxy of one listener, on pingora's HTTP/1 sessions: a backend chosen per
-//! attempt from the pool, request headers as nginx sets them in the reference config, nginx's
-//! `proxy_next_upstream` retries, passive health accounting, and clear 502/503 responses when no
-//! backend can serve.
+//! The HTTP (L7) proxy of one listener, on pingora's HTTP/1 sessions (this module's connection
+//! loop) and HTTP/2 streams (`h2`): a backend chosen per attempt from the pool, request headers as
+//! nginx sets them in the reference config, nginx's `proxy_next_upstream` retries, passive health
+//! accounting, and clear 502/503 responses when no backend can serve.
 //!
 //! The loop is ours rather than pingora-proxy's: pingora-proxy runs each request through a dozen
 //! boxed filter callbacks, two task channels and a shared connection pool, which cost more CPU per
@@ -16,7 +16,6 @@ use std::{
 };
 
 use bytes::BytesMut;
-use http::HeaderValue;
 use pingora_core::protocols::{Stream, http::v1::server::HttpSession as ClientSession};
 use pingora_error::{Error, ErrorType};
 use tokio::{io::AsyncWriteExt, sync::watch, time::Sleep};
@@ -25,6 +24,7 @@ use tracing::debug;
 use self::{
     request::{Outcome, Peer},
     respond::{linger, respond},
+    session::Downstream,
 };
 use super::{
     access_log::{Entry, Request},
@@ -35,9 +35,13 @@ use super::{
     upstream::{Idle, IdleCache},
 };
 
+mod h2;
 mod headers;
 mod request;
 mod respond;
+mod session;
+
+pub(crate) use self::h2::prior_knowledge;
 
 /// Header that says why Buoy itself answered with an error.
 pub(crate) const REASON_HEADER: &str = "X-Buoy-Error";
@@ -87,6 +91,8 @@ pub(crate) struct HttpProxy {
     pub idle: IdleCache,
     /// The listener's access log, if it keeps one.
     pub log: Option<LogTo>,
+    /// Its clients come over TLS (an HTTPS listener).
+    pub https: bool,
 }
 
 /// The connection's two timers, each moved to its next deadline (see [`within`]): one for the
@@ -114,11 +120,7 @@ impl HttpProxy {
         connections: &Connections,
         first: bool,
     ) -> Option<Resting> {
-        let peer = Peer {
-            addr: client.peer,
-            local: client.local,
-            header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
-        };
+        let peer = Peer::new(client, self.https);
         let client = client.peer;
         let mut stream = stream;
         // Bytes of the next request read with the previous one (a pipelining client).
@@ -279,9 +281,9 @@ impl HttpProxy {
     }
 
     /// A request is done: its metrics, and its access log line.
-    fn finished(
+    fn finished<S: Downstream>(
         &self,
-        session: &ClientSession,
+        session: &S,
         client: SocketAddr,
         header_bytes: usize,
         outcome: &request::Outcome,
@@ -348,9 +350,9 @@ async fn wait_for_header(
 }
 
 /// Queues the access log entry of the request `session` has just served.
-fn log_request(
+fn log_request<S: Downstream>(
     log: &LogTo,
-    session: &ClientSession,
+    session: &S,
     client: SocketAddr,
     header_bytes: usize,
     outcome: &request::Outcome,

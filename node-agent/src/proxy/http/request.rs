@@ -11,10 +11,7 @@ use std::{
 use buoy_crds::Algorithm;
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
-use pingora_core::protocols::{
-    Stream,
-    http::v1::{client::HttpSession as UpstreamSession, server::HttpSession as ClientSession},
-};
+use pingora_core::protocols::{Stream, http::v1::client::HttpSession as UpstreamSession};
 use pingora_error::{Error, ErrorType, RetryType};
 use pingora_http::RequestHeader;
 use tokio::time::Sleep;
@@ -24,9 +21,11 @@ use super::{
     HttpProxy,
     headers::{expects_continue, hash_key, upstream_request},
     respond::{add_slash, error_answer, error_response, respond},
+    session::Downstream,
     within,
 };
 use crate::proxy::{
+    listener::ClientAddr,
     pool::{NoBackend, Pool, Timeouts},
     retry::{Failure, should_retry},
     route::Choice,
@@ -56,6 +55,20 @@ pub(super) struct Peer {
     /// The address it connected to.
     pub(super) local: SocketAddr,
     pub(super) header: Option<HeaderValue>,
+    /// It came over TLS (`X-Forwarded-Proto: https`).
+    pub(super) https: bool,
+}
+
+impl Peer {
+    /// The client of a connection with these addresses, over TLS or not.
+    pub(super) fn new(client: ClientAddr, https: bool) -> Peer {
+        Peer {
+            addr: client.peer,
+            local: client.local,
+            header: HeaderValue::from_str(&client.peer.ip().to_string()).ok(),
+            https,
+        }
+    }
 }
 
 /// The request's path needs a `/` added (a 301, as nginx answers).
@@ -157,10 +170,10 @@ impl Attempts<'_> {
     }
 
     /// The request header for an attempt on `addr`; `None` if the client's cannot be sent.
-    fn request_for(&mut self, session: &ClientSession, addr: SocketAddr) -> Option<RequestHeader> {
+    fn request_for(&mut self, original: &RequestHeader, addr: SocketAddr) -> Option<RequestHeader> {
         let req = match self.first_req.take() {
             Some(r) => Ok(r),
-            None => upstream_request(session, self.pool, self.peer.header.as_ref(), self.has_body),
+            None => upstream_request(original, self.pool, self.peer, self.has_body),
         };
         let mut req = req.ok()?;
         if !self.pool.config.headers.preserve_host {
@@ -189,9 +202,9 @@ enum Step {
 
 impl HttpProxy {
     /// Proxies the request whose header `session` has just read.
-    pub(super) async fn request(
+    pub(super) async fn request<S: Downstream>(
         &self,
-        session: &mut ClientSession,
+        session: &mut S,
         peer: &Peer,
         header_bytes: usize,
         started: Instant,
@@ -203,7 +216,8 @@ impl HttpProxy {
             Err(refused) => return refused,
         };
         let has_body = !session.is_body_empty();
-        let first_req = match upstream_request(session, &pool, peer.header.as_ref(), has_body) {
+        let original = session.req_header();
+        let first_req = match upstream_request(original, &pool, peer, has_body) {
             Ok(r) => Some(r),
             Err(_) => return refused(respond(session, 400, "bad request").await, 0),
         };
@@ -217,7 +231,7 @@ impl HttpProxy {
             first_req,
             has_body,
             key: (pool.config.algorithm == Algorithm::ConsistentHash)
-                .then(|| hash_key(&pool, session, peer.addr))
+                .then(|| hash_key(&pool, session.req_header(), peer.addr))
                 .flatten(),
             method: session.req_header().method.clone(),
             body: Body {
@@ -255,9 +269,9 @@ impl HttpProxy {
     }
 
     /// The listener's limits on the request header and the declared body; the pool to use.
-    async fn admit(
+    async fn admit<S: Downstream>(
         &self,
-        session: &mut ClientSession,
+        session: &mut S,
         header_bytes: usize,
     ) -> Result<std::sync::Arc<Pool>, Outcome> {
         if header_bytes > self.max_header_bytes {
@@ -278,7 +292,7 @@ impl HttpProxy {
                 0,
             ));
         }
-        let slot = match self.route(session) {
+        let slot = match self.route(session.req_header()) {
             Ok(Some(slot)) => slot,
             Ok(None) => {
                 return Err(refused(
@@ -298,11 +312,10 @@ impl HttpProxy {
 
     /// The pool that takes the request: its route's, else the listener's own; `Err` when the
     /// answer is nginx's redirect to the path with a slash.
-    fn route(&self, session: &ClientSession) -> Result<Option<&super::PoolSlot>, AddSlash> {
+    fn route(&self, req: &RequestHeader) -> Result<Option<&super::PoolSlot>, AddSlash> {
         if self.routes.is_empty() {
             return Ok(self.pool.as_ref());
         }
-        let req = session.req_header();
         // The request line's host wins over the header's, as in nginx.
         let host = match req.uri.host() {
             Some(h) => Some(h.as_bytes()),
@@ -317,9 +330,9 @@ impl HttpProxy {
 
     /// One attempt: a backend chosen, the request sent, the response passed on, or why another
     /// attempt follows.
-    async fn attempt(
+    async fn attempt<S: Downstream>(
         &self,
-        session: &mut ClientSession,
+        session: &mut S,
         a: &mut Attempts<'_>,
         attached: &mut Option<Idle>,
         mut timer: Pin<&mut Sleep>,
@@ -363,7 +376,7 @@ impl HttpProxy {
         a.fresh = false;
         // Timeouts are `within`'s, not pingora's (which reads the clock for every call).
         let mut up = UpstreamSession::new(stream);
-        let Some(req) = a.request_for(session, addr) else {
+        let Some(req) = a.request_for(session.req_header(), addr) else {
             return Step::Done(refused(
                 respond(session, 400, "bad request").await,
                 a.retries,
@@ -416,7 +429,12 @@ impl HttpProxy {
     }
 
     /// An attempt failed with `e` before a response: the next backend, or the error's answer.
-    async fn failed(&self, session: &mut ClientSession, a: &mut Attempts<'_>, e: &Error) -> Step {
+    async fn failed<S: Downstream>(
+        &self,
+        session: &mut S,
+        a: &mut Attempts<'_>,
+        e: &Error,
+    ) -> Step {
         if a.next_upstream(failure_of(e)) {
             a.retries += 1;
             a.last_failure = Some(error_answer(e));
@@ -467,9 +485,9 @@ impl HttpProxy {
     }
 
     /// Sends the request header and body to the backend and reads the response header.
-    async fn send(
+    async fn send<S: Downstream>(
         &self,
-        session: &mut ClientSession,
+        session: &mut S,
         up: &mut UpstreamSession,
         req: RequestHeader,
         body: &mut Body,

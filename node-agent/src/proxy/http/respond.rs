@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, pin::Pin, time::Duration};
 
 use bytes::Bytes;
-use http::{Version, header};
+use http::header;
 use pingora_core::protocols::http::v1::{
     client::HttpSession as UpstreamSession, server::HttpSession as ClientSession,
 };
@@ -16,20 +16,20 @@ use tokio::{
 };
 use tracing::debug;
 
-use super::{HttpProxy, REASON_HEADER, within};
+use super::{HttpProxy, REASON_HEADER, session::Downstream, within};
 use crate::proxy::pool::Timeouts;
 
 /// After an error response, how long unread request bytes are drained so that closing does not
 /// reset the connection before the client has read the response (nginx's lingering close).
-const LINGER: Duration = Duration::from_millis(500);
+pub(super) const LINGER: Duration = Duration::from_millis(500);
 
 impl HttpProxy {
     /// Passes the backend's response on to the client; returns whether all of it went through
     /// (then the client connection can carry another request, and the backend's may be reused).
     /// The session is borrowed, not moved: it is a large value.
-    pub(super) async fn respond_from(
+    pub(super) async fn respond_from<S: Downstream>(
         &self,
-        session: &mut ClientSession,
+        session: &mut S,
         up: &mut UpstreamSession,
         addr: SocketAddr,
         t: &Timeouts,
@@ -38,12 +38,18 @@ impl HttpProxy {
         let Some(mut resp) = up.resp_header().cloned() else {
             return false;
         };
-        resp.set_version(Version::HTTP_11);
+        resp.set_version(S::VERSION);
         // The backend's keep-alive terms are its own (pingora writes our Connection header).
         if resp.headers.keys().any(|k| k.as_str() == "keep-alive") {
             resp.remove_header("keep-alive");
         }
         let upgrade = resp.status.as_u16() == 101;
+        if upgrade && session.as_h1().is_none() {
+            // Only an HTTP/1 request asks for one (see `upstream_request`): a backend that
+            // switches anyway cannot be passed on.
+            respond(session, 502, "backend switched protocols").await;
+            return false;
+        }
         // Writes to the client are held to the send timeout: a client that stops reading its
         // response must not hold this connection and its backend forever.
         let send = self.send_timeout;
@@ -60,7 +66,9 @@ impl HttpProxy {
             return false;
         }
         if upgrade {
-            tunnel(session, up, t, send).await;
+            if let Some(session) = session.as_h1() {
+                tunnel(session, up, t, send).await;
+            }
             return false;
         }
         loop {
@@ -142,7 +150,7 @@ async fn tunnel(
 }
 
 /// The answer for an attempt that failed with `e` and is not retried.
-pub(super) async fn error_response(session: &mut ClientSession, e: &Error) -> u16 {
+pub(super) async fn error_response<S: Downstream>(session: &mut S, e: &Error) -> u16 {
     let (status, reason) = error_answer(e);
     respond(session, status, &reason).await
 }
@@ -181,7 +189,7 @@ fn printable(text: &str) -> String {
 
 /// Buoy's own answer, with the reason in a header and the body; returns the status (0 if the
 /// client could not be told).
-pub(super) async fn respond(session: &mut ClientSession, code: u16, reason: &str) -> u16 {
+pub(super) async fn respond<S: Downstream>(session: &mut S, code: u16, reason: &str) -> u16 {
     if session.response_written().is_some() {
         return 0;
     }
@@ -191,7 +199,7 @@ pub(super) async fn respond(session: &mut ClientSession, code: u16, reason: &str
 
 /// nginx's answer to `/api` where a proxied location is `/api/`: a 301 to the path with the
 /// slash (and the query), relative to the host asked.
-pub(super) async fn add_slash(session: &mut ClientSession) -> u16 {
+pub(super) async fn add_slash<S: Downstream>(session: &mut S) -> u16 {
     let uri = &session.req_header().uri;
     let location = match uri.query() {
         Some(q) => format!("{}/?{q}", uri.path()),
@@ -203,14 +211,14 @@ pub(super) async fn add_slash(session: &mut ClientSession) -> u16 {
 
 /// Writes a short plain-text response of the proxy's own, with one more header, and closes the
 /// connection after it; returns `code` (0 if the client could not be told).
-async fn answer(
-    session: &mut ClientSession,
+async fn answer<S: Downstream>(
+    session: &mut S,
     code: u16,
     (name, value): (impl pingora_http::IntoCaseHeaderName, &str),
     body: Bytes,
 ) -> u16 {
-    // The connection closes after it (pingora writes the Connection header from this).
-    session.set_server_keepalive(None);
+    // The connection closes after it.
+    session.close_after_response();
     let Ok(mut resp) = ResponseHeader::build(code, Some(3)) else {
         return 0;
     };

@@ -65,13 +65,8 @@ impl ServerTls {
             .with_protocol_versions(versions)?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        // HTTP/2 is not served yet: `h2` is not offered, so that clients choose HTTP/1.1.
-        server.alpn_protocols = config
-            .alpn
-            .iter()
-            .filter(|p| **p != AlpnProtocol::H2)
-            .map(|p| p.wire().to_vec())
-            .collect();
+        // A connection whose client chose `h2` is served as HTTP/2 (see `proxy::http::h2`).
+        server.alpn_protocols = config.alpn.iter().map(|p| p.wire().to_vec()).collect();
         server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         Ok(ServerTls {
