@@ -246,7 +246,8 @@ pub struct ActiveHealthCheck {
     /// expected status. `HTTPS`: the same GET over TLS, the backend's certificate not verified
     /// (HAProxy: `check-ssl verify none`), for backends that only speak TLS, such as
     /// Kubernetes API servers (`/livez`). The TLS server name is `host` when it is a DNS name,
-    /// else none (the backend's address).
+    /// else none (the backend's address). A pool with `tls` is checked over its own TLS,
+    /// verified as its traffic is, for `HTTP` and `HTTPS` checks alike.
     #[serde(default)]
     pub protocol: HealthCheckProtocol,
     /// HTTP request path (default `/`).

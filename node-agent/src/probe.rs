@@ -59,7 +59,7 @@ fn connector() -> Option<TlsConnector> {
 /// Accepts the server's certificate whatever it is (see the module), but checks the handshake
 /// signatures made with its key.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub(crate) struct AnyCertificate(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -126,7 +126,10 @@ pub(crate) async fn get(stream: TcpStream, addr: SocketAddr, get: &HttpGet) -> O
 }
 
 /// The GET and the status line of its answer (the headers read up to 8 KiB, the body not at all).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, get: &HttpGet) -> Option<u16> {
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    get: &HttpGet,
+) -> Option<u16> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: buoy-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         get.path, get.host

@@ -165,6 +165,22 @@ const CASES: &[(&str, u16, &str, &str, &str)] = &[
         "{serverName: backend.test, caSecretName: backend-ca}",
         "",
     ),
+    // Active checks over the pool's TLS, verified as its traffic is: the right CA keeps the
+    // backend in, the wrong one takes it out (no request is tried: "no healthy backend").
+    (
+        "checked",
+        88,
+        "HTTP",
+        "{serverName: backend.test, caSecretName: backend-ca}",
+        "  healthCheck: {active: {protocol: HTTP, path: /, interval: 200ms, timeout: 200ms}}\n",
+    ),
+    (
+        "checked-wrong-ca",
+        89,
+        "HTTP",
+        "{serverName: backend.test, caSecretName: other-ca}",
+        "  healthCheck: {active: {protocol: HTTPS, path: /, interval: 200ms, timeout: 200ms}, passive: {maxFails: 0}}\n",
+    ),
     // nginx's port 444 closes every connection after one request: each is a new handshake.
     (
         "resumed",
@@ -380,6 +396,28 @@ fn backends_over_tls_are_verified_and_reused() {
         (status, field(&text, "reused")),
         (200, "r"),
         "resumed: {text}"
+    );
+
+    // Health checks over the pool's TLS: passing with the right CA, failing with the wrong one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut checked, mut wrong) = (get(&lab, 88, 1), get(&lab, 89, 1));
+    while std::time::Instant::now() < deadline
+        && (checked.0 != 200 || !wrong.1.contains("X-Buoy-Error: no healthy backend"))
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        (checked, wrong) = (get(&lab, 88, 1), get(&lab, 89, 1));
+    }
+    assert_eq!(
+        checked.0,
+        200,
+        "checked over verified TLS: {}\n{}",
+        checked.1,
+        lab.logs()
+    );
+    assert!(
+        wrong.0 == 502 && wrong.1.contains("X-Buoy-Error: no healthy backend"),
+        "failing its checks (wrong CA), the backend is out: {}",
+        wrong.1
     );
 
     // `buoy-agent check` warns of the missing CA and of insecureSkipVerify.

@@ -29,13 +29,6 @@ pub fn pool_tls(
         return (Ok(None), Vec::new());
     };
     let mut warnings = Vec::new();
-    let active = pool.spec.health_check.active.as_ref();
-    if active.is_some_and(|a| a.protocol == buoy_crds::HealthCheckProtocol::HTTP) {
-        warnings.push(
-            "healthCheck.active: HTTP probes are sent without TLS, which a TLS backend refuses (its backends would be marked down): use protocol TCP"
-                .to_string(),
-        );
-    }
     let verify = if tls.insecure_skip_verify {
         warnings.push(
             "tls.insecureSkipVerify: backend certificates are not verified; whoever is on the path to the backends can read and change the traffic"
@@ -169,12 +162,5 @@ mod tests {
             (Some("backend.example"), Verify::SystemRoots)
         );
         assert!(c.problems.is_empty());
-        // HTTP probes would be refused by a TLS backend: said.
-        let probed = pool("{insecureSkipVerify: true}\n  healthCheck: {active: {protocol: HTTP}}");
-        let (_, warnings) = pool_tls(&probed, &[], &BTreeMap::new(), &mut wants);
-        assert!(
-            warnings[0].starts_with("healthCheck.active: HTTP probes are sent without TLS"),
-            "{warnings:?}"
-        );
     }
 }

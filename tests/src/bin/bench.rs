@@ -25,8 +25,8 @@ struct Args {
     /// Fewer runs and shorter windows: a check that everything runs, not figures to quote.
     #[arg(long)]
     quick: bool,
-    /// Only these benchmarks (comma-separated): failover, proxy, agent_rss, connections,
-    /// vrrp_cpu, scale.
+    /// Only these benchmarks (comma-separated): failover, proxy, tls, agent_rss, connections,
+    /// vrrp_cpu, services, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The report to write; the timeline plot goes to `benchmarks/` beside it.
@@ -86,6 +86,21 @@ whatever else runs on the machine. The second table is the same load through Buo
 and HAProxy `mode tcp`. The third is HTTP/2 from clients: h2load (8 connections, 8 streams each: 64 requests in flight, as above, \
 h2c with prior knowledge) through Buoy's same listener and nginx's `listen … http2` port, both \
 proxying to the backend over HTTP/1.1; h2load reports a mean time per request, not percentiles.",
+    },
+    Bench {
+        name: "tls",
+        title: "HTTPS: Buoy's TLS termination against nginx and HAProxy",
+        package: "buoy-agent",
+        args: &[],
+        quick_args: &["--seconds", "2", "--rounds", "1"],
+        quick_env: &[],
+        reading: "The proxy setup above with TLS in front: each proxy (one worker) terminates TLS \
+with the same certificate, an ECDSA P-256 one and an RSA 2048 one, and forwards to the same \
+plain-HTTP backend. Requests/s and p99 are wrk's over kept-alive HTTP/1.1 connections; new \
+handshakes/s is wrk with `Connection: close`, so that every request is a new TCP connection and \
+a full TLS 1.3 handshake (X25519); HTTP/2 is h2load over TLS with ALPN h2 (16 connections, 10 \
+streams each). RSS is the proxy's after its runs. Buoy's TLS is rustls on aws-lc-rs through \
+pingora; nginx and HAProxy use Debian's OpenSSL 3.",
     },
     Bench {
         name: "agent_rss",
