@@ -70,44 +70,11 @@ fn start(write: impl FnOnce(&Path, IpAddr)) -> (Lab, buoy_tests::backend::Backen
     (lab, backend)
 }
 
-/// Runs `program args` in the client's namespace: (success, stdout + stderr).
-fn client(lab: &Lab, program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.host("client").ns,
-            "timeout",
-            "10",
-            program,
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// curl over HTTP/1.1 to `https://NAME:PORT/`, the VIP standing for NAME, trusting `ca` only.
 fn curl(lab: &Lab, name: &str, port: u16, ca: &Path, extra: &[&str]) -> (bool, String) {
-    let resolve = format!("{name}:{port}:{VIP}");
-    let url = format!("https://{name}:{port}/");
-    let mut args = vec![
-        "-sS",
-        "--http1.1",
-        "--resolve",
-        &resolve,
-        "--cacert",
-        ca.to_str().unwrap(),
-    ];
+    let mut args = vec!["--http1.1"];
     args.extend(extra);
-    args.push(&url);
-    client(lab, "curl", &args)
+    tls::curl(&lab.host("client").ns, VIP, name, port, ca, &args)
 }
 
 /// The fingerprint of the certificate the listener on `port` presents for SNI `name`.

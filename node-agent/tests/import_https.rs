@@ -6,14 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::{
-    io::Write,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
-use buoy_tests::netlab::Lab;
+use buoy_tests::{netlab::Lab, tls};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 const VIP: &str = "10.77.0.100";
@@ -21,72 +16,12 @@ const VIP: &str = "10.77.0.100";
 /// A self-signed certificate for `name` in `dir/NAME.crt` and its key in `dir/NAME.key`
 /// (`key`: openssl's `-newkey` arguments).
 fn certificate(dir: &Path, name: &str, key: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(["req", "-x509", "-newkey"])
-        .args(key)
-        .args(["-nodes", "-days", "30", "-subj", &format!("/CN={name}")])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
-        .args([
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `program args` in the client's namespace: (success, stdout + stderr).
-fn client(lab: &Lab, program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.host("client").ns, "timeout", "10"])
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    tls::certificate_with(dir, name, &[name], key);
 }
 
 /// curl to `https://NAME/` (the VIP standing for NAME), trusting `ca` only.
 fn curl(lab: &Lab, name: &str, ca: &Path, extra: &[&str]) -> (bool, String) {
-    let resolve = format!("{name}:443:{VIP}");
-    let url = format!("https://{name}/");
-    let mut args = vec![
-        "-sS",
-        "--resolve",
-        &resolve,
-        "--cacert",
-        ca.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    args.push(&url);
-    client(lab, "curl", &args)
-}
-
-/// The SHA-256 fingerprint of a PEM certificate.
-fn fingerprint(pem: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(pem).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    tls::curl(&lab.host("client").ns, VIP, name, 443, ca, extra)
 }
 
 #[test]
@@ -99,11 +34,7 @@ fn imported_https_servers_serve_each_name_with_its_certificate() {
     // nginx's and keepalived's files, as on the load balancer (the file's name is the node's).
     let input = lab.dir().join("input");
     std::fs::create_dir_all(input.join("ssl")).unwrap();
-    certificate(
-        &input.join("ssl"),
-        "a.example.com",
-        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    );
+    certificate(&input.join("ssl"), "a.example.com", tls::ECDSA_P256);
     certificate(&input.join("ssl"), "b.example.com", &["rsa:2048"]);
     std::fs::write(
         input.join("proxy.conf"),
@@ -193,23 +124,9 @@ http {{
     assert!(!ok, "b.example.com is not served a's certificate: {text}");
 
     // No SNI: the default server's certificate, as nginx gives.
-    let connect = format!("{VIP}:443");
-    let (_, text) = client(
-        &lab,
-        "openssl",
-        &["s_client", "-connect", &connect, "-noservername"],
-    );
-    let pem: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
-        .chain(std::iter::once("-----END CERTIFICATE-----"))
-        .map(|l| format!("{l}\n"))
-        .collect();
     assert_eq!(
-        fingerprint(pem.as_bytes()),
-        fingerprint(&std::fs::read(&a).unwrap()),
-        "{text}"
+        tls::presented(&lab.host("client").ns, &format!("{VIP}:443"), None),
+        tls::fingerprint(&a),
     );
 
     // nginx had no `http2 on`: a client that asks for HTTP/2 gets HTTP/1.1.

@@ -9,10 +9,23 @@ use std::{
     process::{Command, Stdio},
 };
 
+/// openssl's `-newkey` arguments for an ECDSA P-256 key.
+pub const ECDSA_P256: &[&str] = &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
 /// A self-signed ECDSA P-256 certificate for `names` (the first also its CN) and its key,
 /// written to `dir/NAME.crt` and `dir/NAME.key`.
 pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let (crt, key) = (
+    certificate_with(dir, name, names, ECDSA_P256)
+}
+
+/// Like [`certificate`], with the key made by openssl's `-newkey KEY…` (`&["rsa:2048"]`).
+pub fn certificate_with(
+    dir: &Path,
+    name: &str,
+    names: &[&str],
+    key: &[&str],
+) -> (PathBuf, PathBuf) {
+    let (crt, key_file) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
@@ -22,14 +35,8 @@ pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf)
         .collect::<Vec<_>>()
         .join(",");
     let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
+        .args(["req", "-x509", "-newkey"])
+        .args(key)
         .args([
             "-nodes",
             "-days",
@@ -39,7 +46,7 @@ pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf)
         ])
         .args(["-addext", &format!("subjectAltName={san}")])
         .arg("-keyout")
-        .arg(&key)
+        .arg(&key_file)
         .arg("-out")
         .arg(&crt)
         .output()
@@ -49,7 +56,48 @@ pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf)
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (crt, key)
+    (crt, key_file)
+}
+
+/// Runs `program args` in network namespace `ns` (cut after 10 s, no input): whether it
+/// succeeded, and its stdout then stderr.
+pub fn run_in(ns: &str, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", "10", program])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// curl from `ns` to `https://NAME:PORT/`, `address` standing for NAME, trusting `ca` only,
+/// with `extra` arguments: (success, output).
+pub fn curl(
+    ns: &str,
+    address: &str,
+    name: &str,
+    port: u16,
+    ca: &Path,
+    extra: &[&str],
+) -> (bool, String) {
+    let resolve = format!("{name}:{port}:{address}");
+    let url = format!("https://{name}:{port}/");
+    let mut args = vec![
+        "-sS",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args.push(&url);
+    run_in(ns, "curl", &args)
 }
 
 /// A `kubernetes.io/tls` Secret document with this certificate and key.
@@ -76,13 +124,7 @@ pub fn presented(ns: &str, connect: &str, name: Option<&str>) -> String {
         Some(n) => args.extend(["-servername", n]),
         None => args.push("-noservername"),
     }
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "10", "openssl"])
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = run_in(ns, "openssl", &args);
     let pem: String = text
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))

@@ -146,49 +146,17 @@ fn names_and_expiry(
 pub(crate) mod tests {
     use super::*;
 
-    /// A self-signed certificate for `names`, valid from yesterday for `days`, and its key, PEM
-    /// (ECDSA P-256), made with openssl.
-    pub(crate) fn self_signed(names: &[&str], days: i32) -> (Vec<u8>, Vec<u8>) {
+    /// A self-signed ECDSA P-256 certificate for `names`, valid for 30 days, and its key, PEM
+    /// (the tests' openssl helper).
+    pub(crate) fn self_signed(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
-        let (crt, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-        let san = names
-            .iter()
-            .map(|n| format!("DNS:{n}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let ok = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-subj", &format!("/CN={}", names[0])])
-            .args([
-                "-days",
-                &days.to_string(),
-                "-addext",
-                &format!("subjectAltName={san}"),
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&crt)
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
+        let (crt, key) = buoy_tests::tls::certificate(dir.path(), "c", names);
         (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap())
     }
 
     #[test]
     fn names_expiry_and_what_is_wrong() {
-        let (crt, key) = self_signed(&["www.example.com", "*.example.org"], 30);
+        let (crt, key) = self_signed(&["www.example.com", "*.example.org"]);
         let c = Certificate::parse("default/web", &crt, &key).unwrap();
         assert_eq!(c.names, ["www.example.com", "*.example.org"]);
         let now = SystemTime::now();
@@ -203,7 +171,7 @@ pub(crate) mod tests {
         let past = now + Duration::from_secs(31 * 86_400);
         assert!(c.expiry_problem(past).unwrap().contains("has expired"));
 
-        let (_, other_key) = self_signed(&["a.example"], 30);
+        let (_, other_key) = self_signed(&["a.example"]);
         assert_eq!(
             Certificate::parse("default/web", &crt, &other_key).unwrap_err(),
             CertificateError::KeyMismatch

@@ -86,7 +86,7 @@ mod tests {
     use super::{super::certificate::tests::self_signed, *};
 
     fn cert(secret: &str, names: &[&str]) -> Certificate {
-        let (crt, key) = self_signed(names, 30);
+        let (crt, key) = self_signed(names);
         Certificate::parse(secret, &crt, &key).unwrap()
     }
 
