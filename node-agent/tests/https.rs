@@ -46,22 +46,8 @@ fn start(write: impl FnOnce(&Path, IpAddr)) -> (Lab, buoy_tests::backend::Backen
     std::fs::create_dir_all(&config).unwrap();
     write(&config, IpAddr::V4(web));
     let config = config.to_str().unwrap().to_string();
-    lab.spawn(
-        "proxy",
-        AGENT,
-        &[
-            "standalone",
-            "--config",
-            &config,
-            "--node-name",
-            "proxy",
-            "--threads",
-            "1",
-            "--metrics-address",
-            "127.0.0.1:9901",
-        ],
-    )
-    .unwrap();
+    lab.spawn_standalone("proxy", std::path::Path::new(&config))
+        .unwrap();
     assert!(
         lab.wait_sole_holder(VIP.parse().unwrap(), "proxy", Duration::from_secs(10)),
         "{}",

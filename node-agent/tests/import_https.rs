@@ -90,20 +90,8 @@ http {{
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("buoy.yaml"), &out.stdout).unwrap();
     let config = config.to_str().unwrap().to_string();
-    lab.spawn(
-        "proxy",
-        AGENT,
-        &[
-            "standalone",
-            "--config",
-            &config,
-            "--node-name",
-            "proxy",
-            "--threads",
-            "1",
-        ],
-    )
-    .unwrap();
+    lab.spawn_standalone("proxy", std::path::Path::new(&config))
+        .unwrap();
     assert!(
         lab.wait_sole_holder(VIP.parse().unwrap(), "proxy", Duration::from_secs(10)),
         "{}",

@@ -343,22 +343,7 @@ fn bad_routes_are_reported_and_affect_only_themselves() {
         ),
     )
     .unwrap();
-    lab.spawn(
-        "proxy",
-        AGENT,
-        &[
-            "standalone",
-            "--config",
-            config.to_str().unwrap(),
-            "--node-name",
-            "proxy",
-            "--threads",
-            "1",
-            "--metrics-address",
-            "127.0.0.1:9901",
-        ],
-    )
-    .unwrap();
+    lab.spawn_standalone("proxy", &config).unwrap();
     let vip_ip: std::net::IpAddr = vip.parse().unwrap();
     assert!(
         lab.wait_sole_holder(vip_ip, "proxy", Duration::from_secs(10)),

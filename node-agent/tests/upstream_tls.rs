@@ -287,21 +287,7 @@ fn backends_over_tls_are_verified_and_reused() {
     std::fs::write(config.join("buoy.yaml"), yaml).unwrap();
     let config = config.to_str().unwrap().to_string();
     let agent = lab
-        .spawn(
-            "proxy",
-            AGENT,
-            &[
-                "standalone",
-                "--config",
-                &config,
-                "--node-name",
-                "proxy",
-                "--threads",
-                "1",
-                "--metrics-address",
-                "127.0.0.1:9901",
-            ],
-        )
+        .spawn_standalone("proxy", std::path::Path::new(&config))
         .unwrap();
     assert!(
         lab.wait_sole_holder(VIP.parse().unwrap(), "proxy", Duration::from_secs(10)),

@@ -367,6 +367,29 @@ impl Lab {
         Ok(self.procs.len() - 1)
     }
 
+    /// Starts the standalone agent on `host` as the namespace tests run it: `buoy-agent
+    /// standalone --config CONFIG --node-name HOST --threads 1 --metrics-address
+    /// 127.0.0.1:9901` (the admin endpoint on the host's own loopback).
+    pub fn spawn_standalone(&mut self, host: &str, config: &std::path::Path) -> Result<usize> {
+        let agent = crate::process::workspace_bin("buoy-agent");
+        let (agent, config) = (agent.display().to_string(), config.display().to_string());
+        self.spawn(
+            host,
+            &agent,
+            &[
+                "standalone",
+                "--config",
+                &config,
+                "--node-name",
+                host,
+                "--threads",
+                "1",
+                "--metrics-address",
+                "127.0.0.1:9901",
+            ],
+        )
+    }
+
     pub fn proc(&mut self, index: usize) -> &mut Proc {
         &mut self.procs[index]
     }
