@@ -17,7 +17,7 @@ use buoy_tests::{
     netlab::{Lab, ns_exec},
     process::{cpu_seconds, rss_mb},
 };
-use support::{median, wait_port, wrk};
+use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wrk};
 
 mod support;
 
@@ -91,23 +91,9 @@ fn h2load(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, u64) {
 
 fn main() {
     let seconds: u64 = buoy_tests::bench_flag("--seconds", 8);
-    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
-    let dir = lab.dir().to_path_buf();
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
-    let d = dir.display().to_string();
     // The backend: nginx serving a small file, two workers.
-    buoy_tests::nginx::spawn(
-        &mut lab,
-        "backend",
-        &dir,
-        "backend",
-        "2",
-        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
-    )
-    .unwrap();
-    wait_port(&lab, "backend", 80);
+    let mut lab = lab_with_backend();
+    let dir = lab.dir().to_path_buf();
 
     let rounds: usize = buoy_tests::bench_flag("--rounds", 3).max(1);
     // nginx: the reference configuration, with upstream keep-alive.
@@ -121,37 +107,16 @@ fn main() {
     )
     .unwrap();
     // HAProxy, one thread, connection reuse.
-    std::fs::write(
-        dir.join("haproxy.cfg"),
+    let haproxy = spawn_haproxy(
+        &mut lab,
         "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend web\n  bind 10.77.0.2:8082\n  default_backend app\nbackend app\n  option forwardfor\n  server b1 10.77.0.1:80\nfrontend raw\n  mode tcp\n  bind 10.77.0.2:9082\n  default_backend rawapp\nbackend rawapp\n  mode tcp\n  server b1 10.77.0.1:80\n",
-    )
-    .unwrap();
-    let haproxy = lab
-        .spawn(
-            "proxy",
-            "haproxy",
-            &["-db", "-f", &format!("{d}/haproxy.cfg")],
-        )
-        .unwrap();
+    );
     // Buoy, one worker thread: the seed's pool and headers, an HTTP and a TCP listener.
-    std::fs::write(
-        dir.join("buoy.yaml"),
+    let buoy = spawn_buoy(
+        &mut lab,
+        AGENT,
         "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: bench}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n    - {name: web, port: 8080, protocol: HTTP, upstreamPool: app, client: {keepaliveTimeout: 65s, maxConnections: 4096}}\n    - {name: raw, port: 9080, protocol: TCP, upstreamPool: app}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: app}\nspec:\n  backends:\n    - {address: 10.77.0.1, port: 80, weight: 1, maxFails: 2, failTimeout: 15s}\n  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n",
-    )
-    .unwrap();
-    let buoy = lab
-        .spawn(
-            "proxy",
-            AGENT,
-            &[
-                "proxy",
-                "--threads",
-                "1",
-                "--config",
-                &format!("{d}/buoy.yaml"),
-            ],
-        )
-        .unwrap();
+    );
     for port in [8080, 8081, 8082, 8083, 9080, 9082] {
         wait_port(&lab, "proxy", port);
     }

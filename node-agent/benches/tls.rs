@@ -15,7 +15,7 @@ use buoy_tests::{
     netlab::{Lab, ns_exec},
     process::rss_mb,
 };
-use support::{median, wait_port, wrk_with};
+use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wrk_with};
 
 mod support;
 
@@ -76,21 +76,9 @@ fn h2load(lab: &Lab, url: &str, seconds: u64) -> f64 {
 fn main() {
     let seconds: u64 = buoy_tests::bench_flag("--seconds", 5);
     let rounds: usize = buoy_tests::bench_flag("--rounds", 3).max(1);
-    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
+    let mut lab = lab_with_backend();
     let dir = lab.dir().to_path_buf();
     let d = dir.display().to_string();
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
-    buoy_tests::nginx::spawn(
-        &mut lab,
-        "backend",
-        &dir,
-        "backend",
-        "2",
-        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
-    )
-    .unwrap();
-    wait_port(&lab, "backend", 80);
 
     let (mut nginx_servers, mut haproxy_binds, mut buoy_listeners, mut secrets) =
         (String::new(), String::new(), String::new(), String::new());
@@ -149,36 +137,19 @@ fn main() {
         &format!("events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream app {{ server 10.77.0.1:80; keepalive 64; }}\n{nginx_servers}}}\n"),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("haproxy.cfg"),
-        format!("global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n{haproxy_binds}backend app\n  option forwardfor\n  server b1 10.77.0.1:80\n"),
-    )
-    .unwrap();
-    let haproxy = lab
-        .spawn(
-            "proxy",
-            "haproxy",
-            &["-db", "-f", &format!("{d}/haproxy.cfg")],
-        )
-        .unwrap();
-    std::fs::write(
-        dir.join("buoy.yaml"),
-        format!("apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{buoy_listeners}---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app}}\nspec:\n  backends:\n    - {{address: 10.77.0.1, port: 80}}\n  http: {{xForwardedProto: false}}\n{secrets}"),
-    )
-    .unwrap();
-    let buoy = lab
-        .spawn(
-            "proxy",
-            AGENT,
-            &[
-                "proxy",
-                "--threads",
-                "1",
-                "--config",
-                &format!("{d}/buoy.yaml"),
-            ],
-        )
-        .unwrap();
+    let haproxy = spawn_haproxy(
+        &mut lab,
+        &format!(
+            "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n{haproxy_binds}backend app\n  option forwardfor\n  server b1 10.77.0.1:80\n"
+        ),
+    );
+    let buoy = spawn_buoy(
+        &mut lab,
+        AGENT,
+        &format!(
+            "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{buoy_listeners}---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app}}\nspec:\n  backends:\n    - {{address: 10.77.0.1, port: 80}}\n  http: {{xForwardedProto: false}}\n{secrets}"
+        ),
+    );
     for (_, _, base) in KINDS {
         for p in 1..=3 {
             wait_port(&lab, "proxy", base + p);

@@ -1,10 +1,56 @@
-//! What the proxy benchmarks share: wrk from the client namespace, waiting for a port, medians.
+//! What the proxy benchmarks share: the lab (a backend, a proxy host, a client), the proxies
+//! started there, wrk from the client namespace, waiting for a port, medians.
 
 #![allow(dead_code)] // each bench uses its part
 
 use std::{thread, time::Duration};
 
 use buoy_tests::netlab::{Lab, ns_exec};
+
+/// The lab's hosts: `backend` (10.77.0.1), `proxy` (10.77.0.2) and `client`; the backend is
+/// nginx serving a small file with two workers, listening on port 80 when this returns.
+pub fn lab_with_backend() -> Lab {
+    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
+    let dir = lab.dir().to_path_buf();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
+    let d = dir.display();
+    buoy_tests::nginx::spawn(
+        &mut lab,
+        "backend",
+        &dir,
+        "backend",
+        "2",
+        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
+    )
+    .unwrap();
+    wait_port(&lab, "backend", 80);
+    lab
+}
+
+/// HAProxy on the proxy host with this configuration (one thread and connection reuse are
+/// the caller's to set); its process index.
+pub fn spawn_haproxy(lab: &mut Lab, config: &str) -> usize {
+    let file = lab.dir().join("haproxy.cfg");
+    std::fs::write(&file, config).unwrap();
+    let file = file.display().to_string();
+    lab.spawn("proxy", "haproxy", &["-db", "-f", &file])
+        .unwrap()
+}
+
+/// `buoy-agent proxy --threads 1` on the proxy host with these objects (YAML); its process
+/// index.
+pub fn spawn_buoy(lab: &mut Lab, agent: &str, objects: &str) -> usize {
+    let file = lab.dir().join("buoy.yaml");
+    std::fs::write(&file, objects).unwrap();
+    let file = file.display().to_string();
+    lab.spawn(
+        "proxy",
+        agent,
+        &["proxy", "--threads", "1", "--config", &file],
+    )
+    .unwrap()
+}
 
 /// wrk with `-t1 -c64` for `seconds` against `url` from the client namespace, with `extra`
 /// arguments: (requests/s, p50 ms, p99 ms).
