@@ -4,18 +4,30 @@
 //!
 //!     cargo bench -p buoy-agent --bench tls [-- --seconds N] [--rounds N]
 //!
-//! Prints, per certificate: HTTPS keep-alive requests/s and p99 (wrk -t1 -c64), new TLS
-//! handshakes per second (wrk with `Connection: close`: every request a new TCP connection and
-//! a full TLS 1.3 handshake), HTTP/2 requests/s (h2load over TLS, ALPN h2) and proxy RSS, with
-//! ratios to nginx. Medians of `--rounds` (default 3). A command, not a test.
+//! Prints, per certificate, with ratios to nginx:
+//! - HTTPS keep-alive requests/s and p99 (wrk -t1 -c64), HTTP/2 requests/s (h2load over TLS,
+//!   ALPN h2, 64 streams in flight, as many as the backend connections kept) and proxy RSS;
+//! - new TLS handshakes per second, with wrk sending `Connection: close` (every request a new
+//!   TCP connection and handshake), in two kinds: full (wrk preloaded with `no_resume`, so that
+//!   it offers no session, as a client that never connected) and resumed (wrk as it is: it
+//!   offers the session of its previous connection, a TLS 1.3 PSK with a new X25519 exchange);
+//!   for each, the proxy's CPU time (user + system, all its processes) per handshake, the figure
+//!   least disturbed by the client sharing the machine.
+//!
+//! All three servers are configured alike: TLS 1.2 and 1.3 (Debian 12's nginx 1.22 stops at
+//! 1.2 unless told), the server's suite order, Buoy's ([`SUITES`]), and session resumption on.
+//! Medians of `--rounds` (default 3). A command, not a test.
 
 #![allow(clippy::unwrap_used)]
 
 use buoy_tests::{
     netlab::{Lab, ns_exec},
-    process::rss_mb,
+    process::{cpu_seconds, rss_mb},
 };
-use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wrk_with};
+use support::{
+    lab_with_backend, median, no_resume, spawn_buoy, spawn_haproxy, wait_port, wrk_full_handshakes,
+    wrk_with,
+};
 
 mod support;
 
@@ -33,13 +45,36 @@ const KINDS: [(&str, &[&str], u16); 2] = [
     ("RSA 2048", &["-newkey", "rsa:2048"], 8450),
 ];
 
+/// The TLS 1.3 suites in Buoy's order (`proxy::tls::SERVER_SUITES`), given to nginx and HAProxy
+/// too so that all three run the same key schedule (AES-256/SHA-384, which OpenSSL clients ask
+/// for first, hashes with SHA-512 in software).
+const SUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
+
 /// One figure set of one proxy with one certificate.
 #[derive(Clone, Copy, Default)]
 struct Figures {
     rps: f64,
+    /// The proxy's CPU µs per kept-alive request.
+    cpu_us: f64,
     p99_ms: f64,
-    handshakes: f64,
+    /// Full handshakes per second, and the proxy's CPU µs for each.
+    full: f64,
+    full_cpu_us: f64,
+    /// Resumed handshakes per second, and the proxy's CPU µs for each.
+    resumed: f64,
+    resumed_cpu_us: f64,
     h2_rps: f64,
+}
+
+/// `run` (returning requests/s over `seconds`) with the CPU time `pid`'s processes spent per
+/// request, in µs: (requests/s, µs).
+fn with_cpu(pid: u32, seconds: u64, run: impl FnOnce() -> f64) -> (f64, f64) {
+    let before = cpu_seconds(pid);
+    let rate = run();
+    let after = cpu_seconds(pid);
+    let requests = (rate * seconds as f64).max(1.0);
+    let cpu = (after.0 - before.0) + (after.1 - before.1);
+    (rate, cpu * 1e6 / requests)
 }
 
 /// h2load over TLS (ALPN h2) from the client namespace: requests/s.
@@ -49,9 +84,9 @@ fn h2load(lab: &Lab, url: &str, seconds: u64) -> f64 {
         &[
             "h2load",
             "-c",
-            "16",
+            "8",
             "-m",
-            "10",
+            "8",
             "-D",
             &seconds.to_string(),
             url,
@@ -79,6 +114,7 @@ fn main() {
     let mut lab = lab_with_backend();
     let dir = lab.dir().to_path_buf();
     let d = dir.display().to_string();
+    let no_resume = no_resume(&dir);
 
     let (mut nginx_servers, mut haproxy_binds, mut buoy_listeners, mut secrets) =
         (String::new(), String::new(), String::new(), String::new());
@@ -134,13 +170,13 @@ fn main() {
         &dir,
         "nginx",
         "1",
-        &format!("events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream app {{ server 10.77.0.1:80; keepalive 64; }}\n{nginx_servers}}}\n"),
+        &format!("events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_prefer_server_ciphers on;\n  ssl_conf_command Ciphersuites {SUITES};\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream app {{ server 10.77.0.1:80; keepalive 64; }}\n{nginx_servers}}}\n"),
     )
     .unwrap();
     let haproxy = spawn_haproxy(
         &mut lab,
         &format!(
-            "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n{haproxy_binds}backend app\n  option forwardfor\n  server b1 10.77.0.1:80\n"
+            "global\n  nbthread 1\n  maxconn 8192\n  ssl-default-bind-ciphersuites {SUITES}\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n{haproxy_binds}backend app\n  option forwardfor\n  server b1 10.77.0.1:80\n"
         ),
     );
     let buoy = spawn_buoy(
@@ -167,51 +203,104 @@ fn main() {
             for j in 0..PROXIES.len() {
                 let p = (j + round) % PROXIES.len();
                 let u = url(*base, p);
-                let (rps, _, p99_ms) = wrk_with(&lab, &u, seconds, &[]);
-                let (handshakes, _, _) = wrk_with(&lab, &u, seconds, &["-H", "Connection: close"]);
+                let mut p99_ms = 0.0;
+                let (rps, cpu_us) = with_cpu(pids[p], seconds, || {
+                    let (rps, _, p99) = wrk_with(&lab, &u, seconds, &[]);
+                    p99_ms = p99;
+                    rps
+                });
+                let (full, full_cpu_us) = with_cpu(pids[p], seconds, || {
+                    wrk_full_handshakes(&lab, &no_resume, &u, seconds).0
+                });
+                let (resumed, resumed_cpu_us) = with_cpu(pids[p], seconds, || {
+                    wrk_with(&lab, &u, seconds, &["-H", "Connection: close"]).0
+                });
                 let h2_rps = h2load(&lab, &u, seconds);
                 runs[k][p].push(Figures {
                     rps,
+                    cpu_us,
                     p99_ms,
-                    handshakes,
+                    full,
+                    full_cpu_us,
+                    resumed,
+                    resumed_cpu_us,
                     h2_rps,
                 });
             }
         }
     }
+    let rss: Vec<f64> = pids.iter().map(|p| rss_mb(*p)).collect();
+    let medians: Vec<Vec<Figures>> = runs
+        .iter()
+        .map(|kind| {
+            kind.iter()
+                .map(|r| {
+                    let m = |f: fn(&Figures) -> f64| median(r.iter().map(f));
+                    Figures {
+                        rps: m(|f| f.rps),
+                        cpu_us: m(|f| f.cpu_us),
+                        p99_ms: m(|f| f.p99_ms),
+                        full: m(|f| f.full),
+                        full_cpu_us: m(|f| f.full_cpu_us),
+                        resumed: m(|f| f.resumed),
+                        resumed_cpu_us: m(|f| f.resumed_cpu_us),
+                        h2_rps: m(|f| f.h2_rps),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let ratio = |a: f64, b: f64| a / b.max(1e-9);
     println!(
-        "HTTPS through one proxy worker (wrk -t1 -c64 over HTTP/1.1; new handshakes: wrk with Connection: close, TLS 1.3, X25519; HTTP/2: h2load -c16 -m10; {seconds} s each, median of {rounds} rounds, rotating order; 2-core machine shared by client, proxy and backend)"
+        "HTTPS requests through one proxy worker (wrk -t1 -c64 over HTTP/1.1 kept alive; HTTP/2: h2load -c8 -m8; {seconds} s each, median of {rounds} rounds, rotating order; 2-core machine shared by client, proxy and backend)"
     );
     println!(
-        "| certificate | proxy | requests/s | × nginx | p99 | p99 × nginx | new handshakes/s | × nginx | HTTP/2 requests/s | × nginx | RSS | RSS × nginx |"
+        "| certificate | proxy | requests/s | × nginx | CPU per request | × nginx | p99 | p99 × nginx | HTTP/2 requests/s | × nginx | RSS | RSS × nginx |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let rss: Vec<f64> = pids.iter().map(|p| rss_mb(*p)).collect();
     for (k, (kind, _, _)) in KINDS.iter().enumerate() {
-        let m: Vec<Figures> = runs[k]
-            .iter()
-            .map(|r| Figures {
-                rps: median(r.iter().map(|f| f.rps)),
-                p99_ms: median(r.iter().map(|f| f.p99_ms)),
-                handshakes: median(r.iter().map(|f| f.handshakes)),
-                h2_rps: median(r.iter().map(|f| f.h2_rps)),
-            })
-            .collect();
-        let n = m[0];
+        let n = medians[k][0];
         for (p, name) in PROXIES.iter().enumerate() {
-            let f = m[p];
+            let f = medians[k][p];
             println!(
-                "| {kind} | {name} | {:.0} | {:.2} | {:.2} ms | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} MB | {:.2} |",
+                "| {kind} | {name} | {:.0} | {:.2} | {:.1} µs | {:.2} | {:.2} ms | {:.2} | {:.0} | {:.2} | {:.1} MB | {:.2} |",
                 f.rps,
-                f.rps / n.rps.max(1.0),
+                ratio(f.rps, n.rps),
+                f.cpu_us,
+                ratio(f.cpu_us, n.cpu_us),
                 f.p99_ms,
-                f.p99_ms / n.p99_ms.max(0.001),
-                f.handshakes,
-                f.handshakes / n.handshakes.max(1.0),
+                ratio(f.p99_ms, n.p99_ms),
                 f.h2_rps,
-                f.h2_rps / n.h2_rps.max(1.0),
+                ratio(f.h2_rps, n.h2_rps),
                 rss[p],
-                rss[p] / rss[0].max(0.001),
+                ratio(rss[p], rss[0]),
+            );
+        }
+    }
+    println!();
+    println!(
+        "New TLS 1.3 handshakes (X25519; wrk -t1 -c64 with Connection: close; full: no session offered; resumed: wrk's previous session offered; CPU: the proxy's user + system time per handshake, request included; per CPU-second: what one worker makes when it, not the client, is the bottleneck)"
+    );
+    println!(
+        "| certificate | proxy | full handshakes/s | × nginx | CPU per full | full per CPU-second | × nginx | resumed handshakes/s | × nginx | CPU per resumed | resumed per CPU-second | × nginx |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (k, (kind, _, _)) in KINDS.iter().enumerate() {
+        let n = medians[k][0];
+        for (p, name) in PROXIES.iter().enumerate() {
+            let f = medians[k][p];
+            println!(
+                "| {kind} | {name} | {:.0} | {:.2} | {:.0} µs | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} µs | {:.0} | {:.2} |",
+                f.full,
+                ratio(f.full, n.full),
+                f.full_cpu_us,
+                1e6 / f.full_cpu_us.max(1.0),
+                ratio(n.full_cpu_us, f.full_cpu_us),
+                f.resumed,
+                ratio(f.resumed, n.resumed),
+                f.resumed_cpu_us,
+                1e6 / f.resumed_cpu_us.max(1.0),
+                ratio(n.resumed_cpu_us, f.resumed_cpu_us),
             );
         }
     }

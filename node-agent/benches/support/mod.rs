@@ -3,7 +3,11 @@
 
 #![allow(dead_code)] // each bench uses its part
 
-use std::{thread, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
 
 use buoy_tests::netlab::{Lab, ns_exec};
 
@@ -55,8 +59,32 @@ pub fn spawn_buoy(lab: &mut Lab, agent: &str, objects: &str) -> usize {
 /// wrk with `-t1 -c64` for `seconds` against `url` from the client namespace, with `extra`
 /// arguments: (requests/s, p50 ms, p99 ms).
 pub fn wrk_with(lab: &Lab, url: &str, seconds: u64, extra: &[&str]) -> (f64, f64, f64) {
+    run_wrk(lab, &[], url, seconds, extra)
+}
+
+/// [`wrk_with`] with `Connection: close` and [`no_resume`] preloaded: every request a new
+/// connection with a full TLS handshake.
+pub fn wrk_full_handshakes(
+    lab: &Lab,
+    no_resume: &Path,
+    url: &str,
+    seconds: u64,
+) -> (f64, f64, f64) {
+    let preload = format!("LD_PRELOAD={}", no_resume.display());
+    run_wrk(
+        lab,
+        &["env", &preload],
+        url,
+        seconds,
+        &["-H", "Connection: close"],
+    )
+}
+
+/// wrk behind the `prefix` command (`env …`).
+fn run_wrk(lab: &Lab, prefix: &[&str], url: &str, seconds: u64, extra: &[&str]) -> (f64, f64, f64) {
     let duration = format!("-d{seconds}s");
-    let mut args = vec!["wrk", "-t1", "-c64", &duration, "--latency"];
+    let mut args = prefix.to_vec();
+    args.extend(["wrk", "-t1", "-c64", &duration, "--latency"]);
     args.extend(extra);
     args.push(url);
     let out = ns_exec(&lab.host("client").ns, &args).unwrap_or_default();
@@ -93,6 +121,27 @@ pub fn wrk_with(lab: &Lab, url: &str, seconds: u64, extra: &[&str]) -> (f64, f64
 /// [`wrk_with`] without extra arguments.
 pub fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
     wrk_with(lab, url, seconds, &[])
+}
+
+/// Builds `no_resume.c` (beside this file) into `dir`: a library that, preloaded into wrk,
+/// drops the TLS session wrk would offer again, so that each connection makes a full handshake.
+pub fn no_resume(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/no_resume.c");
+    let library = dir.join("no_resume.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    library
 }
 
 /// Waits (up to 5 s) until `port` listens on `host`.
