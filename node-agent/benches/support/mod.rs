@@ -3,11 +3,7 @@
 
 #![allow(dead_code)] // each bench uses its part
 
-use std::{
-    path::{Path, PathBuf},
-    thread,
-    time::Duration,
-};
+use std::{thread, time::Duration};
 
 use buoy_tests::netlab::{Lab, ns_exec};
 
@@ -62,24 +58,6 @@ pub fn wrk_with(lab: &Lab, url: &str, seconds: u64, extra: &[&str]) -> (f64, f64
     run_wrk(lab, &[], url, seconds, extra)
 }
 
-/// [`wrk_with`] with `Connection: close` and [`no_resume`] preloaded: every request a new
-/// connection with a full TLS handshake.
-pub fn wrk_full_handshakes(
-    lab: &Lab,
-    no_resume: &Path,
-    url: &str,
-    seconds: u64,
-) -> (f64, f64, f64) {
-    let preload = format!("LD_PRELOAD={}", no_resume.display());
-    run_wrk(
-        lab,
-        &["env", &preload],
-        url,
-        seconds,
-        &["-H", "Connection: close"],
-    )
-}
-
 /// wrk behind the `prefix` command (`env …`).
 fn run_wrk(lab: &Lab, prefix: &[&str], url: &str, seconds: u64, extra: &[&str]) -> (f64, f64, f64) {
     let duration = format!("-d{seconds}s");
@@ -123,25 +101,90 @@ pub fn wrk(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, f64) {
     wrk_with(lab, url, seconds, &[])
 }
 
-/// Builds `no_resume.c` (beside this file) into `dir`: a library that, preloaded into wrk,
-/// drops the TLS session wrk would offer again, so that each connection makes a full handshake.
-pub fn no_resume(dir: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/no_resume.c");
-    let library = dir.join("no_resume.so");
-    let out = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "cc {}: {}",
-        source.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    library
+/// A TLS client that costs less than wrk's OpenSSL, so that the proxy rather than the client
+/// is what runs out of CPU: `threads` blocking connections from the client namespace, each in a
+/// loop until `seconds` are up: connect to `addr`, a TLS 1.3 handshake with X25519 (full, or
+/// resuming the session of an earlier connection when `resume`), `GET /` with `Connection:
+/// close`, the response read to its end. Returns (handshakes/s, failures). rustls on aws-lc-rs,
+/// certificates not verified (handshake signatures are).
+pub fn tls_connections(
+    lab: &Lab,
+    addr: std::net::SocketAddr,
+    threads: usize,
+    seconds: u64,
+    resume: bool,
+) -> (f64, u64) {
+    use std::{
+        io::{Read, Write},
+        sync::{
+            Arc,
+            atomic::{AtomicU64, Ordering},
+        },
+        time::Instant,
+    };
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // What wrk (OpenSSL 3.0) offers and the servers choose; no post-quantum hybrid, which only
+    // rustls would accept.
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let provider = Arc::new(provider);
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(buoy_agent::probe::AnyCertificate(provider)))
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    let config = Arc::new(config);
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let (d, f) = (done.clone(), failed.clone());
+    let started = buoy_tests::netlab::in_netns(&lab.host("client").ns, move || {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        // Threads started here live in the client's namespace too.
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (config, done, failed) = (config.clone(), d.clone(), f.clone());
+                thread::spawn(move || {
+                    let name = rustls::pki_types::ServerName::try_from("bench.example").unwrap();
+                    let mut response = Vec::with_capacity(1024);
+                    while Instant::now() < deadline {
+                        let ok = (|| -> std::io::Result<bool> {
+                            let mut tcp = std::net::TcpStream::connect(addr)?;
+                            tcp.set_nodelay(true)?;
+                            let mut conn =
+                                rustls::ClientConnection::new(config.clone(), name.clone())
+                                    .map_err(std::io::Error::other)?;
+                            let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+                            tls.write_all(
+                                b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n",
+                            )?;
+                            response.clear();
+                            // A server that closes without close_notify ends the read with an
+                            // error once the response is in: what counts is the response.
+                            let _ = tls.read_to_end(&mut response);
+                            Ok(response.starts_with(b"HTTP/1.1 200"))
+                        })();
+                        match ok {
+                            Ok(true) => done.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        for w in workers {
+            let _ = w.join();
+        }
+        t.elapsed()
+    });
+    let elapsed = started.unwrap().join().unwrap().as_secs_f64().max(0.001);
+    (
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        failed.load(Ordering::Relaxed),
+    )
 }
 
 /// Waits (up to 5 s) until `port` listens on `host`.

@@ -101,13 +101,14 @@ offers 1.3 only when told), the same TLS 1.3 suites in the server's order (AES-1
 first, Buoy's default), session resumption on. The first table: requests/s, the proxy's CPU per \
 request and p99 are wrk's over kept-alive HTTP/1.1 connections; HTTP/2 is h2load over TLS with \
 ALPN h2 (8 connections, 8 streams each); RSS is the proxy's after its runs. The second table: \
-new handshakes, wrk with `Connection: close` so that every request is a new TCP connection and \
-TLS 1.3 handshake (X25519). Full: wrk preloaded with `benches/support/no_resume.c`, which drops \
-the session wrk would offer again, so that every handshake signs with the certificate; resumed: \
-wrk as it is, offering its previous session (a PSK, with a new X25519 exchange). On this 2-core \
-machine the client's own handshake work (an ECDSA verify costs it more than the sign costs the \
-server) caps the rates, so the proxies' CPU per handshake, and its inverse, the handshakes one \
-worker makes per CPU-second when it is the bottleneck, are the figures to compare. Buoy's TLS is \
+new TLS 1.3 handshakes (X25519), every request a new TCP connection and handshake, made by a \
+rustls client in the bench (32 connections at a time), not wrk: wrk's OpenSSL 3 spends about \
+750 µs of CPU per full handshake, more than any of the servers, so on this 2-core machine wrk \
+measured itself. Full: no session offered, so every handshake signs with the certificate; \
+resumed: an earlier connection's session offered (a PSK, with a new X25519 exchange). The \
+proxies' CPU per handshake, and its inverse, the handshakes one worker makes per CPU-second \
+when it alone is the bottleneck, are the figures least disturbed by the client sharing the \
+machine. Buoy's TLS is \
 rustls on aws-lc-rs through pingora; nginx and HAProxy use Debian's OpenSSL 3.",
     },
     Bench {
