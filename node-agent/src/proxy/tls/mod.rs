@@ -70,23 +70,23 @@ impl ServerTls {
     }
 }
 
-/// The suites an HTTPS listener offers, in its order of preference: AES-128-GCM with SHA-256
-/// first (cheapest key schedule where SHA-256 is in hardware, as on current x86 and Arm, and
-/// the suite every TLS 1.3 client must implement), then ChaCha20-Poly1305, then AES-256-GCM
-/// with SHA-384 — Mozilla's "intermediate" order. All of them are rustls's defaults; only the
-/// order differs.
+/// The suites an HTTPS listener offers, in its order of preference: Mozilla's "intermediate"
+/// order, AES-128-GCM with SHA-256 first (the cheapest key schedule where SHA-256 is in
+/// hardware, as on current x86 and Arm, and the suite every TLS 1.3 client must implement),
+/// then AES-256-GCM, then ChaCha20-Poly1305. All of them are rustls's defaults; only the order
+/// differs.
 const SERVER_SUITES: [rustls::SupportedCipherSuite; 9] = {
     use rustls::crypto::aws_lc_rs::cipher_suite::*;
     [
         TLS13_AES_128_GCM_SHA256,
-        TLS13_CHACHA20_POLY1305_SHA256,
         TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
         TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
         TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ]
 };
 
@@ -224,12 +224,12 @@ mod tests {
         );
         let (suite, _) = handshake(
             TlsVersion::V1_3,
-            vec![TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256],
+            vec![TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384],
             &[&rustls::version::TLS13],
         );
         assert_eq!(
             suite.suite(),
-            TLS13_CHACHA20_POLY1305_SHA256.suite(),
+            TLS13_AES_256_GCM_SHA384.suite(),
             "without AES-128, the next in the server's order"
         );
         // Every suite of rustls's defaults stays offered: only the order differs.
