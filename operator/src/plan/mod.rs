@@ -102,7 +102,8 @@ pub(crate) fn plan_world(world: &World) -> Plan {
         world.now,
     );
     let (admitted, refused) = served::split(&vips, decided.standings);
-    let effective: Vec<&VirtualIP> = admitted.iter().map(|a| &a.vip).collect();
+    let effective: Vec<(&VirtualIP, bool)> =
+        admitted.iter().map(|a| (&a.vip, a.uses_vrrp())).collect();
     let ids = router_ids::allocate(&effective, world.memory, world.now);
     let mut served: Vec<served::ServedVip> = admitted
         .into_iter()
