@@ -83,10 +83,39 @@ pub struct AddressPoolSpec {
     /// (MetalLB: `avoidBuggyIPs`).
     #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
+
+    /// How the addresses of VirtualIPs from this pool reach the network. `L2` (the default,
+    /// MetalLB's `L2Advertisement`): the node that VRRP elects holds them and answers ARP and
+    /// neighbour discovery for them on the LAN. `BGP` (MetalLB's `BGPAdvertisement`): they are
+    /// announced as /32 (IPv4) or /128 (IPv6) routes to the routers of the BGPPeers that select
+    /// the node; with a VirtualIP's `bgp.mode` `ECMP` (the default) every eligible node
+    /// announces them and no VRRP router ID is used, with `ActiveStandby` only the VRRP master
+    /// does.
+    #[serde(default, skip_serializing_if = "Announcement::is_l2")]
+    #[schemars(extend("default" = "L2"))]
+    pub announcement: Announcement,
 }
 
 fn default_true() -> bool {
     true
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+// Values of the API, described by the field that uses them: doc comments on the variants
+// would turn the schema's `enum` into a `oneOf`.
+#[allow(missing_docs)]
+pub enum Announcement {
+    #[default]
+    L2,
+    BGP,
+}
+
+impl Announcement {
+    /// Whether it is `L2`, the default (left out when serialized, so that objects written
+    /// before BGP existed read back the same).
+    pub fn is_l2(&self) -> bool {
+        *self == Announcement::L2
+    }
 }
 
 /// A CIDR or an inclusive range `first-last` of one family.

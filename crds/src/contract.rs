@@ -1,5 +1,6 @@
 //! The contract between the operator and the node agents, defined once: the annotations the
-//! operator writes on a VirtualIP for its agents, and how both sides name an object.
+//! operator writes on a VirtualIP for its agents, how both sides name an object, and how an
+//! agent writes its own entries of a status (`status.nodes[]`).
 
 use std::collections::BTreeMap;
 
@@ -64,4 +65,64 @@ pub fn group_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
         .and_then(|a| a.get(GROUP_ANNOTATION))
         .map(|g| g.trim())
         .filter(|g| !g.is_empty())
+}
+
+/// The field manager under which `node`'s agent applies its own entries of `status.nodes[]`
+/// (VirtualIPs, UpstreamPools, BGPPeers) by server-side apply: one manager per node, so that
+/// the entries of different nodes merge (the lists are maps keyed by `node`) and an agent
+/// removes its entry by applying a body without it.
+pub fn agent_field_manager(node: &str) -> String {
+    format!("buoy-agent/{node}")
+}
+
+/// The server-side apply body (for the status subresource, under [`agent_field_manager`]) by
+/// which a node's agent writes its entry of BGPPeer `peer`'s `status.nodes`, or, with `None`,
+/// removes the entry it wrote.
+pub fn bgp_peer_entry_apply(
+    peer: &str,
+    entry: Option<&crate::BGPPeerNodeStatus>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "apiVersion": crate::API_VERSION,
+        "kind": "BGPPeer",
+        "metadata": {"name": peer},
+    });
+    if let Some(e) = entry {
+        body["status"] = serde_json::json!({ "nodes": [e] });
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BGPPeerNodeStatus, BfdSessionState, BgpSessionState};
+
+    #[test]
+    fn an_agent_applies_only_its_own_bgp_peer_entry() {
+        assert_eq!(agent_field_manager("n1"), "buoy-agent/n1");
+        let entry = BGPPeerNodeStatus {
+            node: "n1".into(),
+            state: BgpSessionState::Active,
+            since: None,
+            reason: Some("FRR not running".into()),
+            bfd: Some(BfdSessionState::Disabled),
+            routes: vec![],
+        };
+        assert_eq!(
+            bgp_peer_entry_apply("tor1", Some(&entry)),
+            serde_json::json!({
+                "apiVersion": "buoy.io/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"name": "tor1"},
+                "status": {"nodes": [{"node": "n1", "state": "Active",
+                    "reason": "FRR not running", "bfd": "Disabled"}]},
+            })
+        );
+        // Removal: the same manager applies a body without the entry.
+        assert_eq!(
+            bgp_peer_entry_apply("tor1", None),
+            serde_json::json!({"apiVersion": "buoy.io/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"name": "tor1"}})
+        );
+    }
 }

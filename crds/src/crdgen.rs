@@ -4,11 +4,16 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{AddressPool, UpstreamPool, VirtualIP};
+use crate::{AddressPool, BGPPeer, UpstreamPool, VirtualIP};
 
 /// Every CRD.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![VirtualIP::crd(), UpstreamPool::crd(), AddressPool::crd()]
+    vec![
+        VirtualIP::crd(),
+        UpstreamPool::crd(),
+        AddressPool::crd(),
+        BGPPeer::crd(),
+    ]
 }
 
 /// File name of each CRD in `crds/` and `charts/buoy/crds/`.

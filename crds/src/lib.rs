@@ -1,10 +1,11 @@
-//! Buoy's public API, group `buoy.io`, version `v1alpha1`: the `VirtualIP`, `UpstreamPool` and
-//! `AddressPool` custom resources, their validation (the same in a cluster and in standalone
+//! Buoy's public API, group `buoy.io`, version `v1alpha1`: the `VirtualIP`, `UpstreamPool`,
+//! `AddressPool` and `BGPPeer` custom resources, their validation (the same in a cluster and in standalone
 //! mode), the address policy, CRD generation and the loader for YAML manifests.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod addresspool;
+pub mod bgppeer;
 pub mod contract;
 pub mod crdgen;
 pub mod duration;
@@ -23,6 +24,7 @@ pub mod virtualip;
 pub mod yaml11;
 
 pub use addresspool::*;
+pub use bgppeer::*;
 pub use duration::Duration;
 pub use route::*;
 pub use tls::*;

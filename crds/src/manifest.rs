@@ -1,6 +1,6 @@
 //! Reading Buoy objects from YAML manifests (the same files users `kubectl apply`): multi-document
-//! streams of VirtualIP, UpstreamPool, AddressPool and Secret (for VRRPv2 passwords in standalone
-//! mode).
+//! streams of VirtualIP, UpstreamPool, AddressPool, BGPPeer, Secret (VRRPv2 and BGP passwords in
+//! standalone mode) and Service.
 //! Every error names the file, the document and the field.
 
 use std::{
@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    API_VERSION, AddressPool, FieldError, UpstreamPool, VirtualIP, validation::validate_value,
+    API_VERSION, AddressPool, BGPPeer, FieldError, UpstreamPool, VirtualIP,
+    validation::validate_value,
 };
 
 /// One object read from a manifest.
@@ -25,6 +26,8 @@ pub enum Object {
     UpstreamPool(Box<UpstreamPool>),
     /// An `AddressPool`.
     AddressPool(Box<AddressPool>),
+    /// A `BGPPeer`.
+    BGPPeer(Box<BGPPeer>),
     /// A `Secret` (standalone mode: VRRP passwords beside the objects).
     Secret(Box<Secret>),
     /// A `Service` (a LoadBalancer Service's Buoy annotations; standalone mode ignores it).
@@ -178,6 +181,10 @@ fn describe(value: &Value) -> Option<String> {
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or("?");
+    // Cluster-scoped kinds have no namespace to show.
+    if matches!(kind, "AddressPool" | "BGPPeer") {
+        return Some(format!("{kind} {name}"));
+    }
     let ns = meta
         .and_then(|m| m.get("namespace"))
         .and_then(Value::as_str)
@@ -204,6 +211,10 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
             validate_value::<AddressPool>(value).map_err(|e| e.0)?;
             typed(value).map(|v| Object::AddressPool(Box::new(v)))
         }
+        (API_VERSION, "BGPPeer") => {
+            validate_value::<BGPPeer>(value).map_err(|e| e.0)?;
+            typed(value).map(|v| Object::BGPPeer(Box::new(v)))
+        }
         ("v1", "Secret") => typed(value).map(|v| Object::Secret(Box::new(v))),
         ("v1", "Service") => {
             let service: Service = typed(value)?;
@@ -222,7 +233,7 @@ fn parse_object(value: &Value) -> Result<Object, Vec<FieldError>> {
         (a, k) => Err(vec![FieldError::new(
             "kind",
             format!(
-                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, {API_VERSION} AddressPool, v1 Secret, v1 Service"
+                "Unsupported value: \"{a}, Kind={k}\": supported: {API_VERSION} VirtualIP, {API_VERSION} UpstreamPool, {API_VERSION} AddressPool, {API_VERSION} BGPPeer, v1 Secret, v1 Service"
             ),
         )]),
     }
@@ -261,6 +272,17 @@ pub fn address_pools(objects: &[Located]) -> Vec<&AddressPool> {
         .iter()
         .filter_map(|o| match &o.object {
             Object::AddressPool(p) => Some(&**p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The BGPPeers among `objects`.
+pub fn bgp_peers(objects: &[Located]) -> Vec<&BGPPeer> {
+    objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::BGPPeer(p) => Some(&**p),
             _ => None,
         })
         .collect()

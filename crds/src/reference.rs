@@ -5,7 +5,7 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::{AddressPool, UpstreamPool, VirtualIP, validation::crd_schema};
+use crate::{AddressPool, BGPPeer, UpstreamPool, VirtualIP, validation::crd_schema};
 
 /// Fields typed by Kubernetes' own API, documented there; the reference does not descend.
 const KUBERNETES_TYPES: &[(&str, &str)] = &[
@@ -30,6 +30,7 @@ const KUBERNETES_TYPES: &[(&str, &str)] = &[
         "list of [Condition](https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/condition/)",
     ),
     ("status.nodes[].lastTransitionTime", "Time (RFC 3339)"),
+    ("status.nodes[].since", "Time (RFC 3339)"),
 ];
 
 /// The Markdown reference for every kind.
@@ -38,6 +39,7 @@ pub fn markdown() -> String {
     section::<VirtualIP>(&mut out);
     section::<UpstreamPool>(&mut out);
     section::<AddressPool>(&mut out);
+    section::<BGPPeer>(&mut out);
     out
 }
 

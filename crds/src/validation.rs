@@ -274,3 +274,10 @@ impl crate::AddressPool {
         validate_typed(self)
     }
 }
+
+impl crate::BGPPeer {
+    /// Validates this BGPPeer exactly as the API server validates it against the CRD.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        validate_typed(self)
+    }
+}

@@ -114,6 +114,11 @@ pub struct VirtualIPSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port && (m.protocol == 'UDP') == (l.protocol == 'UDP')))").message("listener ports must be unique (a UDP listener may share its port with a TCP or HTTP one)"))]
     pub listeners: Vec<Listener>,
+
+    /// How the addresses are announced when they come from an AddressPool with `announcement:
+    /// BGP` (ignored otherwise). Absent: `mode: ECMP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::BgpSpec>,
 }
 
 /// An IP address, optionally with a prefix length: `192.168.60.88`, `192.168.60.88/24`,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use buoy_crds::{
-    AddressPool, FieldError, UpstreamPool, VirtualIP,
+    AddressPool, BGPPeer, FieldError, UpstreamPool, VirtualIP,
     manifest::{self, Object},
     validation::{cel_compilation_errors, validate_value},
 };
@@ -53,6 +53,7 @@ fn every_bad_example_is_rejected_at_its_path() {
                 "VirtualIP" => validate_value::<VirtualIP>(&case.object),
                 "UpstreamPool" => validate_value::<UpstreamPool>(&case.object),
                 "AddressPool" => validate_value::<AddressPool>(&case.object),
+                "BGPPeer" => validate_value::<BGPPeer>(&case.object),
                 other => panic!("{}: unknown kind {other}", case.name),
             };
             let actual: Vec<(String, String)> = result
@@ -72,6 +73,11 @@ fn the_crd_rules_all_compile() {
         cel_compilation_errors::<UpstreamPool>(),
         Vec::<String>::new()
     );
+    assert_eq!(
+        cel_compilation_errors::<AddressPool>(),
+        Vec::<String>::new()
+    );
+    assert_eq!(cel_compilation_errors::<BGPPeer>(), Vec::<String>::new());
 }
 
 #[test]
@@ -125,7 +131,7 @@ fn manifest_errors_name_file_document_and_object() {
         shown,
         vec![
             "buoy.yaml: document 2 (VirtualIP prod/web): spec.addresses[0]: must be an IP address, optionally with a prefix length (192.168.60.88/24, fd00::88/64)",
-            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, buoy.io/v1alpha1 AddressPool, v1 Secret, v1 Service",
+            "buoy.yaml: document 3 (Deployment default/x): kind: Unsupported value: \"apps/v1, Kind=Deployment\": supported: buoy.io/v1alpha1 VirtualIP, buoy.io/v1alpha1 UpstreamPool, buoy.io/v1alpha1 AddressPool, buoy.io/v1alpha1 BGPPeer, v1 Secret, v1 Service",
         ]
     );
 }

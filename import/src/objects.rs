@@ -239,6 +239,7 @@ fn address_pool(namespace: &str, vips: &[Doc<VirtualIP>]) -> Option<Doc<AddressP
         allowed_tolerations: None,
         auto_assign: true,
         avoid_buggy_ips: false,
+        announcement: Default::default(),
     };
     let mut object = AddressPool::new(&format!("{}-vips", dns_name(namespace)), spec);
     object.metadata.namespace = None;

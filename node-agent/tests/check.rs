@@ -106,3 +106,41 @@ fn routes_bad_input_errors_and_warnings() {
         ]
     );
 }
+
+/// BGPPeers are checked as the API server checks them (schema and CEL rules), each error at its
+/// field path; good ones are counted.
+#[test]
+fn bgp_peers_are_validated_with_field_paths() {
+    let dir = std::env::temp_dir().join(format!("buoy-check-bgp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, "apiVersion: buoy.io/v1alpha1\nkind: AddressPool\nmetadata: {name: routed}\nspec: {addresses: [10.96.0.0/28], namespaces: [default], announcement: BGP}\n---\napiVersion: buoy.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor1}\nspec:\n  peerAddress: 192.168.60.1\n  peerASN: 64512\n  myASN: 64513\n  bfd: {transmitInterval: 100ms, receiveInterval: 100ms}\n  communities: ['64512:100', no-export]\n").unwrap();
+    let (ok, stdout, stderr) = check(&["--config", good.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 1 AddressPool(s), 0 Secret(s), 1 BGPPeer(s)"
+    );
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: buoy.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor1}\nspec:\n  peerAddress: 192.168.60.1\n  peerASN: 64512\n  myASN: 64512\n  bfd: {detectMultiplier: 1}\n---\napiVersion: buoy.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor2}\nspec:\n  peerAddress: 192.168.60.2/24\n  peerASN: 64512\n  myASN: 64513\n  holdTime: 9s\n  keepaliveTime: 10s\n").unwrap();
+    let (ok, stdout, stderr) = check(&["--config", bad.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    let f = bad.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: {f}: document 1 (BGPPeer tor1): spec.bfd.detectMultiplier: Invalid value: 1: must be greater than or equal to 2"
+            ),
+            format!(
+                "error: {f}: document 2 (BGPPeer tor2): spec.keepaliveTime: keepaliveTime must be less than holdTime (unless holdTime is 0s)"
+            ),
+            format!(
+                "error: {f}: document 2 (BGPPeer tor2): spec.peerAddress: must be an IP address without a prefix length"
+            ),
+            "configuration invalid: 3 error(s)".to_string(),
+        ]
+    );
+}

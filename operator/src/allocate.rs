@@ -79,13 +79,16 @@ pub(crate) enum Vrid {
     },
     /// No free ID in the family.
     Exhausted,
+    /// None needed: the VirtualIP runs no VRRP (BGP in ECMP mode: every eligible node announces
+    /// its addresses).
+    NotUsed,
 }
 
 impl Vrid {
     pub(crate) fn value(&self) -> Option<u8> {
         match self {
             Vrid::Spec(v) | Vrid::Kept(v) | Vrid::Allocated { vrid: v, .. } => Some(*v),
-            Vrid::Exhausted => None,
+            Vrid::Exhausted | Vrid::NotUsed => None,
         }
     }
 }

@@ -7,6 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 pub(crate) const READY: &str = "Ready";
 pub(crate) const DEGRADED: &str = "Degraded";
 pub(crate) const CONFLICT: &str = "Conflict";
+/// A BGPPeer's: at least one node's session with it is up.
+pub(crate) const ESTABLISHED: &str = "Established";
 
 /// A condition's desired value, before times.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,10 +30,11 @@ fn committed(dir: &str, file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-const FILES: [&str; 3] = [
+const FILES: [&str; 4] = [
     "virtualips.buoy.io.yaml",
     "upstreampools.buoy.io.yaml",
     "addresspools.buoy.io.yaml",
+    "bgppeers.buoy.io.yaml",
 ];
 
 #[test]
@@ -201,6 +202,84 @@ fn addresspool_crd_is_cluster_scoped_with_rules_columns_and_status() {
     assert!(
         found.iter().all(|r| r.contains("isCIDR(self)")),
         "{found:?}"
+    );
+}
+
+#[test]
+fn bgppeer_crd_is_cluster_scoped_with_rules_columns_and_status() {
+    let crd = crd("bgppeers.buoy.io.yaml");
+    assert_eq!(crd.pointer("/spec/scope"), Some(&Value::from("Cluster")));
+    assert_eq!(
+        crd.pointer("/spec/names/shortNames"),
+        Some(&serde_json::json!(["bgpp"]))
+    );
+    assert_eq!(
+        crd.pointer("/spec/names/categories"),
+        Some(&serde_json::json!(["buoy"]))
+    );
+    assert_eq!(
+        crd.pointer("/spec/versions/0/subresources/status"),
+        Some(&serde_json::json!({}))
+    );
+    assert_eq!(columns(&crd), ["Peer", "ASN", "Established", "Age"]);
+    let column_paths: Vec<&str> = crd
+        .pointer("/spec/versions/0/additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("jsonPath")?.as_str())
+        .collect();
+    assert_eq!(
+        column_paths,
+        [
+            ".spec.peerAddress",
+            ".spec.peerASN",
+            ".status.established",
+            ".metadata.creationTimestamp"
+        ]
+    );
+    let mut found = Vec::new();
+    rules(&crd, &mut found);
+    for expected in [
+        "!has(self.localPref) || self.myASN == self.peerASN",
+        "duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime) < duration(self.holdTime)",
+        "isIP(self)",
+    ] {
+        assert!(
+            found.iter().any(|r| r == expected),
+            "missing CEL rule {expected}: {found:?}"
+        );
+    }
+    let spec = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+        .expect("spec");
+    assert_eq!(
+        spec.get("required"),
+        Some(&serde_json::json!(["myASN", "peerASN", "peerAddress"]))
+    );
+    let nodes = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/nodes")
+        .expect("status.nodes");
+    assert_eq!(
+        nodes.get("x-kubernetes-list-map-keys"),
+        Some(&serde_json::json!(["node"]))
+    );
+    assert_eq!(
+        nodes.pointer("/items/properties/state/enum"),
+        Some(&serde_json::json!([
+            "Idle",
+            "Connect",
+            "Active",
+            "OpenSent",
+            "OpenConfirm",
+            "Established",
+            "Unknown"
+        ]))
+    );
+    assert_eq!(
+        nodes.pointer("/items/properties/bfd/enum"),
+        // Optional: null stands for an agent that reports no BFD state.
+        Some(&serde_json::json!(["Up", "Down", "Disabled", null]))
     );
 }
 

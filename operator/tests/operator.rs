@@ -1,7 +1,8 @@
 //! The real `buoy-operator run` binary against the Kubernetes API test server: agent
 //! DaemonSets, allocation, conflicts, references, status from the agents' reports, deletion
-//! with the finalizer, Events, metrics, leader election between replicas, and the address
-//! policy (AddressPools: what is served, what is refused and why, allocation from a pool).
+//! with the finalizer, Events, metrics, leader election between replicas, the address policy
+//! (AddressPools: what is served, what is refused and why, allocation from a pool), and BGP
+//! (no router ID in ECMP mode, BGPPeers' status from their agents' entries).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -1420,5 +1421,148 @@ async fn a_load_balancer_service_gets_an_address_a_virtualip_and_its_status() {
     .await;
     let (_, _, note) = c.wait_event("web", "third", "AddressAssigned").await;
     assert!(note.starts_with("given 10.78.0.11"), "{note}");
+    assert!(op.running(), "the operator keeps running");
+}
+
+/// BGP: a VirtualIP from a BGP pool in ECMP mode gets no router ID (one in ActiveStandby mode
+/// does), and a BGPPeer's status sums up the session entries its agents write, each under its
+/// own field manager (buoy_crds::contract), as the agents will.
+#[tokio::test]
+async fn bgp_virtualips_use_no_router_id_and_peers_sum_up_their_sessions() {
+    use buoy_crds::{BGPPeer, BGPPeerNodeStatus, contract};
+    let c = Cluster::start(&three_nodes()).await;
+    let pools: Api<buoy_crds::AddressPool> = Api::all(c.client.clone());
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "buoy.io/v1alpha1", "kind": "AddressPool",
+                "metadata": {"name": "routed"},
+                "spec": {"addresses": ["10.96.0.0/28"], "namespaces": ["team"],
+                         "announcement": "BGP"},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let peers: Api<BGPPeer> = Api::all(c.client.clone());
+    peers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "buoy.io/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"name": "tor1"},
+                "spec": {"peerAddress": "192.168.60.1", "peerASN": 64512, "myASN": 64513},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut op = c.operator("op-1", &[]);
+    c.create_vip("team", "ecmp", json!({"addressPool": "routed"}))
+        .await;
+    c.create_vip(
+        "team",
+        "standby",
+        json!({"addressPool": "routed", "bgp": {"mode": "ActiveStandby"}}),
+    )
+    .await;
+    let ecmp = wait_addresses(&c, "team", "ecmp").await;
+    let status = ecmp.status.unwrap();
+    assert_eq!(status.address_pool.as_deref(), Some("routed"));
+    assert_eq!(status.virtual_router_id, None);
+    let standby = eventually("standby's router ID", || async {
+        c.vips("team")
+            .get("standby")
+            .await
+            .ok()?
+            .status?
+            .virtual_router_id
+    })
+    .await;
+    assert_eq!(standby, 1);
+    assert!(
+        !c.events_of("team", "ecmp")
+            .await
+            .iter()
+            .any(|e| e.1.starts_with("VirtualRouterID")),
+        "no router ID for ECMP"
+    );
+
+    // Before any agent reports: no session.
+    let wait_peer = |established: i32, status: &'static str, reason: &'static str| {
+        let peers = peers.clone();
+        async move {
+            eventually(
+                &format!("tor1: {established} established, {status} ({reason})"),
+                || async {
+                    let st = peers.get("tor1").await.ok()?.status?;
+                    let cond = st.conditions.iter().find(|c| c.type_ == "Established")?;
+                    (st.established == established
+                        && cond.status == status
+                        && cond.reason == reason)
+                        .then(|| (st.clone(), cond.message.clone()))
+                },
+            )
+            .await
+        }
+    };
+    let (_, message) = wait_peer(0, "False", "NoSession").await;
+    assert_eq!(message, "no node reports a session with this peer");
+    let report = |node: &'static str, entry: Option<Value>| {
+        let peers = peers.clone();
+        async move {
+            let entry: Option<BGPPeerNodeStatus> =
+                entry.map(|e| serde_json::from_value(e).unwrap());
+            peers
+                .patch_status(
+                    "tor1",
+                    &PatchParams::apply(&contract::agent_field_manager(node)).force(),
+                    &Patch::Apply(contract::bgp_peer_entry_apply("tor1", entry.as_ref())),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    report(
+        "n1",
+        Some(
+            json!({"node": "n1", "state": "Established", "bfd": "Disabled",
+                    "routes": ["10.96.0.1/32"]}),
+        ),
+    )
+    .await;
+    report(
+        "n2",
+        Some(json!({"node": "n2", "state": "Active",
+                    "reason": "Notification received: Bad Peer AS"})),
+    )
+    .await;
+    let (st, message) = wait_peer(1, "True", "SessionsUp").await;
+    assert_eq!(
+        message,
+        "1 of 2 node(s) established; not established: n2 (Active: Notification received: Bad Peer AS)"
+    );
+    assert_eq!(
+        st.nodes.len(),
+        2,
+        "the operator's apply keeps the agents' entries"
+    );
+    // n1's session drops; n2's agent stops and takes its entry away.
+    report(
+        "n1",
+        Some(json!({"node": "n1", "state": "Idle", "reason": "Hold Timer Expired"})),
+    )
+    .await;
+    report("n2", None).await;
+    let (st, message) = wait_peer(0, "False", "NoSession").await;
+    assert_eq!(
+        message,
+        "no session established: n1 (Idle: Hold Timer Expired)"
+    );
+    assert_eq!(
+        st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
+        ["n1"]
+    );
     assert!(op.running(), "the operator keeps running");
 }

@@ -163,6 +163,7 @@ pub const CRATES: &[Crate] = &[
             ("plan::priorities", 25),
             ("plan::daemonsets", 25),
             ("plan::upstreampool", 25),
+            ("plan::bgppeers", 25),
             ("plan::virtualip_conditions", 26),
             ("plan::virtualip", 27),
             ("plan", 30),

@@ -792,7 +792,9 @@ fn agent_rbac_is_least_privilege() {
         assert_ne!(res, "secrets", "no Secrets without VRRP authentication");
         if WRITE_VERBS.contains(&verb.as_str()) {
             let allowed = (g == "buoy.io"
-                && (res == "virtualips/status" || res == "upstreampools/status")
+                && (res == "virtualips/status"
+                    || res == "upstreampools/status"
+                    || res == "bgppeers/status")
                 && verb == "patch")
                 || (g == "events.k8s.io"
                     && res == "events"
@@ -811,6 +813,7 @@ fn agent_rbac_is_least_privilege() {
         ("buoy.io", "virtualips"),
         ("buoy.io", "upstreampools"),
         ("buoy.io", "addresspools"),
+        ("buoy.io", "bgppeers"),
         ("discovery.k8s.io", "endpointslices"),
         ("", "services"),
         ("", "nodes"),
@@ -820,7 +823,11 @@ fn agent_rbac_is_least_privilege() {
     .map(|(g, r)| (g.to_string(), r.to_string()))
     .collect();
     assert_eq!(reads, expect);
-    for status in ["virtualips/status", "upstreampools/status"] {
+    for status in [
+        "virtualips/status",
+        "upstreampools/status",
+        "bgppeers/status",
+    ] {
         assert!(
             agent
                 .iter()
@@ -830,8 +837,9 @@ fn agent_rbac_is_least_privilege() {
     }
     // The agents' ClusterRole, rule by rule: what node-agent/src/cluster.rs calls (reflectors
     // over Buoy's kinds, the Services and EndpointSlices of Service-backed pools, its own Node,
-    // Namespaces' labels for AddressPools' namespaceSelector; server-side apply of its own
-    // status entries; the Events recorder), and nothing else. No Pods.
+    // Namespaces' labels for AddressPools' namespaceSelector, the BGPPeers it peers with;
+    // server-side apply of its own status entries; the Events recorder), and nothing else. No
+    // Pods.
     assert_eq!(
         r.one("ClusterRole", "buoy-agent")["rules"],
         json!([
@@ -840,6 +848,8 @@ fn agent_rbac_is_least_privilege() {
             {"apiGroups": ["buoy.io"], "resources": ["addresspools"], "verbs": ["list", "watch"]},
             {"apiGroups": ["buoy.io"], "resources": ["virtualips/status", "upstreampools/status"],
              "verbs": ["patch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["bgppeers"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["buoy.io"], "resources": ["bgppeers/status"], "verbs": ["patch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
              "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["services", "nodes"],
@@ -898,7 +908,10 @@ fn agent_rbac_is_least_privilege() {
         }
         if WRITE_VERBS.contains(&verb.as_str()) {
             assert!(
-                ((res == "virtualips/status" || res == "upstreampools/status") && verb == "patch")
+                ((res == "virtualips/status"
+                    || res == "upstreampools/status"
+                    || res == "bgppeers/status")
+                    && verb == "patch")
                     || (g == "events.k8s.io" && res == "events"),
                 "agent may not {verb} {g}/{res}"
             );
@@ -978,6 +991,22 @@ fn operator_rbac_grants_what_the_operator_needs_and_no_more() {
             ("addresspools", "list"),
             ("addresspools", "watch"),
             ("addresspools/status", "patch"),
+        ])
+    );
+    // So are BGPPeers: the operator sums up the agents' session entries in their status.
+    let on_peers: BTreeSet<(&str, &str)> = op
+        .iter()
+        .filter(|(g, res, _, _, ns)| g == "buoy.io" && res.starts_with("bgppeers") && ns.is_none())
+        .map(|(_, res, verb, _, _)| (res.as_str(), verb.as_str()))
+        .collect();
+    assert_eq!(
+        on_peers,
+        BTreeSet::from([
+            ("bgppeers", "get"),
+            ("bgppeers", "list"),
+            ("bgppeers", "watch"),
+            ("bgppeers/status", "get"),
+            ("bgppeers/status", "patch"),
         ])
     );
     // Reads of Namespaces are list and watch (their labels), not get.
@@ -1075,6 +1104,8 @@ fn view_role_is_read_only_and_aggregated_into_view() {
         "upstreampools/status",
         "addresspools",
         "addresspools/status",
+        "bgppeers",
+        "bgppeers/status",
     ] {
         for verb in ["get", "list", "watch"] {
             want.insert(("buoy.io".to_string(), res.to_string(), verb.to_string()));
@@ -1203,7 +1234,7 @@ fn deploy_manifest_is_the_chart_rendered_with_default_values() {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for crd in crds {
         let name = crd["metadata"]["name"].as_str().unwrap();
         let generated: Value = parse_stream(

@@ -61,7 +61,7 @@ fn every_example_validates_and_its_references_resolve() {
                     secrets.insert((ns(&s.metadata), s.metadata.name.clone().unwrap_or_default()));
                 }
                 Object::VirtualIP(_) => vips += 1,
-                Object::AddressPool(_) | Object::Service(_) => {}
+                Object::AddressPool(_) | Object::BGPPeer(_) | Object::Service(_) => {}
             }
         }
         assert!(vips > 0, "{} has no VirtualIP", dir.display());

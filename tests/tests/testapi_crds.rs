@@ -35,6 +35,7 @@ fn plural(kind: &str) -> &'static str {
         "VirtualIP" => "virtualips",
         "UpstreamPool" => "upstreampools",
         "AddressPool" => "addresspools",
+        "BGPPeer" => "bgppeers",
         other => panic!("unknown kind {other}"),
     }
 }
@@ -44,7 +45,7 @@ async fn buoy_crds_reject_every_bad_example_at_its_path() {
     let api = TestApi::start().await.unwrap();
     let client = api.client().unwrap();
     let crds = buoy_crds().unwrap();
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for crd in &crds {
         let (code, body) = post(
             &client,
@@ -56,9 +57,9 @@ async fn buoy_crds_reject_every_bad_example_at_its_path() {
     }
 
     // Strict field validation, as kubectl asks for it: unknown fields are errors, not pruned.
-    // AddressPools are cluster-scoped.
+    // AddressPools and BGPPeers are cluster-scoped.
     let uri = |kind: &str| match kind {
-        "AddressPool" => format!(
+        "AddressPool" | "BGPPeer" => format!(
             "/apis/buoy.io/v1alpha1/{}?fieldValidation=Strict",
             plural(kind)
         ),
@@ -67,7 +68,7 @@ async fn buoy_crds_reject_every_bad_example_at_its_path() {
             plural(kind)
         ),
     };
-    for kind in ["VirtualIP", "UpstreamPool", "AddressPool"] {
+    for kind in ["VirtualIP", "UpstreamPool", "AddressPool", "BGPPeer"] {
         let (code, body) = post(&client, &uri(kind), &bad_examples::valid(kind)).await;
         assert_eq!(code, 201, "the valid {kind} is rejected: {body}");
     }

@@ -48,7 +48,7 @@ fn kubectl_applies_gets_and_deletes_buoy_objects() {
     // As the README says: the whole directory.
     let crds = repo().join("crds");
     let out = k.ok(&["apply", "-f", crds.to_str().unwrap()]);
-    for crd in ["virtualips", "upstreampools", "addresspools"] {
+    for crd in ["virtualips", "upstreampools", "addresspools", "bgppeers"] {
         assert!(
             out.contains(&format!(
                 "customresourcedefinition.apiextensions.k8s.io/{crd}.buoy.io created"

@@ -212,6 +212,7 @@ fn draft(key: usize, g: &Group, vrrp: VrrpSpec, priorities: Vec<NodePriority>) -
             http_get: None,
         }),
         listeners: Vec::new(),
+        bgp: None,
     };
     let comments = vec![format!(
         "keepalived vrrp_instance {}: {}.",

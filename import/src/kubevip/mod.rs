@@ -250,6 +250,7 @@ impl Keys {
                 allowed_tolerations: None,
                 auto_assign: true,
                 avoid_buggy_ips: self.avoid_buggy_ips,
+                announcement: Default::default(),
             };
             let mut object = AddressPool::new(&format!("kubevip-{scope}"), spec);
             object.metadata.namespace = None;

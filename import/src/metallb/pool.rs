@@ -59,6 +59,7 @@ pub(super) fn read(m: Manifest, warnings: &mut Warnings) -> Result<Pool, ImportE
         allowed_tolerations: None,
         auto_assign: m.bool_at(&["spec", "autoAssign"], true)?,
         avoid_buggy_ips: m.bool_at(&["spec", "avoidBuggyIPs"], false)?,
+        announcement: Default::default(),
     };
     Ok(Pool {
         name: m.name().to_string(),

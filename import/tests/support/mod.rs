@@ -28,6 +28,7 @@ fn keyed(objects: Vec<Object>) -> BTreeMap<String, Object> {
                 Object::VirtualIP(v) => format!("VirtualIP {:?}", v.metadata.name),
                 Object::UpstreamPool(p) => format!("UpstreamPool {:?}", p.metadata.name),
                 Object::AddressPool(p) => format!("AddressPool {:?}", p.metadata.name),
+                Object::BGPPeer(p) => format!("BGPPeer {:?}", p.metadata.name),
                 Object::Secret(s) => format!("Secret {:?}", s.metadata.name),
                 Object::Service(s) => {
                     format!("Service {:?}/{:?}", s.metadata.namespace, s.metadata.name)

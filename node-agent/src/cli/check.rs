@@ -13,17 +13,19 @@ pub(super) fn check(configs: &[PathBuf]) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             let count = |f: fn(&Object) -> bool| objects.iter().filter(|o| f(&o.object)).count();
+            // Said only when there are some: the standalone agent's configurations have none.
+            let some = |n: usize, kind: &str| match n {
+                0 => String::new(),
+                n => format!(", {n} {kind}(s)"),
+            };
             println!(
-                "configuration OK: {} VirtualIP(s), {} UpstreamPool(s), {} AddressPool(s), {} Secret(s){}",
+                "configuration OK: {} VirtualIP(s), {} UpstreamPool(s), {} AddressPool(s), {} Secret(s){}{}",
                 count(|o| matches!(o, Object::VirtualIP(_))),
                 count(|o| matches!(o, Object::UpstreamPool(_))),
                 count(|o| matches!(o, Object::AddressPool(_))),
                 count(|o| matches!(o, Object::Secret(_))),
-                // Said only when there are some: the standalone agent's configurations have none.
-                match count(|o| matches!(o, Object::Service(_))) {
-                    0 => String::new(),
-                    n => format!(", {n} Service(s)"),
-                },
+                some(count(|o| matches!(o, Object::BGPPeer(_))), "BGPPeer"),
+                some(count(|o| matches!(o, Object::Service(_))), "Service"),
             );
             ExitCode::SUCCESS
         }

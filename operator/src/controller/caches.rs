@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use buoy_crds::{AddressPool, UpstreamPool, VirtualIP};
+use buoy_crds::{AddressPool, BGPPeer, UpstreamPool, VirtualIP};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
@@ -27,6 +27,7 @@ pub(super) struct Caches {
     pub(super) vips: Store<DynamicObject>,
     pub(super) pools: Store<DynamicObject>,
     pub(super) address_pools: Store<DynamicObject>,
+    pub(super) bgp_peers: Store<DynamicObject>,
     /// Namespaces' labels (metadata only), for AddressPools' `namespaceSelector`.
     pub(super) namespaces: Store<PartialObjectMeta<Namespace>>,
     pub(super) nodes: Store<Node>,
@@ -43,6 +44,7 @@ impl Caches {
             vips: reflect_untyped::<VirtualIP>(client, notify.clone()),
             pools: reflect_untyped::<UpstreamPool>(client, notify.clone()),
             address_pools: reflect_untyped::<AddressPool>(client, notify.clone()),
+            bgp_peers: reflect_untyped::<BGPPeer>(client, notify.clone()),
             namespaces: reflect(
                 Api::all(client.clone()),
                 watcher::Config::default(),
@@ -90,6 +92,10 @@ impl Caches {
             .wait_until_ready()
             .await
             .map_err(fail("AddressPool"))?;
+        self.bgp_peers
+            .wait_until_ready()
+            .await
+            .map_err(fail("BGPPeer"))?;
         self.namespaces
             .wait_until_ready()
             .await

@@ -1,5 +1,5 @@
 //! The IO shell around [`crate::plan`]: kube-runtime reflectors keep caches of VirtualIPs,
-//! UpstreamPools, Nodes, EndpointSlices and the agent DaemonSets; any change wakes one
+//! UpstreamPools, AddressPools, BGPPeers, Nodes, EndpointSlices and the agent DaemonSets; any change wakes one
 //! reconcile pass that plans the whole desired state from the caches and applies only the
 //! differences (server-side apply under the field manager `buoy-operator`), publishes the
 //! plan's Events, and retries failed writes with backoff.
@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use buoy_crds::{AddressPool, UpstreamPool, VirtualIP};
+use buoy_crds::{AddressPool, BGPPeer, UpstreamPool, VirtualIP};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::jiff::Timestamp;
@@ -134,6 +134,7 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
         vips: Decoded::new("VirtualIP"),
         pools: Decoded::new("UpstreamPool"),
         address_pools: Decoded::new("AddressPool"),
+        bgp_peers: Decoded::new("BGPPeer"),
     };
     let mut backoff: Option<Duration> = None;
     loop {
@@ -174,6 +175,7 @@ struct Pass {
     vips: Decoded<VirtualIP>,
     pools: Decoded<UpstreamPool>,
     address_pools: Decoded<AddressPool>,
+    bgp_peers: Decoded<BGPPeer>,
 }
 
 /// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object,
@@ -205,7 +207,13 @@ impl Pass {
         let (pools, bad_pools) = self.pools.decode(&caches.pools.state());
         let (address_pools, bad_address_pools) =
             self.address_pools.decode(&caches.address_pools.state());
-        for (o, error) in bad_vips.iter().chain(&bad_pools).chain(&bad_address_pools) {
+        let (bgp_peers, bad_bgp_peers) = self.bgp_peers.decode(&caches.bgp_peers.state());
+        for (o, error) in bad_vips
+            .iter()
+            .chain(&bad_pools)
+            .chain(&bad_address_pools)
+            .chain(&bad_bgp_peers)
+        {
             let ar = ApiResource::from_gvk(
                 &o.types
                     .as_ref()
@@ -258,6 +266,7 @@ impl Pass {
             load_balancers: &self.settings.load_balancers,
             pools: pools.iter().map(|p| p.as_ref()).collect(),
             address_pools: address_pools.iter().map(|p| p.as_ref()).collect(),
+            bgp_peers: bgp_peers.iter().map(|p| p.as_ref()).collect(),
             namespaces: &namespaces,
             policy: self.settings.address_policy,
             nodes: nodes.iter().map(|n| n.as_ref()).collect(),
@@ -273,6 +282,7 @@ impl Pass {
         ok &= self.apply_vips(&plan, &vips).await;
         ok &= self.apply_pools(&plan, &pools).await;
         ok &= self.apply_address_pools(&plan, &address_pools).await;
+        ok &= self.apply_bgp_peers(&plan, &bgp_peers).await;
         ok &= self.apply_services(&plan).await;
         (
             ok,
@@ -283,11 +293,15 @@ impl Pass {
 
     /// Drops the Event recorders of objects no longer in the caches.
     fn forget_gone(&mut self, caches: &Caches) {
-        let objects: Vec<Arc<kube::api::DynamicObject>> =
-            [&caches.vips, &caches.pools, &caches.address_pools]
-                .iter()
-                .flat_map(|c| c.state())
-                .collect();
+        let objects: Vec<Arc<kube::api::DynamicObject>> = [
+            &caches.vips,
+            &caches.pools,
+            &caches.address_pools,
+            &caches.bgp_peers,
+        ]
+        .iter()
+        .flat_map(|c| c.state())
+        .collect();
         let live: std::collections::HashSet<String> = objects
             .iter()
             .map(|o| event_id(o.as_ref()))
@@ -526,6 +540,22 @@ impl Pass {
                     &pp.apply_body(),
                     "addresspool_status",
                 )
+                .await;
+        }
+        ok
+    }
+
+    async fn apply_bgp_peers(&mut self, plan: &Plan, observed: &[Arc<BGPPeer>]) -> bool {
+        let api: Api<BGPPeer> = Api::all(self.client.clone());
+        let mut ok = true;
+        for pp in plan.bgp_peers.iter().filter(|p| p.changed) {
+            let rv = observed
+                .iter()
+                .find(|p| p.name_any() == pp.name)
+                .and_then(|p| p.resource_version());
+            let ikey = format!("bgppeer/{}", pp.name);
+            ok &= self
+                .apply_status(&api, &pp.name, ikey, rv, &pp.apply_body(), "bgppeer_status")
                 .await;
         }
         ok

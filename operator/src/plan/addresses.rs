@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use buoy_crds::{
-    AddressPool, VirtualIP,
+    AddressPool, Announcement, VirtualIP,
     policy::{self, AddressPolicy, Admission},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
@@ -21,12 +21,13 @@ use crate::conditions::{self, READY, Want};
 /// A VirtualIP's addresses, as the policy decides.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Standing {
-    /// Served on `addresses` (as written in `status.addresses`), from `pool` (its name and
-    /// `nodeSelector`) if one applies.
+    /// Served on `addresses` (as written in `status.addresses`), from `pool` (its name,
+    /// `nodeSelector` and `announcement`) if one applies; without a pool, `L2`.
     Served {
         addresses: Vec<String>,
         pool: Option<String>,
         pool_selector: Option<LabelSelector>,
+        announcement: Announcement,
     },
     /// Not served: `reason` (`AddressNotAllowed`, `PoolExhausted`) and a message naming the
     /// address and what would allow it.
@@ -166,6 +167,7 @@ fn standing(
                         addresses: vec![ip.to_string()],
                         pool: p.metadata.name.clone(),
                         pool_selector: p.spec.node_selector.clone(),
+                        announcement: p.spec.announcement,
                     }
                 }
                 None => Standing::NotServed {
@@ -186,6 +188,7 @@ fn standing(
             addresses: own.addresses,
             pool: pool.and_then(|p| p.metadata.name.clone()),
             pool_selector: pool.and_then(|p| p.spec.node_selector.clone()),
+            announcement: pool.map(|p| p.spec.announcement).unwrap_or_default(),
         },
     }
 }

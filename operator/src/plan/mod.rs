@@ -16,7 +16,8 @@
 //! 5. [`daemonsets`]: one agent DaemonSet per placement;
 //! 6. [`virtualip`] (with [`virtualip_conditions`]): each VirtualIP's metadata, status and
 //!    Events;
-//! 7. [`upstreampool`]: each UpstreamPool's status.
+//! 7. [`upstreampool`]: each UpstreamPool's status;
+//! 8. [`bgppeers`]: each BGPPeer's status, summed up from its agents' entries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 use crate::allocate::Family;
 
 mod addresses;
+mod bgppeers;
 mod conflicts;
 mod daemonsets;
 mod priorities;
@@ -38,6 +40,7 @@ mod virtualip_conditions;
 mod world;
 
 pub(crate) use addresses::AddressPoolPlan;
+pub(crate) use bgppeers::BgpPeerPlan;
 pub(crate) use router_ids::{FOREIGN_COOLDOWN_SECS, avoided_of};
 pub(crate) use upstreampool::{UpstreamPoolPlan, endpoint_counts};
 pub(crate) use virtualip::VirtualIpPlan;
@@ -52,6 +55,7 @@ pub(crate) struct Plan {
     pub(crate) vips: Vec<VirtualIpPlan>,
     pub(crate) pools: Vec<UpstreamPoolPlan>,
     pub(crate) address_pools: Vec<AddressPoolPlan>,
+    pub(crate) bgp_peers: Vec<BgpPeerPlan>,
     /// VRIDs known to be used by foreign routers (the next [`Memory::foreign`]).
     pub(crate) foreign: BTreeSet<(Family, u8)>,
     /// When to plan again even if nothing changes (a release timeout), in seconds.
@@ -102,7 +106,8 @@ pub(crate) fn plan_world(world: &World) -> Plan {
         world.now,
     );
     let (admitted, refused) = served::split(&vips, decided.standings);
-    let effective: Vec<&VirtualIP> = admitted.iter().map(|a| &a.vip).collect();
+    let effective: Vec<(&VirtualIP, bool)> =
+        admitted.iter().map(|a| (&a.vip, a.uses_vrrp())).collect();
     let ids = router_ids::allocate(&effective, world.memory, world.now);
     let mut served: Vec<served::ServedVip> = admitted
         .into_iter()
@@ -133,6 +138,7 @@ pub(crate) fn plan_world(world: &World) -> Plan {
         vips: out,
         pools: upstreampool::statuses(&world.pools, world.endpoints, world.now),
         address_pools: decided.pools,
+        bgp_peers: bgppeers::statuses(&world.bgp_peers, world.now),
         foreign: ids.foreign,
         wake_after_secs,
         services,
@@ -235,6 +241,7 @@ pub(crate) mod fixture {
                 load_balancers: &load_balancers,
                 pools: self.pools.iter().collect(),
                 address_pools: self.address_pools.iter().collect(),
+                bgp_peers: vec![],
                 namespaces: &namespaces,
                 policy: self.policy,
                 nodes: self.nodes.iter().collect(),

@@ -51,8 +51,10 @@ fn foreign_routers(v: &VirtualIP) -> Vec<String> {
         .collect()
 }
 
-/// Decides the VRIDs of `vips` (served, in precedence order: oldest first).
-pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> RouterIds {
+/// Decides the VRIDs of `vips` (served, in precedence order: oldest first), each with whether
+/// it runs VRRP: one that does not (BGP in ECMP mode) gets [`Vrid::NotUsed`] and claims none,
+/// which is how BGP lifts VRRP's limit of 255 router IDs per LAN.
+pub(super) fn allocate(vips: &[(&VirtualIP, bool)], memory: &Memory, now: Timestamp) -> RouterIds {
     let uid = |v: &VirtualIP| v.metadata.uid.clone();
     let in_cooldown = |v: &VirtualIP| {
         uid(v)
@@ -62,9 +64,13 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
     // The members of a VRRP group share one claim, and so one router ID: the first member's
     // (the oldest), with any member's recorded ID and any member's foreign routers.
     let mut claims: Vec<VridClaim> = Vec::with_capacity(vips.len());
-    let mut slot: Vec<usize> = Vec::with_capacity(vips.len());
+    let mut slot: Vec<Option<usize>> = Vec::with_capacity(vips.len());
     let mut by_group: HashMap<String, usize> = HashMap::new();
-    for v in vips {
+    for (v, vrrp) in vips {
+        if !vrrp {
+            slot.push(None);
+            continue;
+        }
         let mut claim = VridClaim {
             id: key_of(v),
             family: Family::of(&v.spec),
@@ -81,20 +87,20 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
                 let c = &mut claims[*i];
                 c.recorded = c.recorded.or(claim.recorded);
                 c.foreign |= claim.foreign;
-                slot.push(*i);
+                slot.push(Some(*i));
                 continue;
             }
             by_group.insert(group.clone(), claims.len());
             claim.id = group;
         }
-        slot.push(claims.len());
+        slot.push(Some(claims.len()));
         claims.push(claim);
     }
     let mut foreign = memory.foreign.clone();
     // What earlier moves recorded (the operator may have restarted since).
     let avoided: Vec<BTreeSet<u8>> = vips
         .iter()
-        .map(|v| {
+        .map(|(v, _)| {
             let mut ids = avoided_of(v);
             if let Some(left) = uid(v).and_then(|u| memory.left.get(&u)) {
                 ids.extend(left);
@@ -103,7 +109,9 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
         })
         .collect();
     for (i, ids) in slot.iter().zip(&avoided) {
-        foreign.extend(ids.iter().map(|id| (claims[*i].family, *id)));
+        if let Some(i) = i {
+            foreign.extend(ids.iter().map(|id| (claims[*i].family, *id)));
+        }
     }
     for c in &claims {
         if c.foreign
@@ -117,8 +125,8 @@ pub(super) fn allocate(vips: &[&VirtualIP], memory: &Memory, now: Timestamp) -> 
         .iter()
         .zip(slot)
         .zip(avoided)
-        .map(|((v, i), avoided)| RouterId {
-            vrid: vrids[i].clone(),
+        .map(|(((v, _), i), avoided)| RouterId {
+            vrid: i.map_or(Vrid::NotUsed, |i| vrids[i].clone()),
             avoided,
             foreign_routers: foreign_routers(v),
         })
@@ -173,7 +181,7 @@ mod tests {
     use crate::allocate::{Family, MoveReason, Vrid};
     use crate::conditions::DEGRADED;
     use crate::plan::Memory;
-    use crate::plan::fixture::{Fixture, cond, of, reasons, vip};
+    use crate::plan::fixture::{Fixture, address_pool, cond, of, reasons, vip};
 
     #[test]
     fn vrids_are_allocated_once_and_stay() {
@@ -312,5 +320,87 @@ mod tests {
         );
         let p = f.plan();
         assert_eq!(of(&p, "auto").meta.avoided.as_deref(), Some("abc"));
+    }
+
+    /// BGP in ECMP mode runs no VRRP: such VirtualIPs claim no router ID, so more than 255 of
+    /// them are served on one LAN, and one that names an ID in its spec blocks no other. In
+    /// ActiveStandby mode, and from an L2 pool, they keep theirs.
+    #[test]
+    fn bgp_ecmp_virtualips_use_no_router_id() {
+        let lan = address_pool(json!({"addresses": ["10.0.0.0/24"]}));
+        let mut routed =
+            address_pool(json!({"addresses": ["10.96.0.0/22"], "announcement": "BGP"}));
+        routed.metadata.name = Some("routed".into());
+        let mut vips = vec![
+            vip("a", "l2", 1000, json!({"addressPool": "lan"})),
+            vip(
+                "a",
+                "standby",
+                999,
+                json!({"addressPool": "routed", "bgp": {"mode": "ActiveStandby"}}),
+            ),
+            // ECMP by default; the ID its spec names is not used, so not taken from "late".
+            vip(
+                "a",
+                "fixed",
+                998,
+                json!({"addressPool": "routed", "virtualRouterID": 3}),
+            ),
+        ];
+        for i in 0..300 {
+            vips.push(vip(
+                "a",
+                &format!("ecmp-{i}"),
+                900 - i,
+                json!({"addressPool": "routed", "bgp": {"mode": "ECMP"}}),
+            ));
+        }
+        vips.push(vip("a", "late", 1, json!({"addressPool": "lan"})));
+        let mut f = Fixture::new(vips);
+        f.address_pools = vec![lan, routed];
+        let p = f.settle();
+        assert_eq!(
+            of(&p, "l2").vrid,
+            Vrid::Allocated {
+                vrid: 1,
+                moved: None
+            }
+        );
+        assert_eq!(of(&p, "standby").vrid.value(), Some(2));
+        assert_eq!(of(&p, "late").vrid.value(), Some(3));
+        for name in (0..300)
+            .map(|i| format!("ecmp-{i}"))
+            .chain(["fixed".into()])
+        {
+            let v = of(&p, &name);
+            assert_eq!(v.vrid, Vrid::NotUsed, "{name}");
+            let status = v.status.as_ref().unwrap();
+            assert_eq!(status.virtual_router_id, None, "{name}");
+            assert_eq!(status.address_pool.as_deref(), Some("routed"), "{name}");
+            assert_eq!(status.addresses.len(), 1, "{name}");
+            assert!(v.meta.conflict.is_none(), "{name}: {:?}", v.meta.conflict);
+            assert!(
+                !reasons(&p, &name)
+                    .iter()
+                    .any(|r| r.starts_with("VirtualRouterID")),
+                "{name}: {:?}",
+                reasons(&p, &name)
+            );
+        }
+        // Settled: the VRRP ones keep theirs.
+        let again = f.plan();
+        assert_eq!(of(&again, "l2").vrid, Vrid::Kept(1));
+        assert_eq!(of(&again, "standby").vrid, Vrid::Kept(2));
+        assert_eq!(of(&again, "ecmp-0").vrid, Vrid::NotUsed);
+        // A pool turned from L2 to BGP: its VirtualIPs give their IDs up.
+        f.address_pools[0].spec.announcement = buoy_crds::Announcement::BGP;
+        let p = f.settle();
+        assert_eq!(of(&p, "l2").vrid, Vrid::NotUsed);
+        assert_eq!(
+            of(&p, "l2").status.as_ref().unwrap().virtual_router_id,
+            None
+        );
+        assert!(of(&p, "l2").status_changed);
+        assert_eq!(of(&p, "standby").vrid, Vrid::Kept(2));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use buoy_crds::{VipAddress, VirtualIP};
+use buoy_crds::{Announcement, VipAddress, VirtualIP};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::addresses::Standing;
@@ -22,6 +22,15 @@ pub(super) struct Admitted {
     pub(super) pool: Option<String>,
     /// The AddressPool's `nodeSelector`, part of the placement.
     pub(super) pool_selector: Option<LabelSelector>,
+    /// The AddressPool's `announcement` (`L2` without a pool).
+    pub(super) announcement: Announcement,
+}
+
+impl Admitted {
+    /// Whether it runs VRRP, and so needs a router ID (not a BGP VirtualIP in ECMP mode).
+    pub(super) fn uses_vrrp(&self) -> bool {
+        self.vip.spec.uses_vrrp(self.announcement)
+    }
 }
 
 /// A VirtualIP the address policy does not let be served: why.
@@ -95,6 +104,7 @@ pub(super) fn split<'a>(
                 addresses,
                 pool,
                 pool_selector,
+                announcement,
             } => {
                 let mut vip = (*v).clone();
                 vip.spec.addresses = addresses.into_iter().map(VipAddress).collect();
@@ -102,6 +112,7 @@ pub(super) fn split<'a>(
                     vip,
                     pool,
                     pool_selector,
+                    announcement,
                 });
             }
             Standing::NotServed { reason, message } => refused.push(Refused {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use buoy_crds::{
-    AddressPool, BackendCounts, UpstreamPool, VirtualIP, contract, policy::AddressPolicy,
+    AddressPool, BGPPeer, BackendCounts, UpstreamPool, VirtualIP, contract, policy::AddressPolicy,
 };
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -45,6 +45,8 @@ pub(crate) struct World<'a> {
     pub(crate) load_balancers: &'a services::Settings,
     pub(crate) pools: Vec<&'a UpstreamPool>,
     pub(crate) address_pools: Vec<&'a AddressPool>,
+    /// BGPPeers, with the sessions their agents report.
+    pub(crate) bgp_peers: Vec<&'a BGPPeer>,
     /// Namespace labels, for AddressPools' `namespaceSelector`.
     pub(crate) namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) policy: AddressPolicy,

@@ -45,6 +45,7 @@ pub fn buoy_crds() -> Result<Vec<serde_json::Value>, TestApiError> {
         "virtualips.buoy.io.yaml",
         "upstreampools.buoy.io.yaml",
         "addresspools.buoy.io.yaml",
+        "bgppeers.buoy.io.yaml",
     ] {
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path)
@@ -311,7 +312,7 @@ impl TestApi {
         f(&mut self.shared.lock())
     }
 
-    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool, AddressPool).
+    /// Installs Buoy's CustomResourceDefinitions (VirtualIP, UpstreamPool, AddressPool, BGPPeer).
     pub fn install_buoy_crds(&self) -> Result<(), TestApiError> {
         let crds = buoy_crds()?;
         self.with_store(|store| {
