@@ -24,8 +24,8 @@ pub struct FrrConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-/// One BGP session, from a BGPPeer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One BGP session, from a BGPPeer. Its Debug form hides the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     /// The BGPPeer's name: FRR's route-map and BFD profile names are made from it.
     pub name: String,
@@ -48,6 +48,23 @@ pub struct PeerConfig {
     pub communities: Vec<String>,
     /// LOCAL_PREF of every route sent to this peer (iBGP peers only read it).
     pub local_pref: Option<u32>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("asn", &self.asn)
+            .field("port", &self.port)
+            .field("hold_time", &self.hold_time)
+            .field("keepalive", &self.keepalive)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("bfd", &self.bfd)
+            .field("communities", &self.communities)
+            .field("local_pref", &self.local_pref)
+            .finish()
+    }
 }
 
 /// BFD timers of a session (a bfdd profile).
@@ -603,6 +620,13 @@ exit
     #[test]
     fn a_small_configuration_renders_as_frr_reads_it() {
         assert_eq!(render(&small()).unwrap(), SMALL);
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let text = format!("{:?}", small());
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("<hidden>"), "{text}");
     }
 
     #[test]
