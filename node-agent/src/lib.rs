@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod agent;
+pub mod bgp;
 pub mod cluster;
 pub mod config;
 pub mod control_plane;

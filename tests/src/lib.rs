@@ -3,6 +3,7 @@
 
 pub mod announce_wire;
 pub mod backend;
+pub mod frr;
 pub mod house;
 pub mod keepalived;
 pub mod kubectl;

@@ -1,0 +1,222 @@
+//! Debian's FRR (zebra, bgpd, bfdd) run in a lab host, for the BGP tests: a router's side, or
+//! the daemons a node's agent drives. Each host's daemons have their own pathspace (`-N`, the
+//! host's namespace name: unique between tests and runs) and keep their vty sockets, pid files
+//! and zebra's socket in the lab's directory, so that several run at once without sharing a
+//! file under /var/run/frr. They are the lab's children (killed when it is dropped). They run
+//! as root, which FRR allows only when root is in its `frrvty` group (`scripts/setup` sees to
+//! it).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netlab::Lab;
+
+/// Where Debian's FRR keeps its run-time files and configuration, each pathspace in a
+/// subdirectory.
+const RUN_DIR: &str = "/var/run/frr";
+const CONF_DIR: &str = "/etc/frr";
+const DAEMONS: &str = "/usr/lib/frr";
+/// The tests' hosts are named by the lab (`buoyt<pid>x<n>-<i>`): what a killed run left is
+/// found by its pid.
+const PREFIX: &str = "buoyt";
+
+/// One host's FRR.
+pub struct Frr {
+    pub host: String,
+    /// `-N`: the daemons' pathspace.
+    pub pathspace: String,
+    /// vtysh's `--vty_socket`: with `-N`, vtysh looks in its `pathspace` subdirectory, [`dir`].
+    pub vty_socket: PathBuf,
+    /// The daemons' vty sockets (their `--vty_socket`), pid files, zebra's socket and
+    /// configuration files.
+    pub dir: PathBuf,
+    /// The daemons' process indices in the lab.
+    pub zebra: usize,
+    pub bgpd: usize,
+    pub bfdd: usize,
+}
+
+impl Frr {
+    /// Starts zebra, then bgpd and bfdd, on `host` with the `datacenter` profile (the one
+    /// Buoy's configuration names) and no configuration; returns once bgpd and bfdd answer
+    /// vtysh (fails after 10 s).
+    pub fn start(lab: &mut Lab, host: &str) -> Result<Frr> {
+        sweep_stale();
+        let pathspace = lab.host(host).ns.clone();
+        let vty_socket = lab.dir().join("frr");
+        let dir = vty_socket.join(&pathspace);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let empty = dir.join("empty.conf");
+        std::fs::write(&empty, "").context("an empty configuration")?;
+        let zserv = dir.join("zserv.api");
+        let d = |p: &Path| p.display().to_string();
+        let common = |daemon: &str| -> Vec<String> {
+            [
+                "-N",
+                &pathspace,
+                "--vty_socket",
+                &d(&dir),
+                "-u",
+                "root",
+                "-g",
+                "root",
+                "-F",
+                "datacenter",
+                "-i",
+                &d(&dir.join(format!("{daemon}.pid"))),
+                "-f",
+                &d(&empty),
+                "-z",
+                &d(&zserv),
+                // No vty on TCP: vtysh goes through the sockets.
+                "-P",
+                "0",
+                "--log",
+                "stdout",
+                "--log-level",
+                "info",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let mut frr = Frr {
+            host: host.to_string(),
+            pathspace: pathspace.clone(),
+            vty_socket,
+            dir: dir.clone(),
+            zebra: 0,
+            bgpd: 0,
+            bfdd: 0,
+        };
+        frr.zebra = spawn(lab, host, "zebra", common("zebra"))?;
+        frr.wait_for("zebra", lab)?;
+        let mut bfdd = common("bfdd");
+        bfdd.extend(["--bfdctl".to_string(), d(&dir.join("bfdd.sock"))]);
+        frr.bfdd = spawn(lab, host, "bfdd", bfdd)?;
+        frr.bgpd = spawn(lab, host, "bgpd", common("bgpd"))?;
+        frr.wait_for("bfdd", lab)?;
+        frr.wait_for("bgpd", lab)?;
+        Ok(frr)
+    }
+
+    /// Waits until `daemon` answers vtysh.
+    fn wait_for(&self, daemon: &str, lab: &Lab) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.vtysh_in(daemon, "show version") {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    bail!(
+                        "{daemon} on {} does not answer: {e:#}\n{}",
+                        self.host,
+                        lab.logs()
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("vtysh");
+        cmd.args(["-N", &self.pathspace])
+            .arg("--vty_socket")
+            .arg(&self.vty_socket);
+        cmd
+    }
+
+    /// Runs `cmd` in every daemon (vtysh's usual way); fails with what vtysh printed.
+    pub fn vtysh(&self, cmd: &str) -> Result<String> {
+        let mut c = self.command();
+        c.args(["-c", cmd]);
+        run(c, cmd)
+    }
+
+    /// Runs `cmd` in one daemon.
+    pub fn vtysh_in(&self, daemon: &str, cmd: &str) -> Result<String> {
+        let mut c = self.command();
+        c.args(["-d", daemon, "-c", cmd]);
+        run(c, cmd)
+    }
+
+    /// A `show … json` command's answer (from the daemon that answers it).
+    pub fn json(&self, cmd: &str) -> Result<serde_json::Value> {
+        let text = self.vtysh(cmd)?;
+        serde_json::from_str(&text).with_context(|| format!("{cmd} printed {text}"))
+    }
+
+    /// Applies configuration commands (`frr.conf` syntax) on top of what runs, as `vtysh -f`.
+    pub fn configure(&self, config: &str) -> Result<()> {
+        let file = self.dir.join("configure.conf");
+        std::fs::write(&file, config).context("writing the commands")?;
+        let mut c = self.command();
+        c.arg("-f").arg(&file);
+        run(c, "vtysh -f").map(drop)
+    }
+
+    /// The directories Debian's FRR would use for this pathspace: nothing of this host's may be
+    /// left there.
+    pub fn shared_dirs(&self) -> [PathBuf; 2] {
+        [
+            Path::new(RUN_DIR).join(&self.pathspace),
+            Path::new(CONF_DIR).join(&self.pathspace),
+        ]
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        // The daemons' own files are in the lab's directory; frr-reload.py and the daemons
+        // may still make these.
+        for d in self.shared_dirs() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn spawn(lab: &mut Lab, host: &str, daemon: &str, args: Vec<String>) -> Result<usize> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(host, &format!("{DAEMONS}/{daemon}"), &args)
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<String> {
+    let out = cmd.output().context("running vtysh")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // vtysh exits 0 with "% Unknown command" or "is not running" on its standard output.
+    if !out.status.success()
+        || stdout.contains("is not running")
+        || stdout.lines().any(|l| l.starts_with('%'))
+    {
+        bail!(
+            "vtysh {what}: {} {}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(stdout)
+}
+
+/// Removes what the pathspaces of test runs that no longer exist left under FRR's directories.
+fn sweep_stale() {
+    for base in [RUN_DIR, CONF_DIR] {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
