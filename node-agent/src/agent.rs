@@ -19,6 +19,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
+    ecmp::{BgpSettings, Ecmp},
     net::{
         cleanup,
         handover::{Handover, chain_name},
@@ -63,7 +64,7 @@ pub struct VipStatus {
 }
 
 impl VipStatus {
-    fn new(state: Role) -> VipStatus {
+    pub(crate) fn new(state: Role) -> VipStatus {
         VipStatus {
             state,
             priority: 0,
@@ -142,6 +143,8 @@ pub struct Agent {
     ledger: Ledger,
     /// What each pool has on this node, refreshed with the data path.
     pools: watch::Sender<BTreeMap<String, PoolReport>>,
+    /// The VirtualIPs announced by BGP.
+    ecmp: Option<Ecmp>,
 }
 
 /// How long a graceful stop of one instance may take: the handover waits for the new master's
@@ -190,7 +193,14 @@ impl Agent {
             identity,
             ledger,
             pools: watch::channel(BTreeMap::new()).0,
+            ecmp: Some(Ecmp::new(BgpSettings::default())),
         }
+    }
+
+    /// How this agent reaches FRR for the VirtualIPs announced by BGP (before the first
+    /// [`Agent::apply`]).
+    pub(crate) fn set_bgp(&mut self, settings: BgpSettings) {
+        self.ecmp = Some(Ecmp::new(settings));
     }
 
     /// Follows every status change of this node's VirtualIPs (a VRRP group's status is each
@@ -269,8 +279,20 @@ impl Agent {
             }
         }
         self.report_faults_and_warnings(&desired);
+        if let Some(ecmp) = &mut self.ecmp {
+            ecmp.apply(self.host.as_ref(), &desired).await;
+        }
         self.desired = desired;
         self.refresh_data_path();
+        self.refresh_bgp().await;
+    }
+
+    /// Feeds the BGP announcement what the node can serve now.
+    async fn refresh_bgp(&mut self) {
+        if let Some(ecmp) = &mut self.ecmp {
+            ecmp.refresh(self.host.as_ref(), &self.proxy, &self.status)
+                .await;
+        }
     }
 
     /// Stops the instances whose VRRP settings changed or that are no longer wanted. Returns
@@ -349,7 +371,9 @@ impl Agent {
                 }
             }
             all.retain(|key, _| {
-                let keep = desired.vips.contains_key(key) || desired.faults.contains_key(key);
+                let keep = desired.vips.contains_key(key)
+                    || desired.faults.contains_key(key)
+                    || desired.ecmp.contains_key(key);
                 changed |= !keep;
                 keep
             });
@@ -472,6 +496,7 @@ impl Agent {
             self.listen_errors = self.proxy.apply(&self.desired.proxy).await;
         }
         self.refresh_data_path();
+        self.refresh_bgp().await;
     }
 
     fn refresh_data_path(&self) {
@@ -507,6 +532,11 @@ impl Agent {
     /// Stops everything gracefully: every master hands over (priority 0, make-before-break),
     /// listeners stop accepting, and open connections get up to `grace` to finish.
     pub async fn shutdown(mut self, grace: Duration) {
+        // BGP routes drain while everything still serves: routers move flows to the other
+        // nodes first.
+        if let Some(ecmp) = self.ecmp.take() {
+            ecmp.shutdown(self.host.as_ref()).await;
+        }
         for r in self.running.values() {
             let _ = r.shutdown.send(Some(Stop::Gracefully));
         }
@@ -730,6 +760,7 @@ mod tests {
             warnings: Vec::new(),
             local_endpoint: None,
             members: Vec::new(),
+            bgp: false,
         };
         let old = plan("group:g", &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
         let mut desired = NodeConfig::default();

@@ -15,7 +15,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use buoy_crds::{AddressPool, UpstreamPool, VirtualIP, VrrpState, policy::AddressPolicy};
+use buoy_crds::{AddressPool, BGPPeer, UpstreamPool, VirtualIP, VrrpState, policy::AddressPolicy};
 use buoy_vrrp::machine::Role;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret};
@@ -77,6 +77,7 @@ pub(crate) struct Stores {
     vips: Store<VirtualIP>,
     pools: Store<UpstreamPool>,
     address_pools: Store<AddressPool>,
+    bgp_peers: Store<BGPPeer>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     endpoints: EndpointStores,
     nodes: Store<Node>,
@@ -121,6 +122,11 @@ pub(crate) fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notif
             Default::default(),
             changed.clone(),
         ),
+        bgp_peers: spawn_reflector(
+            Api::all(client.clone()),
+            Default::default(),
+            changed.clone(),
+        ),
         namespaces: spawn_namespaces(client, changed.clone()),
         endpoints: EndpointStores::watch(client, changed.clone()),
         nodes: spawn_reflector(Api::all(client.clone()), own_node, changed),
@@ -133,6 +139,7 @@ impl Stores {
         let _ = self.vips.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
         let _ = self.address_pools.wait_until_ready().await;
+        let _ = self.bgp_peers.wait_until_ready().await;
         let _ = self.namespaces.wait_until_ready().await;
         self.endpoints.services_and_slices_ready().await;
         let _ = self.nodes.wait_until_ready().await;
@@ -264,6 +271,8 @@ impl Source for ClusterSource {
         let vip_refs: Vec<&VirtualIP> = vips.iter().map(|v| &**v).collect();
         let pool_refs: Vec<&UpstreamPool> = pools.iter().collect();
         let address_pool_refs: Vec<&AddressPool> = address_pools.iter().map(|p| &**p).collect();
+        let bgp_peers = self.stores.bgp_peers.state();
+        let bgp_peer_refs: Vec<&BGPPeer> = bgp_peers.iter().map(|p| &**p).collect();
         let local_endpoints = endpoints.ready_on(&self.identity.node);
         let planned = plan(Inputs {
             node: &node,
@@ -272,6 +281,7 @@ impl Source for ClusterSource {
             secrets: &secrets,
             secret_problems: &secret_problems,
             address_pools: &address_pool_refs,
+            bgp_peers: &bgp_peer_refs,
             namespaces: &namespaces,
             policy: self.settings.policy,
             placement: self.identity.placement.as_deref(),

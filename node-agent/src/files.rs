@@ -72,10 +72,12 @@ impl Files {
         let pools: Vec<&buoy_crds::UpstreamPool> = pools.iter().collect();
         let secrets = buoy_crds::manifest::secrets(&objects);
         let address_pools = buoy_crds::manifest::address_pools(&objects);
+        let bgp_peers = buoy_crds::manifest::bgp_peers(&objects);
         // The host's admin wrote these files: backends on the node itself are theirs to name.
         let backends = BackendPolicy::default();
         let planned = plan(Inputs {
             address_pools: &address_pools,
+            bgp_peers: &bgp_peers,
             policy,
             resolved,
             backends: &backends,
@@ -88,6 +90,12 @@ impl Files {
                 .faults
                 .iter()
                 .map(|(key, why)| format!("VirtualIP {key}: {why}")),
+        );
+        problems.extend(
+            planned
+                .bgp_problems
+                .iter()
+                .map(|(name, why)| format!("BGPPeer {name}: {why}")),
         );
         if problems.is_empty() {
             Ok(planned)

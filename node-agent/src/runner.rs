@@ -38,6 +38,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// On SIGTERM, how long open client connections may take to finish.
     pub drain_timeout: Duration,
+    /// How the agent reaches FRR, for VirtualIPs announced by BGP.
+    pub bgp: crate::ecmp::BgpSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,7 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
     let proxy_metrics = ProxyMetrics::new(&registry).map_err(RunError::Metrics)?;
     let metrics = VrrpMetrics::new(&registry).map_err(RunError::Metrics)?;
     let mut agent = Agent::with_ledger(settings.identity.clone(), ledger, proxy_metrics);
+    agent.set_bgp(settings.bgp.clone());
     let (vips_tx, vips) = watch::channel(BTreeSet::new());
     let admin = Arc::new(Admin::new(agent.status(), registry));
     if let Some(addr) = settings.admin {
@@ -109,7 +112,7 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
                     if applied.as_ref() != Some(&plan.config) {
                         info!(
                             reason = why,
-                            virtualips = plan.config.vips.len(),
+                            virtualips = plan.config.vips.len() + plan.config.ecmp.len(),
                             listeners = plan.config.proxy.listeners.len(),
                             "applying the node's configuration"
                         );
@@ -118,6 +121,12 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
                                 .vips
                                 .values()
                                 .flat_map(|v| v.instance.addresses.iter().map(|(a, _)| *a))
+                                .chain(
+                                    plan.config
+                                        .ecmp
+                                        .values()
+                                        .flat_map(|e| e.addresses.iter().copied()),
+                                )
                                 .collect::<BTreeSet<IpAddr>>(),
                         );
                         agent.apply(plan.config.clone()).await;

@@ -371,23 +371,31 @@ impl Lab {
     /// standalone --config CONFIG --node-name HOST --threads 1 --metrics-address
     /// 127.0.0.1:9901` (the admin endpoint on the host's own loopback).
     pub fn spawn_standalone(&mut self, host: &str, config: &std::path::Path) -> Result<usize> {
+        self.spawn_standalone_with(host, config, &[])
+    }
+
+    /// [`Lab::spawn_standalone`] with `extra` flags after the usual ones.
+    pub fn spawn_standalone_with(
+        &mut self,
+        host: &str,
+        config: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<usize> {
         let agent = crate::process::workspace_bin("buoy-agent");
         let (agent, config) = (agent.display().to_string(), config.display().to_string());
-        self.spawn(
+        let mut args = vec![
+            "standalone",
+            "--config",
+            &config,
+            "--node-name",
             host,
-            &agent,
-            &[
-                "standalone",
-                "--config",
-                &config,
-                "--node-name",
-                host,
-                "--threads",
-                "1",
-                "--metrics-address",
-                "127.0.0.1:9901",
-            ],
-        )
+            "--threads",
+            "1",
+            "--metrics-address",
+            "127.0.0.1:9901",
+        ];
+        args.extend(extra);
+        self.spawn(host, &agent, &args)
     }
 
     pub fn proc(&mut self, index: usize) -> &mut Proc {

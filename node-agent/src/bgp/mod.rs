@@ -3,8 +3,10 @@
 //! shell that applies the one and reads the other ([`driver`]). Buoy does not speak BGP itself:
 //! FRR (bgpd, bfdd) does, beside the agent.
 
+pub mod announce;
 pub mod config;
 pub mod driver;
+pub mod speaker;
 pub mod state;
 
 pub use config::{BfdConfig, ConfigError, FrrConfig, PeerConfig, RouteConfig, render};

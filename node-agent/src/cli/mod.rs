@@ -155,12 +155,48 @@ pub(super) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| e.to_string())
 }
 
+/// How the agent reaches FRR, for VirtualIPs whose addresses are announced by BGP.
+#[derive(clap::Args, Clone, Debug)]
+pub(super) struct BgpArgs {
+    /// FRR's configuration directory: Buoy writes `frr.conf` there and has FRR reload it
+    /// (frr-reload.py).
+    #[arg(long, default_value = "/etc/frr", value_name = "DIR")]
+    pub(super) frr_config_dir: PathBuf,
+    /// FRR's pathspace (its daemons' `-N NAME`), when several FRRs run on the host.
+    #[arg(long, value_name = "NAME")]
+    pub(super) frr_pathspace: Option<String>,
+    /// The directory of FRR's vty sockets (its daemons' `--vty_socket`), such as a volume
+    /// shared with FRR's container.
+    #[arg(long, value_name = "DIR")]
+    pub(super) frr_vty_socket: Option<PathBuf>,
+    /// The BGP router ID (default: the node's address toward its first IPv4 peer).
+    #[arg(long, value_name = "IPV4")]
+    pub(super) bgp_router_id: Option<std::net::Ipv4Addr>,
+    /// On a planned withdrawal (SIGTERM, a VirtualIP deleted), how long routes are announced
+    /// with GRACEFUL_SHUTDOWN (RFC 8326) before they are withdrawn.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub(super) bgp_drain: std::time::Duration,
+}
+
+impl BgpArgs {
+    fn settings(&self) -> buoy_agent::ecmp::BgpSettings {
+        buoy_agent::ecmp::BgpSettings {
+            config_dir: self.frr_config_dir.clone(),
+            pathspace: self.frr_pathspace.clone(),
+            vty_socket: self.frr_vty_socket.clone(),
+            router_id: self.bgp_router_id,
+            drain: self.bgp_drain,
+        }
+    }
+}
+
 /// The runner's settings from the flags.
 pub(super) fn settings(
     identity: String,
     state_dir: PathBuf,
     metrics_address: &str,
     drain_timeout: std::time::Duration,
+    bgp: &BgpArgs,
 ) -> Result<buoy_agent::runner::Settings> {
     let admin = match metrics_address {
         "off" => None,
@@ -176,6 +212,7 @@ pub(super) fn settings(
         },
         admin,
         drain_timeout,
+        bgp: bgp.settings(),
     })
 }
 

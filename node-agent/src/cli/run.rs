@@ -41,6 +41,8 @@ pub(super) struct RunArgs {
         value_name = "DIR"
     )]
     pub(super) state_dir: PathBuf,
+    #[command(flatten)]
+    pub(super) bgp: super::BgpArgs,
 }
 
 pub(super) async fn run(args: RunArgs) -> Result<()> {
@@ -67,6 +69,7 @@ pub(super) async fn run(args: RunArgs) -> Result<()> {
         args.state_dir,
         &metrics_address,
         args.drain_timeout,
+        &args.bgp,
     )?;
     tracing::info!(node = %identity.node, placement = ?identity.placement, "starting");
     let source = ClusterSource::start(

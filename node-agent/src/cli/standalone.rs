@@ -43,6 +43,8 @@ pub(super) struct StandaloneArgs {
         value_name = "DIR"
     )]
     pub(super) state_dir: PathBuf,
+    #[command(flatten)]
+    pub(super) bgp: super::BgpArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -90,6 +92,7 @@ pub(super) async fn standalone(args: StandaloneArgs) -> Result<()> {
         args.state_dir,
         &args.metrics_address,
         args.drain_timeout,
+        &args.bgp,
     )?;
     buoy_agent::runner::run(source, settings).await?;
     Ok(())

@@ -13,7 +13,7 @@ use std::{
 };
 
 use buoy_crds::{
-    AddressPool, UpstreamPool, VipAddress, VirtualIP,
+    AddressPool, BGPPeer, UpstreamPool, VipAddress, VirtualIP,
     contract::{self, CONFLICT_ANNOTATION},
     policy::{self, AddressPolicy, Admission},
 };
@@ -26,6 +26,10 @@ use crate::{
     proxy::{listener::ListenerConfig, service::ProxyConfig},
     vrrp::instance::InstanceConfig,
 };
+
+mod bgp;
+
+pub use bgp::BgpNode;
 
 /// The priority of a node that no `spec.priorities` entry or operator assignment names:
 /// keepalived's default. Equal priorities are broken by the higher primary address (RFC 5798).
@@ -63,6 +67,25 @@ pub struct VipPlan {
     /// member (whose router ID and priorities it runs with) first; empty for one VirtualIP.
     /// Members coming and going change its addresses without restarting it.
     pub members: Vec<String>,
+    /// Its addresses come from a BGP pool in `ActiveStandby` mode: the master announces them to
+    /// the node's BGP peers too.
+    pub bgp: bool,
+}
+
+/// A VirtualIP announced by BGP from every node that can serve it (`bgp.mode: ECMP`): no VRRP,
+/// its addresses on the node's loopback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcmpPlan {
+    /// `namespace/name`.
+    pub key: String,
+    /// Its addresses, each announced as a /32 or /128.
+    pub addresses: Vec<IpAddr>,
+    /// Names of its proxy listeners (see [`ProxyConfig::listeners`]).
+    pub listeners: Vec<String>,
+    /// As [`VipPlan::local_endpoint`]: only with one may the node announce it.
+    pub local_endpoint: Option<bool>,
+    /// As [`VipPlan::warnings`].
+    pub warnings: Vec<String>,
 }
 
 /// Everything this node should run.
@@ -75,6 +98,10 @@ pub struct NodeConfig {
     /// VirtualIPs that select this node but cannot be served on it, and why (the node reports
     /// Fault for them).
     pub faults: BTreeMap<String, String>,
+    /// VirtualIPs announced by BGP from every eligible node, by `namespace/name`.
+    pub ecmp: BTreeMap<String, EcmpPlan>,
+    /// The node's BGP sessions; `None`: no BGPPeer selects the node.
+    pub bgp: Option<BgpNode>,
 }
 
 /// A VirtualIP this node does not serve, and why (the others are served regardless).
@@ -107,6 +134,8 @@ pub struct Plan {
     pub errors: Vec<PlanError>,
     /// What to fetch for the next plan.
     pub wants: Wants,
+    /// BGPPeers selecting this node that it cannot peer with, and why, by name.
+    pub bgp_problems: BTreeMap<String, String>,
 }
 
 /// Everything a plan is made from.
@@ -120,6 +149,8 @@ pub(crate) struct Inputs<'a> {
     /// Why a wanted Secret could not be read lately, by (`namespace`, `name`).
     pub secret_problems: &'a BTreeMap<(String, String), String>,
     pub address_pools: &'a [&'a AddressPool],
+    /// The BGP routers (all of them: the plan picks those that select the node).
+    pub bgp_peers: &'a [&'a BGPPeer],
     /// Namespace labels, for AddressPools' `namespaceSelector`.
     pub namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
     pub policy: AddressPolicy,
@@ -156,6 +187,7 @@ impl<'a> Inputs<'a> {
             secrets,
             secret_problems: &EMPTY_PROBLEMS,
             address_pools: &[],
+            bgp_peers: &[],
             namespaces: &EMPTY_NAMESPACES,
             policy: AddressPolicy::Off,
             placement: None,
@@ -262,8 +294,12 @@ pub(crate) fn plan(inputs: Inputs<'_>) -> Plan {
     for vip in inputs.vips {
         let key = key_of(vip);
         match plan_vip(vip, &key, &inputs, &mut out) {
-            Ok(Some((vip_plan, listeners))) => {
-                out.config.vips.insert(key, vip_plan);
+            Ok(Some((Served::Vrrp(vip_plan), listeners))) => {
+                out.config.vips.insert(key, *vip_plan);
+                out.config.proxy.listeners.extend(listeners);
+            }
+            Ok(Some((Served::Ecmp(ecmp), listeners))) => {
+                out.config.ecmp.insert(key, ecmp);
                 out.config.proxy.listeners.extend(listeners);
             }
             Ok(None) => {}
@@ -276,7 +312,28 @@ pub(crate) fn plan(inputs: Inputs<'_>) -> Plan {
     group::merge(inputs.vips, &mut out);
     drop_shared_router_ids(&mut out);
     plan_pools(&inputs, &mut out);
+    out.config.bgp = bgp::plan_sessions(
+        inputs.bgp_peers,
+        &inputs.node.labels,
+        inputs.secrets,
+        &mut out.wants.secrets,
+        &mut out.bgp_problems,
+    );
+    if out.config.bgp.is_none() {
+        for ecmp in out.config.ecmp.values_mut() {
+            ecmp.warnings
+                .push("no BGPPeer selects this node: its addresses reach no router".into());
+        }
+    }
     out
+}
+
+/// How a VirtualIP is served on this node.
+enum Served {
+    /// By a VRRP instance (L2, or BGP `ActiveStandby`).
+    Vrrp(Box<VipPlan>),
+    /// Announced by BGP from every eligible node.
+    Ecmp(EcmpPlan),
 }
 
 /// Why a VirtualIP that selects this node is not served here.
@@ -295,7 +352,7 @@ fn plan_vip(
     key: &str,
     inputs: &Inputs<'_>,
     out: &mut Plan,
-) -> Result<Option<(VipPlan, Vec<ListenerConfig>)>, Unserved> {
+) -> Result<Option<(Served, Vec<ListenerConfig>)>, Unserved> {
     let node = inputs.node;
     match selects(vip, node) {
         Ok(true) => {}
@@ -316,6 +373,10 @@ fn plan_vip(
     };
     if addresses.is_empty() {
         return Err(Unserved::Skipped(ConfigError::NoAddresses.to_string()));
+    }
+    let announcement = pool.map(|p| p.spec.announcement).unwrap_or_default();
+    if !vip.spec.uses_vrrp(announcement) {
+        return plan_ecmp(vip, key, &addresses, inputs, out).map(Some);
     }
     let (priority, source) = priority_of(vip, &node.name);
     let mut spec = vip.spec.clone();
@@ -352,8 +413,40 @@ fn plan_vip(
         warnings,
         local_endpoint: local_endpoint(vip, inputs.local_endpoints),
         members: Vec::new(),
+        bgp: announcement == buoy_crds::Announcement::BGP,
     };
-    Ok(Some((vip_plan, listeners)))
+    Ok(Some((Served::Vrrp(Box::new(vip_plan)), listeners)))
+}
+
+/// A VirtualIP of a BGP pool in ECMP mode: its listeners and addresses, no VRRP.
+fn plan_ecmp(
+    vip: &VirtualIP,
+    key: &str,
+    addresses: &[VipAddress],
+    inputs: &Inputs<'_>,
+    out: &mut Plan,
+) -> Result<(Served, Vec<ListenerConfig>), Unserved> {
+    let ips = addresses
+        .iter()
+        .map(|a| config::parse_vip(a).map(|(ip, _)| ip))
+        .collect::<Result<Vec<IpAddr>, _>>()
+        .map_err(|e| Unserved::Fault(e.to_string()))?;
+    let tls = config::listener_tls(
+        vip,
+        inputs.secrets,
+        inputs.secret_problems,
+        &mut out.wants.certificates,
+    );
+    let listeners =
+        config::listeners(vip, addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
+    let plan = EcmpPlan {
+        key: key.to_string(),
+        addresses: ips,
+        listeners: listeners.iter().map(|l| l.name.clone()).collect(),
+        local_endpoint: local_endpoint(vip, inputs.local_endpoints),
+        warnings: Vec::new(),
+    };
+    Ok((Served::Ecmp(plan), listeners))
 }
 
 /// Whether a Service of `externalTrafficPolicy: Local` that `vip` carries has a ready endpoint

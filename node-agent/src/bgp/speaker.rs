@@ -1,0 +1,259 @@
+//! The IO shell of the BGP announcement: one task per agent that keeps FRR's configuration equal
+//! to what the [`Announcer`] decides (the node's peers, and its eligible addresses as /32 and
+//! /128 routes, draining ones with GRACEFUL_SHUTDOWN), fires the announcer's timers, and reads
+//! the sessions back for status. FRR itself speaks BGP and BFD; nothing here does.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use tokio::{
+    sync::watch,
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{info, warn};
+
+use super::{
+    announce::{Announced, Announcer},
+    config::{FrrConfig, PeerConfig, RouteConfig},
+    driver::Frr,
+    state::{SessionPhase, SessionState},
+};
+
+/// How often the sessions are read back from FRR (and a failed apply retried).
+const POLL: Duration = Duration::from_secs(1);
+
+/// This node's side of its BGP sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpNode {
+    /// The node's ASN (its peers' `myASN`).
+    pub asn: u32,
+    /// The peers that select this node, by name.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// Whether FRR reports the session established.
+pub(crate) fn established(session: &SessionState) -> bool {
+    session.state == SessionPhase::Established
+}
+
+/// The router ID of a node that was given none: the address it reaches its first IPv4 peer
+/// from (the kernel's choice of source, without sending anything).
+fn router_id_toward(peers: &[PeerConfig]) -> Option<Ipv4Addr> {
+    peers.iter().find_map(|p| {
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+        socket.connect((p.address, p.port)).ok()?;
+        match socket.local_addr().ok()?.ip() {
+            IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+            _ => None,
+        }
+    })
+}
+
+/// What the speaker should announce.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Desired {
+    /// The node's sessions; `None`: no peer selects this node (nothing can be announced).
+    pub node: Option<BgpNode>,
+    /// Addresses the node can serve.
+    pub eligible: BTreeSet<IpAddr>,
+    /// Addresses the node has but cannot serve now (withdrawn at once).
+    pub ineligible: BTreeSet<IpAddr>,
+}
+
+/// What the speaker last saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BgpStatus {
+    /// The routes in FRR's configuration (draining ones with GRACEFUL_SHUTDOWN).
+    pub announced: Vec<Announced>,
+    /// Each peer's session, as FRR reports it.
+    pub sessions: Vec<SessionState>,
+    /// Why FRR's configuration or state could not be had (FRR not running…).
+    pub error: Option<String>,
+}
+
+impl BgpStatus {
+    /// Whether `address` is announced (not draining) to at least one established session.
+    pub(crate) fn announces(&self, address: IpAddr) -> bool {
+        self.error.is_none()
+            && self.sessions.iter().any(established)
+            && self
+                .announced
+                .iter()
+                .any(|a| a.address == address && !a.draining)
+    }
+
+    /// Whether FRR still has a route for `address` (announced or draining).
+    pub(crate) fn has_route(&self, address: IpAddr) -> bool {
+        self.announced.iter().any(|a| a.address == address)
+    }
+}
+
+/// The running speaker.
+pub(crate) struct Speaker {
+    desired: watch::Sender<Desired>,
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<BgpStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Speaker {
+    /// Starts driving `frr`, draining for `drain` before a planned withdrawal, with
+    /// `router_id` (`None`: the address toward the first IPv4 peer).
+    pub(crate) fn start(frr: Frr, drain: Duration, router_id: Option<Ipv4Addr>) -> Speaker {
+        let (desired, desired_rx) = watch::channel(Desired::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(BgpStatus::default());
+        let task = tokio::spawn(run(frr, drain, router_id, desired_rx, stop_rx, status_tx));
+        Speaker {
+            desired,
+            stop,
+            status,
+            task,
+        }
+    }
+
+    /// What to announce from now on.
+    pub(crate) fn set(&self, desired: Desired) {
+        self.desired.send_if_modified(|d| {
+            let changed = *d != desired;
+            *d = desired;
+            changed
+        });
+    }
+
+    /// What the speaker last saw.
+    pub(crate) fn status(&self) -> watch::Receiver<BgpStatus> {
+        self.status.clone()
+    }
+
+    /// Drains every route (GRACEFUL_SHUTDOWN, then withdrawn) and ends; waits at most `limit`.
+    pub(crate) async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            warn!("BGP routes not all withdrawn in time; FRR keeps what it has");
+        }
+    }
+}
+
+async fn run(
+    frr: Frr,
+    drain: Duration,
+    router_id: Option<Ipv4Addr>,
+    mut desired: watch::Receiver<Desired>,
+    mut stop: watch::Receiver<bool>,
+    status: watch::Sender<BgpStatus>,
+) {
+    let mut announcer = Announcer::new(drain);
+    let mut applied: Option<FrrConfig> = None;
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut error = None;
+    loop {
+        let now = Instant::now().into_std();
+        let want = desired.borrow_and_update().clone();
+        announcer.update(&want.eligible, &want.ineligible, now);
+        if *stop.borrow_and_update() {
+            announcer.stop(now);
+        }
+        announcer.handle_timeout(now);
+        let routes = announcer.routes();
+        let config = match want.node.as_ref() {
+            None => None,
+            Some(n) => match router_id.or_else(|| router_id_toward(&n.peers)) {
+                Some(router_id) => Some(FrrConfig {
+                    asn: n.asn,
+                    router_id,
+                    peers: n.peers.clone(),
+                    routes: routes
+                        .iter()
+                        .map(|r| RouteConfig {
+                            prefix: r.address,
+                            graceful_shutdown: r.draining,
+                        })
+                        .collect(),
+                }),
+                None => {
+                    error = Some(
+                        "no BGP router ID: no IPv4 peer to take it from; set --bgp-router-id"
+                            .into(),
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(c) = config.as_ref().filter(|c| Some(*c) != applied.as_ref()) {
+            let started = Instant::now();
+            match frr.apply(c).await {
+                Ok(_) => {
+                    info!(
+                        routes = c.routes.len(),
+                        draining = c.routes.iter().filter(|r| r.graceful_shutdown).count(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "FRR configuration applied"
+                    );
+                    applied = config.clone();
+                    error = None;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot apply FRR's configuration; retrying");
+                    error = Some(e.to_string());
+                }
+            }
+        }
+        status.send_modify(|s| {
+            s.announced = applied.as_ref().map_or_else(Vec::new, |c| {
+                c.routes
+                    .iter()
+                    .map(|r| Announced {
+                        address: r.prefix,
+                        draining: r.graceful_shutdown,
+                    })
+                    .collect()
+            });
+            s.error.clone_from(&error);
+        });
+        if announcer.finished() && applied.as_ref().is_none_or(|c| c.routes.is_empty()) {
+            return;
+        }
+        let timer = announcer
+            .poll_timeout()
+            .map(|(_, at)| Instant::from_std(at));
+        tokio::select! {
+            r = desired.changed() => if r.is_err() { return },
+            r = stop.changed() => if r.is_err() { return },
+            () = sleep_until(timer) => {}
+            _ = poll.tick() => {
+                match frr.sessions().await {
+                    Ok(sessions) => {
+                        // FRR restarted with an older configuration: apply ours again.
+                        if applied.as_ref().is_some_and(|c| c.peers.len() != sessions.len()) {
+                            applied = None;
+                        }
+                        status.send_modify(|s| s.sessions = sessions);
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        status.send_modify(|s| {
+                            s.sessions.clear();
+                            s.error = Some(e.clone());
+                        });
+                        // Re-applied once FRR answers again (it may have restarted empty).
+                        applied = None;
+                        error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

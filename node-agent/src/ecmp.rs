@@ -1,0 +1,336 @@
+//! The node's BGP-announced VirtualIPs: the addresses of ECMP ones on the loopback (so that the
+//! node accepts and serves traffic for them, with every other eligible node at once), whether
+//! the node is eligible for each address (its listeners serve with a healthy backend and any
+//! required local endpoint; for `ActiveStandby` ones, also VRRP master), fed to the BGP
+//! [`Speaker`], and their status. The speaker drains an address before it is withdrawn; its
+//! loopback address goes only once FRR no longer routes it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use buoy_vrrp::machine::Role;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    agent::{NodeStatus, VipStatus},
+    bgp::{
+        Frr,
+        speaker::{BgpNode, BgpStatus, Desired, Speaker, established},
+    },
+    net::{claim, netlink::Link},
+    node::{EcmpPlan, NodeConfig},
+    proxy::service::ProxyService,
+    vrrp::host::Host,
+};
+
+/// How the agent reaches FRR, from its flags.
+#[derive(Clone, Debug)]
+pub struct BgpSettings {
+    /// FRR's configuration directory (`frr.conf` is written there).
+    pub config_dir: PathBuf,
+    /// FRR's pathspace (`-N`), when it runs as one of several on the host.
+    pub pathspace: Option<String>,
+    /// The directory of FRR's vty sockets, when not the default.
+    pub vty_socket: Option<PathBuf>,
+    /// The BGP router ID; `None`: the address this node reaches its first IPv4 peer from.
+    pub router_id: Option<Ipv4Addr>,
+    /// How long a route is announced with GRACEFUL_SHUTDOWN before a planned withdrawal.
+    pub drain: Duration,
+}
+
+impl Default for BgpSettings {
+    /// Debian's FRR service: `/etc/frr`, default sockets, a router ID of its own, 3 s drain.
+    fn default() -> BgpSettings {
+        BgpSettings {
+            config_dir: PathBuf::from("/etc/frr"),
+            pathspace: None,
+            vty_socket: None,
+            router_id: None,
+            drain: crate::bgp::announce::DEFAULT_DRAIN,
+        }
+    }
+}
+
+impl BgpSettings {
+    fn frr(&self) -> Frr {
+        let mut frr = Frr::new(&self.config_dir);
+        if let Some(p) = &self.pathspace {
+            frr = frr.pathspace(p);
+        }
+        if let Some(d) = &self.vty_socket {
+            frr = frr.vty_socket(d);
+        }
+        frr
+    }
+}
+
+/// The node's BGP-announced VirtualIPs.
+pub(crate) struct Ecmp {
+    settings: BgpSettings,
+    speaker: Option<Speaker>,
+    /// Addresses this agent put on the loopback.
+    bound: BTreeSet<IpAddr>,
+    desired: BTreeMap<String, EcmpPlan>,
+    /// `ActiveStandby` VirtualIPs: their addresses, announced while their instance is master.
+    active_standby: BTreeMap<String, Vec<IpAddr>>,
+    /// The node's BGP sessions.
+    node: Option<BgpNode>,
+}
+
+impl Ecmp {
+    pub(crate) fn new(settings: BgpSettings) -> Ecmp {
+        Ecmp {
+            settings,
+            speaker: None,
+            bound: BTreeSet::new(),
+            desired: BTreeMap::new(),
+            active_standby: BTreeMap::new(),
+            node: None,
+        }
+    }
+
+    /// Takes the node's new desired state: binds the ECMP addresses that are new (those that
+    /// go stay until their routes are withdrawn: see [`Ecmp::refresh`]), and starts the speaker
+    /// the first time anything is announced by BGP.
+    pub(crate) async fn apply(&mut self, host: Option<&Arc<Host>>, desired: &NodeConfig) {
+        self.desired = desired.ecmp.clone();
+        self.node = desired.bgp.clone();
+        self.active_standby = desired
+            .vips
+            .iter()
+            .filter(|(_, p)| p.bgp)
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    p.instance.addresses.iter().map(|(a, _)| *a).collect(),
+                )
+            })
+            .collect();
+        let wanted = !self.desired.is_empty() || !self.active_standby.is_empty();
+        if self.speaker.is_none() && (wanted || desired.bgp.is_some()) {
+            self.speaker = Some(Speaker::start(
+                self.settings.frr(),
+                self.settings.drain,
+                self.settings.router_id,
+            ));
+        }
+        let Some(host) = host else { return };
+        let new: Vec<IpAddr> = self
+            .desired
+            .values()
+            .flat_map(|p| p.addresses.iter().copied())
+            .filter(|a| !self.bound.contains(a))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let (lo, addresses, gateways) = match (
+            host.netlink.link_by_name("lo").await,
+            host.netlink.addresses().await,
+            host.netlink.default_gateways().await,
+        ) {
+            (Ok(lo), Ok(a), Ok(g)) => (lo, a, g),
+            (lo, a, g) => {
+                warn!(
+                    lo = ?lo.err(), addresses = ?a.err(), gateways = ?g.err(),
+                    "cannot read the node's interfaces; BGP addresses not bound"
+                );
+                return;
+            }
+        };
+        for address in new {
+            if let Some(why) = claim::refusal(
+                address,
+                host_prefix(address),
+                lo.index,
+                &addresses,
+                &gateways,
+            ) {
+                warn!(%address, %why, "not binding a BGP address");
+                continue;
+            }
+            match host
+                .netlink
+                .add_address(&lo, address, host_prefix(address))
+                .await
+            {
+                Ok(()) => {
+                    info!(%address, "BGP address bound on the loopback");
+                    self.bound.insert(address);
+                }
+                Err(e) => warn!(%address, error = %e, "cannot bind a BGP address"),
+            }
+        }
+    }
+
+    /// Feeds the speaker what the node can serve now, releases the loopback addresses whose
+    /// routes are gone, and writes the ECMP VirtualIPs' status.
+    pub(crate) async fn refresh(
+        &mut self,
+        host: Option<&Arc<Host>>,
+        proxy: &ProxyService,
+        status: &watch::Sender<NodeStatus>,
+    ) {
+        let Some(speaker) = &self.speaker else { return };
+        let mut want = Desired {
+            node: None,
+            eligible: BTreeSet::new(),
+            ineligible: BTreeSet::new(),
+        };
+        let mut why_not: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (key, plan) in &self.desired {
+            let path = proxy.data_path(&plan.listeners);
+            let why = if !path.listening || !path.upstreams_healthy {
+                Some(
+                    proxy
+                        .why_not_serving(&plan.listeners)
+                        .unwrap_or_else(|| "no healthy backend".into()),
+                )
+            } else if plan.local_endpoint == Some(false) {
+                Some("no ready endpoint on this node (externalTrafficPolicy: Local)".into())
+            } else {
+                None
+            };
+            let set = if why.is_none() {
+                &mut want.eligible
+            } else {
+                &mut want.ineligible
+            };
+            set.extend(plan.addresses.iter().copied());
+            why_not.insert(key.clone(), why);
+        }
+        {
+            let all = status.borrow();
+            for (key, addresses) in &self.active_standby {
+                let master_serving = all
+                    .get(key)
+                    .is_some_and(|s| s.state == Role::Master && s.serving);
+                let set = if master_serving {
+                    &mut want.eligible
+                } else {
+                    &mut want.ineligible
+                };
+                set.extend(addresses.iter().copied());
+            }
+        }
+        want.node = self.node.clone();
+        speaker.set(want);
+        let seen = speaker.status().borrow().clone();
+        self.write_status(status, &seen, &why_not);
+        // Addresses no longer wanted, once FRR stopped routing them to this node.
+        let gone: Vec<IpAddr> = self
+            .bound
+            .iter()
+            .copied()
+            .filter(|a| {
+                !self.desired.values().any(|p| p.addresses.contains(a)) && !seen.has_route(*a)
+            })
+            .collect();
+        if let Some(host) = host {
+            release(host, &gone).await;
+        }
+        for a in gone {
+            self.bound.remove(&a);
+        }
+    }
+
+    fn write_status(
+        &self,
+        status: &watch::Sender<NodeStatus>,
+        seen: &BgpStatus,
+        why_not: &BTreeMap<String, Option<String>>,
+    ) {
+        let established = seen.sessions.iter().filter(|s| established(s)).count();
+        status.send_if_modified(|all| {
+            let mut changed = false;
+            for (key, plan) in &self.desired {
+                let why = why_not.get(key).cloned().flatten();
+                let announced = plan.addresses.iter().all(|a| seen.announces(*a));
+                let (state, reason) = match (&why, announced, &seen.error) {
+                    (Some(why), _, _) => (Role::Fault, format!("not announced: {why}")),
+                    (None, true, _) => (
+                        Role::Master,
+                        format!("announced by BGP to {established} established peer(s)"),
+                    ),
+                    (None, false, Some(e)) => (Role::Backup, format!("not announced: {e}")),
+                    (None, false, None) if self.node.is_none() => (
+                        Role::Backup,
+                        "not announced: no BGPPeer selects this node".to_string(),
+                    ),
+                    (None, false, None) => (
+                        Role::Backup,
+                        "not announced yet: no BGP session established".to_string(),
+                    ),
+                };
+                let entry = all
+                    .entry(key.clone())
+                    .or_insert_with(|| VipStatus::new(state));
+                let serving = why.is_none();
+                if entry.state != state
+                    || entry.reason != reason
+                    || entry.serving != serving
+                    || entry.warnings != plan.warnings
+                {
+                    if entry.state != state {
+                        entry.since = SystemTime::now();
+                    }
+                    entry.state = state;
+                    entry.reason = reason;
+                    entry.serving = serving;
+                    entry.not_serving = why;
+                    entry.warnings.clone_from(&plan.warnings);
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
+    /// Drains and withdraws every route (GRACEFUL_SHUTDOWN first), then releases the loopback
+    /// addresses. The listeners still serve meanwhile.
+    pub(crate) async fn shutdown(mut self, host: Option<&Arc<Host>>) {
+        if let Some(speaker) = self.speaker.take() {
+            info!(drain = ?self.settings.drain, "withdrawing the BGP routes");
+            speaker
+                .stop(self.settings.drain + Duration::from_secs(10))
+                .await;
+        }
+        if let Some(host) = host {
+            let all: Vec<IpAddr> = self.bound.iter().copied().collect();
+            release(host, &all).await;
+        }
+    }
+}
+
+fn host_prefix(address: IpAddr) -> u8 {
+    if address.is_ipv4() { 32 } else { 128 }
+}
+
+async fn release(host: &Host, addresses: &[IpAddr]) {
+    if addresses.is_empty() {
+        return;
+    }
+    let lo: Link = match host.netlink.link_by_name("lo").await {
+        Ok(lo) => lo,
+        Err(e) => {
+            warn!(error = %e, "cannot find the loopback; BGP addresses left bound");
+            return;
+        }
+    };
+    for address in addresses {
+        match host
+            .netlink
+            .remove_address(&lo, *address, host_prefix(*address))
+            .await
+        {
+            Ok(_) => info!(%address, "BGP address released"),
+            Err(e) => warn!(%address, error = %e, "cannot release a BGP address"),
+        }
+    }
+}

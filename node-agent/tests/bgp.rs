@@ -1,0 +1,323 @@
+//! The BGP mode end to end, in network namespaces: a "tor" router runs FRR (ECMP over up to 8
+//! paths, BFD at 100 ms × 3, RFC 8326's policy for GRACEFUL_SHUTDOWN: local preference 0), two
+//! nodes each run FRR and `buoy-agent standalone` from the same files (an AddressPool with
+//! `announcement: BGP`, a BGPPeer for the tor, a VirtualIP with an HTTP listener to a backend on
+//! the node itself), and a client reaches the VIP through the tor. Shows the sessions up, an
+//! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, a node whose
+//! backend dies withdrawing its route (and announcing it again when it is back), and a stopping
+//! agent announcing GRACEFUL_SHUTDOWN before it withdraws and releases the address. Needs root.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use buoy_tests::{
+    frr,
+    netlab::{Lab, ip, ns_exec},
+};
+
+const VIP: &str = "10.99.0.10";
+const NODES: [&str; 2] = ["n1", "n2"];
+
+/// The tor (10.77.0.1): both nodes as eBGP neighbors with BFD, ECMP, and routes with
+/// GRACEFUL_SHUTDOWN taken at local preference 0, as RFC 8326 asks of receivers.
+const TOR: &str = "bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+  detect-multiplier 3
+ exit
+exit
+bgp community-list standard gshut seq 5 permit graceful-shutdown
+route-map from-nodes permit 10
+ match community gshut
+ set local-preference 0
+exit
+route-map from-nodes permit 20
+exit
+router bgp 64500
+ bgp router-id 10.77.0.1
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ neighbor 10.77.0.2 remote-as 64512
+ neighbor 10.77.0.2 bfd profile fast
+ neighbor 10.77.0.3 remote-as 64512
+ neighbor 10.77.0.3 bfd profile fast
+ address-family ipv4 unicast
+  maximum-paths 8
+  neighbor 10.77.0.2 activate
+  neighbor 10.77.0.2 route-map from-nodes in
+  neighbor 10.77.0.3 activate
+  neighbor 10.77.0.3 route-map from-nodes in
+ exit-address-family
+exit
+";
+
+/// Every node's files: the pool, the peer, the VirtualIP and its pool (the node's own backend).
+const CONFIG: &str = "apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata: {name: routed}
+spec:
+  addresses: [10.99.0.0/24]
+  namespaces: [default]
+  announcement: BGP
+---
+apiVersion: buoy.io/v1alpha1
+kind: BGPPeer
+metadata: {name: tor}
+spec:
+  peerAddress: 10.77.0.1
+  peerASN: 64500
+  myASN: 64512
+  holdTime: 9s
+  keepaliveTime: 3s
+  bfd: {receiveInterval: 100ms, transmitInterval: 100ms, detectMultiplier: 3}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: web, namespace: default}
+spec:
+  addressPool: routed
+  addresses: [10.99.0.10]
+  listeners:
+    - {name: http, port: 80, protocol: HTTP, upstreamPool: local}
+---
+apiVersion: buoy.io/v1alpha1
+kind: UpstreamPool
+metadata: {name: local, namespace: default}
+spec:
+  backends: [{address: 127.0.0.1, port: 8081}]
+  healthCheck: {active: {protocol: HTTP, path: /, interval: 300ms, timeout: 300ms, unhealthyThreshold: 1, healthyThreshold: 1}}
+";
+
+struct Setup {
+    tor: frr::Frr,
+    /// Each node's FRR, its agent's and its backend's process index.
+    nodes: Vec<(frr::Frr, usize, usize)>,
+    lab: Lab,
+}
+
+fn sysctl(lab: &Lab, host: &str, key: &str, value: &str) {
+    ns_exec(
+        &lab.host(host).ns,
+        &["sysctl", "-qw", &format!("{key}={value}")],
+    )
+    .unwrap();
+}
+
+fn setup() -> Setup {
+    let mut lab = Lab::new(&["tor", "n1", "n2", "client"]).unwrap();
+    // The tor routes between the client and the nodes, on one LAN: no redirects that would
+    // let the client skip it, and flows hashed on ports too so that they spread.
+    sysctl(&lab, "tor", "net.ipv4.ip_forward", "1");
+    sysctl(&lab, "tor", "net.ipv4.conf.all.send_redirects", "0");
+    sysctl(&lab, "tor", "net.ipv4.conf.eth0.send_redirects", "0");
+    sysctl(&lab, "tor", "net.ipv4.fib_multipath_hash_policy", "1");
+    sysctl(&lab, "client", "net.ipv4.conf.all.accept_redirects", "0");
+    ip(&[
+        "-n",
+        &lab.host("client").ns,
+        "route",
+        "add",
+        "10.99.0.0/24",
+        "via",
+        "10.77.0.1",
+    ])
+    .unwrap();
+    let tor = frr::Frr::start(&mut lab, "tor").unwrap();
+    tor.configure(TOR).unwrap();
+    let dir = lab.dir().to_path_buf();
+    let config = dir.join("buoy.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut nodes = Vec::new();
+    for node in NODES {
+        let f = frr::Frr::start(&mut lab, node).unwrap();
+        let backend = buoy_tests::nginx::spawn(
+            &mut lab,
+            node,
+            &dir,
+            &format!("backend-{node}"),
+            "1",
+            &format!(
+                "events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        let etc = f.dir.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let (etc, vty) = (
+            etc.display().to_string(),
+            f.vty_socket.display().to_string(),
+        );
+        let agent = lab
+            .spawn_standalone_with(
+                node,
+                &config,
+                &[
+                    "--frr-config-dir",
+                    &etc,
+                    "--frr-pathspace",
+                    &f.pathspace,
+                    "--frr-vty-socket",
+                    &vty,
+                    "--bgp-drain",
+                    "2s",
+                ],
+            )
+            .unwrap();
+        nodes.push((f, agent, backend));
+    }
+    Setup { tor, nodes, lab }
+}
+
+/// Polls `check` every 100 ms for up to `within`.
+fn poll(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `count` requests from the client, each a new connection: the answers (node names; `failed`
+/// for a request without one).
+fn requests(lab: &Lab, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            ns_exec(
+                &lab.host("client").ns,
+                &["curl", "-s", "--max-time", "2", &format!("http://{VIP}/")],
+            )
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "failed".into())
+        })
+        .collect()
+}
+
+fn established(tor: &frr::Frr) -> usize {
+    let summary = tor.json("show bgp ipv4 unicast summary json").unwrap();
+    summary
+        .pointer("/peers")
+        .and_then(|p| p.as_object())
+        .map_or(0, |peers| {
+            peers
+                .values()
+                .filter(|p| p.get("state").and_then(|s| s.as_str()) == Some("Established"))
+                .count()
+        })
+}
+
+/// The nexthops of `host`'s kernel route to `prefix`.
+fn kernel_nexthops(lab: &Lab, host: &str, prefix: &str) -> Vec<String> {
+    let out = ip(&["-n", &lab.host(host).ns, "-4", "route", "show", prefix]).unwrap();
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut hops: Vec<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
+}
+
+/// The communities `router` received with `prefix` (FRR's text, such as `graceful-shutdown`).
+fn communities(router: &frr::Frr, prefix: &str) -> Option<Vec<String>> {
+    let route = router
+        .json(&format!("show bgp ipv4 unicast {prefix} json"))
+        .ok()?;
+    let paths = route.get("paths")?.as_array()?;
+    Some(
+        paths
+            .iter()
+            .filter_map(|p| p.pointer("/community/string").and_then(|s| s.as_str()))
+            .flat_map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect(),
+    )
+}
+
+fn node_has_vip(lab: &Lab, node: &str) -> bool {
+    ip(&["-n", &lab.host(node).ns, "-4", "addr", "show", "dev", "lo"])
+        .unwrap()
+        .contains(&format!("{VIP}/32"))
+}
+
+#[test]
+fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop() {
+    let mut s = setup();
+    let both = vec!["10.77.0.2".to_string(), "10.77.0.3".to_string()];
+    assert!(
+        poll(Duration::from_secs(20), || established(&s.tor) == 2),
+        "both sessions up\n{}",
+        s.lab.logs()
+    );
+    assert!(
+        poll(Duration::from_secs(10), || kernel_nexthops(
+            &s.lab, "tor", VIP
+        ) == both),
+        "an ECMP route to both nodes in the tor's kernel: {:?}\n{}",
+        kernel_nexthops(&s.lab, "tor", VIP),
+        s.lab.logs()
+    );
+    assert!(
+        NODES.iter().all(|n| node_has_vip(&s.lab, n)),
+        "the VIP on each node's loopback"
+    );
+    let answers = requests(&s.lab, 40);
+    let by: BTreeSet<&str> = answers.iter().map(String::as_str).collect();
+    assert_eq!(
+        by,
+        BTreeSet::from(["n1", "n2"]),
+        "every node serves, none fails: {answers:?}"
+    );
+
+    // n2's backend dies: n2 can no longer serve and withdraws; every request goes to n1.
+    let backend = s.nodes[1].2;
+    s.lab.proc(backend).signal(libc::SIGTERM);
+    assert!(
+        poll(Duration::from_secs(10), || kernel_nexthops(
+            &s.lab, "tor", VIP
+        ) == ["10.77.0.2"]),
+        "n2's route withdrawn: {:?}\n{}",
+        kernel_nexthops(&s.lab, "tor", VIP),
+        s.lab.logs()
+    );
+    assert_eq!(established(&s.tor), 2, "the session itself stays up");
+    let answers = requests(&s.lab, 20);
+    assert!(answers.iter().all(|a| a == "n1"), "{answers:?}");
+
+    // n1's agent stops: GRACEFUL_SHUTDOWN first (the tor moves to... no one else here, so it
+    // keeps the path but at local preference 0), then the withdrawal, then the address goes.
+    let agent = s.nodes[0].1;
+    s.lab.proc(agent).signal(libc::SIGTERM);
+    assert!(
+        poll(Duration::from_secs(5), || communities(&s.tor, VIP)
+            .is_some_and(|c| c.iter().any(|c| c == "graceful-shutdown"))),
+        "the route announced with GRACEFUL_SHUTDOWN before it goes\n{}",
+        s.lab.logs()
+    );
+    assert!(
+        poll(Duration::from_secs(10), || kernel_nexthops(
+            &s.lab, "tor", VIP
+        )
+        .is_empty()),
+        "then withdrawn: {:?}",
+        kernel_nexthops(&s.lab, "tor", VIP)
+    );
+    assert!(
+        poll(Duration::from_secs(5), || !node_has_vip(&s.lab, "n1")),
+        "and the address released"
+    );
+    assert_eq!(
+        s.lab.proc(agent).wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "the agent exits cleanly\n{}",
+        s.lab.logs()
+    );
+}
