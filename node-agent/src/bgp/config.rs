@@ -425,25 +425,45 @@ fn render_bfd(out: &mut String, peers: &[&PeerConfig]) {
     out.push_str("exit\n!\n");
 }
 
+/// How the routes of one family are announced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    None,
+    /// Those in the family's prefix-list are in graceful shutdown.
+    Some,
+    /// All are: no prefix-list (FRR takes a long list slowly: zebra gets it too, about 20 ms
+    /// an entry, and frr-reload.py removes entries one vtysh run each).
+    All,
+}
+
 fn render_policy(out: &mut String, peers: &[&PeerConfig], routes: &BTreeMap<IpAddr, bool>) {
-    let mut draining = [false, false];
+    let mut drain = [Drain::None; 2];
     for (i, (_, ipv4)) in FAMILIES.iter().enumerate() {
-        let list = shutdown_list(*ipv4);
-        let keyword = if *ipv4 { "ip" } else { "ipv6" };
-        let entries = routes
+        let family: Vec<_> = routes
             .iter()
-            .filter(|(r, shut)| **shut && r.is_ipv4() == *ipv4)
-            .map(|(r, _)| host_prefix(*r));
-        for (n, prefix) in entries.enumerate() {
+            .filter(|(r, _)| r.is_ipv4() == *ipv4)
+            .collect();
+        let shut: Vec<_> = family.iter().filter(|(_, shut)| **shut).collect();
+        drain[i] = match shut.len() {
+            0 => Drain::None,
+            n if n == family.len() => Drain::All,
+            _ => Drain::Some,
+        };
+        if drain[i] != Drain::Some {
+            continue;
+        }
+        let keyword = if *ipv4 { "ip" } else { "ipv6" };
+        for (n, (prefix, _)) in shut.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "{keyword} prefix-list {list} seq {} permit {prefix}",
-                (n + 1) * 5
+                "{keyword} prefix-list {} seq {} permit {}",
+                shutdown_list(*ipv4),
+                (n + 1) * 5,
+                host_prefix(**prefix)
             );
-            draining[i] = true;
         }
     }
-    if draining.iter().any(|d| *d) {
+    if drain.contains(&Drain::Some) {
         out.push_str("!\n");
     }
     let _ = writeln!(out, "route-map {DENY_ALL} deny 10\nexit\n!");
@@ -451,16 +471,19 @@ fn render_policy(out: &mut String, peers: &[&PeerConfig], routes: &BTreeMap<IpAd
         let ipv4 = p.address.is_ipv4();
         let (standard, large) = p.communities();
         let name = format!("buoy-{}-out", p.name);
-        if draining[usize::from(!ipv4)] {
+        let family_drain = drain[usize::from(!ipv4)];
+        if family_drain != Drain::None {
             let mut with_shutdown = standard.clone();
             with_shutdown.insert(GRACEFUL_SHUTDOWN.to_string());
-            let keyword = if ipv4 { "ip" } else { "ipv6" };
             let _ = writeln!(out, "route-map {name} permit 10");
-            let _ = writeln!(
-                out,
-                " match {keyword} address prefix-list {}",
-                shutdown_list(ipv4)
-            );
+            if family_drain == Drain::Some {
+                let keyword = if ipv4 { "ip" } else { "ipv6" };
+                let _ = writeln!(
+                    out,
+                    " match {keyword} address prefix-list {}",
+                    shutdown_list(ipv4)
+                );
+            }
             set_lines(out, &with_shutdown, &large, Some(0));
             out.push_str("exit\n!\n");
         }
@@ -654,6 +677,22 @@ exit
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn when_every_route_of_a_family_drains_no_prefix_list_is_needed() {
+        let mut c = small();
+        for r in &mut c.routes {
+            r.graceful_shutdown = r.prefix.is_ipv6();
+        }
+        let text = render(&c).unwrap();
+        assert!(!text.contains("prefix-list"), "{text}");
+        // IPv6: every route drains; IPv4: none does.
+        assert!(
+            text.contains("route-map buoy-tor-v6-out permit 10\n set community 64500:200 graceful-shutdown additive\n set local-preference 0\nexit\n"),
+            "{text}"
+        );
+        assert!(!text.contains("route-map buoy-tor-out permit 10"), "{text}");
     }
 
     #[test]
