@@ -351,6 +351,12 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     })
     .await;
     assert!(gone.is_some(), "10.96.0.11/32 withdrawn from the tor");
+    // Withdrawn in one vtysh run before frr-reload.py, which then finds what was rendered.
+    let (delete, _) = s.nodes[0].0.reload_diff(&n1.config_file()).unwrap();
+    assert!(
+        delete.iter().all(|l| l.starts_with("no hostname")),
+        "frr-reload.py would remove {delete:#?}"
+    );
     eprintln!(
         "withdrawal seen on the tor {:?} after the apply",
         started.elapsed()
