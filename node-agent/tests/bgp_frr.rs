@@ -219,6 +219,30 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
         "the same configuration again is not reloaded"
     );
 
+    // What FRR runs is what was rendered: frr-reload.py would remove nothing of it but the
+    // host name (no lines of ours), and add back only what FRR does not show.
+    let (delete, add) = s.nodes[0].0.reload_diff(&n1.config_file()).unwrap();
+    assert!(
+        delete.iter().all(|l| l.starts_with("no hostname")),
+        "frr-reload.py would remove {delete:#?}"
+    );
+    let shown_as_default = [
+        "router bgp 64512",
+        " no bgp ebgp-requires-policy",
+        " neighbor 10.77.0.1 port 179",
+        " neighbor fd77::1 port 179",
+        "bfd",
+        " profile buoy-tor",
+        " profile buoy-tor6",
+        "  transmit-interval 100",
+        "  receive-interval 100",
+        "  detect-multiplier 3",
+    ];
+    assert!(
+        add.iter().all(|l| shown_as_default.contains(&l.as_str())),
+        "frr-reload.py would add {add:#?}"
+    );
+
     for (driver, address) in [(n1, "10.77.0.1"), (n1, "fd77::1"), (n2, "10.77.0.1")] {
         let up = established(driver, address, lab).await;
         assert_eq!(up.reason, None);
@@ -327,6 +351,12 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     })
     .await;
     assert!(gone.is_some(), "10.96.0.11/32 withdrawn from the tor");
+    // Withdrawn in one vtysh run before frr-reload.py, which then finds what was rendered.
+    let (delete, _) = s.nodes[0].0.reload_diff(&n1.config_file()).unwrap();
+    assert!(
+        delete.iter().all(|l| l.starts_with("no hostname")),
+        "frr-reload.py would remove {delete:#?}"
+    );
     eprintln!(
         "withdrawal seen on the tor {:?} after the apply",
         started.elapsed()

@@ -160,6 +160,41 @@ impl Frr {
         run(c, "vtysh -f").map(drop)
     }
 
+    /// What `frr-reload.py` would change to make the running configuration `file`: the lines
+    /// it would remove, and those it would add (each with its context, as it prints them).
+    pub fn reload_diff(&self, file: &Path) -> Result<(Vec<String>, Vec<String>)> {
+        let mut c = Command::new(format!("{DAEMONS}/frr-reload.py"));
+        c.args(["--test", "--pathspace", &self.pathspace])
+            .arg("--vty_socket")
+            .arg(&self.vty_socket)
+            .arg("--confdir")
+            .arg(file.parent().unwrap_or(Path::new(CONF_DIR)))
+            .arg(file);
+        let out = c.output().context("running frr-reload.py")?;
+        if !out.status.success() {
+            bail!(
+                "frr-reload.py --test: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (mut delete, mut add, mut section) = (Vec::new(), Vec::new(), None);
+        for line in text.lines() {
+            match line.trim() {
+                "Lines To Delete" => section = Some(true),
+                "Lines To Add" => section = Some(false),
+                "" => {}
+                l if l.chars().all(|c| c == '=') => {}
+                _ => match section {
+                    Some(true) => delete.push(line.to_string()),
+                    Some(false) => add.push(line.to_string()),
+                    None => {}
+                },
+            }
+        }
+        Ok((delete, add))
+    }
+
     /// The directories Debian's FRR would use for this pathspace: nothing of this host's may be
     /// left there.
     pub fn shared_dirs(&self) -> [PathBuf; 2] {

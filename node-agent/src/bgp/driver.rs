@@ -12,7 +12,7 @@ use std::{
 use tokio::{process::Command, sync::Mutex};
 
 use super::{
-    config::{ConfigError, FrrConfig, render},
+    config::{ConfigError, FrrConfig, render, withdrawals},
     state::{ParseError, SessionState, parse_bfd_peers, parse_neighbors},
 };
 
@@ -65,8 +65,8 @@ pub struct Frr {
     reload: PathBuf,
     /// What one vtysh or frr-reload.py run may take.
     timeout: Duration,
-    /// The configuration last applied: the same one again is not reloaded.
-    applied: Mutex<Option<String>>,
+    /// The configuration last applied, and its text: the same one again is not reloaded.
+    applied: Mutex<Option<(FrrConfig, String)>>,
 }
 
 impl std::fmt::Debug for Frr {
@@ -132,7 +132,7 @@ impl Frr {
     pub async fn apply(&self, config: &FrrConfig) -> Result<bool, FrrError> {
         let text = render(config)?;
         let mut applied = self.applied.lock().await;
-        if applied.as_deref() == Some(text.as_str()) {
+        if applied.as_ref().is_some_and(|(_, t)| *t == text) {
             return Ok(false);
         }
         let started = Instant::now();
@@ -140,6 +140,15 @@ impl Frr {
         self.write(&text).await?;
         // frr-reload.py succeeds without bgpd: vtysh leaves out the daemons it cannot reach.
         self.bgpd_answers().await?;
+        if let Some(commands) = applied
+            .as_ref()
+            .and_then(|(old, _)| withdrawals(old, config))
+        {
+            // Best effort: what is left, frr-reload.py removes.
+            if let Err(e) = self.vtysh_file(&commands).await {
+                tracing::debug!(error = %e, "FRR: withdrawing in one run failed");
+            }
+        }
         let file = self.config_file();
         let mut cmd = Command::new(&self.reload);
         cmd.args(["--reload", "--stdout", "--log-level", "warning"])
@@ -162,8 +171,29 @@ impl Frr {
             return Err(FrrError::Reload(failure(&out)));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "FRR reloaded");
-        *applied = Some(text);
+        *applied = Some((config.clone(), text));
         Ok(true)
+    }
+
+    /// Runs configuration commands in one vtysh run (`vtysh -f`).
+    async fn vtysh_file(&self, commands: &str) -> Result<(), FrrError> {
+        let file = self.config_dir.join(".withdraw.buoy");
+        tokio::fs::write(&file, commands)
+            .await
+            .map_err(|source| FrrError::Io {
+                what: format!("writing {}", file.display()),
+                source,
+            })?;
+        let mut cmd = self.vtysh_command();
+        cmd.arg("-f").arg(&file);
+        let out = self.run(cmd, "vtysh").await;
+        let _ = tokio::fs::remove_file(&file).await;
+        let out = out?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(FrrError::Reload(failure(&out)))
+        }
     }
 
     /// Every BGP session and its state, BFD's included when bfdd runs.
