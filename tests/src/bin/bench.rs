@@ -773,6 +773,28 @@ fn main() -> Result<()> {
         );
     }
 
+    // `--only` on an existing full report replaces just those sections: the others keep
+    // their figures, and each regenerated one says when and under what load it ran.
+    let previous = std::fs::read_to_string(&out).ok();
+    if !args.only.is_empty()
+        && !args.quick
+        && let Some(previous) =
+            previous.filter(|p| !p.contains("--only") && !p.contains("**A quick run**"))
+    {
+        let note = format!(
+            "_Regenerated alone on {date} (`cargo run -p buoy-tests --release --bin bench -- --only {}`); load average at the start: {load_before}; at the end: {}._\n",
+            args.only.join(","),
+            loadavg()
+        );
+        let md = splice_sections(&previous, &sections, &note);
+        std::fs::write(&out, md.trim_end().to_string() + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("updated {}", out.display());
+        if !failed.is_empty() {
+            bail!("benchmarks failed: {}", failed.join(", "));
+        }
+        return Ok(());
+    }
     let mut flags = Vec::new();
     if args.quick {
         flags.push("--quick".to_string());
@@ -826,9 +848,52 @@ everything runs, not figures to quote.\n\n",
     Ok(())
 }
 
+/// `report` with each `## ` section of `sections` in place of the section of the same title
+/// (appended when it has none), `note` added to each of them.
+fn splice_sections(report: &str, sections: &str, note: &str) -> String {
+    fn split(text: &str) -> (String, Vec<(String, String)>) {
+        let mut parts = text.split("\n## ");
+        let head = parts.next().unwrap_or("").to_string();
+        let sections = parts
+            .map(|p| {
+                let title = p.lines().next().unwrap_or("").to_string();
+                (title, format!("## {p}"))
+            })
+            .collect();
+        (head, sections)
+    }
+    // The first section of `sections` starts at its beginning, without a newline before it.
+    let (_, new) = split(&format!("\n{sections}"));
+    let (head, mut old) = split(report);
+    for (title, body) in new {
+        let body = format!("{}\n\n{note}", body.trim_end());
+        match old.iter_mut().find(|(t, _)| *t == title) {
+            Some(slot) => slot.1 = body,
+            None => old.push((title, body)),
+        }
+    }
+    let mut md = head.trim_end().to_string();
+    for (_, body) in old {
+        md.push_str("\n\n");
+        md.push_str(body.trim_end());
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{figures, parse_blocks};
+    use super::{figures, parse_blocks, splice_sections};
+
+    #[test]
+    fn only_the_regenerated_sections_are_replaced() {
+        let report =
+            "# Benchmarks\n\nintro\n\n## Machine\n\n- CPU\n\n## A\n\nold a\n\n## B\n\nold b\n";
+        let md = splice_sections(report, "## B\n\nnew b\n\n## C\n\nnew c\n", "_again_");
+        assert_eq!(
+            md,
+            "# Benchmarks\n\nintro\n\n## Machine\n\n- CPU\n\n## A\n\nold a\n\n## B\n\nnew b\n\n_again_\n\n## C\n\nnew c\n\n_again_"
+        );
+    }
 
     /// The scale benchmark's output, as it printed it.
     const SCALE: &str = "\
