@@ -197,6 +197,11 @@ impl Agent {
         }
     }
 
+    /// Follows this node's side of its BGP sessions, by BGPPeer name.
+    pub(crate) fn bgp_report(&self) -> Option<watch::Receiver<crate::ecmp::BgpReport>> {
+        self.ecmp.as_ref().map(Ecmp::report)
+    }
+
     /// How this agent reaches FRR for the VirtualIPs announced by BGP (before the first
     /// [`Agent::apply`]).
     pub(crate) fn set_bgp(&mut self, settings: BgpSettings) {

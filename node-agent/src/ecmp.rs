@@ -13,14 +13,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use buoy_crds::{BGPPeerNodeStatus, BfdSessionState, BgpSessionState};
 use buoy_vrrp::machine::Role;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
     agent::{NodeStatus, VipStatus},
     bgp::{
-        Frr,
+        Frr, SessionPhase,
         speaker::{BgpNode, BgpStatus, Desired, Speaker, established},
     },
     net::{claim, netlink::Link},
@@ -70,6 +72,10 @@ impl BgpSettings {
     }
 }
 
+/// This node's side of each BGPPeer that selects it, by the peer's name: its entry of the
+/// peer's `status.nodes` (the node name filled in by whoever writes it).
+pub type BgpReport = BTreeMap<String, BGPPeerNodeStatus>;
+
 /// The node's BGP-announced VirtualIPs.
 pub(crate) struct Ecmp {
     settings: BgpSettings,
@@ -81,6 +87,10 @@ pub(crate) struct Ecmp {
     active_standby: BTreeMap<String, Vec<IpAddr>>,
     /// The node's BGP sessions.
     node: Option<BgpNode>,
+    /// BGPPeers selecting the node that it cannot use, and why.
+    problems: BTreeMap<String, String>,
+    /// Each peer's session, as last reported, and since when in that state.
+    report: watch::Sender<BgpReport>,
 }
 
 impl Ecmp {
@@ -92,7 +102,14 @@ impl Ecmp {
             desired: BTreeMap::new(),
             active_standby: BTreeMap::new(),
             node: None,
+            problems: BTreeMap::new(),
+            report: watch::channel(BgpReport::new()).0,
         }
+    }
+
+    /// Follows the node's side of its BGP sessions.
+    pub(crate) fn report(&self) -> watch::Receiver<BgpReport> {
+        self.report.subscribe()
     }
 
     /// Takes the node's new desired state: binds the ECMP addresses that are new (those that
@@ -101,6 +118,7 @@ impl Ecmp {
     pub(crate) async fn apply(&mut self, host: Option<&Arc<Host>>, desired: &NodeConfig) {
         self.desired = desired.ecmp.clone();
         self.node = desired.bgp.clone();
+        self.problems = desired.bgp_problems.clone();
         self.active_standby = desired
             .vips
             .iter()
@@ -223,6 +241,13 @@ impl Ecmp {
         speaker.set(want);
         let seen = speaker.status().borrow().clone();
         self.write_status(status, &seen, &why_not);
+        let now = SystemTime::now();
+        self.report.send_if_modified(|report| {
+            let next = peer_report(self.node.as_ref(), &self.problems, &seen, report, now);
+            let changed = *report != next;
+            *report = next;
+            changed
+        });
         // Addresses no longer wanted, once FRR stopped routing them to this node.
         let gone: Vec<IpAddr> = self
             .bound
@@ -308,6 +333,90 @@ impl Ecmp {
     }
 }
 
+/// Each peer's entry from what FRR said (`seen`): its session's state (kept with its `since`
+/// from `before` while unchanged, so that an unchanged session is not written again), why it
+/// is not established, BFD, and the routes announced to it (draining ones too: FRR still
+/// sends them). Peers the node cannot use are `Idle` with the reason.
+fn peer_report(
+    node: Option<&BgpNode>,
+    problems: &BTreeMap<String, String>,
+    seen: &BgpStatus,
+    before: &BgpReport,
+    now: SystemTime,
+) -> BgpReport {
+    let mut out = BgpReport::new();
+    let mut entry = |name: &str, state, reason: Option<String>, bfd, routes: Vec<String>| {
+        let since = before
+            .get(name)
+            .filter(|b| b.state == state)
+            .and_then(|b| b.since.clone())
+            .unwrap_or_else(|| time(now));
+        out.insert(
+            name.to_string(),
+            BGPPeerNodeStatus {
+                node: String::new(),
+                state,
+                since: Some(since),
+                reason,
+                bfd,
+                routes,
+            },
+        );
+    };
+    for peer in node.iter().flat_map(|n| &n.peers) {
+        let session = seen.sessions.iter().find(|s| s.address == peer.address);
+        let (state, reason) = match (session, &seen.error) {
+            (Some(s), _) => (
+                match s.state {
+                    SessionPhase::Idle => BgpSessionState::Idle,
+                    SessionPhase::Connect => BgpSessionState::Connect,
+                    SessionPhase::Active => BgpSessionState::Active,
+                    SessionPhase::OpenSent => BgpSessionState::OpenSent,
+                    SessionPhase::OpenConfirm => BgpSessionState::OpenConfirm,
+                    SessionPhase::Established => BgpSessionState::Established,
+                },
+                s.reason.clone(),
+            ),
+            (None, Some(e)) => (BgpSessionState::Unknown, Some(e.clone())),
+            (None, None) => (
+                BgpSessionState::Unknown,
+                Some("not configured in FRR yet".to_string()),
+            ),
+        };
+        let bfd = match (&peer.bfd, session.and_then(|s| s.bfd)) {
+            (None, _) => BfdSessionState::Disabled,
+            (Some(_), Some(true)) => BfdSessionState::Up,
+            (Some(_), _) => BfdSessionState::Down,
+        };
+        let routes = seen
+            .announced
+            .iter()
+            .filter(|r| r.address.is_ipv4() == peer.address.is_ipv4())
+            .map(|r| format!("{}/{}", r.address, host_prefix(r.address)))
+            .collect();
+        let reason = reason.filter(|_| state != BgpSessionState::Established);
+        entry(&peer.name, state, reason, Some(bfd), routes);
+    }
+    for (name, why) in problems {
+        entry(
+            name,
+            BgpSessionState::Idle,
+            Some(why.clone()),
+            None,
+            Vec::new(),
+        );
+    }
+    out
+}
+
+/// `t` as an API time, to the second (as the API server keeps it).
+fn time(t: SystemTime) -> Time {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+}
+
 fn host_prefix(address: IpAddr) -> u8 {
     if address.is_ipv4() { 32 } else { 128 }
 }
@@ -332,5 +441,147 @@ async fn release(host: &Host, addresses: &[IpAddr]) {
             Ok(_) => info!(%address, "BGP address released"),
             Err(e) => warn!(%address, error = %e, "cannot release a BGP address"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bgp::{BfdConfig, PeerConfig, SessionState, announce::Announced};
+
+    fn peer(name: &str, address: &str, bfd: bool) -> PeerConfig {
+        PeerConfig {
+            name: name.into(),
+            address: address.parse().unwrap(),
+            asn: 64500,
+            port: 179,
+            hold_time: Duration::from_secs(9),
+            keepalive: Duration::from_secs(3),
+            password: None,
+            bfd: bfd.then_some(BfdConfig {
+                receive: Duration::from_millis(100),
+                transmit: Duration::from_millis(100),
+                multiplier: 3,
+            }),
+            communities: Vec::new(),
+            local_pref: None,
+        }
+    }
+
+    fn session(address: &str, state: SessionPhase, reason: Option<&str>) -> SessionState {
+        SessionState {
+            address: address.parse().unwrap(),
+            state,
+            established_for: None,
+            reason: reason.map(String::from),
+            bfd: Some(state == SessionPhase::Established),
+            prefixes_sent: 1,
+        }
+    }
+
+    #[test]
+    fn each_peer_gets_its_session_its_routes_and_a_stable_since() {
+        let node = BgpNode {
+            asn: 64512,
+            peers: vec![
+                peer("tor-a", "10.77.0.1", true),
+                peer("tor-b", "10.77.0.9", false),
+                peer("tor-v6", "fd77::1", false),
+            ],
+        };
+        let problems = BTreeMap::from([(
+            "tor-c".to_string(),
+            "password: Secret buoy/x cannot be read".to_string(),
+        )]);
+        let seen = BgpStatus {
+            announced: vec![
+                Announced {
+                    address: "10.99.0.10".parse().unwrap(),
+                    draining: false,
+                },
+                Announced {
+                    address: "fd99::10".parse().unwrap(),
+                    draining: true,
+                },
+            ],
+            sessions: vec![
+                session("10.77.0.1", SessionPhase::Established, None),
+                session(
+                    "10.77.0.9",
+                    SessionPhase::Active,
+                    Some("no answer from the peer"),
+                ),
+            ],
+            error: None,
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let first = peer_report(Some(&node), &problems, &seen, &BgpReport::new(), t0);
+        let a = &first["tor-a"];
+        assert_eq!(
+            (a.state, a.bfd, a.reason.as_deref()),
+            (
+                BgpSessionState::Established,
+                Some(BfdSessionState::Up),
+                None
+            )
+        );
+        assert_eq!(a.routes, ["10.99.0.10/32"], "IPv4 routes to an IPv4 peer");
+        let b = &first["tor-b"];
+        assert_eq!(
+            (b.state, b.bfd),
+            (BgpSessionState::Active, Some(BfdSessionState::Disabled))
+        );
+        assert_eq!(b.reason.as_deref(), Some("no answer from the peer"));
+        let v6 = &first["tor-v6"];
+        assert_eq!(
+            v6.state,
+            BgpSessionState::Unknown,
+            "not in FRR's answer yet"
+        );
+        assert_eq!(
+            v6.routes,
+            ["fd99::10/128"],
+            "a draining route is still sent"
+        );
+        assert_eq!(first["tor-c"].state, BgpSessionState::Idle);
+        assert!(
+            first["tor-c"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("cannot be read")
+        );
+
+        // Later, nothing changed: the same entries, `since` included (nothing to write).
+        let later = peer_report(
+            Some(&node),
+            &problems,
+            &seen,
+            &first,
+            t0 + Duration::from_secs(60),
+        );
+        assert_eq!(later, first);
+        // tor-b comes up: only its `since` moves.
+        let mut up = seen.clone();
+        up.sessions[1] = session("10.77.0.9", SessionPhase::Established, None);
+        let t2 = t0 + Duration::from_secs(120);
+        let next = peer_report(Some(&node), &problems, &up, &first, t2);
+        assert_eq!(next["tor-b"].since, Some(time(t2)));
+        assert_eq!(next["tor-a"].since, first["tor-a"].since);
+
+        // FRR not answering: every configured peer Unknown with the reason.
+        let down = BgpStatus {
+            error: Some("FRR not running: bgpd does not answer".into()),
+            sessions: vec![],
+            ..seen
+        };
+        let r = peer_report(Some(&node), &BTreeMap::new(), &down, &next, t2);
+        assert!(r.values().all(|e| e.state == BgpSessionState::Unknown));
+        assert_eq!(
+            r["tor-a"].reason.as_deref(),
+            Some("FRR not running: bgpd does not answer")
+        );
     }
 }

@@ -93,6 +93,7 @@ impl Files {
         );
         problems.extend(
             planned
+                .config
                 .bgp_problems
                 .iter()
                 .map(|(name, why)| format!("BGPPeer {name}: {why}")),

@@ -3,9 +3,13 @@
 //! nodes each run FRR and `buoy-agent standalone` from the same files (an AddressPool with
 //! `announcement: BGP`, a BGPPeer for the tor, a VirtualIP with an HTTP listener to a backend on
 //! the node itself), and a client reaches the VIP through the tor. Shows the sessions up, an
-//! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, a node whose
-//! backend dies withdrawing its route (and announcing it again when it is back), and a stopping
-//! agent announcing GRACEFUL_SHUTDOWN before it withdraws and releases the address. Needs root.
+//! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, a node's link
+//! cut and traffic recovering within a second (BFD), a node whose backend dies withdrawing its
+//! route (and announcing it again when it is back), and a stopping
+//! agent announcing GRACEFUL_SHUTDOWN before it withdraws and releases the address. In cluster
+//! mode (`buoy-agent run` against the API test server), each node reports its side of every
+//! BGPPeer on the peer's status, with an Event when the session comes up, and a peer with a
+//! wrong password is reported without touching the other. Needs root.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::{
@@ -15,7 +19,9 @@ use std::{
 
 use buoy_tests::{
     frr,
+    kubectl::Kubectl,
     netlab::{Lab, ip, ns_exec},
+    process::workspace_bin,
 };
 
 const VIP: &str = "10.99.0.10";
@@ -277,6 +283,46 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         "every node serves, none fails: {answers:?}"
     );
 
+    // n1's link is cut: the tor's BFD (100 ms × 3) takes its session and route down, and the
+    // client's new connections reach n2 within a second.
+    let probe = buoy_tests::probe::Probe::start_http(
+        &s.lab.host("client").ns,
+        std::net::SocketAddr::new(VIP.parse().unwrap(), 80),
+        Duration::from_millis(10),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.lab.cut("n1").unwrap();
+    assert!(
+        poll(Duration::from_secs(5), || kernel_nexthops(
+            &s.lab, "tor", VIP
+        ) == ["10.77.0.3"]),
+        "n1's route gone with its link: {:?}",
+        kernel_nexthops(&s.lab, "tor", VIP)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let report = buoy_tests::probe::report(&probe.finish());
+    eprintln!(
+        "BGP link cut with BFD 100 ms x 3: longest outage {} ms, {} of {} probes failed",
+        report.longest_outage.as_millis(),
+        report.failed,
+        report.total
+    );
+    assert!(
+        report.longest_outage < Duration::from_secs(1),
+        "traffic recovers within 1 s: {report:?}"
+    );
+    s.lab.restore("n1").unwrap();
+    assert!(
+        poll(Duration::from_secs(40), || kernel_nexthops(
+            &s.lab, "tor", VIP
+        ) == both),
+        "n1 back in the ECMP route once its link is: {:?}\n{}",
+        kernel_nexthops(&s.lab, "tor", VIP),
+        s.lab.logs()
+    );
+
     // n2's backend dies: n2 can no longer serve and withdraws; every request goes to n1.
     let backend = s.nodes[1].2;
     s.lab.proc(backend).signal(libc::SIGTERM);
@@ -320,4 +366,146 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         "the agent exits cleanly\n{}",
         s.lab.logs()
     );
+}
+
+/// The cluster test's objects: a router that peers with n1 (`tor-a`, 10.77.0.1) and one whose
+/// password n1 gets wrong (`tor-b`, 10.77.0.2), a BGP pool and an announce-only VirtualIP.
+const CLUSTER_OBJECTS: &str = "apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tor-b-password, namespace: default}
+stringData: {password: not-the-routers}
+---
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata: {name: routed}
+spec:
+  addresses: [10.99.0.0/24]
+  namespaces: [default]
+  announcement: BGP
+---
+apiVersion: buoy.io/v1alpha1
+kind: BGPPeer
+metadata: {name: tor-a}
+spec: {peerAddress: 10.77.0.1, peerASN: 64500, myASN: 64512, holdTime: 9s, keepaliveTime: 3s}
+---
+apiVersion: buoy.io/v1alpha1
+kind: BGPPeer
+metadata: {name: tor-b}
+spec:
+  peerAddress: 10.77.0.2
+  peerASN: 64500
+  myASN: 64512
+  holdTime: 9s
+  keepaliveTime: 3s
+  passwordSecretRef: {name: tor-b-password, namespace: default}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: announced, namespace: default}
+spec:
+  addressPool: routed
+  addresses: [10.99.0.20]
+";
+
+/// A router for n1 (10.77.0.3), with `password` when given.
+fn router(id: &str, password: Option<&str>) -> String {
+    let password = password.map_or(String::new(), |p| {
+        format!(" neighbor 10.77.0.3 password {p}\n")
+    });
+    format!(
+        "router bgp 64500\n bgp router-id {id}\n no bgp ebgp-requires-policy\n neighbor 10.77.0.3 remote-as 64512\n{password} address-family ipv4 unicast\n  neighbor 10.77.0.3 activate\n exit-address-family\nexit\n"
+    )
+}
+
+#[test]
+fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
+    let mut lab = Lab::new(&["tor-a", "tor-b", "n1", "api"]).unwrap();
+    let tor_a = frr::Frr::start(&mut lab, "tor-a").unwrap();
+    tor_a.configure(&router("10.77.0.1", None)).unwrap();
+    let tor_b = frr::Frr::start(&mut lab, "tor-b").unwrap();
+    tor_b
+        .configure(&router("10.77.0.2", Some("the-routers")))
+        .unwrap();
+    let node = frr::Frr::start(&mut lab, "n1").unwrap();
+    let kubeconfig = lab.dir().join("kubeconfig");
+    let _api = lab.start_api("api", &kubeconfig).unwrap();
+    let kubectl = Kubectl::in_netns(kubeconfig.clone(), &lab.host("api").ns);
+    let (ok, _, err) = kubectl.run(&["apply", "-f", "-"], Some(CLUSTER_OBJECTS));
+    assert!(ok, "{err}");
+    let etc = node.dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let env = format!("KUBECONFIG={}", kubeconfig.display());
+    let agent = workspace_bin("buoy-agent").display().to_string();
+    let (etc, vty) = (
+        etc.display().to_string(),
+        node.vty_socket.display().to_string(),
+    );
+    lab.spawn(
+        "n1",
+        "env",
+        &[
+            &env,
+            &agent,
+            "run",
+            "--node-name",
+            "n1",
+            "--threads",
+            "1",
+            "--metrics-address",
+            "127.0.0.1:9901",
+            "--frr-config-dir",
+            &etc,
+            "--frr-pathspace",
+            &node.pathspace,
+            "--frr-vty-socket",
+            &vty,
+        ],
+    )
+    .unwrap();
+    let entry = |peer: &str| -> serde_json::Value {
+        let (_, out, _) = kubectl.run(&["get", "bgppeer", peer, "-o", "json"], None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        v.pointer("/status/nodes")
+            .and_then(|n| n.as_array())
+            .and_then(|n| n.iter().find(|e| e["node"] == "n1").cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        poll(Duration::from_secs(30), || entry("tor-a")["state"]
+            == "Established"
+            && entry("tor-a")["routes"]
+                == serde_json::json!(["10.99.0.20/32"])),
+        "n1's entry on tor-a: established, announcing the VIP: {}\n{}",
+        entry("tor-a"),
+        lab.logs()
+    );
+    assert_eq!(entry("tor-a")["bfd"], "Disabled");
+    assert!(
+        kernel_nexthops(&lab, "tor-a", "10.99.0.20") == ["10.77.0.3"],
+        "the route is in tor-a's kernel"
+    );
+    // tor-b refuses n1's password: its entry says so, tor-a's session is untouched.
+    assert!(
+        poll(Duration::from_secs(20), || entry("tor-b")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("password"))),
+        "n1's entry on tor-b: {}",
+        entry("tor-b")
+    );
+    assert_ne!(entry("tor-b")["state"], "Established");
+    assert_eq!(entry("tor-a")["state"], "Established");
+    assert!(
+        poll(Duration::from_secs(10), || {
+            let (_, events, _) =
+                kubectl.run(&["get", "events.v1.events.k8s.io", "-o", "json"], None);
+            events.contains("SessionEstablished")
+                && events.contains("node n1: BGP session established")
+        }),
+        "an Event for the session that came up"
+    );
+    drop(tor_b);
 }

@@ -102,6 +102,8 @@ pub struct NodeConfig {
     pub ecmp: BTreeMap<String, EcmpPlan>,
     /// The node's BGP sessions; `None`: no BGPPeer selects the node.
     pub bgp: Option<BgpNode>,
+    /// BGPPeers selecting this node that it cannot peer with, and why, by name.
+    pub bgp_problems: BTreeMap<String, String>,
 }
 
 /// A VirtualIP this node does not serve, and why (the others are served regardless).
@@ -134,8 +136,6 @@ pub struct Plan {
     pub errors: Vec<PlanError>,
     /// What to fetch for the next plan.
     pub wants: Wants,
-    /// BGPPeers selecting this node that it cannot peer with, and why, by name.
-    pub bgp_problems: BTreeMap<String, String>,
 }
 
 /// Everything a plan is made from.
@@ -317,7 +317,7 @@ pub(crate) fn plan(inputs: Inputs<'_>) -> Plan {
         &inputs.node.labels,
         inputs.secrets,
         &mut out.wants.secrets,
-        &mut out.bgp_problems,
+        &mut out.config.bgp_problems,
     );
     if out.config.bgp.is_none() {
         for ecmp in out.config.ecmp.values_mut() {
