@@ -220,34 +220,6 @@ fn established(tor: &frr::Frr) -> usize {
         })
 }
 
-/// The nexthops of `host`'s kernel route to `prefix`.
-fn kernel_nexthops(lab: &Lab, host: &str, prefix: &str) -> Vec<String> {
-    let out = ip(&["-n", &lab.host(host).ns, "-4", "route", "show", prefix]).unwrap();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let mut hops: Vec<String> = words
-        .windows(2)
-        .filter(|w| w[0] == "via")
-        .map(|w| w[1].to_string())
-        .collect();
-    hops.sort();
-    hops
-}
-
-/// The communities `router` received with `prefix` (FRR's text, such as `graceful-shutdown`).
-fn communities(router: &frr::Frr, prefix: &str) -> Option<Vec<String>> {
-    let route = router
-        .json(&format!("show bgp ipv4 unicast {prefix} json"))
-        .ok()?;
-    let paths = route.get("paths")?.as_array()?;
-    Some(
-        paths
-            .iter()
-            .filter_map(|p| p.pointer("/community/string").and_then(|s| s.as_str()))
-            .flat_map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
-            .collect(),
-    )
-}
-
 fn node_has_vip(lab: &Lab, node: &str) -> bool {
     ip(&["-n", &lab.host(node).ns, "-4", "addr", "show", "dev", "lo"])
         .unwrap()
@@ -264,11 +236,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         s.lab.logs()
     );
     assert!(
-        poll(Duration::from_secs(10), || kernel_nexthops(
+        poll(Duration::from_secs(10), || frr::kernel_nexthops(
             &s.lab, "tor", VIP
         ) == both),
         "an ECMP route to both nodes in the tor's kernel: {:?}\n{}",
-        kernel_nexthops(&s.lab, "tor", VIP),
+        frr::kernel_nexthops(&s.lab, "tor", VIP),
         s.lab.logs()
     );
     assert!(
@@ -295,11 +267,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     std::thread::sleep(Duration::from_millis(500));
     s.lab.cut("n1").unwrap();
     assert!(
-        poll(Duration::from_secs(5), || kernel_nexthops(
+        poll(Duration::from_secs(5), || frr::kernel_nexthops(
             &s.lab, "tor", VIP
         ) == ["10.77.0.3"]),
         "n1's route gone with its link: {:?}",
-        kernel_nexthops(&s.lab, "tor", VIP)
+        frr::kernel_nexthops(&s.lab, "tor", VIP)
     );
     std::thread::sleep(Duration::from_secs(1));
     let report = buoy_tests::probe::report(&probe.finish());
@@ -315,11 +287,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     );
     s.lab.restore("n1").unwrap();
     assert!(
-        poll(Duration::from_secs(40), || kernel_nexthops(
+        poll(Duration::from_secs(40), || frr::kernel_nexthops(
             &s.lab, "tor", VIP
         ) == both),
         "n1 back in the ECMP route once its link is: {:?}\n{}",
-        kernel_nexthops(&s.lab, "tor", VIP),
+        frr::kernel_nexthops(&s.lab, "tor", VIP),
         s.lab.logs()
     );
 
@@ -327,11 +299,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     let backend = s.nodes[1].2;
     s.lab.proc(backend).signal(libc::SIGTERM);
     assert!(
-        poll(Duration::from_secs(10), || kernel_nexthops(
+        poll(Duration::from_secs(10), || frr::kernel_nexthops(
             &s.lab, "tor", VIP
         ) == ["10.77.0.2"]),
         "n2's route withdrawn: {:?}\n{}",
-        kernel_nexthops(&s.lab, "tor", VIP),
+        frr::kernel_nexthops(&s.lab, "tor", VIP),
         s.lab.logs()
     );
     assert_eq!(established(&s.tor), 2, "the session itself stays up");
@@ -343,18 +315,20 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     let agent = s.nodes[0].1;
     s.lab.proc(agent).signal(libc::SIGTERM);
     assert!(
-        poll(Duration::from_secs(5), || communities(&s.tor, VIP)
+        poll(Duration::from_secs(5), || s
+            .tor
+            .communities(VIP)
             .is_some_and(|c| c.iter().any(|c| c == "graceful-shutdown"))),
         "the route announced with GRACEFUL_SHUTDOWN before it goes\n{}",
         s.lab.logs()
     );
     assert!(
-        poll(Duration::from_secs(10), || kernel_nexthops(
+        poll(Duration::from_secs(10), || frr::kernel_nexthops(
             &s.lab, "tor", VIP
         )
         .is_empty()),
         "then withdrawn: {:?}",
-        kernel_nexthops(&s.lab, "tor", VIP)
+        frr::kernel_nexthops(&s.lab, "tor", VIP)
     );
     assert!(
         poll(Duration::from_secs(5), || !node_has_vip(&s.lab, "n1")),
@@ -485,7 +459,7 @@ fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
     );
     assert_eq!(entry("tor-a")["bfd"], "Disabled");
     assert!(
-        kernel_nexthops(&lab, "tor-a", "10.99.0.20") == ["10.77.0.3"],
+        frr::kernel_nexthops(&lab, "tor-a", "10.99.0.20") == ["10.77.0.3"],
         "the route is in tor-a's kernel"
     );
     // tor-b refuses n1's password: its entry says so, tor-a's session is untouched.

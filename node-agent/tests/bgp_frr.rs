@@ -15,10 +15,7 @@ use buoy_agent::bgp::{
     BfdConfig, Frr, FrrConfig, FrrError, PeerConfig, RouteConfig, SessionPhase, SessionState,
     state::NO_ANSWER,
 };
-use buoy_tests::{
-    frr,
-    netlab::{Lab, ip},
-};
+use buoy_tests::{frr, netlab::Lab};
 
 const PASSWORD: &str = "s3cret!";
 const NODE_ASN: u32 = 64512;
@@ -152,36 +149,6 @@ async fn apply(driver: &Frr, config: &FrrConfig, what: &str) -> Duration {
     took
 }
 
-/// The nexthops of the tor's kernel route to `prefix`.
-fn tor_nexthops(lab: &Lab, prefix: &str) -> Vec<String> {
-    let family = if prefix.contains(':') { "-6" } else { "-4" };
-    let out = ip(&["-n", &lab.host("tor").ns, family, "route", "show", prefix]).unwrap();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let mut hops: Vec<String> = words
-        .windows(2)
-        .filter(|w| w[0] == "via")
-        .map(|w| w[1].to_string())
-        .collect();
-    hops.sort();
-    hops
-}
-
-/// The communities the tor received with `prefix` (FRR's text, such as `graceful-shutdown`).
-fn tor_communities(tor: &frr::Frr, prefix: &str) -> Option<Vec<String>> {
-    let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
-    let route = tor
-        .json(&format!("show bgp {family} unicast {prefix} json"))
-        .unwrap();
-    let paths = route.get("paths")?.as_array()?;
-    Some(
-        paths
-            .iter()
-            .filter_map(|p| p.pointer("/community/string").and_then(|s| s.as_str()))
-            .flat_map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
-            .collect(),
-    )
-}
-
 /// How many times the tor's session with `neighbor` came up.
 fn tor_connections(tor: &frr::Frr, neighbor: &str) -> u64 {
     tor.json(&format!("show bgp neighbors {neighbor} json"))
@@ -251,25 +218,25 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
 
     // Both nodes announce 10.96.0.10: the tor's kernel has both as nexthops.
     let ecmp = poll(Duration::from_secs(15), async || {
-        let hops = tor_nexthops(lab, "10.96.0.10/32");
+        let hops = frr::kernel_nexthops(lab, "tor", "10.96.0.10/32");
         (hops == ["10.77.0.2", "10.77.0.3"]).then_some(hops)
     })
     .await;
     assert!(
         ecmp.is_some(),
         "ECMP route on the tor: {:?}\n{}",
-        tor_nexthops(lab, "10.96.0.10/32"),
+        frr::kernel_nexthops(lab, "tor", "10.96.0.10/32"),
         tor.vtysh("show bgp ipv4 unicast").unwrap()
     );
     // IPv6 over the IPv6 session, and the peer's communities on the way out.
     let v6 = poll(Duration::from_secs(15), async || {
-        let hops = tor_nexthops(lab, "fd96::10/128");
+        let hops = frr::kernel_nexthops(lab, "tor", "fd96::10/128");
         (!hops.is_empty()).then_some(hops)
     })
     .await;
     assert!(v6.is_some(), "fd96::10/128 reaches the tor's kernel");
     assert_eq!(
-        tor_communities(tor, "10.96.0.11/32"),
+        tor.communities("10.96.0.11/32"),
         Some(vec!["64512:100".to_string()])
     );
     let large = tor
@@ -279,7 +246,7 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
         .and_then(|v| v.as_str().map(String::from));
     assert_eq!(large.as_deref(), Some("64512:7:7"));
     // The nodes learn nothing back from the tor.
-    let learned = tor_nexthops(lab, "10.96.0.11/32");
+    let learned = frr::kernel_nexthops(lab, "tor", "10.96.0.11/32");
     assert_eq!(learned, ["10.77.0.2"]);
 
     // BFD: up on both sides, at 100 ms × 3.
@@ -317,15 +284,11 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     .await;
     let started = Instant::now();
     let shut = poll(Duration::from_secs(15), async || {
-        let c = tor_communities(tor, "10.96.0.11/32")?;
+        let c = tor.communities("10.96.0.11/32")?;
         c.contains(&"graceful-shutdown".to_string()).then_some(c)
     })
     .await;
-    assert!(
-        shut.is_some(),
-        "{:?}",
-        tor_communities(tor, "10.96.0.11/32")
-    );
+    assert!(shut.is_some(), "{:?}", tor.communities("10.96.0.11/32"));
     eprintln!(
         "graceful shutdown seen on the tor {:?} after the apply",
         started.elapsed()
@@ -347,7 +310,9 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     .await;
     let started = Instant::now();
     let gone = poll(Duration::from_secs(15), async || {
-        tor_nexthops(lab, "10.96.0.11/32").is_empty().then_some(())
+        frr::kernel_nexthops(lab, "tor", "10.96.0.11/32")
+            .is_empty()
+            .then_some(())
     })
     .await;
     assert!(gone.is_some(), "10.96.0.11/32 withdrawn from the tor");
@@ -377,7 +342,7 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     assert_eq!(after.prefixes_sent, 1, "{after:?}");
     assert_eq!(tor_connections(tor, "10.77.0.2"), connections);
     assert_eq!(
-        tor_nexthops(lab, "10.96.0.10/32"),
+        frr::kernel_nexthops(lab, "tor", "10.96.0.10/32"),
         ["10.77.0.2", "10.77.0.3"]
     );
 }
@@ -411,7 +376,10 @@ async fn a_wrong_password_is_reported_and_bgpd_stopped_is_not_running() {
     assert_eq!(wrong.reason.as_deref(), Some(NO_ANSWER), "{wrong:?}");
     let right = session(n1, "10.77.0.1").await;
     assert_eq!(right.state, SessionPhase::Established, "{right:?}");
-    assert_eq!(tor_nexthops(&s.lab, "10.96.0.20/32"), ["10.77.0.2"]);
+    assert_eq!(
+        frr::kernel_nexthops(&s.lab, "tor", "10.96.0.20/32"),
+        ["10.77.0.2"]
+    );
 
     // Each host's daemons keep their pid files and sockets in their own directory, and
     // nothing in FRR's shared ones.

@@ -151,6 +151,23 @@ impl Frr {
         serde_json::from_str(&text).with_context(|| format!("{cmd} printed {text}"))
     }
 
+    /// The communities this router received with `prefix` (FRR's text, such as
+    /// `graceful-shutdown`); `None` when it has no route to it.
+    pub fn communities(&self, prefix: &str) -> Option<Vec<String>> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let route = self
+            .json(&format!("show bgp {family} unicast {prefix} json"))
+            .ok()?;
+        let paths = route.get("paths")?.as_array()?;
+        Some(
+            paths
+                .iter()
+                .filter_map(|p| p.pointer("/community/string").and_then(|s| s.as_str()))
+                .flat_map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .collect(),
+        )
+    }
+
     /// Applies configuration commands (`frr.conf` syntax) on top of what runs, as `vtysh -f`.
     pub fn configure(&self, config: &str) -> Result<()> {
         let file = self.dir.join("configure.conf");
@@ -254,4 +271,20 @@ fn sweep_stale() {
             }
         }
     }
+}
+
+/// The nexthops of `host`'s kernel route to `prefix` (what the router really forwards by),
+/// sorted; empty without a route.
+pub fn kernel_nexthops(lab: &Lab, host: &str, prefix: &str) -> Vec<String> {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    let out = crate::netlab::ip(&["-n", &lab.host(host).ns, family, "route", "show", prefix])
+        .unwrap_or_default();
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut hops: Vec<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
 }
