@@ -3,8 +3,9 @@
 //! nodes each run FRR and `buoy-agent standalone` from the same files (an AddressPool with
 //! `announcement: BGP`, a BGPPeer for the tor, a VirtualIP with an HTTP listener to a backend on
 //! the node itself), and a client reaches the VIP through the tor. Shows the sessions up, an
-//! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, a node's link
-//! cut and traffic recovering within a second (BFD), a node whose backend dies withdrawing its
+//! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, an
+//! `ActiveStandby` VirtualIP announced by its VRRP master only (and by the other node after a
+//! failover), a node's link cut and traffic recovering within a second (BFD), a node whose backend dies withdrawing its
 //! route (and announcing it again when it is back), and a stopping
 //! agent announcing GRACEFUL_SHUTDOWN before it withdraws and releases the address. In cluster
 //! mode (`buoy-agent run` against the API test server), each node reports its side of every
@@ -25,6 +26,8 @@ use buoy_tests::{
 };
 
 const VIP: &str = "10.99.0.10";
+/// The `ActiveStandby` VirtualIP's address.
+const STANDBY: &str = "10.99.0.30";
 const NODES: [&str; 2] = ["n1", "n2"];
 
 /// The tor (10.77.0.1): both nodes as eBGP neighbors with BFD, ECMP, and routes with
@@ -87,6 +90,20 @@ metadata: {name: web, namespace: default}
 spec:
   addressPool: routed
   addresses: [10.99.0.10]
+  listeners:
+    - {name: http, port: 80, protocol: HTTP, upstreamPool: local}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: standby, namespace: default}
+spec:
+  addressPool: routed
+  addresses: [10.99.0.30]
+  bgp: {mode: ActiveStandby}
+  interface: eth0
+  virtualRouterID: 30
+  vrrp: {advertisementInterval: 100ms}
+  priorities: [{node: n1, priority: 150}, {node: n2, priority: 100}]
   listeners:
     - {name: http, port: 80, protocol: HTTP, upstreamPool: local}
 ---
@@ -247,6 +264,14 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         NODES.iter().all(|n| node_has_vip(&s.lab, n)),
         "the VIP on each node's loopback"
     );
+    // The ActiveStandby VirtualIP: only its VRRP master (n1, priority 150) announces it.
+    let standby = || frr::kernel_nexthops(&s.lab, "tor", STANDBY);
+    assert!(
+        poll(Duration::from_secs(10), || standby() == ["10.77.0.2"]),
+        "ActiveStandby: the master alone: {:?}\n{}",
+        standby(),
+        s.lab.logs()
+    );
     let answers = requests(&s.lab, 40);
     let by: BTreeSet<&str> = answers.iter().map(String::as_str).collect();
     assert_eq!(
@@ -275,6 +300,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     );
     std::thread::sleep(Duration::from_secs(1));
     let report = buoy_tests::probe::report(&probe.finish());
+    assert!(
+        poll(Duration::from_secs(5), || standby() == ["10.77.0.3"]),
+        "ActiveStandby: n2 takes over VRRP and announces: {:?}",
+        standby()
+    );
     eprintln!(
         "BGP link cut with BFD 100 ms x 3: longest outage {} ms, {} of {} probes failed",
         report.longest_outage.as_millis(),
@@ -293,6 +323,11 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         "n1 back in the ECMP route once its link is: {:?}\n{}",
         frr::kernel_nexthops(&s.lab, "tor", VIP),
         s.lab.logs()
+    );
+    assert!(
+        poll(Duration::from_secs(10), || standby() == ["10.77.0.2"]),
+        "ActiveStandby: n1 preempts and announces again, n2 withdraws: {:?}",
+        standby()
     );
 
     // n2's backend dies: n2 can no longer serve and withdraws; every request goes to n1.
