@@ -10,7 +10,6 @@ pub mod cluster;
 pub mod config;
 pub mod control_plane;
 pub mod dns;
-pub mod ecmp;
 mod endpoints;
 pub mod files;
 pub mod metrics;

@@ -39,7 +39,7 @@ pub struct Settings {
     /// On SIGTERM, how long open client connections may take to finish.
     pub drain_timeout: Duration,
     /// How the agent reaches FRR, for VirtualIPs announced by BGP.
-    pub bgp: crate::ecmp::BgpSettings,
+    pub bgp: crate::agent::ecmp::BgpSettings,
 }
 
 #[derive(Debug, thiserror::Error)]

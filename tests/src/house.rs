@@ -122,6 +122,9 @@ pub const CRATES: &[Crate] = &[
             ("vrrp", 30),
             ("vrrp::metrics", 32),
             ("proxy", 30),
+            // BGP: the announcer (sans-IO), FRR's configuration and state, the speaker
+            // driving FRR.
+            ("bgp", 30),
             // Desired state into engine configuration.
             ("config", 40),
             ("endpoints", 40),

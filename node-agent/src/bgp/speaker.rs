@@ -139,6 +139,112 @@ impl Speaker {
     }
 }
 
+/// FRR's configuration for `node`'s sessions and `routes`; `Err` when the node has no router
+/// ID.
+fn frr_config(
+    node: &BgpNode,
+    router_id: Option<Ipv4Addr>,
+    routes: &[Announced],
+) -> Result<FrrConfig, String> {
+    let router_id = router_id
+        .or_else(|| router_id_toward(&node.peers))
+        .ok_or("no BGP router ID: no IPv4 peer to take it from; set --bgp-router-id")?;
+    Ok(FrrConfig {
+        asn: node.asn,
+        router_id,
+        peers: node.peers.clone(),
+        routes: routes
+            .iter()
+            .map(|r| RouteConfig {
+                prefix: r.address,
+                graceful_shutdown: r.draining,
+            })
+            .collect(),
+    })
+}
+
+/// What the speaker's task holds between events: FRR, what it last applied, and the error to
+/// report.
+struct Shell {
+    frr: Frr,
+    applied: Option<FrrConfig>,
+    error: Option<String>,
+    status: watch::Sender<BgpStatus>,
+}
+
+impl Shell {
+    /// Applies `config` unless it is what FRR runs already.
+    async fn apply(&mut self, config: FrrConfig) {
+        if self.applied.as_ref() == Some(&config) {
+            return;
+        }
+        let started = Instant::now();
+        match self.frr.apply(&config).await {
+            Ok(_) => {
+                info!(
+                    routes = config.routes.len(),
+                    draining = config.routes.iter().filter(|r| r.graceful_shutdown).count(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "FRR configuration applied"
+                );
+                self.applied = Some(config);
+                self.error = None;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot apply FRR's configuration; retrying");
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Publishes the routes FRR has and the error, if any.
+    fn publish(&self) {
+        self.status.send_modify(|s| {
+            s.announced = self.applied.as_ref().map_or_else(Vec::new, |c| {
+                c.routes
+                    .iter()
+                    .map(|r| Announced {
+                        address: r.prefix,
+                        draining: r.graceful_shutdown,
+                    })
+                    .collect()
+            });
+            s.error.clone_from(&self.error);
+        });
+    }
+
+    /// Reads the sessions back; FRR not answering, or answering with fewer peers than ours
+    /// (restarted with an older configuration), has ours applied again.
+    async fn read_sessions(&mut self) {
+        match self.frr.sessions().await {
+            Ok(sessions) => {
+                if self
+                    .applied
+                    .as_ref()
+                    .is_some_and(|c| c.peers.len() != sessions.len())
+                {
+                    self.applied = None;
+                }
+                self.status.send_modify(|s| s.sessions = sessions);
+            }
+            Err(e) => {
+                let e = e.to_string();
+                self.status.send_modify(|s| {
+                    s.sessions.clear();
+                    s.error = Some(e.clone());
+                });
+                self.applied = None;
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Every route withdrawn from FRR (or none ever applied).
+    fn nothing_announced(&self) -> bool {
+        self.applied.as_ref().is_none_or(|c| c.routes.is_empty())
+    }
+}
+
 async fn run(
     frr: Frr,
     drain: Duration,
@@ -148,10 +254,14 @@ async fn run(
     status: watch::Sender<BgpStatus>,
 ) {
     let mut announcer = Announcer::new(drain);
-    let mut applied: Option<FrrConfig> = None;
+    let mut shell = Shell {
+        frr,
+        applied: None,
+        error: None,
+        status,
+    };
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut error = None;
     loop {
         let now = Instant::now().into_std();
         let want = desired.borrow_and_update().clone();
@@ -160,63 +270,14 @@ async fn run(
             announcer.stop(now);
         }
         announcer.handle_timeout(now);
-        let routes = announcer.routes();
-        let config = match want.node.as_ref() {
-            None => None,
-            Some(n) => match router_id.or_else(|| router_id_toward(&n.peers)) {
-                Some(router_id) => Some(FrrConfig {
-                    asn: n.asn,
-                    router_id,
-                    peers: n.peers.clone(),
-                    routes: routes
-                        .iter()
-                        .map(|r| RouteConfig {
-                            prefix: r.address,
-                            graceful_shutdown: r.draining,
-                        })
-                        .collect(),
-                }),
-                None => {
-                    error = Some(
-                        "no BGP router ID: no IPv4 peer to take it from; set --bgp-router-id"
-                            .into(),
-                    );
-                    None
-                }
-            },
-        };
-        if let Some(c) = config.as_ref().filter(|c| Some(*c) != applied.as_ref()) {
-            let started = Instant::now();
-            match frr.apply(c).await {
-                Ok(_) => {
-                    info!(
-                        routes = c.routes.len(),
-                        draining = c.routes.iter().filter(|r| r.graceful_shutdown).count(),
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "FRR configuration applied"
-                    );
-                    applied = config.clone();
-                    error = None;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot apply FRR's configuration; retrying");
-                    error = Some(e.to_string());
-                }
+        if let Some(node) = &want.node {
+            match frr_config(node, router_id, &announcer.routes()) {
+                Ok(config) => shell.apply(config).await,
+                Err(e) => shell.error = Some(e),
             }
         }
-        status.send_modify(|s| {
-            s.announced = applied.as_ref().map_or_else(Vec::new, |c| {
-                c.routes
-                    .iter()
-                    .map(|r| Announced {
-                        address: r.prefix,
-                        draining: r.graceful_shutdown,
-                    })
-                    .collect()
-            });
-            s.error.clone_from(&error);
-        });
-        if announcer.finished() && applied.as_ref().is_none_or(|c| c.routes.is_empty()) {
+        shell.publish();
+        if announcer.finished() && shell.nothing_announced() {
             return;
         }
         let timer = announcer
@@ -226,27 +287,7 @@ async fn run(
             r = desired.changed() => if r.is_err() { return },
             r = stop.changed() => if r.is_err() { return },
             () = sleep_until(timer) => {}
-            _ = poll.tick() => {
-                match frr.sessions().await {
-                    Ok(sessions) => {
-                        // FRR restarted with an older configuration: apply ours again.
-                        if applied.as_ref().is_some_and(|c| c.peers.len() != sessions.len()) {
-                            applied = None;
-                        }
-                        status.send_modify(|s| s.sessions = sessions);
-                    }
-                    Err(e) => {
-                        let e = e.to_string();
-                        status.send_modify(|s| {
-                            s.sessions.clear();
-                            s.error = Some(e.clone());
-                        });
-                        // Re-applied once FRR answers again (it may have restarted empty).
-                        applied = None;
-                        error = Some(e);
-                    }
-                }
-            }
+            _ = poll.tick() => shell.read_sessions().await,
         }
     }
 }

@@ -179,8 +179,8 @@ pub(super) struct BgpArgs {
 }
 
 impl BgpArgs {
-    fn settings(&self) -> buoy_agent::ecmp::BgpSettings {
-        buoy_agent::ecmp::BgpSettings {
+    fn settings(&self) -> buoy_agent::agent::ecmp::BgpSettings {
+        buoy_agent::agent::ecmp::BgpSettings {
             config_dir: self.frr_config_dir.clone(),
             pathspace: self.frr_pathspace.clone(),
             vty_socket: self.frr_vty_socket.clone(),

@@ -19,7 +19,6 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    ecmp::{BgpSettings, Ecmp},
     net::{
         cleanup,
         handover::{Handover, chain_name},
@@ -38,6 +37,10 @@ use crate::{
         },
     },
 };
+
+pub mod ecmp;
+
+use ecmp::{BgpSettings, Ecmp};
 
 /// What this node knows about one of its VirtualIPs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +201,7 @@ impl Agent {
     }
 
     /// Follows this node's side of its BGP sessions, by BGPPeer name.
-    pub(crate) fn bgp_report(&self) -> Option<watch::Receiver<crate::ecmp::BgpReport>> {
+    pub(crate) fn bgp_report(&self) -> Option<watch::Receiver<ecmp::BgpReport>> {
         self.ecmp.as_ref().map(Ecmp::report)
     }
 
