@@ -245,6 +245,19 @@ pub struct Report {
     pub widest_between_answers: Duration,
 }
 
+/// How long after `event` (counted like the samples' `at`) the last probe failed: the time
+/// until every path answered again, when some paths kept answering meanwhile (ECMP: the flows
+/// hashed to a live node succeed throughout, so the longest outage says little). Zero when
+/// nothing failed after it.
+pub fn failing_for_after(samples: &[Sample], event: Duration) -> Duration {
+    samples
+        .iter()
+        .filter(|s| s.served_by.is_none() && s.at >= event)
+        .map(|s| s.at - event)
+        .max()
+        .unwrap_or(Duration::ZERO)
+}
+
 pub fn report(samples: &[Sample]) -> Report {
     let mut longest = Duration::ZERO;
     let mut last_ok: Option<Duration> = None;
