@@ -484,3 +484,45 @@ fn bad_peers_are_errors_with_their_line() {
         "{e}"
     );
 }
+
+#[test]
+fn bad_aliases_both_passwords_and_other_fields_are_warned() {
+    let yaml = pool("a", "  addresses: [203.0.113.0/28]\n")
+        + &doc(
+            "Community",
+            "bad",
+            "  communities:\n  - name: odd\n    value: 1:2:3\n  - name: half\n",
+        )
+        + &doc("Community", "empty", "  {}\n")
+        + &bgp_ad("ad", "  communities: [odd]\n  frobnicate: 1\n")
+        + &ebgp(
+            "tor",
+            "  password: plain\n  passwordSecret: {name: tor-auth}\n  \
+             enableGracefulRestart: true\n  interface: eth0\n",
+        );
+    let (import, warnings) = run(&yaml);
+    let reference = peer_spec(&import, "tor")
+        .password_secret_ref
+        .clone()
+        .unwrap();
+    assert_eq!(reference.name, "tor-auth");
+    assert!(import.secrets.is_empty());
+    for parts in [
+        &["spec.communities[1]", "an alias needs a name and a value"][..],
+        &["Community metallb-system/empty\"", "no alias to resolve"],
+        &[
+            "spec.communities[0]",
+            "the alias odd is 1:2:3, not a community",
+        ],
+        &[
+            "spec.frobnicate",
+            "not a field of MetalLB's BGPAdvertisement",
+        ],
+        &["spec.password\"", "both password and passwordSecret"],
+        &["spec.enableGracefulRestart", "graceful restart"],
+        &["spec.interface", "unnumbered"],
+    ] {
+        warned(&warnings, parts);
+    }
+    assert_eq!(warnings.len(), 7, "{warnings:#?}");
+}
