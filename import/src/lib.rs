@@ -1,7 +1,7 @@
 //! Buoy's importer (`buoy-agent import`): translates a classic keepalived + nginx setup (one
 //! keepalived.conf per host, and nginx.conf) into VirtualIP, UpstreamPool and Secret objects
 //! (VRRP passwords; certificates and keys read from the PEM files nginx names);
-//! and MetalLB's L2 configuration (`--metallb`) or kube-vip-cloud-provider's ConfigMap
+//! and MetalLB's L2 and BGP configuration (`--metallb`) or kube-vip-cloud-provider's ConfigMap
 //! (`--kube-vip`) into AddressPools, with the LoadBalancer Services they serve handed over to
 //! Buoy (its class and annotations).
 //!

@@ -1,12 +1,13 @@
-//! The objects of an import: one Secret for the VRRPv2 passwords, the Secrets of nginx's
+//! The objects of an import: the BGPPeers, one Secret for the VRRPv2 passwords (and one per plain-text
+//! BGP password), the Secrets of nginx's
 //! certificates, the UpstreamPools, the VirtualIPs with their listeners, and the AddressPool that
 //! lets them claim their addresses; each with the comments printed above it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use buoy_crds::{
-    AddressPool, AddressPoolSpec, AddressRange, InterfaceName, NamespaceName, UpstreamPool,
-    VirtualIP,
+    AddressPool, AddressPoolSpec, AddressRange, BGPPeer, InterfaceName, NamespaceName,
+    UpstreamPool, VirtualIP,
 };
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
@@ -33,6 +34,8 @@ pub struct Import {
     /// The AddressPool that lets the imported VirtualIPs claim their addresses under the
     /// operator's address policy (on by default).
     pub(crate) address_pools: Vec<Doc<AddressPool>>,
+    /// The BGP routers of AddressPools with `announcement: BGP` (from MetalLB's BGPPeers).
+    pub(crate) bgp_peers: Vec<Doc<BGPPeer>>,
     pub(crate) secrets: Vec<Doc<Secret>>,
     pub(crate) pools: Vec<Doc<UpstreamPool>>,
     pub(crate) vips: Vec<Doc<VirtualIP>>,

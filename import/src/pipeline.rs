@@ -39,7 +39,7 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
     if !options.metallb.is_empty() {
         add(
             &mut import,
-            metallb::import(&options.metallb, &mut warnings)?,
+            metallb::import(&options.metallb, &options.namespace, &mut warnings)?,
         )?;
     }
     if !options.kube_vip.is_empty() {
@@ -53,7 +53,8 @@ pub fn import(options: &Options) -> Result<Import, ImportError> {
     Ok(import)
 }
 
-/// Adds the AddressPools and Services of one translation to the import: each name once.
+/// Adds the AddressPools, BGPPeers, Secrets and Services of one translation to the import: each
+/// name once.
 fn add(import: &mut Import, more: Import) -> Result<(), ImportError> {
     let pools: BTreeSet<Option<String>> = import
         .address_pools
@@ -90,7 +91,24 @@ fn add(import: &mut Import, more: Import) -> Result<(), ImportError> {
             d.object["metadata"]["name"].as_str().unwrap_or_default()
         )));
     }
+    let secrets: BTreeSet<_> = import
+        .secrets
+        .iter()
+        .map(|d| (&d.object.metadata.namespace, &d.object.metadata.name))
+        .collect();
+    if let Some(d) = more
+        .secrets
+        .iter()
+        .find(|d| secrets.contains(&(&d.object.metadata.namespace, &d.object.metadata.name)))
+    {
+        return Err(ImportError::Usage(format!(
+            "two Secrets named {}: import the inputs that make them one at a time",
+            d.object.metadata.name.as_deref().unwrap_or_default()
+        )));
+    }
     import.address_pools.extend(more.address_pools);
+    import.bgp_peers.extend(more.bgp_peers);
+    import.secrets.extend(more.secrets);
     import.services.extend(more.services);
     Ok(())
 }

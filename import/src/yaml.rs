@@ -1,5 +1,5 @@
-//! An import as multi-document YAML, read as a hand-written manifest: the AddressPools first
-//! (the cluster admin's part), then Secrets, pools, VirtualIPs and Services, each under its comments,
+//! An import as multi-document YAML, read as a hand-written manifest: the AddressPools and
+//! BGPPeers first (the cluster admin's part), then Secrets, pools, VirtualIPs and Services, each under its comments,
 //! values equal to the API's defaults left out, and quoted where YAML 1.1 (kubectl) would read a
 //! name as a boolean.
 
@@ -9,7 +9,8 @@ use serde_json::Value;
 use crate::{diagnostics::ImportError, objects::Import};
 
 impl Import {
-    /// Multi-document YAML, the AddressPools first (the cluster admin's part), then Secrets,
+    /// Multi-document YAML, the AddressPools and BGPPeers first (the cluster admin's part), then
+    /// Secrets,
     /// then pools, then VirtualIPs, then Services; values equal to the API's defaults are left out so that the
     /// output reads like a hand-written manifest.
     pub fn to_yaml(&self) -> Result<String, ImportError> {
@@ -26,6 +27,13 @@ impl Import {
                     !((k == "autoAssign" && v == &Value::Bool(true))
                         || (k == "avoidBuggyIPs" && v == &Value::Bool(false)))
                 });
+            }
+            docs.push((v, &d.comments));
+        }
+        for d in &self.bgp_peers {
+            let mut v = json(serde_json::to_value(&d.object))?;
+            if let Some(spec) = v.get_mut("spec") {
+                prune_peer(spec);
             }
             docs.push((v, &d.comments));
         }
@@ -100,6 +108,18 @@ impl Import {
         }
         Ok(out)
     }
+}
+
+/// Removes the fields of a BGPPeer's spec that are the API's defaults (`peerPort: 179`, the
+/// hold and keepalive times).
+fn prune_peer(spec: &mut Value) {
+    let default = serde_json::from_value::<buoy_crds::BGPPeerSpec>(
+        serde_json::json!({"peerAddress": "192.0.2.1", "peerASN": 1, "myASN": 1}),
+    )
+    .ok()
+    .and_then(|s| serde_json::to_value(s).ok())
+    .unwrap_or(Value::Null);
+    prune(spec, &default, &["peerAddress", "peerASN", "myASN"], "");
 }
 
 /// Removes the fields of a pool's spec that are the API's defaults (but the algorithm, said

@@ -203,8 +203,8 @@ fn case(name: &str) -> PathBuf {
 
 /// A MetalLB configuration as a cluster has it (two pools on the LAN, one announced by BGP, two
 /// L2Advertisements, a BGPAdvertisement and a BGPPeer) and `kubectl get services -A -o yaml`:
-/// the AddressPools and the Services handed over, read as kubectl reads them; the rest warned;
-/// and `buoy-agent check` accepts it all.
+/// the AddressPools, the BGPPeer and the Services handed over, read as kubectl reads them; the
+/// rest warned; and `buoy-agent check` accepts it all.
 #[test]
 fn the_binary_translates_metallb_and_its_services() {
     let (yaml, stderr) = run(
@@ -233,12 +233,23 @@ fn the_binary_translates_metallb_and_its_services() {
         [
             ("AddressPool", "production"),
             ("AddressPool", "internal"),
+            ("AddressPool", "public"),
+            ("BGPPeer", "edge-router"),
             ("Service", "ingress-nginx-controller"),
             ("Service", "dns-tcp"),
             ("Service", "dns-udp"),
             ("Service", "api"),
+            ("Service", "www"),
         ],
-        "the BGP pool, the Service using it and the ClusterIP Service are left out"
+        "the ClusterIP Service is left out"
+    );
+    assert_eq!(
+        object(&docs, "AddressPool", None, "public")["spec"],
+        json!({"addresses": ["203.0.113.0/28"], "namespaceSelector": {}, "announcement": "BGP"})
+    );
+    assert_eq!(
+        object(&docs, "BGPPeer", None, "edge-router")["spec"],
+        json!({"peerAddress": "192.168.1.1", "peerASN": 64501, "myASN": 64512})
     );
     assert_eq!(
         object(&docs, "AddressPool", None, "production")["spec"],
@@ -300,21 +311,6 @@ fn the_binary_translates_metallb_and_its_services() {
     warned(&lines, "warning: metallb.yaml:13: ", "priority");
     warned(
         &lines,
-        "warning: metallb.yaml:37: ",
-        "IPAddressPool metallb-system/public",
-    );
-    warned(
-        &lines,
-        "warning: metallb.yaml:70: ",
-        "BGPAdvertisement metallb-system/public",
-    );
-    warned(
-        &lines,
-        "warning: metallb.yaml:80: ",
-        "BGPPeer metallb-system/edge-router",
-    );
-    warned(
-        &lines,
         "warning: services.yaml:",
         "metallb.universe.tf/address-pool",
     );
@@ -323,18 +319,112 @@ fn the_binary_translates_metallb_and_its_services() {
         "warning: services.yaml:",
         "metallb.universe.tf/loadBalancerIP]",
     );
-    warned(&lines, "warning: services.yaml:", "Service public/www");
     warned(
         &lines,
         "warning: services.yaml:",
         "Service default/kubernetes",
     );
-    assert_eq!(lines.len(), 8, "{lines:#?}");
+    assert_eq!(lines.len(), 4, "{lines:#?}");
 
     assert_eq!(
         check(&yaml),
-        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 2 AddressPool(s), 0 Secret(s), \
-         4 Service(s)\n"
+        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 3 AddressPool(s), 0 Secret(s), \
+         1 BGPPeer(s), 5 Service(s)\n"
+    );
+}
+
+/// MetalLB's BGP mode in a routed data centre (two pools, two top-of-rack peers with BFD
+/// profiles, one password in a Secret and one in plain text, advertisements with communities
+/// and aliases): the BGP AddressPools, the BGPPeers with BFD, communities and localPref, the
+/// password's Secret and the Services, read as kubectl reads them; what Buoy lacks warned at
+/// its line; and `buoy-agent check` accepts it all.
+#[test]
+fn the_binary_translates_metallb_bgp() {
+    let (yaml, stderr) = run(
+        &[
+            "import",
+            "--metallb",
+            "metallb.yaml",
+            "services.yaml",
+            "--namespace",
+            "network",
+        ],
+        &case("30-metallb-bgp"),
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("buoy-import-metallb-bgp-")
+        .tempdir()
+        .unwrap();
+    let file = tmp.path().join("buoy.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let docs = read_as_kubectl(&file);
+    for name in ["public", "internal"] {
+        assert_eq!(
+            object(&docs, "AddressPool", None, name)["spec"]["announcement"],
+            "BGP",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        object(&docs, "BGPPeer", None, "tor-a")["spec"],
+        json!({
+            "peerAddress": "10.10.0.1", "peerASN": 64512, "myASN": 64512,
+            "holdTime": "9s", "keepaliveTime": "3s",
+            "nodeSelector": {"matchLabels": {"rack": "a"}},
+            "bfd": {"receiveInterval": "100ms", "transmitInterval": "100ms", "detectMultiplier": 3},
+            "passwordSecretRef": {"name": "tor-a-bgp", "namespace": "metallb-system", "key": "password"},
+            "communities": ["64512:100:1", "64512:100", "65535:65281"],
+            "localPref": 200,
+        })
+    );
+    assert_eq!(
+        object(&docs, "BGPPeer", None, "tor-b")["spec"],
+        json!({
+            "peerAddress": "10.20.0.1", "peerASN": 64600, "myASN": 64512,
+            "holdTime": "30s", "keepaliveTime": "10s",
+            "nodeSelector": {"matchLabels": {"rack": "b"}},
+            "bfd": {"receiveInterval": "300ms", "transmitInterval": "500ms", "detectMultiplier": 5},
+            "passwordSecretRef": {"name": "tor-b-bgp-password", "namespace": "network", "key": "password"},
+            "communities": ["64512:100:1", "64512:100"],
+        })
+    );
+    // The plain-text password `"on"` stays a string for kubectl (YAML 1.1).
+    assert_eq!(
+        object(&docs, "Secret", Some("network"), "tor-b-bgp-password")["stringData"],
+        json!({"password": "on"})
+    );
+    assert_eq!(
+        object(&docs, "Service", Some("web"), "www")["metadata"]["annotations"],
+        json!({"buoy.io/load-balancer-ips": "198.51.100.5"})
+    );
+
+    let lines = warnings(&stderr);
+    for (start, part) in [
+        (
+            "warning: metallb.yaml:49: ",
+            "the addresses of IPAddressPool internal get them too",
+        ),
+        ("warning: metallb.yaml:53: ", "as a /128, not the /124"),
+        (
+            "warning: metallb.yaml:65: ",
+            "the addresses of IPAddressPool public get them too",
+        ),
+        ("warning: metallb.yaml:90: ", "single-hop"),
+        (
+            "warning: metallb.yaml:126: ",
+            "the password is now in a file",
+        ),
+        ("warning: metallb.yaml:127: ", "eBGP multihop"),
+        ("warning: metallb.yaml:128: ", "source address"),
+    ] {
+        warned(&lines, start, part);
+    }
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+
+    assert_eq!(
+        check(&yaml),
+        "configuration OK: 0 VirtualIP(s), 0 UpstreamPool(s), 2 AddressPool(s), 1 Secret(s), \
+         2 BGPPeer(s), 2 Service(s)\n"
     );
 }
 

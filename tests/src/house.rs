@@ -80,6 +80,7 @@ pub const CRATES: &[Crate] = &[
             ("services", 62),
             ("metallb::pool", 63),
             ("metallb::l2", 64),
+            ("metallb::bgp", 64),
             ("metallb::services", 64),
             ("kubevip::services", 64),
             ("metallb", 66),

@@ -1,24 +1,29 @@
-//! MetalLB's configuration (`metallb.io/v1beta1`) into AddressPools: each `IPAddressPool` that
-//! an `L2Advertisement` announces becomes the AddressPool of the same name, placed as its
-//! advertisements place it; the LoadBalancer Services among the input are handed over to Buoy
-//! (`services`). What has no translation (BGP, pool priorities, Service selectors, pools that
-//! are not announced in L2) is warned.
+//! MetalLB's configuration (`metallb.io/v1beta1`, and `v1beta2` BGPPeers) into AddressPools
+//! and BGPPeers: each `IPAddressPool` that an `L2Advertisement` announces becomes the AddressPool
+//! of the same name, placed as its advertisements place it; one that only `BGPAdvertisement`s
+//! announce becomes an AddressPool with `announcement: BGP`, and MetalLB's `BGPPeer`s (with their
+//! `BFDProfile`s and the advertisements' communities) Buoy's BGPPeers (`bgp`); the LoadBalancer
+//! Services among the input are handed over to Buoy (`services`). What has no translation (pool
+//! priorities, Service selectors, pools announced nowhere, BGP fields Buoy lacks) is warned.
 //!
-//! A pool that no L2Advertisement announces is left out, with a warning: MetalLB gives its
-//! addresses but does not announce them on the LAN (it announces them by BGP, or not at all),
-//! and Buoy announces every address it gives by VRRP and ARP/NDP, so translating it would start
-//! answering ARP for addresses that are routed elsewhere. Services using such a pool are left out
-//! too.
+//! A pool that no advertisement announces is left out, with a warning: MetalLB gives its
+//! addresses but does not announce them, and Buoy announces every address it gives, so
+//! translating it would start answering ARP for addresses that are routed elsewhere. Services
+//! using such a pool are left out too. A pool announced both in L2 and by BGP stays L2: a Buoy
+//! pool announces one way.
 
+mod bgp;
 mod l2;
 mod pool;
 mod services;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bgp;
 
 use std::path::PathBuf;
 
-use buoy_crds::AddressPool;
+use buoy_crds::{AddressPool, Announcement};
 
 use crate::{
     diagnostics::{ImportError, Warnings},
@@ -28,19 +33,21 @@ use crate::{
 };
 use pool::Pool;
 
-/// MetalLB's BGP kinds: Buoy announces by VRRP and ARP/NDP on the LAN; BGP is future work.
-const BGP_KINDS: [&str; 4] = ["BGPAdvertisement", "BGPPeer", "BFDProfile", "Community"];
-
 /// Kinds MetalLB writes itself (status), with nothing to translate.
 const STATUS_KINDS: [&str; 3] = ["ServiceL2Status", "ServiceBGPStatus", "ConfigurationState"];
 
 /// Reads the files and translates MetalLB's objects and the Services; warns about the rest.
-pub(crate) fn import(paths: &[PathBuf], warnings: &mut Warnings) -> Result<Import, ImportError> {
+/// A plain-text BGP password becomes a Secret in `namespace`.
+pub(crate) fn import(
+    paths: &[PathBuf],
+    namespace: &str,
+    warnings: &mut Warnings,
+) -> Result<Import, ImportError> {
     let mut objects = Vec::new();
     for path in paths {
         objects.extend(manifests::read_file(path)?);
     }
-    translate(objects, warnings)
+    translate(objects, namespace, warnings)
 }
 
 /// The objects of the input, by what they are to MetalLB.
@@ -49,6 +56,9 @@ struct Input {
     pools: Vec<Pool>,
     l2: Vec<Manifest>,
     bgp: Vec<Manifest>,
+    peers: Vec<Manifest>,
+    bfd: Vec<bgp::Bfd>,
+    aliases: bgp::Aliases,
     services: Vec<Manifest>,
 }
 
@@ -72,11 +82,10 @@ fn classify(objects: Vec<Manifest>, warnings: &mut Warnings) -> Result<Input, Im
                 input.pools.push(p);
             }
             ("metallb.io", "L2Advertisement") => input.l2.push(m),
-            ("metallb.io", "BGPAdvertisement") => {
-                m.warn(warnings, &[], bgp_why());
-                input.bgp.push(m);
-            }
-            ("metallb.io", kind) if BGP_KINDS.contains(&kind) => m.warn(warnings, &[], bgp_why()),
+            ("metallb.io", "BGPAdvertisement") => input.bgp.push(m),
+            ("metallb.io", "BGPPeer") => input.peers.push(m),
+            ("metallb.io", "BFDProfile") => input.bfd.push(bgp::read_bfd(m, warnings)?),
+            ("metallb.io", "Community") => input.aliases.read(&m, warnings),
             ("metallb.io", kind) if STATUS_KINDS.contains(&kind) => m.warn(
                 warnings,
                 &[],
@@ -111,45 +120,98 @@ fn classify(objects: Vec<Manifest>, warnings: &mut Warnings) -> Result<Input, Im
     Ok(input)
 }
 
-/// Translates the objects read.
-fn translate(objects: Vec<Manifest>, warnings: &mut Warnings) -> Result<Import, ImportError> {
+/// Translates the objects read; a plain-text BGP password becomes a Secret in `namespace`.
+fn translate(
+    objects: Vec<Manifest>,
+    namespace: &str,
+    warnings: &mut Warnings,
+) -> Result<Import, ImportError> {
     let Input {
         pools,
         l2: l2_sources,
-        bgp,
+        bgp: bgp_sources,
+        peers: peer_sources,
+        bfd,
+        aliases,
         services,
     } = classify(objects, warnings)?;
     let mut l2 = Vec::new();
     for m in l2_sources {
         l2.push(l2::read(m, &pools, warnings)?);
     }
-    let mut announced_by_bgp = vec![false; pools.len()];
-    for m in &bgp {
-        for i in pool::selected(m, &pools, warnings)? {
-            announced_by_bgp[i] = true;
-        }
+    let mut bgp_ads = Vec::new();
+    for m in bgp_sources {
+        bgp_ads.push(bgp::read_ad(m, &pools, &aliases, warnings)?);
     }
+    let mut peers = bgp::read_peers(peer_sources, &bfd, namespace, warnings)?;
     let mut import = Import::default();
     let mut left_out = Vec::new();
+    let mut by_bgp = Vec::new();
     for (i, pool) in pools.iter().enumerate() {
         let ads: Vec<&l2::L2> = l2.iter().filter(|a| a.pools.contains(&i)).collect();
-        if ads.is_empty() {
-            pool.source
-                .warn(warnings, &[], not_announced_why(announced_by_bgp[i]));
-            left_out.push(i);
-            continue;
-        }
+        let bgp_of: Vec<&bgp::BgpAd> = bgp_ads.iter().filter(|a| a.pools.contains(&i)).collect();
         let mut placed = pool.clone();
         let mut comments = vec![format!(
             "From {} ({}).",
             pool.source.label(),
             pool.source.at
         )];
-        comments.extend(l2::place(&mut placed, &ads, warnings));
+        if let Some(first) = ads.first() {
+            for ad in &bgp_of {
+                ad.source.warn(
+                    warnings,
+                    &[],
+                    format!(
+                        "IPAddressPool {} is announced in L2 too ({} at {}), and a Buoy pool \
+                         announces one way: it stays L2 (VRRP and ARP/NDP), not announced by BGP",
+                        pool.name,
+                        first.source.label(),
+                        first.source.at
+                    ),
+                );
+            }
+            comments.extend(l2::place(&mut placed, &ads, warnings));
+        } else if !bgp_of.is_empty() {
+            placed.spec.announcement = Announcement::BGP;
+            comments.extend(bgp_of.iter().map(|a| {
+                format!(
+                    "Announced by BGP as {} ({}) announces it.",
+                    a.source.label(),
+                    a.source.at
+                )
+            }));
+            by_bgp.push(i);
+        } else {
+            pool.source.warn(warnings, &[], not_announced_why());
+            left_out.push(i);
+            continue;
+        }
         let mut object = AddressPool::new(&placed.name, placed.spec);
         object.metadata.namespace = None;
         import.address_pools.push(Doc { object, comments });
     }
+    // Only the advertisements that announce some pool by BGP say anything to the peers.
+    let announcing: Vec<&bgp::BgpAd> = bgp_ads
+        .iter()
+        .filter(|a| a.pools.iter().any(|i| by_bgp.contains(i)))
+        .collect();
+    bgp::attach(&announcing, &mut peers, &by_bgp, &pools, warnings);
+    for p in peers {
+        import.secrets.extend(p.secret);
+        import.bgp_peers.push(p.doc);
+    }
+    hand_over(&services, &pools, &left_out, &mut import, warnings)?;
+    Ok(import)
+}
+
+/// Hands the Services MetalLB serves over to Buoy, but those using pools `left_out`.
+fn hand_over(
+    services: &[Manifest],
+    pools: &[Pool],
+    left_out: &[usize],
+    import: &mut Import,
+    warnings: &mut Warnings,
+) -> Result<(), ImportError> {
     let split = services::Pools {
         kept: (0..pools.len())
             .filter(|i| !left_out.contains(i))
@@ -171,24 +233,15 @@ fn translate(objects: Vec<Manifest>, warnings: &mut Warnings) -> Result<Import, 
         comments.append(&mut first.comments);
         first.comments = comments;
     }
-    Ok(import)
+    Ok(())
 }
 
-fn bgp_why() -> String {
-    "Buoy announces addresses by VRRP and ARP/NDP on the LAN; its BGP mode is future work".into()
-}
-
-fn not_announced_why(by_bgp: bool) -> String {
-    let how = if by_bgp {
-        "MetalLB announces its addresses by BGP only"
-    } else {
-        "MetalLB gives its addresses but announces them nowhere"
-    };
-    format!(
-        "no L2Advertisement announces this pool: {how}, and Buoy would announce them on the LAN \
-         (ARP/NDP), so the pool is left out, with the Services using it; to have Buoy announce it, \
-         add an L2Advertisement for it and import again"
-    )
+fn not_announced_why() -> String {
+    "no L2Advertisement nor BGPAdvertisement announces this pool: MetalLB gives its addresses \
+     but announces them nowhere, and Buoy would announce them, so the pool is left out, with the \
+     Services using it; to have Buoy announce it, add an L2Advertisement or a BGPAdvertisement \
+     for it and import again"
+        .into()
 }
 
 /// MetalLB's configuration before 0.13: a ConfigMap whose `config` key lists `address-pools`.

@@ -35,7 +35,7 @@ pub(super) fn is_metallb(key: &str) -> bool {
     PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
-/// The pools of the input: the ones translated, and the ones left out (not announced in L2).
+/// The pools of the input: the ones translated, and the ones left out (not announced).
 pub(super) struct Pools<'a> {
     pub(super) kept: Vec<&'a Pool>,
     pub(super) left_out: Vec<&'a Pool>,
@@ -114,7 +114,7 @@ pub(super) fn translate(
             &["spec", "loadBalancerIP"],
             format!(
                 "the address is in IPAddressPool {pool}, which is not translated (MetalLB does \
-                 not announce it in L2): left out"
+                 not announce it): left out"
             ),
         );
         return Ok(None);
@@ -125,7 +125,7 @@ pub(super) fn translate(
             &["status", "loadBalancer", "ingress"],
             format!(
                 "its address is from IPAddressPool {pool}, which is not translated (MetalLB does \
-                 not announce it in L2): left out"
+                 not announce it): left out"
             ),
         );
         return Ok(None);
@@ -208,9 +208,7 @@ fn refused(m: &Manifest, ips: &str, pools: &Pools) -> Option<String> {
             .iter()
             .find_map(|ip| pools.left_out_holding(*ip))
             .map(|p| {
-                format!(
-                    "{ips} is in IPAddressPool {p}, which is not translated (not announced in L2)"
-                )
+                format!("{ips} is in IPAddressPool {p}, which is not translated (not announced)")
             }),
     }
 }
@@ -243,7 +241,7 @@ fn read_annotations(
                 warnings,
                 &key,
                 format!(
-                    "IPAddressPool {pool} is not translated (MetalLB does not announce it in L2): \
+                    "IPAddressPool {pool} is not translated (MetalLB does not announce it): \
                      the Service is left out"
                 ),
             );
@@ -272,7 +270,7 @@ fn read_annotations(
             &key,
             format!(
                 "MetalLB gave its address from IPAddressPool {pool}, which is not translated \
-                 (not announced in L2): the Service is left out"
+                 (not announced): the Service is left out"
             ),
         );
         return None;

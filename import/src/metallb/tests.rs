@@ -10,10 +10,10 @@ use crate::{diagnostics::Warnings, manifests, objects::Import};
 
 /// The translation of `yaml` (read as the file `m.yaml`) and its warnings, as printed. The
 /// output must validate.
-fn run(yaml: &str) -> (Import, Vec<String>) {
+pub(super) fn run(yaml: &str) -> (Import, Vec<String>) {
     let objects = manifests::parse(Path::new("m.yaml"), yaml).unwrap();
     let mut warnings = Warnings::default();
-    let import = translate(objects, &mut warnings).unwrap();
+    let import = translate(objects, "default", &mut warnings).unwrap();
     let text = import.to_yaml().unwrap();
     buoy_crds::manifest::parse(Path::new("out.yaml"), &text)
         .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
@@ -22,23 +22,23 @@ fn run(yaml: &str) -> (Import, Vec<String>) {
 }
 
 /// The error of translating `yaml`.
-fn error(yaml: &str) -> String {
+pub(super) fn error(yaml: &str) -> String {
     let objects = manifests::parse(Path::new("m.yaml"), yaml).unwrap();
     let mut warnings = Warnings::default();
-    match translate(objects, &mut warnings) {
+    match translate(objects, "default", &mut warnings) {
         Ok(_) => panic!("translated without error:\n{yaml}"),
         Err(e) => e.to_string(),
     }
 }
 
-fn pool(name: &str, spec: &str) -> String {
+pub(super) fn pool(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: {name}\n  \
          namespace: metallb-system\nspec:\n{spec}---\n"
     )
 }
 
-fn l2(name: &str, spec: &str) -> String {
+pub(super) fn l2(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: {name}\n  \
          namespace: metallb-system\nspec:\n{spec}---\n"
@@ -49,7 +49,7 @@ fn l2(name: &str, spec: &str) -> String {
 const EVERYWHERE: &str = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  \
                           name: all\n  namespace: metallb-system\n---\n";
 
-fn spec<'a>(import: &'a Import, name: &str) -> &'a AddressPoolSpec {
+pub(super) fn spec<'a>(import: &'a Import, name: &str) -> &'a AddressPoolSpec {
     let p: &AddressPool = import
         .address_pools
         .iter()
@@ -60,7 +60,7 @@ fn spec<'a>(import: &'a Import, name: &str) -> &'a AddressPoolSpec {
 }
 
 /// Asserts that exactly one warning contains every one of `parts`.
-fn warned(warnings: &[String], parts: &[&str]) {
+pub(super) fn warned(warnings: &[String], parts: &[&str]) {
     let found: Vec<&String> = warnings
         .iter()
         .filter(|w| parts.iter().all(|p| w.contains(p)))
@@ -287,27 +287,12 @@ fn node_selectors_and_interfaces_of_the_advertisements() {
 }
 
 #[test]
-fn bgp_status_legacy_and_other_objects_are_warned() {
+fn status_legacy_and_other_objects_are_warned() {
     let kinds = [
         (
             "metallb.io/v1beta1",
-            "BGPAdvertisement",
-            "its BGP mode is future work",
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "its BGP mode is future work",
-        ),
-        (
-            "metallb.io/v1beta1",
             "BFDProfile",
-            "its BGP mode is future work",
-        ),
-        (
-            "metallb.io/v1beta1",
-            "Community",
-            "its BGP mode is future work",
+            "no BGPPeer uses this profile",
         ),
         (
             "metallb.io/v1beta1",
@@ -348,23 +333,6 @@ fn bgp_status_legacy_and_other_objects_are_warned() {
         &["ConfigMap metallb-system/config", "configmaptocrs"],
     );
     assert_eq!(warnings.len(), kinds.len() + 1);
-}
-
-#[test]
-fn a_pool_announced_only_by_bgp_is_left_out_and_said_so() {
-    let yaml = pool("public", "  addresses: [203.0.113.0/28]\n")
-        + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: b}\n\
-           spec: {ipAddressPools: [public]}\n";
-    let (import, warnings) = run(&yaml);
-    assert!(import.address_pools.is_empty());
-    warned(
-        &warnings,
-        &[
-            "IPAddressPool metallb-system/public\"",
-            "by BGP only",
-            "left out",
-        ],
-    );
 }
 
 #[test]

@@ -12,9 +12,10 @@ pub(super) struct ImportArgs {
     /// nginx.conf files (includes are followed).
     #[arg(long = "nginx", value_name = "FILE", num_args = 1..)]
     nginx: Vec<PathBuf>,
-    /// YAML files with MetalLB's IPAddressPools and L2Advertisements (`kubectl get
-    /// ipaddresspools,l2advertisements -A -o yaml`), and the LoadBalancer Services it serves:
-    /// AddressPools, and the Services with Buoy's class and annotations.
+    /// YAML files with MetalLB's IPAddressPools, L2Advertisements and BGP objects (`kubectl get
+    /// ipaddresspools,l2advertisements,bgpadvertisements,bgppeers,bfdprofiles,communities -A -o
+    /// yaml`), and the LoadBalancer Services it serves: AddressPools, BGPPeers (a plain-text
+    /// password as a Secret in --namespace), and the Services with Buoy's class and annotations.
     #[arg(long = "metallb", value_name = "FILE", num_args = 1..)]
     metallb: Vec<PathBuf>,
     /// YAML files with kube-vip-cloud-provider's ConfigMap (`kubectl -n kube-system get
