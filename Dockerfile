@@ -48,10 +48,14 @@ CMD ["run"]
 # only (the operator's DaemonSet drops every other capability). Debian slim rather than
 # distroless: the connection handover rules are written with iptables-restore (docs/vrrp.md);
 # ca-certificates: the CA certificates that UpstreamPools' tls verifies backends with when they
-# name no caSecretName (docs/proxy.md) ----
+# name no caSecretName (docs/proxy.md); frr and frr-pythontools (with python3): the vtysh and
+# frr-reload.py through which the BGP mode drives FRR, in the Pod's `frr` container (the
+# chart's agent.frr) or on the host (docs/bgp.md). Bookworm's FRR is 8.4, the version of the
+# chart's FRR image: vtysh knows the daemons of its own version. Its daemons are not started
+# here ----
 FROM debian:bookworm-slim AS agent
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables ca-certificates \
+ && apt-get install -y --no-install-recommends iptables ca-certificates frr frr-pythontools \
  && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="buoy-agent" \
       org.opencontainers.image.description="Buoy node agent: VRRP, virtual addresses and the proxy" \

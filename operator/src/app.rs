@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use crate::controller::{self, Context};
 use crate::daemonset::AgentSettings;
+use crate::daemonset::frr::FrrSettings;
 use crate::leader;
 use crate::telemetry::{self, Metrics};
 
@@ -40,6 +41,19 @@ pub struct Flags {
         default_value = r#"{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"memory":"256Mi"}}"#
     )]
     agent_resources: String,
+    /// Image of FRR, run in a container `frr` of every agent Pod for the BGP mode (the agents
+    /// then drive it through shared volumes). Without it, agent Pods have no FRR container.
+    #[arg(long)]
+    agent_frr_image: Option<String>,
+    /// imagePullPolicy of the FRR container.
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["Always", "IfNotPresent", "Never"])]
+    agent_frr_image_pull_policy: String,
+    /// Resources of the FRR container, as the JSON of a Kubernetes ResourceRequirements.
+    #[arg(
+        long,
+        default_value = r#"{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"memory":"256Mi"}}"#
+    )]
+    agent_frr_resources: String,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9900")]
     metrics_address: SocketAddr,
@@ -97,6 +111,9 @@ pub enum Error {
     /// `--agent-resources` does not parse.
     #[error("--agent-resources must be the JSON of a ResourceRequirements")]
     AgentResources(#[source] serde_json::Error),
+    /// `--agent-frr-resources` does not parse.
+    #[error("--agent-frr-resources must be the JSON of a ResourceRequirements")]
+    FrrResources(#[source] serde_json::Error),
     /// The metrics cannot be registered.
     #[error("registering metrics")]
     Metrics(#[source] prometheus::Error),
@@ -139,6 +156,15 @@ impl Flags {
     fn controller(&self, identity: String) -> Result<controller::Settings, Error> {
         let resources: ResourceRequirements =
             serde_json::from_str(&self.agent_resources).map_err(Error::AgentResources)?;
+        let frr = match self.agent_frr_image.as_deref().filter(|i| !i.is_empty()) {
+            None => None,
+            Some(image) => Some(FrrSettings {
+                image: image.to_string(),
+                image_pull_policy: self.agent_frr_image_pull_policy.clone(),
+                resources: serde_json::from_str(&self.agent_frr_resources)
+                    .map_err(Error::FrrResources)?,
+            }),
+        };
         Ok(controller::Settings {
             agents: AgentSettings {
                 namespace: self.namespace.clone(),
@@ -148,6 +174,7 @@ impl Flags {
                 resources,
                 address_policy: self.address_policy,
                 allow_node_local_backends: self.allow_node_local_backends,
+                frr,
             },
             release_timeout: self.release_timeout,
             concurrency: self.concurrency,
@@ -294,4 +321,50 @@ async fn lead(
         Ok(Ok(())) => {}
     }
     lost
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    fn settings(args: &[&str]) -> Result<controller::Settings, Error> {
+        let cli = Cli::try_parse_from(std::iter::once("buoy-operator").chain(args.iter().copied()))
+            .unwrap();
+        cli.flags.controller("test".into())
+    }
+
+    #[test]
+    fn an_frr_image_puts_frr_beside_the_agents() {
+        assert_eq!(settings(&[]).unwrap().agents.frr, None);
+        assert_eq!(settings(&["--agent-frr-image="]).unwrap().agents.frr, None);
+        let frr = settings(&[
+            "--agent-frr-image=quay.io/frrouting/frr:8.4.4",
+            "--agent-frr-image-pull-policy=Always",
+            r#"--agent-frr-resources={"requests":{"cpu":"10m"}}"#,
+        ])
+        .unwrap()
+        .agents
+        .frr
+        .unwrap();
+        assert_eq!(frr.image, "quay.io/frrouting/frr:8.4.4");
+        assert_eq!(frr.image_pull_policy, "Always");
+        assert_eq!(
+            serde_json::to_value(&frr.resources).unwrap(),
+            serde_json::json!({"requests": {"cpu": "10m"}})
+        );
+        let bad = settings(&["--agent-frr-image=frr", "--agent-frr-resources=lots"]);
+        assert!(
+            matches!(bad, Err(Error::FrrResources(_))),
+            "{:?}",
+            bad.map(|s| s.agents.frr)
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The node agent DaemonSet of one placement, pure: the contract between the operator and
-//! `buoy-agent run --placement KEY` (see docs/operator.md).
+//! `buoy-agent run --placement KEY` (see docs/operator.md), with FRR in the agent's Pod when
+//! the operator is given its image ([`frr`]).
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
@@ -7,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 use crate::applied;
+
+pub(crate) mod frr;
 
 /// `app.kubernetes.io/name` of every agent DaemonSet and pod.
 pub(crate) const APP: &str = "buoy-agent";
@@ -30,6 +33,8 @@ pub(crate) struct AgentSettings {
     pub(crate) address_policy: buoy_crds::policy::AddressPolicy,
     /// Passed on to the agents (`--allow-node-local-backends`).
     pub(crate) allow_node_local_backends: bool,
+    /// FRR in a container of every agent Pod (BGP mode); none: no FRR container.
+    pub(crate) frr: Option<frr::FrrSettings>,
 }
 
 /// A VirtualIP that owns a DaemonSet.
@@ -168,6 +173,9 @@ pub(crate) fn desired(settings: &AgentSettings, placement: &Placement) -> Value 
     if let Some(t) = placement.tolerations.as_ref().filter(|t| !t.is_empty()) {
         pod_spec["tolerations"] = serde_json::to_value(t).unwrap_or(Value::Null);
     }
+    if let Some(f) = &settings.frr {
+        frr::add(&mut pod_spec, f);
+    }
     let ds = json!({
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -198,7 +206,13 @@ pub(crate) fn desired_hash(desired: &Value) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// The hash of `desired(&settings(), &bare_placement())` before `agent.frr` existed
+    /// (computed by the code of main at 2a758b5).
+    const HASH_BEFORE_FRR: &str = "af65edeaf0b093ef";
 
     fn settings() -> AgentSettings {
         AgentSettings {
@@ -212,6 +226,7 @@ mod tests {
             .unwrap(),
             address_policy: buoy_crds::policy::AddressPolicy::Enforce,
             allow_node_local_backends: false,
+            frr: None,
         }
     }
 
@@ -306,6 +321,175 @@ mod tests {
         let mut other = settings();
         other.image = "ghcr.io/buoy-io/buoy-agent:0.2.0".into();
         assert_ne!(desired_hash(&desired(&other, &placement)), desired_hash(&v));
+    }
+
+    fn frr_settings() -> frr::FrrSettings {
+        frr::FrrSettings {
+            image: "quay.io/frrouting/frr:8.4.4".into(),
+            image_pull_policy: "Always".into(),
+            resources: serde_json::from_value(
+                json!({"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}}),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn bare_placement() -> Placement {
+        Placement {
+            key: "k".into(),
+            node_selector: None,
+            pool_node_selector: None,
+            tolerations: None,
+            owners: vec![Owner {
+                name: "web".into(),
+                uid: "u1".into(),
+            }],
+        }
+    }
+
+    /// The volume names `c` mounts, by mount path.
+    fn mounts(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, String> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.mount_path.clone(), m.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn frr_runs_beside_the_agent_sharing_its_configuration_and_sockets() {
+        let mut with = settings();
+        with.frr = Some(frr_settings());
+        let v = desired(&with, &bare_placement());
+        let ds: DaemonSet = serde_json::from_value(v.clone()).unwrap();
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["agent", "frr"]);
+        let (agent, frr) = (&pod.containers[0], &pod.containers[1]);
+
+        // The agent drives FRR through the shared directories.
+        assert_eq!(
+            agent.args.as_ref().unwrap().join(" "),
+            "run --node-name $(NODE_NAME) --placement k --address-policy Enforce \
+             --frr-config-dir /etc/frr --frr-vty-socket /var/run/frr"
+        );
+        let volumes: BTreeMap<&str, &k8s_openapi::api::core::v1::Volume> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        for (path, volume) in [("/etc/frr", "frr-config"), ("/var/run/frr", "frr-run")] {
+            assert_eq!(mounts(agent).get(path).map(String::as_str), Some(volume));
+            assert_eq!(mounts(frr).get(path).map(String::as_str), Some(volume));
+            assert!(volumes[volume].empty_dir.is_some(), "{volume}");
+        }
+        // The agent keeps its own mounts, and the host's nothing of FRR's.
+        assert_eq!(mounts(agent).len(), 4);
+        assert_eq!(volumes.len(), 4);
+        assert!(volumes["frr-config"].host_path.is_none());
+
+        // FRR: its image, FRR's own entrypoint, the capabilities it needs.
+        assert_eq!(frr.image.as_deref(), Some("quay.io/frrouting/frr:8.4.4"));
+        assert_eq!(frr.image_pull_policy.as_deref(), Some("Always"));
+        assert!(frr.command.is_none() && frr.args.is_none());
+        let caps = |c: &k8s_openapi::api::core::v1::Container| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.capabilities.as_ref())
+                .and_then(|c| c.add.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            caps(frr),
+            ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN"]
+        );
+        let sc = frr.security_context.as_ref().unwrap();
+        assert_ne!(sc.privileged, Some(true));
+        assert_ne!(
+            sc.allow_privilege_escalation,
+            Some(false),
+            "refused with SYS_ADMIN"
+        );
+        // The agent still drops everything else, and may open FRR's vty sockets.
+        assert_eq!(
+            caps(agent),
+            ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "DAC_OVERRIDE"]
+        );
+        assert_eq!(
+            v.pointer("/spec/template/spec/containers/1/resources"),
+            Some(
+                &json!({"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}})
+            )
+        );
+        // FRR outlives the agent's graceful shutdown, within the grace period.
+        let sleep = frr
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap();
+        assert_eq!(sleep[0], "sleep");
+        let secs: i64 = sleep[1].parse().unwrap();
+        assert!(secs > 3 + 2 && secs < pod.termination_grace_period_seconds.unwrap());
+
+        // The daemons file, written before FRR starts, into the shared configuration.
+        let init = pod.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1);
+        assert_eq!(
+            init[0].image.as_deref(),
+            Some("quay.io/frrouting/frr:8.4.4")
+        );
+        assert_eq!(
+            mounts(&init[0]).get("/etc/frr").map(String::as_str),
+            Some("frr-config")
+        );
+        let env: BTreeMap<&str, &str> = init[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect();
+        let daemons: Vec<&str> = env["FRR_DAEMONS"].lines().collect();
+        for line in ["bgpd=yes", "bfdd=yes", r#"frr_profile="datacenter""#] {
+            assert!(daemons.contains(&line), "{line} in {daemons:?}");
+        }
+        assert_eq!(env["FRR_VTYSH_CONF"], "service integrated-vtysh-config\n");
+        let script = init[0].command.as_ref().unwrap().join(" ");
+        for file in [
+            "/etc/frr/daemons",
+            "/etc/frr/vtysh.conf",
+            "/etc/frr/frr.conf",
+        ] {
+            assert!(script.contains(file), "{script}");
+        }
+        assert!(caps(&init[0]).is_empty());
+
+        // FRR's settings are part of the hash: a new image rolls the agents.
+        let without = desired(&settings(), &bare_placement());
+        assert_ne!(desired_hash(&without), desired_hash(&v));
+        let mut newer = with.clone();
+        if let Some(f) = newer.frr.as_mut() {
+            f.image = "quay.io/frrouting/frr:8.4.5".into();
+        }
+        assert_ne!(
+            desired_hash(&desired(&newer, &bare_placement())),
+            desired_hash(&v)
+        );
+    }
+
+    #[test]
+    fn without_frr_the_daemonset_is_what_it_was() {
+        let v = desired(&settings(), &bare_placement());
+        let spec = v.pointer("/spec/template/spec").unwrap();
+        assert!(spec.get("initContainers").is_none());
+        assert_eq!(spec["containers"].as_array().unwrap().len(), 1);
+        assert!(!v.to_string().contains("frr"), "{v:#}");
+        // The hash this DaemonSet had before FRR could be added: existing installations are
+        // not rolled by an upgrade that leaves FRR off.
+        assert_eq!(desired_hash(&v), Some(HASH_BEFORE_FRR));
     }
 
     #[test]

@@ -508,6 +508,9 @@ fn every_option_renders_validates_and_takes_effect() {
             "--agent-image-pull-policy=Always",
             "--agent-service-account=buoy-node-agent",
             r#"--agent-resources={"limits":{"cpu":"500m","memory":"384Mi"},"requests":{"cpu":"100m","memory":"96Mi"}}"#,
+            "--agent-frr-image=registry.example.com/mirror/frr@sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+            "--agent-frr-image-pull-policy=Always",
+            r#"--agent-frr-resources={"limits":{"cpu":"200m","memory":"128Mi"},"requests":{"cpu":"20m","memory":"48Mi"}}"#,
             "--address-policy=Off",
             "--allow-node-local-backends",
             "--default-load-balancer-class",
@@ -577,6 +580,134 @@ fn every_option_renders_validates_and_takes_effect() {
     std::fs::write(&values, "operator:\n  replicas: 1\n").unwrap();
     let single = render(Some(&values), "buoy", "buoy-system", &[]);
     assert!(single.of_kind("PodDisruptionBudget").is_empty());
+}
+
+#[test]
+fn frr_enabled_renders_validates_and_reaches_the_agent_pods() {
+    let dir = scratch("frr");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, "agent:\n  frr:\n    enabled: true\n").unwrap();
+    let r = render(Some(&values), "buoy", "buoy-system", &[]);
+    let lines = validate(&r.yaml, "frr");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("VALID ")).count(),
+        r.objects.len(),
+        "{lines:#?}"
+    );
+    // The chart passes FRR's image and resources to the operator, and nothing else changes.
+    let args = strings(&operator_container(&r, "buoy-operator")["args"]);
+    let defaults = strings(&operator_container(&render_defaults(), "buoy-operator")["args"]);
+    let frr_args = [
+        "--agent-frr-image=quay.io/frrouting/frr:8.4.4",
+        "--agent-frr-image-pull-policy=IfNotPresent",
+        r#"--agent-frr-resources={"limits":{"memory":"256Mi"},"requests":{"cpu":"50m","memory":"64Mi"}}"#,
+    ];
+    for a in frr_args {
+        assert!(args.iter().any(|x| x == a), "{a} not in {args:#?}");
+    }
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--agent-frr-"))
+        .collect();
+    assert_eq!(rest, defaults.iter().collect::<Vec<_>>());
+
+    // The operator, run with these arguments, puts FRR in the agents' Pods: the DaemonSet it
+    // makes validates strictly too.
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut cmd = Command::new(workspace_bin("buoy-testapi"));
+    cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig);
+    let server = Proc::spawn("buoy-testapi", cmd).unwrap();
+    server
+        .wait_for_line("listening on ", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("buoy-testapi did not start: {:?}", server.output()));
+    let k = Kubectl::new(kubeconfig);
+    let manifest = dir.path().join("frr.yaml");
+    let mut text =
+        String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: buoy-system\n---\n");
+    for crd in ["addresspools", "bgppeers", "upstreampools", "virtualips"] {
+        text.push_str(
+            &std::fs::read_to_string(chart().join(format!("crds/{crd}.buoy.io.yaml"))).unwrap(),
+        );
+        text.push_str("\n---\n");
+    }
+    text.push_str(&r.yaml);
+    std::fs::write(&manifest, text).unwrap();
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let operator_args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--metrics-address=") {
+                "--metrics-address=127.0.0.1:0".to_string()
+            } else {
+                a.replace("$(POD_NAMESPACE)", "buoy-system")
+            }
+        })
+        .collect();
+    let mut cmd = Command::new(workspace_bin("buoy-operator"));
+    cmd.args(&operator_args)
+        .env("KUBECONFIG", &k.kubeconfig)
+        .env("POD_NAMESPACE", "buoy-system")
+        .env("POD_NAME", "buoy-operator-0");
+    let operator = Proc::spawn("buoy-operator", cmd).unwrap();
+    k.ok(&[
+        "apply",
+        "-f",
+        repo().join("examples/seed").to_str().unwrap(),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ds = loop {
+        let list = k.json(&["get", "daemonsets", "-n", "buoy-system"]);
+        if let Some(ds) = list["items"].as_array().and_then(|i| i.first()).cloned() {
+            break ds;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agent DaemonSet; operator said: {:?}",
+            operator.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(operator);
+    let applied = json!({
+        "apiVersion": ds["apiVersion"], "kind": ds["kind"],
+        "metadata": {"name": ds["metadata"]["name"], "namespace": ds["metadata"]["namespace"],
+                     "labels": ds["metadata"]["labels"]},
+        "spec": ds["spec"],
+    });
+    let lines = validate(&serde_yaml::to_string(&applied).unwrap(), "frr-daemonset");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("VALID DaemonSet/buoy-agent-")),
+        "{lines:#?}"
+    );
+    let pod = &ds["spec"]["template"]["spec"];
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["agent", "frr"]);
+    let (agent, frr) = (&pod["containers"][0], &pod["containers"][1]);
+    assert_eq!(frr["image"], "quay.io/frrouting/frr:8.4.4");
+    assert_eq!(frr["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        frr["resources"],
+        json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+    );
+    assert!(
+        strings(&agent["args"])
+            .join(" ")
+            .ends_with("--frr-config-dir /etc/frr --frr-vty-socket /var/run/frr"),
+        "{agent}"
+    );
+    assert_eq!(
+        pod["initContainers"][0]["image"],
+        "quay.io/frrouting/frr:8.4.4"
+    );
+    assert_eq!(pod["hostNetwork"], true);
 }
 
 #[test]
@@ -683,6 +814,15 @@ fn values_schema_rejects_bad_values_with_a_clear_message() {
             "missing property 'spec'",
         ),
         (json!({"rbac": {"editorRole": "yes"}}), "/rbac/editorRole"),
+        (
+            json!({"agent": {"frr": {"enabled": "yes"}}}),
+            "/agent/frr/enabled",
+        ),
+        // FRR's version is its own, not the chart's appVersion.
+        (
+            json!({"agent": {"frr": {"image": {"tag": ""}}}}),
+            "/agent/frr/image/tag",
+        ),
     ] {
         let (code, out, err) = helmtool(&[
             "schema",
@@ -1496,6 +1636,19 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
             .unwrap()
             .ends_with(&format!("/{}", agent.title.as_deref().unwrap()))
     );
+    // The agent image carries what the BGP mode drives FRR with (vtysh, frr-reload.py and
+    // python3), FRR's daemons running in the Pod's `frr` container (agent.frr).
+    let agent_stage = &text[text.find(" AS agent").unwrap()..];
+    let install = agent_stage
+        .lines()
+        .find(|l| l.contains("apt-get install"))
+        .unwrap();
+    for package in ["frr", "frr-pythontools"] {
+        assert!(
+            install.split_whitespace().any(|w| w == package),
+            "{package} not in {install}"
+        );
+    }
     // The build context keeps target/ and .git/ out.
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
     for p in ["target/", ".git/"] {

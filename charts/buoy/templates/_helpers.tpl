@@ -102,8 +102,14 @@ app.kubernetes.io/component: agent
 
 {{/* The agent's ResourceRequirements as JSON for the operator, without empty values. */}}
 {{- define "buoy.agentResources" -}}
+{{- include "buoy.resourcesJson" .Values.agent.resources -}}
+{{- end -}}
+
+{{/* A resources value (requests and limits) as the JSON of a ResourceRequirements, without
+empty values. */}}
+{{- define "buoy.resourcesJson" -}}
 {{- $res := dict -}}
-{{- range $kind, $m := .Values.agent.resources -}}
+{{- range $kind, $m := . -}}
 {{- $kept := dict -}}
 {{- range $k, $v := $m -}}
 {{- if $v -}}{{- $_ := set $kept $k $v -}}{{- end -}}

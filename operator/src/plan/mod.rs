@@ -171,6 +171,7 @@ pub(crate) mod fixture {
             resources: Default::default(),
             address_policy: AddressPolicy::Off,
             allow_node_local_backends: false,
+            frr: None,
         }
     }
 
