@@ -25,7 +25,7 @@ struct Args {
     /// Fewer runs and shorter windows: a check that everything runs, not figures to quote.
     #[arg(long)]
     quick: bool,
-    /// Only these benchmarks (comma-separated): failover, proxy, tls, agent_rss, connections,
+    /// Only these benchmarks (comma-separated): failover, proxy, tls, bgp, agent_rss, connections,
     /// vrrp_cpu, services, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -110,6 +110,23 @@ proxies' CPU per handshake, and its inverse, the handshakes one worker makes per
 when it alone is the bottleneck, are the figures least disturbed by the client sharing the \
 machine. Buoy's TLS is \
 rustls on aws-lc-rs through pingora; nginx and HAProxy use Debian's OpenSSL 3.",
+    },
+    Bench {
+        name: "bgp",
+        title: "BGP mode: convergence and route churn, through FRR",
+        package: "buoy-agent",
+        args: &[],
+        quick_args: &["--runs", "1", "--routes", "200"],
+        quick_env: &[],
+        reading: "A router namespace runs FRR (ECMP over up to 8 paths); each node runs FRR and \
+`buoy-agent standalone`, whose ECMP VirtualIP it announces; a client behind the router opens a \
+new connection to the VIP every 10 ms. The first table cuts one node's link: the connections \
+hashed to it fail until the router drops its path, those hashed to the other node never do, so \
+the figure is the time from the cut to the last failed connection, with BFD (100 ms × 3) and \
+with BGP's hold time alone (FRR's shortest, 3 s, keepalive 1 s). The second adds announce-only \
+VirtualIPs to one node's files (its session up): the time until the router's BGP table has every \
+route, then, once they are removed, until it has none (each drains with GRACEFUL_SHUTDOWN for \
+3 s first), with the CPU the agent and the node's FRR (zebra and bgpd) spent meanwhile.",
     },
     Bench {
         name: "agent_rss",
