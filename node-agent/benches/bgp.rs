@@ -19,16 +19,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buoy_tests::{
-    frr,
-    netlab::{Lab, ip, ns_exec},
-    process::cpu_seconds,
-};
+use buoy_tests::{frr, netlab::Lab, process::cpu_seconds};
 use support::median;
 
 mod support;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
 const VIP: &str = "10.99.0.10";
 
 /// The tor's configuration for nodes 10.77.0.2 and .3, with BFD or without.
@@ -65,78 +60,18 @@ const WEB: &str = "---\napiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata:
 /// agents' process indices, and the node FRRs).
 fn lab(nodes: &[&str], bfd: bool, config: &str) -> (Lab, frr::Frr, Vec<(usize, frr::Frr)>) {
     let mut lab = Lab::new(&["tor", "n1", "n2", "client"]).unwrap();
-    for (k, v) in [
-        ("net.ipv4.ip_forward", "1"),
-        ("net.ipv4.conf.all.send_redirects", "0"),
-        ("net.ipv4.conf.eth0.send_redirects", "0"),
-        ("net.ipv4.fib_multipath_hash_policy", "1"),
-    ] {
-        ns_exec(&lab.host("tor").ns, &["sysctl", "-qw", &format!("{k}={v}")]).unwrap();
-    }
-    ns_exec(
-        &lab.host("client").ns,
-        &["sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0"],
-    )
-    .unwrap();
-    ip(&[
-        "-n",
-        &lab.host("client").ns,
-        "route",
-        "add",
-        "10.96.0.0/12",
-        "via",
-        "10.77.0.1",
-    ])
-    .unwrap();
+    frr::route_through(&lab, "tor", "client", "10.96.0.0/12").unwrap();
     let tor = frr::Frr::start(&mut lab, "tor").unwrap();
     tor.configure(&tor_config(bfd)).unwrap();
-    let dir = lab.dir().to_path_buf();
-    let file = dir.join("buoy.yaml");
+    let file = lab.dir().join("buoy.yaml");
     std::fs::write(&file, config).unwrap();
-    let mut agents = Vec::new();
-    for node in nodes {
-        let f = frr::Frr::start(&mut lab, node).unwrap();
-        buoy_tests::nginx::spawn(
-            &mut lab,
-            node,
-            &dir,
-            &format!("backend-{node}"),
-            "1",
-            &format!("events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} }} }}\n"),
-        )
-        .unwrap();
-        let etc = f.dir.join("etc");
-        std::fs::create_dir_all(&etc).unwrap();
-        let (etc, vty) = (
-            etc.display().to_string(),
-            f.vty_socket.display().to_string(),
-        );
-        let config = file.display().to_string();
-        let agent = lab
-            .spawn(
-                node,
-                AGENT,
-                &[
-                    "standalone",
-                    "--config",
-                    &config,
-                    "--node-name",
-                    node,
-                    "--threads",
-                    "1",
-                    "--metrics-address",
-                    "127.0.0.1:9901",
-                    "--frr-config-dir",
-                    &etc,
-                    "--frr-pathspace",
-                    &f.pathspace,
-                    "--frr-vty-socket",
-                    &vty,
-                ],
-            )
-            .unwrap();
-        agents.push((agent, f));
-    }
+    let agents = nodes
+        .iter()
+        .map(|n| {
+            let (frr, agent, _) = frr::node(&mut lab, n, &file, &[]).unwrap();
+            (agent, frr)
+        })
+        .collect();
     (lab, tor, agents)
 }
 

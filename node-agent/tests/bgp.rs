@@ -122,76 +122,17 @@ struct Setup {
     lab: Lab,
 }
 
-fn sysctl(lab: &Lab, host: &str, key: &str, value: &str) {
-    ns_exec(
-        &lab.host(host).ns,
-        &["sysctl", "-qw", &format!("{key}={value}")],
-    )
-    .unwrap();
-}
-
 fn setup() -> Setup {
     let mut lab = Lab::new(&["tor", "n1", "n2", "client"]).unwrap();
-    // The tor routes between the client and the nodes, on one LAN: no redirects that would
-    // let the client skip it, and flows hashed on ports too so that they spread.
-    sysctl(&lab, "tor", "net.ipv4.ip_forward", "1");
-    sysctl(&lab, "tor", "net.ipv4.conf.all.send_redirects", "0");
-    sysctl(&lab, "tor", "net.ipv4.conf.eth0.send_redirects", "0");
-    sysctl(&lab, "tor", "net.ipv4.fib_multipath_hash_policy", "1");
-    sysctl(&lab, "client", "net.ipv4.conf.all.accept_redirects", "0");
-    ip(&[
-        "-n",
-        &lab.host("client").ns,
-        "route",
-        "add",
-        "10.99.0.0/24",
-        "via",
-        "10.77.0.1",
-    ])
-    .unwrap();
+    frr::route_through(&lab, "tor", "client", "10.99.0.0/24").unwrap();
     let tor = frr::Frr::start(&mut lab, "tor").unwrap();
     tor.configure(TOR).unwrap();
-    let dir = lab.dir().to_path_buf();
-    let config = dir.join("buoy.yaml");
+    let config = lab.dir().join("buoy.yaml");
     std::fs::write(&config, CONFIG).unwrap();
-    let mut nodes = Vec::new();
-    for node in NODES {
-        let f = frr::Frr::start(&mut lab, node).unwrap();
-        let backend = buoy_tests::nginx::spawn(
-            &mut lab,
-            node,
-            &dir,
-            &format!("backend-{node}"),
-            "1",
-            &format!(
-                "events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} }} }}\n"
-            ),
-        )
-        .unwrap();
-        let etc = f.dir.join("etc");
-        std::fs::create_dir_all(&etc).unwrap();
-        let (etc, vty) = (
-            etc.display().to_string(),
-            f.vty_socket.display().to_string(),
-        );
-        let agent = lab
-            .spawn_standalone_with(
-                node,
-                &config,
-                &[
-                    "--frr-config-dir",
-                    &etc,
-                    "--frr-pathspace",
-                    &f.pathspace,
-                    "--frr-vty-socket",
-                    &vty,
-                    "--bgp-drain",
-                    "2s",
-                ],
-            )
-            .unwrap();
-        nodes.push((f, agent, backend));
-    }
+    let nodes = NODES
+        .iter()
+        .map(|n| frr::node(&mut lab, n, &config, &["--bgp-drain", "2s"]).unwrap())
+        .collect();
     Setup { tor, nodes, lab }
 }
 

@@ -288,3 +288,71 @@ pub fn kernel_nexthops(lab: &Lab, host: &str, prefix: &str) -> Vec<String> {
     hops.sort();
     hops
 }
+
+/// Makes `router` the way from `client` to `prefix` on the lab's one LAN: it forwards, sends
+/// no redirects that would let the client skip it, and hashes ECMP flows on ports too (so that
+/// one client's connections spread over the nodes); the client takes no redirects.
+pub fn route_through(lab: &Lab, router: &str, client: &str, prefix: &str) -> Result<()> {
+    let sysctl =
+        |host: &str, kv: &str| crate::netlab::ns_exec(&lab.host(host).ns, &["sysctl", "-qw", kv]);
+    for kv in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.send_redirects=0",
+        "net.ipv4.conf.eth0.send_redirects=0",
+        "net.ipv4.fib_multipath_hash_policy=1",
+    ] {
+        sysctl(router, kv)?;
+    }
+    sysctl(client, "net.ipv4.conf.all.accept_redirects=0")?;
+    let via = lab.host(router).ipv4.to_string();
+    crate::netlab::ip(&[
+        "-n",
+        &lab.host(client).ns,
+        "route",
+        "add",
+        prefix,
+        "via",
+        &via,
+    ])?;
+    Ok(())
+}
+
+/// A BGP node: FRR on `node`, nginx on its loopback port 8081 answering its name, and
+/// `buoy-agent standalone` from `config` driving that FRR (with `extra` flags). Returns the FRR
+/// and the process indices of the agent and the backend.
+pub fn node(
+    lab: &mut Lab,
+    node: &str,
+    config: &Path,
+    extra: &[&str],
+) -> Result<(Frr, usize, usize)> {
+    let frr = Frr::start(lab, node)?;
+    let dir = lab.dir().to_path_buf();
+    let backend = crate::nginx::spawn(
+        lab,
+        node,
+        &dir,
+        &format!("backend-{node}"),
+        "1",
+        &format!(
+            "events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} }} }}\n"
+        ),
+    )?;
+    let etc = frr.dir.join("etc");
+    std::fs::create_dir_all(&etc).context("FRR's configuration directory")?;
+    let (etc, vty) = (
+        etc.display().to_string(),
+        frr.vty_socket.display().to_string(),
+    );
+    let mut args = vec![
+        "--frr-config-dir",
+        &etc,
+        "--frr-pathspace",
+        &frr.pathspace,
+        "--frr-vty-socket",
+        &vty,
+    ];
+    args.extend(extra);
+    let agent = lab.spawn_standalone_with(node, config, &args)?;
+    Ok((frr, agent, backend))
+}

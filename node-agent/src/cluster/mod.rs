@@ -367,6 +367,20 @@ fn api_state(role: Role) -> VrrpState {
 /// At most this much of a message goes into a status entry or an Event.
 const MESSAGE_LIMIT: usize = 1024;
 
+/// Whether this node's entry in the API is what it would write now: the same as it last wrote,
+/// or nothing to write and no entry there.
+pub(crate) fn entry_unchanged<T: PartialEq>(
+    last: Option<&Option<T>>,
+    mine: Option<&T>,
+    has_entry: bool,
+) -> bool {
+    match (last, mine) {
+        (Some(Some(a)), Some(b)) => a == b,
+        (Some(None) | None, None) => !has_entry,
+        _ => false,
+    }
+}
+
 pub(crate) fn bounded(text: &str) -> String {
     text.chars().take(MESSAGE_LIMIT).collect()
 }
@@ -443,12 +457,7 @@ pub(crate) async fn report_status(
                 .as_ref()
                 .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
             let last = written.get(&key);
-            let unchanged = match (last, mine) {
-                (Some(Some(a)), Some(b)) => a == b,
-                (Some(None), None) | (None, None) => !has_entry,
-                _ => false,
-            };
-            if unchanged {
+            if entry_unchanged(last, mine, has_entry) {
                 continue;
             }
             let api: Api<VirtualIP> =
@@ -542,12 +551,7 @@ pub(crate) async fn report_pools(
                 .as_ref()
                 .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
             let last = written.get(&key);
-            let unchanged = match (last, mine) {
-                (Some(Some(a)), Some(b)) => a == b,
-                (Some(None), None) | (None, None) => !has_entry,
-                _ => false,
-            };
-            if unchanged {
+            if entry_unchanged(last, mine, has_entry) {
                 continue;
             }
             let api: Api<UpstreamPool> =

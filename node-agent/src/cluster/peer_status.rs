@@ -14,7 +14,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::{API_TIMEOUT, Identity, Stores, bounded};
+use super::{API_TIMEOUT, Identity, Stores, bounded, entry_unchanged};
 
 /// Keeps this node's entry of each BGPPeer's `status.nodes` equal to its side of the session
 /// (state, reason, BFD, routes; removed from peers that no longer select it), by server-side
@@ -48,12 +48,7 @@ pub(crate) async fn report(
                 .status
                 .as_ref()
                 .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
-            let unchanged = match (written.get(&name), &mine) {
-                (Some(last), Some(m)) => last.as_ref() == Some(m),
-                (Some(None) | None, None) => !has_entry,
-                _ => false,
-            };
-            if unchanged {
+            if entry_unchanged(written.get(&name), mine.as_ref(), has_entry) {
                 continue;
             }
             let body = buoy_crds::contract::bgp_peer_entry_apply(&name, mine.as_ref());
