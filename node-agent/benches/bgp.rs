@@ -106,12 +106,15 @@ fn tor_routes(tor: &frr::Frr) -> u64 {
 /// One link cut of n1 with both nodes announcing `VIP`: how long after the cut the client's
 /// last connection failed (those hashed to n2 succeed throughout).
 fn convergence(bfd: bool) -> Duration {
-    let (lab, _tor, _agents) = lab(&["n1", "n2"], bfd, &node_config(bfd, WEB));
+    let (lab, tor, _agents) = lab(&["n1", "n2"], bfd, &node_config(bfd, WEB));
     let both = ["10.77.0.2".to_string(), "10.77.0.3".to_string()];
     wait(Duration::from_secs(60), || {
         frr::kernel_nexthops(&lab, "tor", VIP) == both
     })
     .expect("both nodes announced");
+    if bfd {
+        wait(Duration::from_secs(20), || tor.bfd_up("10.77.0.2")).expect("BFD up with n1");
+    }
     let probe = buoy_tests::probe::Probe::start_http(
         &lab.host("client").ns,
         SocketAddr::new(VIP.parse().unwrap(), 80),

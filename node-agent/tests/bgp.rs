@@ -223,6 +223,10 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
 
     // n1's link is cut: the tor's BFD (100 ms × 3) takes its session and route down, and the
     // client's new connections reach n2 within a second.
+    assert!(
+        poll(Duration::from_secs(10), || s.tor.bfd_up("10.77.0.2")),
+        "BFD up with n1 before its link is cut"
+    );
     let probe = buoy_tests::probe::Probe::start_http(
         &s.lab.host("client").ns,
         std::net::SocketAddr::new(VIP.parse().unwrap(), 80),

@@ -168,6 +168,21 @@ impl Frr {
         )
     }
 
+    /// Whether this router's BFD session with `peer` is up.
+    pub fn bfd_up(&self, peer: &str) -> bool {
+        self.json("show bfd peers json")
+            .ok()
+            .and_then(|v| {
+                v.as_array().map(|peers| {
+                    peers.iter().any(|p| {
+                        p.get("peer").and_then(|a| a.as_str()) == Some(peer)
+                            && p.get("status").and_then(|s| s.as_str()) == Some("up")
+                    })
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// Applies configuration commands (`frr.conf` syntax) on top of what runs, as `vtysh -f`.
     pub fn configure(&self, config: &str) -> Result<()> {
         let file = self.dir.join("configure.conf");
