@@ -12,9 +12,9 @@ use std::{
 };
 
 use buoy_agent::bgp::{
-    BfdConfig, Frr, FrrConfig, FrrError, PeerConfig, RouteConfig, SessionPhase, SessionState,
-    state::NO_ANSWER,
+    BfdConfig, Frr, FrrConfig, FrrError, PeerConfig, RouteConfig, SessionState, state::NO_ANSWER,
 };
+use buoy_crds::BgpSessionState;
 use buoy_tests::{frr, netlab::Lab};
 
 const PASSWORD: &str = "s3cret!";
@@ -126,7 +126,7 @@ async fn session(driver: &Frr, address: &str) -> SessionState {
 async fn established(driver: &Frr, address: &str, lab: &Lab) -> SessionState {
     let up = poll(Duration::from_secs(30), async || {
         let s = session(driver, address).await;
-        (s.state == SessionPhase::Established).then_some(s)
+        (s.state == BgpSessionState::Established).then_some(s)
     })
     .await;
     match up {
@@ -330,7 +330,7 @@ async fn nodes_announce_through_frr_ecmp_graceful_shutdown_withdrawal_and_bfd() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = session(n1, "10.77.0.1").await;
     let between = read_before.elapsed();
-    assert_eq!(after.state, SessionPhase::Established);
+    assert_eq!(after.state, BgpSessionState::Established);
     let (up_before, up_after) = (
         before.established_for.unwrap(),
         after.established_for.unwrap(),
@@ -372,10 +372,10 @@ async fn a_wrong_password_is_reported_and_bgpd_stopped_is_not_running() {
     // Long enough for several connection attempts.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let wrong = session(n2, "10.77.0.1").await;
-    assert_ne!(wrong.state, SessionPhase::Established, "{wrong:?}");
+    assert_ne!(wrong.state, BgpSessionState::Established, "{wrong:?}");
     assert_eq!(wrong.reason.as_deref(), Some(NO_ANSWER), "{wrong:?}");
     let right = session(n1, "10.77.0.1").await;
-    assert_eq!(right.state, SessionPhase::Established, "{right:?}");
+    assert_eq!(right.state, BgpSessionState::Established, "{right:?}");
     assert_eq!(
         frr::kernel_nexthops(&s.lab, "tor", "10.96.0.20/32"),
         ["10.77.0.2"]

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::{
     agent::{NodeStatus, VipStatus},
     bgp::{
-        Frr, SessionPhase,
+        Frr,
         speaker::{BgpNode, BgpStatus, Desired, Speaker, established},
     },
     net::{claim, netlink::Link},
@@ -366,17 +366,7 @@ fn peer_report(
     for peer in node.iter().flat_map(|n| &n.peers) {
         let session = seen.sessions.iter().find(|s| s.address == peer.address);
         let (state, reason) = match (session, &seen.error) {
-            (Some(s), _) => (
-                match s.state {
-                    SessionPhase::Idle => BgpSessionState::Idle,
-                    SessionPhase::Connect => BgpSessionState::Connect,
-                    SessionPhase::Active => BgpSessionState::Active,
-                    SessionPhase::OpenSent => BgpSessionState::OpenSent,
-                    SessionPhase::OpenConfirm => BgpSessionState::OpenConfirm,
-                    SessionPhase::Established => BgpSessionState::Established,
-                },
-                s.reason.clone(),
-            ),
+            (Some(s), _) => (s.state, s.reason.clone()),
             (None, Some(e)) => (BgpSessionState::Unknown, Some(e.clone())),
             (None, None) => (
                 BgpSessionState::Unknown,
@@ -470,13 +460,13 @@ mod tests {
         }
     }
 
-    fn session(address: &str, state: SessionPhase, reason: Option<&str>) -> SessionState {
+    fn session(address: &str, state: BgpSessionState, reason: Option<&str>) -> SessionState {
         SessionState {
             address: address.parse().unwrap(),
             state,
             established_for: None,
             reason: reason.map(String::from),
-            bfd: Some(state == SessionPhase::Established),
+            bfd: Some(state == BgpSessionState::Established),
             prefixes_sent: 1,
         }
     }
@@ -507,10 +497,10 @@ mod tests {
                 },
             ],
             sessions: vec![
-                session("10.77.0.1", SessionPhase::Established, None),
+                session("10.77.0.1", BgpSessionState::Established, None),
                 session(
                     "10.77.0.9",
-                    SessionPhase::Active,
+                    BgpSessionState::Active,
                     Some("no answer from the peer"),
                 ),
             ],
@@ -565,7 +555,7 @@ mod tests {
         assert_eq!(later, first);
         // tor-b comes up: only its `since` moves.
         let mut up = seen.clone();
-        up.sessions[1] = session("10.77.0.9", SessionPhase::Established, None);
+        up.sessions[1] = session("10.77.0.9", BgpSessionState::Established, None);
         let t2 = t0 + Duration::from_secs(120);
         let next = peer_report(Some(&node), &problems, &up, &first, t2);
         assert_eq!(next["tor-b"].since, Some(time(t2)));

@@ -11,4 +11,4 @@ pub mod state;
 
 pub use config::{BfdConfig, ConfigError, FrrConfig, PeerConfig, RouteConfig, render};
 pub use driver::{Frr, FrrError};
-pub use state::{SessionPhase, SessionState};
+pub use state::SessionState;

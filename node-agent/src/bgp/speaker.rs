@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use buoy_crds::BgpSessionState;
 use tokio::{
     sync::watch,
     task::JoinHandle,
@@ -20,7 +21,7 @@ use super::{
     announce::{Announced, Announcer},
     config::{FrrConfig, PeerConfig, RouteConfig},
     driver::Frr,
-    state::{SessionPhase, SessionState},
+    state::SessionState,
 };
 
 /// How often the sessions are read back from FRR (and a failed apply retried).
@@ -37,7 +38,7 @@ pub struct BgpNode {
 
 /// Whether FRR reports the session established.
 pub(crate) fn established(session: &SessionState) -> bool {
-    session.state == SessionPhase::Established
+    session.state == BgpSessionState::Established
 }
 
 /// The router ID of a node that was given none: the address it reaches its first IPv4 peer

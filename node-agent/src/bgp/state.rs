@@ -4,44 +4,21 @@
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
+use buoy_crds::BgpSessionState;
 use serde_json::Value;
 
-/// A BGP session's finite-state-machine state (RFC 4271, 8.2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SessionPhase {
-    /// Not trying (yet), or stopped.
-    Idle,
-    /// Opening the TCP connection.
-    Connect,
-    /// Waiting for the peer to connect, or to retry.
-    Active,
-    /// OPEN sent, waiting for the peer's.
-    OpenSent,
-    /// OPENs exchanged, waiting for a KEEPALIVE.
-    OpenConfirm,
-    /// Up: routes are exchanged.
-    Established,
-}
-
-impl SessionPhase {
-    /// FRR's name of a state; its own passing states (`Clearing`, `Deleted`) are Idle.
-    fn from_frr(name: &str) -> Option<SessionPhase> {
-        Some(match name {
-            "Idle" | "Clearing" | "Deleted" => SessionPhase::Idle,
-            "Connect" => SessionPhase::Connect,
-            "Active" => SessionPhase::Active,
-            "OpenSent" => SessionPhase::OpenSent,
-            "OpenConfirm" => SessionPhase::OpenConfirm,
-            "Established" => SessionPhase::Established,
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for SessionPhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
+/// FRR's name of a session's state (RFC 4271, 8.2.2) as the API's; FRR's own passing states
+/// (`Clearing`, `Deleted`) are Idle.
+fn from_frr(name: &str) -> Option<BgpSessionState> {
+    Some(match name {
+        "Idle" | "Clearing" | "Deleted" => BgpSessionState::Idle,
+        "Connect" => BgpSessionState::Connect,
+        "Active" => BgpSessionState::Active,
+        "OpenSent" => BgpSessionState::OpenSent,
+        "OpenConfirm" => BgpSessionState::OpenConfirm,
+        "Established" => BgpSessionState::Established,
+        _ => return None,
+    })
 }
 
 /// One session as FRR sees it.
@@ -50,7 +27,7 @@ pub struct SessionState {
     /// The peer's address.
     pub address: IpAddr,
     /// Where the session is.
-    pub state: SessionPhase,
+    pub state: BgpSessionState,
     /// How long it has been up, when it is.
     pub established_for: Option<Duration>,
     /// Why it is not up (or went down last), in words for a condition or an Event.
@@ -94,9 +71,9 @@ pub fn parse_neighbors(json: &str) -> Result<Vec<SessionState>, ParseError> {
 
 fn session(address: IpAddr, n: &Value) -> Result<SessionState, ParseError> {
     let name = n.get("bgpState").and_then(Value::as_str).unwrap_or("");
-    let state = SessionPhase::from_frr(name)
+    let state = from_frr(name)
         .ok_or_else(|| ParseError(format!("{address}: unknown bgpState {name:?}")))?;
-    let up = state == SessionPhase::Established;
+    let up = state == BgpSessionState::Established;
     let established_for = up
         .then(|| n.get("bgpTimerUpMsec").and_then(Value::as_u64))
         .flatten()
@@ -126,7 +103,7 @@ fn session(address: IpAddr, n: &Value) -> Result<SessionState, ParseError> {
 
 /// Why a session is not up: the NOTIFICATION last sent or received (bad peer AS, hold timer
 /// expired…), else what FRR last reset it for, else what its state says.
-fn reason(state: SessionPhase, n: &Value) -> String {
+fn reason(state: BgpSessionState, n: &Value) -> String {
     let text = |key: &str| {
         n.get(key)
             .and_then(Value::as_str)
@@ -154,12 +131,12 @@ fn reason(state: SessionPhase, n: &Value) -> String {
         .unwrap_or(0)
         > 0;
     match (state, due_to) {
-        (SessionPhase::Connect | SessionPhase::Active, Some(d)) if established_before => {
+        (BgpSessionState::Connect | BgpSessionState::Active, Some(d)) if established_before => {
             format!("{NO_ANSWER}; last down: {d}")
         }
-        (SessionPhase::Connect | SessionPhase::Active, _) => NO_ANSWER.to_string(),
-        (SessionPhase::OpenSent | SessionPhase::OpenConfirm, _) => {
-            format!("opening the session ({state})")
+        (BgpSessionState::Connect | BgpSessionState::Active, _) => NO_ANSWER.to_string(),
+        (BgpSessionState::OpenSent | BgpSessionState::OpenConfirm, _) => {
+            format!("opening the session ({})", state.as_str())
         }
         (_, Some(d)) => format!("idle: {d}"),
         _ => "idle".to_string(),
@@ -217,7 +194,7 @@ mod tests {
             [
                 SessionState {
                     address: "10.77.0.1".parse().unwrap(),
-                    state: SessionPhase::Established,
+                    state: BgpSessionState::Established,
                     established_for: Some(Duration::from_secs(13)),
                     reason: None,
                     bfd: Some(true),
@@ -225,7 +202,7 @@ mod tests {
                 },
                 SessionState {
                     address: "fd77::1".parse().unwrap(),
-                    state: SessionPhase::Connect,
+                    state: BgpSessionState::Connect,
                     established_for: None,
                     reason: Some(NO_ANSWER.to_string()),
                     bfd: None,
@@ -238,13 +215,13 @@ mod tests {
     #[test]
     fn a_notification_is_the_reason() {
         let bad_as = one(BAD_PEER_AS);
-        assert_eq!(bad_as.state, SessionPhase::Idle);
+        assert_eq!(bad_as.state, BgpSessionState::Idle);
         assert_eq!(
             bad_as.reason.as_deref(),
             Some("the peer sent a NOTIFICATION: OPEN Message Error/Bad Peer AS")
         );
         let hold = one(HOLD_TIMER_EXPIRED);
-        assert_eq!(hold.state, SessionPhase::Connect);
+        assert_eq!(hold.state, BgpSessionState::Connect);
         assert_eq!(hold.established_for, None);
         assert_eq!(
             hold.reason.as_deref(),
