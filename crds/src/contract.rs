@@ -75,6 +75,37 @@ pub fn agent_field_manager(node: &str) -> String {
     format!("buoy-agent/{node}")
 }
 
+/// Objects whose status has one entry per node (`status.nodes`), each written by that node's
+/// agent under [`agent_field_manager`].
+pub trait NodeEntries {
+    /// Whether `node` has an entry.
+    fn has_entry_of(&self, node: &str) -> bool;
+}
+
+impl NodeEntries for crate::VirtualIP {
+    fn has_entry_of(&self, node: &str) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.node == node))
+    }
+}
+
+impl NodeEntries for crate::UpstreamPool {
+    fn has_entry_of(&self, node: &str) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.node == node))
+    }
+}
+
+impl NodeEntries for crate::BGPPeer {
+    fn has_entry_of(&self, node: &str) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.node == node))
+    }
+}
+
 /// The server-side apply body (for the status subresource, under [`agent_field_manager`]) by
 /// which a node's agent writes its entry of BGPPeer `peer`'s `status.nodes`, or, with `None`,
 /// removes the entry it wrote.

@@ -15,7 +15,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use buoy_crds::{AddressPool, BGPPeer, UpstreamPool, VirtualIP, VrrpState, policy::AddressPolicy};
+use buoy_crds::{
+    AddressPool, BGPPeer, UpstreamPool, VirtualIP, VrrpState, contract::NodeEntries,
+    policy::AddressPolicy,
+};
 use buoy_vrrp::machine::Role;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Secret};
@@ -452,10 +455,7 @@ pub(crate) async fn report_status(
             let key = vip_key(vip);
             seen.insert(key.clone());
             let mine = now.get(&key);
-            let has_entry = vip
-                .status
-                .as_ref()
-                .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
+            let has_entry = vip.has_entry_of(&identity.node);
             let last = written.get(&key);
             if entry_unchanged(last, mine, has_entry) {
                 continue;
@@ -546,10 +546,7 @@ pub(crate) async fn report_pools(
             let key = buoy_crds::contract::key(pool.namespace().as_deref(), Some(&pool.name_any()));
             seen.insert(key.clone());
             let mine = now.get(&key);
-            let has_entry = pool
-                .status
-                .as_ref()
-                .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
+            let has_entry = pool.has_entry_of(&identity.node);
             let last = written.get(&key);
             if entry_unchanged(last, mine, has_entry) {
                 continue;
@@ -600,61 +597,55 @@ pub(crate) async fn report_pools(
     }
 }
 
-/// Removes this node's entries from every VirtualIP and UpstreamPool (the agent is stopping: it
+/// Removes this node's entries from every VirtualIP, UpstreamPool and BGPPeer (the agent is stopping: it
 /// no longer takes part, and the operator's finalizer waits for masters to go).
 pub(crate) async fn clear_entries(client: &Client, identity: &Identity, stores: &Stores) {
+    let node = identity.node.as_str();
+    remove_entries(identity, stores.vips.state(), |vip| {
+        let api = Api::namespaced(client.clone(), &vip.namespace().unwrap_or_default());
+        (api, entry_patch(vip, node, None))
+    })
+    .await;
+    remove_entries(identity, stores.pools.state(), |pool| {
+        let api = Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
+        (api, pool_entry_patch(pool, node, None))
+    })
+    .await;
+    remove_entries(identity, stores.bgp_peers.state(), |peer| {
+        (
+            Api::all(client.clone()),
+            buoy_crds::contract::bgp_peer_entry_apply(&peer.name_any(), None),
+        )
+    })
+    .await;
+}
+
+/// Applies, to each of `objects` that has this node's entry, the body that removes it (with
+/// the object's Api), under the node's field manager.
+async fn remove_entries<K>(
+    identity: &Identity,
+    objects: Vec<Arc<K>>,
+    removal: impl Fn(&K) -> (Api<K>, serde_json::Value),
+) where
+    K: NodeEntries
+        + Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let params = PatchParams::apply(&identity.field_manager()).force();
-    for vip in stores.vips.state() {
-        let ours = vip
-            .status
-            .as_ref()
-            .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
-        if !ours {
-            continue;
-        }
-        let api: Api<VirtualIP> =
-            Api::namespaced(client.clone(), &vip.namespace().unwrap_or_default());
-        let body = entry_patch(&vip, &identity.node, None);
+    for object in objects.iter().filter(|o| o.has_entry_of(&identity.node)) {
+        let (api, body) = removal(object);
         if let Err(e) = api
-            .patch_status(&vip.name_any(), &params, &Patch::Apply(&body))
+            .patch_status(&object.name_any(), &params, &Patch::Apply(&body))
             .await
         {
-            warn!(virtualip = %vip_key(&vip), error = %e, "cannot remove this node's status entry");
-        }
-    }
-    for pool in stores.pools.state() {
-        let ours = pool
-            .status
-            .as_ref()
-            .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
-        if !ours {
-            continue;
-        }
-        let api: Api<UpstreamPool> =
-            Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
-        let body = pool_entry_patch(&pool, &identity.node, None);
-        if let Err(e) = api
-            .patch_status(&pool.name_any(), &params, &Patch::Apply(&body))
-            .await
-        {
-            warn!(pool = %pool.name_any(), error = %e, "cannot remove this node's pool entry");
-        }
-    }
-    let api: Api<BGPPeer> = Api::all(client.clone());
-    for peer in stores.bgp_peers.state() {
-        let ours = peer
-            .status
-            .as_ref()
-            .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
-        if !ours {
-            continue;
-        }
-        let body = buoy_crds::contract::bgp_peer_entry_apply(&peer.name_any(), None);
-        if let Err(e) = api
-            .patch_status(&peer.name_any(), &params, &Patch::Apply(&body))
-            .await
-        {
-            warn!(bgppeer = %peer.name_any(), error = %e, "cannot remove this node's BGPPeer entry");
+            warn!(
+                kind = %K::kind(&()),
+                object = %buoy_crds::contract::key_of(object.meta()),
+                error = %e,
+                "cannot remove this node's status entry"
+            );
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use buoy_crds::BGPPeer;
+use buoy_crds::{BGPPeer, contract::NodeEntries};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -44,10 +44,7 @@ pub(crate) async fn report(
                 e.node.clone_from(&identity.node);
                 e
             });
-            let has_entry = peer
-                .status
-                .as_ref()
-                .is_some_and(|s| s.nodes.iter().any(|n| n.node == identity.node));
+            let has_entry = peer.has_entry_of(&identity.node);
             if entry_unchanged(written.get(&name), mine.as_ref(), has_entry) {
                 continue;
             }
