@@ -441,8 +441,13 @@ fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
         lab.logs()
     );
     assert_eq!(entry("tor-a")["bfd"], "Disabled");
+    // The entry lists what FRR sends; the router installs it a moment later.
     assert!(
-        frr::kernel_nexthops(&lab, "tor-a", "10.99.0.20") == ["10.77.0.3"],
+        poll(Duration::from_secs(5), || frr::kernel_nexthops(
+            &lab,
+            "tor-a",
+            "10.99.0.20"
+        ) == ["10.77.0.3"]),
         "the route is in tor-a's kernel"
     );
     // tor-b refuses n1's password: its entry says so, tor-a's session is untouched.
