@@ -319,15 +319,15 @@ impl Ecmp {
 
     /// Drains and withdraws every route (GRACEFUL_SHUTDOWN first), then releases the loopback
     /// addresses. The listeners still serve meanwhile.
-    pub(crate) async fn shutdown(mut self, host: Option<&Arc<Host>>) {
+    pub(crate) async fn shutdown(&mut self, host: Option<&Arc<Host>>) {
         if let Some(speaker) = self.speaker.take() {
             info!(drain = ?self.settings.drain, "withdrawing the BGP routes");
             speaker
                 .stop(self.settings.drain + Duration::from_secs(10))
                 .await;
         }
+        let all: Vec<IpAddr> = std::mem::take(&mut self.bound).into_iter().collect();
         if let Some(host) = host {
-            let all: Vec<IpAddr> = self.bound.iter().copied().collect();
             release(host, &all).await;
         }
     }

@@ -147,7 +147,7 @@ pub struct Agent {
     /// What each pool has on this node, refreshed with the data path.
     pools: watch::Sender<BTreeMap<String, PoolReport>>,
     /// The VirtualIPs announced by BGP.
-    ecmp: Option<Ecmp>,
+    ecmp: Ecmp,
 }
 
 /// How long a graceful stop of one instance may take: the handover waits for the new master's
@@ -196,19 +196,19 @@ impl Agent {
             identity,
             ledger,
             pools: watch::channel(BTreeMap::new()).0,
-            ecmp: Some(Ecmp::new(BgpSettings::default())),
+            ecmp: Ecmp::new(BgpSettings::default()),
         }
     }
 
     /// Follows this node's side of its BGP sessions, by BGPPeer name.
-    pub(crate) fn bgp_report(&self) -> Option<watch::Receiver<ecmp::BgpReport>> {
-        self.ecmp.as_ref().map(Ecmp::report)
+    pub(crate) fn bgp_report(&self) -> watch::Receiver<ecmp::BgpReport> {
+        self.ecmp.report()
     }
 
     /// How this agent reaches FRR for the VirtualIPs announced by BGP (before the first
     /// [`Agent::apply`]).
     pub(crate) fn set_bgp(&mut self, settings: BgpSettings) {
-        self.ecmp = Some(Ecmp::new(settings));
+        self.ecmp = Ecmp::new(settings);
     }
 
     /// Follows every status change of this node's VirtualIPs (a VRRP group's status is each
@@ -287,9 +287,7 @@ impl Agent {
             }
         }
         self.report_faults_and_warnings(&desired);
-        if let Some(ecmp) = &mut self.ecmp {
-            ecmp.apply(self.host.as_ref(), &desired).await;
-        }
+        self.ecmp.apply(self.host.as_ref(), &desired).await;
         self.desired = desired;
         self.refresh_data_path();
         self.refresh_bgp().await;
@@ -297,10 +295,9 @@ impl Agent {
 
     /// Feeds the BGP announcement what the node can serve now.
     async fn refresh_bgp(&mut self) {
-        if let Some(ecmp) = &mut self.ecmp {
-            ecmp.refresh(self.host.as_ref(), &self.proxy, &self.status)
-                .await;
-        }
+        self.ecmp
+            .refresh(self.host.as_ref(), &self.proxy, &self.status)
+            .await;
     }
 
     /// Stops the instances whose VRRP settings changed or that are no longer wanted. Returns
@@ -542,9 +539,7 @@ impl Agent {
     pub async fn shutdown(mut self, grace: Duration) {
         // BGP routes drain while everything still serves: routers move flows to the other
         // nodes first.
-        if let Some(ecmp) = self.ecmp.take() {
-            ecmp.shutdown(self.host.as_ref()).await;
-        }
+        self.ecmp.shutdown(self.host.as_ref()).await;
         for r in self.running.values() {
             let _ = r.shutdown.send(Some(Stop::Gracefully));
         }

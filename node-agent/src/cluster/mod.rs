@@ -319,14 +319,12 @@ impl Source for ClusterSource {
             self.stores.clone(),
             agent.pool_status(),
         )));
-        if let Some(report) = agent.bgp_report() {
-            self.reporters.push(tokio::spawn(peer_status::report(
-                self.client.clone(),
-                self.identity.clone(),
-                self.stores.clone(),
-                report,
-            )));
-        }
+        self.reporters.push(tokio::spawn(peer_status::report(
+            self.client.clone(),
+            self.identity.clone(),
+            self.stores.clone(),
+            agent.bgp_report(),
+        )));
     }
 
     async fn finish(&mut self) {
