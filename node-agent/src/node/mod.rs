@@ -397,14 +397,7 @@ fn plan_vip(
         .and_then(|p| p.spec.interfaces.as_ref())
         .map(|l| l.iter().map(|i| i.0.clone()).collect())
         .unwrap_or_default();
-    let tls = config::listener_tls(
-        vip,
-        inputs.secrets,
-        inputs.secret_problems,
-        &mut out.wants.certificates,
-    );
-    let listeners =
-        config::listeners(vip, &addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
+    let listeners = listeners_of(vip, &addresses, inputs, out)?;
     let vip_plan = VipPlan {
         key: key.to_string(),
         instance,
@@ -416,6 +409,22 @@ fn plan_vip(
         bgp: announcement == buoy_crds::Announcement::BGP,
     };
     Ok(Some((Served::Vrrp(Box::new(vip_plan)), listeners)))
+}
+
+/// The proxy listeners of `vip` on `addresses`, their certificates wanted from the source.
+fn listeners_of(
+    vip: &VirtualIP,
+    addresses: &[VipAddress],
+    inputs: &Inputs<'_>,
+    out: &mut Plan,
+) -> Result<Vec<ListenerConfig>, Unserved> {
+    let tls = config::listener_tls(
+        vip,
+        inputs.secrets,
+        inputs.secret_problems,
+        &mut out.wants.certificates,
+    );
+    config::listeners(vip, addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))
 }
 
 /// A VirtualIP of a BGP pool in ECMP mode: its listeners and addresses, no VRRP.
@@ -431,14 +440,7 @@ fn plan_ecmp(
         .map(|a| config::parse_vip(a).map(|(ip, _)| ip))
         .collect::<Result<Vec<IpAddr>, _>>()
         .map_err(|e| Unserved::Fault(e.to_string()))?;
-    let tls = config::listener_tls(
-        vip,
-        inputs.secrets,
-        inputs.secret_problems,
-        &mut out.wants.certificates,
-    );
-    let listeners =
-        config::listeners(vip, addresses, &tls).map_err(|e| Unserved::Fault(e.to_string()))?;
+    let listeners = listeners_of(vip, addresses, inputs, out)?;
     let plan = EcmpPlan {
         key: key.to_string(),
         addresses: ips,
