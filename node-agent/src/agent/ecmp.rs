@@ -443,20 +443,12 @@ mod tests {
 
     fn peer(name: &str, address: &str, bfd: bool) -> PeerConfig {
         PeerConfig {
-            name: name.into(),
-            address: address.parse().unwrap(),
-            asn: 64500,
-            port: 179,
-            hold_time: Duration::from_secs(9),
-            keepalive: Duration::from_secs(3),
-            password: None,
             bfd: bfd.then_some(BfdConfig {
                 receive: Duration::from_millis(100),
                 transmit: Duration::from_millis(100),
                 multiplier: 3,
             }),
-            communities: Vec::new(),
-            local_pref: None,
+            ..crate::bgp::config::tests::peer(name, address)
         }
     }
 

@@ -542,4 +542,4 @@ fn set_lines(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,8 @@
 //! The rendering's tests: a golden configuration, determinism, and refused values.
 use super::*;
 
-fn peer(name: &str, address: &str) -> PeerConfig {
+/// A peer in AS 64500 with short timers and nothing else (other modules' tests too).
+pub(crate) fn peer(name: &str, address: &str) -> PeerConfig {
     PeerConfig {
         name: name.into(),
         address: address.parse().unwrap(),
