@@ -194,43 +194,36 @@ fn main() {
     .expect("the session up");
     println!("| step | time | agent CPU | FRR CPU (zebra + bgpd) |");
     println!("|---|---|---|---|");
-    // The VirtualIPs added to the files (the agent reads them again within a second).
-    std::fs::write(lab.dir().join("buoy.yaml"), node_config(true, &vips)).unwrap();
-    let before = cpu();
-    match wait(Duration::from_secs(300), || {
-        tor_routes(&tor) >= routes as u64
-    }) {
-        Some(t) => {
-            let after = cpu();
-            println!(
-                "| {routes} routes announced, from their addition to the files | {:.2} s | {:.2} s | {:.2} s |",
-                t.as_secs_f64(),
-                after.0 - before.0,
-                after.1 - before.1
-            );
+    // Writes the node's files (the agent reads them again within a second) and prints how long
+    // until the router has `until` routes, with the CPU spent meanwhile.
+    let step = |what: &str, config: String, until: u64| {
+        std::fs::write(lab.dir().join("buoy.yaml"), config).unwrap();
+        let before = cpu();
+        match wait(Duration::from_secs(300), || tor_routes(&tor) == until) {
+            Some(t) => {
+                let after = cpu();
+                println!(
+                    "| {what} | {:.2} s | {:.2} s | {:.2} s |",
+                    t.as_secs_f64(),
+                    after.0 - before.0,
+                    after.1 - before.1
+                );
+            }
+            None => println!(
+                "| {what} | not within 300 s ({} routes) | | |",
+                tor_routes(&tor)
+            ),
         }
-        None => println!(
-            "| {routes} routes announced | not within 300 s ({} seen) | | |",
-            tor_routes(&tor)
-        ),
-    }
-    // Every VirtualIP removed from the files (the agent reads them again within a second):
-    // each route drains for 3 s with GRACEFUL_SHUTDOWN, then goes.
-    std::fs::write(lab.dir().join("buoy.yaml"), node_config(true, "")).unwrap();
-    let before = cpu();
-    match wait(Duration::from_secs(300), || tor_routes(&tor) == 0) {
-        Some(t) => {
-            let after = cpu();
-            println!(
-                "| {routes} routes withdrawn, from their removal (3 s drain included) | {:.2} s | {:.2} s | {:.2} s |",
-                t.as_secs_f64(),
-                after.0 - before.0,
-                after.1 - before.1
-            );
-        }
-        None => println!(
-            "| {routes} routes withdrawn | not within 300 s ({} left) | | |",
-            tor_routes(&tor)
-        ),
-    }
+    };
+    step(
+        &format!("{routes} routes announced, from their addition to the files"),
+        node_config(true, &vips),
+        routes as u64,
+    );
+    // Every route drains for 3 s with GRACEFUL_SHUTDOWN, then goes.
+    step(
+        &format!("{routes} routes withdrawn, from their removal (3 s drain included)"),
+        node_config(true, ""),
+        0,
+    );
 }
