@@ -28,7 +28,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate VirtualIP, UpstreamPool and Secret manifests without running anything (like `nginx -t`).
+    /// Validate VirtualIP, UpstreamPool, AddressPool, BGPPeer and Secret manifests without running anything (like `nginx -t`).
     Check {
         /// Files or directories (every *.yaml / *.yml inside).
         #[arg(long = "config", value_name = "PATH", required = true)]
