@@ -170,6 +170,8 @@ struct Shell {
     frr: Frr,
     applied: Option<FrrConfig>,
     error: Option<String>,
+    /// The last apply error logged.
+    warned: Option<String>,
     status: watch::Sender<BgpStatus>,
 }
 
@@ -190,10 +192,16 @@ impl Shell {
                 );
                 self.applied = Some(config);
                 self.error = None;
+                self.warned = None;
             }
             Err(e) => {
-                warn!(error = %e, "cannot apply FRR's configuration; retrying");
-                self.error = Some(e.to_string());
+                let e = e.to_string();
+                // Retried every second while FRR is down: said once per cause.
+                if self.warned.as_ref() != Some(&e) {
+                    warn!(error = %e, "cannot apply FRR's configuration; retrying");
+                    self.warned = Some(e.clone());
+                }
+                self.error = Some(e);
             }
         }
     }
@@ -259,6 +267,7 @@ async fn run(
         frr,
         applied: None,
         error: None,
+        warned: None,
         status,
     };
     let mut poll = tokio::time::interval(POLL);
