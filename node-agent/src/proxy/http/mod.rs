@@ -174,6 +174,11 @@ impl HttpProxy {
                 }
             };
             session.set_read_timeout(Some(self.body_timeout));
+            if *stopped.borrow() {
+                // Said in the response, so that the client opens its next request elsewhere
+                // rather than racing our close.
+                session.close_after_response();
+            }
             let started = Instant::now();
             let outcome = self
                 .request(
@@ -244,6 +249,12 @@ impl HttpProxy {
             self.keep_idle(conn);
         }
         if !outcome.keep {
+            linger(session).await;
+            return None;
+        }
+        if !more && *stopped.borrow() {
+            // The node is stopping, and may release its address once this task ends: the
+            // response's tail must have reached the client by then, not sit in our kernel.
             linger(session).await;
             return None;
         }
