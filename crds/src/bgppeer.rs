@@ -306,6 +306,15 @@ pub struct BgpSpec {
     /// elects master announces them.
     #[serde(default)]
     pub mode: BgpMode,
+    /// `ECMP` mode: the addresses of the nodes that announce the VirtualIP (each node skips
+    /// its own), so that a node hands a TCP connection it does not know to the one that has
+    /// it. Routers rehash flows whenever a node joins or drains; without this the node a flow
+    /// lands on resets it. The packets go unchanged to the next hop, so each address must be on
+    /// a subnet of the node. In a cluster the agents also find each other through the
+    /// VirtualIP's status; in standalone mode list them here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub handover_peers: Vec<crate::IpAddressString>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -340,7 +349,10 @@ mod tests {
     fn spec(bgp: Option<BgpMode>) -> VirtualIPSpec {
         let mut v: VirtualIPSpec =
             serde_json::from_value(serde_json::json!({"addressPool": "p"})).unwrap();
-        v.bgp = bgp.map(|mode| BgpSpec { mode });
+        v.bgp = bgp.map(|mode| BgpSpec {
+            mode,
+            ..BgpSpec::default()
+        });
         v
     }
 

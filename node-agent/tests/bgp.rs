@@ -5,9 +5,10 @@
 //! the node itself), and a client reaches the VIP through the tor. Shows the sessions up, an
 //! ECMP route to both nodes in the tor's kernel, requests answered by both nodes, an
 //! `ActiveStandby` VirtualIP announced by its VRRP master only (and by the other node after a
-//! failover), a node's link cut and traffic recovering within a second (BFD), a node whose backend dies withdrawing its
-//! route (and announcing it again when it is back), and a stopping
-//! agent announcing GRACEFUL_SHUTDOWN before it withdraws and releases the address. In cluster
+//! failover), a node's link cut and traffic recovering within a second (BFD), a node whose
+//! backend dies withdrawing its route (and announcing it again when it is back), and a node
+//! stopped under load failing no request: GRACEFUL_SHUTDOWN before it withdraws, its
+//! connections handed back to it by the other node, its address released after them. In cluster
 //! mode (`buoy-agent run` against the API test server), each node reports its side of every
 //! BGPPeer on the peer's status, with an Event when the session comes up, and a peer with a
 //! wrong password is reported without touching the other. Needs root.
@@ -90,6 +91,7 @@ metadata: {name: web, namespace: default}
 spec:
   addressPool: routed
   addresses: [10.99.0.10]
+  bgp: {handoverPeers: [10.77.0.2, 10.77.0.3]}
   listeners:
     - {name: http, port: 80, protocol: HTTP, upstreamPool: local}
 ---
@@ -293,8 +295,48 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
     let answers = requests(&s.lab, 20);
     assert!(answers.iter().all(|a| a == "n1"), "{answers:?}");
 
-    // n1's agent stops: GRACEFUL_SHUTDOWN first (the tor moves to... no one else here, so it
-    // keeps the path but at local preference 0), then the withdrawal, then the address goes.
+    // n2's backend is back: n2 announces again.
+    assert_eq!(
+        s.lab.proc(backend).wait_exit(Duration::from_secs(5)),
+        Some(0)
+    );
+    frr::backend(&mut s.lab, "n2").unwrap();
+    assert!(
+        poll(Duration::from_secs(10), || frr::kernel_nexthops(
+            &s.lab, "tor", VIP
+        ) == both),
+        "n2 announces again once its backend is back: {:?}\n{}",
+        frr::kernel_nexthops(&s.lab, "tor", VIP),
+        s.lab.logs()
+    );
+
+    // n1's agent stops under load: new connections every 10 ms, and keep-alive clients whose
+    // large answers are in flight when the tor rehashes them. GRACEFUL_SHUTDOWN first (the tor
+    // takes the path at local preference 0 and sends every flow to n2, which hands n1's
+    // connections back to n1), then the withdrawal, then the address goes: no request fails.
+    let target = std::net::SocketAddr::new(VIP.parse().unwrap(), 80);
+    let client = s.lab.host("client").ns.clone();
+    let probe = buoy_tests::probe::Probe::start_http(
+        &client,
+        target,
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let streams = buoy_tests::probe::KeepAliveProbe::start(
+        &client,
+        target,
+        &buoy_tests::probe::KeepAliveLoad {
+            connections: 12,
+            path: "/big".into(),
+            pause: Duration::from_millis(20),
+            chunk: 4096,
+            read_every: Duration::from_millis(5),
+            max: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
     let agent = s.nodes[0].1;
     s.lab.proc(agent).signal(libc::SIGTERM);
     assert!(
@@ -306,21 +348,48 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
         s.lab.logs()
     );
     assert!(
-        poll(Duration::from_secs(10), || frr::kernel_nexthops(
-            &s.lab, "tor", VIP
-        )
-        .is_empty()),
-        "then withdrawn: {:?}",
-        frr::kernel_nexthops(&s.lab, "tor", VIP)
-    );
-    assert!(
-        poll(Duration::from_secs(5), || !node_has_vip(&s.lab, "n1")),
-        "and the address released"
+        poll(Duration::from_secs(10), || s
+            .tor
+            .communities(VIP)
+            .is_some_and(|c| c.is_empty())),
+        "then withdrawn (n2's path alone left): {:?}",
+        s.tor.communities(VIP)
     );
     assert_eq!(
-        s.lab.proc(agent).wait_exit(Duration::from_secs(10)),
+        frr::kernel_nexthops(&s.lab, "tor", VIP),
+        ["10.77.0.3"],
+        "the tor forwards to n2 alone"
+    );
+    assert_eq!(
+        s.lab.proc(agent).wait_exit(Duration::from_secs(20)),
         Some(0),
         "the agent exits cleanly\n{}",
+        s.lab.logs()
+    );
+    assert!(!node_has_vip(&s.lab, "n1"), "and the address released");
+    std::thread::sleep(Duration::from_millis(500));
+    let (news, kept) = (probe.finish(), streams.finish());
+
+    let (new_report, kept_report) = (
+        buoy_tests::probe::report(&news),
+        buoy_tests::probe::report(&kept),
+    );
+    let served = |samples: &[buoy_tests::probe::Sample]| -> BTreeSet<String> {
+        samples.iter().filter_map(|s| s.served_by.clone()).collect()
+    };
+    eprintln!(
+        "SIGTERM of an ECMP node under load: {} of {} new-connection requests and {} of {} \
+         keep-alive requests of 256 KiB failed",
+        new_report.failed, new_report.total, kept_report.failed, kept_report.total
+    );
+    assert_eq!(
+        served(&kept),
+        BTreeSet::from(["n1".to_string(), "n2".to_string()]),
+        "the keep-alive clients were spread over both nodes"
+    );
+    assert!(
+        new_report.failed == 0 && kept_report.failed == 0,
+        "a node's graceful stop fails no request: {new_report:?} {kept_report:?}\n{}",
         s.lab.logs()
     );
 }
@@ -441,6 +510,27 @@ fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
         lab.logs()
     );
     assert_eq!(entry("tor-a")["bfd"], "Disabled");
+    // The VirtualIP's entry names the address the other nodes hand n1's connections to: n1's
+    // on its first peer's subnet.
+    let vip_entry = || {
+        kubectl
+            .run(
+                &[
+                    "get",
+                    "virtualip",
+                    "announced",
+                    "-o",
+                    "jsonpath={.status.nodes[?(@.node==\"n1\")].address}",
+                ],
+                None,
+            )
+            .1
+    };
+    assert!(
+        poll(Duration::from_secs(10), || vip_entry() == "10.77.0.3"),
+        "n1's handover address on the VirtualIP: {:?}",
+        vip_entry()
+    );
     // The entry lists what FRR sends; the router installs it a moment later.
     assert!(
         poll(Duration::from_secs(5), || frr::kernel_nexthops(

@@ -332,6 +332,28 @@ pub fn route_through(lab: &Lab, router: &str, client: &str, prefix: &str) -> Res
     Ok(())
 }
 
+/// The backend of a BGP node: nginx on its loopback port 8081 answering `/` with its name,
+/// and `/big` with its name then 256 KiB more (a transfer that lasts while the client reads
+/// slowly). Returns its process index.
+pub fn backend(lab: &mut Lab, node: &str) -> Result<usize> {
+    let dir = lab.dir().to_path_buf();
+    let big = dir.join(format!("big-{node}"));
+    let mut body = format!("{node}\n").into_bytes();
+    body.resize(body.len() + 256 * 1024, b'.');
+    std::fs::write(&big, body).context("the large response")?;
+    crate::nginx::spawn(
+        lab,
+        node,
+        &dir,
+        &format!("backend-{node}"),
+        "1",
+        &format!(
+            "events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} location = /big {{ default_type text/plain; alias {}; }} }} }}\n",
+            big.display()
+        ),
+    )
+}
+
 /// A BGP node: FRR on `node`, nginx on its loopback port 8081 answering its name, and
 /// `buoy-agent standalone` from `config` driving that FRR (with `extra` flags). Returns the FRR
 /// and the process indices of the agent and the backend.
@@ -342,17 +364,7 @@ pub fn node(
     extra: &[&str],
 ) -> Result<(Frr, usize, usize)> {
     let frr = Frr::start(lab, node)?;
-    let dir = lab.dir().to_path_buf();
-    let backend = crate::nginx::spawn(
-        lab,
-        node,
-        &dir,
-        &format!("backend-{node}"),
-        "1",
-        &format!(
-            "events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:8081; location / {{ return 200 \"{node}\\n\"; }} }} }}\n"
-        ),
-    )?;
+    let backend = backend(lab, node)?;
     let etc = frr.dir.join("etc");
     std::fs::create_dir_all(&etc).context("FRR's configuration directory")?;
     let (etc, vty) = (

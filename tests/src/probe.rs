@@ -232,6 +232,198 @@ fn probe_once_http(target: SocketAddr, timeout: Duration) -> Option<String> {
     }
 }
 
+/// Keep-alive HTTP clients that read slowly: `connections` connections, each asking for `path`
+/// again `pause` after its previous answer, reading `chunk` bytes every `read_every` (so that a
+/// large response stays in flight, its ACKs flowing, for a while). Like curl or a browser, a
+/// client whose idle connection the server closed (a FIN before any byte of the answer, or a
+/// `Connection: close`) opens a new one and asks again; a reset, a timeout or a cut answer is a
+/// failed request.
+pub struct KeepAliveProbe {
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    handles: Vec<JoinHandle<Vec<Sample>>>,
+}
+
+/// How [`KeepAliveProbe`] clients behave.
+#[derive(Clone, Debug)]
+pub struct KeepAliveLoad {
+    pub connections: usize,
+    pub path: String,
+    pub pause: Duration,
+    pub chunk: usize,
+    pub read_every: Duration,
+    /// How long the probe runs at most.
+    pub max: Duration,
+}
+
+impl KeepAliveProbe {
+    pub fn start(ns: &str, target: SocketAddr, load: &KeepAliveLoad) -> Result<KeepAliveProbe> {
+        let started = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for _ in 0..load.connections {
+            let (s, load) = (stop.clone(), load.clone());
+            handles.push(in_netns(ns, move || {
+                keep_alive_client(target, &load, &s, started)
+            })?);
+        }
+        Ok(KeepAliveProbe {
+            stop,
+            started,
+            handles,
+        })
+    }
+
+    /// When the probe started: samples' `at` count from here.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Stops and returns every client's samples, in time order.
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all: Vec<Sample> = self
+            .handles
+            .drain(..)
+            .filter_map(|h| h.join().ok())
+            .flatten()
+            .collect();
+        all.sort_by_key(|s| s.at);
+        all
+    }
+}
+
+impl Drop for KeepAliveProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What one request on a keep-alive connection came to.
+enum Answer {
+    /// Answered by `String`; `true`: the server closes the connection after it.
+    Served(String, bool),
+    /// The server had closed the (reused) connection before the request: ask again elsewhere.
+    Closed,
+    Failed,
+}
+
+fn keep_alive_client(
+    target: SocketAddr,
+    load: &KeepAliveLoad,
+    stop: &AtomicBool,
+    started: Instant,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut conn: Option<TcpStream> = None;
+    let max_count = (load.max.as_millis() / load.pause.as_millis().max(1)) as usize + 1;
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < load.max && samples.len() < max_count
+    {
+        let at = started.elapsed();
+        let mut served_by = None;
+        // A reused connection the server closed meanwhile is asked again on a new one, once.
+        for _ in 0..2 {
+            let reused = conn.is_some();
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match small_window_connect(target) {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            match ask(&c, target, load) {
+                Answer::Served(name, close) => {
+                    served_by = Some(name);
+                    if !close {
+                        conn = Some(c);
+                    }
+                    break;
+                }
+                Answer::Closed if reused => continue,
+                Answer::Closed | Answer::Failed => break,
+            }
+        }
+        samples.push(Sample { at, served_by });
+        thread::sleep(load.pause);
+    }
+    samples
+}
+
+/// A connection with a small receive buffer: a slow reader then holds the transfer on the
+/// wire (the server sends as the window opens), not in its kernel's buffer.
+fn small_window_connect(target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_recv_buffer_size(4096)?;
+    socket.connect_timeout(&target.into(), Duration::from_millis(300))?;
+    Ok(socket.into())
+}
+
+/// One GET on `conn`, read `load.chunk` bytes at a time.
+fn ask(mut conn: &TcpStream, target: SocketAddr, load: &KeepAliveLoad) -> Answer {
+    // Closed by the server while idle: a FIN waiting to be read (as curl checks before reuse).
+    let _ = conn.set_nonblocking(true);
+    let mut probe = [0u8; 1];
+    let idle_closed = matches!(conn.peek(&mut probe), Ok(0));
+    let _ = conn.set_nonblocking(false);
+    if idle_closed {
+        return Answer::Closed;
+    }
+    if conn.set_read_timeout(Some(Duration::from_secs(2))).is_err()
+        || conn
+            .write_all(format!("GET {} HTTP/1.1\r\nHost: {target}\r\n\r\n", load.path).as_bytes())
+            .is_err()
+    {
+        return Answer::Failed;
+    }
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; load.chunk.max(1)];
+    loop {
+        let n = match conn.read(&mut buf) {
+            Ok(0) if raw.is_empty() => return Answer::Closed,
+            Ok(n) => n,
+            Err(_) => return Answer::Failed,
+        };
+        raw.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = resp.parse(&raw) {
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::trim)
+            };
+            let Some(length) = header("content-length").and_then(|l| l.parse::<usize>().ok())
+            else {
+                return Answer::Failed;
+            };
+            if raw.len() >= head + length {
+                if resp.code != Some(200) {
+                    return Answer::Failed;
+                }
+                let close = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+                let body = String::from_utf8_lossy(&raw[head..]);
+                return match body.lines().next() {
+                    Some(name) => Answer::Served(name.to_string(), close),
+                    None => Answer::Failed,
+                };
+            }
+        }
+        if n == 0 {
+            return Answer::Failed;
+        }
+        thread::sleep(load.read_every);
+    }
+}
+
 /// Summary of a probe run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {

@@ -25,7 +25,11 @@ use crate::{
         Frr,
         speaker::{BgpNode, BgpStatus, Desired, Speaker, established},
     },
-    net::{claim, netlink::Link},
+    net::{
+        claim,
+        handover::{Handover, Spread},
+        netlink::{InterfaceAddress, Link, on_link},
+    },
     node::{EcmpPlan, NodeConfig},
     proxy::service::ProxyService,
     vrrp::host::Host,
@@ -91,6 +95,11 @@ pub(crate) struct Ecmp {
     problems: BTreeMap<String, String>,
     /// Each peer's session, as last reported, and since when in that state.
     report: watch::Sender<BgpReport>,
+    /// This node's address on the subnet of its first BGP peer: where the other nodes hand
+    /// the connections they do not know (reported in the VirtualIPs' status).
+    own_address: Option<IpAddr>,
+    /// Handover peers on no subnet of the node, warned about once.
+    warned_off_link: BTreeSet<IpAddr>,
 }
 
 impl Ecmp {
@@ -104,6 +113,8 @@ impl Ecmp {
             node: None,
             problems: BTreeMap::new(),
             report: watch::channel(BgpReport::new()).0,
+            own_address: None,
+            warned_off_link: BTreeSet::new(),
         }
     }
 
@@ -113,9 +124,15 @@ impl Ecmp {
     }
 
     /// Takes the node's new desired state: binds the ECMP addresses that are new (those that
-    /// go stay until their routes are withdrawn: see [`Ecmp::refresh`]), and starts the speaker
-    /// the first time anything is announced by BGP.
-    pub(crate) async fn apply(&mut self, host: Option<&Arc<Host>>, desired: &NodeConfig) {
+    /// go stay until their routes are withdrawn: see [`Ecmp::refresh`]), points their unknown
+    /// connections at their other nodes, and starts the speaker the first time anything is
+    /// announced by BGP.
+    pub(crate) async fn apply(
+        &mut self,
+        host: Option<&Arc<Host>>,
+        handover: Option<&Handover>,
+        desired: &NodeConfig,
+    ) {
         self.desired = desired.ecmp.clone();
         self.node = desired.bgp.clone();
         self.problems = desired.bgp_problems.clone();
@@ -139,29 +156,48 @@ impl Ecmp {
             ));
         }
         let Some(host) = host else { return };
+        let (links, addresses, gateways) = match (
+            host.netlink.links().await,
+            host.netlink.addresses().await,
+            host.netlink.default_gateways().await,
+        ) {
+            (Ok(l), Ok(a), Ok(g)) => (l, a, g),
+            (l, a, g) => {
+                warn!(
+                    links = ?l.err(), addresses = ?a.err(), gateways = ?g.err(),
+                    "cannot read the node's interfaces; BGP addresses not bound"
+                );
+                return;
+            }
+        };
+        self.own_address = self
+            .node
+            .iter()
+            .flat_map(|n| &n.peers)
+            .find_map(|p| on_link(p.address, &addresses))
+            .map(|a| a.address);
+        if let Some(handover) = handover {
+            let (spread, off_link) = spread(&self.desired, &addresses, &links);
+            for peer in off_link {
+                if self.warned_off_link.insert(peer) {
+                    warn!(%peer, "an ECMP handover peer is on no subnet of this node; connections a router moves to this node cannot be handed to it");
+                }
+            }
+            handover.spread(spread);
+            // Before anything is announced from here: a router that rehashes flows to this
+            // node must find the rule that hands them on.
+            handover.settled(Duration::from_secs(2)).await;
+        }
+        let Some(lo) = links.iter().find(|l| l.name == "lo") else {
+            warn!("no loopback interface; BGP addresses not bound");
+            return;
+        };
         let new: Vec<IpAddr> = self
             .desired
             .values()
             .flat_map(|p| p.addresses.iter().copied())
             .filter(|a| !self.bound.contains(a))
             .collect();
-        if new.is_empty() {
-            return;
-        }
-        let (lo, addresses, gateways) = match (
-            host.netlink.link_by_name("lo").await,
-            host.netlink.addresses().await,
-            host.netlink.default_gateways().await,
-        ) {
-            (Ok(lo), Ok(a), Ok(g)) => (lo, a, g),
-            (lo, a, g) => {
-                warn!(
-                    lo = ?lo.err(), addresses = ?a.err(), gateways = ?g.err(),
-                    "cannot read the node's interfaces; BGP addresses not bound"
-                );
-                return;
-            }
-        };
         for address in new {
             if let Some(why) = claim::refusal(
                 address,
@@ -175,7 +211,7 @@ impl Ecmp {
             }
             match host
                 .netlink
-                .add_address(&lo, address, host_prefix(address))
+                .add_address(lo, address, host_prefix(address))
                 .await
             {
                 Ok(()) => {
@@ -301,7 +337,9 @@ impl Ecmp {
                     || entry.reason != reason
                     || entry.serving != serving
                     || entry.warnings != plan.warnings
+                    || entry.address != self.own_address
                 {
+                    entry.address = self.own_address;
                     if entry.state != state {
                         entry.since = SystemTime::now();
                     }
@@ -317,15 +355,20 @@ impl Ecmp {
         });
     }
 
-    /// Drains and withdraws every route (GRACEFUL_SHUTDOWN first), then releases the loopback
-    /// addresses. The listeners still serve meanwhile.
-    pub(crate) async fn shutdown(&mut self, host: Option<&Arc<Host>>) {
+    /// Drains and withdraws every route (GRACEFUL_SHUTDOWN first). The listeners still serve
+    /// meanwhile, and the addresses stay bound: connections the routers moved to other nodes
+    /// are handed back here until they end (see [`Ecmp::release`]).
+    pub(crate) async fn withdraw(&mut self) {
         if let Some(speaker) = self.speaker.take() {
             info!(drain = ?self.settings.drain, "withdrawing the BGP routes");
             speaker
                 .stop(self.settings.drain + Duration::from_secs(10))
                 .await;
         }
+    }
+
+    /// Releases the loopback addresses, once their connections are done.
+    pub(crate) async fn release(&mut self, host: Option<&Arc<Host>>) {
         let all: Vec<IpAddr> = std::mem::take(&mut self.bound).into_iter().collect();
         if let Some(host) = host {
             release(host, &all).await;
@@ -399,6 +442,42 @@ fn peer_report(
     out
 }
 
+/// Where each ECMP address's unknown connections go: to its VirtualIP's other nodes of the
+/// same family, the node's own addresses left out, each with the interface whose subnet holds
+/// it. Also the peers on no subnet of the node (a packet handed on unchanged needs a neighbour).
+fn spread(
+    plans: &BTreeMap<String, EcmpPlan>,
+    addresses: &[InterfaceAddress],
+    links: &[Link],
+) -> (Spread, BTreeSet<IpAddr>) {
+    let own: BTreeSet<IpAddr> = addresses.iter().map(|a| a.address).collect();
+    let mut spread = Spread::new();
+    let mut off_link = BTreeSet::new();
+    for plan in plans.values() {
+        for address in &plan.addresses {
+            for peer in &plan.peers {
+                if own.contains(peer) || peer.is_ipv4() != address.is_ipv4() {
+                    continue;
+                }
+                let interface = on_link(*peer, addresses)
+                    .and_then(|a| links.iter().find(|l| l.index == a.index));
+                match interface {
+                    Some(link) => {
+                        spread
+                            .entry(*address)
+                            .or_default()
+                            .insert((*peer, link.name.clone()));
+                    }
+                    None => {
+                        off_link.insert(*peer);
+                    }
+                }
+            }
+        }
+    }
+    (spread, off_link)
+}
+
 /// `t` as an API time, to the second (as the API server keeps it).
 fn time(t: SystemTime) -> Time {
     let secs = t
@@ -461,6 +540,66 @@ mod tests {
             bfd: Some(state == BgpSessionState::Established),
             prefixes_sent: 1,
         }
+    }
+
+    fn plan(addresses: &[&str], peers: &[&str]) -> EcmpPlan {
+        let ip = |a: &&str| a.parse::<IpAddr>().unwrap();
+        EcmpPlan {
+            key: "default/web".into(),
+            addresses: addresses.iter().map(ip).collect(),
+            listeners: Vec::new(),
+            local_endpoint: None,
+            warnings: Vec::new(),
+            peers: peers.iter().map(ip).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_connections_go_to_the_other_nodes_on_a_subnet_of_this_one() {
+        let interface = |index: u32, address: &str, prefix_len: u8| InterfaceAddress {
+            index,
+            address: address.parse().unwrap(),
+            prefix_len,
+            link_local: false,
+            protocol: None,
+        };
+        let link = |index: u32, name: &str| Link {
+            index,
+            name: name.into(),
+            mac: [0; 6],
+            up: true,
+        };
+        let addresses = [
+            interface(1, "127.0.0.1", 8),
+            interface(1, "10.99.0.10", 32),
+            interface(2, "10.77.0.2", 24),
+            interface(3, "fd77::2", 64),
+        ];
+        let links = [link(1, "lo"), link(2, "eth0"), link(3, "eth1")];
+        let plans = BTreeMap::from([(
+            "default/web".to_string(),
+            plan(
+                &["10.99.0.10", "fd99::10"],
+                // Itself, a neighbour of each family, and one behind a router.
+                &["10.77.0.2", "10.77.0.3", "fd77::3", "10.88.0.5"],
+            ),
+        )]);
+        let (spread, off_link) = spread(&plans, &addresses, &links);
+        let to = |peer: &str, interface: &str| (peer.parse().unwrap(), interface.to_string());
+        assert_eq!(
+            spread,
+            BTreeMap::from([
+                (
+                    "10.99.0.10".parse().unwrap(),
+                    BTreeSet::from([to("10.77.0.3", "eth0")])
+                ),
+                (
+                    "fd99::10".parse().unwrap(),
+                    BTreeSet::from([to("fd77::3", "eth1")])
+                ),
+            ])
+        );
+        assert_eq!(off_link, BTreeSet::from(["10.88.0.5".parse().unwrap()]));
     }
 
     #[test]

@@ -287,7 +287,9 @@ impl Agent {
             }
         }
         self.report_faults_and_warnings(&desired);
-        self.ecmp.apply(self.host.as_ref(), &desired).await;
+        self.ecmp
+            .apply(self.host.as_ref(), self.handover.as_ref(), &desired)
+            .await;
         self.desired = desired;
         self.refresh_data_path();
         self.refresh_bgp().await;
@@ -538,8 +540,8 @@ impl Agent {
     /// listeners stop accepting, and open connections get up to `grace` to finish.
     pub async fn shutdown(mut self, grace: Duration) {
         // BGP routes drain while everything still serves: routers move flows to the other
-        // nodes first.
-        self.ecmp.shutdown(self.host.as_ref()).await;
+        // nodes first, which hand this node's connections back to it.
+        self.ecmp.withdraw().await;
         for r in self.running.values() {
             let _ = r.shutdown.send(Some(Stop::Gracefully));
         }
@@ -551,6 +553,7 @@ impl Agent {
         while self.proxy.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.ecmp.release(self.host.as_ref()).await;
         // The shared policy routing goes with the namespace's last agent.
         let last_agent = self
             .identity

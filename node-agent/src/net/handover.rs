@@ -71,7 +71,19 @@ pub(crate) struct Rules {
     /// VIP → (previous master, interface towards it): where packets of connections we do not
     /// know go while the VIP is ours.
     pub forward: BTreeMap<IpAddr, (IpAddr, String)>,
+    /// ECMP VIP → the other nodes announcing it, each with the interface towards it: packets of
+    /// connections we do not know go to all of them (the one that has the connection takes it,
+    /// the others drop it), for as long as the VIP is announced from here.
+    pub spread: Spread,
 }
+
+/// ECMP VIP → its other nodes, each with the interface towards it.
+pub(crate) type Spread = BTreeMap<IpAddr, BTreeSet<(IpAddr, String)>>;
+
+/// How many unknown packets per second and VIP one peer is sent (and the burst): a router's
+/// rehash moves a few packets of each connection; a flood of stray ACKs is not multiplied by the
+/// number of nodes onto the LAN. (10,000/s is the most iptables' `limit` takes.)
+pub(crate) const SPREAD_LIMIT: u32 = 10_000;
 
 /// The `iptables-restore --noflush` input that makes the chain `chain` say `rules` (one family).
 pub(crate) fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
@@ -104,6 +116,37 @@ pub(crate) fn restore_input(rules: &Rules, ipv6: bool, chain: &str) -> String {
             "{unknown} -j TEE --gateway {gateway} --oif {interface}"
         );
         let _ = writeln!(out, "{unknown} -j DROP");
+    }
+    for (vip, peers) in rules.spread.iter().filter(|(v, _)| v.is_ipv6() == ipv6) {
+        let interfaces: BTreeSet<&str> = peers.iter().map(|(_, i)| i.as_str()).collect();
+        for interface in interfaces {
+            let _ = writeln!(
+                out,
+                "-A {out_chain} -d {vip}/{host} -o {interface} -p tcp -m addrtype --dst-type LOCAL \
+                 -j DSCP --set-dscp {FORWARDED_DSCP:#x}"
+            );
+        }
+        // Sent here by another node and not ours either: dropped, neither reset nor sent on.
+        let _ = writeln!(
+            out,
+            "-A {chain} -d {vip}/{host} -p tcp -m dscp --dscp {FORWARDED_DSCP:#x} \
+             -m conntrack --ctstate NEW,INVALID -j DROP"
+        );
+        let unknown =
+            format!("-A {chain} -d {vip}/{host} -p tcp ! --syn -m conntrack --ctstate NEW,INVALID");
+        for (gateway, interface) in peers {
+            let _ = writeln!(
+                out,
+                "{unknown} -m limit --limit {SPREAD_LIMIT}/sec --limit-burst {SPREAD_LIMIT} \
+                 -j TEE --gateway {gateway} --oif {interface}"
+            );
+        }
+        let _ = writeln!(out, "{unknown} -j DROP");
+        // As for `deliver`: tracked from the SYN, so that "unknown" means another node's.
+        let _ = writeln!(
+            out,
+            "-A {chain} -d {vip}/{host} -p tcp -m conntrack --ctstate NEW"
+        );
     }
     for vip in rules.deliver.iter().filter(|v| v.is_ipv6() == ipv6) {
         let _ = writeln!(
@@ -245,6 +288,12 @@ impl Handover {
         });
     }
 
+    /// Spreads unknown connections of each ECMP VIP to its other nodes (replacing what was
+    /// spread before; a VIP left out is no longer).
+    pub(crate) fn spread(&self, spread: Spread) {
+        self.change(false, |r| r.spread = spread);
+    }
+
     /// Waits up to `limit` until every change asked for so far is applied; returns whether it
     /// was. A new master that forwards calls it before it binds and announces the VIP, so that
     /// no packet of the old master's connections reaches it before the rule that sends them on
@@ -373,7 +422,8 @@ async fn apply(
 ) -> Result<(), HandoverError> {
     for ipv6 in [false, true] {
         let used = rules.deliver.iter().any(|v| v.is_ipv6() == ipv6)
-            || rules.forward.keys().any(|v| v.is_ipv6() == ipv6);
+            || rules.forward.keys().any(|v| v.is_ipv6() == ipv6)
+            || rules.spread.keys().any(|v| v.is_ipv6() == ipv6);
         if !used && !routing_ready[usize::from(ipv6)] {
             continue;
         }
@@ -504,6 +554,33 @@ mod tests {
         assert_eq!(choose(None, Some(empty)), Variant::Default);
         assert_eq!(choose(None, None), Variant::Default);
         assert_eq!(tables(true, Variant::Legacy).1, "ip6tables-legacy-restore");
+    }
+
+    #[test]
+    fn an_ecmp_vip_spreads_unknown_connections_to_its_other_nodes() {
+        let mut rules = Rules::default();
+        rules.spread.insert(
+            "10.99.0.10".parse().unwrap(),
+            [
+                ("10.77.0.3".parse().unwrap(), "eth0".to_string()),
+                ("10.78.0.3".parse().unwrap(), "eth1".to_string()),
+            ]
+            .into(),
+        );
+        let v4 = restore_input(&rules, false, CHAIN);
+        assert_eq!(
+            v4,
+            "*mangle\n:BUOY-HANDOVER - [0:0]\n:BUOY-HANDOVER-OUT - [0:0]\n-F BUOY-HANDOVER\n-F BUOY-HANDOVER-OUT\n\
+             -A BUOY-HANDOVER-OUT -d 10.99.0.10/32 -o eth0 -p tcp -m addrtype --dst-type LOCAL -j DSCP --set-dscp 0x2d\n\
+             -A BUOY-HANDOVER-OUT -d 10.99.0.10/32 -o eth1 -p tcp -m addrtype --dst-type LOCAL -j DSCP --set-dscp 0x2d\n\
+             -A BUOY-HANDOVER -d 10.99.0.10/32 -p tcp -m dscp --dscp 0x2d -m conntrack --ctstate NEW,INVALID -j DROP\n\
+             -A BUOY-HANDOVER -d 10.99.0.10/32 -p tcp ! --syn -m conntrack --ctstate NEW,INVALID -m limit --limit 10000/sec --limit-burst 10000 -j TEE --gateway 10.77.0.3 --oif eth0\n\
+             -A BUOY-HANDOVER -d 10.99.0.10/32 -p tcp ! --syn -m conntrack --ctstate NEW,INVALID -m limit --limit 10000/sec --limit-burst 10000 -j TEE --gateway 10.78.0.3 --oif eth1\n\
+             -A BUOY-HANDOVER -d 10.99.0.10/32 -p tcp ! --syn -m conntrack --ctstate NEW,INVALID -j DROP\n\
+             -A BUOY-HANDOVER -d 10.99.0.10/32 -p tcp -m conntrack --ctstate NEW\n\
+             COMMIT\n"
+        );
+        assert!(!restore_input(&rules, true, CHAIN).contains("10.99.0.10"));
     }
 
     #[test]

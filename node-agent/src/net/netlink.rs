@@ -206,6 +206,18 @@ pub(crate) fn primary_address(
         })
 }
 
+/// The node's address whose connected subnet holds `addr` (the narrowest), and so its
+/// interface: `None` when `addr` is no neighbour of the node.
+pub(crate) fn on_link(addr: IpAddr, addresses: &[InterfaceAddress]) -> Option<&InterfaceAddress> {
+    addresses
+        .iter()
+        .filter(|a| {
+            a.prefix_len < if addr.is_ipv4() { 32 } else { 128 }
+                && in_subnet(addr, a.address, a.prefix_len)
+        })
+        .max_by_key(|a| a.prefix_len)
+}
+
 /// Whether `addr` lies in `net/prefix`.
 pub(crate) fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (addr, net) {
@@ -317,15 +329,9 @@ impl Netlink {
     /// The interface whose connected subnet holds `addr` (the default for `spec.interface`).
     pub(crate) async fn interface_for(&self, addr: IpAddr) -> Result<Link, NetError> {
         let addresses = self.addresses().await?;
-        let best = addresses
-            .iter()
-            .filter(|a| {
-                a.prefix_len < if addr.is_ipv4() { 32 } else { 128 }
-                    && in_subnet(addr, a.address, a.prefix_len)
-            })
-            .max_by_key(|a| a.prefix_len)
-            .ok_or(NetError::NoInterfaceFor(addr))?;
-        let index = best.index;
+        let index = on_link(addr, &addresses)
+            .ok_or(NetError::NoInterfaceFor(addr))?
+            .index;
         self.links()
             .await?
             .into_iter()

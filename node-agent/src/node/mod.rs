@@ -86,6 +86,9 @@ pub struct EcmpPlan {
     pub local_endpoint: Option<bool>,
     /// As [`VipPlan::warnings`].
     pub warnings: Vec<String>,
+    /// The other nodes that may announce it (the node's own addresses possibly among them):
+    /// where packets of connections this node does not know are handed (`net::handover`).
+    pub peers: BTreeSet<IpAddr>,
 }
 
 /// Everything this node should run.
@@ -270,6 +273,19 @@ fn peers_of(vip: &VirtualIP, node: &str) -> BTreeSet<IpAddr> {
     unicast.chain(sources).chain(reported).collect()
 }
 
+/// An ECMP VirtualIP's other nodes as seen from `node`: `bgp.handoverPeers` and the addresses
+/// the other nodes' agents report. The node's own address may be among them (the standalone
+/// files, shared by every node, list them all): the agent, which knows it, leaves it out.
+fn ecmp_peers(vip: &VirtualIP, node: &str) -> BTreeSet<IpAddr> {
+    let listed = vip
+        .spec
+        .bgp
+        .iter()
+        .flat_map(|b| &b.handover_peers)
+        .filter_map(|p| p.0.parse().ok());
+    listed.chain(peers_of(vip, node)).collect()
+}
+
 /// The password a VRRPv2 VirtualIP refers to, from the Secrets at hand.
 fn password(vip: &VirtualIP, secrets: &[&Secret]) -> Option<Vec<u8>> {
     let auth = vip.spec.vrrp.authentication.as_ref()?;
@@ -447,6 +463,7 @@ fn plan_ecmp(
         listeners: listeners.iter().map(|l| l.name.clone()).collect(),
         local_endpoint: local_endpoint(vip, inputs.local_endpoints),
         warnings: Vec::new(),
+        peers: ecmp_peers(vip, &inputs.node.name),
     };
     Ok((Served::Ecmp(plan), listeners))
 }

@@ -426,3 +426,44 @@ fn a_pool_s_ca_secret_is_watched_and_a_udp_listener_refuses_a_pool_with_tls() {
         .unwrap();
     assert_eq!(udp.problems, [buoy_crds::udp_pool_with_tls("web/p")]);
 }
+
+#[test]
+fn an_ecmp_vip_knows_its_other_nodes_from_its_files_and_their_status() {
+    let yaml = r#"
+apiVersion: buoy.io/v1alpha1
+kind: AddressPool
+metadata: {name: routed}
+spec: {addresses: [10.99.0.0/24], namespaces: [default], announcement: BGP}
+---
+apiVersion: buoy.io/v1alpha1
+kind: VirtualIP
+metadata: {name: web, namespace: default}
+spec:
+  addressPool: routed
+  addresses: [10.99.0.10]
+  bgp: {handoverPeers: [10.77.0.2, 10.77.0.3]}
+status:
+  nodes:
+    - {node: n1, state: Master, address: 10.77.0.2}
+    - {node: n3, state: Master, address: 10.77.0.4}
+"#;
+    let o = objects(yaml);
+    let vips = buoy_crds::manifest::virtual_ips(&o);
+    let address_pools = buoy_crds::manifest::address_pools(&o);
+    let p = plan(Inputs {
+        address_pools: &address_pools,
+        ..Inputs::simple(&node("n1", &[]), &vips, &[], &[])
+    });
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert!(p.config.vips.is_empty(), "no VRRP for an ECMP VirtualIP");
+    let ecmp = &p.config.ecmp["default/web"];
+    // The listed nodes (n1's own address among them: the agent leaves it out) and n3, which
+    // reported itself; n1's own status entry is not a peer.
+    assert_eq!(
+        ecmp.peers,
+        ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
+            .iter()
+            .map(|a| a.parse::<IpAddr>().unwrap())
+            .collect()
+    );
+}
