@@ -9,9 +9,10 @@
 //! backend dies withdrawing its route (and announcing it again when it is back), and a node
 //! stopped under load failing no request: GRACEFUL_SHUTDOWN before it withdraws, its
 //! connections handed back to it by the other node, its address released after them. In cluster
-//! mode (`buoy-agent run` against the API test server), each node reports its side of every
-//! BGPPeer on the peer's status, with an Event when the session comes up, and a peer with a
-//! wrong password is reported without touching the other. Needs root.
+//! mode (`buoy-agent run` and `buoy-operator run` against the API test server), each node
+//! reports its side of every BGPPeer on the peer's status, with an Event when the session comes
+//! up, and a peer with a wrong password is reported (its entry, its condition) without touching
+//! the other. Needs root.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::{
@@ -397,6 +398,10 @@ fn nodes_announce_their_vip_by_bgp_withdraw_it_when_unhealthy_and_drain_on_stop(
 /// The cluster test's objects: a router that peers with n1 (`tor-a`, 10.77.0.1) and one whose
 /// password n1 gets wrong (`tor-b`, 10.77.0.2), a BGP pool and an announce-only VirtualIP.
 const CLUSTER_OBJECTS: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: buoy-system}
+---
+apiVersion: v1
 kind: Node
 metadata: {name: n1}
 ---
@@ -462,6 +467,24 @@ fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
     let kubectl = Kubectl::in_netns(kubeconfig.clone(), &lab.host("api").ns);
     let (ok, _, err) = kubectl.run(&["apply", "-f", "-"], Some(CLUSTER_OBJECTS));
     assert!(ok, "{err}");
+    // The operator sums the nodes' entries up in each peer's `Established` condition.
+    let operator = workspace_bin("buoy-operator").display().to_string();
+    lab.spawn(
+        "api",
+        "env",
+        &[
+            &format!("KUBECONFIG={}", kubeconfig.display()),
+            &operator,
+            "run",
+            "--namespace",
+            "buoy-system",
+            "--metrics-address",
+            "127.0.0.1:9900",
+            "--identity",
+            "operator-0",
+        ],
+    )
+    .unwrap();
     let etc = node.dir.join("etc");
     std::fs::create_dir_all(&etc).unwrap();
     let env = format!("KUBECONFIG={}", kubeconfig.display());
@@ -550,6 +573,42 @@ fn in_a_cluster_each_node_reports_its_sessions_on_the_bgp_peers() {
     );
     assert_ne!(entry("tor-b")["state"], "Established");
     assert_eq!(entry("tor-a")["state"], "Established");
+    let condition = |peer: &str| -> serde_json::Value {
+        let (_, out, _) = kubectl.run(&["get", "bgppeer", peer, "-o", "json"], None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        v.pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|c| c.iter().find(|c| c["type"] == "Established").cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        poll(Duration::from_secs(20), || {
+            let c = condition("tor-b");
+            c["status"] == "False"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("n1 (") && m.contains("password"))
+        }),
+        "tor-b's Established condition is False, naming n1 and the password: {}\n{}",
+        condition("tor-b"),
+        lab.logs()
+    );
+    assert_eq!(
+        (
+            condition("tor-a")["status"].as_str(),
+            condition("tor-a")["reason"].as_str()
+        ),
+        (Some("True"), Some("SessionsUp")),
+        "tor-a unaffected: {}",
+        condition("tor-a")
+    );
+    let (_, columns, _) = kubectl.run(&["get", "bgpp"], None);
+    assert!(
+        columns
+            .lines()
+            .any(|l| l.starts_with("tor-a ") && l.split_whitespace().nth(3) == Some("1")),
+        "kubectl get bgpp: tor-a has 1 node established\n{columns}"
+    );
     assert!(
         poll(Duration::from_secs(10), || {
             let (_, events, _) =
