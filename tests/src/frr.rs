@@ -383,3 +383,101 @@ pub fn node(
     let agent = lab.spawn_standalone_with(node, config, &args)?;
     Ok((frr, agent, backend))
 }
+
+/// The kubelet's part for an agent pod with FRR beside it (the operator's `--agent-frr-image`,
+/// docs/bgp.md): each of the pod's `emptyDir` volumes is a directory of the lab, bind-mounted at
+/// its mount path in a mount namespace of the pod's own; the init container's command runs there
+/// with its environment; then FRR starts as its image's entrypoint starts it (`frrinit.sh
+/// start`: watchfrr on the `daemons` file the init container wrote; Debian's FRR, the version
+/// the chart's image names); then the agent. Stops FRR's daemons, by their pid files, when
+/// dropped.
+pub(crate) struct FrrPod {
+    run_dirs: Vec<PathBuf>,
+}
+
+impl FrrPod {
+    /// The pod's FRR and the shell script that sets it up and then runs its arguments (the
+    /// agent); `None` for a pod without an `frr` container.
+    pub(crate) fn of(pod: &serde_json::Value, dir: &Path) -> Result<Option<(FrrPod, String)>> {
+        let spec = &pod["spec"];
+        let Some(frr) = spec["containers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "frr"))
+        else {
+            return Ok(None);
+        };
+        let text = |v: &serde_json::Value| {
+            v.as_str()
+                .map(str::to_string)
+                .with_context(|| format!("not a string: {v}"))
+        };
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut script = String::from("set -e\n");
+        let mut run_dirs = Vec::new();
+        for volume in spec["volumes"].as_array().into_iter().flatten() {
+            let name = volume["name"].as_str().unwrap_or_default();
+            let Some(mount) = frr["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == name)
+            else {
+                continue;
+            };
+            if volume.get("emptyDir").is_none() {
+                bail!("FRR's volumes are emptyDirs: {volume}");
+            }
+            let path = text(&mount["mountPath"])?;
+            let host = dir.join(name);
+            std::fs::create_dir_all(&host).context("the volume's directory")?;
+            if path.starts_with("/var/run") || path.starts_with("/run") {
+                run_dirs.push(host.clone());
+            }
+            script.push_str(&format!(
+                "mkdir -p {p}\nmount --bind {h} {p}\n",
+                p = q(&path),
+                h = q(&host.display().to_string())
+            ));
+        }
+        for init in spec["initContainers"].as_array().into_iter().flatten() {
+            let env = init["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| Ok(format!("{}={}", text(&e["name"])?, q(&text(&e["value"])?))))
+                .collect::<Result<Vec<String>>>()?;
+            let command = init["command"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| Ok(q(&text(c)?)))
+                .collect::<Result<Vec<String>>>()?;
+            script.push_str(&format!("env {} {}\n", env.join(" "), command.join(" ")));
+        }
+        script.push_str(
+            "chown -R frr:frr /etc/frr /var/run/frr\n/usr/lib/frr/frrinit.sh start\nexec \"$@\"\n",
+        );
+        Ok(Some((FrrPod { run_dirs }, script)))
+    }
+}
+
+impl Drop for FrrPod {
+    fn drop(&mut self) {
+        // watchfrr first, or it starts the others again.
+        for first in [true, false] {
+            for dir in &self.run_dirs {
+                for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !name.ends_with(".pid") || (name == "watchfrr.pid") != first {
+                        continue;
+                    }
+                    let pid = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        // SAFETY: kill(2) on a pid FRR wrote for this test's pod.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+    }
+}

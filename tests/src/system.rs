@@ -137,6 +137,8 @@ pub fn pool(backends: &[&str]) -> String {
 }
 
 pub struct System {
+    /// FRR containers of the agents' pods, stopped before the lab goes.
+    frr_pods: Vec<crate::frr::FrrPod>,
     pub lab: Lab,
     pub api: TestApi,
     pub backends: Vec<Backend>,
@@ -199,6 +201,7 @@ impl System {
         let refs: Vec<&str> = operator_argv.iter().map(String::as_str).collect();
         let operator_index = lab.spawn("api", "env", &refs).unwrap();
         let s = System {
+            frr_pods: Vec::new(),
             lab,
             api,
             backends,
@@ -278,8 +281,31 @@ impl System {
             ];
             argv.extend(args);
             argv.extend(["--threads".into(), "1".into()]);
-            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-            let index = self.lab.spawn(&node, "env", &refs).unwrap();
+            let pod_dir = self.lab.dir().join("pods").join(&name);
+            let index = match crate::frr::FrrPod::of(&pod, &pod_dir).unwrap() {
+                // The pod's FRR container, its init container and shared volumes: the agent
+                // runs in their mount namespace.
+                Some((frr, script)) => {
+                    let mut shell = vec![
+                        "-m".to_string(),
+                        "--propagation".into(),
+                        "private".into(),
+                        "sh".into(),
+                        "-c".into(),
+                        script,
+                        "pod".into(),
+                        "env".into(),
+                    ];
+                    shell.extend(argv.iter().cloned());
+                    self.frr_pods.push(frr);
+                    let refs: Vec<&str> = shell.iter().map(String::as_str).collect();
+                    self.lab.spawn(&node, "unshare", &refs).unwrap()
+                }
+                None => {
+                    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    self.lab.spawn(&node, "env", &refs).unwrap()
+                }
+            };
             self.agents.insert(node, (index, argv));
             self.started.insert(name);
         }
