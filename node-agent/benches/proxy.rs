@@ -1,12 +1,13 @@
 //! Proxy benchmark: wrk from a client namespace through Buoy, nginx (the reference config with
 //! upstream keep-alive), HAProxy, and straight to the backend, one proxy worker thread each, same
-//! backend (nginx serving a small file), same run. Then L4: Buoy's TCP listener against HAProxy
+//! backends, same run, in four shapes: one backend or the seed's two (round robin), each backend
+//! serving a small file or answering `return 200`. Then L4: Buoy's TCP listener against HAProxy
 //! `mode tcp`.
 //!
 //!     cargo bench -p buoy-agent --bench proxy [-- --seconds N] [--rounds N]
 //!
 //! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
-//! (L4). Each figure is the median of `--rounds` runs (default 3), the proxies taking turns in a
+//! (L4). Each figure is the median of `--rounds` runs (default 5), the proxies taking turns in a
 //! rotating order, so that a slow spell of the machine does not land on one proxy. Then HTTP/2
 //! from clients: h2load (h2c with prior knowledge) through Buoy and nginx (`listen … http2`), both
 //! to the same HTTP/1.1 backend. A command, not a test.
@@ -89,52 +90,174 @@ fn h2load(lab: &Lab, url: &str, seconds: u64) -> (f64, f64, u64) {
     (rps, mean_ms, failed)
 }
 
+/// A load shape: which backends the proxies forward to, and each proxy's port for it.
+struct Shape {
+    name: &'static str,
+    /// `host:port` of each backend, round robin between them.
+    backends: &'static [&'static str],
+    nginx: u16,
+    haproxy: u16,
+    buoy: u16,
+    /// The backend's own address, measured without a proxy (one-backend shapes).
+    direct: Option<&'static str>,
+}
+
+/// The shapes: the seed's (two backends, round robin) and one backend, each with a backend
+/// serving a small file and one answering `return 200`.
+const SHAPES: [Shape; 4] = [
+    Shape {
+        name: "1 backend, file",
+        backends: &["10.77.0.1:80"],
+        nginx: 8081,
+        haproxy: 8082,
+        buoy: 8080,
+        direct: Some("10.77.0.1:80"),
+    },
+    Shape {
+        name: "1 backend, return 200",
+        backends: &["10.77.0.1:8000"],
+        nginx: 8181,
+        haproxy: 8182,
+        buoy: 8180,
+        direct: Some("10.77.0.1:8000"),
+    },
+    Shape {
+        name: "2 backends round robin, file (the seed)",
+        backends: &["10.77.0.1:80", "10.77.0.4:80"],
+        nginx: 8281,
+        haproxy: 8282,
+        buoy: 8280,
+        direct: None,
+    },
+    Shape {
+        name: "2 backends round robin, return 200 (the seed)",
+        backends: &["10.77.0.1:8000", "10.77.0.4:8000"],
+        nginx: 8381,
+        haproxy: 8382,
+        buoy: 8380,
+        direct: None,
+    },
+];
+
+/// nginx: the reference configuration (the seed's upstream and `proxy_next_upstream`), with
+/// upstream keep-alive, a server per shape; h2c on 8083 for the first.
+fn nginx_config() -> String {
+    let mut out = String::from(
+        "events { worker_connections 4096; }\nhttp {\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n",
+    );
+    for (i, shape) in SHAPES.iter().enumerate() {
+        out.push_str(&format!("  upstream shape{i} {{\n"));
+        for b in shape.backends {
+            out.push_str(&format!(
+                "    server {b} weight=1 max_fails=2 fail_timeout=15s;\n"
+            ));
+        }
+        out.push_str("    keepalive 64;\n  }\n");
+        let h2 = if i == 0 {
+            "    listen 10.77.0.2:8083 http2;\n"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  server {{\n    listen 10.77.0.2:{};\n{h2}    location / {{\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://shape{i};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n",
+            shape.nginx
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// HAProxy, one thread, connection reuse, round robin; a frontend per shape and one in TCP mode.
+fn haproxy_config() -> String {
+    let mut out = String::from(
+        "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n",
+    );
+    for (i, shape) in SHAPES.iter().enumerate() {
+        out.push_str(&format!(
+            "frontend web{i}\n  bind 10.77.0.2:{}\n  default_backend app{i}\nbackend app{i}\n  balance roundrobin\n  option forwardfor\n",
+            shape.haproxy
+        ));
+        for (j, b) in shape.backends.iter().enumerate() {
+            out.push_str(&format!("  server b{j} {b}\n"));
+        }
+    }
+    out.push_str("frontend raw\n  mode tcp\n  bind 10.77.0.2:9082\n  default_backend rawapp\nbackend rawapp\n  mode tcp\n  server b1 10.77.0.1:80\n");
+    out
+}
+
+/// Buoy, one worker thread: the seed's pool (weights, `max_fails`, `fail_timeout`, the retries
+/// of its `proxy_next_upstream`) and headers, an HTTP listener per shape, a TCP listener.
+fn buoy_objects() -> String {
+    let mut listeners = String::new();
+    let mut pools = String::new();
+    for (i, shape) in SHAPES.iter().enumerate() {
+        listeners.push_str(&format!(
+            "    - {{name: web{i}, port: {}, protocol: HTTP, upstreamPool: app{i}, client: {{keepaliveTimeout: 65s, maxConnections: 4096}}}}\n",
+            shape.buoy
+        ));
+        pools.push_str(&format!(
+            "---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app{i}}}\nspec:\n  backends:\n"
+        ));
+        for b in shape.backends {
+            let (ip, port) = b.split_once(':').unwrap();
+            pools.push_str(&format!(
+                "    - {{address: {ip}, port: {port}, weight: 1, maxFails: 2, failTimeout: 15s}}\n"
+            ));
+        }
+        pools.push_str("  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n");
+    }
+    format!(
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{listeners}    - {{name: raw, port: 9080, protocol: TCP, upstreamPool: app0}}\n{pools}"
+    )
+}
+
 fn main() {
     let seconds: u64 = buoy_tests::bench_flag("--seconds", 8);
-    // The backend: nginx serving a small file, two workers.
+    let rounds: usize = buoy_tests::bench_flag("--rounds", 5).max(1);
     let mut lab = lab_with_backend();
     let dir = lab.dir().to_path_buf();
-
-    let rounds: usize = buoy_tests::bench_flag("--rounds", 3).max(1);
-    // nginx: the reference configuration, with upstream keep-alive.
-    let nginx = buoy_tests::nginx::spawn(
-        &mut lab,
-        "proxy",
-        &dir,
-        "nginx",
-        "1",
-        "events { worker_connections 4096; }\nhttp {\n  access_log off;\n  keepalive_timeout 65;\n  keepalive_requests 100000;\n  upstream test_web { server 10.77.0.1:80 weight=1 max_fails=2 fail_timeout=15s; keepalive 64; }\n  server {\n    listen 10.77.0.2:8081;\n    listen 10.77.0.2:8083 http2;\n    location / {\n      proxy_next_upstream http_502 http_504 error timeout invalid_header;\n      proxy_pass http://test_web;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }\n  }\n}\n",
-    )
-    .unwrap();
-    // HAProxy, one thread, connection reuse.
-    let haproxy = spawn_haproxy(
-        &mut lab,
-        "global\n  nbthread 1\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend web\n  bind 10.77.0.2:8082\n  default_backend app\nbackend app\n  option forwardfor\n  server b1 10.77.0.1:80\nfrontend raw\n  mode tcp\n  bind 10.77.0.2:9082\n  default_backend rawapp\nbackend rawapp\n  mode tcp\n  server b1 10.77.0.1:80\n",
-    );
-    // Buoy, one worker thread: the seed's pool and headers, an HTTP and a TCP listener.
-    let buoy = spawn_buoy(
-        &mut lab,
-        AGENT,
-        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: bench}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n    - {name: web, port: 8080, protocol: HTTP, upstreamPool: app, client: {keepaliveTimeout: 65s, maxConnections: 4096}}\n    - {name: raw, port: 9080, protocol: TCP, upstreamPool: app}\n---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {name: app}\nspec:\n  backends:\n    - {address: 10.77.0.1, port: 80, weight: 1, maxFails: 2, failTimeout: 15s}\n  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n",
-    );
-    for port in [8080, 8081, 8082, 8083, 9080, 9082] {
+    let nginx =
+        buoy_tests::nginx::spawn(&mut lab, "proxy", &dir, "nginx", "1", &nginx_config()).unwrap();
+    let haproxy = spawn_haproxy(&mut lab, &haproxy_config());
+    let buoy = spawn_buoy(&mut lab, AGENT, &buoy_objects());
+    for shape in &SHAPES {
+        for port in [shape.nginx, shape.haproxy, shape.buoy] {
+            wait_port(&lab, "proxy", port);
+        }
+    }
+    for port in [8083, 9080, 9082] {
         wait_port(&lab, "proxy", port);
     }
-    // (name, port, process): `None` is the backend itself.
-    let targets = [
-        ("direct to backend", "10.77.0.1:80", None),
-        ("nginx", "10.77.0.2:8081", Some(nginx)),
-        ("HAProxy", "10.77.0.2:8082", Some(haproxy)),
-        ("Buoy", "10.77.0.2:8080", Some(buoy)),
-    ];
-    for (_, addr, _) in &targets {
+    // Every (shape, name, address, process) measured; `None`: the backend itself.
+    let mut targets: Vec<(usize, &'static str, String, Option<usize>)> = Vec::new();
+    for (i, shape) in SHAPES.iter().enumerate() {
+        if let Some(d) = shape.direct {
+            targets.push((i, "direct to backend", d.to_string(), None));
+        }
+        targets.push((
+            i,
+            "nginx",
+            format!("10.77.0.2:{}", shape.nginx),
+            Some(nginx),
+        ));
+        targets.push((
+            i,
+            "HAProxy",
+            format!("10.77.0.2:{}", shape.haproxy),
+            Some(haproxy),
+        ));
+        targets.push((i, "Buoy", format!("10.77.0.2:{}", shape.buoy), Some(buoy)));
+    }
+    for (_, _, addr, _) in &targets {
         let _ = wrk(&lab, &format!("http://{addr}/"), 2); // warm-up
     }
     let mut runs: Vec<Vec<Result>> = (0..targets.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for k in 0..targets.len() {
+            // Rotating over every target of every shape: a slow spell of the machine lands on
+            // different proxies in different rounds.
             let t = (k + round) % targets.len();
-            let (name, addr, idx) = targets[t];
+            let (_, name, addr, idx) = &targets[t];
             let pid = idx.map(|i| lab.proc(i).pid());
             let before = pid.map(cpu_seconds);
             let (rps, p50, p99) = wrk(&lab, &format!("http://{addr}/"), seconds);
@@ -157,32 +280,39 @@ fn main() {
         }
     }
     let results: Vec<Result> = runs.iter().map(|r| median_of(r)).collect();
-    let nginx_r = results
-        .iter()
-        .find(|r| r.name == "nginx")
-        .map(|r| (r.rps, r.p99_ms, r.rss_mb))
-        .unwrap_or((1.0, 1.0, 1.0));
-    let direct = results[0].rps.max(1.0);
+    let find = |shape: usize, name: &str| {
+        targets
+            .iter()
+            .position(|(s, n, _, _)| *s == shape && *n == name)
+            .unwrap()
+    };
+
+    // The first shape, in full.
+    let first: Vec<usize> = (0..targets.len()).filter(|&t| targets[t].0 == 0).collect();
+    let nginx_r = &results[find(0, "nginx")];
+    let direct = results[find(0, "direct to backend")].rps.max(1.0);
     println!(
-        "HTTP through one proxy worker thread (wrk -t1 -c64, {seconds} s, median of {rounds} rounds, 2-core machine shared by client, proxy and backend)"
+        "HTTP through one proxy worker thread, {} (wrk -t1 -c64, {seconds} s, median of {rounds} rounds, 2-core machine shared by client, proxy and backends)",
+        SHAPES[0].name
     );
     println!(
         "| target | requests/s | × direct | × nginx | p50 | p99 | p99 × nginx | proxy RSS | RSS × nginx | proxy CPU/request (user + sys) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for r in &results {
+    for &t in &first {
+        let r = &results[t];
         println!(
             "| {} | {:.0} | {:.2} | {:.2} | {:.2} ms | {:.2} ms | {:.2} | {:.1} MB | {} | {} |",
             r.name,
             r.rps,
             r.rps / direct,
-            r.rps / nginx_r.0.max(1.0),
+            r.rps / nginx_r.rps.max(1.0),
             r.p50_ms,
             r.p99_ms,
-            r.p99_ms / nginx_r.1.max(0.001),
+            r.p99_ms / nginx_r.p99_ms.max(0.001),
             r.rss_mb,
             if r.rss_mb > 0.0 {
-                format!("{:.2}", r.rss_mb / nginx_r.2.max(0.001))
+                format!("{:.2}", r.rss_mb / nginx_r.rss_mb.max(0.001))
             } else {
                 "-".into()
             },
@@ -192,23 +322,55 @@ fn main() {
             ))
         );
     }
+
+    // Every shape: the figures against nginx's in the same shape.
+    println!();
+    println!(
+        "Each shape (backends nginx with two workers: a small file, or `return 200`; the seed's pool, retries and headers in every proxy; same rounds)"
+    );
+    println!(
+        "| shape | proxy | requests/s | × nginx | p99 | p99 × nginx | CPU/request | CPU × nginx |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let cpu = |r: &Result| r.cpu_us.map_or(0.0, |(u, s)| u + s);
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let n = &results[find(i, "nginx")];
+        for name in ["nginx", "HAProxy", "Buoy"] {
+            let r = &results[find(i, name)];
+            println!(
+                "| {} | {name} | {:.0} | {:.2} | {:.2} ms | {:.2} | {:.1} µs | {:.2} |",
+                shape.name,
+                r.rps,
+                r.rps / n.rps.max(1.0),
+                r.p99_ms,
+                r.p99_ms / n.p99_ms.max(0.001),
+                cpu(r),
+                cpu(r) / cpu(n).max(0.001),
+            );
+        }
+    }
     if rounds > 1 {
-        let per_round: Vec<String> = runs[3]
-            .iter()
-            .zip(&runs[1])
-            .map(|(b, n)| {
-                format!(
-                    "{:.2} ({:.2})",
-                    b.rps / n.rps.max(1.0),
-                    b.p99_ms / n.p99_ms.max(0.001)
-                )
-            })
-            .collect();
         println!();
-        println!(
-            "Buoy × nginx requests/s (p99 × nginx) in each round: {}.",
-            per_round.join(", ")
-        );
+        for (i, shape) in SHAPES.iter().enumerate() {
+            let per_round: Vec<String> = runs[find(i, "Buoy")]
+                .iter()
+                .zip(&runs[find(i, "nginx")])
+                .map(|(b, n)| {
+                    let c = |r: &Result| r.cpu_us.map_or(0.0, |(u, s)| u + s);
+                    format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        b.rps / n.rps.max(1.0),
+                        c(b) / c(n).max(0.001),
+                        b.p99_ms / n.p99_ms.max(0.001)
+                    )
+                })
+                .collect();
+            println!(
+                "{}: Buoy × nginx requests/s / CPU per request / p99 in each round: {}.",
+                shape.name,
+                per_round.join(", ")
+            );
+        }
     }
     let _ = wrk(&lab, "http://10.77.0.2:9082/", 2);
     let _ = wrk(&lab, "http://10.77.0.2:9080/", 2);

@@ -7,24 +7,35 @@ use std::{thread, time::Duration};
 
 use buoy_tests::netlab::{Lab, ns_exec};
 
-/// The lab's hosts: `backend` (10.77.0.1), `proxy` (10.77.0.2) and `client`; the backend is
-/// nginx serving a small file with two workers, listening on port 80 when this returns.
+/// The lab's hosts: `backend` (10.77.0.1), `proxy` (10.77.0.2), `client` (10.77.0.3) and
+/// `backend2` (10.77.0.4). Each backend is nginx with two workers, serving a small file on port
+/// 80 and answering `return 200 "b1\n"` (`b2` on `backend2`) on port 8000: the seed's two web
+/// servers in both forms. Listening when this returns.
 pub fn lab_with_backend() -> Lab {
-    let mut lab = Lab::new(&["backend", "proxy", "client"]).unwrap();
+    let mut lab = Lab::new(&["backend", "proxy", "client", "backend2"]).unwrap();
     let dir = lab.dir().to_path_buf();
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    std::fs::write(dir.join("www/index.html"), "ok\n").unwrap();
-    let d = dir.display();
-    buoy_tests::nginx::spawn(
-        &mut lab,
-        "backend",
-        &dir,
-        "backend",
-        "2",
-        &format!("events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen 10.77.0.1:80; root {d}/www; }} }}\n"),
-    )
-    .unwrap();
-    wait_port(&lab, "backend", 80);
+    for (host, ip, name) in [
+        ("backend", "10.77.0.1", "b1"),
+        ("backend2", "10.77.0.4", "b2"),
+    ] {
+        let www = dir.join(format!("www-{name}"));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "ok\n").unwrap();
+        buoy_tests::nginx::spawn(
+            &mut lab,
+            host,
+            &dir,
+            &format!("backend-{name}"),
+            "2",
+            &format!(
+                "events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 100000; server {{ listen {ip}:80; root {}; }} server {{ listen {ip}:8000; location / {{ return 200 \"{name}\\n\"; }} }} }}\n",
+                www.display()
+            ),
+        )
+        .unwrap();
+        wait_port(&lab, host, 80);
+        wait_port(&lab, host, 8000);
+    }
     lab
 }
 
