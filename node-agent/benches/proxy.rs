@@ -6,6 +6,9 @@
 //!
 //!     cargo bench -p buoy-agent --bench proxy [-- --seconds N] [--rounds N]
 //!
+//! `--compare "LABEL=PATH"` measures another build of the agent beside this one, in the same
+//! rounds (the profile-guided release build of `scripts/release`, or the build before a change).
+//!
 //! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
 //! (L4). Each figure is the median of `--rounds` runs (default 5), the proxies taking turns in a
 //! rotating order, so that a slow spell of the machine does not land on one proxy. Then HTTP/2
@@ -23,6 +26,8 @@ use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wr
 mod support;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
+/// How much higher the ports of the `--compare` agent are.
+const OTHER: u16 = 1000;
 
 struct Result {
     name: &'static str,
@@ -187,13 +192,13 @@ fn haproxy_config() -> String {
 
 /// Buoy, one worker thread: the seed's pool (weights, `max_fails`, `fail_timeout`, the retries
 /// of its `proxy_next_upstream`) and headers, an HTTP listener per shape, a TCP listener.
-fn buoy_objects() -> String {
+fn buoy_objects(offset: u16) -> String {
     let mut listeners = String::new();
     let mut pools = String::new();
     for (i, shape) in SHAPES.iter().enumerate() {
         listeners.push_str(&format!(
             "    - {{name: web{i}, port: {}, protocol: HTTP, upstreamPool: app{i}, client: {{keepaliveTimeout: 65s, maxConnections: 4096}}}}\n",
-            shape.buoy
+            shape.buoy + offset
         ));
         pools.push_str(&format!(
             "---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app{i}}}\nspec:\n  backends:\n"
@@ -207,7 +212,8 @@ fn buoy_objects() -> String {
         pools.push_str("  retry: {attempts: 2, retryOn: [HTTP502, HTTP504, ConnectFailure, Timeout, InvalidHeader]}\n  http: {xForwardedProto: false}\n");
     }
     format!(
-        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{listeners}    - {{name: raw, port: 9080, protocol: TCP, upstreamPool: app0}}\n{pools}"
+        "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{listeners}    - {{name: raw, port: {}, protocol: TCP, upstreamPool: app0}}\n{pools}",
+        9080 + offset
     )
 }
 
@@ -219,10 +225,21 @@ fn main() {
     let nginx =
         buoy_tests::nginx::spawn(&mut lab, "proxy", &dir, "nginx", "1", &nginx_config()).unwrap();
     let haproxy = spawn_haproxy(&mut lab, &haproxy_config());
-    let buoy = spawn_buoy(&mut lab, AGENT, &buoy_objects());
+    let buoy = spawn_buoy(&mut lab, AGENT, &buoy_objects(0), "buoy.yaml");
+    // Another build of the agent measured in the same run (`--compare "LABEL=PATH"`: the
+    // profile-guided build, or the one before a change), on ports 1000 higher.
+    let compare = buoy_tests::bench_flag("--compare", String::new());
+    let other: Option<(&'static str, usize)> = compare.split_once('=').map(|(label, path)| {
+        let label: &'static str = Box::leak(label.to_string().into_boxed_str());
+        let idx = spawn_buoy(&mut lab, path, &buoy_objects(OTHER), "compare.yaml");
+        (label, idx)
+    });
     for shape in &SHAPES {
         for port in [shape.nginx, shape.haproxy, shape.buoy] {
             wait_port(&lab, "proxy", port);
+        }
+        if other.is_some() {
+            wait_port(&lab, "proxy", shape.buoy + OTHER);
         }
     }
     for port in [8083, 9080, 9082] {
@@ -247,7 +264,15 @@ fn main() {
             Some(haproxy),
         ));
         targets.push((i, "Buoy", format!("10.77.0.2:{}", shape.buoy), Some(buoy)));
+        if let Some((label, idx)) = other {
+            let addr = format!("10.77.0.2:{}", shape.buoy + OTHER);
+            targets.push((i, label, addr, Some(idx)));
+        }
     }
+    let names: Vec<&'static str> = ["nginx", "HAProxy", "Buoy"]
+        .into_iter()
+        .chain(other.map(|(label, _)| label))
+        .collect();
     for (_, _, addr, _) in &targets {
         let _ = wrk(&lab, &format!("http://{addr}/"), 2); // warm-up
     }
@@ -335,7 +360,7 @@ fn main() {
     let cpu = |r: &Result| r.cpu_us.map_or(0.0, |(u, s)| u + s);
     for (i, shape) in SHAPES.iter().enumerate() {
         let n = &results[find(i, "nginx")];
-        for name in ["nginx", "HAProxy", "Buoy"] {
+        for &name in &names {
             let r = &results[find(i, name)];
             println!(
                 "| {} | {name} | {:.0} | {:.2} | {:.2} ms | {:.2} | {:.1} µs | {:.2} |",
@@ -351,8 +376,12 @@ fn main() {
     }
     if rounds > 1 {
         println!();
-        for (i, shape) in SHAPES.iter().enumerate() {
-            let per_round: Vec<String> = runs[find(i, "Buoy")]
+        let pairs = SHAPES
+            .iter()
+            .enumerate()
+            .flat_map(|(i, shape)| names[2..].iter().map(move |&name| (i, shape, name)));
+        for (i, shape, name) in pairs {
+            let per_round: Vec<String> = runs[find(i, name)]
                 .iter()
                 .zip(&runs[find(i, "nginx")])
                 .map(|(b, n)| {
@@ -366,7 +395,7 @@ fn main() {
                 })
                 .collect();
             println!(
-                "{}: Buoy × nginx requests/s / CPU per request / p99 in each round: {}.",
+                "{}: {name} × nginx requests/s / CPU per request / p99 in each round: {}.",
                 shape.name,
                 per_round.join(", ")
             );

@@ -187,6 +187,7 @@ fn main() {
         &format!(
             "apiVersion: buoy.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: bench}}\nspec:\n  addresses: [10.77.0.2]\n  listeners:\n{buoy_listeners}---\napiVersion: buoy.io/v1alpha1\nkind: UpstreamPool\nmetadata: {{name: app}}\nspec:\n  backends:\n    - {{address: 10.77.0.1, port: 80}}\n  http: {{xForwardedProto: false}}\n{secrets}"
         ),
+        "buoy.yaml",
     );
     for (_, _, base) in KINDS {
         for p in 1..=3 {

@@ -49,10 +49,10 @@ pub fn spawn_haproxy(lab: &mut Lab, config: &str) -> usize {
         .unwrap()
 }
 
-/// `buoy-agent proxy --threads 1` on the proxy host with these objects (YAML); its process
-/// index.
-pub fn spawn_buoy(lab: &mut Lab, agent: &str, objects: &str) -> usize {
-    let file = lab.dir().join("buoy.yaml");
+/// `buoy-agent proxy --threads 1` on the proxy host with these objects (YAML, written to `file`
+/// in the lab's directory); its process index.
+pub fn spawn_buoy(lab: &mut Lab, agent: &str, objects: &str, file: &str) -> usize {
+    let file = lab.dir().join(file);
     std::fs::write(&file, objects).unwrap();
     let file = file.display().to_string();
     lab.spawn(
