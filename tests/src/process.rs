@@ -145,15 +145,17 @@ pub struct ProxyProcess {
 
 impl ProxyProcess {
     /// Runs `agent proxy --threads 2` on `yaml`; waits until it listens (panics after 10 s
-    /// with its output).
+    /// with its output). `BUOY_TEST_AGENT` names another build of the agent to run instead (the
+    /// profile-guided release build: scripts/test runs the proxy's tests on it too).
     pub fn start(agent: &str, yaml: &str) -> ProxyProcess {
+        let agent = std::env::var("BUOY_TEST_AGENT").unwrap_or_else(|_| agent.to_string());
         let dir = tempfile::Builder::new()
             .prefix("buoy-proxy-")
             .tempdir()
             .expect("a temporary directory");
         let file = dir.path().join("buoy.yaml");
         std::fs::write(&file, yaml).expect("the configuration written");
-        let mut cmd = Command::new(agent);
+        let mut cmd = Command::new(&agent);
         cmd.args(["proxy", "--threads", "2", "--config"]).arg(&file);
         let p = Proc::spawn("proxy", cmd).expect("the proxy started");
         assert!(
