@@ -6,8 +6,8 @@
 //!
 //!     cargo bench -p buoy-agent --bench proxy [-- --seconds N] [--rounds N]
 //!
-//! `--compare "LABEL=PATH"` measures another build of the agent beside this one, in the same
-//! rounds (the profile-guided release build of `scripts/release`, or the build before a change).
+//! `--compare "LABEL=PATH,…"` measures other builds of the agent beside this one, in the same
+//! rounds (the profile-guided release build of `scripts/release`, the build before a change).
 //!
 //! Prints requests/s, p50 and p99 latency and proxy RSS, with ratios to nginx (L7) or HAProxy
 //! (L4). Each figure is the median of `--rounds` runs (default 5), the proxies taking turns in a
@@ -26,7 +26,7 @@ use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wr
 mod support;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
-/// How much higher the ports of the `--compare` agent are.
+/// How much higher the ports of each `--compare` agent are than the last's.
 const OTHER: u16 = 1000;
 
 struct Result {
@@ -226,20 +226,27 @@ fn main() {
         buoy_tests::nginx::spawn(&mut lab, "proxy", &dir, "nginx", "1", &nginx_config()).unwrap();
     let haproxy = spawn_haproxy(&mut lab, &haproxy_config());
     let buoy = spawn_buoy(&mut lab, AGENT, &buoy_objects(0), "buoy.yaml");
-    // Another build of the agent measured in the same run (`--compare "LABEL=PATH"`: the
-    // profile-guided build, or the one before a change), on ports 1000 higher.
+    // Other builds of the agent measured in the same run (`--compare "LABEL=PATH,…"`: the
+    // profile-guided build, the one before a change), each on ports 1000 higher than the last.
     let compare = buoy_tests::bench_flag("--compare", String::new());
-    let other: Option<(&'static str, usize)> = compare.split_once('=').map(|(label, path)| {
-        let label: &'static str = Box::leak(label.to_string().into_boxed_str());
-        let idx = spawn_buoy(&mut lab, path, &buoy_objects(OTHER), "compare.yaml");
-        (label, idx)
-    });
+    let others: Vec<(&'static str, usize, u16)> = compare
+        .split(',')
+        .filter_map(|c| c.split_once('='))
+        .enumerate()
+        .map(|(k, (label, path))| {
+            let label: &'static str = Box::leak(label.trim().to_string().into_boxed_str());
+            let offset = OTHER * (k as u16 + 1);
+            let file = format!("compare{k}.yaml");
+            let idx = spawn_buoy(&mut lab, path.trim(), &buoy_objects(offset), &file);
+            (label, idx, offset)
+        })
+        .collect();
     for shape in &SHAPES {
         for port in [shape.nginx, shape.haproxy, shape.buoy] {
             wait_port(&lab, "proxy", port);
         }
-        if other.is_some() {
-            wait_port(&lab, "proxy", shape.buoy + OTHER);
+        for (_, _, offset) in &others {
+            wait_port(&lab, "proxy", shape.buoy + offset);
         }
     }
     for port in [8083, 9080, 9082] {
@@ -264,14 +271,14 @@ fn main() {
             Some(haproxy),
         ));
         targets.push((i, "Buoy", format!("10.77.0.2:{}", shape.buoy), Some(buoy)));
-        if let Some((label, idx)) = other {
-            let addr = format!("10.77.0.2:{}", shape.buoy + OTHER);
+        for &(label, idx, offset) in &others {
+            let addr = format!("10.77.0.2:{}", shape.buoy + offset);
             targets.push((i, label, addr, Some(idx)));
         }
     }
     let names: Vec<&'static str> = ["nginx", "HAProxy", "Buoy"]
         .into_iter()
-        .chain(other.map(|(label, _)| label))
+        .chain(others.iter().map(|(label, _, _)| *label))
         .collect();
     for (_, _, addr, _) in &targets {
         let _ = wrk(&lab, &format!("http://{addr}/"), 2); // warm-up

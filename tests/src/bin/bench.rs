@@ -265,6 +265,24 @@ fn cell(blocks: &[Block], row: &str, column: &str) -> Option<String> {
     })
 }
 
+/// Like [`cell`], for a table whose rows are named by their first two cells (the proxy bench's
+/// shapes: the shape, then the proxy).
+fn cell2(blocks: &[Block], first: &str, second: &str, column: &str) -> Option<String> {
+    blocks.iter().find_map(|b| match b {
+        Block::Table(rows) => {
+            let col = rows.first()?.iter().position(|h| h == column)?;
+            rows.iter()
+                .skip(1)
+                .find(|r| {
+                    r.first().is_some_and(|c| c == first) && r.get(1).is_some_and(|c| c == second)
+                })?
+                .get(col)
+                .cloned()
+        }
+        Block::Text(_) => None,
+    })
+}
+
 /// Sentences with this run's figures, read from the tables; a row or column that is not there
 /// (the benchmark changed) leaves its sentence out rather than failing the report.
 fn figures(name: &str, blocks: &[Block], stdout: &str) -> String {
@@ -326,6 +344,22 @@ fn figures(name: &str, blocks: &[Block], stdout: &str) -> String {
             if let (Some(x), Some(d)) = (c("Buoy", "× nginx"), c("Buoy", "× direct")) {
                 out.push(format!(
                     "Buoy's throughput was {x} × nginx's and {d} × the direct one."
+                ));
+            }
+            let seed = "2 backends round robin, return 200 (the seed)";
+            let s = |who: &str, col: &str| cell2(blocks, seed, who, col);
+            if let (Some(x), Some(cpu), Some(p99)) = (
+                s("Buoy", "× nginx"),
+                s("Buoy", "CPU × nginx"),
+                s("Buoy", "p99 × nginx"),
+            ) {
+                out.push(format!(
+                    "In the seed's shape with `return 200` backends, Buoy served {x} × nginx's requests/s with {cpu} × its CPU per request and {p99} × its p99."
+                ));
+            }
+            if let (Some(x), Some(cpu)) = (s("Buoy PGO", "× nginx"), s("Buoy PGO", "CPU × nginx")) {
+                out.push(format!(
+                    "The profile-guided build (`scripts/release`) in the same shape: {x} × nginx's requests/s, {cpu} × its CPU per request."
                 ));
             }
             if let Some(x) = c("Buoy TCP", "× HAProxy") {
@@ -722,6 +756,19 @@ fn main() -> Result<()> {
             extra.extend(["--timeline".into(), timeline_csv.display().to_string()]);
             let rel = timeline_csv.strip_prefix(&root).unwrap_or(&timeline_csv);
             shown_extra.extend(["--timeline".into(), format!("$PWD/{}", rel.display())]);
+        }
+        let pgo = root.join("dist/amd64/buoy-agent");
+        if b.name == "proxy" && pgo.exists() {
+            // The profile-guided build that ships (scripts/release), measured in the same rounds.
+            extra.extend([
+                "--compare".into(),
+                format!("Buoy PGO={}", pgo.display()),
+            ]);
+            shown_extra.extend([
+                "--compare".into(),
+                // cargo runs a bench in its package's directory.
+                "Buoy PGO=../dist/amd64/buoy-agent".into(),
+            ]);
         }
         let env: &[(&str, &str)] = if args.quick { b.quick_env } else { &[] };
         let mut cargo_args: Vec<String> = ["bench", "-p", b.package, "--bench", b.name]
