@@ -128,6 +128,8 @@ pub const CRATES: &[Crate] = &[
             ("bgp", 30),
             // Desired state into engine configuration.
             ("config", 40),
+            // Offline validation of manifests (`buoy-agent check`, `kubectl buoy check`).
+            ("check", 42),
             ("endpoints", 40),
             ("node", 45),
             // A VIP's `track.httpGet` probe, run beside its instance (the proxy's rise/fall).
