@@ -1,9 +1,9 @@
 //! Offline validation of manifests, as the API server would validate them (like `nginx -t`),
 //! with warnings of what the API server accepts but the agent reports on the VirtualIP (routes
 //! that cannot serve, certificates that cannot be served, a pool's CA that cannot be read or its
-//! `insecureSkipVerify`). Shared by `buoy-agent check` and `kubectl buoy check`, which print it.
+//! `insecureSkipVerify`). Shared by `buoy-agent check` and `kubectl buoy check`.
 
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf};
 
 use buoy_crds::manifest::{Located, ManifestError, Object};
 
@@ -42,8 +42,34 @@ pub fn check(configs: &[PathBuf]) -> Result<Checked, Vec<ManifestError>> {
 }
 
 /// The last line after `errors`: `configuration invalid: N error(s)`.
-pub fn invalid(errors: &[ManifestError]) -> String {
+fn invalid(errors: &[ManifestError]) -> String {
     format!("configuration invalid: {} error(s)", errors.len())
+}
+
+/// Checks `configs` and writes the report as both commands print it: warnings and errors
+/// (`warning: …`, `error: …`) and the error count to `err`, the summary to `out`; whether every
+/// manifest is valid.
+pub fn report(
+    configs: &[PathBuf],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<bool> {
+    match check(configs) {
+        Ok(checked) => {
+            for w in &checked.warnings {
+                writeln!(err, "warning: {w}")?;
+            }
+            writeln!(out, "{}", checked.summary)?;
+            Ok(true)
+        }
+        Err(errors) => {
+            for e in &errors {
+                writeln!(err, "error: {e}")?;
+            }
+            writeln!(err, "{}", invalid(&errors))?;
+            Ok(false)
+        }
+    }
 }
 
 /// The route and certificate problems of every VirtualIP among `objects` (a route naming an

@@ -182,6 +182,20 @@ pub const CRATES: &[Crate] = &[
             ("app", 60),
         ],
     },
+    Crate {
+        name: "kubectl-buoy",
+        src: "kubectl-buoy/src",
+        rooms: &[
+            // How kubectl prints: ages and aligned tables.
+            ("age", 5),
+            ("table", 5),
+            // The client from kubectl's flags.
+            ("connect", 10),
+            // The commands that ask the API server, neither using the other.
+            ("status", 20),
+            ("events", 20),
+        ],
+    },
 ];
 
 /// One source file's figures.

@@ -4,19 +4,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 pub(super) fn check(configs: &[PathBuf]) -> ExitCode {
-    match buoy_agent::check::check(configs) {
-        Ok(checked) => {
-            for w in &checked.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!("{}", checked.summary);
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            eprintln!("{}", buoy_agent::check::invalid(&errors));
+    match buoy_agent::check::report(configs, &mut std::io::stdout(), &mut std::io::stderr()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: cannot write the report: {e}");
             ExitCode::FAILURE
         }
     }
