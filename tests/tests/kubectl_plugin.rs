@@ -4,7 +4,8 @@
 //! them, and Events published the way the agents and the operator publish them (kube-rs's
 //! `Recorder`). Asserts the tables of `status` (one namespace, one VirtualIP, every namespace, the
 //! context's namespace), `--kubeconfig`, `--context` and `$KUBECONFIG`, the history of `events`,
-//! and `check`'s exit codes and messages (the same as `buoy-agent check`).
+//! `check`'s exit codes and messages (the same as `buoy-agent check`); and, on the whole product
+//! (the operator and two agents in network namespaces), `status` and `events` through a cable cut.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -626,5 +627,118 @@ fn kubectl_buoy_check_validates_files_as_buoy_agent_check_does() {
     assert!(
         err.starts_with("error: /nonexistent/buoy.yaml: document 0: cannot read: No such file"),
         "{err}"
+    );
+}
+
+/// `kubectl ARGS` inside the lab's `api` namespace (where the test server listens), with the
+/// plugin on PATH and `KUBECONFIG` the system's.
+fn kubectl_in_lab(
+    s: &buoy_tests::system::System,
+    plugins: &Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let path = format!(
+        "{}:{}",
+        plugins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &s.lab.host("api").ns, "kubectl"])
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", &s.kubeconfig)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The whole product on two nodes (the operator, two agents in network namespaces, the seed's
+/// cable cut): `kubectl buoy status` before and after the master's cable is cut, and `kubectl
+/// buoy events` telling the failover, from what the real agents wrote.
+#[test]
+fn kubectl_buoy_follows_a_failover_of_the_real_agents() {
+    let plugins = plugin_dir();
+    let (s, master) = buoy_tests::system::installed_on(&buoy_tests::system::app(), &["n1", "n2"]);
+    let backup = if master == "n1" { "n2" } else { "n1" };
+    let status = |s: &buoy_tests::system::System| {
+        let (ok, out, err) = kubectl_in_lab(s, plugins.path(), &["buoy", "status"]);
+        assert!(ok, "{err}");
+        eprintln!("$ kubectl buoy status\n{out}");
+        rows(&out)
+    };
+    let state_of = |table: &[Vec<String>], node: &str| {
+        table
+            .iter()
+            .find(|r| r[2] == node)
+            .map(|r| (r[3].clone(), r[6].clone()))
+            .unwrap_or_else(|| panic!("no row for {node}: {table:?}"))
+    };
+
+    let before = status(&s);
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(
+        before[1][..4],
+        ["web", "10.77.0.100", master.as_str(), "Master"]
+    );
+    assert_eq!(before[2][..4], ["web", "10.77.0.100", backup, "Backup"]);
+    assert_eq!(before[1][7], "http:80/HTTP");
+    assert_eq!(state_of(&before, &master).1, "yes");
+
+    // The cable cut: the backup takes over and says so; the cut node cannot reach the API, so
+    // its entry stays as it last wrote it.
+    let successor = s.cut_and_wait_successor(&master);
+    assert_eq!(successor, backup);
+    s.wait_status(
+        "the successor never reported",
+        std::time::Duration::from_secs(10),
+        |st| {
+            st["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["node"] == backup && n["state"] == "Master")
+        },
+    );
+    let after = status(&s);
+    assert_eq!(state_of(&after, backup).0, "Master");
+    let since = &after.iter().find(|r| r[2] == backup).unwrap()[5];
+    assert!(
+        since.ends_with('s') && !since.contains('m'),
+        "a takeover seconds ago: {since}"
+    );
+
+    // The history: the first master's takeover, then the backup's, oldest first.
+    let (ok, out, err) = kubectl_in_lab(
+        &s,
+        plugins.path(),
+        &["buoy", "events", "web", "-n", "default"],
+    );
+    assert!(ok, "{err}");
+    eprintln!("$ kubectl buoy events web\n{out}");
+    let history: Vec<(String, String)> = rows(&out)
+        .iter()
+        .skip(1)
+        .filter(|r| r[3] == "Master")
+        .map(|r| (r[1].clone(), r[4].clone()))
+        .collect();
+    let nodes: Vec<&str> = history.iter().map(|(n, _)| n.as_str()).collect();
+    let first = nodes
+        .iter()
+        .position(|n| *n == master)
+        .expect("the first master's Event");
+    let then = nodes
+        .iter()
+        .rposition(|n| *n == backup)
+        .expect("the successor's Event");
+    assert!(first < then, "{out}");
+    assert!(
+        history[then]
+            .1
+            .starts_with(&format!("node {backup} is Master (priority ")),
+        "{out}"
     );
 }
