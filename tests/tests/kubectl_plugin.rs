@@ -30,7 +30,7 @@ fn plugin_dir() -> tempfile::TempDir {
     let plugin = workspace_bin("kubectl-buoy");
     assert!(
         plugin.exists(),
-        "{} is not built (cargo build -p kubectl-buoy; scripts/test builds it)",
+        "{} is not built (cargo build -p kubectl-buoy; `cargo test --workspace` builds it)",
         plugin.display()
     );
     let dir = tempfile::Builder::new()
