@@ -29,8 +29,12 @@ pub enum ConnectError {
     Client(#[from] kube::Error),
 }
 
-/// A client, and the namespace the context names (`default` when it names none).
-pub async fn client(connection: &Connection) -> Result<(kube::Client, String), ConnectError> {
+/// A client, and the namespace: `namespace` (`-n`), else the context's (`default` when it names
+/// none).
+pub async fn client(
+    connection: &Connection,
+    namespace: Option<String>,
+) -> Result<(kube::Client, String), ConnectError> {
     let options = KubeConfigOptions {
         context: connection.context.clone(),
         ..KubeConfigOptions::default()
@@ -45,6 +49,6 @@ pub async fn client(connection: &Connection) -> Result<(kube::Client, String), C
     // A command, not a watch: an API server that does not answer fails it in seconds.
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    let namespace = config.default_namespace.clone();
+    let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
     Ok((kube::Client::try_from(config)?, namespace))
 }

@@ -8,25 +8,27 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::ListParams};
 
-use crate::{ApiError, table};
+use crate::{ApiError, Listing, table};
 
 /// The reporting controller of the agents' Events, whose reporting instance is the node.
 const AGENT: &str = "buoy-agent";
 
-/// The Events of the VirtualIP `namespace/name` as a table, oldest first; `None` when there
-/// are none.
+/// The Events of the VirtualIP `namespace/name` as a table, oldest first.
 pub async fn events(
     client: kube::Client,
     namespace: &str,
     name: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Listing, ApiError> {
     let api: Api<Event> = Api::namespaced(client, namespace);
     let selector = format!("regarding.kind=VirtualIP,regarding.name={name}");
     let list = api
         .list(&ListParams::default().fields(&selector))
         .await
         .map_err(ApiError::from_list)?;
-    Ok(render(&list.items, name))
+    Ok(match render(&list.items, name) {
+        Some(table) => Listing::Table(table),
+        None => Listing::Empty(format!("No events found for VirtualIP {namespace}/{name}.")),
+    })
 }
 
 /// The table of the Events among `events` that regard Buoy's VirtualIP `name`; `None` when

@@ -10,6 +10,16 @@ pub mod events;
 pub mod status;
 pub mod table;
 
+/// What a command prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// A table, for stdout.
+    Table(String),
+    /// Nothing to show, and what to say about it on stderr (as kubectl says `No resources
+    /// found`): no failure.
+    Empty(String),
+}
+
 /// Why the API server's answer is not a table.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use kubectl_buoy::{connect, events, status};
+use kubectl_buoy::{Listing, connect, events, status};
 
 #[derive(Parser)]
 #[command(
@@ -54,76 +54,61 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Check { ref files } => {
-            return match buoy_agent::check::report(
-                files,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-            ) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => fail(anyhow::Error::new(e).context("writing the report")),
-            };
-        }
-        Command::Status { .. } | Command::Events { .. } => run_async(ask(cli)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
-}
-
-/// The commands that ask the API server.
-async fn ask(cli: Cli) -> Result<()> {
     let connection = connect::Connection {
         kubeconfig: cli.kubeconfig,
         context: cli.context,
     };
-    let (client, context_namespace) = connect::client(&connection)
-        .await
-        .context("connecting to the cluster")?;
-    let namespace = cli.namespace.unwrap_or(context_namespace);
-    let (printed, empty) = match cli.command {
+    let namespace = cli.namespace;
+    let result = match cli.command {
+        Command::Check { files } => {
+            let valid =
+                buoy_agent::check::report(&files, &mut std::io::stdout(), &mut std::io::stderr())
+                    .context("writing the report");
+            return match valid {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => fail(e),
+            };
+        }
         Command::Status {
             name,
             all_namespaces,
-        } => {
-            let scope = if all_namespaces {
-                status::Scope::All
-            } else {
-                status::Scope::Namespace(namespace.clone())
+        } => run_async(async {
+            let (client, namespace) = connect(&connection, namespace).await?;
+            let scope = match all_namespaces {
+                true => status::Scope::All,
+                false => status::Scope::Namespace(namespace),
             };
             let now = k8s_openapi::jiff::Timestamp::now();
-            let table = status::status(client, &scope, name.as_deref(), now)
+            status::status(client, &scope, name.as_deref(), now)
                 .await
-                .context("reading VirtualIPs")?;
-            let empty = match scope {
-                status::Scope::All => "No VirtualIPs found.".to_string(),
-                status::Scope::Namespace(ns) => format!("No VirtualIPs found in {ns} namespace."),
-            };
-            (table, empty)
-        }
-        Command::Events { name } => {
-            let table = events::events(client, &namespace, &name)
+                .context("reading VirtualIPs")
+        }),
+        Command::Events { name } => run_async(async {
+            let (client, namespace) = connect(&connection, namespace).await?;
+            events::events(client, &namespace, &name)
                 .await
-                .with_context(|| format!("reading the Events of VirtualIP {namespace}/{name}"))?;
-            (
-                table,
-                format!("No events found for VirtualIP {namespace}/{name}."),
-            )
-        }
-        Command::Check { .. } => return Ok(()),
+                .with_context(|| format!("reading the Events of VirtualIP {namespace}/{name}"))
+        }),
     };
-    match printed {
-        Some(table) => print!("{table}"),
-        // As kubectl: nothing to show is said on stderr, and is no failure.
-        None => eprintln!("{empty}"),
+    match result {
+        Ok(Listing::Table(table)) => print!("{table}"),
+        Ok(Listing::Empty(note)) => eprintln!("{note}"),
+        Err(e) => return fail(e),
     }
-    Ok(())
+    ExitCode::SUCCESS
 }
 
-fn run_async(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+async fn connect(
+    connection: &connect::Connection,
+    namespace: Option<String>,
+) -> Result<(kube::Client, String)> {
+    connect::client(connection, namespace)
+        .await
+        .context("connecting to the cluster")
+}
+
+fn run_async(f: impl std::future::Future<Output = Result<Listing>>) -> Result<Listing> {
     // kube-rs's TLS: the agent's crypto provider (two are compiled in; rustls would not choose).
     buoy_agent::proxy::tls::install_provider();
     tokio::runtime::Builder::new_current_thread()

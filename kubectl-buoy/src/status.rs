@@ -7,7 +7,7 @@ use buoy_crds::{NodeStatus, VirtualIP, VrrpState};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, ResourceExt, api::ListParams};
 
-use crate::{ApiError, age, table};
+use crate::{ApiError, Listing, age, table};
 
 /// Which VirtualIPs: those of one namespace, or of every one (`-A`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,14 +20,13 @@ pub enum Scope {
 
 const NONE: &str = "<none>";
 
-/// The VirtualIPs of `scope` (only `name`, when given) as the status table; `None` when there
-/// are none.
+/// The VirtualIPs of `scope` (only `name`, when given) as the status table at `now`.
 pub async fn status(
     client: kube::Client,
     scope: &Scope,
     name: Option<&str>,
     now: Timestamp,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Listing, ApiError> {
     let vips = match (scope, name) {
         (Scope::Namespace(ns), Some(name)) => {
             let api: Api<VirtualIP> = Api::namespaced(client, ns);
@@ -52,7 +51,13 @@ pub async fn status(
                 .items
         }
     };
-    Ok(render(&vips, *scope == Scope::All, now))
+    Ok(match render(&vips, *scope == Scope::All, now) {
+        Some(table) => Listing::Table(table),
+        None => Listing::Empty(match scope {
+            Scope::All => "No VirtualIPs found.".into(),
+            Scope::Namespace(ns) => format!("No VirtualIPs found in {ns} namespace."),
+        }),
+    })
 }
 
 /// The table of `vips` at `now`, with a NAMESPACE column when `all_namespaces`; `None` for no
