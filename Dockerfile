@@ -7,10 +7,11 @@
 #
 # The chart (charts/buoy) runs the operator image as `/usr/local/bin/buoy-operator run …` and
 # passes the agent image to the operator (--agent-image), whose DaemonSets run
-# `/usr/local/bin/buoy-agent run …`. tests/tests/chart.rs checks that the binaries copied here are
+# `/usr/local/bin/buoy-agent run …`. The agent image also carries the kubectl plugin
+# (`/usr/local/bin/kubectl-buoy`). tests/tests/chart.rs checks that the binaries copied here are
 # the workspace's and that these entrypoints match the chart.
 
-# ---- build: both binaries for TARGETARCH, release profile, locked dependencies ----
+# ---- build: the binaries for TARGETARCH, release profile, locked dependencies ----
 FROM --platform=$BUILDPLATFORM rust:1.91-bookworm AS build
 ARG TARGETARCH
 # Debian's cross toolchain for arm64 (the linker named in .cargo/config.toml).
@@ -28,9 +29,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && rustup target add "$triple" \
- && cargo build --release --locked --target "$triple" -p buoy-operator -p buoy-agent \
+ && cargo build --release --locked --target "$triple" -p buoy-operator -p buoy-agent -p kubectl-buoy \
  && mkdir -p /out \
- && cp target/"$triple"/release/buoy-operator target/"$triple"/release/buoy-agent /out/
+ && cp target/"$triple"/release/buoy-operator target/"$triple"/release/buoy-agent target/"$triple"/release/kubectl-buoy /out/
 
 # ---- operator: non-root, nothing but the binary on a glibc base ----
 FROM gcr.io/distroless/cc-debian12:nonroot AS operator
@@ -62,6 +63,9 @@ LABEL org.opencontainers.image.title="buoy-agent" \
       org.opencontainers.image.source="https://github.com/buoy-io/buoy" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/buoy-agent /usr/local/bin/buoy-agent
+# `kubectl buoy`, for operators to take from the image (docker cp, or --entrypoint kubectl-buoy
+# with a kubeconfig mounted); docs/operations.md.
+COPY --from=build /out/kubectl-buoy /usr/local/bin/kubectl-buoy
 EXPOSE 9901
 ENTRYPOINT ["/usr/local/bin/buoy-agent"]
 CMD ["run"]

@@ -6,6 +6,7 @@
 mod admin;
 pub mod agent;
 pub mod bgp;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod control_plane;

@@ -128,6 +128,8 @@ pub const CRATES: &[Crate] = &[
             ("bgp", 30),
             // Desired state into engine configuration.
             ("config", 40),
+            // Offline validation of manifests (`buoy-agent check`, `kubectl buoy check`).
+            ("check", 42),
             ("endpoints", 40),
             ("node", 45),
             // A VIP's `track.httpGet` probe, run beside its instance (the proxy's rise/fall).
@@ -178,6 +180,20 @@ pub const CRATES: &[Crate] = &[
             ("controller", 50),
             // The process, wired from its flags (`main.rs` only parses them).
             ("app", 60),
+        ],
+    },
+    Crate {
+        name: "kubectl-buoy",
+        src: "kubectl-buoy/src",
+        rooms: &[
+            // How kubectl prints: ages and aligned tables.
+            ("age", 5),
+            ("table", 5),
+            // The client from kubectl's flags.
+            ("connect", 10),
+            // The commands that ask the API server, neither using the other.
+            ("status", 20),
+            ("events", 20),
         ],
     },
 ];

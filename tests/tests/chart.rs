@@ -1625,6 +1625,15 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
     let agent = stages.iter().find(|s| s.name == "agent").unwrap();
     assert_eq!(agent.entrypoint, ["/usr/local/bin/buoy-agent"]);
     assert_eq!(bins["buoy-agent"], "buoy-agent");
+    // … and the kubectl plugin, for operators to take from it.
+    assert_eq!(bins["kubectl-buoy"], "kubectl-buoy");
+    assert!(
+        agent
+            .copies
+            .iter()
+            .any(|(_, to)| to == "/usr/local/bin/kubectl-buoy"),
+        "the agent image has no kubectl-buoy"
+    );
     assert!(
         strings(&c["args"])
             .iter()

@@ -1,6 +1,7 @@
-//! The Debian package for plain hosts, as a user gets it: `cargo deb` packages the agent this
-//! suite was built with, `systemd-analyze verify` checks the installed unit, `dpkg -i` installs
-//! and `dpkg -r` / `dpkg -P` remove it cleanly, and the installed binary, run with the installed
+//! The Debian package for plain hosts, as a user gets it: `cargo deb` packages the agent (and
+//! the `kubectl buoy` plugin) this suite was built with, `systemd-analyze verify` checks the
+//! installed unit, `dpkg -i` installs and `dpkg -r` / `dpkg -P` remove it cleanly, the installed
+//! plugin checks as the agent does, and the installed binary, run with the installed
 //! unit's command line (its `--config` pointed at the lab's files, plus a node name and a state
 //! directory per lab host, which share one machine here), fails over in network namespaces.
 #![allow(clippy::unwrap_used)]
@@ -89,6 +90,7 @@ fn the_package_installs_verifies_fails_over_and_removes_cleanly() {
     assert!(ok);
     for path in [
         "./usr/bin/buoy-agent",
+        "./usr/bin/kubectl-buoy",
         &format!(".{UNIT}"),
         &format!(".{EXAMPLE}"),
     ] {
@@ -120,6 +122,10 @@ fn the_package_installs_verifies_fails_over_and_removes_cleanly() {
     // The example is a valid configuration, as the installed binary checks it.
     let (ok, stdout, err) = run("/usr/bin/buoy-agent", &["check", "--config", EXAMPLE]);
     assert!(ok, "buoy-agent check {EXAMPLE}: {stdout}{err}");
+    // So does the installed kubectl plugin, with the same words.
+    let (ok, plugin_stdout, err) = run("/usr/bin/kubectl-buoy", &["check", EXAMPLE]);
+    assert!(ok, "kubectl-buoy check {EXAMPLE}: {plugin_stdout}{err}");
+    assert_eq!(plugin_stdout, stdout);
     let (ok, help, _) = run("/usr/bin/buoy-agent", &["--help"]);
     assert!(
         ok && help.contains("standalone") && help.contains("check"),
@@ -131,6 +137,7 @@ fn the_package_installs_verifies_fails_over_and_removes_cleanly() {
     let (ok, _, err) = run("dpkg", &["-r", "buoy-agent"]);
     assert!(ok, "dpkg -r: {err}");
     assert!(!Path::new("/usr/bin/buoy-agent").exists());
+    assert!(!Path::new("/usr/bin/kubectl-buoy").exists());
     assert!(!Path::new(UNIT).exists());
     // Removal keeps the configuration (Debian's way); a purge takes it too.
     assert!(Path::new(EXAMPLE).exists());
