@@ -19,6 +19,7 @@ pub struct ProxyMetrics {
     udp_dropped: IntCounterVec,
     handshake_failures: IntCounterVec,
     certificate_expiry: IntGaugeVec,
+    listener_pools: IntGaugeVec,
 }
 
 impl ProxyMetrics {
@@ -86,7 +87,18 @@ impl ProxyMetrics {
                 ),
                 &["listener", "secret"],
             )?,
+            // Joins a listener's series with its pools' backend health in queries (an alert on a
+            // listener without a healthy backend).
+            listener_pools: IntGaugeVec::new(
+                opts!(
+                    "buoy_proxy_listener_pool",
+                    "1 for each pool a running listener sends requests to (its pool and its \
+                     routes' pools)"
+                ),
+                &["listener", "pool"],
+            )?,
         };
+        registry.register(Box::new(m.listener_pools.clone()))?;
         registry.register(Box::new(m.handshake_failures.clone()))?;
         registry.register(Box::new(m.certificate_expiry.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
@@ -134,6 +146,27 @@ impl ProxyMetrics {
             self.certificate_expiry
                 .with_label_values(&[name, &c.secret])
                 .set(at);
+        }
+    }
+
+    /// Listener `name` with `config` has started (`running`) or stopped: the pools it sends
+    /// requests to.
+    pub(crate) fn listener_pools(
+        &self,
+        name: &str,
+        config: &super::listener::ListenerConfig,
+        running: bool,
+    ) {
+        for pool in config
+            .pool
+            .iter()
+            .chain(config.routes.iter().map(|r| &r.pool))
+        {
+            if running {
+                self.listener_pools.with_label_values(&[name, pool]).set(1);
+            } else {
+                let _ = self.listener_pools.remove_label_values(&[name, pool]);
+            }
         }
     }
 

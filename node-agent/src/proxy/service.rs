@@ -131,6 +131,7 @@ impl ProxyService {
                 info!(listener = %name, "listener stopped");
                 self.metrics
                     .certificates(&name, l.config.tls.as_ref(), None);
+                self.metrics.listener_pools(&name, &l.config, false);
                 self.draining.push(l.open_connections.clone());
                 l.stop().await;
             }
@@ -155,6 +156,7 @@ impl ProxyService {
             ) {
                 Ok(l) => {
                     self.metrics.certificates(name, None, l.config.tls.as_ref());
+                    self.metrics.listener_pools(name, &l.config, true);
                     self.listeners.insert(name.to_string(), l);
                 }
                 Err(source) => errors.push(ListenError {
