@@ -14,10 +14,11 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, served_by_from},
+    backend::{Backend, request, served_by_from},
     kubectl::Kubectl,
-    netlab::Lab,
+    netlab::{Lab, in_netns},
     process::workspace_bin,
+    promtool,
     testapi::TestApi,
 };
 
@@ -149,6 +150,33 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// `node`'s agent's `/metrics`.
+fn metrics_of(lab: &Lab, node: &str) -> String {
+    let ns = lab.host(node).ns.clone();
+    in_netns(&ns, move || {
+        request(
+            "127.0.0.1:9901".parse().unwrap(),
+            "GET",
+            "/metrics",
+            &[],
+            "",
+        )
+        .unwrap()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .body
+}
+
+/// The agent's failed watch attempts of `kind`, by its metrics.
+fn watch_errors(text: &str, kind: &str) -> Option<f64> {
+    promtool::sample(
+        text,
+        &format!("buoy_agent_watch_errors_total{{kind=\"{kind}\"}}"),
+    )
+}
+
 fn served_by(lab: &Lab, n: usize) -> Vec<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
     served_by_from(&lab.host("client").ns, target, n)
@@ -271,6 +299,21 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         "{}",
         c.lab.logs()
     );
+    // The watches' series exist from zero, one per kind, and the exposition passes promtool.
+    let before = metrics_of(&c.lab, "n1");
+    if let Err(e) = promtool::check_metrics(&before) {
+        panic!("promtool check metrics:\n{e}\n{before}");
+    }
+    for kind in [
+        "VirtualIP",
+        "UpstreamPool",
+        "AddressPool",
+        "Node",
+        "Namespace",
+        "Service",
+    ] {
+        assert_eq!(watch_errors(&before, kind), Some(0.0), "{kind}:\n{before}");
+    }
     // The API server goes away: agents keep the last known state.
     drop(c.api.take());
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -286,6 +329,12 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         c.lab.logs().contains("watch failed; retrying"),
         "the agents noticed and retry\n{}",
         c.lab.logs()
+    );
+    // Each failed attempt is counted: what BuoyWatchFailing alerts on.
+    wait_for(
+        "the failed watches counted",
+        Duration::from_secs(10),
+        || watch_errors(&metrics_of(&c.lab, "n1"), "VirtualIP").is_some_and(|n| n >= 1.0),
     );
 }
 
