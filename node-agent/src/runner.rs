@@ -172,7 +172,8 @@ pub(crate) fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String
     *logged = now;
 }
 
-/// Copies the instances' status, settings (as `applied`) and counters into the metrics.
+/// Copies the instances' status, settings (as `applied`) and counters into the metrics, and
+/// the Fault of the VirtualIPs `applied` could not run.
 fn export_metrics(
     agent: &Agent,
     applied: Option<&NodeConfig>,
@@ -190,13 +191,22 @@ fn export_metrics(
         }
         metrics.record_counters(key, s);
     }
+    // VirtualIPs the plan cannot run here (no router ID, a missing password...) have no
+    // instance, but this node is in Fault for them all the same.
+    let mut now: BTreeSet<String> = stats.into_keys().collect();
+    for key in applied.iter().flat_map(|c| c.faults.keys()) {
+        if let Some(v) = status.get(key).filter(|_| !now.contains(key)) {
+            metrics.record_state(key, v.state, v.since, v.priority);
+            now.insert(key.clone());
+        }
+    }
     for (interface, ipv6, s) in agent.port_stats() {
         metrics.record_port(&interface, ipv6, &s);
     }
-    for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
+    for gone in exported.difference(&now) {
         metrics.forget(gone);
     }
-    *exported = stats.into_keys().collect();
+    *exported = now;
 }
 
 /// Raises the soft limit of open files to the hard one, as nginx's `worker_rlimit_nofile` and

@@ -564,6 +564,13 @@ fn another_tenants_bad_pool_and_secrets_affect_only_their_own_virtualips() {
                 .is_some_and(|m| m.contains("Secret missing") && m.contains("not found"))
     });
     assert!(c.lab.holders("10.77.0.102".parse().unwrap()).is_empty());
+    // And the metrics say so, for the alert on nodes in Fault: no instance runs for it.
+    wait_for("the Fault in the metrics", Duration::from_secs(5), || {
+        promtool::sample(
+            &metrics_of(&c.lab, "n1"),
+            r#"buoy_vrrp_state{state="FAULT",virtualip="other/no-secret"}"#,
+        ) == Some(1.0)
+    });
 
     // The Secret deleted after its VirtualIP started: the VirtualIP keeps running on the
     // password it read, and says so.
