@@ -224,7 +224,7 @@ impl ClusterSource {
             API_TIMEOUT,
             changed.clone(),
         );
-        let certificates = SecretWatch::new(client.clone(), changed.clone());
+        let certificates = SecretWatch::new(client.clone(), changed.clone(), watches);
         ClusterSource {
             certificates,
             client,
