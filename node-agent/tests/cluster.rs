@@ -311,6 +311,8 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         "Node",
         "Namespace",
         "Service",
+        "EndpointSlice",
+        "Secret",
     ] {
         assert_eq!(watch_errors(&before, kind), Some(0.0), "{kind}:\n{before}");
     }
