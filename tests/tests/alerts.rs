@@ -89,7 +89,7 @@ fn the_unit_tests_catch_a_broken_rule() {
         ),
         (
             "NoMaster waits 30 intervals",
-            original.replace("> 3 * max by (virtualip)", "> 30 * max by (virtualip)"),
+            original.replace("> 3 * (", "> 30 * ("),
         ),
         (
             "a pool exactly half unhealthy is quiet",
