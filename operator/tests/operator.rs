@@ -229,7 +229,7 @@ fn three_nodes() -> Vec<(&'static str, Value)> {
 
 #[tokio::test]
 async fn daemonsets_allocation_and_status_from_agent_reports() {
-    let c = Cluster::start(&three_nodes()).await;
+    let mut c = Cluster::start(&three_nodes()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -533,6 +533,18 @@ async fn daemonsets_allocation_and_status_from_agent_reports() {
             .await
             .starts_with("HTTP/1.1 200")
     );
+    // The API server goes away: every failed watch attempt is counted (BuoyWatchFailing).
+    c.api.stop();
+    eventually("the operator's failed watches counted", || async {
+        let text = http_get(&metrics, "/metrics").await;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        let errors = buoy_tests::promtool::sample(
+            &body,
+            "buoy_operator_watch_errors_total{kind=\"VirtualIP\"}",
+        )?;
+        (errors >= 1.0).then_some(())
+    })
+    .await;
     drop(op);
 }
 
