@@ -14,6 +14,9 @@
 # ---- build: the binaries for TARGETARCH, release profile, locked dependencies ----
 FROM --platform=$BUILDPLATFORM rust:1.91-bookworm AS build
 ARG TARGETARCH
+# The commit in the binaries' buoy_build_info metric (the context has no .git):
+# --build-arg BUOY_COMMIT=$(git rev-parse --short=12 HEAD). Their build.rs reads it.
+ARG BUOY_COMMIT=unknown
 # Debian's cross toolchain for arm64 (the linker named in .cargo/config.toml).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \

@@ -62,9 +62,14 @@ pub enum RunError {
 /// How often the proxy's view of each VIP reaches its VRRP instance, and metrics are refreshed.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Runs the agent on `source` until SIGTERM or SIGINT. A first plan the source refuses ends it
-/// with the reasons (a configuration that never ran); a later one keeps the running state.
-pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunError> {
+/// Runs the agent on `source` until SIGTERM or SIGINT, its metrics in `registry` (see
+/// [`crate::metrics::registry`]). A first plan the source refuses ends it with the reasons (a
+/// configuration that never ran); a later one keeps the running state.
+pub async fn run(
+    mut source: impl Source,
+    settings: Settings,
+    registry: Registry,
+) -> Result<(), RunError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
@@ -74,9 +79,8 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
         Some(dir) => cleanup::recover(dir, &settings.identity.name).await.0,
         None => Ledger::in_memory(),
     };
-    // One registry for the process: the proxy's and the VRRP instances' families, served by
-    // the admin endpoint.
-    let registry = Registry::new();
+    // One registry for the process: the proxy's and the VRRP instances' families join the
+    // process's own, served by the admin endpoint.
     let proxy_metrics = ProxyMetrics::new(&registry).map_err(RunError::Metrics)?;
     let metrics = VrrpMetrics::new(&registry).map_err(RunError::Metrics)?;
     let mut agent = Agent::with_ledger(settings.identity.clone(), ledger, proxy_metrics);
@@ -149,7 +153,7 @@ pub async fn run(mut source: impl Source, settings: Settings) -> Result<(), RunE
             () = changed.notified() => reason = Some("a backend name resolved differently"),
             _ = tick.tick() => {
                 agent.tick().await;
-                export_metrics(&agent, &metrics, &mut exported);
+                export_metrics(&agent, applied.as_ref(), &metrics, &mut exported);
             }
         }
     }
@@ -168,23 +172,41 @@ pub(crate) fn log_plan_errors(errors: &[PlanError], logged: &mut BTreeSet<String
     *logged = now;
 }
 
-/// Copies the instances' status and counters into the metrics.
-fn export_metrics(agent: &Agent, metrics: &VrrpMetrics, exported: &mut BTreeSet<String>) {
+/// Copies the instances' status, settings (as `applied`) and counters into the metrics, and
+/// the Fault of the VirtualIPs `applied` could not run.
+fn export_metrics(
+    agent: &Agent,
+    applied: Option<&NodeConfig>,
+    metrics: &VrrpMetrics,
+    exported: &mut BTreeSet<String>,
+) {
     let status = agent.status().borrow().clone();
     let stats = agent.stats();
     for (key, s) in &stats {
         if let Some(v) = status.get(key) {
-            metrics.record_state(key, v.state, v.priority);
+            metrics.record_state(key, v.state, v.since, v.priority);
+        }
+        if let Some(plan) = applied.and_then(|c| c.vips.get(key)) {
+            metrics.record_interval(key, plan.instance.advert_interval);
         }
         metrics.record_counters(key, s);
+    }
+    // VirtualIPs the plan cannot run here (no router ID, a missing password...) have no
+    // instance, but this node is in Fault for them all the same.
+    let mut now: BTreeSet<String> = stats.into_keys().collect();
+    for key in applied.iter().flat_map(|c| c.faults.keys()) {
+        if let Some(v) = status.get(key).filter(|_| !now.contains(key)) {
+            metrics.record_state(key, v.state, v.since, v.priority);
+            now.insert(key.clone());
+        }
     }
     for (interface, ipv6, s) in agent.port_stats() {
         metrics.record_port(&interface, ipv6, &s);
     }
-    for gone in exported.iter().filter(|k| !stats.contains_key(*k)) {
+    for gone in exported.difference(&now) {
         metrics.forget(gone);
     }
-    *exported = stats.into_keys().collect();
+    *exported = now;
 }
 
 /// Raises the soft limit of open files to the hard one, as nginx's `worker_rlimit_nofile` and

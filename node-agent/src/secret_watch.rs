@@ -22,7 +22,7 @@ use kube::{
 };
 use tokio::{sync::Notify, task::AbortHandle};
 
-use crate::{refresh::Fetched, watch::watch_backoff};
+use crate::{metrics::WatchMetrics, refresh::Fetched, watch::watch_backoff};
 
 /// A Secret by (`namespace`, `name`).
 type Key = (String, String);
@@ -34,16 +34,20 @@ pub(crate) struct SecretWatch {
     entries: Entries,
     tasks: Mutex<BTreeMap<Key, AbortHandle>>,
     changed: Arc<Notify>,
+    watches: WatchMetrics,
 }
 
 impl SecretWatch {
-    /// Watches nothing yet; `changed` is notified when a watched Secret or its error changes.
-    pub(crate) fn new(client: Client, changed: Arc<Notify>) -> Self {
+    /// Watches nothing yet; `changed` is notified when a watched Secret or its error changes,
+    /// `watches` counts the failures (kind `Secret`).
+    pub(crate) fn new(client: Client, changed: Arc<Notify>, watches: &WatchMetrics) -> Self {
+        watches.started("Secret");
         SecretWatch {
             client,
             entries: Arc::default(),
             tasks: Mutex::default(),
             changed,
+            watches: watches.clone(),
         }
     }
 
@@ -67,6 +71,7 @@ impl SecretWatch {
                 key.clone(),
                 self.entries.clone(),
                 self.changed.clone(),
+                self.watches.clone(),
             ))
             .abort_handle();
             tasks.insert(key.clone(), handle);
@@ -113,12 +118,21 @@ fn apply(entry: &mut Fetched<Secret>, event: Result<Event<Secret>, String>, list
     }
 }
 
-async fn watch_one(client: Client, key: Key, entries: Entries, changed: Arc<Notify>) {
+async fn watch_one(
+    client: Client,
+    key: Key,
+    entries: Entries,
+    changed: Arc<Notify>,
+    watches: WatchMetrics,
+) {
     let api: Api<Secret> = Api::namespaced(client, &key.0);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", key.1));
     let mut stream = watcher(api, config).backoff(watch_backoff()).boxed();
     let mut listed = false;
     while let Some(event) = stream.next().await {
+        if event.is_err() {
+            watches.failed("Secret");
+        }
         let updated = {
             let mut all = lock(&entries);
             let entry = all.entry(key.clone()).or_default();

@@ -20,7 +20,7 @@ use kube::{
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::endpoints;
+use crate::{endpoints, metrics::WatchMetrics};
 
 /// First retry of a failed watch, and the longest wait between retries before jitter (which
 /// adds up to as much again).
@@ -49,6 +49,7 @@ pub(crate) fn spawn_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: Arc<Notify>,
+    watches: &WatchMetrics,
 ) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -56,6 +57,8 @@ where
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).to_string();
+    watches.started(&kind);
+    let watches = watches.clone();
     tokio::spawn(async move {
         let mut stream = watcher(api, config)
             .backoff(watch_backoff())
@@ -65,7 +68,10 @@ where
             match event {
                 Ok(_) => changed.notify_one(),
                 // The backoff retries; the store keeps the last known state meanwhile.
-                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    watches.failed(&kind);
+                    warn!(kind = %kind, error = %e, "watch failed; retrying");
+                }
             }
         }
     });
@@ -80,18 +86,21 @@ pub struct EndpointStores {
 }
 
 impl EndpointStores {
-    /// Watches Services and EndpointSlices; `changed` is notified on every change.
-    pub fn watch(client: &Client, changed: Arc<Notify>) -> EndpointStores {
+    /// Watches Services and EndpointSlices; `changed` is notified on every change, `watches`
+    /// of every failure.
+    pub fn watch(client: &Client, changed: Arc<Notify>, watches: &WatchMetrics) -> EndpointStores {
         EndpointStores {
             services: spawn_reflector(
                 Api::all(client.clone()),
                 Default::default(),
                 changed.clone(),
+                watches,
             ),
             slices: spawn_reflector(
                 Api::all(client.clone()),
                 watcher::Config::default().labels(endpoints::SERVICE_NAME_LABEL),
                 changed,
+                watches,
             ),
         }
     }

@@ -14,10 +14,11 @@ use std::{
 };
 
 use buoy_tests::{
-    backend::{Backend, served_by_from},
+    backend::{Backend, request, served_by_from},
     kubectl::Kubectl,
-    netlab::Lab,
+    netlab::{Lab, in_netns},
     process::workspace_bin,
+    promtool,
     testapi::TestApi,
 };
 
@@ -149,6 +150,33 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// `node`'s agent's `/metrics`.
+fn metrics_of(lab: &Lab, node: &str) -> String {
+    let ns = lab.host(node).ns.clone();
+    in_netns(&ns, move || {
+        request(
+            "127.0.0.1:9901".parse().unwrap(),
+            "GET",
+            "/metrics",
+            &[],
+            "",
+        )
+        .unwrap()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .body
+}
+
+/// The agent's failed watch attempts of `kind`, by its metrics.
+fn watch_errors(text: &str, kind: &str) -> Option<f64> {
+    promtool::sample(
+        text,
+        &format!("buoy_agent_watch_errors_total{{kind=\"{kind}\"}}"),
+    )
+}
+
 fn served_by(lab: &Lab, n: usize) -> Vec<String> {
     let target = SocketAddr::new(VIP.parse().unwrap(), 80);
     served_by_from(&lab.host("client").ns, target, n)
@@ -271,6 +299,23 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         "{}",
         c.lab.logs()
     );
+    // The watches' series exist from zero, one per kind, and the exposition passes promtool.
+    let before = metrics_of(&c.lab, "n1");
+    if let Err(e) = promtool::check_metrics(&before) {
+        panic!("promtool check metrics:\n{e}\n{before}");
+    }
+    for kind in [
+        "VirtualIP",
+        "UpstreamPool",
+        "AddressPool",
+        "Node",
+        "Namespace",
+        "Service",
+        "EndpointSlice",
+        "Secret",
+    ] {
+        assert_eq!(watch_errors(&before, kind), Some(0.0), "{kind}:\n{before}");
+    }
     // The API server goes away: agents keep the last known state.
     drop(c.api.take());
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -286,6 +331,12 @@ fn an_api_server_outage_keeps_the_vip_and_the_traffic() {
         c.lab.logs().contains("watch failed; retrying"),
         "the agents noticed and retry\n{}",
         c.lab.logs()
+    );
+    // Each failed attempt is counted: what BuoyWatchFailing alerts on.
+    wait_for(
+        "the failed watches counted",
+        Duration::from_secs(10),
+        || watch_errors(&metrics_of(&c.lab, "n1"), "VirtualIP").is_some_and(|n| n >= 1.0),
     );
 }
 
@@ -515,6 +566,13 @@ fn another_tenants_bad_pool_and_secrets_affect_only_their_own_virtualips() {
                 .is_some_and(|m| m.contains("Secret missing") && m.contains("not found"))
     });
     assert!(c.lab.holders("10.77.0.102".parse().unwrap()).is_empty());
+    // And the metrics say so, for the alert on nodes in Fault: no instance runs for it.
+    wait_for("the Fault in the metrics", Duration::from_secs(5), || {
+        promtool::sample(
+            &metrics_of(&c.lab, "n1"),
+            r#"buoy_vrrp_state{state="FAULT",virtualip="other/no-secret"}"#,
+        ) == Some(1.0)
+    });
 
     // The Secret deleted after its VirtualIP started: the VirtualIP keeps running on the
     // password it read, and says so.

@@ -12,10 +12,11 @@ use std::{
 
 use buoy_tests::{
     announce_wire::AnnouncementWatch,
-    backend::{Backend, KeepAlive, served_by_from},
+    backend::{Backend, KeepAlive, request, served_by_from},
     netlab::{Lab, in_netns, ns_exec},
     probe::{Probe, report},
     process::workspace_bin,
+    promtool,
 };
 
 use buoy_tests::seed::VIP;
@@ -188,6 +189,132 @@ fn seed_config_serves_both_backends_and_fails_over_when_the_master_link_is_cut()
         "{}",
         s.lab.logs()
     );
+}
+
+/// The agent's `/metrics` on `node` (its admin endpoint on 127.0.0.1:9901 there).
+fn metrics_of(lab: &Lab, node: &str) -> String {
+    let ns = lab.host(node).ns.clone();
+    in_netns(&ns, move || {
+        request(
+            "127.0.0.1:9901".parse().unwrap(),
+            "GET",
+            "/metrics",
+            &[],
+            "",
+        )
+        .unwrap()
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .body
+}
+
+#[test]
+fn the_metrics_pass_promtool_with_the_series_operators_expect() {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let started = unix(std::time::SystemTime::now());
+    let s = setup();
+    let answers = served(&s.lab, 20);
+    // The VRRP series are refreshed every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let now = unix(std::time::SystemTime::now());
+    for (node, state) in [("lb1", "MASTER"), ("lb2", "BACKUP")] {
+        let text = metrics_of(&s.lab, node);
+        if let Err(e) = promtool::check_metrics(&text) {
+            panic!("promtool check metrics on {node}'s /metrics:\n{e}\n{text}");
+        }
+        let value = |series: &str| {
+            promtool::sample(&text, series)
+                .unwrap_or_else(|| panic!("no {series} on {node}:\n{text}"))
+        };
+        // The process, as the process collector reads it from /proc.
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_threads") >= 1.0);
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        let born = value("process_start_time_seconds");
+        assert!(
+            born >= started - 2.0 && born <= now,
+            "{born} not in [{started}, {now}]"
+        );
+        // The build.
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("buoy_build_info{"))
+            .unwrap_or_else(|| panic!("no buoy_build_info:\n{text}"));
+        assert!(info.ends_with("} 1"), "{info}");
+        assert!(
+            info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{info}"
+        );
+        let commit = info
+            .split("commit=\"")
+            .nth(1)
+            .and_then(|c| c.split('"').next());
+        assert!(
+            commit
+                .is_some_and(|c| c == "unknown"
+                    || (c.len() == 12 && c.chars().all(|x| x.is_ascii_hexdigit()))),
+            "{info}"
+        );
+        // The state since when, and the interval that makes "3 intervals without a master".
+        let vip = "virtualip=\"default/test-web\"";
+        assert_eq!(
+            value(&format!("buoy_vrrp_state{{state=\"{state}\",{vip}}}")),
+            1.0,
+            "{node}"
+        );
+        let since = value(&format!(
+            "buoy_vrrp_last_transition_timestamp_seconds{{{vip}}}"
+        ));
+        assert!(
+            since >= started && since <= now,
+            "{node}: {since} not in [{started}, {now}]"
+        );
+        assert_eq!(
+            value(&format!("buoy_vrrp_advert_interval_seconds{{{vip}}}")),
+            1.0
+        );
+        // Which pool the listener sends to, and its backends' health.
+        let listener = text
+            .lines()
+            .find(|l| l.starts_with("buoy_proxy_listener_pool{listener=\"default/test-web/"))
+            .unwrap_or_else(|| panic!("no listener's pool on {node}:\n{text}"));
+        assert!(
+            listener.ends_with(",pool=\"default/test-web\"} 1"),
+            "{listener}"
+        );
+        for backend in ["10.77.0.3:80", "10.77.0.4:80"] {
+            let labels = format!("{{backend=\"{backend}\",pool=\"default/test-web\"}}");
+            assert_eq!(value(&format!("buoy_proxy_backend_healthy{labels}")), 1.0);
+        }
+    }
+    // Requests by backend: on the master, as many as each backend answered.
+    let text = metrics_of(&s.lab, "lb1");
+    for (web, backend) in [("web1", "10.77.0.3:80"), ("web2", "10.77.0.4:80")] {
+        let answered = answers.iter().filter(|a| *a == web).count();
+        let series = format!(
+            "buoy_proxy_backend_requests_total{{backend=\"{backend}\",pool=\"default/test-web\"}}"
+        );
+        assert_eq!(
+            promtool::sample(&text, &series),
+            Some(answered as f64),
+            "{text}"
+        );
+    }
+    assert_eq!(answers.len(), 20);
+    let text = metrics_of(&s.lab, "lb2");
+    let sent: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("buoy_proxy_backend_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(sent, 0.0, "the backup proxied nothing:\n{text}");
 }
 
 #[test]

@@ -11,8 +11,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, process_collector::ProcessCollector,
 };
 use tokio::net::TcpListener;
 use tracing::warn;
@@ -24,6 +24,14 @@ pub(crate) struct Metrics {
     pub(crate) reconciles: IntCounter,
     pub(crate) reconcile_errors: IntCounter,
     pub(crate) reconcile_duration: Histogram,
+    /// The part of a pass spent on each kind (`plan`, then the writes of `daemonset`,
+    /// `virtualip`, `upstreampool`, `addresspool`, `bgppeer`, `service`).
+    pub(crate) reconcile_step_duration: HistogramVec,
+    /// Failed attempts of the watches, by kind (each retries with backoff).
+    pub(crate) watch_errors: IntCounterVec,
+    /// By AddressPool: addresses in use, and still free.
+    pub(crate) pool_allocated: IntGaugeVec,
+    pub(crate) pool_available: IntGaugeVec,
     /// Writes to the API by kind (`daemonset`, `virtualip`, `virtualip_status`, …).
     pub(crate) writes: IntCounterVec,
     pub(crate) leader: IntGauge,
@@ -36,6 +44,17 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
+        registry.register(Box::new(ProcessCollector::for_self()))?;
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "buoy_build_info",
+                "Always 1; the version and commit the running binary was built from",
+            ),
+            &["version", "commit"],
+        )?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUOY_COMMIT")])
+            .set(1);
+        registry.register(Box::new(info))?;
         let reconciles = IntCounter::new(
             "buoy_operator_reconciles_total",
             "Reconcile passes (plan the desired state, apply the differences)",
@@ -53,6 +72,37 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
+        let reconcile_step_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "buoy_operator_reconcile_step_duration_seconds",
+                "Time a reconcile pass spends on each kind: planning, then the writes of each",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["kind"],
+        )?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "buoy_operator_watch_errors_total",
+                "Failed attempts of the operator's watches of the Kubernetes API, by kind",
+            ),
+            &["kind"],
+        )?;
+        let pool_allocated = IntGaugeVec::new(
+            Opts::new(
+                "buoy_addresspool_allocated_addresses",
+                "Addresses of an AddressPool that VirtualIPs and Services use",
+            ),
+            &["addresspool"],
+        )?;
+        let pool_available = IntGaugeVec::new(
+            Opts::new(
+                "buoy_addresspool_available_addresses",
+                "Addresses of an AddressPool still free (at most 2^63 - 1)",
+            ),
+            &["addresspool"],
+        )?;
         let writes = IntCounterVec::new(
             Opts::new(
                 "buoy_operator_writes_total",
@@ -66,6 +116,10 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(writes.clone()))?;
+        registry.register(Box::new(reconcile_step_duration.clone()))?;
+        registry.register(Box::new(watch_errors.clone()))?;
+        registry.register(Box::new(pool_allocated.clone()))?;
+        registry.register(Box::new(pool_available.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(virtualips.clone()))?;
         Ok(Metrics {
@@ -73,6 +127,10 @@ impl Metrics {
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            reconcile_step_duration,
+            watch_errors,
+            pool_allocated,
+            pool_available,
             writes,
             leader,
             virtualips,
@@ -158,5 +216,11 @@ mod tests {
         assert_eq!(respond(&m, "/nope").status(), StatusCode::NOT_FOUND);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("buoy_operator_reconciles_total 1"));
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(text.contains(&format!(
+            "buoy_build_info{{commit=\"{}\",version=\"{}\"}} 1",
+            env!("BUOY_COMMIT"),
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 }

@@ -229,7 +229,7 @@ fn three_nodes() -> Vec<(&'static str, Value)> {
 
 #[tokio::test]
 async fn daemonsets_allocation_and_status_from_agent_reports() {
-    let c = Cluster::start(&three_nodes()).await;
+    let mut c = Cluster::start(&three_nodes()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -449,6 +449,80 @@ async fn daemonsets_allocation_and_status_from_agent_reports() {
     assert!(count("buoy_operator_reconcile_duration_seconds_count") >= 1.0);
     assert!(text.contains("buoy_operator_reconcile_errors_total"));
     assert!(text.contains("buoy_operator_writes_total{kind=\"daemonset\"}"));
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    if let Err(e) = buoy_tests::promtool::check_metrics(body) {
+        panic!("promtool check metrics on the operator's /metrics:\n{e}\n{body}");
+    }
+    let value = |series: &str| {
+        buoy_tests::promtool::sample(body, series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+    };
+    // The process and the build.
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let born = value("process_start_time_seconds");
+    assert!(born <= now && born > now - 120.0, "{born}");
+    let info = body
+        .lines()
+        .find(|l| l.starts_with("buoy_build_info{"))
+        .unwrap_or_else(|| panic!("no buoy_build_info:\n{body}"));
+    assert!(
+        info.ends_with(&format!(",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
+        "{info}"
+    );
+    // Reconcile latency per step: planning and every kind's writes, in every pass.
+    let passes = value("buoy_operator_reconcile_duration_seconds_count");
+    for kind in [
+        "plan",
+        "daemonset",
+        "virtualip",
+        "upstreampool",
+        "addresspool",
+        "bgppeer",
+        "service",
+    ] {
+        let series =
+            format!("buoy_operator_reconcile_step_duration_seconds_count{{kind=\"{kind}\"}}");
+        let steps = value(&series);
+        assert!(
+            steps >= 1.0 && steps <= passes + 1.0,
+            "{series} {steps}, {passes} passes"
+        );
+    }
+    // The watches' errors, by kind, from zero.
+    assert_eq!(
+        value("buoy_operator_watch_errors_total{kind=\"VirtualIP\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("buoy_operator_watch_errors_total{kind=\"DaemonSet\"}"),
+        0.0
+    );
+    // The AddressPool's use, as its status says (web's and api's addresses, once lb-only's is
+    // released).
+    let pools: Api<buoy_crds::AddressPool> = Api::all(c.client.clone());
+    eventually(
+        "the AddressPool's use in its status and the metrics",
+        || async {
+            let status = pools.get("test-lan").await.ok()?.status?;
+            let text = http_get(&metrics, "/metrics").await;
+            let body = text.split_once("\r\n\r\n")?.1.to_string();
+            let gauge = |name: &str| {
+                buoy_tests::promtool::sample(&body, &format!("{name}{{addresspool=\"test-lan\"}}"))
+            };
+            (status.allocated == 2
+                && status.available > 1000
+                && gauge("buoy_addresspool_allocated_addresses") == Some(status.allocated as f64)
+                && gauge("buoy_addresspool_available_addresses") == Some(status.available as f64))
+            .then_some(())
+        },
+    )
+    .await;
     assert!(
         http_get(&metrics, "/healthz")
             .await
@@ -459,6 +533,18 @@ async fn daemonsets_allocation_and_status_from_agent_reports() {
             .await
             .starts_with("HTTP/1.1 200")
     );
+    // The API server goes away: every failed watch attempt is counted (BuoyWatchFailing).
+    c.api.stop();
+    eventually("the operator's failed watches counted", || async {
+        let text = http_get(&metrics, "/metrics").await;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        let errors = buoy_tests::promtool::sample(
+            &body,
+            "buoy_operator_watch_errors_total{kind=\"VirtualIP\"}",
+        )?;
+        (errors >= 1.0).then_some(())
+    })
+    .await;
     drop(op);
 }
 

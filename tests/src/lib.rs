@@ -11,6 +11,7 @@ pub mod netlab;
 pub mod nginx;
 pub mod probe;
 pub mod process;
+pub mod promtool;
 pub mod seed;
 pub mod system;
 pub mod tcp_wire;

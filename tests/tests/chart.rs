@@ -353,10 +353,16 @@ fn every_option_renders_validates_and_takes_effect() {
     let r = render_all_values();
     let lines = validate(&r.yaml, "all-values");
     // Built-in kinds validate strictly; Buoy's kinds go to buoy_crds below; only the
-    // ServiceMonitors are skipped (the Prometheus Operator's schema is not vendored).
+    // ServiceMonitors and the PrometheusRule are skipped (the Prometheus Operator's schema is
+    // not vendored; the PrometheusRule's rules are checked by promtool in alerts.rs).
     let skipped: Vec<&String> = lines.iter().filter(|l| l.starts_with("SKIPPED ")).collect();
-    assert_eq!(skipped.len(), 2, "{lines:#?}");
-    assert!(skipped.iter().all(|l| l.contains("ServiceMonitor/")));
+    assert_eq!(skipped.len(), 3, "{lines:#?}");
+    assert!(
+        skipped
+            .iter()
+            .all(|l| l.contains("ServiceMonitor/") || l.contains("PrometheusRule/")),
+        "{skipped:#?}"
+    );
     let custom: Vec<&String> = lines.iter().filter(|l| l.starts_with("CUSTOM ")).collect();
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("VALID ")).count(),
@@ -580,6 +586,95 @@ fn every_option_renders_validates_and_takes_effect() {
     std::fs::write(&values, "operator:\n  replicas: 1\n").unwrap();
     let single = render(Some(&values), "buoy", "buoy-system", &[]);
     assert!(single.of_kind("PodDisruptionBudget").is_empty());
+}
+
+/// Reads a YAML document as kubectl does (YAML 1.1: `tests/yaml11.py`), as JSON.
+fn read_as_kubectl(yaml: &str) -> Value {
+    let dir = scratch("yaml11");
+    let file = dir.path().join("doc.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new("python3")
+        .arg(repo().join("tests/yaml11.py"))
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs (with PyYAML, which kubernetes-validate brings)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(docs.len(), 1, "{text}");
+    serde_json::from_str(docs[0]).unwrap()
+}
+
+#[test]
+fn the_prometheus_rule_renders_only_when_enabled_with_the_tested_alerts() {
+    const API: &str = "monitoring.coreos.com/v1";
+    // Off by default, even where the Prometheus Operator's API is served.
+    let defaults = render(None, "buoy", "buoy-system", &[API]);
+    assert!(defaults.of_kind("PrometheusRule").is_empty());
+    // Enabled without the API: none, and NOTES say why.
+    let without = render(Some(&all_values()), "edge", "buoy-ci", &[]);
+    assert!(without.of_kind("PrometheusRule").is_empty());
+    assert!(
+        without.notes.contains("no PrometheusRule was created"),
+        "{}",
+        without.notes
+    );
+    assert!(
+        !defaults.notes.contains("PrometheusRule"),
+        "{}",
+        defaults.notes
+    );
+
+    // Enabled alone: one, with the chart's labels.
+    let dir = scratch("prometheusrule");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, "prometheusRule:\n  enabled: true\n").unwrap();
+    let enabled = render(Some(&values), "buoy", "buoy-system", &[API]);
+    let rules = enabled.of_kind("PrometheusRule");
+    assert_eq!(rules.len(), 1, "{}", enabled.yaml);
+    let rule = rules[0];
+    assert_eq!(rule["apiVersion"], API);
+    assert_eq!(rule["metadata"]["name"], "buoy-alerts");
+    assert_eq!(rule["metadata"]["namespace"], "buoy-system");
+    assert_eq!(
+        rule["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "buoy"
+    );
+
+    // Its spec is the file promtool checks and tests (tests/tests/alerts.rs), as it is.
+    let file: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("files/alerts.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(rule["spec"], file);
+    let alerts: Vec<&str> = file["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(alerts.len(), 10, "{alerts:?}");
+
+    // kubectl (YAML 1.1) reads the rendered object as Buoy's own reader (YAML 1.2) does.
+    let doc = enabled
+        .yaml
+        .split("\n---")
+        .find(|d| d.contains("kind: PrometheusRule"))
+        .unwrap();
+    assert_eq!(read_as_kubectl(doc), *rule);
+
+    // With every option: the release's name and namespace, and its extra labels.
+    let all = render_all_values();
+    let rule = all.one("PrometheusRule", "edge-buoy-alerts");
+    assert_eq!(rule["metadata"]["namespace"], "buoy-ci");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(rule["metadata"]["labels"]["team"], "network");
+    assert_eq!(rule["spec"], file);
 }
 
 #[test]

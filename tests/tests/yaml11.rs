@@ -473,6 +473,9 @@ fn shipped_files() -> Vec<PathBuf> {
         chart.join("Chart.yaml"),
         chart.join("values.yaml"),
         chart.join("ci/all-values.yaml"),
+        // The alerts the PrometheusRule carries (also a plain rule file), and their unit tests.
+        chart.join("files/alerts.yaml"),
+        root.join("tests/alerts/alerts.test.yaml"),
     ]);
     files.extend(yaml_files(&root.join("deploy"), false));
     files.extend(yaml_files(&root.join("examples"), true));
@@ -503,6 +506,7 @@ fn crds_chart_deploy_examples_and_committed_import_outputs_read_alike() {
         "crds/virtualips.buoy.io.yaml",
         "charts/buoy/crds/upstreampools.buoy.io.yaml",
         "charts/buoy/values.yaml",
+        "charts/buoy/files/alerts.yaml",
         "deploy/buoy.yaml",
         "examples/seed/upstreampool.yaml",
         "import/tests/fixtures/cases/01-single-host-no-nginx/expected.yaml",
@@ -591,6 +595,8 @@ fn the_chart_renders_read_alike() {
         Source::text("helm render charts/buoy -f ci/all-values.yaml", &all),
     ]);
     assert!(report.documents > 20, "{} documents", report.documents);
+    // The PrometheusRule too: its alerts' expressions and annotations are long strings.
+    assert!(all.contains("kind: PrometheusRule"), "{all}");
     report.assert_same("chart renders");
 }
 

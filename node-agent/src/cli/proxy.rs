@@ -35,7 +35,7 @@ pub(super) async fn proxy(configs: &[PathBuf]) -> Result<()> {
     let policy = buoy_agent::config::BackendPolicy::default();
     let desired =
         buoy_agent::config::proxy_with(&vips, &pools, &secrets, &resolver.snapshot(), &policy)?;
-    let registry = buoy_agent::metrics::Registry::new();
+    let registry = buoy_agent::metrics::registry()?;
     let metrics = buoy_agent::proxy::metrics::ProxyMetrics::new(&registry)?;
     let mut service = buoy_agent::proxy::service::ProxyService::new(metrics);
     let errors = service.apply(&desired).await;

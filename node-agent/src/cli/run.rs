@@ -72,6 +72,9 @@ pub(super) async fn run(args: RunArgs) -> Result<()> {
         &args.bgp,
     )?;
     tracing::info!(node = %identity.node, placement = ?identity.placement, "starting");
+    let registry = buoy_agent::metrics::registry().context("registering the metrics")?;
+    let watches =
+        buoy_agent::metrics::WatchMetrics::new(&registry).context("registering the metrics")?;
     let source = ClusterSource::start(
         client,
         identity,
@@ -79,7 +82,8 @@ pub(super) async fn run(args: RunArgs) -> Result<()> {
             policy: args.address_policy,
             allow_node_local_backends: args.allow_node_local_backends,
         },
+        &watches,
     );
-    buoy_agent::runner::run(source, settings).await?;
+    buoy_agent::runner::run(source, settings, registry).await?;
     Ok(())
 }

@@ -67,6 +67,7 @@ pub(super) async fn standalone(args: StandaloneArgs) -> Result<()> {
     labels
         .entry("kubernetes.io/hostname".into())
         .or_insert_with(|| name.clone());
+    let registry = buoy_agent::metrics::registry().context("registering the metrics")?;
     let endpoints = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -76,7 +77,10 @@ pub(super) async fn standalone(args: StandaloneArgs) -> Result<()> {
             let client = kube::Client::try_from(with_timeouts(config))
                 .context("connecting to the cluster")?;
             let changed = Arc::new(tokio::sync::Notify::new());
-            let stores = buoy_agent::watch::EndpointStores::watch(&client, changed.clone());
+            let watches = buoy_agent::metrics::WatchMetrics::new(&registry)
+                .context("registering the metrics")?;
+            let stores =
+                buoy_agent::watch::EndpointStores::watch(&client, changed.clone(), &watches);
             Some((stores, changed))
         }
         None => None,
@@ -94,6 +98,6 @@ pub(super) async fn standalone(args: StandaloneArgs) -> Result<()> {
         args.drain_timeout,
         &args.bgp,
     )?;
-    buoy_agent::runner::run(source, settings).await?;
+    buoy_agent::runner::run(source, settings, registry).await?;
     Ok(())
 }

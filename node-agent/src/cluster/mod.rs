@@ -45,6 +45,7 @@ use crate::{
     agent::{Agent, NodeStatus, VipStatus},
     config::BackendPolicy,
     dns::Resolutions,
+    metrics::WatchMetrics,
     node::{Inputs, NodeIdentity, Plan, plan},
     proxy::service::PoolReport,
     refresh::Refresher,
@@ -89,8 +90,14 @@ pub(crate) struct Stores {
 }
 
 /// Namespaces' labels only (for AddressPools' `namespaceSelector`): metadata, not whole objects.
-fn spawn_namespaces(client: &Client, changed: Arc<Notify>) -> Store<PartialObjectMeta<Namespace>> {
+fn spawn_namespaces(
+    client: &Client,
+    changed: Arc<Notify>,
+    watches: &WatchMetrics,
+) -> Store<PartialObjectMeta<Namespace>> {
     let (store, writer) = reflector::store();
+    watches.started("Namespace");
+    let watches = watches.clone();
     // An Api of PartialObjectMeta asks for metadata only.
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
     tokio::spawn(async move {
@@ -101,7 +108,10 @@ fn spawn_namespaces(client: &Client, changed: Arc<Notify>) -> Store<PartialObjec
         while let Some(event) = stream.next().await {
             match event {
                 Ok(_) => changed.notify_one(),
-                Err(e) => warn!(kind = "Namespace", error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    watches.failed("Namespace");
+                    warn!(kind = "Namespace", error = %e, "watch failed; retrying");
+                }
             }
         }
     });
@@ -109,32 +119,41 @@ fn spawn_namespaces(client: &Client, changed: Arc<Notify>) -> Store<PartialObjec
 }
 
 /// Starts the watches. `changed` is notified on every change.
-pub(crate) fn watch_all(client: &Client, identity: &Identity, changed: Arc<Notify>) -> Stores {
+pub(crate) fn watch_all(
+    client: &Client,
+    identity: &Identity,
+    changed: Arc<Notify>,
+    watches: &WatchMetrics,
+) -> Stores {
     let own_node = watcher::Config::default().fields(&format!("metadata.name={}", identity.node));
     Stores {
         vips: spawn_reflector(
             Api::all(client.clone()),
             Default::default(),
             changed.clone(),
+            watches,
         ),
         pools: spawn_reflector(
             Api::all(client.clone()),
             Default::default(),
             changed.clone(),
+            watches,
         ),
         address_pools: spawn_reflector(
             Api::all(client.clone()),
             Default::default(),
             changed.clone(),
+            watches,
         ),
         bgp_peers: spawn_reflector(
             Api::all(client.clone()),
             Default::default(),
             changed.clone(),
+            watches,
         ),
-        namespaces: spawn_namespaces(client, changed.clone()),
-        endpoints: EndpointStores::watch(client, changed.clone()),
-        nodes: spawn_reflector(Api::all(client.clone()), own_node, changed),
+        namespaces: spawn_namespaces(client, changed.clone(), watches),
+        endpoints: EndpointStores::watch(client, changed.clone(), watches),
+        nodes: spawn_reflector(Api::all(client.clone()), own_node, changed, watches),
     }
 }
 
@@ -180,10 +199,16 @@ pub struct ClusterSource {
 }
 
 impl ClusterSource {
-    /// Starts the watches and the Secret cache (on the current runtime).
-    pub fn start(client: Client, identity: Identity, settings: Settings) -> ClusterSource {
+    /// Starts the watches, counting their failures in `watches`, and the Secret cache (on the
+    /// current runtime).
+    pub fn start(
+        client: Client,
+        identity: Identity,
+        settings: Settings,
+        watches: &WatchMetrics,
+    ) -> ClusterSource {
         let changed = Arc::new(Notify::new());
-        let stores = watch_all(&client, &identity, changed.clone());
+        let stores = watch_all(&client, &identity, changed.clone(), watches);
         let secret_client = client.clone();
         let secrets = Refresher::new(
             move |(namespace, name): (String, String)| {
@@ -199,7 +224,7 @@ impl ClusterSource {
             API_TIMEOUT,
             changed.clone(),
         );
-        let certificates = SecretWatch::new(client.clone(), changed.clone());
+        let certificates = SecretWatch::new(client.clone(), changed.clone(), watches);
         ClusterSource {
             certificates,
             client,

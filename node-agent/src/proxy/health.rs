@@ -85,7 +85,10 @@ pub(crate) async fn run(
                 pool.probed(i, ok);
             }
         }
-        for (i, b) in pool.config.backends.iter().enumerate() {
+        // Only while this pool is still the slot's: the series of backends a reconfiguration
+        // removed (or of a stopped pool) must not come back from a round that was under way.
+        let current = slot.lock().is_ok_and(|p| Arc::ptr_eq(&p, &pool)) && !*stop.borrow();
+        for (i, b) in pool.config.backends.iter().enumerate().filter(|_| current) {
             metrics.backend_health(&pool.config.name, &b.addr.to_string(), pool.usable(i));
         }
         tokio::select! {

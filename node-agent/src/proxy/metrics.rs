@@ -19,6 +19,8 @@ pub struct ProxyMetrics {
     udp_dropped: IntCounterVec,
     handshake_failures: IntCounterVec,
     certificate_expiry: IntGaugeVec,
+    listener_pools: IntGaugeVec,
+    backend_requests: IntCounterVec,
 }
 
 impl ProxyMetrics {
@@ -86,7 +88,27 @@ impl ProxyMetrics {
                 ),
                 &["listener", "secret"],
             )?,
+            backend_requests: IntCounterVec::new(
+                opts!(
+                    "buoy_proxy_backend_requests_total",
+                    "Requests sent to each backend of a pool: HTTP attempts (retries included), \
+                     TCP connections, UDP flows"
+                ),
+                &["pool", "backend"],
+            )?,
+            // Joins a listener's series with its pools' backend health in queries (an alert on a
+            // listener without a healthy backend).
+            listener_pools: IntGaugeVec::new(
+                opts!(
+                    "buoy_proxy_listener_pool",
+                    "1 for each pool a running listener sends requests to (its pool and its \
+                     routes' pools)"
+                ),
+                &["listener", "pool"],
+            )?,
         };
+        registry.register(Box::new(m.listener_pools.clone()))?;
+        registry.register(Box::new(m.backend_requests.clone()))?;
         registry.register(Box::new(m.handshake_failures.clone()))?;
         registry.register(Box::new(m.certificate_expiry.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
@@ -134,6 +156,56 @@ impl ProxyMetrics {
             self.certificate_expiry
                 .with_label_values(&[name, &c.secret])
                 .set(at);
+        }
+    }
+
+    /// Listener `name` with `config` has started (`running`) or stopped: the pools it sends
+    /// requests to.
+    pub(crate) fn listener_pools(
+        &self,
+        name: &str,
+        config: &super::listener::ListenerConfig,
+        running: bool,
+    ) {
+        for pool in config
+            .pool
+            .iter()
+            .chain(config.routes.iter().map(|r| &r.pool))
+        {
+            if running {
+                self.listener_pools.with_label_values(&[name, pool]).set(1);
+            } else {
+                let _ = self.listener_pools.remove_label_values(&[name, pool]);
+            }
+        }
+    }
+
+    /// The request counters of each backend of `pool`, in its order (resolved once per pool, not
+    /// per request).
+    pub(crate) fn backend_requests(&self, pool: &super::pool::PoolConfig) -> Vec<IntCounter> {
+        pool.backends
+            .iter()
+            .map(|b| {
+                self.backend_requests
+                    .with_label_values(&[&pool.name, &b.addr.to_string()])
+            })
+            .collect()
+    }
+
+    /// Removes the series of the backends of `before` that `now` no longer has (`None`: the
+    /// pool is gone).
+    pub(crate) fn forget_backends(
+        &self,
+        before: &super::pool::PoolConfig,
+        now: Option<&super::pool::PoolConfig>,
+    ) {
+        for b in &before.backends {
+            if now.is_some_and(|n| n.backends.iter().any(|k| k.addr == b.addr)) {
+                continue;
+            }
+            let labels = [before.name.as_str(), &b.addr.to_string()];
+            let _ = self.backend_requests.remove_label_values(&labels);
+            let _ = self.backends.remove_label_values(&labels);
         }
     }
 
@@ -218,5 +290,35 @@ mod tests {
         );
         assert!(text.contains(r#"buoy_proxy_retries_total{listener="test/vip:80"} 2"#));
         assert!(text.contains(r#"buoy_proxy_active_connections{listener="test/vip:80"} 1"#));
+    }
+
+    #[test]
+    fn requests_are_counted_by_backend_and_gone_backends_forgotten() {
+        let registry = Registry::new();
+        let metrics = ProxyMetrics::new(&registry).unwrap();
+        let config = crate::proxy::pool::tests::config(2);
+        let pool = crate::proxy::pool::Pool::new(config.clone())
+            .counting(metrics.backend_requests(&config));
+        for _ in 0..4 {
+            let i = pool.select(None, &[]).unwrap();
+            pool.finished(i, false);
+        }
+        metrics.backend_health("default/web", "10.0.0.1:80", true);
+        let text = crate::metrics::encode(&registry);
+        for backend in ["10.0.0.1:80", "10.0.0.2:80"] {
+            let series = format!(
+                r#"buoy_proxy_backend_requests_total{{backend="{backend}",pool="default/web"}} 2"#
+            );
+            assert!(text.contains(&series), "{text}");
+        }
+        // The pool loses its first backend: that backend's series go, the other's stay.
+        let mut smaller = config.clone();
+        smaller.backends.remove(0);
+        metrics.forget_backends(&config, Some(&smaller));
+        let text = crate::metrics::encode(&registry);
+        assert!(!text.contains(r#"backend="10.0.0.1:80""#), "{text}");
+        assert!(text.contains(r#"backend="10.0.0.2:80",pool="default/web"} 2"#));
+        metrics.forget_backends(&smaller, None);
+        assert!(!crate::metrics::encode(&registry).contains("backend="));
     }
 }

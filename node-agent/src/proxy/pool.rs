@@ -163,6 +163,9 @@ pub(crate) struct Pool {
     /// By backend: its connections' key and, with TLS, the name its certificate is verified
     /// for.
     targets: Vec<(Key, String)>,
+    /// By backend: the counter of requests sent to it (`buoy_proxy_backend_requests_total`;
+    /// empty: not counted).
+    requests: Vec<prometheus::IntCounter>,
 }
 
 /// Why no backend could be chosen.
@@ -282,6 +285,7 @@ impl Pool {
         Pool {
             tls,
             targets,
+            requests: Vec::new(),
             ring: HashRing::new(&ids, &weights),
             state: Mutex::new(State {
                 backends,
@@ -290,6 +294,12 @@ impl Pool {
             epoch: old.map_or_else(Instant::now, |o| o.epoch),
             config,
         }
+    }
+
+    /// Counts each backend's requests in `requests` (by backend, in the configuration's order).
+    pub(crate) fn counting(mut self, requests: Vec<prometheus::IntCounter>) -> Pool {
+        self.requests = requests;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -335,6 +345,9 @@ impl Pool {
                 let policy = self.config.backends[i].passive;
                 state.backends[i].passive.chosen(&policy, now);
                 state.backends[i].in_flight += 1;
+                if let Some(counter) = self.requests.get(i) {
+                    counter.inc();
+                }
                 return Ok(i);
             }
         }
@@ -426,7 +439,7 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use buoy_crds::RetryOn;
 

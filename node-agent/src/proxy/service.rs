@@ -84,24 +84,7 @@ impl ProxyService {
     /// others run).
     pub async fn apply(&mut self, desired: &ProxyConfig) -> Vec<ListenError> {
         // Pools first, so that new listeners find theirs.
-        for (name, config) in &desired.pools {
-            match self.pools.get(name) {
-                Some(entry) => {
-                    let mut slot = entry.slot.lock().unwrap_or_else(|e| e.into_inner());
-                    if slot.config != *config {
-                        info!(pool = %name, "pool changed");
-                        *slot = Arc::new(Pool::reconfigured(config.clone(), &slot));
-                    }
-                }
-                None => {
-                    let slot: PoolSlot = Arc::new(Mutex::new(Arc::new(Pool::new(config.clone()))));
-                    let (stop_checks, stop_rx) = watch::channel(false);
-                    tokio::spawn(health::run(slot.clone(), stop_rx, self.metrics.clone()));
-                    self.pools
-                        .insert(name.clone(), PoolEntry { slot, stop_checks });
-                }
-            }
-        }
+        self.apply_pools(desired);
         let wanted: BTreeMap<&str, &ListenerConfig> = desired
             .listeners
             .iter()
@@ -131,6 +114,7 @@ impl ProxyService {
                 info!(listener = %name, "listener stopped");
                 self.metrics
                     .certificates(&name, l.config.tls.as_ref(), None);
+                self.metrics.listener_pools(&name, &l.config, false);
                 self.draining.push(l.open_connections.clone());
                 l.stop().await;
             }
@@ -155,6 +139,7 @@ impl ProxyService {
             ) {
                 Ok(l) => {
                     self.metrics.certificates(name, None, l.config.tls.as_ref());
+                    self.metrics.listener_pools(name, &l.config, true);
                     self.listeners.insert(name.to_string(), l);
                 }
                 Err(source) => errors.push(ListenError {
@@ -164,6 +149,40 @@ impl ProxyService {
                 }),
             }
         }
+        self.remove_unused_pools(desired);
+        errors
+    }
+
+    /// Starts the pools `desired` adds, and reconfigures the ones it changes in place.
+    fn apply_pools(&mut self, desired: &ProxyConfig) {
+        for (name, config) in &desired.pools {
+            match self.pools.get(name) {
+                Some(entry) => {
+                    let mut slot = entry.slot.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.config != *config {
+                        info!(pool = %name, "pool changed");
+                        self.metrics.forget_backends(&slot.config, Some(config));
+                        *slot = Arc::new(
+                            Pool::reconfigured(config.clone(), &slot)
+                                .counting(self.metrics.backend_requests(config)),
+                        );
+                    }
+                }
+                None => {
+                    let pool =
+                        Pool::new(config.clone()).counting(self.metrics.backend_requests(config));
+                    let slot: PoolSlot = Arc::new(Mutex::new(Arc::new(pool)));
+                    let (stop_checks, stop_rx) = watch::channel(false);
+                    tokio::spawn(health::run(slot.clone(), stop_rx, self.metrics.clone()));
+                    self.pools
+                        .insert(name.clone(), PoolEntry { slot, stop_checks });
+                }
+            }
+        }
+    }
+
+    /// Stops the pools `desired` no longer has (their health checks, their series).
+    fn remove_unused_pools(&mut self, desired: &ProxyConfig) {
         let unused: Vec<String> = self
             .pools
             .keys()
@@ -173,9 +192,10 @@ impl ProxyService {
         for name in unused {
             if let Some(entry) = self.pools.remove(&name) {
                 let _ = entry.stop_checks.send(true);
+                let slot = entry.slot.lock().unwrap_or_else(|e| e.into_inner());
+                self.metrics.forget_backends(&slot.config, None);
             }
         }
-        errors
     }
 
     /// The slot of pool `pool` for listener `listener`. Validation and the operator catch a

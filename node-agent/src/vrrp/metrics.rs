@@ -1,8 +1,10 @@
 //! Prometheus metrics of the node's VRRP instances, refreshed from their state and counters,
 //! registered in the registry the caller hands over.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use buoy_vrrp::machine::Role;
-use prometheus::{IntCounterVec, IntGaugeVec, Registry, core::Collector, opts};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Registry, core::Collector, opts};
 
 use super::{host::PortStats, instance::Stats};
 
@@ -10,6 +12,8 @@ use super::{host::PortStats, instance::Stats};
 #[derive(Clone)]
 pub(crate) struct VrrpMetrics {
     state: IntGaugeVec,
+    since: GaugeVec,
+    interval: GaugeVec,
     priority: IntGaugeVec,
     sent: IntCounterVec,
     received: IntCounterVec,
@@ -31,6 +35,22 @@ impl VrrpMetrics {
                 "buoy_vrrp_state",
                 "1 for the VRRP state this node is in for a VirtualIP",
                 &["virtualip", "state"],
+            )?,
+            // A timestamp, not an age: `time() - x` in queries (the Prometheus idiom; an age
+            // would be stale between scrapes).
+            since: GaugeVec::new(
+                opts!(
+                    "buoy_vrrp_last_transition_timestamp_seconds",
+                    "When this node entered its current VRRP state for a VirtualIP (Unix time)"
+                ),
+                &["virtualip"],
+            )?,
+            interval: GaugeVec::new(
+                opts!(
+                    "buoy_vrrp_advert_interval_seconds",
+                    "The VRRP advertisement interval this node runs a VirtualIP with"
+                ),
+                &["virtualip"],
             )?,
             priority: gauge(
                 "buoy_vrrp_priority",
@@ -73,6 +93,8 @@ impl VrrpMetrics {
         };
         for c in [
             Box::new(m.state.clone()) as Box<dyn Collector>,
+            Box::new(m.since.clone()),
+            Box::new(m.interval.clone()),
             Box::new(m.priority.clone()),
             Box::new(m.sent.clone()),
             Box::new(m.received.clone()),
@@ -86,8 +108,13 @@ impl VrrpMetrics {
         Ok(m)
     }
 
-    /// The state and effective priority of this node for a VirtualIP.
-    pub(crate) fn record_state(&self, vip: &str, state: Role, priority: u8) {
+    /// The state of this node for a VirtualIP, since when, and its effective priority.
+    pub(crate) fn record_state(&self, vip: &str, state: Role, since: SystemTime, priority: u8) {
+        self.since.with_label_values(&[vip]).set(
+            since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         for role in Role::ALL {
             self.state
                 .with_label_values(&[vip, role.name()])
@@ -96,6 +123,13 @@ impl VrrpMetrics {
         self.priority
             .with_label_values(&[vip])
             .set(i64::from(priority));
+    }
+
+    /// The advertisement interval a VirtualIP's instance runs with.
+    pub(crate) fn record_interval(&self, vip: &str, interval: Duration) {
+        self.interval
+            .with_label_values(&[vip])
+            .set(interval.as_secs_f64());
     }
 
     /// The counters of a VirtualIP's instance.
@@ -143,6 +177,8 @@ impl VrrpMetrics {
             let _ = self.state.remove_label_values(&[vip, role.name()]);
         }
         let _ = self.priority.remove_label_values(&[vip]);
+        let _ = self.since.remove_label_values(&[vip]);
+        let _ = self.interval.remove_label_values(&[vip]);
     }
 }
 
@@ -170,10 +206,12 @@ mod tests {
             ..Stats::default()
         };
         stats.drops.insert("bad_ttl", 2);
-        metrics.record_state("t/vip", Role::Master, 101);
+        let since = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        metrics.record_state("t/vip", Role::Master, since, 101);
+        metrics.record_interval("t/vip", Duration::from_millis(100));
         metrics.record_counters("t/vip", &stats);
         stats.adverts_sent = 7;
-        metrics.record_state("t/vip", Role::Master, 101);
+        metrics.record_state("t/vip", Role::Master, since, 101);
         metrics.record_counters("t/vip", &stats);
         let text = encode(&registry);
         assert!(
@@ -182,6 +220,13 @@ mod tests {
         );
         assert!(text.contains(r#"buoy_vrrp_state{state="BACKUP",virtualip="t/vip"} 0"#));
         assert!(text.contains(r#"buoy_vrrp_priority{virtualip="t/vip"} 101"#));
+        assert!(
+            text.contains(
+                r#"buoy_vrrp_last_transition_timestamp_seconds{virtualip="t/vip"} 1700000000.25"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"buoy_vrrp_advert_interval_seconds{virtualip="t/vip"} 0.1"#));
         assert!(text.contains(r#"buoy_vrrp_adverts_sent_total{virtualip="t/vip"} 7"#));
         assert!(text.contains(r#"buoy_vrrp_dropped_total{reason="bad_ttl",virtualip="t/vip"} 2"#));
         let mut port = PortStats {
@@ -198,6 +243,16 @@ mod tests {
         assert!(text.contains(
             r#"buoy_vrrp_interface_dropped_total{family="ipv4",interface="eth9",reason="bad_ip_header"} 4"#
         ));
+        metrics.forget("t/vip");
+        let text = encode(&registry);
+        assert!(
+            !text.contains("buoy_vrrp_last_transition_timestamp_seconds{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("buoy_vrrp_advert_interval_seconds{"),
+            "{text}"
+        );
         assert!(
             VrrpMetrics::new(&registry).is_err(),
             "registered once per registry"

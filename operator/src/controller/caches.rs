@@ -15,6 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use prometheus::{IntCounter, IntCounterVec};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::warn;
@@ -38,32 +39,48 @@ pub(super) struct Caches {
 }
 
 impl Caches {
-    /// Starts every reflector; every event wakes `notify`.
-    pub(super) fn start(client: &Client, ns: &str, notify: &Arc<Notify>) -> Caches {
+    /// Starts every reflector; every event wakes `notify`, every failure counts in `errors`
+    /// (by kind).
+    pub(super) fn start(
+        client: &Client,
+        ns: &str,
+        notify: &Arc<Notify>,
+        errors: &IntCounterVec,
+    ) -> Caches {
+        // Each kind's series exists from zero, so that its first error is an increase.
+        let failed = |kind: &str| errors.with_label_values(&[kind]);
         Caches {
-            vips: reflect_untyped::<VirtualIP>(client, notify.clone()),
-            pools: reflect_untyped::<UpstreamPool>(client, notify.clone()),
-            address_pools: reflect_untyped::<AddressPool>(client, notify.clone()),
-            bgp_peers: reflect_untyped::<BGPPeer>(client, notify.clone()),
+            vips: reflect_untyped::<VirtualIP>(client, notify.clone(), failed("VirtualIP")),
+            pools: reflect_untyped::<UpstreamPool>(client, notify.clone(), failed("UpstreamPool")),
+            address_pools: reflect_untyped::<AddressPool>(
+                client,
+                notify.clone(),
+                failed("AddressPool"),
+            ),
+            bgp_peers: reflect_untyped::<BGPPeer>(client, notify.clone(), failed("BGPPeer")),
             namespaces: reflect(
                 Api::all(client.clone()),
                 watcher::Config::default(),
                 notify.clone(),
+                failed("Namespace"),
             ),
             nodes: reflect(
                 Api::all(client.clone()),
                 watcher::Config::default(),
                 notify.clone(),
+                failed("Node"),
             ),
             services: reflect(
                 Api::all(client.clone()),
                 watcher::Config::default(),
                 notify.clone(),
+                failed("Service"),
             ),
             slices: reflect(
                 Api::all(client.clone()),
                 watcher::Config::default().labels("kubernetes.io/service-name"),
                 notify.clone(),
+                failed("EndpointSlice"),
             ),
             daemonsets: reflect(
                 Api::namespaced(client.clone(), ns),
@@ -73,6 +90,7 @@ impl Caches {
                     daemonset::APP
                 )),
                 notify.clone(),
+                failed("DaemonSet"),
             ),
         }
     }
@@ -117,7 +135,11 @@ impl Caches {
 }
 
 /// Starts an untyped reflector for the kind `K`; every event wakes `notify`.
-fn reflect_untyped<K>(client: &Client, notify: Arc<Notify>) -> Store<DynamicObject>
+fn reflect_untyped<K>(
+    client: &Client,
+    notify: Arc<Notify>,
+    failed: IntCounter,
+) -> Store<DynamicObject>
 where
     K: Resource<DynamicType = ()>,
 {
@@ -129,7 +151,7 @@ where
         writer,
         watcher(api, watcher::Config::default()).default_backoff(),
     );
-    tokio::spawn(drive(stream, notify));
+    tokio::spawn(drive(stream, notify, failed));
     store
 }
 
@@ -200,7 +222,12 @@ impl<K: serde::de::DeserializeOwned + Resource<DynamicType = ()>> Decoded<K> {
 }
 
 /// Starts a reflector for `api`; every event wakes `notify`.
-fn reflect<K>(api: Api<K>, config: watcher::Config, notify: Arc<Notify>) -> Store<K>
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    notify: Arc<Notify>,
+    failed: IntCounter,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -212,17 +239,18 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tokio::spawn(drive(stream, notify));
+    tokio::spawn(drive(stream, notify, failed));
     store
 }
 
-async fn drive<S, T>(stream: S, notify: Arc<Notify>)
+async fn drive<S, T>(stream: S, notify: Arc<Notify>, failed: IntCounter)
 where
     S: Stream<Item = Result<T, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(ev) = stream.next().await {
         if let Err(e) = ev {
+            failed.inc();
             // The watcher retries with backoff; an object that cannot be decoded is reported
             // here and never crashes the operator.
             warn!(error = %e, "watch error");

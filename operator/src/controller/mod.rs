@@ -14,7 +14,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buoy_crds::{AddressPool, BGPPeer, UpstreamPool, VirtualIP};
 use futures::StreamExt;
@@ -111,7 +111,7 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
     } = ctx;
     let notify = Arc::new(Notify::new());
     let ns = settings.agents.namespace.clone();
-    let caches = Caches::start(&client, &ns, &notify);
+    let caches = Caches::start(&client, &ns, &notify, &metrics.watch_errors);
     tokio::select! {
         r = caches.ready() => r?,
         _ = stop.changed() => return Ok(()),
@@ -135,10 +135,11 @@ pub(crate) async fn run(ctx: Context, mut stop: watch::Receiver<bool>) -> Result
         pools: Decoded::new("UpstreamPool"),
         address_pools: Decoded::new("AddressPool"),
         bgp_peers: Decoded::new("BGPPeer"),
+        exported_pools: BTreeSet::new(),
     };
     let mut backoff: Option<Duration> = None;
     loop {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (ok, wake) = pass.once(&caches).await;
         pass.metrics.reconciles.inc();
         pass.metrics
@@ -176,6 +177,8 @@ struct Pass {
     pools: Decoded<UpstreamPool>,
     address_pools: Decoded<AddressPool>,
     bgp_peers: Decoded<BGPPeer>,
+    /// The AddressPools whose use the metrics show.
+    exported_pools: BTreeSet<String>,
 }
 
 /// One VirtualIP's writes to do: plan index, metadata body, status body, the cached object,
@@ -203,6 +206,7 @@ fn gone(e: &kube::Error) -> bool {
 impl Pass {
     /// One pass; returns whether every write succeeded and when to plan again at the latest.
     async fn once(&mut self, caches: &Caches) -> (bool, Option<Duration>) {
+        let planning = Instant::now();
         let (vips, bad_vips) = self.vips.decode(&caches.vips.state());
         let (pools, bad_pools) = self.pools.decode(&caches.pools.state());
         let (address_pools, bad_address_pools) =
@@ -278,17 +282,51 @@ impl Pass {
                 .unwrap_or(30),
         });
         self.memory.foreign = plan.foreign.clone();
+        self.step("plan", planning);
+        self.export_pools(&plan);
+        let mut step = Instant::now();
         let mut ok = self.apply_daemonsets(&plan, &daemonsets).await;
+        step = self.step("daemonset", step);
         ok &= self.apply_vips(&plan, &vips).await;
+        step = self.step("virtualip", step);
         ok &= self.apply_pools(&plan, &pools).await;
+        step = self.step("upstreampool", step);
         ok &= self.apply_address_pools(&plan, &address_pools).await;
+        step = self.step("addresspool", step);
         ok &= self.apply_bgp_peers(&plan, &bgp_peers).await;
+        step = self.step("bgppeer", step);
         ok &= self.apply_services(&plan).await;
+        self.step("service", step);
         (
             ok,
             plan.wake_after_secs
                 .map(|s| Duration::from_secs(u64::try_from(s.max(0)).unwrap_or(0) + 1)),
         )
+    }
+
+    /// Observes the time since `started` as the step `kind` of the pass; returns now.
+    fn step(&self, kind: &str, started: Instant) -> Instant {
+        let now = Instant::now();
+        self.metrics
+            .reconcile_step_duration
+            .with_label_values(&[kind])
+            .observe((now - started).as_secs_f64());
+        now
+    }
+
+    /// The AddressPools' use, as planned; the series of pools gone are removed.
+    fn export_pools(&mut self, plan: &Plan) {
+        let (allocated, available) = (&self.metrics.pool_allocated, &self.metrics.pool_available);
+        let now: BTreeSet<String> = plan.address_pools.iter().map(|p| p.name.clone()).collect();
+        for gone in self.exported_pools.difference(&now) {
+            let _ = allocated.remove_label_values(&[gone]);
+            let _ = available.remove_label_values(&[gone]);
+        }
+        for p in &plan.address_pools {
+            allocated.with_label_values(&[&p.name]).set(p.allocated);
+            available.with_label_values(&[&p.name]).set(p.available);
+        }
+        self.exported_pools = now;
     }
 
     /// Drops the Event recorders of objects no longer in the caches.
