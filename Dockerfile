@@ -12,7 +12,12 @@
 # the workspace's and that these entrypoints match the chart.
 
 # ---- build: the binaries for TARGETARCH, release profile, locked dependencies ----
-FROM --platform=$BUILDPLATFORM rust:1.91-bookworm AS build
+# The agent ships built with profile-guided optimisation (docs/proxy.md): `scripts/release`
+# trains it on the build host (the training needs network namespaces, which a build container
+# lacks) and leaves the merged profile in dist/pgo.profdata; the amd64 build here applies it, so
+# run scripts/release first, with this image's Rust (a profile is read by the LLVM version that
+# wrote it). Without the file, and for arm64, a plain release build.
+FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
 ARG TARGETARCH
 # The commit in the binaries' buoy_build_info metric (the context has no .git):
 # --build-arg BUOY_COMMIT=$(git rev-parse --short=12 HEAD). Their build.rs reads it.
@@ -32,6 +37,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && rustup target add "$triple" \
+ && if [ "$TARGETARCH" = amd64 ] && [ -f dist/pgo.profdata ]; then \
+      export RUSTFLAGS="-Cprofile-use=/src/dist/pgo.profdata"; \
+    fi \
  && cargo build --release --locked --target "$triple" -p buoy-operator -p buoy-agent -p kubectl-buoy \
  && mkdir -p /out \
  && cp target/"$triple"/release/buoy-operator target/"$triple"/release/buoy-agent target/"$triple"/release/kubectl-buoy /out/
