@@ -76,14 +76,18 @@ answer.",
         reading: "wrk in a client namespace keeps a fixed number of connections busy against each \
 proxy in turn for the window in the title, in rounds (each proxy's figures are its medians over \
 the rounds, the order rotating from round to round); every proxy runs one worker thread in the same \
-namespace and forwards to the same backend (nginx serving a small file), and client, proxies and \
-backend share the machine's cores. `× direct` is the throughput relative to wrk talking to the \
+namespace and forwards to the same backends, and client, proxies and backends share the machine's \
+cores. The first table is one backend serving a small file; the second has four shapes, one \
+backend or the seed's two (round robin, with the seed's `proxy_next_upstream` in every proxy), each \
+backend (nginx, two workers) serving a small file or answering `return 200`, with every figure \
+relative to nginx's in the same shape; `Buoy PGO` is the profile-guided build that ships \
+(`scripts/release`), when `dist/` has one, measured in the same rounds. `× direct` is the throughput relative to wrk talking to the \
 backend without a proxy (the ceiling of this setup), `× nginx` relative to nginx with the \
 reference configuration (upstream keep-alive); p50 and p99 are wrk's latency percentiles, `p99 × \
 nginx` their ratio; proxy RSS is the proxy's resident memory after its run; CPU/request is the \
 proxy's user and system CPU time divided by the requests it served, the column least disturbed by \
-whatever else runs on the machine. The second table is the same load through Buoy's TCP listener \
-and HAProxy `mode tcp`. The third is HTTP/2 from clients: h2load (8 connections, 8 streams each: 64 requests in flight, as above, \
+whatever else runs on the machine. Then the same load through Buoy's TCP listener \
+and HAProxy `mode tcp`, and HTTP/2 from clients: h2load (8 connections, 8 streams each: 64 requests in flight, as above, \
 h2c with prior knowledge) through Buoy's same listener and nginx's `listen … http2` port, both \
 proxying to the backend over HTTP/1.1; h2load reports a mean time per request, not percentiles.",
     },
