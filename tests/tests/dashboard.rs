@@ -175,7 +175,8 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// The series names a PromQL expression reads: its identifiers, less label matchers, strings,
-/// ranges, grouping label lists, numbers, functions (a name followed by `(`) and keywords.
+/// ranges, grouping label lists, numbers, Grafana's variables, functions (a name followed by
+/// `(`) and keywords.
 fn series_names(expr: &str) -> BTreeSet<String> {
     let chars: Vec<char> = expr.chars().collect();
     let mut names = BTreeSet::new();
@@ -204,6 +205,15 @@ fn series_names(expr: &str) -> BTreeSet<String> {
                 }
                 i += 1;
                 grouping = false;
+            }
+            // A Grafana variable ($__interval after `offset`, ${name}): not a series.
+            '$' => {
+                i += 1;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '{' | '}'))
+                {
+                    i += 1;
+                }
             }
             c if c.is_ascii_digit() || c == '.' => {
                 while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
@@ -235,7 +245,7 @@ fn series_names(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_series_names_of_an_expression_are_found() {
-    let expr = r#"histogram_quantile(0.99, sum by (le, listener) (rate(a_bucket{listener=~"$x", y="b_total"}[5m]))) / on (instance) group_left (job) c_total offset 5m > bool 1e3 and sum(d)"#;
+    let expr = r#"histogram_quantile(0.99, sum by (le, listener) (rate(a_bucket{listener=~"$x", y="b_total"}[5m]))) / on (instance) group_left (job) c_total offset $__interval > bool 1e3 and sum(d)"#;
     assert_eq!(
         series_names(expr),
         ["a_bucket", "c_total", "d"]
@@ -421,6 +431,97 @@ fn promtool_parses_every_expression() {
     }];
     let (ok, said) = promtool_check(&broken);
     assert!(!ok, "promtool accepts a broken expression:\n{said}");
+}
+
+/// The expression of the panel titled `title` (its first target), or of the annotation so named.
+fn expression(dashboard: &Value, title: &str) -> String {
+    panels(dashboard)
+        .iter()
+        .find(|p| p["title"] == title)
+        .map(|p| p["targets"][0]["expr"].clone())
+        .or_else(|| {
+            dashboard["annotations"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == title)
+                .map(|a| a["expr"].clone())
+        })
+        .and_then(|e| e.as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no panel or annotation {title:?}"))
+}
+
+/// The VirtualIP panels and the failover marks mean what they say: `promtool test rules` on
+/// their expressions (as Grafana sends them, at a 1-minute step) over a failover from node a to
+/// node b at minute 5.
+#[test]
+fn the_failover_marks_and_the_state_timelines_follow_the_master() {
+    let d = dashboard();
+    let vip = r#"virtualip="default/web""#;
+    let state = |node: &str, s: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(r#"buoy_vrrp_state{{instance="{node}",{vip},state="{s}"}}"#),
+            "values": values,
+        })
+    };
+    let before = "1 1 1 1 1 0 0 0";
+    let after = "0 0 0 0 0 1 1 1";
+    let never = "0 0 0 0 0 0 0 0";
+    let mut series = vec![
+        state("a", "MASTER", before),
+        state("a", "BACKUP", after),
+        state("b", "MASTER", after),
+        state("b", "BACKUP", before),
+    ];
+    for node in ["a", "b"] {
+        series.push(state(node, "FAULT", never));
+        series.push(state(node, "INIT", never));
+        series.push(serde_json::json!({
+            "series": format!(r#"buoy_vrrp_last_transition_timestamp_seconds{{instance="{node}",{vip}}}"#),
+            "values": "0 0 0 0 0 300 300 300",
+        }));
+    }
+    let sample = |labels: String, value: f64| serde_json::json!({"labels": labels, "value": value});
+    let at = |node: &str| format!(r#"{{instance="{node}",{vip}}}"#);
+    let failovers = interpolate(&expression(&d, "Failovers"));
+    let states = interpolate(&expression(&d, "VRRP state per node"));
+    let masters = interpolate(&expression(&d, "Master per VirtualIP"));
+    let case = |expr: &str, minute: u32, samples: Vec<Value>| serde_json::json!({"expr": expr, "eval_time": format!("{minute}m"), "exp_samples": samples});
+    let marked =
+        format!(r#"{{__name__="buoy_vrrp_last_transition_timestamp_seconds",instance="b",{vip}}}"#);
+    let cases = vec![
+        // One mark, on the new master, at the step of the failover only.
+        case(&failovers, 4, vec![]),
+        case(&failovers, 5, vec![sample(marked, 300.0)]),
+        case(&failovers, 6, vec![]),
+        // MASTER 3, BACKUP 2, FAULT 1, INIT 0 (the panel's value mappings).
+        case(&states, 2, vec![sample(at("a"), 3.0), sample(at("b"), 2.0)]),
+        case(&states, 6, vec![sample(at("a"), 2.0), sample(at("b"), 3.0)]),
+        case(
+            &masters,
+            2,
+            vec![sample(at("a"), 1.0), sample(at("b"), 0.0)],
+        ),
+        case(
+            &masters,
+            6,
+            vec![sample(at("a"), 0.0), sample(at("b"), 1.0)],
+        ),
+    ];
+    let tests = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": cases}],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dashboard.test.json"), tests.to_string()).unwrap();
+    let out = promtool::run(&["test", "rules", "dashboard.test.json"], dir.path(), "");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.contains("SUCCESS"), "{said}");
 }
 
 /// The series names of a text exposition (histograms' `_bucket`, `_sum` and `_count` as
