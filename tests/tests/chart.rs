@@ -708,6 +708,14 @@ fn the_grafana_dashboard_renders_only_when_enabled_with_the_checked_json() {
     // The file tests/tests/dashboard.rs checks, byte for byte.
     assert_eq!(map["data"]["buoy.json"], Value::String(file.clone()));
     assert_eq!(map["data"].as_object().unwrap().len(), 1, "{map}");
+    assert!(
+        enabled.notes.contains(
+            "dashboard is in ConfigMap buoy-dashboard (namespace\nbuoy-system, label grafana_dashboard=1)"
+        ),
+        "{}",
+        enabled.notes
+    );
+    assert!(!defaults.notes.contains("dashboard"), "{}", defaults.notes);
     // kubectl (YAML 1.1) reads the rendered object as Buoy's own reader (YAML 1.2) does.
     let doc = enabled
         .yaml
