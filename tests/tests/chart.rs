@@ -678,6 +678,87 @@ fn the_prometheus_rule_renders_only_when_enabled_with_the_tested_alerts() {
 }
 
 #[test]
+fn the_grafana_dashboard_renders_only_when_enabled_with_the_checked_json() {
+    let file = std::fs::read_to_string(chart().join("files/dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(dashboard["uid"], "buoy-overview");
+    // Off by default.
+    let defaults = render_defaults();
+    assert!(
+        !defaults
+            .of_kind("ConfigMap")
+            .iter()
+            .any(|c| c["data"].get("buoy.json").is_some()),
+        "{}",
+        defaults.yaml
+    );
+
+    // Enabled alone: in the release namespace, with the sidecar's default label.
+    let dir = scratch("dashboard");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, "grafanaDashboard:\n  enabled: true\n").unwrap();
+    let enabled = render(Some(&values), "buoy", "buoy-system", &[]);
+    let map = enabled.one("ConfigMap", "buoy-dashboard");
+    assert_eq!(map["metadata"]["namespace"], "buoy-system");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        map["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "buoy"
+    );
+    // The file tests/tests/dashboard.rs checks, byte for byte.
+    assert_eq!(map["data"]["buoy.json"], Value::String(file.clone()));
+    assert_eq!(map["data"].as_object().unwrap().len(), 1, "{map}");
+    assert!(
+        enabled.notes.contains(
+            "dashboard is in ConfigMap buoy-dashboard (namespace\nbuoy-system, label grafana_dashboard=1)"
+        ),
+        "{}",
+        enabled.notes
+    );
+    assert!(!defaults.notes.contains("dashboard"), "{}", defaults.notes);
+    // kubectl (YAML 1.1) reads the rendered object as Buoy's own reader (YAML 1.2) does.
+    let doc = enabled
+        .yaml
+        .split("\n---")
+        .find(|d| d.contains("name: buoy-dashboard"))
+        .map(|d| format!("{d}\n"))
+        .unwrap();
+    // (The stream's last document: its line break restored, which the block scalar keeps.)
+    assert_eq!(read_as_kubectl(&doc), *map);
+    let lines = validate(&doc, "dashboard");
+    assert!(
+        lines.contains(&"VALID ConfigMap/buoy-dashboard v1".to_string()),
+        "{lines:#?}"
+    );
+
+    // With every option: another namespace, the sidecar's label, extra labels and annotations.
+    let all = render_all_values();
+    let map = all.one("ConfigMap", "edge-buoy-dashboard");
+    assert_eq!(map["metadata"]["namespace"], "monitoring");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(map["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(map["metadata"]["annotations"]["grafana_folder"], "Buoy");
+    assert_eq!(map["data"]["buoy.json"], Value::String(file));
+    // Another sidecar label: the value's, quoted where YAML 1.1 would read a bool.
+    std::fs::write(
+        &values,
+        "grafanaDashboard:\n  enabled: true\n  sidecarLabel: \"on\"\n  sidecarLabelValue: \"yes\"\n",
+    )
+    .unwrap();
+    let other = render(Some(&values), "buoy", "buoy-system", &[]);
+    let map = other.one("ConfigMap", "buoy-dashboard");
+    assert_eq!(map["metadata"]["labels"]["on"], "yes");
+    assert!(map["metadata"]["labels"].get("grafana_dashboard").is_none());
+    let doc = other
+        .yaml
+        .split("\n---")
+        .find(|d| d.contains("name: buoy-dashboard"))
+        .map(|d| format!("{d}\n"))
+        .unwrap();
+    assert_eq!(read_as_kubectl(&doc), *map);
+}
+
+#[test]
 fn frr_enabled_renders_validates_and_reaches_the_agent_pods() {
     let dir = scratch("frr");
     let values = dir.path().join("values.yaml");
@@ -1947,7 +2028,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
     let all = render(Some(&all_values()), "edge", "buoy-ci", &[]);
     let file = dir.path().join("all-values.yaml");
     let mut text = String::new();
-    for ns in ["buoy-ci", "buoy-leases", "lb", "shop"] {
+    for ns in ["buoy-ci", "buoy-leases", "lb", "shop", "monitoring"] {
         text.push_str(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"
         ));
@@ -1962,6 +2043,7 @@ fn rendered_manifests_apply_to_the_api_test_server() {
         "virtualip.buoy.io/web created",
         "upstreampool.buoy.io/web created",
         "addresspool.buoy.io/lan created",
+        "configmap/edge-buoy-dashboard created",
     ] {
         assert!(out.contains(created), "{created} missing in:\n{out}");
     }

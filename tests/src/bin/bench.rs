@@ -361,7 +361,8 @@ fn figures(name: &str, blocks: &[Block], stdout: &str) -> String {
                     "In the seed's shape with `return 200` backends, Buoy served {x} × nginx's requests/s with {cpu} × its CPU per request and {p99} × its p99."
                 ));
             }
-            if let (Some(x), Some(cpu)) = (s("Buoy PGO", "× nginx"), s("Buoy PGO", "CPU × nginx")) {
+            if let (Some(x), Some(cpu)) = (s("Buoy PGO", "× nginx"), s("Buoy PGO", "CPU × nginx"))
+            {
                 out.push(format!(
                     "The profile-guided build (`scripts/release`) in the same shape: {x} × nginx's requests/s, {cpu} × its CPU per request."
                 ));
@@ -764,10 +765,7 @@ fn main() -> Result<()> {
         let pgo = root.join("dist/amd64/buoy-agent");
         if b.name == "proxy" && pgo.exists() {
             // The profile-guided build that ships (scripts/release), measured in the same rounds.
-            extra.extend([
-                "--compare".into(),
-                format!("Buoy PGO={}", pgo.display()),
-            ]);
+            extra.extend(["--compare".into(), format!("Buoy PGO={}", pgo.display())]);
             shown_extra.extend([
                 "--compare".into(),
                 // cargo runs a bench in its package's directory.
