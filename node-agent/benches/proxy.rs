@@ -26,8 +26,9 @@ use support::{lab_with_backend, median, spawn_buoy, spawn_haproxy, wait_port, wr
 mod support;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_buoy-agent");
-/// How much higher the ports of each `--compare` agent are than the last's.
-const OTHER: u16 = 1000;
+/// How much higher the ports of each `--compare` agent are than the last's: its HTTP listeners
+/// (8080–8380 + this) and its TCP one (9080 + this) clear of every other proxy's ports.
+const OTHER: u16 = 2000;
 
 struct Result {
     name: &'static str,
@@ -227,7 +228,7 @@ fn main() {
     let haproxy = spawn_haproxy(&mut lab, &haproxy_config());
     let buoy = spawn_buoy(&mut lab, AGENT, &buoy_objects(0), "buoy.yaml");
     // Other builds of the agent measured in the same run (`--compare "LABEL=PATH,…"`: the
-    // profile-guided build, the one before a change), each on ports 1000 higher than the last.
+    // profile-guided build, the one before a change), each on ports 2000 higher than the last.
     let compare = buoy_tests::bench_flag("--compare", String::new());
     let others: Vec<(&'static str, usize, u16)> = compare
         .split(',')
