@@ -1576,25 +1576,34 @@ async fn bgp_virtualips_use_no_router_id_and_peers_sum_up_their_sessions() {
     );
 
     // Before any agent reports: no session.
-    let wait_peer = |established: i32, status: &'static str, reason: &'static str| {
-        let peers = peers.clone();
-        async move {
-            eventually(
-                &format!("tor1: {established} established, {status} ({reason})"),
-                || async {
-                    let st = peers.get("tor1").await.ok()?.status?;
-                    let cond = st.conditions.iter().find(|c| c.type_ == "Established")?;
-                    (st.established == established
-                        && cond.status == status
-                        && cond.reason == reason)
-                        .then(|| (st.clone(), cond.message.clone()))
-                },
-            )
-            .await
-        }
-    };
-    let (_, message) = wait_peer(0, "False", "NoSession").await;
-    assert_eq!(message, "no node reports a session with this peer");
+    // Until the condition says `message` too: each agent's report is a patch of its own, and
+    // the operator may sum up the first before the second arrives.
+    let wait_peer =
+        |established: i32, status: &'static str, reason: &'static str, message: &'static str| {
+            let peers = peers.clone();
+            async move {
+                eventually(
+                    &format!("tor1: {established} established, {status} ({reason}): {message}"),
+                    || async {
+                        let st = peers.get("tor1").await.ok()?.status?;
+                        let cond = st.conditions.iter().find(|c| c.type_ == "Established")?;
+                        (st.established == established
+                            && cond.status == status
+                            && cond.reason == reason
+                            && cond.message == message)
+                            .then(|| st.clone())
+                    },
+                )
+                .await
+            }
+        };
+    wait_peer(
+        0,
+        "False",
+        "NoSession",
+        "no node reports a session with this peer",
+    )
+    .await;
     let report = |node: &'static str, entry: Option<Value>| {
         let peers = peers.clone();
         async move {
@@ -1624,11 +1633,13 @@ async fn bgp_virtualips_use_no_router_id_and_peers_sum_up_their_sessions() {
                     "reason": "Notification received: Bad Peer AS"})),
     )
     .await;
-    let (st, message) = wait_peer(1, "True", "SessionsUp").await;
-    assert_eq!(
-        message,
-        "1 of 2 node(s) established; not established: n2 (Active: Notification received: Bad Peer AS)"
-    );
+    let st = wait_peer(
+        1,
+        "True",
+        "SessionsUp",
+        "1 of 2 node(s) established; not established: n2 (Active: Notification received: Bad Peer AS)",
+    )
+    .await;
     assert_eq!(
         st.nodes.len(),
         2,
@@ -1641,11 +1652,13 @@ async fn bgp_virtualips_use_no_router_id_and_peers_sum_up_their_sessions() {
     )
     .await;
     report("n2", None).await;
-    let (st, message) = wait_peer(0, "False", "NoSession").await;
-    assert_eq!(
-        message,
-        "no session established: n1 (Idle: Hold Timer Expired)"
-    );
+    let st = wait_peer(
+        0,
+        "False",
+        "NoSession",
+        "no session established: n1 (Idle: Hold Timer Expired)",
+    )
+    .await;
     assert_eq!(
         st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
         ["n1"]
