@@ -1,6 +1,6 @@
-//! Records the commit the binary is built from, for the `buoy_build_info` metric: `BUOY_COMMIT`
-//! when set (image builds, whose context has no `.git`), else `git rev-parse`, else "unknown"
-//! (a build from a source tarball).
+//! The build script of buoy-agent and buoy-operator (their `package.build`): records the commit
+//! the binary is built from, for the `buoy_build_info` metric: `BUOY_COMMIT` when set (image
+//! builds, whose context has no `.git`), else `git rev-parse`, else "unknown" (a source tarball).
 
 use std::process::Command;
 
