@@ -16,11 +16,13 @@
 # trains it on the build host (the training needs network namespaces, which a build container
 # lacks) and leaves the merged profile in dist/pgo.profdata; the amd64 build here applies it, so
 # run scripts/release first, with this image's Rust (a profile is read by the LLVM version that
-# wrote it). Without the file, and for arm64, a plain release build.
+# wrote it). The agent is built as scripts/release builds it (its `pgo` profile, the agent alone,
+# so that the features are the same): symbols must match the profile's (Cargo.toml). Without the
+# file, and for arm64, a plain release build.
 FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
 ARG TARGETARCH
 # The commit in the binaries' buoy_build_info metric (the context has no .git):
-# --build-arg BUOY_COMMIT=$(git rev-parse --short=12 HEAD). Their build.rs reads it.
+# --build-arg BUOY_COMMIT=$(git rev-parse --short=12 HEAD). Their build script (build-commit.rs) reads it.
 ARG BUOY_COMMIT=unknown
 # Debian's cross toolchain for arm64 (the linker named in .cargo/config.toml).
 RUN apt-get update \
@@ -37,12 +39,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && rustup target add "$triple" \
- && if [ "$TARGETARCH" = amd64 ] && [ -f dist/pgo.profdata ]; then \
-      export RUSTFLAGS="-Cprofile-use=/src/dist/pgo.profdata"; \
+ && cargo build --release --locked --target "$triple" -p buoy-operator -p kubectl-buoy \
+ && agent=release \
+ && if [ "$TARGETARCH" = amd64 ] && [ -f dist/pgo.profdata ]; then agent=pgo; fi \
+ && if [ "$agent" = pgo ]; then \
+      RUSTFLAGS="-Cprofile-use=/src/dist/pgo.profdata" \
+        cargo build --profile pgo --locked --target "$triple" -p buoy-agent --bin buoy-agent; \
+    else \
+      cargo build --release --locked --target "$triple" -p buoy-agent --bin buoy-agent; \
     fi \
- && cargo build --release --locked --target "$triple" -p buoy-operator -p buoy-agent -p kubectl-buoy \
  && mkdir -p /out \
- && cp target/"$triple"/release/buoy-operator target/"$triple"/release/buoy-agent target/"$triple"/release/kubectl-buoy /out/
+ && cp target/"$triple"/release/buoy-operator target/"$triple"/"$agent"/buoy-agent target/"$triple"/release/kubectl-buoy /out/
 
 # ---- operator: non-root, nothing but the binary on a glibc base ----
 FROM gcr.io/distroless/cc-debian12:nonroot AS operator

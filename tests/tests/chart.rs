@@ -1728,19 +1728,26 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
         have >= want,
         "rust image {have:?} older than rust-version {want:?}"
     );
-    // Every package the build names exists, and every binary copied out is one it builds.
-    let cargo_build = &text[text
-        .find("cargo build")
-        .expect("the build runs cargo build")..];
-    let cargo_build = cargo_build.split("&&").next().unwrap();
-    assert!(cargo_build.contains("--release") && cargo_build.contains("--locked"));
-    let built: Vec<&str> = cargo_build
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "-p")
-        .map(|w| w[1])
-        .collect();
+    // Every package a build names exists, and every binary copied out is one they build: the
+    // operator and the plugin in the release profile, the agent in it or, with a profile to
+    // apply, in scripts/release's `pgo` profile (alone, as that script builds it).
+    let mut built: Vec<&str> = Vec::new();
+    for (k, _) in text.match_indices("cargo build") {
+        let cmd = text[k..].split(['&', ';']).next().unwrap();
+        assert!(cmd.contains("--locked"), "{cmd}");
+        assert!(
+            cmd.contains("--release") || cmd.contains("--profile pgo "),
+            "{cmd}"
+        );
+        built.extend(
+            cmd.split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .filter(|w| w[0] == "-p")
+                .map(|w| w[1]),
+        );
+    }
+    assert!(text.contains("-Cprofile-use=/src/dist/pgo.profdata"));
     assert!(!built.is_empty());
     for p in &built {
         assert!(
@@ -1764,7 +1771,8 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
                 "{bin} of {package} is not built"
             );
             assert!(
-                text.contains(&format!("/release/{bin}")),
+                text.contains(&format!("/release/{bin}"))
+                    || (bin == "buoy-agent" && text.contains("/\"$agent\"/buoy-agent")),
                 "{bin} is copied from the release build"
             );
             assert_eq!(Path::new(to).file_name().unwrap(), bin);
@@ -1839,6 +1847,33 @@ fn dockerfile_builds_workspace_binaries_with_the_charts_entrypoints() {
     for p in ["target/", ".git/"] {
         assert!(ignore.lines().any(|l| l.trim() == p), "{p}");
     }
+}
+
+/// The table `[name]` of a TOML text: its lines up to the next table, without comments and blank
+/// lines.
+fn toml_table<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("[{name}]");
+    text.lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_optimised_agent_is_built_with_the_instrumented_builds_settings() {
+    // LLVM finds a function's profile by its symbol, and cargo hashes every profile setting into
+    // the symbols: a `pgo` profile that set anything of its own (debug info, say) would leave
+    // the training's profile unused, silently (scripts/release checks the names after a build;
+    // this catches it before one).
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert_eq!(
+        toml_table(&text, "profile.pgo"),
+        ["inherits = \"pgo-generate\""]
+    );
+    assert!(toml_table(&text, "profile.pgo-generate").contains(&"inherits = \"release\""));
 }
 
 fn load_toml_rust_version() -> String {
