@@ -163,6 +163,9 @@ pub(crate) struct Pool {
     /// By backend: its connections' key and, with TLS, the name its certificate is verified
     /// for.
     targets: Vec<(Key, String)>,
+    /// By backend: the Host field sent to it when the client's is not kept (its address), made
+    /// once rather than formatted for every request.
+    hosts: Vec<http::HeaderValue>,
     /// By backend: the counter of requests sent to it (`buoy_proxy_backend_requests_total`;
     /// empty: not counted).
     requests: Vec<prometheus::IntCounter>,
@@ -282,9 +285,18 @@ impl Pool {
                 )
             })
             .collect();
+        let hosts = config
+            .backends
+            .iter()
+            .map(|b| {
+                http::HeaderValue::from_maybe_shared(bytes::Bytes::from(b.addr.to_string()))
+                    .unwrap_or_else(|_| http::HeaderValue::from_static(""))
+            })
+            .collect();
         Pool {
             tls,
             targets,
+            hosts,
             requests: Vec::new(),
             ring: HashRing::new(&ids, &weights),
             state: Mutex::new(State {
@@ -425,6 +437,11 @@ impl Pool {
     /// The key of backend `i`'s connections (see [`Key`]).
     pub(crate) fn key(&self, i: usize) -> Option<Key> {
         self.targets.get(i).map(|(k, _)| *k)
+    }
+
+    /// The Host field for backend `i` when the client's is not kept: its address.
+    pub(crate) fn host(&self, i: usize) -> Option<&http::HeaderValue> {
+        self.hosts.get(i)
     }
 
     /// How a new connection to backend `i` does TLS, if the pool's backends speak it.

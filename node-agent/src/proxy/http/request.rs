@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, header};
 use pingora_core::protocols::{Stream, http::v1::client::HttpSession as UpstreamSession};
 use pingora_error::{Error, ErrorType, RetryType};
 use pingora_http::RequestHeader;
+use smallvec::SmallVec;
 use tokio::time::Sleep;
 use tracing::debug;
 
@@ -139,8 +140,9 @@ struct Attempts<'a> {
     key: Option<Vec<u8>>,
     method: Method,
     body: Body,
-    /// Backends tried, in order.
-    tried: Vec<usize>,
+    /// Backends tried, in order (inline: most requests try one, and a heap vector was an
+    /// allocation per request).
+    tried: SmallVec<[usize; 4]>,
     retries: u32,
     /// A reused connection that failed before any answer was closed by the backend meanwhile:
     /// the same backend again on a fresh connection, not an attempt.
@@ -169,15 +171,16 @@ impl Attempts<'_> {
             )
     }
 
-    /// The request header for an attempt on `addr`; `None` if the client's cannot be sent.
-    fn request_for(&mut self, original: &RequestHeader, addr: SocketAddr) -> Option<RequestHeader> {
+    /// The request header for an attempt on backend `i`; `None` if the client's cannot be sent.
+    fn request_for(&mut self, original: &RequestHeader, i: usize) -> Option<RequestHeader> {
         let req = match self.first_req.take() {
             Some(r) => Ok(r),
             None => upstream_request(original, self.pool, self.peer, self.has_body),
         };
         let mut req = req.ok()?;
         if !self.pool.config.headers.preserve_host {
-            let _ = req.insert_header(header::HOST, addr.to_string());
+            let host = self.pool.host(i)?.clone();
+            let _ = req.insert_header(header::HOST, host);
         }
         Some(req)
     }
@@ -238,7 +241,7 @@ impl HttpProxy {
                 done: !has_body,
                 ..Body::default()
             },
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             retries: 0,
             fresh: false,
             started,
@@ -376,7 +379,7 @@ impl HttpProxy {
         a.fresh = false;
         // Timeouts are `within`'s, not pingora's (which reads the clock for every call).
         let mut up = UpstreamSession::new(stream);
-        let Some(req) = a.request_for(session.req_header(), addr) else {
+        let Some(req) = a.request_for(session.req_header(), i) else {
             return Step::Done(refused(
                 respond(session, 400, "bad request").await,
                 a.retries,
