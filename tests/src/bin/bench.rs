@@ -32,6 +32,10 @@ struct Args {
     /// The report to write; the timeline plot goes to `benchmarks/` beside it.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
+    /// More builds of the agent in the proxy benchmark's rounds, beside the profile-guided one
+    /// from `dist/` (`LABEL=PATH`, repeatable): the build from before a change, say.
+    #[arg(long = "proxy-compare")]
+    proxy_compare: Vec<String>,
 }
 
 struct Bench {
@@ -763,14 +767,21 @@ fn main() -> Result<()> {
             shown_extra.extend(["--timeline".into(), format!("$PWD/{}", rel.display())]);
         }
         let pgo = root.join("dist/amd64/buoy-agent");
-        if b.name == "proxy" && pgo.exists() {
-            // The profile-guided build that ships (scripts/release), measured in the same rounds.
-            extra.extend(["--compare".into(), format!("Buoy PGO={}", pgo.display())]);
-            shown_extra.extend([
-                "--compare".into(),
+        if b.name == "proxy" {
+            // The profile-guided build that ships (scripts/release), and any others asked for,
+            // measured in the same rounds.
+            let (mut given, mut shown_given) = (Vec::new(), Vec::new());
+            if pgo.exists() {
+                given.push(format!("Buoy PGO={}", pgo.display()));
                 // cargo runs a bench in its package's directory.
-                "Buoy PGO=../dist/amd64/buoy-agent".into(),
-            ]);
+                shown_given.push("Buoy PGO=../dist/amd64/buoy-agent".to_string());
+            }
+            given.extend(args.proxy_compare.iter().cloned());
+            shown_given.extend(args.proxy_compare.iter().cloned());
+            if !given.is_empty() {
+                extra.extend(["--compare".into(), given.join(",")]);
+                shown_extra.extend(["--compare".into(), shown_given.join(",")]);
+            }
         }
         let env: &[(&str, &str)] = if args.quick { b.quick_env } else { &[] };
         let mut cargo_args: Vec<String> = ["bench", "-p", b.package, "--bench", b.name]
